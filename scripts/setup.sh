@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs everything Flick needs on a Debian 12 host, idempotently: Debian
+# packages, npm dependencies, the compiled TypeScript, the guest kernel and init.
+# A second run on a set-up machine takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: Flick manages taps, namespaces and microVMs and needs root: run as root (sudo bash scripts/setup.sh)" >&2
+  exit 77
+fi
+
+# Debian packages. Keep this list the one place that names them.
+PACKAGES=(
+  qemu-system-x86            # the VMM: microvm machine, QMP
+  linux-source-6.1 bc flex bison libelf-dev libssl-dev xz-utils make gcc libc6-dev  # guest kernel build
+  musl-tools                 # static guest init
+  cpio                       # initramfs
+  buildah skopeo podman fuse-overlayfs uidmap  # daemonless builds and real OCI peers
+  debootstrap                # local base images (no Docker Hub here)
+  erofs-utils squashfs-tools # read-only root filesystems
+  iproute2 iptables          # taps, namespaces, isolation
+  wrk                        # proxy benchmark
+  curl ca-certificates
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm dependencies: only when package-lock.json changed since the last install.
+stamp=node_modules/.flick-lock-hash
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: installing npm dependencies"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$want" >"$stamp"
+fi
+
+echo "setup: compiling TypeScript"
+npx tsc -p tsconfig.json
+
+# Guest kernel and init: cached by hash under /var/cache/flick; instant when cached.
+node bin/flick guest build

@@ -1,0 +1,32 @@
+// The flick CLI: parses argv with commander and hands each verb to its file in
+// commands/. Errors become exit codes here and nowhere else.
+import { Command, CommanderError } from 'commander';
+import { describeError, isFlickError } from '../errors.js';
+import { EXIT_SOFTWARE, EXIT_USAGE, exitCodeFor } from './exit-codes.js';
+import { register as registerGuest } from './commands/guest.js';
+
+export function buildProgram(): Command {
+  const program = new Command('flick')
+    .description('Run apps from ordinary Dockerfiles as microVMs that start in milliseconds and cost nothing while idle.')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  // One line per verb; each verb's file owns its options and output.
+  registerGuest(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version exit 0; usage errors were already printed by commander.
+      process.exitCode = err.exitCode === 0 ? 0 : EXIT_USAGE;
+      return;
+    }
+    process.stderr.write(`flick: ${describeError(err)}\n`);
+    if (!isFlickError(err) && process.env.FLICK_DEBUG) process.stderr.write(`${(err as Error).stack ?? ''}\n`);
+    process.exitCode = isFlickError(err) ? exitCodeFor(err) : EXIT_SOFTWARE;
+  }
+}

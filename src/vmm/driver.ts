@@ -1,0 +1,136 @@
+// The VMM seam. The controller speaks only this interface; `qemu/` implements
+// it with QEMU's `microvm` machine over QMP. A driver that cannot do an
+// operation rejects with VmmError code 'UNSUPPORTED', never a bare throw.
+import { FlickError } from '../errors.js';
+
+export type Accelerator = 'kvm' | 'tcg';
+
+export type VmmErrorCode =
+  | 'KERNEL_MISSING' // the kernel file does not exist or is not readable
+  | 'DISK_MISSING' // the root filesystem (or initrd) does not exist
+  | 'BOOT_FAILED' // the VMM process failed to start or died while booting
+  | 'NOT_READY' // the guest did not accept a connection on its port in time
+  | 'QMP_ERROR' // QEMU answered a command with an error
+  | 'QMP_CLOSED' // the QMP connection closed (QEMU died) while a command was pending
+  | 'VM_EXITED' // the operation needs a live VMM process and there is none
+  | 'INVALID_STATE' // e.g. snapshot of a running VM, resume of a running VM
+  | 'SNAPSHOT_FAILED'
+  | 'RESTORE_FAILED'
+  | 'CLOCK_FAILED' // the guest did not acknowledge the clock over its control port
+  | 'TIMEOUT'
+  | 'UNSUPPORTED';
+
+export class VmmError extends FlickError<VmmErrorCode> {}
+
+/** What the guest's init runs (see guest/init/init.c and src/guest/config.ts). */
+export interface GuestConfig {
+  /** argv[0] is the program; an absolute path or a name looked up in PATH from env. */
+  argv: string[];
+  /** "KEY=VALUE" strings, in order. */
+  env: string[];
+  cwd: string;
+  uid: number;
+  gid: number;
+  hostname: string;
+}
+
+/** How the guest's one NIC is wired. Prepared by src/network before boot. */
+export interface NetworkAttachment {
+  /** Network namespace that holds the tap; QEMU runs inside it. Undefined = the host's. */
+  netns?: string;
+  /** Tap device name inside that namespace. */
+  tap: string;
+  /** The guest NIC's MAC (fixed per template: the guest's ARP cache remembers its peer). */
+  guestMac: string;
+  /** Guest address, gateway and prefix for the kernel's `ip=` parameter. */
+  guestIp: string;
+  gatewayIp: string;
+  prefixLength: number;
+  /** The address the host dials to reach the guest's ports (DNAT'd to guestIp). */
+  hostReachableIp: string;
+}
+
+export interface VmConfig {
+  /** Unique on the host; [a-z0-9-], at most 40 characters. */
+  id: string;
+  /** A folder the VM owns: QMP and control sockets, console log, memory file, config disk. */
+  runDir: string;
+  /** PVH-bootable vmlinux. */
+  kernel: string;
+  /** initramfs (newc cpio) holding Flick's /init. */
+  initrd: string;
+  /** Read-only root filesystem image (erofs or squashfs), attached as the first virtio-blk disk. */
+  rootfs: string;
+  memoryMb: number;
+  vcpus: number;
+  guest: GuestConfig;
+  network?: NetworkAttachment;
+  /** 'auto' (default) probes: KVM only where a probe guest boots under it, else TCG. */
+  accel?: Accelerator | 'auto';
+  /** Extra kernel command-line words (e.g. 'loglevel=7' for debugging). */
+  extraKernelArgs?: string[];
+}
+
+/** A saved VM: device state plus the guest RAM file it was taken against. */
+export interface Snapshot {
+  /** Folder holding `state` (device state, tens of KiB) and `snapshot.json`. */
+  dir: string;
+  stateFile: string;
+  /** The guest RAM file the state belongs to (x-ignore-shared: RAM is not in the state stream). */
+  memoryFile: string;
+  memoryMb: number;
+  vcpus: number;
+  createdAt: string;
+}
+
+/** How a VM ended. */
+export interface VmExit {
+  /** The app's exit code, as reported by the guest init; undefined if the guest never said. */
+  guestExitCode?: number;
+  /** The QEMU process's own exit code or signal. */
+  processCode: number | null;
+  processSignal: NodeJS.Signals | null;
+}
+
+export interface RestoreOptions {
+  /**
+   * 'own': the snapshot's memory file becomes this VM's RAM (MAP_SHARED); the
+   * VM continues exactly where it was saved (stateful wake).
+   * 'clone': the memory file is a template mapped MAP_PRIVATE (share=off);
+   * many VMs can restore from one file at once and none writes to it.
+   */
+  mode: 'own' | 'clone';
+  signal?: AbortSignal;
+}
+
+/** A live VMM process and the guest in it. Owned by whoever booted, restored or adopted it. */
+export interface MicroVm {
+  readonly id: string;
+  readonly pid: number;
+  readonly accel: Accelerator;
+  readonly config: VmConfig;
+  /** Settles once the VMM process is gone and its files are cleaned up. Never rejects. */
+  readonly exited: Promise<VmExit>;
+  /** Resolves when the guest accepts a TCP connection on `port` (through network.hostReachableIp). */
+  waitForPort(port: number, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<void>;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  /** Precondition: paused. Writes device state into `dir`; RAM stays in the memory file. */
+  createSnapshot(dir: string): Promise<Snapshot>;
+  /** Sets the guest's wall clock to the host's (needed after every restore or long pause). */
+  syncClock(): Promise<void>;
+  /** Asks the guest to power off, then kills the process after `timeoutMs`. */
+  stop(opts?: { timeoutMs?: number }): Promise<VmExit>;
+  /** SIGKILL, then cleanup. Safe to call twice and after exit. */
+  kill(): Promise<VmExit>;
+}
+
+export interface VmmDriver {
+  readonly name: string;
+  /** The accelerator this driver will use for `accel: 'auto'`, after probing once. */
+  accelerator(): Promise<Accelerator>;
+  boot(config: VmConfig, opts?: { signal?: AbortSignal }): Promise<MicroVm>;
+  restore(config: VmConfig, snapshot: Snapshot, opts: RestoreOptions): Promise<MicroVm>;
+  /** Takes ownership of a VMM process left running by a previous flickd (same runDir), or rejects with VM_EXITED. */
+  adopt(config: VmConfig, pid: number): Promise<MicroVm>;
+}
