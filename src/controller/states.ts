@@ -1,0 +1,59 @@
+// The instance state machine: a closed union of states and the one table that
+// says which moves are legal. Every state change in the controller goes through
+// `assertTransition`, so an illegal move fails with a named code, never silently.
+import { FlickError } from '../errors.js';
+
+export const INSTANCE_STATES = ['starting', 'running', 'draining', 'standby', 'stopping', 'stopped', 'failed'] as const;
+export type InstanceState = (typeof INSTANCE_STATES)[number];
+
+export type ControllerErrorCode =
+  | 'ILLEGAL_TRANSITION' // e.g. stop of a stopped instance
+  | 'INSTANCE_NOT_FOUND'
+  | 'NAME_TAKEN'
+  | 'INVALID_SPEC' // a create request the controller cannot run (bad port, no command)
+  | 'NO_ADDRESS' // the host ran out of instance addresses
+  | 'START_FAILED' // boot or readiness failed
+  | 'WAKE_FAILED'
+  | 'WAIT_TIMEOUT';
+
+export class ControllerError extends FlickError<ControllerErrorCode> {}
+
+/**
+ * Legal moves. `standby → starting` is a wake; `failed`/`stopped → starting`
+ * is a (re)start; `draining → running` is a request that arrived while the
+ * instance was on its way to standby. Any state may fail.
+ */
+const TRANSITIONS: Readonly<Record<InstanceState, readonly InstanceState[]>> = {
+  starting: ['running', 'stopping', 'failed'],
+  running: ['draining', 'stopping', 'failed'],
+  draining: ['standby', 'running', 'stopping', 'failed'],
+  standby: ['starting', 'stopping', 'failed'],
+  stopping: ['stopped', 'failed'],
+  stopped: ['starting', 'failed'],
+  failed: ['starting', 'stopping', 'failed'],
+};
+
+export function canTransition(from: InstanceState, to: InstanceState): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+/** Throws ILLEGAL_TRANSITION (a user error: the request does not fit the instance's state). */
+export function assertTransition(name: string, from: InstanceState, to: InstanceState, verb = `move to ${to}`): void {
+  if (canTransition(from, to)) return;
+  throw new ControllerError('ILLEGAL_TRANSITION', `cannot ${verb} instance "${name}": it is ${from}${hintFor(from, to)}`, {
+    kind: 'user',
+    details: { from, to },
+  });
+}
+
+function hintFor(from: InstanceState, to: InstanceState): string {
+  if (to === 'stopping' && from === 'stopped') return '';
+  if (to === 'starting' && (from === 'running' || from === 'starting')) return '';
+  if (from === 'stopping' || from === 'starting') return `; wait until it settles ('flick get') and try again`;
+  return '';
+}
+
+/** States in which a VMM process may exist for the instance. */
+export function hasProcess(state: InstanceState): boolean {
+  return state === 'starting' || state === 'running' || state === 'draining' || state === 'stopping';
+}

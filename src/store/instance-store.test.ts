@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import Database from 'better-sqlite3';
+import { InstanceStore } from './instance-store.js';
+import { INSTANCE_RECORD_VERSION, type InstanceRecord } from './instance-record.js';
+import { MIGRATIONS, migrate } from './migrations.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-store-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function record(id: string, name = id): InstanceRecord {
+  const now = new Date().toISOString();
+  return {
+    version: INSTANCE_RECORD_VERSION,
+    id,
+    name,
+    image: { ref: 'hello:latest', digest: 'sha256:00' },
+    args: [],
+    env: {},
+    memoryMb: 128,
+    vcpus: 1,
+    service: { tcp: [] },
+    autostart: true,
+    restartPolicy: 'never',
+    scaleToZero: { policy: 'off', cooldownTimeMs: 1000, stateful: false },
+    state: 'stopped',
+    networkIndex: null,
+    pid: null,
+    vm: null,
+    dir: `/nonexistent/${id}`,
+    snapshots: {},
+    counters: { boots: 0, wakes: 0, restarts: 0 },
+    lastExitCode: null,
+    createdAt: now,
+    updatedAt: now,
+    startedAt: null,
+    stoppedAt: null,
+  };
+}
+
+test('records survive closing and reopening the database', () => {
+  const file = path.join(tmp, 'persist', 'state.db');
+  const a = InstanceStore.open(file);
+  a.insert(record('i-1', 'web'));
+  a.update('i-1', { state: 'running', pid: 42 });
+  a.close();
+  a.close(); // twice is fine
+  const b = InstanceStore.open(file);
+  const got = b.getByName('web');
+  assert.equal(got?.state, 'running');
+  assert.equal(got?.pid, 42);
+  assert.deepEqual(b.list().map((r) => r.id), ['i-1']);
+  b.close();
+});
+
+test('a duplicate name is refused with NAME_TAKEN and says what to do', () => {
+  const s = InstanceStore.open(':memory:');
+  s.insert(record('i-1', 'web'));
+  assert.throws(() => s.insert(record('i-2', 'web')), (err: any) => err.code === 'NAME_TAKEN' && err.kind === 'user' && /flick rm web/.test(err.message));
+  assert.equal(s.list().length, 1);
+  s.close();
+});
+
+test('address allocation hands out the lowest free index, keeps it, and reuses released ones', () => {
+  const s = InstanceStore.open(':memory:', { addressPoolSize: 3 });
+  for (const id of ['a', 'b', 'c', 'd']) s.insert(record(id));
+  assert.equal(s.allocateAddress('a'), 0);
+  assert.equal(s.allocateAddress('b'), 1);
+  assert.equal(s.allocateAddress('a'), 0, 'an instance keeps its index');
+  assert.equal(s.allocateAddress('c'), 2);
+  assert.throws(() => s.allocateAddress('d'), (err: any) => err.code === 'NO_ADDRESS');
+  s.releaseAddress('b');
+  assert.equal(s.allocateAddress('d'), 1);
+  s.delete('a');
+  s.insert(record('e'));
+  assert.equal(s.allocateAddress('e'), 0);
+  s.close();
+});
+
+test('update of an unknown id fails with NOT_FOUND; delete reports whether it removed', () => {
+  const s = InstanceStore.open(':memory:');
+  assert.throws(() => s.update('nope', { state: 'running' }), (err: any) => err.code === 'NOT_FOUND');
+  s.insert(record('x'));
+  assert.equal(s.delete('x'), true);
+  assert.equal(s.delete('x'), false);
+  s.close();
+});
+
+test('migrations run once, in order, and a newer schema is refused', () => {
+  const db = new Database(':memory:');
+  const applied: string[] = [];
+  const ms = [
+    { name: 'one', up: () => applied.push('one') },
+    { name: 'two', up: () => applied.push('two') },
+  ];
+  assert.equal(migrate(db, ms.slice(0, 1)), 1);
+  assert.equal(migrate(db, ms), 2);
+  assert.equal(migrate(db, ms), 2);
+  assert.deepEqual(applied, ['one', 'two']);
+  assert.throws(() => migrate(db, ms.slice(0, 1)), (err: any) => err.code === 'SCHEMA_TOO_NEW');
+  db.close();
+  assert.ok(MIGRATIONS.length >= 1);
+});
+
+test('the database uses WAL', () => {
+  const file = path.join(tmp, 'wal', 'state.db');
+  const s = InstanceStore.open(file);
+  s.close();
+  const db = new Database(file);
+  assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+  db.close();
+});

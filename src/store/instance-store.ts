@@ -1,0 +1,147 @@
+// The instance store: SQLite (better-sqlite3, WAL) holding one versioned JSON
+// record per instance and the host's address allocation. The controller writes
+// every state change here before it acts on it, so a flickd killed at any point
+// finds out on restart what it was doing.
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { INSTANCE_RECORD_VERSION, type InstanceRecord } from './instance-record.js';
+import { migrate } from './migrations.js';
+import { StoreError } from './store-error.js';
+
+interface Row {
+  id: string;
+  name: string;
+  state: string;
+  network_index: number | null;
+  version: number;
+  data: string;
+}
+
+export interface InstanceStoreOptions {
+  /** How many instance addresses the host has (indices 0 … size-1). */
+  addressPoolSize?: number;
+}
+
+export class InstanceStore {
+  readonly #db: Database.Database;
+  readonly #poolSize: number;
+  #closed = false;
+
+  /** Opens (creating if needed) `<dataDir>/state.db`; use ':memory:' as file for tests. */
+  static open(file: string, opts: InstanceStoreOptions = {}): InstanceStore {
+    if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
+    const db = new Database(file);
+    try {
+      db.pragma('journal_mode = WAL');
+      // FULL: a state change is on disk before the controller acts on it.
+      db.pragma('synchronous = FULL');
+      db.pragma('busy_timeout = 5000');
+      migrate(db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+    return new InstanceStore(db, opts.addressPoolSize ?? 1000);
+  }
+
+  private constructor(db: Database.Database, poolSize: number) {
+    this.#db = db;
+    this.#poolSize = poolSize;
+  }
+
+  /** Inserts a new record; NAME_TAKEN if the name is in use (checked in the same transaction). */
+  insert(record: InstanceRecord): void {
+    this.#db.transaction(() => {
+      if (this.getByName(record.name) !== undefined) {
+        throw new StoreError('NAME_TAKEN', `an instance named "${record.name}" already exists: pick another --name or remove it with 'flick rm ${record.name}'`, {
+          kind: 'user',
+        });
+      }
+      this.#db
+        .prepare('INSERT INTO instances (id, name, state, network_index, version, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(record.id, record.name, record.state, record.networkIndex, record.version, JSON.stringify(record), record.createdAt);
+    })();
+  }
+
+  get(id: string): InstanceRecord | undefined {
+    const row = this.#db.prepare('SELECT * FROM instances WHERE id = ?').get(id) as Row | undefined;
+    return row && decode(row);
+  }
+
+  getByName(name: string): InstanceRecord | undefined {
+    const row = this.#db.prepare('SELECT * FROM instances WHERE name = ?').get(name) as Row | undefined;
+    return row && decode(row);
+  }
+
+  list(): InstanceRecord[] {
+    const rows = this.#db.prepare('SELECT * FROM instances ORDER BY created_at, id').all() as Row[];
+    return rows.map(decode);
+  }
+
+  /** Applies `patch` to the stored record and returns the new record; `updatedAt` is set here. */
+  update(id: string, patch: Partial<Omit<InstanceRecord, 'id' | 'version' | 'createdAt'>>): InstanceRecord {
+    return this.#db.transaction(() => {
+      const current = this.get(id);
+      if (current === undefined) throw new StoreError('NOT_FOUND', `instance ${id} is not in the store`);
+      const next: InstanceRecord = { ...current, ...patch, updatedAt: new Date().toISOString() };
+      this.#db
+        .prepare('UPDATE instances SET name = ?, state = ?, network_index = ?, data = ? WHERE id = ?')
+        .run(next.name, next.state, next.networkIndex, JSON.stringify(next), id);
+      return next;
+    })();
+  }
+
+  delete(id: string): boolean {
+    return this.#db.prepare('DELETE FROM instances WHERE id = ?').run(id).changes > 0;
+  }
+
+  /**
+   * Gives the instance the lowest free address index (or the one it holds) and
+   * persists it, in one transaction so two allocations never collide.
+   */
+  allocateAddress(id: string): number {
+    return this.#db.transaction(() => {
+      const current = this.get(id);
+      if (current === undefined) throw new StoreError('NOT_FOUND', `instance ${id} is not in the store`);
+      if (current.networkIndex !== null) return current.networkIndex;
+      const used = this.#db.prepare('SELECT network_index AS i FROM instances WHERE network_index IS NOT NULL ORDER BY network_index').all() as {
+        i: number;
+      }[];
+      let free = 0;
+      for (const { i } of used) {
+        if (i !== free) break;
+        free++;
+      }
+      if (free >= this.#poolSize) {
+        throw new StoreError('NO_ADDRESS', `no free instance address on this host (${this.#poolSize} in use): remove instances you no longer need with 'flick rm'`, {
+          kind: 'user',
+        });
+      }
+      this.update(id, { networkIndex: free });
+      return free;
+    })();
+  }
+
+  releaseAddress(id: string): void {
+    if (this.get(id) !== undefined) this.update(id, { networkIndex: null });
+  }
+
+  /** Safe to call twice. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#db.close();
+  }
+}
+
+function decode(row: Row): InstanceRecord {
+  if (row.version !== INSTANCE_RECORD_VERSION) {
+    throw new StoreError('CORRUPT_RECORD', `instance ${row.id} has record version ${row.version}, this flickd reads ${INSTANCE_RECORD_VERSION}: run a matching flickd`);
+  }
+  try {
+    return JSON.parse(row.data) as InstanceRecord;
+  } catch (cause) {
+    throw new StoreError('CORRUPT_RECORD', `instance ${row.id}'s record is not valid JSON: remove it or restore the data dir from a backup`, { cause });
+  }
+}
