@@ -12,6 +12,7 @@ export type VmmErrorCode =
   | 'NOT_READY' // the guest did not accept a connection on its port in time
   | 'QMP_ERROR' // QEMU answered a command with an error
   | 'QMP_CLOSED' // the QMP connection closed (QEMU died) while a command was pending
+  | 'QMP_PROTOCOL' // the monitor sent something that is not QMP (bad greeting, malformed JSON)
   | 'VM_EXITED' // the operation needs a live VMM process and there is none
   | 'INVALID_STATE' // e.g. snapshot of a running VM, resume of a running VM
   | 'SNAPSHOT_FAILED'
