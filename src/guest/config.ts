@@ -1,0 +1,136 @@
+// The config disk: how the host tells the guest init what to run. A small raw
+// disk attached beside the rootfs; the init (guest/init/init.c) finds it among
+// /dev/vd* by its magic. The format is defined here and mirrored in init.c:
+//
+//   bytes 0..7    "FLICKCFG"
+//   bytes 8..11   format version, u32 little-endian (CONFIG_DISK_VERSION)
+//   bytes 12..15  payload length in bytes, u32 little-endian
+//   payload       records "key=value\0" (UTF-8). `argv`, `env` and `nameserver`
+//                 repeat, in order; `cwd`, `uid`, `gid`, `hostname`, `trace` once.
+//   padding       zero bytes up to a multiple of 512 (one sector).
+//
+// The init skips keys it does not know, so optional keys can be added without
+// a version bump; a change to the framing needs one.
+import fsp from 'node:fs/promises';
+import { FlickError } from '../errors.js';
+import type { GuestConfig } from '../vmm/driver.js';
+
+export const CONFIG_DISK_MAGIC = 'FLICKCFG';
+export const CONFIG_DISK_VERSION = 1;
+const HEADER_BYTES = 16;
+const SECTOR = 512;
+/** The init refuses larger payloads (CFG_MAX_PAYLOAD in init.c). */
+export const MAX_PAYLOAD_BYTES = 1 << 20;
+/** Entries per list (CFG_MAX_LIST in init.c). */
+export const MAX_LIST_ENTRIES = 4096;
+const MAX_NAMESERVERS = 8;
+
+export type GuestConfigErrorCode = 'INVALID_GUEST_CONFIG';
+export class GuestConfigError extends FlickError<GuestConfigErrorCode> {}
+
+/** What the config disk carries: the app's GuestConfig plus init options. */
+export interface ConfigDiskContents extends GuestConfig {
+  /** Trace mode: the init reports every file the app opens or execs (`open <path>`). */
+  trace?: boolean;
+  /** Written to /etc/resolv.conf when the image has none (else the kernel's ip= DNS, if any). */
+  nameservers?: string[];
+}
+
+function invalid(message: string): never {
+  throw new GuestConfigError('INVALID_GUEST_CONFIG', `guest config: ${message}`, { kind: 'user' });
+}
+
+function checkValue(what: string, value: string): void {
+  if (typeof value !== 'string') invalid(`${what} must be a string`);
+  if (value.includes('\0')) invalid(`${what} contains a NUL byte, which no program can receive: remove it`);
+}
+
+function checkId(what: string, id: number): void {
+  // 0xffffffff is (uid_t)-1, which setuid() treats as "no change".
+  if (!Number.isInteger(id) || id < 0 || id > 0xfffffffe) invalid(`${what} ${id} is not a valid id (0..4294967294)`);
+}
+
+/** Validates the contents and returns the payload records, in the order the init reads them. */
+export function encodeConfigPayload(config: ConfigDiskContents): Buffer {
+  if (!Array.isArray(config.argv) || config.argv.length === 0) invalid('argv is empty: the guest needs a program to run');
+  if (config.argv[0] === '') invalid('argv[0] is empty: name the program to run');
+  if (config.argv.length > MAX_LIST_ENTRIES) invalid(`argv has ${config.argv.length} entries, at most ${MAX_LIST_ENTRIES} are allowed`);
+  if (config.env.length > MAX_LIST_ENTRIES) invalid(`env has ${config.env.length} entries, at most ${MAX_LIST_ENTRIES} are allowed`);
+  const nameservers = config.nameservers ?? [];
+  if (nameservers.length > MAX_NAMESERVERS) invalid(`${nameservers.length} nameservers given, at most ${MAX_NAMESERVERS} are used`);
+  const records: string[] = [];
+  config.argv.forEach((a, i) => {
+    checkValue(`argv[${i}]`, a);
+    records.push(`argv=${a}`);
+  });
+  config.env.forEach((e, i) => {
+    checkValue(`env[${i}]`, e);
+    if (!/^[^=]+=/.test(e)) invalid(`env[${i}] "${e.slice(0, 40)}" is not KEY=VALUE`);
+    records.push(`env=${e}`);
+  });
+  for (const ns of nameservers) {
+    checkValue('nameserver', ns);
+    if (!/^[0-9a-fA-F.:]+$/.test(ns)) invalid(`nameserver "${ns}" is not an IP address`);
+    records.push(`nameserver=${ns}`);
+  }
+  checkValue('cwd', config.cwd);
+  if (!config.cwd.startsWith('/')) invalid(`cwd "${config.cwd}" is not an absolute path`);
+  records.push(`cwd=${config.cwd}`);
+  checkId('uid', config.uid);
+  checkId('gid', config.gid);
+  records.push(`uid=${config.uid}`, `gid=${config.gid}`);
+  // Linux limits the hostname to 64 bytes (HOST_NAME_MAX); RFC 1123 labels.
+  if (!/^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$/.test(config.hostname)) {
+    invalid(`hostname "${config.hostname.slice(0, 70)}" is not a valid host name (letters, digits, '-', '.', at most 64)`);
+  }
+  records.push(`hostname=${config.hostname}`);
+  if (config.trace) records.push('trace=1');
+  const payload = Buffer.from(records.map((r) => `${r}\0`).join(''), 'utf8');
+  if (payload.length > MAX_PAYLOAD_BYTES) {
+    invalid(`argv and env take ${payload.length} bytes, more than the ${MAX_PAYLOAD_BYTES} the guest accepts: shorten them`);
+  }
+  return payload;
+}
+
+/** The whole disk image: header, payload, zero padding to a sector boundary. */
+export function encodeConfigDisk(config: ConfigDiskContents): Buffer {
+  const payload = encodeConfigPayload(config);
+  const size = Math.ceil((HEADER_BYTES + payload.length) / SECTOR) * SECTOR;
+  const disk = Buffer.alloc(size);
+  disk.write(CONFIG_DISK_MAGIC, 0, 'latin1');
+  disk.writeUInt32LE(CONFIG_DISK_VERSION, 8);
+  disk.writeUInt32LE(payload.length, 12);
+  payload.copy(disk, HEADER_BYTES);
+  return disk;
+}
+
+/** Parses a disk image written by encodeConfigDisk (tests, debugging). */
+export function decodeConfigDisk(disk: Buffer): ConfigDiskContents {
+  if (disk.length < HEADER_BYTES || disk.toString('latin1', 0, 8) !== CONFIG_DISK_MAGIC) invalid('not a config disk (no FLICKCFG magic)');
+  const version = disk.readUInt32LE(8);
+  if (version !== CONFIG_DISK_VERSION) invalid(`config disk version ${version}, expected ${CONFIG_DISK_VERSION}`);
+  const length = disk.readUInt32LE(12);
+  if (length > MAX_PAYLOAD_BYTES || HEADER_BYTES + length > disk.length) invalid('config disk payload is truncated');
+  const out: ConfigDiskContents = { argv: [], env: [], cwd: '/', uid: 0, gid: 0, hostname: 'flick' };
+  const records = disk.toString('utf8', HEADER_BYTES, HEADER_BYTES + length).split('\0');
+  if (records.pop() !== '') invalid('config disk: last record is not terminated');
+  for (const r of records) {
+    const eq = r.indexOf('=');
+    const key = r.slice(0, eq);
+    const value = r.slice(eq + 1);
+    if (key === 'argv') out.argv.push(value);
+    else if (key === 'env') out.env.push(value);
+    else if (key === 'nameserver') (out.nameservers ??= []).push(value);
+    else if (key === 'cwd') out.cwd = value;
+    else if (key === 'hostname') out.hostname = value;
+    else if (key === 'uid') out.uid = Number(value);
+    else if (key === 'gid') out.gid = Number(value);
+    else if (key === 'trace') out.trace = value === '1';
+  }
+  return out;
+}
+
+/** Writes the config disk to `path` (replacing it). Throws GuestConfigError (kind 'user') on bad input. */
+export async function writeConfigDisk(path: string, config: ConfigDiskContents): Promise<void> {
+  await fsp.writeFile(path, encodeConfigDisk(config));
+}
