@@ -1,6 +1,7 @@
 // `flick guest build`: builds (or finds in the cache) the guest kernel and init.
 // Setup runs it; users rarely need to.
 import type { Command } from 'commander';
+import { buildInitrd } from '../../guest/init.js';
 import { buildKernel } from '../../guest/kernel.js';
 
 export function register(program: Command): void {
@@ -11,5 +12,7 @@ export function register(program: Command): void {
     .action(async () => {
       const k = await buildKernel({ progress: (line) => process.stderr.write(`${line}\n`) });
       process.stdout.write(`kernel ${k.vmlinux}\n`);
+      const i = await buildInitrd();
+      process.stdout.write(`initrd ${i.initrd}\n`);
     });
 }
