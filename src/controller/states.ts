@@ -21,12 +21,13 @@ export class ControllerError extends FlickError<ControllerErrorCode> {}
 /**
  * Legal moves. `standby → starting` is a wake; `failed`/`stopped → starting`
  * is a (re)start; `draining → running` is a request that arrived while the
- * instance was on its way to standby. Any state may fail.
+ * instance was on its way to standby; `running → stopped` is an app that
+ * exited by itself with code 0. Any state may fail.
  */
 const TRANSITIONS: Readonly<Record<InstanceState, readonly InstanceState[]>> = {
-  starting: ['running', 'stopping', 'failed'],
-  running: ['draining', 'stopping', 'failed'],
-  draining: ['standby', 'running', 'stopping', 'failed'],
+  starting: ['running', 'stopping', 'stopped', 'failed'],
+  running: ['draining', 'stopping', 'stopped', 'failed'],
+  draining: ['standby', 'running', 'stopping', 'stopped', 'failed'],
   standby: ['starting', 'stopping', 'failed'],
   stopping: ['stopped', 'failed'],
   stopped: ['starting', 'failed'],

@@ -1,0 +1,476 @@
+// The instance controller: a library (no HTTP, no argv) that owns every
+// instance's lifecycle. It writes each state change to the store before acting
+// on it, boots VMs through the VmmDriver seam, watches them die, applies the
+// restart policy, and on startup re-adopts what a previous flickd left running.
+// Scale to zero (wake/suspend, the proxy's Waker) lives in scale-to-zero.ts.
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { describeError } from '../errors.js';
+import { INSTANCE_RECORD_VERSION, type InstanceRecord } from '../store/instance-record.js';
+import type { InstanceStore } from '../store/instance-store.js';
+import type { MicroVm, VmConfig, VmExit, VmmDriver } from '../vmm/driver.js';
+import { ConsoleLog, type ConsoleLogOptions } from './console-log.js';
+import { InstanceEventEmitter } from './events.js';
+import type { ControllerLogger, ImageResolver, InstanceNetwork } from './seams.js';
+import {
+  DEFAULT_MEMORY_MB,
+  DEFAULT_VCPUS,
+  defaultName,
+  guestConfigFor,
+  newInstanceId,
+  readinessPort,
+  resolveScaleToZero,
+  resolveService,
+  validateName,
+  type InstanceSpec,
+} from './spec.js';
+import { ControllerError, assertTransition, hasProcess, type InstanceState } from './states.js';
+import { RestartScheduler } from './restart.js';
+import { ScaleToZero, type WakeTarget } from './scale-to-zero.js';
+
+export interface ControllerOptions {
+  store: InstanceStore;
+  driver: VmmDriver;
+  images: ImageResolver;
+  network: InstanceNetwork;
+  /** Instances live under `<dataDir>/instances/<id>/`. */
+  dataDir: string;
+  logger?: ControllerLogger;
+  /** How long a booting guest may take to accept a connection (TCG is slow: node needs ~6 s). */
+  readyTimeoutMs?: number;
+  /** How long a graceful stop waits before killing. */
+  stopTimeoutMs?: number;
+  restartBackoff?: { initialMs: number; maxMs: number };
+  consoleLog?: ConsoleLogOptions;
+  accel?: VmConfig['accel'];
+}
+
+/** A VMM process the controller owns, and whether its exit is expected (stop, suspend). */
+interface LiveVm {
+  vm: MicroVm;
+  expectExit: boolean;
+}
+
+const silent: ControllerLogger = { info() {}, warn() {} };
+
+export class Controller {
+  readonly events = new InstanceEventEmitter();
+  readonly store: InstanceStore;
+  readonly #driver: VmmDriver;
+  readonly #images: ImageResolver;
+  readonly #network: InstanceNetwork;
+  readonly #dataDir: string;
+  readonly #log: ControllerLogger;
+  readonly #readyTimeoutMs: number;
+  readonly #stopTimeoutMs: number;
+  readonly #consoleOpts: ConsoleLogOptions;
+  readonly #accel: VmConfig['accel'];
+  readonly #live = new Map<string, LiveVm>();
+  /** One queue per instance: lifecycle operations on one instance never interleave. */
+  readonly #locks = new Map<string, Promise<void>>();
+  /** Aborts an in-flight boot when the instance is stopped or removed meanwhile. */
+  readonly #booting = new Map<string, AbortController>();
+  readonly #restarts: RestartScheduler;
+  readonly #rotateTimer: NodeJS.Timeout;
+  readonly scaleToZero: ScaleToZero;
+  #disposed = false;
+
+  constructor(opts: ControllerOptions) {
+    this.store = opts.store;
+    this.#driver = opts.driver;
+    this.#images = opts.images;
+    this.#network = opts.network;
+    this.#dataDir = opts.dataDir;
+    this.#log = opts.logger ?? silent;
+    this.#readyTimeoutMs = opts.readyTimeoutMs ?? 60_000;
+    this.#stopTimeoutMs = opts.stopTimeoutMs ?? 10_000;
+    this.#consoleOpts = opts.consoleLog ?? {};
+    this.#accel = opts.accel;
+    this.#restarts = new RestartScheduler(opts.restartBackoff ?? { initialMs: 500, maxMs: 30_000 }, (id) => this.#restart(id));
+    this.#rotateTimer = setInterval(() => void this.#rotateLogs(), 5000).unref();
+    this.scaleToZero = new ScaleToZero(this.#wakeTarget());
+  }
+
+  // ---- queries ----
+
+  list(): InstanceRecord[] {
+    return this.store.list();
+  }
+
+  /** By id or by name; INSTANCE_NOT_FOUND (a user error) otherwise. */
+  get(idOrName: string): InstanceRecord {
+    const rec = this.store.get(idOrName) ?? this.store.getByName(idOrName);
+    if (rec === undefined) {
+      throw new ControllerError('INSTANCE_NOT_FOUND', `instance "${idOrName}" not found: list instances with 'flick ls'`, { kind: 'user' });
+    }
+    return rec;
+  }
+
+  /** Resolves with the record once the instance is in `state`; START_FAILED if it fails instead. */
+  wait(idOrName: string, state: InstanceState, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<InstanceRecord> {
+    const { id, name } = this.get(idOrName);
+    return new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        const rec = this.store.get(id);
+        if (rec === undefined) return finish(new ControllerError('INSTANCE_NOT_FOUND', `instance "${name}" was removed while waiting for it to be ${state}`, { kind: 'user' }));
+        if (rec.state === state) return finish(undefined, rec);
+        if (rec.state === 'failed') return finish(new ControllerError('START_FAILED', `instance "${name}" failed${rec.error ? `: ${rec.error}` : ''}: see 'flick logs ${name}'`));
+        return false;
+      };
+      const finish = (err: Error | undefined, rec?: InstanceRecord): true => {
+        offState();
+        offRemoved();
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve(rec!);
+        return true;
+      };
+      const onAbort = (): void => void finish(new ControllerError('WAIT_TIMEOUT', `stopped waiting for instance "${name}": the request was cancelled`));
+      const offState = this.events.on('state', (e) => e.id === id && check());
+      const offRemoved = this.events.on('removed', (e) => e.id === id && check());
+      const timer = setTimeout(
+        () => finish(new ControllerError('WAIT_TIMEOUT', `instance "${name}" did not become ${state} within ${opts.timeoutMs} ms: it is ${this.store.get(id)?.state ?? 'gone'}`, { kind: 'user' })),
+        opts.timeoutMs ?? 2 ** 31 - 1,
+      );
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      check();
+    });
+  }
+
+  /** The console log (oldest first); with `follow`, new output until `signal` aborts. */
+  logs(idOrName: string, opts: { follow?: boolean; signal?: AbortSignal } = {}): AsyncIterable<Buffer> {
+    const rec = this.get(idOrName);
+    return this.#consoleLog(rec).read(opts);
+  }
+
+  // ---- commands ----
+
+  /** Validates, persists (stopped), then starts unless `autostart` is false. Returns before the VM is ready. */
+  async create(spec: InstanceSpec): Promise<InstanceRecord> {
+    const name = spec.name ?? defaultName(spec.image);
+    validateName(name);
+    const image = await this.#images.resolve(spec.image);
+    const id = newInstanceId();
+    const now = new Date().toISOString();
+    const record: InstanceRecord = {
+      version: INSTANCE_RECORD_VERSION,
+      id,
+      name,
+      image: { ref: spec.image, digest: image.digest },
+      args: spec.args ?? [],
+      env: spec.env ?? {},
+      memoryMb: spec.memoryMb ?? DEFAULT_MEMORY_MB,
+      vcpus: spec.vcpus ?? DEFAULT_VCPUS,
+      service: resolveService(spec, name, image),
+      autostart: spec.autostart ?? true,
+      restartPolicy: spec.restartPolicy ?? 'never',
+      scaleToZero: resolveScaleToZero(spec.scaleToZero),
+      state: 'stopped',
+      networkIndex: null,
+      pid: null,
+      vm: null,
+      dir: path.join(this.#dataDir, 'instances', id),
+      snapshots: {},
+      counters: { boots: 0, wakes: 0, restarts: 0 },
+      lastExitCode: null,
+      createdAt: now,
+      updatedAt: now,
+      startedAt: null,
+      stoppedAt: null,
+    };
+    guestConfigFor(record, image.config); // fails now, as a 400, rather than at boot
+    this.store.insert(record);
+    this.events.emit('state', { id, name, from: null, to: 'stopped', at: now });
+    return record.autostart ? this.start(id) : record;
+  }
+
+  /** Moves the instance to `starting` and boots it in the background; `wait(id, 'running')` to know when it is ready. */
+  start(idOrName: string): Promise<InstanceRecord> {
+    const { id } = this.get(idOrName);
+    this.#restarts.cancel(id);
+    return this.#startWith(id, (rec) => this.#transition(rec, 'starting', { error: undefined }, 'start'));
+  }
+
+  /** Graceful stop: the guest gets `poweroff`, the app SIGTERM; killed after stopTimeoutMs. */
+  async stop(idOrName: string): Promise<InstanceRecord> {
+    const { id } = this.get(idOrName);
+    this.#restarts.cancel(id);
+    this.#booting.get(id)?.abort();
+    return this.#serialize(id, async () => {
+      const rec = this.#transition(this.#fresh(id), 'stopping', {}, 'stop');
+      return this.#halt(rec, { kill: false });
+    });
+  }
+
+  /** Removes the instance; one with a VM needs `force` (which stops it first). */
+  async rm(idOrName: string, opts: { force?: boolean } = {}): Promise<void> {
+    const { id, name, state } = this.get(idOrName);
+    if (!opts.force && (hasProcess(state) || state === 'standby')) {
+      throw new ControllerError('ILLEGAL_TRANSITION', `cannot remove instance "${name}": it is ${state}: stop it first ('flick stop ${name}') or use 'flick rm -f ${name}'`, {
+        kind: 'user',
+        details: { from: state },
+      });
+    }
+    this.#restarts.cancel(id);
+    this.#booting.get(id)?.abort();
+    await this.#serialize(id, async () => {
+      let rec = this.#fresh(id);
+      if (hasProcess(rec.state) || rec.state === 'standby') rec = await this.#halt(this.#transition(rec, 'stopping', {}, 'stop'), { kill: true });
+      if (rec.networkIndex !== null) await this.#network.detach(id, rec.networkIndex);
+      await fsp.rm(rec.dir, { recursive: true, force: true });
+      this.store.delete(id);
+      this.scaleToZero.forget(id);
+      this.events.emit('removed', { id, name: rec.name });
+    });
+  }
+
+  /**
+   * At flickd start: re-adopts VMs a previous flickd left running, marks those
+   * that died meanwhile (and applies their restart policy), then removes every
+   * instance network nothing uses any more.
+   */
+  async reconcile(): Promise<{ adopted: string[]; died: string[] }> {
+    const adopted: string[] = [];
+    const died: string[] = [];
+    for (const rec of this.store.list()) {
+      if (!hasProcess(rec.state)) continue;
+      let vm: MicroVm | undefined;
+      if (rec.pid !== null && rec.vm !== null) {
+        vm = await this.#driver.adopt(rec.vm, rec.pid).catch((err) => {
+          this.#log.info(`instance ${rec.name}: VM ${rec.pid} is gone (${describeError(err)})`);
+          return undefined;
+        });
+      }
+      if (vm === undefined) {
+        died.push(rec.id);
+        await this.#serialize(rec.id, () => this.#exited(rec.id, { processCode: null, processSignal: null }, 'while flickd was down'));
+        continue;
+      }
+      adopted.push(rec.id);
+      this.#watch(rec.id, vm);
+      if (rec.state === 'stopping') void this.#serialize(rec.id, async () => void (await this.#halt(this.#fresh(rec.id), { kill: false })));
+      else if (rec.state === 'starting') void this.#serialize(rec.id, () => this.#awaitReady(rec.id, vm!, new AbortController().signal));
+      else if (rec.state === 'draining') void this.#serialize(rec.id, async () => void this.#transition(this.#fresh(rec.id), 'running'));
+    }
+    const keep = this.store
+      .list()
+      .filter((r) => r.networkIndex !== null && (this.#live.has(r.id) || r.state === 'standby'))
+      .map((r) => ({ instanceId: r.id, index: r.networkIndex! }));
+    await this.#network.sweep(keep);
+    this.#log.info(`reconciled: ${adopted.length} VM(s) adopted, ${died.length} found dead`);
+    return { adopted, died };
+  }
+
+  /** Stops timers and lets go of the VMs without stopping them (a restarted flickd adopts them). */
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    clearInterval(this.#rotateTimer);
+    this.#restarts.dispose();
+    this.scaleToZero.dispose();
+    for (const ac of this.#booting.values()) ac.abort();
+    await Promise.allSettled([...this.#locks.values()]);
+  }
+
+  // ---- the lifecycle, always inside #serialize ----
+
+  /** Moves to `starting` in the instance's queue (resolving with that record), then boots still holding the queue. */
+  #startWith(id: string, toStarting: (rec: InstanceRecord) => InstanceRecord): Promise<InstanceRecord> {
+    const ac = new AbortController();
+    return new Promise((resolve, reject) => {
+      void this.#serialize(id, async () => {
+        try {
+          const rec = toStarting(this.#fresh(id));
+          this.#booting.set(id, ac);
+          resolve(rec);
+        } catch (err) {
+          reject(err);
+          return;
+        }
+        await this.#boot(id, ac);
+      });
+    });
+  }
+
+  async #boot(id: string, ac: AbortController): Promise<void> {
+    let vm: MicroVm | undefined;
+    try {
+      let rec = this.#fresh(id);
+      const image = await this.#images.resolve(`${rec.image.ref.replace(/[:@].*$/, '')}@${rec.image.digest}`);
+      const index = this.store.allocateAddress(id);
+      const network = await this.#network.attach(id, index);
+      const runDir = path.join(rec.dir, 'run');
+      await this.#consoleLog(rec).archive();
+      await fsp.rm(runDir, { recursive: true, force: true });
+      await fsp.mkdir(runDir, { recursive: true });
+      const config: VmConfig = {
+        id,
+        runDir,
+        kernel: image.paths.vmlinux,
+        initrd: image.paths.initrd,
+        rootfs: image.paths.rootfs,
+        memoryMb: rec.memoryMb,
+        vcpus: rec.vcpus,
+        guest: guestConfigFor(rec, image.config),
+        network,
+        ...(this.#accel ? { accel: this.#accel } : {}),
+      };
+      const t0 = performance.now();
+      vm = await this.#driver.boot(config, { signal: ac.signal });
+      this.#watch(id, vm);
+      rec = this.store.update(id, { pid: vm.pid, vm: config, counters: { ...rec.counters, boots: rec.counters.boots + 1 } });
+      await this.#awaitReady(id, vm, ac.signal, t0);
+    } catch (err) {
+      const live = this.#live.get(id);
+      if (live && live.vm === vm) {
+        live.expectExit = true;
+        await vm!.kill();
+      }
+      const rec = this.store.get(id);
+      if (rec === undefined || ac.signal.aborted) return; // stop/rm asked for this; they settle the state
+      if (rec.networkIndex !== null) await this.#network.detach(id, rec.networkIndex).catch(() => {});
+      this.#transition(rec, 'failed', { error: describeError(err), pid: null, vm: null });
+      this.#log.warn(`instance ${rec.name} failed to start: ${describeError(err)}`);
+      this.#restarts.onExit(this.store.get(id)!, 'failed');
+    } finally {
+      if (this.#booting.get(id) === ac) this.#booting.delete(id);
+    }
+  }
+
+  /** Waits for the service port, takes the template snapshot at first readiness, then `running`. */
+  async #awaitReady(id: string, vm: MicroVm, signal: AbortSignal, t0 = performance.now()): Promise<void> {
+    const rec = this.#fresh(id);
+    const port = readinessPort(rec.service);
+    if (port !== undefined) await vm.waitForPort(port, { timeoutMs: this.#readyTimeoutMs, signal });
+    this.events.emit('boot', { id, name: rec.name, durationMs: performance.now() - t0 });
+    if (rec.scaleToZero.policy !== 'off' && rec.snapshots.template === undefined) await this.scaleToZero.takeTemplate(rec, vm);
+    this.#transition(this.#fresh(id), 'running', { startedAt: new Date().toISOString() });
+    this.#restarts.onRunning(id);
+    this.scaleToZero.onRunning(this.#fresh(id));
+  }
+
+  /** Ends the VM (if any) of an instance in `stopping`, releases its network, and records `stopped`. */
+  async #halt(rec: InstanceRecord, opts: { kill: boolean }): Promise<InstanceRecord> {
+    const live = this.#live.get(rec.id);
+    let exit: VmExit | undefined;
+    if (live) {
+      live.expectExit = true;
+      exit = opts.kill ? await live.vm.kill() : await live.vm.stop({ timeoutMs: this.#stopTimeoutMs });
+    }
+    if (rec.networkIndex !== null) await this.#network.detach(rec.id, rec.networkIndex);
+    this.scaleToZero.onStopped(rec.id);
+    const snapshots = { ...rec.snapshots };
+    if (snapshots.own) {
+      await fsp.rm(snapshots.own.dir, { recursive: true, force: true });
+      delete snapshots.own; // a stop ends the instance's own state; the template stays valid
+    }
+    return this.#transition(this.#fresh(rec.id), 'stopped', {
+      pid: null,
+      vm: null,
+      snapshots,
+      stoppedAt: new Date().toISOString(),
+      lastExitCode: exitCode(exit) ?? rec.lastExitCode,
+    });
+  }
+
+  /** A VM ended that nobody asked to end: record how, release its network, apply the restart policy. */
+  async #exited(id: string, exit: VmExit, when = ''): Promise<void> {
+    const rec = this.store.get(id);
+    if (rec === undefined || !hasProcess(rec.state)) return;
+    const code = exitCode(exit);
+    if (rec.networkIndex !== null) await this.#network.detach(id, rec.networkIndex).catch(() => {});
+    // A clean exit of the app (or the end of a stop flickd had begun) is `stopped`; anything else failed.
+    const to: InstanceState = code === 0 || rec.state === 'stopping' ? 'stopped' : 'failed';
+    const error = to === 'failed' ? `the VM exited ${when || 'unexpectedly'}${code === undefined ? '' : ` with code ${code}`}` : undefined;
+    const next = this.#transition(rec, to, { pid: null, vm: null, lastExitCode: code ?? null, stoppedAt: new Date().toISOString(), error });
+    this.scaleToZero.onStopped(id);
+    this.#log.warn(`instance ${rec.name} ${to === 'failed' ? error : `exited with code ${code}`}`);
+    if (rec.state !== 'stopping') this.#restarts.onExit(next, to);
+  }
+
+  async #restart(id: string): Promise<void> {
+    const rec = this.store.get(id);
+    if (rec === undefined || this.#disposed) return;
+    await this.#startWith(id, (r) =>
+      this.#transition(r, 'starting', { error: undefined, counters: { ...r.counters, restarts: r.counters.restarts + 1 } }, 'restart'),
+    ).catch((err) => this.#log.info(`instance ${rec.name}: restart skipped: ${describeError(err)}`));
+  }
+
+  // ---- plumbing ----
+
+  #watch(id: string, vm: MicroVm): LiveVm {
+    const live: LiveVm = { vm, expectExit: false };
+    this.#live.set(id, live);
+    void vm.exited.then((exit) => {
+      if (this.#live.get(id) === live) this.#live.delete(id);
+      if (live.expectExit || this.#disposed) return;
+      return this.#serialize(id, () => this.#exited(id, exit));
+    });
+    return live;
+  }
+
+  #serialize<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#locks.get(id) ?? Promise.resolve();
+    const run = prev.then(fn);
+    const tail = run.then(
+      () => {},
+      () => {},
+    );
+    this.#locks.set(id, tail);
+    void tail.then(() => {
+      if (this.#locks.get(id) === tail) this.#locks.delete(id);
+    });
+    return run;
+  }
+
+  #fresh(id: string): InstanceRecord {
+    const rec = this.store.get(id);
+    if (rec === undefined) throw new ControllerError('INSTANCE_NOT_FOUND', `instance ${id} was removed meanwhile`, { kind: 'user' });
+    return rec;
+  }
+
+  /** Persists the new state first, then tells listeners. */
+  #transition(rec: InstanceRecord, to: InstanceState, patch: Partial<InstanceRecord> = {}, verb?: string): InstanceRecord {
+    assertTransition(rec.name, rec.state, to, verb);
+    const next = this.store.update(rec.id, { ...patch, state: to });
+    this.events.emit('state', { id: rec.id, name: rec.name, from: rec.state, to, at: next.updatedAt });
+    return next;
+  }
+
+  #consoleLog(rec: InstanceRecord): ConsoleLog {
+    return new ConsoleLog(rec.dir, path.join(rec.dir, 'run'), this.#consoleOpts);
+  }
+
+  async #rotateLogs(): Promise<void> {
+    for (const id of this.#live.keys()) {
+      const rec = this.store.get(id);
+      if (rec) await this.#consoleLog(rec).rotateIfLarge().catch((err) => this.#log.warn(`log rotation of ${rec.name}: ${describeError(err)}`));
+    }
+  }
+
+  /** What scale-to-zero needs from the controller, and nothing more. */
+  #wakeTarget(): WakeTarget {
+    return {
+      store: this.store,
+      driver: this.#driver,
+      events: this.events,
+      log: this.#log,
+      readyTimeoutMs: this.#readyTimeoutMs,
+      live: (id) => this.#live.get(id)?.vm,
+      watch: (id, vm) => void this.#watch(id, vm),
+      expectExit: (id) => {
+        const live = this.#live.get(id);
+        if (live) live.expectExit = true;
+      },
+      serialize: (id, fn) => this.#serialize(id, fn),
+      transition: (rec, to, patch) => this.#transition(rec, to, patch),
+      fresh: (id) => this.#fresh(id),
+    };
+  }
+}
+
+function exitCode(exit: VmExit | undefined): number | undefined {
+  if (exit === undefined) return undefined;
+  return exit.guestExitCode ?? exit.processCode ?? undefined;
+}

@@ -1,0 +1,51 @@
+// A typed event emitter for instance events, used by `wait?state=`, metrics
+// and the proxy. Listeners run synchronously after the change is persisted.
+import type { InstanceState } from './states.js';
+
+export interface StateChangeEvent {
+  id: string;
+  name: string;
+  from: InstanceState | null; // null: the instance was just created
+  to: InstanceState;
+  at: string;
+}
+
+export interface WakeEvent {
+  id: string;
+  name: string;
+  /** From the wake request until the guest accepted a connection. */
+  durationMs: number;
+  mode: 'template' | 'own' | 'boot';
+}
+
+export interface InstanceEvents {
+  state: StateChangeEvent;
+  removed: { id: string; name: string };
+  wake: WakeEvent;
+  boot: { id: string; name: string; durationMs: number };
+  snapshot: { id: string; name: string; kind: 'template' | 'own'; durationMs: number };
+}
+
+type Listener<T> = (event: T) => void;
+
+export class InstanceEventEmitter {
+  readonly #listeners = new Map<keyof InstanceEvents, Set<Listener<never>>>();
+
+  /** Returns a function that removes the listener. */
+  on<K extends keyof InstanceEvents>(type: K, listener: Listener<InstanceEvents[K]>): () => void {
+    let set = this.#listeners.get(type);
+    if (set === undefined) this.#listeners.set(type, (set = new Set()));
+    set.add(listener as Listener<never>);
+    return () => set.delete(listener as Listener<never>);
+  }
+
+  emit<K extends keyof InstanceEvents>(type: K, event: InstanceEvents[K]): void {
+    for (const l of this.#listeners.get(type) ?? []) {
+      try {
+        (l as Listener<InstanceEvents[K]>)(event);
+      } catch {
+        // A listener's bug must not break the state machine that called it.
+      }
+    }
+  }
+}

@@ -1,0 +1,130 @@
+// What a caller asks for when it creates an instance (InstanceSpec), the
+// defaults filled in from the image, and the guest config the VM boots with.
+// Wire-level validation (types, ranges) happens in the API with zod; the checks
+// here are the ones that need the image or the host.
+import crypto from 'node:crypto';
+import type { GuestConfig } from '../vmm/driver.js';
+import type {
+  InstanceRecord,
+  RestartPolicy,
+  ScaleToZeroConfig,
+  ServiceConfig,
+  TcpService,
+} from '../store/instance-record.js';
+import type { ImageRunConfig, PreparedImage } from './seams.js';
+import { ControllerError } from './states.js';
+
+export interface InstanceSpec {
+  /** `name:tag` in the host registry. */
+  image: string;
+  name?: string;
+  args?: string[];
+  env?: Record<string, string>;
+  memoryMb?: number;
+  vcpus?: number;
+  service?: { http?: { hostname?: string; guestPort: number }; tcp?: TcpService[] };
+  autostart?: boolean;
+  restartPolicy?: RestartPolicy;
+  scaleToZero?: Partial<ScaleToZeroConfig>;
+}
+
+export const DEFAULT_MEMORY_MB = 128;
+export const DEFAULT_VCPUS = 1;
+export const DEFAULT_COOLDOWN_MS = 1000;
+/** The domain HTTP host names default to: `<name>.localhost`. */
+export const DEFAULT_DOMAIN = 'localhost';
+
+const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+export function newInstanceId(): string {
+  return crypto.randomBytes(6).toString('hex');
+}
+
+export function validateName(name: string): void {
+  if (!NAME_RE.test(name)) {
+    throw new ControllerError(
+      'INVALID_SPEC',
+      `instance name "${name}" is not valid: use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit`,
+      { kind: 'user' },
+    );
+  }
+}
+
+/** A readable default name from the image: `hello:latest` → `hello-3f2a`. */
+export function defaultName(imageRef: string): string {
+  const base = imageRef.split('/').pop()!.split(/[:@]/)[0]!.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 50);
+  return `${base || 'app'}-${crypto.randomBytes(2).toString('hex')}`;
+}
+
+/** The TCP ports an image declares (`EXPOSE 8080`), in order. */
+export function exposedTcpPorts(config: ImageRunConfig): number[] {
+  return Object.keys(config.ExposedPorts ?? {})
+    .map((k) => k.split('/'))
+    .filter(([, proto]) => proto === undefined || proto === 'tcp')
+    .map(([port]) => Number(port))
+    .filter((p) => Number.isInteger(p) && p > 0 && p < 65536);
+}
+
+/**
+ * The service an instance offers: what the caller asked for, else an HTTP
+ * service on the image's first exposed port (so `flick run app` just works).
+ */
+export function resolveService(spec: InstanceSpec, name: string, image: PreparedImage): ServiceConfig {
+  const tcp = spec.service?.tcp ?? [];
+  const asked = spec.service?.http;
+  if (asked) return { http: { hostname: asked.hostname ?? `${name}.${DEFAULT_DOMAIN}`, guestPort: asked.guestPort }, tcp };
+  if (tcp.length > 0) return { tcp };
+  const [port] = exposedTcpPorts(image.config);
+  return port === undefined ? { tcp } : { http: { hostname: `${name}.${DEFAULT_DOMAIN}`, guestPort: port }, tcp };
+}
+
+export function resolveScaleToZero(asked: Partial<ScaleToZeroConfig> | undefined): ScaleToZeroConfig {
+  return {
+    policy: asked?.policy ?? 'off',
+    cooldownTimeMs: asked?.cooldownTimeMs ?? DEFAULT_COOLDOWN_MS,
+    stateful: asked?.stateful ?? false,
+  };
+}
+
+/** The port whose first accepted connection means "ready" (undefined: ready once booted). */
+export function readinessPort(service: ServiceConfig): number | undefined {
+  return service.http?.guestPort ?? service.tcp[0]?.guestPort;
+}
+
+/** Builds what the guest init runs from the image config and the instance's overrides. */
+export function guestConfigFor(record: Pick<InstanceRecord, 'name' | 'args' | 'env'>, config: ImageRunConfig): GuestConfig {
+  const entrypoint = config.Entrypoint ?? [];
+  const argv = [...entrypoint, ...(record.args.length > 0 ? record.args : (config.Cmd ?? []))];
+  if (argv.length === 0) {
+    throw new ControllerError('INVALID_SPEC', `image has no Entrypoint or Cmd and no args were given: pass the command after the image, e.g. 'flick run IMAGE /app/server'`, {
+      kind: 'user',
+    });
+  }
+  // Instance env overrides the image's, keeping the image's order for the rest.
+  const env = new Map<string, string>();
+  for (const kv of config.Env ?? []) {
+    const i = kv.indexOf('=');
+    if (i > 0) env.set(kv.slice(0, i), kv.slice(i + 1));
+  }
+  for (const [k, v] of Object.entries(record.env)) env.set(k, v);
+  const { uid, gid } = parseUser(config.User ?? '');
+  return {
+    argv,
+    env: [...env].map(([k, v]) => `${k}=${v}`),
+    cwd: config.WorkingDir || '/',
+    uid,
+    gid,
+    hostname: record.name,
+  };
+}
+
+/** `User` from the image config: "", "root", "1000" or "1000:1000". Names other than root need numeric ids. */
+export function parseUser(user: string): { uid: number; gid: number } {
+  if (user === '' || user === 'root' || user === '0') return { uid: 0, gid: 0 };
+  const m = /^(\d+)(?::(\d+))?$/.exec(user);
+  if (m) {
+    const uid = Number(m[1]);
+    return { uid, gid: m[2] === undefined ? uid : Number(m[2]) };
+  }
+  throw new ControllerError('INVALID_SPEC', `image USER "${user}" is a name: use numeric ids in the Dockerfile, e.g. 'USER 1000:1000'`, { kind: 'user' });
+}
