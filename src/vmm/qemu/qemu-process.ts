@@ -1,0 +1,121 @@
+// One QEMU process and nothing else: how it starts (optionally inside a
+// network namespace), how its end is observed, how it is killed. The process
+// is started in its own session so a signal to flickd's process group (Ctrl-C)
+// does not take the VMs with it, and its stderr goes to a file, not a pipe, so
+// it survives a flickd restart (and can be adopted). Files in the run folder
+// belong to the MicroVm that owns this process.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import { VmmError } from '../driver.js';
+
+export const QEMU_BINARY = process.env.FLICK_QEMU ?? 'qemu-system-x86_64';
+
+export interface ProcessExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface SpawnOptions {
+  /** Network namespace (name under /run/netns) to run QEMU in. */
+  netns?: string;
+  /** QEMU's stderr goes here (appended). */
+  stderrPath: string;
+}
+
+/** How often an adopted process (not our child: no exit event) is checked. */
+const ADOPTED_POLL_MS = 50;
+
+export class QemuProcess {
+  readonly pid: number;
+  /** Settles once the process is gone. Never rejects. */
+  readonly exited: Promise<ProcessExit>;
+  #child: ChildProcess | undefined;
+  #exit: ProcessExit | undefined;
+
+  private constructor(pid: number, exited: Promise<ProcessExit>, child?: ChildProcess) {
+    this.pid = pid;
+    this.#child = child;
+    this.exited = exited.then((e) => (this.#exit = e));
+  }
+
+  /** Starts QEMU with `args`. Rejects (BOOT_FAILED) only if it cannot be started at all. */
+  static async spawn(args: string[], opts: SpawnOptions): Promise<QemuProcess> {
+    const stderr = fs.openSync(opts.stderrPath, 'a');
+    // nsenter only setns()es and execs, so the pid we get is QEMU's (`ip netns exec` also remounts /sys).
+    const [cmd, argv] = opts.netns ? ['nsenter', [`--net=/run/netns/${opts.netns}`, '--', QEMU_BINARY, ...args]] : [QEMU_BINARY, args];
+    try {
+      const child = spawn(cmd, argv as string[], { stdio: ['ignore', 'ignore', stderr], detached: true });
+      const exited = new Promise<ProcessExit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+      await new Promise<void>((resolve, reject) => {
+        child.once('spawn', resolve);
+        child.once('error', reject);
+      });
+      child.unref(); // a running VM must not keep flickd's event loop alive on its own
+      return new QemuProcess(child.pid as number, exited, child);
+    } catch (cause) {
+      throw new VmmError('BOOT_FAILED', `cannot start ${cmd}: ${(cause as Error).message}; is qemu-system-x86 installed (scripts/setup.sh)?`, {
+        cause,
+      });
+    } finally {
+      fs.closeSync(stderr);
+    }
+  }
+
+  /** Watches a QEMU started by an earlier flickd. The caller has checked that `pid` is that QEMU. */
+  static adopt(pid: number): QemuProcess {
+    const exited = new Promise<ProcessExit>((resolve) => {
+      const timer = setInterval(() => {
+        if (isAlive(pid)) return;
+        clearInterval(timer);
+        resolve({ code: null, signal: null }); // not our child: its status went to whoever reaped it
+      }, ADOPTED_POLL_MS);
+      timer.unref();
+    });
+    return new QemuProcess(pid, exited);
+  }
+
+  get running(): boolean {
+    return this.#exit === undefined && isAlive(this.pid);
+  }
+
+  /** SIGKILL and wait until it is gone. Safe to call twice and after exit. */
+  async kill(): Promise<ProcessExit> {
+    if (this.#exit) return this.#exit;
+    try {
+      process.kill(this.pid, 'SIGKILL');
+    } catch {
+      // Already gone; `exited` settles on its own.
+    }
+    return this.exited;
+  }
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    // A zombie still answers signal 0; it is gone for our purposes.
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** The command line of `pid` (NUL-separated in /proc), or undefined if it is gone. */
+export function processArgs(pid: number): string[] | undefined {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '');
+  } catch {
+    return undefined;
+  }
+}
+
+/** The last `max` characters of a log file, for error messages. */
+export function tail(file: string, max = 600): string {
+  try {
+    const text = fs.readFileSync(file, 'utf8');
+    return text.slice(-max).trim();
+  } catch {
+    return '';
+  }
+}
