@@ -1,0 +1,118 @@
+// flickd, the host daemon: `flickd [--data-dir DIR] [--listen HOST:PORT] [--anonymous-pull]`
+// serves the OCI registry under /v2/ (and, composed below, the rest of the host's
+// HTTP surface) until SIGTERM or SIGINT. `flickd gc --data-dir DIR` collects
+// registry garbage and exits (run it while flickd is stopped, or let flickd run
+// it at start).
+import { parseArgs } from 'node:util';
+import type { IncomingMessage } from 'node:http';
+import { describeError } from '../errors.js';
+import { collectGarbage } from '../registry/gc.js';
+import { createRegistryHandler } from '../registry/http-handler.js';
+import { RegistryImageStore } from '../registry/image-store.js';
+import { Registry } from '../registry/registry.js';
+import { ensureToken, TokenAuth, type Identity } from './auth.js';
+import { createDaemonServer, type DaemonRoute } from './server.js';
+
+export const DEFAULT_DATA_DIR = '/var/lib/flick';
+export const DEFAULT_LISTEN = '127.0.0.1:7450';
+
+const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--anonymous-pull]
+       flickd gc [--data-dir DIR]`;
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = listen.match(/^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new Error(`--listen "${listen}" is not HOST:PORT (e.g. ${DEFAULT_LISTEN})`);
+  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+}
+
+/** Registry access: the token holder always; with --anonymous-pull, also reads from loopback without credentials. */
+export function registryAccess(anonymousPull: boolean) {
+  return (req: IncomingMessage, id: Identity): boolean => {
+    if (id.kind === 'token') return true;
+    if (!anonymousPull || id.kind !== 'anonymous' || !id.loopback) return false;
+    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+    // The base endpoint still challenges, so that clients holding credentials learn to send them.
+    const pathname = (req.url ?? '').split('?', 1)[0];
+    return pathname !== '/v2/' && pathname !== '/v2';
+  };
+}
+
+export async function main(argv: string[]): Promise<void> {
+  let args;
+  try {
+    args = parseArgs({
+      args: argv.slice(2),
+      allowPositionals: true,
+      options: {
+        'data-dir': { type: 'string', default: DEFAULT_DATA_DIR },
+        listen: { type: 'string', default: DEFAULT_LISTEN },
+        'anonymous-pull': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`flickd: ${describeError(err)}\n${USAGE}\n`);
+    process.exitCode = 64;
+    return;
+  }
+  if (args.values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const dataDir = args.values['data-dir'];
+  const log = (line: string) => process.stderr.write(`flickd: ${line}\n`);
+  try {
+    const registry = new Registry({ dataDir });
+    if (args.positionals[0] === 'gc') {
+      ensureToken(dataDir);
+      await registry.init();
+      const r = await collectGarbage(registry, { imagesDir: new RegistryImageStore(registry, dataDir).imagesDir });
+      process.stdout.write(`gc: ${r.blobsDeleted} blobs (${r.bytesFreed} bytes), ${r.uploadsDeleted} uploads, ${r.imagesDeleted} image folders removed\n`);
+      return;
+    }
+    if (args.positionals.length > 0) throw new Error(`unknown command "${args.positionals[0]}"\n${USAGE}`);
+    await serve({ dataDir, listen: args.values.listen, anonymousPull: args.values['anonymous-pull'], log });
+  } catch (err) {
+    log(describeError(err));
+    process.exitCode = 70;
+  }
+}
+
+export interface ServeConfig {
+  dataDir: string;
+  listen: string;
+  anonymousPull: boolean;
+  log: (line: string) => void;
+}
+
+async function serve(config: ServeConfig): Promise<void> {
+  const { host, port } = parseListen(config.listen);
+  const token = ensureToken(config.dataDir);
+  const registry = new Registry({ dataDir: config.dataDir });
+  await registry.init();
+  const images = new RegistryImageStore(registry, config.dataDir, config.log);
+  // Collect at start, before anyone can push: uploads left by a crash and unreferenced blobs past their grace go.
+  const gc = await collectGarbage(registry, { imagesDir: images.imagesDir });
+  if (gc.blobsDeleted + gc.uploadsDeleted > 0) config.log(`gc: removed ${gc.blobsDeleted} blobs, ${gc.uploadsDeleted} stale uploads`);
+
+  // The host's HTTP surface, one line per mount. Order does not matter (longest prefix wins).
+  const routes: DaemonRoute[] = [
+    { prefix: '/v2/', handler: createRegistryHandler(registry, config.log), access: registryAccess(config.anonymousPull) },
+  ];
+  const daemon = createDaemonServer({ routes, auth: new TokenAuth(token), log: config.log });
+  const address = await daemon.listen(host, port);
+  const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  process.stdout.write(`flickd: listening on http://${shown}:${address.port}\n`);
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      config.log(`${signal}: shutting down`);
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  await daemon.close();
+  await images.settle();
+}
