@@ -50,7 +50,6 @@ export class RestartScheduler {
       this.#timers.delete(rec.id);
       void this.#restart(rec.id);
     }, delay);
-    timer.unref();
     this.#timers.set(rec.id, timer);
     return delay;
   }

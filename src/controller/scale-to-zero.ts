@@ -219,7 +219,6 @@ export class ScaleToZero {
       this.#idleTimers.delete(rec.id);
       void this.suspend(rec.id).catch((err) => this.#t.log.warn(`instance ${rec.name}: suspend: ${describeError(err)}`));
     }, rec.scaleToZero.cooldownTimeMs);
-    timer.unref();
     this.#idleTimers.set(rec.id, timer);
   }
 

@@ -1,0 +1,276 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import { InstanceStore } from '../store/instance-store.js';
+import { VmmError, type MicroVm, type NetworkAttachment, type Snapshot, type VmConfig, type VmExit, type VmmDriver } from '../vmm/driver.js';
+import { Controller } from './controller.js';
+import type { ImageResolver, InstanceNetwork } from './seams.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-controller-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+class FakeVm implements MicroVm {
+  static nextPid = 1000;
+  readonly pid = FakeVm.nextPid++;
+  readonly accel = 'tcg' as const;
+  readonly exited: Promise<VmExit>;
+  paused = false;
+  #end!: (e: VmExit) => void;
+  constructor(readonly config: VmConfig, readonly portReady: Promise<void> = Promise.resolve()) {
+    this.exited = new Promise((r) => (this.#end = r));
+    fs.mkdirSync(config.runDir, { recursive: true });
+    fs.writeFileSync(path.join(config.runDir, 'memory'), 'ram');
+  }
+  get id(): string {
+    return this.config.id;
+  }
+  /** The guest app exits by itself. */
+  crash(code: number): void {
+    this.#end({ guestExitCode: code, processCode: 0, processSignal: null });
+  }
+  async waitForPort(_port: number, opts: { signal?: AbortSignal } = {}): Promise<void> {
+    const aborted = new Promise<never>((_, reject) => opts.signal?.addEventListener('abort', () => reject(new VmmError('TIMEOUT', 'aborted'))));
+    await Promise.race([this.portReady, aborted, this.exited.then(() => Promise.reject(new VmmError('BOOT_FAILED', 'VM died while booting')))]);
+  }
+  async pause(): Promise<void> {
+    this.paused = true;
+  }
+  async resume(): Promise<void> {
+    this.paused = false;
+  }
+  async createSnapshot(dir: string): Promise<Snapshot> {
+    assert.ok(this.paused, 'snapshots are taken while paused');
+    fs.writeFileSync(path.join(dir, 'state'), 'state');
+    return { dir, stateFile: path.join(dir, 'state'), memoryFile: path.join(this.config.runDir, 'memory'), memoryMb: 128, vcpus: 1, createdAt: '' };
+  }
+  async syncClock(): Promise<void> {}
+  async stop(): Promise<VmExit> {
+    this.#end({ guestExitCode: 0, processCode: 0, processSignal: null });
+    return this.exited;
+  }
+  async kill(): Promise<VmExit> {
+    this.#end({ processCode: null, processSignal: 'SIGKILL' });
+    return this.exited;
+  }
+}
+
+class FakeDriver implements VmmDriver {
+  readonly name = 'fake';
+  readonly vms: FakeVm[] = [];
+  restores: Array<{ mode: string; snapshot: Snapshot }> = [];
+  portReady: Promise<void> = Promise.resolve();
+  alive = new Set<number>();
+  async accelerator() {
+    return 'tcg' as const;
+  }
+  async boot(config: VmConfig): Promise<MicroVm> {
+    const vm = new FakeVm(config, this.portReady);
+    this.vms.push(vm);
+    this.alive.add(vm.pid);
+    void vm.exited.then(() => this.alive.delete(vm.pid));
+    return vm;
+  }
+  async restore(config: VmConfig, snapshot: Snapshot, opts: { mode: string }): Promise<MicroVm> {
+    this.restores.push({ mode: opts.mode, snapshot });
+    return this.boot(config);
+  }
+  async adopt(config: VmConfig, pid: number): Promise<MicroVm> {
+    if (!this.alive.has(pid)) throw new VmmError('VM_EXITED', `no VM ${pid}`);
+    const vm = this.vms.find((v) => v.pid === pid)!;
+    return vm;
+  }
+}
+
+class FakeNetwork implements InstanceNetwork {
+  attached = new Map<string, number>();
+  swept: string[] = [];
+  async attach(id: string, index: number): Promise<NetworkAttachment> {
+    this.attached.set(id, index);
+    return { netns: `ns-${id}`, tap: 'tap0', guestMac: 'm', guestIp: '172.31.255.2', gatewayIp: '172.31.255.1', prefixLength: 30, hostReachableIp: `10.0.0.${index}` };
+  }
+  async detach(id: string): Promise<void> {
+    this.attached.delete(id);
+  }
+  async sweep(keep: ReadonlyArray<{ instanceId: string }>): Promise<void> {
+    const k = new Set(keep.map((x) => x.instanceId));
+    for (const id of this.attached.keys()) if (!k.has(id)) (this.swept.push(id), this.attached.delete(id));
+  }
+}
+
+const images: ImageResolver = {
+  async resolve(ref) {
+    if (!ref.startsWith('hello')) throw Object.assign(new Error(`image ${ref} not found`), { code: 'IMAGE_NOT_FOUND' });
+    return { digest: 'sha256:abc', config: { Cmd: ['/server'], ExposedPorts: { '8080/tcp': {} } }, paths: { vmlinux: 'k', initrd: 'i', rootfs: 'r' } };
+  },
+};
+
+function setup(name: string, opts: { db?: string; driver?: FakeDriver; network?: FakeNetwork } = {}) {
+  const dataDir = path.join(tmp, name);
+  const store = InstanceStore.open(opts.db ?? path.join(dataDir, 'state.db'));
+  const driver = opts.driver ?? new FakeDriver();
+  const network = opts.network ?? new FakeNetwork();
+  const c = new Controller({ store, driver, images, network, dataDir, restartBackoff: { initialMs: 1, maxMs: 5 } });
+  after(async () => {
+    await c.dispose();
+    store.close();
+  });
+  return { c, store, driver, network, dataDir };
+}
+
+test('create boots the VM, waits for the exposed port, and the instance ends up running', async () => {
+  const { c, driver, network } = setup('create');
+  const created = await c.create({ image: 'hello:latest', name: 'web', env: { A: '1' } });
+  assert.equal(created.state, 'starting');
+  const rec = await c.wait('web', 'running', { timeoutMs: 5000 });
+  assert.equal(rec.service.http?.hostname, 'web.localhost');
+  assert.equal(rec.service.http?.guestPort, 8080);
+  assert.deepEqual(driver.vms[0]!.config.guest.argv, ['/server']);
+  assert.deepEqual(driver.vms[0]!.config.guest.env, ['A=1']);
+  assert.equal(rec.pid, driver.vms[0]!.pid);
+  assert.ok(network.attached.has(rec.id));
+  assert.equal(rec.counters.boots, 1);
+});
+
+test('stop ends the VM and releases its network; a second stop is ILLEGAL_TRANSITION', async () => {
+  const { c, network } = setup('stop');
+  await c.create({ image: 'hello:1', name: 'a' });
+  await c.wait('a', 'running');
+  const stopped = await c.stop('a');
+  assert.equal(stopped.state, 'stopped');
+  assert.equal(stopped.pid, null);
+  assert.equal(network.attached.size, 0);
+  await assert.rejects(c.stop('a'), (err: any) => err.code === 'ILLEGAL_TRANSITION' && /it is stopped/.test(err.message));
+  const again = await c.start('a');
+  assert.equal(again.state, 'starting');
+  assert.equal((await c.wait('a', 'running')).counters.boots, 2);
+});
+
+test('create refuses an unknown image, a bad name and a duplicate name, and stores nothing for them', async () => {
+  const { c } = setup('bad');
+  await assert.rejects(c.create({ image: 'nope:1' }), (err: any) => err.code === 'IMAGE_NOT_FOUND');
+  await assert.rejects(c.create({ image: 'hello:1', name: 'Bad_Name' }), (err: any) => err.code === 'INVALID_SPEC');
+  await c.create({ image: 'hello:1', name: 'dup', autostart: false });
+  await assert.rejects(c.create({ image: 'hello:1', name: 'dup' }), (err: any) => err.code === 'NAME_TAKEN');
+  assert.deepEqual(c.list().map((r) => r.name), ['dup']);
+  assert.throws(() => c.get('ghost'), (err: any) => err.code === 'INSTANCE_NOT_FOUND');
+});
+
+test('an app that crashes is marked failed, and on-failure restarts it', async () => {
+  const { c, driver } = setup('restart');
+  await c.create({ image: 'hello:1', name: 'r', restartPolicy: 'on-failure' });
+  await c.wait('r', 'running');
+  const seen: string[] = [];
+  const restarted = new Promise<void>((resolve) =>
+    c.events.on('state', (e) => {
+      seen.push(e.to);
+      if (e.to === 'running') resolve();
+    }),
+  );
+  driver.vms[0]!.crash(3);
+  await restarted;
+  assert.deepEqual(seen, ['failed', 'starting', 'running']);
+  const rec = await c.wait('r', 'running');
+  assert.equal(rec.counters.restarts, 1);
+  assert.equal(rec.lastExitCode, 3);
+  assert.equal(driver.vms.length, 2);
+});
+
+test('with restart policy never, a crash leaves the instance failed with its exit code', async () => {
+  const { c, driver } = setup('never');
+  await c.create({ image: 'hello:1', name: 'n' });
+  await c.wait('n', 'running');
+  const failed = new Promise<void>((resolve) => c.events.on('state', (e) => e.to === 'failed' && resolve()));
+  driver.vms[0]!.crash(2);
+  await failed;
+  const rec = c.get('n');
+  assert.equal(rec.state, 'failed');
+  assert.equal(rec.lastExitCode, 2);
+  assert.match(rec.error ?? '', /code 2/);
+});
+
+test('rm of a running instance needs force; rm -f removes record, files and network', async () => {
+  const { c, network } = setup('rm');
+  const rec = await c.create({ image: 'hello:1', name: 'x' });
+  await c.wait('x', 'running');
+  await assert.rejects(c.rm('x'), (err: any) => err.code === 'ILLEGAL_TRANSITION' && /rm -f x/.test(err.message));
+  await c.rm('x', { force: true });
+  assert.throws(() => c.get('x'), (err: any) => err.code === 'INSTANCE_NOT_FOUND');
+  assert.equal(fs.existsSync(rec.dir), false);
+  assert.equal(network.attached.size, 0);
+});
+
+test('stop during boot aborts it and the instance ends stopped, not failed', async () => {
+  const driver = new FakeDriver();
+  driver.portReady = new Promise(() => {}); // the guest never answers
+  const { c } = setup('stop-boot', { driver });
+  await c.create({ image: 'hello:1', name: 's' });
+  await new Promise((r) => setTimeout(r, 20));
+  const rec = await c.stop('s');
+  assert.equal(rec.state, 'stopped');
+  assert.equal(driver.alive.size, 0);
+});
+
+test('a restarted controller re-adopts live VMs and marks dead ones', async () => {
+  const driver = new FakeDriver();
+  const network = new FakeNetwork();
+  const db = path.join(tmp, 'reconcile.db');
+  const first = setup('reconcile-1', { db, driver, network });
+  await first.c.create({ image: 'hello:1', name: 'alive' });
+  await first.c.create({ image: 'hello:1', name: 'dead', restartPolicy: 'never' });
+  await first.c.wait('alive', 'running');
+  await first.c.wait('dead', 'running');
+  // flickd is "killed": the controller lets go without stopping anything.
+  await first.c.dispose();
+  first.store.close();
+  const deadVm = driver.vms.find((v) => v.config.guest.hostname === 'dead')!;
+  await deadVm.kill();
+  const second = setup('reconcile-1', { db, driver, network });
+  const result = await second.c.reconcile();
+  assert.equal(result.adopted.length, 1);
+  assert.equal(result.died.length, 1);
+  assert.equal(second.c.get('alive').state, 'running');
+  assert.equal(second.c.get('dead').state, 'failed');
+  assert.deepEqual([...network.attached.keys()], [second.c.get('alive').id]);
+  // The adopted VM is watched again: its crash is noticed.
+  const failed = second.c.wait('alive', 'failed');
+  driver.vms.find((v) => v.config.guest.hostname === 'alive')!.crash(9);
+  assert.equal((await failed).lastExitCode, 9);
+});
+
+test('scale to zero: template at first readiness, suspend to standby, one wake for many callers', async () => {
+  const { c, driver } = setup('s2z');
+  await c.create({ image: 'hello:1', name: 'z', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 } });
+  let rec = await c.wait('z', 'running');
+  assert.ok(rec.snapshots.template, 'template snapshot taken');
+  assert.ok(fs.existsSync(rec.snapshots.template.memoryFile), 'template RAM copied');
+  assert.equal(driver.vms[0]!.paused, false, 'resumed after the snapshot');
+  await c.scaleToZero.suspend(rec.id);
+  assert.equal(c.get('z').state, 'standby');
+  const ups = await Promise.all(Array.from({ length: 20 }, () => c.scaleToZero.ensureAwake(rec.id)));
+  assert.equal(driver.restores.length, 1, 'exactly one wake');
+  assert.equal(driver.restores[0]!.mode, 'clone');
+  assert.deepEqual(ups[0], { host: '10.0.0.0', port: 8080 });
+  rec = c.get('z');
+  assert.equal(rec.state, 'running');
+  assert.equal(rec.counters.wakes, 1);
+  // A request in flight keeps it awake.
+  c.scaleToZero.requestStarted(rec.id);
+  await c.scaleToZero.suspend(rec.id);
+  assert.equal(c.get('z').state, 'running');
+  c.scaleToZero.requestFinished(rec.id);
+});
+
+test('logs yields the console output, rotated files first', async () => {
+  const { c } = setup('logs');
+  const rec = await c.create({ image: 'hello:1', name: 'l', autostart: false });
+  fs.mkdirSync(path.join(rec.dir, 'logs'), { recursive: true });
+  fs.writeFileSync(path.join(rec.dir, 'logs', 'console.1.log'), 'old\n');
+  fs.mkdirSync(path.join(rec.dir, 'run'), { recursive: true });
+  fs.writeFileSync(path.join(rec.dir, 'run', 'console.log'), 'new\n');
+  let text = '';
+  for await (const chunk of c.logs('l')) text += chunk.toString();
+  assert.equal(text, 'old\nnew\n');
+  assert.throws(() => c.logs('ghost'), (err: any) => err.code === 'INSTANCE_NOT_FOUND');
+});
