@@ -9,7 +9,8 @@
 //   host->guest  "time <sec>.<9-digit nanos>"  -> "ok time"
 //                "poweroff"                     -> SIGTERM app, SIGKILL after 5 s
 //   guest->host  "hello", "started <pid>", "exit <code>", "open <path>" (trace
-//                mode), "error <text>"
+//                mode), "ok <command>", "error <text>"; an error that answers a
+//                command reads "error <command>: <text>"
 // Writes never block: lines wait in a queue until the host is connected.
 //
 // Build: musl-gcc -static -Os -o init init.c
@@ -524,12 +525,15 @@ static void handle_command(char *line) {
   if (!strncmp(line, "time ", 5)) {
     char *dot, *end;
     long long sec = strtoll(line + 5, &dot, 10);
-    long nsec = 0;
-    if (*dot == '.') nsec = strtol(dot + 1, &end, 10);
-    else end = dot;
+    long nsec = -1;
+    // Exactly nine digits after the dot, so "1.5" cannot be misread as 5 ns.
+    if (dot > line + 5 && *dot == '.') {
+      nsec = strtol(dot + 1, &end, 10);
+      if (end - dot != 10 || *end) nsec = -1;
+    }
     struct timespec ts = {.tv_sec = sec, .tv_nsec = nsec};
-    if (dot == line + 5 || *end || nsec < 0 || nsec > 999999999) ctl_send("error bad time: %s", line + 5);
-    else if (clock_settime(CLOCK_REALTIME, &ts) < 0) ctl_send("error clock_settime: %s", strerror(errno));
+    if (nsec < 0 || nsec > 999999999) ctl_send("error time: bad value %.40s", line + 5);
+    else if (clock_settime(CLOCK_REALTIME, &ts) < 0) ctl_send("error time: clock_settime: %s", strerror(errno));
     else ctl_send("ok time");
   } else if (!strcmp(line, "poweroff")) {
     if (!stopping) {
