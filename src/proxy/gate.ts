@@ -1,0 +1,234 @@
+// The wake gate of one instance: its parking queue and its upstream pool.
+//
+// A request either finds the instance awake (an address and a keep-alive pool,
+// valid until the controller's `asleep` signal aborts) and is forwarded at once,
+// or parks in a bounded FIFO. The first parked request starts the one wake of
+// the burst (Knative activator style: one `ensureAwake` in flight, every waiter
+// served by it, in arrival order). A full queue fails fast (503 + Retry-After);
+// a wake that outlives the wake timeout fails its waiters (504); a waiter whose
+// client leaves is dropped and never forwarded.
+import http from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { describeError } from '../errors.js';
+import { newStats, observe, type InstanceProxyStats } from './stats.js';
+import type { AwakeInstance, Waker } from './waker.js';
+
+/** A reachable instance: its address and the pool of upstream sockets to it. */
+export interface AwakeTarget {
+  host: string;
+  /** Keep-alive pool for this awake period; destroyed when the instance goes to standby. */
+  agent: http.Agent;
+}
+
+export interface Refusal {
+  status: 502 | 503 | 504;
+  message: string;
+  retryAfterSeconds?: number;
+}
+
+/** Something waiting for the instance: an HTTP request, an upgrade, a TCP connection. */
+export interface Waiter {
+  forward(target: AwakeTarget): void;
+  refuse(refusal: Refusal): void;
+}
+
+export interface Ticket {
+  readonly waiter: Waiter;
+  readonly parkedAt: number;
+  /** Forwarded, refused or left: no longer in the queue. */
+  done: boolean;
+}
+
+/** Why pooled upstream connections are being dropped. */
+export type DropReason = 'standby' | 'removed';
+
+export interface GateConfig {
+  maxParked: number;
+  wakeTimeoutMs: number;
+  retryAfterSeconds: number;
+  agent: http.AgentOptions;
+}
+
+type GateState =
+  | { kind: 'asleep' }
+  | { kind: 'waking'; controller: AbortController; timer: NodeJS.Timeout }
+  | { kind: 'awake'; target: AwakeTarget; asleep: AbortSignal; onAsleep: () => void }
+  | { kind: 'closed' };
+
+export class InstanceGate {
+  readonly instanceId: string;
+  readonly stats: InstanceProxyStats;
+  readonly #waker: Waker;
+  readonly #config: GateConfig;
+  #state: GateState = { kind: 'asleep' };
+  #queue: Ticket[] = [];
+  #leftInQueue = 0;
+  readonly #dropListeners = new Set<(reason: DropReason) => void>();
+
+  constructor(instanceId: string, waker: Waker, config: GateConfig) {
+    this.instanceId = instanceId;
+    this.stats = newStats(instanceId);
+    this.#waker = waker;
+    this.#config = config;
+  }
+
+  /** The instance's address and pool if it is known to be awake (the fast path), else undefined. */
+  current(): AwakeTarget | undefined {
+    return this.#state.kind === 'awake' ? this.#state.target : undefined;
+  }
+
+  /**
+   * Wait for the instance. Calls `waiter.forward` or `waiter.refuse` exactly
+   * once, later (or now, if the queue is full or the gate closed). Returns the
+   * ticket to `leave` with if the client goes away first.
+   */
+  park(waiter: Waiter): Ticket | undefined {
+    const state = this.#state;
+    if (state.kind === 'awake') {
+      waiter.forward(state.target);
+      return undefined;
+    }
+    if (state.kind === 'closed') {
+      waiter.refuse({ status: 503, message: `instance ${this.instanceId} is no longer routed: it was removed` });
+      return undefined;
+    }
+    if (this.stats.parkedNow >= this.#config.maxParked) {
+      this.stats.overflows += 1;
+      waiter.refuse({
+        status: 503,
+        retryAfterSeconds: this.#config.retryAfterSeconds,
+        message: `instance ${this.instanceId} is waking up and ${this.stats.parkedNow} requests are already waiting for it: retry in ${this.#config.retryAfterSeconds} s`,
+      });
+      return undefined;
+    }
+    const ticket: Ticket = { waiter, parkedAt: performance.now(), done: false };
+    this.#queue.push(ticket);
+    this.stats.parkedNow += 1;
+    this.stats.parkedTotal += 1;
+    if (state.kind === 'asleep') this.#wake();
+    return ticket;
+  }
+
+  /** The waiter's client went away: drop it from the queue. The wake goes on; nothing is forwarded for it. */
+  leave(ticket: Ticket): void {
+    if (ticket.done) return;
+    ticket.done = true;
+    this.stats.parkedNow -= 1;
+    this.#leftInQueue += 1;
+    // Departed tickets stay in the array until dispatch; compact when they dominate a long queue.
+    if (this.#leftInQueue > 64 && this.#leftInQueue * 2 > this.#queue.length) {
+      this.#queue = this.#queue.filter((t) => !t.done);
+      this.#leftInQueue = 0;
+    }
+  }
+
+  /** Be told when upstream connections must be dropped (standby, instance removed). */
+  onDrop(listener: (reason: DropReason) => void): () => void {
+    this.#dropListeners.add(listener);
+    return () => this.#dropListeners.delete(listener);
+  }
+
+  /** The instance was removed (or the proxy is closing): refuse waiters, stop the wake, drop the pool. Safe to call twice. */
+  close(message: string): void {
+    const state = this.#state;
+    if (state.kind === 'closed') return;
+    this.#state = { kind: 'closed' };
+    if (state.kind === 'waking') {
+      clearTimeout(state.timer);
+      state.controller.abort();
+    } else if (state.kind === 'awake') {
+      state.asleep.removeEventListener('abort', state.onAsleep);
+      state.target.agent.destroy();
+    }
+    this.#refuseAll({ status: 503, message });
+    this.#emitDrop('removed');
+  }
+
+  #wake(): void {
+    const controller = new AbortController();
+    const timer = setTimeout(() => this.#timedOut(state), this.#config.wakeTimeoutMs);
+    const state: GateState = { kind: 'waking', controller, timer };
+    this.#state = state;
+    this.stats.wakes += 1;
+    let pending: Promise<AwakeInstance>;
+    try {
+      pending = this.#waker.ensureAwake(this.instanceId, controller.signal);
+    } catch (err) {
+      pending = Promise.reject(err);
+    }
+    pending.then(
+      (awake) => this.#woke(state, awake),
+      (err: unknown) => this.#failed(state, err),
+    );
+  }
+
+  #woke(waking: GateState, awake: AwakeInstance): void {
+    if (this.#state !== waking || waking.kind !== 'waking') return; // timed out or closed meanwhile
+    clearTimeout(waking.timer);
+    if (awake.asleep.aborted) {
+      this.#state = { kind: 'asleep' };
+      this.stats.wakeFailures += 1;
+      this.#refuseAll({ status: 502, message: `instance ${this.instanceId} went back to standby while waking: retry` });
+      return;
+    }
+    const target: AwakeTarget = { host: awake.host, agent: new http.Agent(this.#config.agent) };
+    const state: GateState = { kind: 'awake', target, asleep: awake.asleep, onAsleep: () => this.#fellAsleep(state) };
+    this.#state = state;
+    awake.asleep.addEventListener('abort', state.onAsleep, { once: true });
+    // Swap the queue out first: a forward that fails synchronously may park again.
+    const queue = this.#queue;
+    this.#queue = [];
+    this.#leftInQueue = 0;
+    const now = performance.now();
+    for (const ticket of queue) {
+      if (ticket.done) continue;
+      ticket.done = true;
+      this.stats.parkedNow -= 1;
+      observe(this.stats.wakeWait, now - ticket.parkedAt);
+      ticket.waiter.forward(target);
+    }
+  }
+
+  #failed(waking: GateState, err: unknown): void {
+    if (this.#state !== waking || waking.kind !== 'waking') return;
+    clearTimeout(waking.timer);
+    this.#state = { kind: 'asleep' };
+    this.stats.wakeFailures += 1;
+    this.#refuseAll({ status: 502, message: `instance ${this.instanceId} could not be woken: ${describeError(err)}` });
+  }
+
+  #timedOut(waking: GateState): void {
+    if (this.#state !== waking || waking.kind !== 'waking') return;
+    this.#state = { kind: 'asleep' };
+    this.stats.wakeTimeouts += 1;
+    waking.controller.abort();
+    this.#refuseAll({
+      status: 504,
+      message: `instance ${this.instanceId} did not wake within ${this.#config.wakeTimeoutMs} ms: see its logs with 'flick logs', then retry`,
+    });
+  }
+
+  #fellAsleep(awake: GateState): void {
+    if (this.#state !== awake || awake.kind !== 'awake') return;
+    this.#state = { kind: 'asleep' };
+    // Pooled sockets point at a VM that is being paused or ended: never reuse them.
+    awake.target.agent.destroy();
+    this.#emitDrop('standby');
+  }
+
+  #refuseAll(refusal: Refusal): void {
+    const queue = this.#queue;
+    this.#queue = [];
+    this.#leftInQueue = 0;
+    for (const ticket of queue) {
+      if (ticket.done) continue;
+      ticket.done = true;
+      this.stats.parkedNow -= 1;
+      ticket.waiter.refuse(refusal);
+    }
+  }
+
+  #emitDrop(reason: DropReason): void {
+    for (const listener of [...this.#dropListeners]) listener(reason);
+  }
+}

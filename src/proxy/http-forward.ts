@@ -1,0 +1,284 @@
+// HTTP/1.1 forwarding: one exchange object per request, which finds its
+// instance by Host, waits at the instance's gate if it is asleep, then streams
+// the request to the instance over the gate's keep-alive pool and the response
+// back (node's parser and serializer handle chunked and Content-Length framing
+// on each side, so bodies are never buffered whole; `pipe` applies backpressure).
+import http from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { forwardRequestHeaders, forwardResponseHeaders, hostOf, rawResponseHead, requestHasBody, withoutFraming, type ForwardedFor } from './headers.js';
+import type { AwakeTarget, InstanceGate, Refusal, Ticket, Waiter } from './gate.js';
+import { instanceNameFromHost, type Route, type RouteTable } from './routes.js';
+import type { Waker } from './waker.js';
+
+export interface ForwardContext {
+  routes: RouteTable;
+  /** Lower case, e.g. `localhost`. */
+  domain: string;
+  waker: Waker;
+  gate(instanceId: string): InstanceGate;
+  forwarded: ForwardedFor;
+}
+
+/** Routes a request to its instance, or answers 400/404 itself. */
+export function handleRequest(ctx: ForwardContext, req: http.IncomingMessage, res: http.ServerResponse): void {
+  const route = routeOf(ctx, req);
+  if (typeof route === 'string') {
+    answer(res, route === '' ? 400 : 404, notRoutedMessage(route, ctx.domain));
+    return;
+  }
+  new HttpExchange(ctx, route, req, res).start();
+}
+
+/** Routes an `Upgrade` request (websockets); after the instance's 101 the two sockets are piped both ways. */
+export function handleUpgrade(ctx: ForwardContext, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+  socket.on('error', () => socket.destroy());
+  const route = routeOf(ctx, req);
+  if (typeof route === 'string') {
+    answerRaw(socket, route === '' ? 400 : 404, notRoutedMessage(route, ctx.domain));
+    return;
+  }
+  new UpgradeExchange(ctx, route, req, socket, head).start();
+}
+
+/** The route, or the host that matched none ('' when there was no Host header). */
+function routeOf(ctx: ForwardContext, req: http.IncomingMessage): Route | string {
+  const host = hostOf(req.rawHeaders);
+  if (host === undefined) return '';
+  const name = instanceNameFromHost(host, ctx.domain);
+  return (name === undefined ? undefined : ctx.routes.http(name)) ?? host;
+}
+
+function notRoutedMessage(host: string, domain: string): string {
+  if (host === '') return `no Host header: address an instance as <name>.${domain}\n`;
+  return `no instance is routed at host "${host}": instances answer at <name>.${domain}; list them with 'flick ls'\n`;
+}
+
+const kInstances = Symbol('flick.proxy.instances');
+type TrackedSocket = (Socket | Duplex) & { [kInstances]?: Set<string> };
+
+/** Tell the waker once per client connection and instance that the connection carries its traffic, and when it closes. */
+export function trackConnection(waker: Waker, socket: TrackedSocket, instanceId: string): void {
+  if (waker.connectionOpened === undefined) return;
+  let ids = socket[kInstances];
+  if (ids === undefined) {
+    ids = new Set();
+    socket[kInstances] = ids;
+    const seen = ids;
+    socket.once('close', () => {
+      for (const id of seen) waker.connectionClosed?.(id);
+    });
+  }
+  if (ids.has(instanceId)) return;
+  ids.add(instanceId);
+  waker.connectionOpened(instanceId);
+}
+
+class HttpExchange implements Waiter {
+  readonly #ctx: ForwardContext;
+  readonly #route: Route;
+  readonly #gate: InstanceGate;
+  readonly #req: http.IncomingMessage;
+  readonly #res: http.ServerResponse;
+  #ticket: Ticket | undefined;
+  #upstream: http.ClientRequest | undefined;
+  #headers: string[] | undefined;
+  #retried = false;
+  #finished = false;
+
+  constructor(ctx: ForwardContext, route: Route, req: http.IncomingMessage, res: http.ServerResponse) {
+    this.#ctx = ctx;
+    this.#route = route;
+    this.#gate = ctx.gate(route.instanceId);
+    this.#req = req;
+    this.#res = res;
+  }
+
+  start(): void {
+    const id = this.#route.instanceId;
+    this.#gate.stats.requests += 1;
+    this.#ctx.waker.requestStarted(id);
+    trackConnection(this.#ctx.waker, this.#req.socket, id);
+    // 'close' comes once on every path: answered, refused, or the client went away.
+    this.#res.once('close', () => this.#onClose());
+    this.#dispatch();
+  }
+
+  #dispatch(): void {
+    const target = this.#gate.current();
+    if (target !== undefined) this.forward(target);
+    else this.#ticket = this.#gate.park(this);
+  }
+
+  forward(target: AwakeTarget): void {
+    const req = this.#req;
+    this.#headers ??= forwardRequestHeaders(req.rawHeaders, undefined, this.#ctx.forwarded, req.socket.remoteAddress);
+    const upstream = http.request({
+      host: target.host,
+      port: this.#route.targetPort,
+      method: req.method,
+      path: req.url,
+      headers: this.#headers,
+      agent: target.agent,
+      setHost: false,
+      noDelay: true,
+    } as http.RequestOptions);
+    this.#upstream = upstream;
+    upstream.on('response', (upRes) => this.#onResponse(upRes));
+    upstream.on('error', (err) => this.#onUpstreamError(err));
+    if (!requestHasBody(req.rawHeaders)) upstream.end();
+    else req.pipe(upstream);
+  }
+
+  refuse(refusal: Refusal): void {
+    answer(this.#res, refusal.status, `${refusal.message}\n`, refusal.retryAfterSeconds);
+  }
+
+  #onResponse(upRes: http.IncomingMessage): void {
+    const res = this.#res;
+    upRes.on('error', () => res.destroy());
+    upRes.on('close', () => {
+      // The instance's connection broke mid-body: the client must see a broken response, not a short one.
+      if (!upRes.complete) res.destroy();
+    });
+    res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, forwardResponseHeaders(upRes.rawHeaders, this.#ctx.forwarded.via));
+    upRes.pipe(res);
+  }
+
+  #onUpstreamError(err: NodeJS.ErrnoException): void {
+    const upstream = this.#upstream;
+    if (this.#res.headersSent || this.#finished) {
+      this.#res.destroy();
+      return;
+    }
+    // A pooled socket the instance closed just as we reused it (the keep-alive race, RFC 9112 §9.3.1):
+    // retry once when the request had no body to replay.
+    if (upstream?.reusedSocket && !this.#retried && !requestHasBody(this.#req.rawHeaders) && err.code === 'ECONNRESET') {
+      this.#retried = true;
+      this.#dispatch();
+      return;
+    }
+    answer(this.#res, 502, `instance ${this.#route.instanceId} did not answer on port ${this.#route.targetPort}: ${err.code ?? err.message}\n`);
+  }
+
+  #onClose(): void {
+    this.#finished = true;
+    if (this.#ticket !== undefined) this.#gate.leave(this.#ticket);
+    // The client left before its answer was complete: stop the upstream side too (its socket is not reused).
+    if (!this.#res.writableFinished) this.#upstream?.destroy();
+    this.#ctx.waker.requestFinished(this.#route.instanceId);
+  }
+}
+
+class UpgradeExchange implements Waiter {
+  readonly #ctx: ForwardContext;
+  readonly #route: Route;
+  readonly #gate: InstanceGate;
+  readonly #req: http.IncomingMessage;
+  readonly #socket: Duplex;
+  readonly #head: Buffer;
+  #ticket: Ticket | undefined;
+  #upstream: http.ClientRequest | undefined;
+  #upSocket: Duplex | undefined;
+
+  constructor(ctx: ForwardContext, route: Route, req: http.IncomingMessage, socket: Duplex, head: Buffer) {
+    this.#ctx = ctx;
+    this.#route = route;
+    this.#gate = ctx.gate(route.instanceId);
+    this.#req = req;
+    this.#socket = socket;
+    this.#head = head;
+  }
+
+  start(): void {
+    const id = this.#route.instanceId;
+    this.#gate.stats.requests += 1;
+    // An upgraded connection is one long request: the instance must not sleep under an open websocket.
+    this.#ctx.waker.requestStarted(id);
+    trackConnection(this.#ctx.waker, this.#socket, id);
+    this.#socket.once('close', () => {
+      if (this.#ticket !== undefined) this.#gate.leave(this.#ticket);
+      this.#upstream?.destroy();
+      this.#upSocket?.destroy();
+      this.#ctx.waker.requestFinished(id);
+    });
+    const target = this.#gate.current();
+    if (target !== undefined) this.forward(target);
+    else this.#ticket = this.#gate.park(this);
+  }
+
+  forward(target: AwakeTarget): void {
+    const req = this.#req;
+    const headers = forwardRequestHeaders(req.rawHeaders, req.headers.upgrade ?? 'websocket', this.#ctx.forwarded, req.socket.remoteAddress);
+    const upstream = http.request({
+      host: target.host,
+      port: this.#route.targetPort,
+      method: req.method,
+      path: req.url,
+      headers,
+      setHost: false,
+      noDelay: true,
+    } as http.RequestOptions);
+    this.#upstream = upstream;
+    upstream.on('upgrade', (upRes, upSocket, upHead) => this.#onUpgrade(upRes, upSocket, upHead));
+    upstream.on('response', (upRes) => this.#onRefused(upRes));
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      answerRaw(this.#socket, 502, `instance ${this.#route.instanceId} did not answer on port ${this.#route.targetPort}: ${err.code ?? err.message}\n`);
+    });
+    upstream.end();
+  }
+
+  refuse(refusal: Refusal): void {
+    answerRaw(this.#socket, refusal.status, `${refusal.message}\n`, refusal.retryAfterSeconds);
+  }
+
+  #onUpgrade(upRes: http.IncomingMessage, upSocket: Socket, upHead: Buffer): void {
+    const socket = this.#socket;
+    this.#upSocket = upSocket;
+    upSocket.on('error', () => socket.destroy());
+    upSocket.on('close', () => socket.destroy());
+    socket.on('close', () => upSocket.destroy());
+    if (socket.destroyed) {
+      upSocket.destroy();
+      return;
+    }
+    // The 101 keeps its Upgrade and Connection fields: they are this hop's handshake.
+    socket.write(rawResponseHead(101, upRes.statusMessage || 'Switching Protocols', upRes.rawHeaders));
+    if (upHead.length > 0) socket.write(upHead);
+    if (this.#head.length > 0) upSocket.write(this.#head);
+    upSocket.setNoDelay(true);
+    upSocket.pipe(socket);
+    socket.pipe(upSocket);
+  }
+
+  /** The instance answered without switching protocols: relay that answer and close. */
+  #onRefused(upRes: http.IncomingMessage): void {
+    const socket = this.#socket;
+    // The body is relayed decoded, so its framing becomes "until close".
+    const headers = withoutFraming(forwardResponseHeaders(upRes.rawHeaders, this.#ctx.forwarded.via));
+    headers.push('Connection', 'close');
+    socket.write(rawResponseHead(upRes.statusCode ?? 502, upRes.statusMessage ?? '', headers));
+    upRes.on('error', () => socket.destroy());
+    upRes.pipe(socket);
+  }
+}
+
+/** A plain-text answer from the proxy itself. */
+export function answer(res: http.ServerResponse, status: number, body: string, retryAfterSeconds?: number): void {
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const headers: string[] = ['Content-Type', 'text/plain; charset=utf-8', 'Content-Length', String(Buffer.byteLength(body))];
+  if (retryAfterSeconds !== undefined) headers.push('Retry-After', String(retryAfterSeconds));
+  res.writeHead(status, headers);
+  res.end(body);
+}
+
+/** The same on a socket node has handed over (upgrades), which is then closed. */
+export function answerRaw(socket: Duplex, status: number, body: string, retryAfterSeconds?: number): void {
+  if (socket.destroyed) return;
+  const headers: string[] = ['Content-Type', 'text/plain; charset=utf-8', 'Content-Length', String(Buffer.byteLength(body)), 'Connection', 'close'];
+  if (retryAfterSeconds !== undefined) headers.push('Retry-After', String(retryAfterSeconds));
+  socket.end(rawResponseHead(status, http.STATUS_CODES[status] ?? '', headers) + body);
+}

@@ -1,0 +1,221 @@
+// Flick's ingress proxy: HTTP/1.1 (and HTTPS when given a certificate) routed
+// by Host to instances, raw TCP routed by host port, and a wake gate per
+// instance that parks traffic while the instance wakes. It knows instances only
+// through the RouteTable and the Waker seam, never the controller.
+//
+// flickd:   const proxy = await createProxy({ routes, waker, listen: { host, port } });
+// controller: routes.setHttp('app', { instanceId, targetPort: 8080 }); routes.removeInstance(id);
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import { ProxyError } from './errors.js';
+import { InstanceGate, type GateConfig } from './gate.js';
+import { handleRequest, handleUpgrade, type ForwardContext } from './http-forward.js';
+import type { RouteChange, RouteTable } from './routes.js';
+import { snapshotStats, type InstanceProxyStats } from './stats.js';
+import { TcpSession, type TcpContext } from './tcp-forward.js';
+import type { Waker } from './waker.js';
+
+export interface ProxyConfig {
+  routes: RouteTable;
+  waker: Waker;
+  /** Where HTTP(S) is served; port 0 picks a free port (see `Proxy.address`). */
+  listen: { host: string; port: number };
+  /** Host names are `<name>.<domain>`. Default `localhost`. */
+  domain?: string;
+  /** Terminate TLS on the HTTP listener with this PEM certificate (chain) and key. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Address TCP route listeners bind to. Default: `listen.host`. */
+  tcpHost?: string;
+  /** Parked requests per instance before 503. Default 1024. */
+  maxParkedPerInstance?: number;
+  /** How long a wake may take before its parked requests get 504. Default 30 000 ms. */
+  wakeTimeoutMs?: number;
+  /** Retry-After on a 503 for a full queue. Default 1 s. */
+  retryAfterSeconds?: number;
+  /** How long an idle client keep-alive connection stays open. Default 65 000 ms. */
+  clientKeepAliveMs?: number;
+  /** Upstream connections per instance (the pool's size). Default 256. */
+  maxUpstreamSocketsPerInstance?: number;
+  /** Idle pooled upstream connections are closed after this (below typical 5 s server timeouts). Default 4 000 ms. */
+  upstreamIdleMs?: number;
+  /** Quiet time that ends a raw TCP exchange (see tcp-forward.ts). Default 200 ms. */
+  tcpQuietMs?: number;
+  /** Keep and extend X-Forwarded-* sent by the client (only behind a trusted load balancer). Default false. */
+  trustForwarded?: boolean;
+  /** Add `Via: 1.1 <via>` both ways. Default: no Via. */
+  via?: string;
+  /** Failures that concern no single request (a TCP route's port cannot be bound). Default: stderr. */
+  onError?: (err: Error) => void;
+}
+
+export interface Proxy {
+  /** Where the HTTP(S) listener is bound. */
+  readonly address: { host: string; port: number };
+  /** Counters per instance that has seen traffic (copies). */
+  stats(): InstanceProxyStats[];
+  /** Resolves once every TCP listener opened or closed by route changes so far is bound or closed. */
+  settled(): Promise<void>;
+  /** Stop listening, refuse parked requests, close every connection. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+export async function createProxy(config: ProxyConfig): Promise<Proxy> {
+  const gates = new Map<string, InstanceGate>();
+  const gateConfig: GateConfig = {
+    maxParked: config.maxParkedPerInstance ?? 1024,
+    wakeTimeoutMs: config.wakeTimeoutMs ?? 30_000,
+    retryAfterSeconds: config.retryAfterSeconds ?? 1,
+    agent: {
+      keepAlive: true,
+      maxSockets: config.maxUpstreamSocketsPerInstance ?? 256,
+      maxFreeSockets: config.maxUpstreamSocketsPerInstance ?? 256,
+      timeout: config.upstreamIdleMs ?? 4_000,
+      scheduling: 'lifo',
+    },
+  };
+  const gate = (instanceId: string): InstanceGate => {
+    let found = gates.get(instanceId);
+    if (found === undefined) {
+      found = new InstanceGate(instanceId, config.waker, gateConfig);
+      gates.set(instanceId, found);
+    }
+    return found;
+  };
+  const onError = config.onError ?? ((err: Error) => console.error(`flick proxy: ${err.message}`));
+
+  const forwardCtx: ForwardContext = {
+    routes: config.routes,
+    domain: (config.domain ?? 'localhost').toLowerCase(),
+    waker: config.waker,
+    gate,
+    forwarded: { proto: config.tls ? 'https' : 'http', trustForwarded: config.trustForwarded ?? false, via: config.via },
+  };
+  const serverOptions: http.ServerOptions = {
+    keepAliveTimeout: config.clientKeepAliveMs ?? 65_000,
+    // A parked request has not been read yet; the wake timeout, not this, bounds how long it waits.
+    requestTimeout: 0,
+    noDelay: true,
+  };
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => handleRequest(forwardCtx, req, res);
+  const server = config.tls
+    ? https.createServer({ ...serverOptions, cert: config.tls.cert, key: config.tls.key }, onRequest)
+    : http.createServer(serverOptions, onRequest);
+  server.on('upgrade', (req, socket, head) => handleUpgrade(forwardCtx, req, socket, head));
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+
+  const tcp = new TcpListeners(config, { waker: config.waker, gate, quietMs: config.tcpQuietMs ?? 200 }, onError);
+  const unsubscribe = config.routes.subscribe((change: RouteChange) => {
+    if (change.kind === 'instance-removed') {
+      gates.get(change.instanceId)?.close(`instance ${change.instanceId} is no longer routed: it was removed`);
+      gates.delete(change.instanceId);
+    } else {
+      tcp.sync(change.port);
+    }
+  });
+
+  try {
+    await listen(server, config.listen.port, config.listen.host);
+  } catch (err) {
+    unsubscribe();
+    throw new ProxyError('listen_failed', `cannot serve the ingress proxy on ${config.listen.host}:${config.listen.port}: ${(err as Error).message}; pick another --proxy-listen address`, { cause: err, kind: 'user' });
+  }
+  for (const port of config.routes.tcpPorts()) tcp.sync(port);
+  await tcp.settled();
+  const bound = server.address() as net.AddressInfo;
+
+  let closing: Promise<void> | undefined;
+  return {
+    address: { host: config.listen.host, port: bound.port },
+    stats: () => [...gates.values()].map((g) => snapshotStats(g.stats)),
+    settled: () => tcp.settled(),
+    close: () =>
+      (closing ??= (async () => {
+        unsubscribe();
+        for (const g of gates.values()) g.close('the ingress proxy is shutting down: retry shortly');
+        const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeAllConnections();
+        await Promise.all([serverClosed, tcp.close()]);
+      })()),
+  };
+}
+
+/** One listener per routed TCP host port; connections are looked up at accept time, so a route can be replaced live. */
+class TcpListeners {
+  readonly #config: ProxyConfig;
+  readonly #ctx: TcpContext;
+  readonly #onError: (err: Error) => void;
+  readonly #servers = new Map<number, net.Server>();
+  readonly #sockets = new Set<net.Socket>();
+  #pending: Promise<void> = Promise.resolve();
+  #closed = false;
+
+  constructor(config: ProxyConfig, ctx: TcpContext, onError: (err: Error) => void) {
+    this.#config = config;
+    this.#ctx = ctx;
+    this.#onError = onError;
+  }
+
+  /** Make the listener of `port` match the route table. */
+  sync(port: number): void {
+    if (this.#closed) return;
+    const wanted = this.#config.routes.tcp(port) !== undefined;
+    const server = this.#servers.get(port);
+    if (wanted && server === undefined) this.#open(port);
+    if (!wanted && server !== undefined) {
+      this.#servers.delete(port);
+      this.#track(new Promise<void>((resolve) => server.close(() => resolve())));
+    }
+  }
+
+  settled(): Promise<void> {
+    return this.#pending;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const socket of this.#sockets) socket.destroy();
+    const closing = [...this.#servers.values()].map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    this.#servers.clear();
+    await Promise.all([this.#pending, ...closing]);
+  }
+
+  #open(port: number): void {
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      const route = this.#config.routes.tcp(port);
+      if (route === undefined || this.#closed) {
+        socket.destroy();
+        return;
+      }
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
+      new TcpSession(this.#ctx, route, socket).start();
+    });
+    this.#servers.set(port, server);
+    const host = this.#config.tcpHost ?? this.#config.listen.host;
+    this.#track(
+      listen(server, port, host).catch((err: unknown) => {
+        if (this.#servers.get(port) === server) this.#servers.delete(port);
+        this.#onError(new ProxyError('listen_failed', `cannot open TCP route ${host}:${port}: ${(err as Error).message}; route another host port`, { cause: err }));
+      }),
+    );
+  }
+
+  #track(operation: Promise<void>): void {
+    this.#pending = Promise.all([this.#pending, operation]).then(() => undefined);
+  }
+}
+
+function listen(server: net.Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,125 @@
+// Test helpers for the proxy's tests: a hand-written Waker, local upstream
+// servers on port 0, and small HTTP client calls. Not used by the product.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { TestContext } from 'node:test';
+import type { AwakeInstance, Waker } from './waker.js';
+
+/** A Waker whose instances are awake at 127.0.0.1 once `release` (or `autoWake`) lets them. */
+export class FakeWaker implements Waker {
+  /** Calls to ensureAwake, per instance. */
+  readonly wakes = new Map<string, number>();
+  readonly inFlight = new Map<string, number>();
+  /** Lowest in-flight count ever seen (negative means a finished without a started). */
+  minInFlight = 0;
+  readonly connections = new Map<string, number>();
+  readonly signals: AbortSignal[] = [];
+  #pending: Array<() => void> = [];
+  #asleep = new Map<string, AbortController>();
+
+  /** When true, ensureAwake resolves at once; otherwise it waits for `release()`. */
+  constructor(public autoWake = true) {}
+
+  ensureAwake(instanceId: string, signal: AbortSignal): Promise<AwakeInstance> {
+    this.wakes.set(instanceId, (this.wakes.get(instanceId) ?? 0) + 1);
+    this.signals.push(signal);
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        const asleep = new AbortController();
+        this.#asleep.set(instanceId, asleep);
+        resolve({ host: '127.0.0.1', asleep: asleep.signal });
+      };
+      if (this.autoWake) wake();
+      else this.#pending.push(wake);
+    });
+  }
+
+  /** Finish every wake in progress. */
+  release(): void {
+    const pending = this.#pending;
+    this.#pending = [];
+    for (const wake of pending) wake();
+  }
+
+  /** Put an instance to standby, as the controller would. */
+  standby(instanceId: string): void {
+    this.#asleep.get(instanceId)?.abort();
+  }
+
+  requestStarted(id: string): void {
+    this.inFlight.set(id, (this.inFlight.get(id) ?? 0) + 1);
+  }
+
+  requestFinished(id: string): void {
+    const n = (this.inFlight.get(id) ?? 0) - 1;
+    this.inFlight.set(id, n);
+    this.minInFlight = Math.min(this.minInFlight, n);
+  }
+
+  connectionOpened(id: string): void {
+    this.connections.set(id, (this.connections.get(id) ?? 0) + 1);
+  }
+
+  connectionClosed(id: string): void {
+    this.connections.set(id, (this.connections.get(id) ?? 0) - 1);
+  }
+}
+
+/** An HTTP server on 127.0.0.1:0, closed after the test; counts the TCP connections it accepted. */
+export async function startUpstream(
+  t: TestContext,
+  handler: http.RequestListener,
+): Promise<{ server: http.Server; port: number; connections: () => number }> {
+  const server = http.createServer(handler);
+  let connections = 0;
+  server.on('connection', () => (connections += 1));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    server.closeAllConnections();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return { server, port: (server.address() as AddressInfo).port, connections: () => connections };
+}
+
+export interface Answer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+/** One request through the proxy, body read whole (the tests' client side only). */
+export function request(
+  port: number,
+  options: { host: string; path?: string; method?: string; agent?: http.Agent; headers?: http.OutgoingHttpHeaders; body?: string },
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: options.path ?? '/',
+        method: options.method ?? 'GET',
+        agent: options.agent ?? false,
+        headers: { host: options.host, ...options.headers },
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+/** Resolves once `check()` is true, polling every few ms (for effects that happen on another socket). */
+export async function until(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}

@@ -1,0 +1,39 @@
+// The seam between the ingress proxy and whatever runs instances (flickd's
+// controller). Declared here, by its consumer, in the style of Knative's
+// activator: the proxy only needs "make it reachable" and "I am using it", so a
+// fake is a few lines.
+
+/** Where a running instance can be reached, valid until `asleep` aborts. */
+export interface AwakeInstance {
+  /** Host-side address of the instance (its veth address); the port comes from the route. */
+  host: string;
+  /**
+   * Aborts when this address stops being usable: the instance is going to
+   * standby (or stopping). The proxy then drops its pooled upstream sockets and
+   * wakes the instance again on the next request. The controller must abort it
+   * synchronously when it decides to suspend (in the same turn in which it saw
+   * no request in flight), so no request can be forwarded to a suspending VM.
+   */
+  asleep: AbortSignal;
+}
+
+export interface Waker {
+  /**
+   * Where the instance can be reached now, waking it if it is in standby.
+   * Resolves when the app is ready. The proxy calls it once per burst (one call
+   * in flight per instance) and aborts `signal` when its wake timeout passes or
+   * it shuts down.
+   */
+  ensureAwake(instanceId: string, signal: AbortSignal): Promise<AwakeInstance>;
+  /**
+   * A request (or an upgraded connection, or a raw TCP exchange) started or
+   * ended. Started is called when it arrives, before any wake, so parked
+   * requests count as in flight; every started gets exactly one finished, on
+   * every path (answered, rejected, client gone).
+   */
+  requestStarted(instanceId: string): void;
+  requestFinished(instanceId: string): void;
+  /** A client connection that has carried traffic for this instance opened or closed (policy `on` counts these). */
+  connectionOpened?(instanceId: string): void;
+  connectionClosed?(instanceId: string): void;
+}
