@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { describeError, isFlickError } from '../errors.js';
 import { EXIT_SOFTWARE, EXIT_USAGE, exitCodeFor } from './exit-codes.js';
 import { register as registerGuest } from './commands/guest.js';
+import { register as registerBase } from './commands/base.js';
 
 export function buildProgram(): Command {
   const program = new Command('flick')
@@ -12,6 +13,7 @@ export function buildProgram(): Command {
     .exitOverride();
   // One line per verb; each verb's file owns its options and output.
   registerGuest(program);
+  registerBase(program);
   return program;
 }
 

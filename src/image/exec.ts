@@ -1,0 +1,88 @@
+// Runs the host tools the image pipeline drives (buildah, mksquashfs,
+// debootstrap, tar) as child processes, each owned until it exits.
+import { spawn } from 'node:child_process';
+import { ImageError } from './image-error.js';
+
+export interface RunOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Called with each line the tool writes (stdout and stderr interleaved). */
+  onLine?: (line: string) => void;
+  /** Bytes to write to the tool's stdin. */
+  input?: string | Buffer;
+  signal?: AbortSignal;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+}
+
+/** Keeps the last `max` lines seen, for error messages. */
+class Tail {
+  readonly lines: string[] = [];
+  constructor(private readonly max: number) {}
+  push(line: string): void {
+    this.lines.push(line);
+    if (this.lines.length > this.max) this.lines.shift();
+  }
+}
+
+/** Exit status and output of a tool, without throwing on a non-zero exit. */
+export function runTool(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult & { code: number | null; tail: string[] }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'], signal: opts.signal });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    const tail = new Tail(40);
+    const splitter = () => {
+      let buf = '';
+      return (chunk: Buffer, end = false) => {
+        buf += chunk.toString();
+        let i: number;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, i).replace(/\r$/, '');
+          buf = buf.slice(i + 1);
+          tail.push(line);
+          opts.onLine?.(line);
+        }
+        if (end && buf) {
+          tail.push(buf);
+          opts.onLine?.(buf);
+          buf = '';
+        }
+      };
+    };
+    const onOut = splitter();
+    const onErr = splitter();
+    child.stdout.on('data', (c: Buffer) => {
+      out.push(c);
+      onOut(c);
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      err.push(c);
+      onErr(c);
+    });
+    child.on('error', (cause) =>
+      reject(new ImageError('TOOL_FAILED', `${cmd} could not be started: ${cause.message}; run 'bash scripts/setup.sh' to install it`, { cause })),
+    );
+    child.on('close', (code) => {
+      onOut(Buffer.alloc(0), true);
+      onErr(Buffer.alloc(0), true);
+      resolve({ stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), code, tail: tail.lines });
+    });
+    child.stdin.on('error', () => {});
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/** Runs a tool and rejects with TOOL_FAILED (carrying its last output lines) unless it exits 0. */
+export async function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  const r = await runTool(cmd, args, opts);
+  if (r.code !== 0) {
+    throw new ImageError('TOOL_FAILED', `${cmd} ${args.slice(0, 3).join(' ')} failed (exit ${r.code}): ${r.tail.slice(-8).join('\n')}`, {
+      details: { cmd, args, code: r.code },
+    });
+  }
+  return r;
+}
