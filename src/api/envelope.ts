@@ -1,0 +1,50 @@
+// The /v1 response envelope, shaped like the one of Unikraft Cloud's REST API
+// (a "status" beside the payload): every JSON answer is
+//   {"status":"success","data":{...}}   or   {"status":"error","error":{"code","message"}}
+// and this file is the ONE place where error codes become HTTP statuses.
+import type { ServerResponse } from 'node:http';
+import { describeError, isFlickError } from '../errors.js';
+
+
+const STATUS_BY_CODE: Readonly<Record<string, number>> = {
+  BAD_REQUEST: 400,
+  INVALID_JSON: 400,
+  INVALID_SPEC: 400,
+  IMAGE_INVALID: 400,
+  UNAUTHORIZED: 401,
+  NOT_FOUND: 404,
+  INSTANCE_NOT_FOUND: 404,
+  IMAGE_NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  WAIT_TIMEOUT: 408,
+  NAME_TAKEN: 409,
+  ILLEGAL_TRANSITION: 409,
+  WAKE_FAILED: 503,
+  NO_ADDRESS: 503,
+  NAME_UNKNOWN: 404,
+  MANIFEST_UNKNOWN: 404,
+};
+
+/** HTTP status for an error: by code, else 400 for user errors and 500 for the rest. */
+export function statusFor(err: unknown): number {
+  if (!isFlickError(err)) return 500;
+  return STATUS_BY_CODE[err.code] ?? (err.kind === 'user' ? 400 : 500);
+}
+
+export function sendData(res: ServerResponse, status: number, data: unknown): void {
+  sendJson(res, status, { status: 'success', data });
+}
+
+export function sendError(res: ServerResponse, err: unknown): void {
+  const status = statusFor(err);
+  const code = isFlickError(err) ? err.code : 'INTERNAL';
+  const message = status === 500 && !isFlickError(err) ? `internal error: ${describeError(err)}` : describeError(err);
+  const details = isFlickError(err) && err.details ? { details: err.details } : {};
+  sendJson(res, status, { status: 'error', error: { code, message, ...details } });
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = `${JSON.stringify(body)}\n`;
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}

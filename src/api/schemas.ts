@@ -1,0 +1,131 @@
+// The /v1 wire formats: request bodies validated with zod (messages name the
+// field and say what to write instead), and the snake_case view of an instance.
+import { z } from 'zod';
+import type { InstanceSpec } from '../controller/spec.js';
+import { INSTANCE_STATES } from '../controller/states.js';
+import { FlickError } from '../errors.js';
+import type { InstanceRecord } from '../store/instance-record.js';
+
+const port = (field: string) =>
+  z.number({ error: `${field} must be a TCP port number (1-65535), e.g. 8080` }).int({ error: `${field} must be a whole number, e.g. 8080` }).min(1, { error: `${field} must be at least 1` }).max(65535, { error: `${field} must be at most 65535` });
+
+export const PortSchema = z.strictObject({
+  port: port('ports[].port'),
+  guest_port: port('ports[].guest_port').optional(),
+  protocol: z.enum(['http', 'tcp'], { error: 'ports[].protocol must be "http" or "tcp"' }).default('http'),
+});
+
+export const CreateInstanceSchema = z.strictObject({
+  image: z.string({ error: 'image must be a string naming an image in the host registry, e.g. "hello:latest"' }).min(1, { error: 'image must not be empty: name an image pushed to this host, e.g. "hello:latest"' }),
+  name: z.string({ error: 'name must be a string, e.g. "web"' }).optional(),
+  args: z.array(z.string(), { error: 'args must be a list of strings, e.g. ["--port", "8080"]' }).optional(),
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'env keys must be variable names, e.g. "PORT"' }), z.string({ error: 'env values must be strings, e.g. {"PORT": "8080"}' }), {
+    error: 'env must be an object of strings, e.g. {"PORT": "8080"}',
+  }).optional(),
+  memory_mb: z
+    .number({ error: 'memory_mb must be a whole number of MiB, e.g. 256' })
+    .int({ error: 'memory_mb must be a whole number of MiB, e.g. 256' })
+    .min(32, { error: 'memory_mb must be at least 32 (MiB)' })
+    .max(65536, { error: 'memory_mb must be at most 65536 (MiB)' })
+    .optional(),
+  vcpus: z.number({ error: 'vcpus must be a whole number, e.g. 1' }).int({ error: 'vcpus must be a whole number, e.g. 1' }).min(1, { error: 'vcpus must be at least 1' }).max(64, { error: 'vcpus must be at most 64' }).optional(),
+  ports: z.array(PortSchema, { error: 'ports must be a list like [{"port": 8080, "protocol": "http"}]' }).optional(),
+  hostname: z.string({ error: 'hostname must be a string, e.g. "web.localhost"' }).regex(/^[a-z0-9.-]+$/, { error: 'hostname may hold only lowercase letters, digits, "." and "-"' }).optional(),
+  autostart: z.boolean({ error: 'autostart must be true or false' }).optional(),
+  restart_policy: z.enum(['never', 'on-failure', 'always'], { error: 'restart_policy must be "never", "on-failure" or "always"' }).optional(),
+  scale_to_zero: z
+    .strictObject({
+      policy: z.enum(['on', 'idle', 'off'], { error: 'scale_to_zero.policy must be "on", "idle" or "off"' }).optional(),
+      cooldown_time_ms: z
+        .number({ error: 'scale_to_zero.cooldown_time_ms must be a whole number of milliseconds, e.g. 1000' })
+        .int({ error: 'scale_to_zero.cooldown_time_ms must be a whole number of milliseconds, e.g. 1000' })
+        .min(1, { error: 'scale_to_zero.cooldown_time_ms must be at least 1' })
+        .optional(),
+      stateful: z.boolean({ error: 'scale_to_zero.stateful must be true or false' }).optional(),
+    }, { error: 'scale_to_zero must be an object like {"policy": "on", "cooldown_time_ms": 1000}' })
+    .optional(),
+});
+export type CreateInstanceBody = z.infer<typeof CreateInstanceSchema>;
+
+export class ApiError extends FlickError<'BAD_REQUEST' | 'INVALID_JSON' | 'NOT_FOUND' | 'METHOD_NOT_ALLOWED' | 'UNAUTHORIZED'> {}
+
+/** Parses with `schema`, or throws BAD_REQUEST whose message lists every problem by field. */
+export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
+  const r = schema.safeParse(body);
+  if (r.success) return r.data;
+  const problems = r.error.issues.map((i) => {
+    const field = i.path.join('.');
+    if (i.code === 'unrecognized_keys') return `unknown field${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => `"${field ? `${field}.` : ''}${k}"`).join(', ')}: check the spelling (fields are snake_case)`;
+    // Our own messages already name their field; zod's generic ones get it prefixed.
+    return field === '' || i.message.startsWith(String(i.path[0])) ? i.message : `${field}: ${i.message}`;
+  });
+  throw new ApiError('BAD_REQUEST', `invalid request: ${problems.join('; ')}`, { kind: 'user' });
+}
+
+/** The wire request → the controller's InstanceSpec. */
+export function toInstanceSpec(body: CreateInstanceBody): InstanceSpec {
+  const http = (body.ports ?? []).filter((p) => p.protocol === 'http');
+  if (http.length > 1) throw new ApiError('BAD_REQUEST', 'invalid request: ports may hold at most one "http" port (the proxy routes HTTP by host name): make the others "tcp"', { kind: 'user' });
+  const tcp = (body.ports ?? []).filter((p) => p.protocol === 'tcp').map((p) => ({ hostPort: p.port, guestPort: p.guest_port ?? p.port }));
+  const h = http[0];
+  const spec: InstanceSpec = { image: body.image };
+  if (body.name !== undefined) spec.name = body.name;
+  if (body.args !== undefined) spec.args = body.args;
+  if (body.env !== undefined) spec.env = body.env;
+  if (body.memory_mb !== undefined) spec.memoryMb = body.memory_mb;
+  if (body.vcpus !== undefined) spec.vcpus = body.vcpus;
+  if (body.autostart !== undefined) spec.autostart = body.autostart;
+  if (body.restart_policy !== undefined) spec.restartPolicy = body.restart_policy;
+  if (h || tcp.length > 0 || body.hostname) {
+    spec.service = { tcp };
+    if (h) spec.service.http = { guestPort: h.guest_port ?? h.port, ...(body.hostname ? { hostname: body.hostname } : {}) };
+  }
+  if (body.scale_to_zero) {
+    const s = body.scale_to_zero;
+    spec.scaleToZero = {
+      ...(s.policy !== undefined ? { policy: s.policy } : {}),
+      ...(s.cooldown_time_ms !== undefined ? { cooldownTimeMs: s.cooldown_time_ms } : {}),
+      ...(s.stateful !== undefined ? { stateful: s.stateful } : {}),
+    };
+  }
+  return spec;
+}
+
+export const WaitQuerySchema = z.object({
+  state: z.enum(INSTANCE_STATES, { error: `state must be one of ${INSTANCE_STATES.join(', ')}` }),
+  timeout_ms: z.coerce.number({ error: 'timeout_ms must be a whole number of milliseconds' }).int({ error: 'timeout_ms must be a whole number of milliseconds' }).min(0, { error: 'timeout_ms must not be negative' }).optional(),
+});
+
+/** The instance as the API shows it (snake_case; internals like the VmConfig stay inside). */
+export function instanceView(rec: InstanceRecord, url?: string): Record<string, unknown> {
+  return {
+    id: rec.id,
+    name: rec.name,
+    state: rec.state,
+    image: rec.image.ref,
+    image_digest: rec.image.digest,
+    args: rec.args,
+    env: rec.env,
+    memory_mb: rec.memoryMb,
+    vcpus: rec.vcpus,
+    service: {
+      http: rec.service.http ? { hostname: rec.service.http.hostname, guest_port: rec.service.http.guestPort } : null,
+      tcp: rec.service.tcp.map((t) => ({ port: t.hostPort, guest_port: t.guestPort })),
+    },
+    url: url ?? null,
+    address: rec.vm?.network?.hostReachableIp ?? null,
+    autostart: rec.autostart,
+    restart_policy: rec.restartPolicy,
+    scale_to_zero: { policy: rec.scaleToZero.policy, cooldown_time_ms: rec.scaleToZero.cooldownTimeMs, stateful: rec.scaleToZero.stateful },
+    snapshots: { template: rec.snapshots.template !== undefined, own: rec.snapshots.own !== undefined },
+    pid: rec.pid,
+    boots: rec.counters.boots,
+    wakes: rec.counters.wakes,
+    restarts: rec.counters.restarts,
+    last_exit_code: rec.lastExitCode,
+    error: rec.error ?? null,
+    created_at: rec.createdAt,
+    started_at: rec.startedAt,
+    stopped_at: rec.stoppedAt,
+  };
+}
