@@ -5,6 +5,8 @@ import { describeError, isFlickError } from '../errors.js';
 import { EXIT_SOFTWARE, EXIT_USAGE, exitCodeFor } from './exit-codes.js';
 import { register as registerGuest } from './commands/guest.js';
 import { register as registerBase } from './commands/base.js';
+import { register as registerPush } from './commands/push.js';
+import { register as registerPull } from './commands/pull.js';
 
 export function buildProgram(): Command {
   const program = new Command('flick')
@@ -14,6 +16,8 @@ export function buildProgram(): Command {
   // One line per verb; each verb's file owns its options and output.
   registerGuest(program);
   registerBase(program);
+  registerPush(program);
+  registerPull(program);
   return program;
 }
 
