@@ -80,7 +80,7 @@ export function encodeConfigPayload(config: ConfigDiskContents): Buffer {
   checkId('gid', config.gid);
   records.push(`uid=${config.uid}`, `gid=${config.gid}`);
   // Linux limits the hostname to 64 bytes (HOST_NAME_MAX); RFC 1123 labels.
-  if (!/^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$/.test(config.hostname)) {
+  if (!/^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,63})$/.test(config.hostname)) {
     invalid(`hostname "${config.hostname.slice(0, 70)}" is not a valid host name (letters, digits, '-', '.', at most 64)`);
   }
   records.push(`hostname=${config.hostname}`);
