@@ -1,8 +1,10 @@
 // Test helpers for the proxy's tests: a hand-written Waker, local upstream
 // servers on port 0, and small HTTP client calls. Not used by the product.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import type { TestContext } from 'node:test';
+import { createProxy, type Proxy, type ProxyConfig } from './proxy.js';
+import { RouteTable } from './routes.js';
 import type { AwakeInstance, Waker } from './waker.js';
 
 /** A Waker whose instances are awake at 127.0.0.1 once `release` (or `autoWake`) lets them. */
@@ -65,20 +67,25 @@ export class FakeWaker implements Waker {
   }
 }
 
-/** An HTTP server on 127.0.0.1:0, closed after the test; counts the TCP connections it accepted. */
+/** An HTTP server on 127.0.0.1:0, closed after the test; counts the TCP connections it accepted and those still open. */
 export async function startUpstream(
   t: TestContext,
   handler: http.RequestListener,
-): Promise<{ server: http.Server; port: number; connections: () => number }> {
+): Promise<{ server: http.Server; port: number; connections: () => number; open: () => number }> {
   const server = http.createServer(handler);
   let connections = 0;
-  server.on('connection', () => (connections += 1));
+  let open = 0;
+  server.on('connection', (socket: net.Socket) => {
+    connections += 1;
+    open += 1;
+    socket.on('close', () => (open -= 1));
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.after(() => {
     server.closeAllConnections();
     return new Promise<void>((resolve) => server.close(() => resolve()));
   });
-  return { server, port: (server.address() as AddressInfo).port, connections: () => connections };
+  return { server, port: (server.address() as AddressInfo).port, connections: () => connections, open: () => open };
 }
 
 export interface Answer {
@@ -122,4 +129,32 @@ export async function until(check: () => boolean, what: string, timeoutMs = 5000
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
+}
+
+/** A proxy on 127.0.0.1:0 with its own route table, closed after the test. */
+export async function startProxy(
+  t: TestContext,
+  waker: Waker,
+  extra: Partial<ProxyConfig> = {},
+): Promise<{ proxy: Proxy; routes: RouteTable; port: number }> {
+  const routes = extra.routes ?? new RouteTable();
+  const proxy = await createProxy({ routes, waker, listen: { host: '127.0.0.1', port: 0 }, ...extra });
+  t.after(() => proxy.close());
+  return { proxy, routes, port: proxy.address.port };
+}
+
+/** A TCP port that was free a moment ago (for TCP routes, which need a fixed host port). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** The proxy's counters for one instance. */
+export function statsOf(proxy: Proxy, instanceId: string) {
+  const found = proxy.stats().find((s) => s.instanceId === instanceId);
+  if (found === undefined) throw new Error(`no proxy stats for ${instanceId}`);
+  return found;
 }

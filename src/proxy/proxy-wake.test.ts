@@ -1,0 +1,177 @@
+// Component tests of the wake path: requests to a sleeping instance park at
+// the proxy until the (fake) controller wakes it.
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { test } from 'node:test';
+import { FakeWaker, request, startProxy, startUpstream, statsOf, until } from './testing.js';
+
+test('200 concurrent requests to a sleeping instance: 200 answers and exactly one wake', async (t) => {
+  let served = 0;
+  const upstream = await startUpstream(t, (req, res) => {
+    served += 1;
+    res.end(`ok ${req.url}`);
+  });
+  const waker = new FakeWaker(false);
+  const { proxy, port, routes } = await startProxy(t, waker);
+  routes.setHttp('app', { instanceId: 'i-1', targetPort: upstream.port });
+  const answers = Array.from({ length: 200 }, (_, i) => request(port, { host: 'app.localhost', path: `/${i}` }));
+  await until(() => proxy.stats()[0]?.parkedNow === 200, '200 parked requests');
+  assert.equal(served, 0);
+  waker.release();
+  const results = await Promise.all(answers);
+  assert.deepEqual(results.map((r) => r.status), new Array(200).fill(200));
+  assert.deepEqual(results.map((r) => r.body), Array.from({ length: 200 }, (_, i) => `ok /${i}`));
+  assert.equal(waker.wakes.get('i-1'), 1);
+  assert.equal(served, 200);
+  const stats = statsOf(proxy, 'i-1');
+  assert.equal(stats.parkedTotal, 200);
+  assert.equal(stats.parkedNow, 0);
+  assert.equal(stats.wakeWait.count, 200);
+  assert.equal(stats.requests, 200);
+  await until(() => waker.inFlight.get('i-1') === 0, 'every request to finish');
+});
+
+test('a full parking queue answers 503 with Retry-After; the parked ones are still served', async (t) => {
+  const upstream = await startUpstream(t, (_req, res) => res.end('ok'));
+  const waker = new FakeWaker(false);
+  const { proxy, port, routes } = await startProxy(t, waker, { maxParkedPerInstance: 2, retryAfterSeconds: 3 });
+  routes.setHttp('app', { instanceId: 'i-1', targetPort: upstream.port });
+  const parked = [request(port, { host: 'app.localhost' }), request(port, { host: 'app.localhost' })];
+  await until(() => proxy.stats()[0]?.parkedNow === 2, 'two parked requests');
+  const refused = await request(port, { host: 'app.localhost' });
+  assert.equal(refused.status, 503);
+  assert.equal(refused.headers['retry-after'], '3');
+  assert.match(refused.body, /i-1 is waking up and 2 requests are already waiting/);
+  waker.release();
+  assert.deepEqual((await Promise.all(parked)).map((r) => r.status), [200, 200]);
+  assert.equal(statsOf(proxy, 'i-1').overflows, 1);
+  assert.equal(waker.inFlight.get('i-1'), 0);
+});
+
+test('a wake that takes longer than the wake timeout answers 504 and aborts the wake', async (t) => {
+  const waker = new FakeWaker(false);
+  const { proxy, port, routes } = await startProxy(t, waker, { wakeTimeoutMs: 50 });
+  routes.setHttp('app', { instanceId: 'i-1', targetPort: 9 });
+  const answer = await request(port, { host: 'app.localhost' });
+  assert.equal(answer.status, 504);
+  assert.match(answer.body, /instance i-1 did not wake within 50 ms/);
+  assert.equal(waker.signals[0]?.aborted, true);
+  assert.equal(statsOf(proxy, 'i-1').wakeTimeouts, 1);
+  assert.equal(waker.inFlight.get('i-1'), 0);
+});
+
+test('a client that disconnects while parked leaves the queue and nothing is forwarded for it', async (t) => {
+  const seen: string[] = [];
+  const upstream = await startUpstream(t, (req, res) => {
+    seen.push(req.url ?? '');
+    res.end('ok');
+  });
+  const waker = new FakeWaker(false);
+  const { proxy, port, routes } = await startProxy(t, waker);
+  routes.setHttp('app', { instanceId: 'i-1', targetPort: upstream.port });
+  const leaver = net.connect(port, '127.0.0.1');
+  leaver.on('error', () => {});
+  leaver.write('GET /leaver HTTP/1.1\r\nHost: app.localhost\r\n\r\n');
+  await until(() => proxy.stats()[0]?.parkedNow === 1, 'the first request to park');
+  const stayer = request(port, { host: 'app.localhost', path: '/stayer' });
+  await until(() => statsOf(proxy, 'i-1').parkedNow === 2, 'the second request to park');
+  leaver.destroy();
+  await until(() => statsOf(proxy, 'i-1').parkedNow === 1, 'the leaver to leave the queue');
+  waker.release();
+  assert.equal((await stayer).status, 200);
+  assert.deepEqual(seen, ['/stayer']);
+  await until(() => waker.inFlight.get('i-1') === 0, 'every request to finish');
+  assert.equal(waker.wakes.get('i-1'), 1);
+});
+
+test('parked requests are forwarded in arrival order', async (t) => {
+  const seen: string[] = [];
+  const upstream = await startUpstream(t, (req, res) => {
+    seen.push(req.url ?? '');
+    res.end('ok');
+  });
+  const waker = new FakeWaker(false);
+  // One upstream connection, so the order the proxy dispatches in is the order the instance sees.
+  const { proxy, port, routes } = await startProxy(t, waker, { maxUpstreamSocketsPerInstance: 1 });
+  routes.setHttp('app', { instanceId: 'i-1', targetPort: upstream.port });
+  const answers: Array<Promise<unknown>> = [];
+  const order = [3, 1, 4, 0, 5, 9, 2, 6, 8, 7];
+  for (const [i, n] of order.entries()) {
+    answers.push(request(port, { host: 'app.localhost', path: `/${n}` }));
+    await until(() => proxy.stats()[0]?.parkedNow === i + 1, `request ${i} to park`);
+  }
+  waker.release();
+  await Promise.all(answers);
+  assert.deepEqual(seen, order.map((n) => `/${n}`));
+});
+
+test('an idle keep-alive connection survives standby, and its next request wakes the instance again', async (t) => {
+  const upstream = await startUpstream(t, (_req, res) => res.end('ok'));
+  const waker = new FakeWaker();
+  const { port, routes } = await startProxy(t, waker);
+  routes.setHttp('app', { instanceId: 'i-1', targetPort: upstream.port });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const sockets = new Set<net.Socket>();
+  const once = (): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, agent, headers: { host: 'app.localhost' } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('socket', (s) => sockets.add(s));
+      req.on('error', reject);
+      req.end();
+    });
+  assert.equal(await once(), 200);
+  // The controller suspends the instance: the proxy must close its pooled upstream socket at once
+  // (a VM that is paused or ended would never close it).
+  waker.standby('i-1');
+  await until(() => upstream.open() === 0, 'the pooled upstream connection to be closed');
+  assert.equal(await once(), 200);
+  assert.equal(sockets.size, 1, 'the client kept its one connection');
+  assert.equal(waker.wakes.get('i-1'), 2);
+  assert.equal(upstream.connections(), 2, 'a new upstream connection after the wake');
+});
+
+test('requestStarted/Finished balance on every path: answered, refused, client gone mid-answer', async (t) => {
+  let release: (() => void) | undefined;
+  const upstream = await startUpstream(t, (req, res) => {
+    if (req.url === '/slow') {
+      res.write('partial');
+      release = () => res.end();
+      return;
+    }
+    res.end('ok');
+  });
+  const waker = new FakeWaker();
+  const { port, routes } = await startProxy(t, waker, { maxParkedPerInstance: 1 });
+  routes.setHttp('app', { instanceId: 'i-1', targetPort: upstream.port });
+  assert.equal((await request(port, { host: 'app.localhost' })).status, 200);
+  assert.equal((await request(port, { host: 'nope.localhost' })).status, 404);
+  // A client that leaves in the middle of a streamed answer.
+  await new Promise<void>((resolve) => {
+    const req = http.request({ host: '127.0.0.1', port, path: '/slow', headers: { host: 'app.localhost' } }, (res) => {
+      res.once('data', () => {
+        req.destroy();
+        resolve();
+      });
+    });
+    req.on('error', () => {});
+    req.end();
+  });
+  // Requests parked then refused (overflow) and parked then abandoned.
+  waker.autoWake = false;
+  waker.standby('i-1');
+  const socket = net.connect(port, '127.0.0.1');
+  socket.on('error', () => {});
+  socket.write('GET / HTTP/1.1\r\nHost: app.localhost\r\n\r\n');
+  await until(() => waker.inFlight.get('i-1') === 1, 'the parked request to count');
+  assert.equal((await request(port, { host: 'app.localhost' })).status, 503);
+  socket.destroy();
+  await until(() => waker.inFlight.get('i-1') === 0, 'every request to finish');
+  release?.();
+  assert.equal(waker.minInFlight, 0, 'never negative');
+  await until(() => waker.connections.get('i-1') === 0, 'every client connection to close');
+});
