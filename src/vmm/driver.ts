@@ -95,8 +95,9 @@ export interface VmExit {
 
 export interface RestoreOptions {
   /**
-   * 'own': the snapshot's memory file becomes this VM's RAM (MAP_SHARED); the
-   * VM continues exactly where it was saved (stateful wake).
+   * 'own': the snapshot's memory file becomes this VM's RAM (MAP_SHARED, hard-
+   * linked into the run folder); the VM continues exactly where it was saved
+   * (stateful wake). This consumes the snapshot: do not restore it again.
    * 'clone': the memory file is a template mapped MAP_PRIVATE (share=off);
    * many VMs can restore from one file at once and none writes to it.
    */
@@ -116,8 +117,14 @@ export interface MicroVm {
   waitForPort(port: number, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<void>;
   pause(): Promise<void>;
   resume(): Promise<void>;
-  /** Precondition: paused. Writes device state into `dir`; RAM stays in the memory file. */
-  createSnapshot(dir: string): Promise<Snapshot>;
+  /**
+   * Precondition: paused. Writes device state into `dir` (`state`, `snapshot.json`)
+   * and puts the guest RAM file beside it (`mem`). By default the RAM file is
+   * hard-linked (instant) and the VM becomes unresumable: stop or kill it next
+   * (a suspend). With `keepRunning` the RAM file is copied (sparse) and the VM
+   * can be resumed (a template taken from a VM that goes on serving).
+   */
+  createSnapshot(dir: string, opts?: { keepRunning?: boolean }): Promise<Snapshot>;
   /** Sets the guest's wall clock to the host's (needed after every restore or long pause). */
   syncClock(): Promise<void>;
   /** Asks the guest to power off, then kills the process after `timeoutMs`. */

@@ -93,7 +93,7 @@ async function kvmBootsGuest(kernel: string): Promise<boolean> {
     child.on('exit', (code) => {
       clearTimeout(timer);
       // The probe guest has no root: reaching the panic proves the kernel ran to the end of boot.
-      resolve(code === 0 && /VFS: Unable to mount root|Kernel panic/i.test(out));
+      resolve(code === 0 && /VFS: |Kernel panic/.test(out));
     });
   });
 }

@@ -55,7 +55,8 @@ test('disks are read-only and in a fixed order; NIC, control port, console and Q
   assert.ok(values(args, '-device').includes('virtserialport,chardev=ctl,name=dev.flick.ctl'));
   assert.ok(values(args, '-chardev').includes('socket,id=ctl,path=/run/vm/ctl.sock,server=on,wait=off'));
   assert.ok(values(args, '-chardev').includes('socket,id=qmp,path=/run/vm/qmp.sock,server=on,wait=off'));
-  assert.deepEqual(values(args, '-serial'), ['file:/run/vm/console.log']);
+  assert.ok(values(args, '-chardev').includes('file,id=console,path=/run/vm/console.log,append=on'));
+  assert.deepEqual(values(args, '-serial'), ['chardev:console']);
   assert.equal(buildQemuArgs({ ...base, network: undefined }).includes('-netdev'), false);
 });
 

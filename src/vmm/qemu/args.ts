@@ -60,7 +60,9 @@ export function buildQemuArgs(l: QemuLaunch): string[] {
     '-device', 'virtio-serial-device',
     '-chardev', `socket,id=ctl,path=${l.files.ctlSocket},server=on,wait=off`,
     '-device', 'virtserialport,chardev=ctl,name=dev.flick.ctl',
-    '-serial', `file:${l.files.consoleLog}`,
+    // append=on: a restore into the same run folder continues the log, and copy-truncate rotation works.
+    '-chardev', `file,id=console,path=${l.files.consoleLog},append=on`,
+    '-serial', 'chardev:console',
     '-chardev', `socket,id=qmp,path=${l.files.qmpSocket},server=on,wait=off`,
     '-mon', 'chardev=qmp,mode=control',
     // MIGRATION events tell us a save or a restore finished without polling query-migrate.

@@ -50,7 +50,6 @@ export class QemuProcess {
         child.once('spawn', resolve);
         child.once('error', reject);
       });
-      child.unref(); // a running VM must not keep flickd's event loop alive on its own
       return new QemuProcess(child.pid as number, exited, child);
     } catch (cause) {
       throw new VmmError('BOOT_FAILED', `cannot start ${cmd}: ${(cause as Error).message}; is qemu-system-x86 installed (scripts/setup.sh)?`, {

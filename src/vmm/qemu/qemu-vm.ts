@@ -1,0 +1,238 @@
+// One running QEMU microVM as the controller sees it (MicroVm). It owns the
+// QEMU process, its QMP connection, its control-port connection and the run
+// folder's transient files: when the process ends, for any reason, it closes
+// the connections and removes the files, then settles `exited`.
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import type { ControlChannel } from '../../guest/control.js';
+import { VmmError, type Accelerator, type MicroVm, type Snapshot, type VmConfig, type VmExit } from '../driver.js';
+import { MigrationEventDataSchema } from './qmp-schema.js';
+import type { QmpClient } from './qmp-client.js';
+import type { QemuProcess } from './qemu-process.js';
+import { receiveStream } from './migration-stream.js';
+import { cleanRunDir, type RunDir } from './run-dir.js';
+
+/** A VM is running, paused, or saved (paused, its RAM handed to a snapshot: it must not run again). */
+export type VmRunState = 'running' | 'paused' | 'saved' | 'exited';
+
+export interface SnapshotOptions {
+  /**
+   * Keep this VM usable after the snapshot: its RAM file is copied (sparse)
+   * instead of hard-linked into the snapshot. Default false: the snapshot takes
+   * the RAM file and this VM can only be stopped or killed.
+   */
+  keepRunning?: boolean;
+}
+
+export interface QemuVmParts {
+  config: VmConfig;
+  accel: Accelerator;
+  process: QemuProcess;
+  qmp: QmpClient;
+  control: ControlChannel | undefined;
+  runDir: RunDir;
+  state: 'running' | 'paused';
+  /** Whether guest RAM is this VM's own file (MAP_SHARED) rather than a private map of a template. */
+  ownsMemory: boolean;
+}
+
+const CONNECT_ATTEMPT_MS = 250;
+const CONNECT_RETRY_MS = 5;
+
+export class QemuMicroVm implements MicroVm {
+  readonly id: string;
+  readonly pid: number;
+  readonly accel: Accelerator;
+  readonly config: VmConfig;
+  readonly exited: Promise<VmExit>;
+  readonly #p: QemuVmParts;
+  #state: VmRunState;
+  #guestExitCode: number | undefined;
+
+  constructor(parts: QemuVmParts) {
+    this.#p = parts;
+    this.id = parts.config.id;
+    this.pid = parts.process.pid;
+    this.accel = parts.accel;
+    this.config = parts.config;
+    this.#state = parts.state;
+    parts.control?.on('message', (m) => {
+      if (m.type === 'exit') this.#guestExitCode = m.code;
+      // The init greets once it listens: the first moment the guest can take the host's clock.
+      if (m.type === 'hello') parts.control?.syncClock().catch(() => {});
+    });
+    this.exited = parts.process.exited.then(async (e) => {
+      this.#state = 'exited';
+      parts.qmp.close();
+      parts.control?.close();
+      await cleanRunDir(parts.runDir).catch(() => {});
+      return { guestExitCode: this.#guestExitCode, processCode: e.code, processSignal: e.signal };
+    });
+    // If QMP goes away the process is dying; make sure it finishes.
+    void parts.qmp.closed.then(() => {
+      if (this.#state !== 'exited') setTimeout(() => void parts.process.kill(), 1000).unref();
+    });
+  }
+
+  get state(): VmRunState {
+    return this.#state;
+  }
+
+  async waitForPort(port: number, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<void> {
+    const host = this.config.network?.hostReachableIp;
+    if (!host) throw new VmmError('UNSUPPORTED', `VM ${this.id} has no network: attach one (src/network) to reach its ports`);
+    const timeoutMs = opts.timeoutMs ?? 30_000;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      this.#mustBeAlive('wait for a port');
+      opts.signal?.throwIfAborted();
+      if (await tryConnect(host, port, Math.min(CONNECT_ATTEMPT_MS, Math.max(1, deadline - Date.now())))) return;
+      if (Date.now() >= deadline) {
+        throw new VmmError('NOT_READY', `VM ${this.id}: nothing accepted connections on ${host}:${port} within ${timeoutMs} ms: check the app listens on port ${port} (see ${this.#p.runDir.consoleLog})`);
+      }
+      await new Promise((r) => setTimeout(r, CONNECT_RETRY_MS));
+    }
+  }
+
+  async pause(): Promise<void> {
+    this.#need('running', 'pause');
+    await this.#p.qmp.execute('stop');
+    this.#state = 'paused';
+  }
+
+  async resume(): Promise<void> {
+    this.#need('paused', 'resume');
+    await this.#p.qmp.execute('cont');
+    this.#state = 'running';
+  }
+
+  async createSnapshot(dir: string, opts: SnapshotOptions = {}): Promise<Snapshot> {
+    this.#need('paused', 'snapshot');
+    const { qmp, runDir } = this.#p;
+    await fsp.mkdir(dir, { recursive: true });
+    const stateFile = path.join(dir, 'state');
+    const memoryFile = path.join(dir, 'mem');
+    const stream = await receiveStream(runDir.migrateSocket, stateFile);
+    const finished = qmp.waitForEvent('MIGRATION', {
+      predicate: (e) => ['completed', 'failed', 'cancelled'].includes(MigrationEventDataSchema.parse(e.data).status),
+    });
+    try {
+      await qmp.execute('migrate', { uri: `unix:${runDir.migrateSocket}` });
+      const status = MigrationEventDataSchema.parse((await finished).data).status;
+      if (status !== 'completed') throw new VmmError('SNAPSHOT_FAILED', `snapshot of VM ${this.id}: QEMU reported migration ${status}; see ${runDir.qemuLog}`);
+      await stream.done;
+    } catch (err) {
+      stream.abort();
+      finished.catch(() => {});
+      await stream.done.catch(() => {});
+      throw err instanceof VmmError && err.code === 'SNAPSHOT_FAILED'
+        ? err
+        : new VmmError('SNAPSHOT_FAILED', `snapshot of VM ${this.id} failed: ${(err as Error).message}`, { cause: err });
+    }
+    await fsp.rm(memoryFile, { force: true });
+    if (!this.#p.ownsMemory) {
+      // A clone's RAM is private memory, so it went into the stream; the snapshot needs only an empty RAM file to load it into.
+      await fsp.writeFile(memoryFile, '');
+      await fsp.truncate(memoryFile, this.config.memoryMb * 1024 * 1024);
+    } else if (opts.keepRunning) {
+      await copySparse(runDir.memory, memoryFile);
+    } else {
+      // Instant; from here the VM's RAM is the snapshot's, so this VM must never run again.
+      await fsp.link(runDir.memory, memoryFile);
+      this.#state = 'saved';
+    }
+    const snapshot: Snapshot = {
+      dir,
+      stateFile,
+      memoryFile,
+      memoryMb: this.config.memoryMb,
+      vcpus: this.config.vcpus,
+      createdAt: new Date().toISOString(),
+    };
+    await fsp.writeFile(path.join(dir, 'snapshot.json'), `${JSON.stringify({ version: 1, ...snapshot }, null, 2)}\n`);
+    return snapshot;
+  }
+
+  async syncClock(): Promise<void> {
+    this.#mustBeAlive('sync the clock');
+    const control = this.#p.control;
+    if (!control) throw new VmmError('CLOCK_FAILED', `VM ${this.id} has no control-port connection: restart it`);
+    try {
+      await control.syncClock();
+    } catch (cause) {
+      throw new VmmError('CLOCK_FAILED', `VM ${this.id}: the guest did not take the clock: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  async stop(opts: { timeoutMs?: number } = {}): Promise<VmExit> {
+    if (this.#state === 'exited' || this.#state === 'saved') return this.kill();
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    const timer = setTimeout(() => void this.#p.process.kill(), timeoutMs);
+    try {
+      if (this.#state === 'paused') await this.resume();
+      await this.#p.control?.poweroff(Math.min(timeoutMs, 2000));
+    } catch {
+      // No answer from the guest: the timer (or the kill below) ends it.
+      await this.#p.process.kill();
+    }
+    const exit = await this.exited;
+    clearTimeout(timer);
+    return exit;
+  }
+
+  async kill(): Promise<VmExit> {
+    await this.#p.process.kill();
+    return this.exited;
+  }
+
+  /** Cancels the VM start that made this object: kill and clean up. */
+  async dispose(): Promise<void> {
+    await this.kill();
+  }
+
+  #need(state: VmRunState, what: string): void {
+    this.#mustBeAlive(what);
+    if (this.#state !== state) {
+      throw new VmmError('INVALID_STATE', `cannot ${what} VM ${this.id}: it is ${this.#state}, not ${state}`);
+    }
+  }
+
+  #mustBeAlive(what: string): void {
+    if (this.#state === 'exited') throw new VmmError('VM_EXITED', `cannot ${what} VM ${this.id}: its QEMU process has exited`);
+  }
+}
+
+function tryConnect(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    const finish = (ok: boolean) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(ok);
+    };
+    s.once('connect', () => finish(true));
+    s.once('error', () => finish(false));
+  });
+}
+
+/** `cp --sparse=always`: copies only the RAM pages the guest touched. */
+function copySparse(from: string, to: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('cp', ['--sparse=always', from, to], { stdio: 'ignore' });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new VmmError('SNAPSHOT_FAILED', `copying ${from} failed (cp exit ${code})`))));
+  });
+}
+
+export function fileExists(p: string): boolean {
+  try {
+    fs.accessSync(p, fs.constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
