@@ -1,0 +1,115 @@
+// Component tests of raw TCP routes: a real echo server as the instance.
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { test, type TestContext } from 'node:test';
+import { FakeWaker, freePort, startProxy, statsOf, until } from './testing.js';
+
+async function startEcho(t: TestContext): Promise<{ port: number; accepted: () => number; open: () => number }> {
+  let accepted = 0;
+  let open = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    accepted += 1;
+    open += 1;
+    sockets.add(socket);
+    socket.on('close', () => {
+      open -= 1;
+      sockets.delete(socket);
+    });
+    socket.on('error', () => {});
+    socket.pipe(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return { port: (server.address() as net.AddressInfo).port, accepted: () => accepted, open: () => open };
+}
+
+async function connect(t: TestContext, port: number): Promise<net.Socket> {
+  const socket = net.connect(port, '127.0.0.1');
+  t.after(() => socket.destroy());
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  return socket;
+}
+
+function exchange(socket: net.Socket, text: string): Promise<string> {
+  return new Promise((resolve) => {
+    let got = '';
+    const onData = (d: Buffer): void => {
+      got += d.toString();
+      if (got.length >= text.length) {
+        socket.off('data', onData);
+        resolve(got);
+      }
+    };
+    socket.on('data', onData);
+    socket.write(text);
+  });
+}
+
+test('a TCP route pipes bytes to the instance, waking it on connect, and its listener closes with the route', async (t) => {
+  const echo = await startEcho(t);
+  const waker = new FakeWaker(false);
+  const { proxy, routes } = await startProxy(t, waker, { tcpQuietMs: 10 });
+  const port = await freePort();
+  routes.setTcp(port, { instanceId: 'i-1', targetPort: echo.port });
+  await proxy.settled();
+  const socket = await connect(t, port);
+  await until(() => waker.wakes.get('i-1') === 1, 'the connection to start a wake');
+  const reply = exchange(socket, 'hello before the wake');
+  await until(() => statsOf(proxy, 'i-1').parkedNow === 1, 'the connection to park');
+  waker.release();
+  assert.equal(await reply, 'hello before the wake');
+  assert.equal(await exchange(socket, 'and after'), 'and after');
+  assert.equal(waker.connections.get('i-1'), 1);
+  await until(() => waker.inFlight.get('i-1') === 0, 'the exchange to end after a quiet moment');
+  socket.destroy();
+  await until(() => waker.connections.get('i-1') === 0, 'the connection to be reported closed');
+  routes.deleteTcp(port);
+  await proxy.settled();
+  await assert.rejects(connect(t, port), { code: 'ECONNREFUSED' });
+  assert.equal(waker.minInFlight, 0);
+});
+
+test('with the instance in standby, an open TCP connection stays open and its next bytes wake it on a new upstream connection', async (t) => {
+  const echo = await startEcho(t);
+  const waker = new FakeWaker();
+  const { proxy, routes } = await startProxy(t, waker, { tcpQuietMs: 10 });
+  const port = await freePort();
+  routes.setTcp(port, { instanceId: 'i-1', targetPort: echo.port });
+  await proxy.settled();
+  const socket = await connect(t, port);
+  assert.equal(await exchange(socket, 'one'), 'one');
+  await until(() => waker.inFlight.get('i-1') === 0, 'the exchange to end');
+  waker.standby('i-1');
+  await until(() => echo.open() === 0, 'the upstream connection to be dropped');
+  assert.equal(socket.destroyed, false);
+  assert.equal(await exchange(socket, 'two'), 'two');
+  assert.equal(waker.wakes.get('i-1'), 2);
+  assert.equal(echo.accepted(), 2);
+});
+
+test('a TCP client that leaves while parked leaves the queue; removing the instance closes its connections', async (t) => {
+  const echo = await startEcho(t);
+  const waker = new FakeWaker(false);
+  const { proxy, routes } = await startProxy(t, waker);
+  const port = await freePort();
+  routes.setTcp(port, { instanceId: 'i-1', targetPort: echo.port });
+  await proxy.settled();
+  const leaver = await connect(t, port);
+  await until(() => statsOf(proxy, 'i-1').parkedNow === 1, 'the connection to park');
+  leaver.end();
+  await until(() => statsOf(proxy, 'i-1').parkedNow === 0, 'the connection to leave the queue');
+  const stayer = await connect(t, port);
+  const closed = new Promise<void>((resolve) => stayer.once('close', () => resolve()));
+  await until(() => statsOf(proxy, 'i-1').parkedNow === 1, 'the second connection to park');
+  routes.removeInstance('i-1');
+  await closed;
+  assert.equal(echo.accepted(), 0);
+  await until(() => waker.inFlight.get('i-1') === 0 && waker.connections.get('i-1') === 0, 'the accounting to settle');
+});
