@@ -489,11 +489,13 @@ static int seen_add(const char *s) {
 }
 
 // FAN_MARK_MOUNT on the root: the overlay reports the paths the app sees
-// (FAN_MARK_FILESYSTEM would need fsid support from overlayfs).
+// (FAN_MARK_FILESYSTEM would need fsid support from overlayfs). Paths are as
+// the kernel resolved them (symlinks followed); only successful opens count;
+// directories the app opens (readdir) are reported too (FAN_ONDIR).
 static int start_trace(void) {
   int fd = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK, O_RDONLY | O_LARGEFILE | O_CLOEXEC);
   if (fd < 0) fail(1, "trace: fanotify_init: %s", strerror(errno));
-  if (fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_OPEN | FAN_OPEN_EXEC, AT_FDCWD, "/") < 0)
+  if (fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_OPEN | FAN_OPEN_EXEC | FAN_ONDIR, AT_FDCWD, "/") < 0)
     fail(1, "trace: fanotify_mark /: %s", strerror(errno));
   return fd;
 }
