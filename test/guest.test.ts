@@ -103,3 +103,15 @@ test('the host sets the guest clock, and poweroff stops the app and ends the VM'
   assert.deepEqual(await vm.control.waitFor('exit', { timeoutMs: 30_000 }), { type: 'exit', code: 128 + 15 });
   assert.equal(await vm.exited, 0);
 });
+
+test('poweroff kills an app that ignores SIGTERM after the grace period', async (t) => {
+  const vm = await bootPlain({
+    rootfs: await buildFixtureRootfs({ kind: 'hello-server' }),
+    guest: { ...guest, argv: ['hello-server', '8080'], env: ['IGNORE_SIGTERM=1'] },
+  });
+  t.after(() => vm.dispose());
+  await vm.control.waitFor('started', { timeoutMs: 60_000 });
+  await vm.control.poweroff();
+  assert.deepEqual(await vm.control.waitFor('exit', { timeoutMs: 30_000 }), { type: 'exit', code: 128 + 9 });
+  assert.equal(await vm.exited, 0);
+});

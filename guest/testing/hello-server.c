@@ -6,6 +6,8 @@
 //                  requests: served so far by this process (tells a stateful wake,
 //                  which keeps the count, from a stateless one, which starts over).
 //   GET /exit/<n>  answers, then exits with code n (the app ending its VM).
+// With IGNORE_SIGTERM=1 in its environment it ignores SIGTERM (an app that
+// will not stop, for the init's SIGKILL-after-grace path).
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +21,8 @@ int main(int argc, char **argv) {
   const char *port_s = argc > 1 ? argv[1] : getenv("PORT");
   int port = port_s ? atoi(port_s) : 8080;
   signal(SIGPIPE, SIG_IGN);  // a client that hangs up early must not kill the server
+  const char *ignore = getenv("IGNORE_SIGTERM");
+  if (ignore && !strcmp(ignore, "1")) signal(SIGTERM, SIG_IGN);
   int s = socket(AF_INET, SOCK_STREAM, 0);
   int one = 1;
   setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
