@@ -24,5 +24,7 @@ export function exitCodeFor(err: unknown): number {
   if (err.code === 'UNAUTHORIZED' || err.code === 'DENIED') return EXIT_NOPERM;
   if (err.code === 'UNAVAILABLE') return EXIT_UNAVAILABLE;
   if (err.code === 'USAGE') return EXIT_USAGE;
+  // The request was fine but the instance is in the wrong state (stop of a stopped one) or the name is taken.
+  if (err.code === 'ILLEGAL_TRANSITION' || err.code === 'NAME_TAKEN') return EXIT_FAILURE;
   return err.kind === 'user' ? EXIT_DATAERR : EXIT_SOFTWARE;
 }

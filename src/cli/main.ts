@@ -7,6 +7,14 @@ import { register as registerGuest } from './commands/guest.js';
 import { register as registerBase } from './commands/base.js';
 import { register as registerPush } from './commands/push.js';
 import { register as registerPull } from './commands/pull.js';
+import { register as registerHost } from './commands/host.js';
+import { register as registerRun } from './commands/run.js';
+import { register as registerLs } from './commands/ls.js';
+import { register as registerGet } from './commands/get.js';
+import { register as registerLogs } from './commands/logs.js';
+import { register as registerStart } from './commands/start.js';
+import { register as registerStop } from './commands/stop.js';
+import { register as registerRm } from './commands/rm.js';
 
 export function buildProgram(): Command {
   const program = new Command('flick')
@@ -18,6 +26,14 @@ export function buildProgram(): Command {
   registerBase(program);
   registerPush(program);
   registerPull(program);
+  registerHost(program);
+  registerRun(program);
+  registerLs(program);
+  registerGet(program);
+  registerLogs(program);
+  registerStart(program);
+  registerStop(program);
+  registerRm(program);
   return program;
 }
 

@@ -1,0 +1,94 @@
+// The CLI's view of flickd's /v1 API: typed calls over HostClient (http-client.ts),
+// unwrapping the `{"status":"success","data":…}` envelope. Error bodies
+// (`{"status":"error","error":{code,message}}`) become FlickErrors in HostClient.
+import { z } from 'zod';
+import { HostClient } from './http-client.js';
+import { resolveHostConfig } from './host-config.js';
+
+/** An instance as /v1 shows it (loose: fields the CLI does not print pass through). */
+export const InstanceViewSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    state: z.string(),
+    image: z.string(),
+    memory_mb: z.number(),
+    vcpus: z.number(),
+    url: z.string().nullable().optional(),
+    address: z.string().nullable().optional(),
+    service: z.object({
+      http: z.object({ hostname: z.string(), guest_port: z.number() }).nullable(),
+      tcp: z.array(z.object({ port: z.number(), guest_port: z.number() })),
+    }),
+    scale_to_zero: z.object({ policy: z.string(), cooldown_time_ms: z.number(), stateful: z.boolean() }),
+    wakes: z.number().optional(),
+    boots: z.number().optional(),
+    restarts: z.number().optional(),
+    error: z.string().nullable().optional(),
+    created_at: z.string(),
+  })
+  .passthrough();
+export type InstanceView = z.infer<typeof InstanceViewSchema>;
+
+const envelope = <T extends z.ZodType>(data: T) => z.object({ status: z.literal('success'), data });
+
+export class FlickApi {
+  readonly host: HostClient;
+
+  constructor(host: HostClient) {
+    this.host = host;
+  }
+
+  static fromEnvironment(hostOverride?: string): FlickApi {
+    return new FlickApi(new HostClient(resolveHostConfig(hostOverride)));
+  }
+
+  async create(body: Record<string, unknown>): Promise<InstanceView> {
+    return (await this.host.json('POST', '/v1/instances', envelope(InstanceViewSchema), body)).data;
+  }
+
+  async list(): Promise<InstanceView[]> {
+    return (await this.host.json('GET', '/v1/instances', envelope(z.object({ instances: z.array(InstanceViewSchema) })))).data.instances;
+  }
+
+  async get(ref: string): Promise<InstanceView> {
+    return (await this.host.json('GET', `/v1/instances/${encodeURIComponent(ref)}`, envelope(InstanceViewSchema))).data;
+  }
+
+  async start(ref: string): Promise<InstanceView> {
+    return (await this.host.json('PUT', `/v1/instances/${encodeURIComponent(ref)}/start`, envelope(InstanceViewSchema))).data;
+  }
+
+  async stop(ref: string): Promise<InstanceView> {
+    return (await this.host.json('PUT', `/v1/instances/${encodeURIComponent(ref)}/stop`, envelope(InstanceViewSchema))).data;
+  }
+
+  async rm(ref: string, force: boolean): Promise<void> {
+    await this.host.json('DELETE', `/v1/instances/${encodeURIComponent(ref)}${force ? '?force=true' : ''}`, envelope(z.unknown()));
+  }
+
+  async wait(ref: string, state: string, timeoutMs: number): Promise<InstanceView> {
+    const path = `/v1/instances/${encodeURIComponent(ref)}/wait?state=${encodeURIComponent(state)}&timeout_ms=${timeoutMs}`;
+    return (await this.host.json('GET', path, envelope(InstanceViewSchema))).data;
+  }
+
+  /** The console log as a byte stream (ends at the end of the log unless `follow`). */
+  async log(ref: string, follow: boolean, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+    const path = `/v1/instances/${encodeURIComponent(ref)}/log${follow ? '?follow=true' : ''}`;
+    const res = await this.host.check(await this.host.request('GET', path, signal ? { signal } : {}), `logs of ${ref}`);
+    return res.body ?? new ReadableStream({ start: (c) => c.close() });
+  }
+
+  async images(): Promise<Array<{ ref: string; digest: string }>> {
+    const schema = envelope(z.object({ images: z.array(z.object({ ref: z.string(), digest: z.string() }).passthrough()) }));
+    return (await this.host.json('GET', '/v1/images', schema)).data.images;
+  }
+}
+
+/** Where a user reaches an instance: the proxy URL flickd reports, else its address and port directly. */
+export function instanceUrl(i: InstanceView): string | undefined {
+  if (i.url) return i.url;
+  const port = i.service.http?.guest_port ?? i.service.tcp[0]?.guest_port;
+  if (i.address && port !== undefined) return `${i.service.http ? 'http://' : ''}${i.address}:${port}`;
+  return undefined;
+}
