@@ -1,0 +1,48 @@
+// Helpers every benchmark shares: percentiles, a plain-text table, and the
+// results file (bench/results/<name>.json) that closing notes quote.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { PACKAGE_ROOT } from '../src/paths.js';
+
+export interface Summary {
+  p50: number;
+  p90: number;
+  n: number;
+}
+
+/** Nearest-rank percentile of `values` (p in 0..100). */
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[Math.min(rank, sorted.length) - 1] as number;
+}
+
+export function summarize(values: number[], digits = 1): Summary {
+  const round = (x: number) => Number(x.toFixed(digits));
+  return { p50: round(percentile(values, 50)), p90: round(percentile(values, 90)), n: values.length };
+}
+
+/** Prints rows as an aligned table; the first row is the header. */
+export function printTable(rows: Array<Array<string | number>>): void {
+  const cells = rows.map((r) => r.map(String));
+  const widths = cells[0]?.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length))) ?? [];
+  for (const [n, r] of cells.entries()) {
+    console.log(r.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  '));
+    if (n === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  }
+}
+
+/** Writes bench/results/<name>.json and returns its path. */
+export async function writeResults(name: string, data: unknown): Promise<string> {
+  const file = path.join(PACKAGE_ROOT, 'bench', 'results', `${name}.json`);
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  await fs.writeFile(file, `${JSON.stringify(data, null, 2)}\n`);
+  return file;
+}
+
+/** The value after `--name` in argv, if any. */
+export function argValue(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(`--${name}`);
+  return i === -1 ? undefined : argv[i + 1];
+}

@@ -1,0 +1,22 @@
+// `npm run bench -- <name> [args]`: runs one benchmark from the registry below
+// in its own process (each bench file runs itself when executed directly).
+// To add a benchmark: write bench/<name>.ts and add one line here.
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const BENCHMARKS: Record<string, { file: string; about: string }> = {
+  vmm: { file: 'vmm.js', about: 'microVM cold boot, restore and resume, each to the first HTTP byte' },
+  proxy: { file: 'proxy.js', about: 'ingress proxy overhead against a direct connection (wrk)' },
+};
+
+const [name, ...rest] = process.argv.slice(2);
+const bench = name === undefined ? undefined : BENCHMARKS[name];
+if (!bench) {
+  console.error(`usage: npm run bench -- <name> [args]\n\nbenchmarks:`);
+  for (const [n, b] of Object.entries(BENCHMARKS)) console.error(`  ${n.padEnd(8)} ${b.about}`);
+  process.exit(name === undefined ? 0 : 2);
+}
+const here = path.dirname(fileURLToPath(import.meta.url));
+const child = spawn(process.execPath, [path.join(here, bench.file), ...rest], { stdio: 'inherit' });
+child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
