@@ -5,7 +5,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { DigestAlgorithm } from './names.js';
 
@@ -48,10 +48,13 @@ export async function digestFile(file: string, algorithm: DigestAlgorithm): Prom
 /** Streams `input` into `file` (appending), returning how many bytes were written. */
 export async function appendStream(file: string, input: Readable): Promise<number> {
   let written = 0;
-  input.on('data', (chunk: Buffer) => {
-    written += chunk.length;
+  const count = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      written += chunk.length;
+      cb(null, chunk);
+    },
   });
-  await pipeline(input, fs.createWriteStream(file, { flags: 'a' }));
+  await pipeline(input, count, fs.createWriteStream(file, { flags: 'a' }));
   return written;
 }
 

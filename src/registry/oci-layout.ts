@@ -8,7 +8,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import { FlickError } from '../errors.js';
@@ -83,8 +83,11 @@ export class OciLayout {
     if (!(await exists(marker))) await writeFileAtomic(marker, JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   }
 
-  /** Stores a stream as blob `digest`, refusing (and leaving nothing of) content with another digest. */
-  async writeBlob(digest: string, input: Readable): Promise<void> {
+  /**
+   * Stores a stream as blob `digest`, refusing (and leaving nothing of) content
+   * with another digest. `onBytes` sees the running byte count (progress).
+   */
+  async writeBlob(digest: string, input: Readable, onBytes?: (done: number) => void): Promise<void> {
     await this.#init();
     const d = parseDigest(digest);
     if (!d) throw new LayoutError('DIGEST_INVALID', `invalid digest "${digest}"`, { kind: 'user' });
@@ -93,8 +96,17 @@ export class OciLayout {
     const tmp = `${target}.tmp-${randomUUID()}`;
     try {
       const hash = createHash(d.algorithm);
-      input.on('data', (chunk: Buffer) => hash.update(chunk));
-      await pipeline(input, fs.createWriteStream(tmp));
+      let done = 0;
+      // Hash inside the pipeline: a 'data' listener would set the stream flowing before the file is open.
+      const tap = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          hash.update(chunk);
+          done += chunk.length;
+          onBytes?.(done);
+          cb(null, chunk);
+        },
+      });
+      await pipeline(input, tap, fs.createWriteStream(tmp));
       const actual = `${d.algorithm}:${hash.digest('hex')}`;
       if (actual !== digest) throw new LayoutError('DIGEST_INVALID', `blob ${digest} arrived with digest ${actual}: the source is corrupt or was changed`);
       await fsp.rename(tmp, target);

@@ -194,12 +194,7 @@ async function pullManifest(config: PullConfig, reference: string): Promise<Desc
       const b = await client.check(await client.request('GET', `/v2/${name}/blobs/${blob.digest}`, sig), `pulling blob ${blob.digest}`);
       if (!b.body) throw new FlickError('BAD_RESPONSE', `blob ${blob.digest} came without a body`);
       const stream = Readable.fromWeb(b.body as Parameters<typeof Readable.fromWeb>[0]);
-      let done = 0;
-      stream.on('data', (c: Buffer) => {
-        done += c.length;
-        config.onEvent?.({ kind: 'progress', digest: blob.digest, size: blob.size, done });
-      });
-      await layout.writeBlob(blob.digest, stream);
+      await layout.writeBlob(blob.digest, stream, (done) => config.onEvent?.({ kind: 'progress', digest: blob.digest, size: blob.size, done }));
       config.onEvent?.({ kind: 'done', digest: blob.digest, size: blob.size });
     }
   }
