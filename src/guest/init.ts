@@ -1,4 +1,4 @@
-// The guest init and the initramfs that carries it. guest/init/init.c is
+// The guest init and the initramfs that carries it. guest/init/*.c is
 // compiled static (musl-gcc, else gcc) and packed as /init into a newc cpio,
 // the format the kernel unpacks into its rootfs at boot
 // (https://docs.kernel.org/driver-api/early-userspace/buffer-format.html).
@@ -15,7 +15,16 @@ import { GUEST_SOURCE_DIR, cacheDir } from '../paths.js';
 
 /** Bump when the cpio layout below changes. */
 const RECIPE_VERSION = '1';
-export const INIT_SOURCE = path.join(GUEST_SOURCE_DIR, 'init', 'init.c');
+export const INIT_SOURCE_DIR = path.join(GUEST_SOURCE_DIR, 'init');
+
+/** The init's sources (C files and headers), sorted so the cache key is stable. */
+function initSources(): string[] {
+  return fs
+    .readdirSync(INIT_SOURCE_DIR)
+    .filter((f) => f.endsWith('.c') || f.endsWith('.h'))
+    .sort()
+    .map((f) => path.join(INIT_SOURCE_DIR, f));
+}
 const CFLAGS = ['-static', '-Os', '-Wall', '-Wextra', '-Werror', '-s'];
 
 export type InitErrorCode = 'INIT_COMPILER_MISSING' | 'INIT_BUILD_FAILED' | 'INIT_NOT_BUILT';
@@ -64,7 +73,7 @@ export function staticCompiler(): Compiler {
 export function initrdArtifact(compiler: Compiler = staticCompiler()): InitrdArtifact {
   const h = crypto.createHash('sha256');
   h.update(`recipe ${RECIPE_VERSION}\ncompiler ${compiler.identity}\nflags ${CFLAGS.join(' ')}\n`);
-  h.update(fs.readFileSync(INIT_SOURCE));
+  for (const f of initSources()) h.update(`${path.basename(f)}\n`).update(fs.readFileSync(f));
   const key = h.digest('hex').slice(0, 16);
   const dir = path.join(cacheDir(), 'init', key);
   return { key, initrd: path.join(dir, 'initrd.cpio'), init: path.join(dir, 'init') };
@@ -158,10 +167,10 @@ export async function buildInitrd(): Promise<InitrdArtifact> {
   try {
     const init = path.join(scratch, 'init');
     try {
-      await promisify(execFile)(compiler.path, [...CFLAGS, '-o', init, INIT_SOURCE]);
+      await promisify(execFile)(compiler.path, [...CFLAGS, '-o', init, ...initSources().filter((f) => f.endsWith('.c'))]);
     } catch (cause) {
       const stderr = (cause as { stderr?: string }).stderr ?? '';
-      throw new InitError('INIT_BUILD_FAILED', `guest init: ${path.basename(compiler.path)} failed on ${INIT_SOURCE}:\n${stderr.trim()}`, { cause });
+      throw new InitError('INIT_BUILD_FAILED', `guest init: ${path.basename(compiler.path)} failed on ${INIT_SOURCE_DIR}:\n${stderr.trim()}`, { cause });
     }
     await fsp.writeFile(path.join(scratch, 'initrd.cpio'), encodeCpio(initramfsEntries(await fsp.readFile(init))));
     try {

@@ -1,0 +1,50 @@
+// Declarations shared by the parts of Flick's guest init:
+//   init.c     PID 1's flow: mounts, switch into the rootfs, the app, the main loop
+//   config.c   the config disk (format defined in src/guest/config.ts)
+//   control.c  the control port to the host, and how the VM ends
+//   trace.c    trace mode: which files the app opens
+#pragma once
+#define _GNU_SOURCE
+#include <stddef.h>
+#include <sys/types.h>
+
+#define CFG_MAX_LIST 4096
+#define CFG_MAX_NAMESERVERS 8
+#define CFG_MAX_DISKS 16
+
+// What to run, from the config disk. Strings point into the disk's payload.
+struct config {
+  char *argv[CFG_MAX_LIST + 1];
+  int argc;
+  char *env[CFG_MAX_LIST + 8];  // room for the defaults init.c adds, and the NULL
+  int envc;
+  char *nameservers[CFG_MAX_NAMESERVERS];
+  int nns;
+  const char *cwd, *hostname;
+  uid_t uid;
+  gid_t gid;
+  int trace;
+};
+extern struct config cfg;
+
+// init.c
+void console(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void request_stop(void);  // the host asked for poweroff (or PID 1 got SIGTERM)
+
+// config.c: fills cfg from the disk with the FLICKCFG magic; lists the other disks.
+void read_config(char others[][32], int *nothers);
+
+// control.c
+extern int ctl_fd;   // the port, O_NONBLOCK; -1 without one
+extern int ctl_hup;  // no host connected: leave the port out of poll() until SIGIO
+void ctl_open(void);
+void ctl_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int ctl_pending(void);  // bytes waiting for the host
+void ctl_flush(void);
+void ctl_read(void);
+__attribute__((noreturn)) void power_off(void);
+__attribute__((noreturn, format(printf, 2, 3))) void fail(int code, const char *fmt, ...);
+
+// trace.c
+int trace_start(void);      // a fanotify fd watching the root mount
+void trace_drain(int fd);   // sends "open <path>" once per new path
