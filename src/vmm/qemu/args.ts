@@ -67,6 +67,9 @@ export function buildQemuArgs(l: QemuLaunch): string[] {
     '-mon', 'chardev=qmp,mode=control',
     // MIGRATION events tell us a save or a restore finished without polling query-migrate.
     '-global', 'migration.x-events=on',
+    // Snapshots are taken paused; without the saved run state a restore runs as soon as
+    // it is loaded if `cont` came first (see QemuDriver.restore).
+    '-global', 'migration.store-global-state=off',
   ];
   if (l.network) {
     args.push('-netdev', `tap,id=net0,ifname=${l.network.tap},script=no,downscript=no`);
