@@ -5,6 +5,7 @@ import { describeError, isFlickError } from '../errors.js';
 import { EXIT_SOFTWARE, EXIT_USAGE, exitCodeFor } from './exit-codes.js';
 import { register as registerGuest } from './commands/guest.js';
 import { register as registerBase } from './commands/base.js';
+import { register as registerBuild } from './commands/build.js';
 import { register as registerPush } from './commands/push.js';
 import { register as registerPull } from './commands/pull.js';
 import { register as registerHost } from './commands/host.js';
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   // One line per verb; each verb's file owns its options and output.
   registerGuest(program);
   registerBase(program);
+  registerBuild(program);
   registerPush(program);
   registerPull(program);
   registerHost(program);

@@ -47,13 +47,15 @@ export async function inspectImage(ref: string): Promise<InspectedImage | undefi
   return { id: parsed.data.FromImageID, config: parsed.data.OCIv1.config ?? {} };
 }
 
-/** Uncompressed size of a local image, as `buildah images` reports it. */
+/**
+ * Uncompressed size of a local image in bytes. buildah only prints a rounded
+ * "234 MB"; podman reads the same containers-storage and gives the exact sum.
+ */
 export async function imageSize(ref: string): Promise<number> {
-  const r = await run('buildah', [...STORAGE, 'images', '--json', ref]);
-  const rows = z.array(z.object({ size: z.number() }).passthrough()).parse(JSON.parse(r.stdout));
-  const first = rows[0];
-  if (!first) throw new ImageError('TOOL_FAILED', `buildah images ${ref}: no such image`);
-  return first.size;
+  const r = await run('podman', [...STORAGE, 'image', 'inspect', '--format', '{{.Size}}', ref]);
+  const n = Number(r.stdout.trim());
+  if (!Number.isFinite(n)) throw new ImageError('TOOL_FAILED', `podman image inspect ${ref}: unexpected size "${r.stdout.trim()}"`);
+  return n;
 }
 
 export async function pullImage(ref: string): Promise<void> {

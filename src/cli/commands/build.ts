@@ -1,0 +1,51 @@
+// `flick build [-f Dockerfile] [-t NAME[:TAG]] [--build-arg K=V]... [--no-minimize] CONTEXT`:
+// an unchanged Dockerfile in, a specialized microVM image in the local layout out.
+// Progress goes to stderr; the image reference goes to stdout.
+import type { Command } from 'commander';
+import { FlickError } from '../../errors.js';
+import { buildImage } from '../../image/build.js';
+import { defaultTraceRunner } from '../../image/trace-runner.js';
+
+function collect(value: string, prev: string[]): string[] {
+  return [...prev, value];
+}
+
+export function mib(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+}
+
+export function register(program: Command): void {
+  program
+    .command('build')
+    .description('build a microVM image from a Dockerfile (daemonless, with buildah)')
+    .argument('<context>', 'the build context folder')
+    .option('-f, --file <Dockerfile>', 'the Dockerfile (default: CONTEXT/Dockerfile)')
+    .option('-t, --tag <name[:tag]>', 'name the image (default: the context folder name, tag latest)')
+    .option('--build-arg <K=V>', 'set a build-time ARG (repeatable)', collect, [])
+    .option('--no-minimize', 'keep the whole root filesystem instead of only what the app uses')
+    .action(async (context: string, opts: { file?: string; tag?: string; buildArg: string[]; minimize: boolean }) => {
+      const buildArgs = new Map<string, string>();
+      for (const kv of opts.buildArg) {
+        const i = kv.indexOf('=');
+        if (i <= 0) throw new FlickError('USAGE', `--build-arg ${kv}: expected KEY=VALUE`, { kind: 'user' });
+        buildArgs.set(kv.slice(0, i), kv.slice(i + 1));
+      }
+      const tracer = opts.minimize ? await defaultTraceRunner((l) => process.stderr.write(`${l}\n`)) : undefined;
+      const r = await buildImage({
+        context,
+        buildArgs,
+        minimize: opts.minimize,
+        ...(opts.file ? { dockerfile: opts.file } : {}),
+        ...(opts.tag ? { tag: opts.tag } : {}),
+        ...(tracer ? { tracer } : {}),
+        progress: (l) => process.stderr.write(`${l}\n`),
+      });
+      const ratio = (100 * r.sizeBytes) / r.sourceImageBytes;
+      const how = { traced: 'minimized (closure + traced run)', closure: 'minimized (closure only)', full: 'full root filesystem', 'full-fallback': 'full root filesystem (minimized image failed its check)' }[r.minimization];
+      process.stderr.write(
+        `built ${r.ref} in ${r.seconds.toFixed(1)} s: container image ${mib(r.sourceImageBytes)}, microVM image ${mib(r.sizeBytes)} ` +
+          `(${ratio.toFixed(1)} % of the container image; plus shared kernel and init ${mib(r.totalBytes - r.sizeBytes)}), ${how}\n`,
+      );
+      process.stdout.write(`${r.ref}\n`);
+    });
+}

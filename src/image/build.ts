@@ -1,0 +1,203 @@
+// `flick build` as a library: Dockerfile → buildah → specialized root
+// filesystem → OCI microVM image in the local layout. Everything is built in a
+// scratch folder and under a throwaway buildah name; the image appears only
+// when the layout's index.json names it, so a failed build leaves nothing.
+import crypto from 'node:crypto';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { requireKernel } from '../guest/kernel.js';
+import { buildInitrd } from '../guest/init.js';
+import type { GuestConfig } from '../vmm/driver.js';
+import { type ContainerConfig, imageSize, inspectImage, mountImage, pullImage, removeImage } from './buildah.js';
+import { buildahBud, copiedPaths } from './buildah-build.js';
+import { computeKeepSet } from './closure.js';
+import { planDockerfile } from './dockerfile.js';
+import { ImageError } from './image-error.js';
+import { buildImageConfig, commandOf, resolveUser, servicePort } from './image-config.js';
+import {
+  ANNOTATION_CREATED, ANNOTATION_KERNEL_KEY, ANNOTATION_MINIMIZED, ANNOTATION_SOURCE_IMAGE, ANNOTATION_SOURCE_IMAGE_BYTES,
+  FLICK_ARTIFACT, FLICK_INITRD, FLICK_KERNEL, OCI_CONFIG, OCI_MANIFEST,
+} from './media-types.js';
+import { type Descriptor, OciLayout, normalizeRef } from './oci-layout.js';
+import { DEFAULT_FORMAT, type RootfsFormat, mediaTypeFor, packRootfs } from './pack.js';
+import { stageFull, stageKept, stripLargeElfs } from './rootfs.js';
+
+/** Boots candidate root filesystems; implemented over the VMM driver in trace-runner.ts (a seam so tests can fake it). */
+export interface TraceRunner {
+  /** Boots `rootfs` in trace mode; resolves with the paths the app opened until it was ready. */
+  trace(rootfs: string, guest: GuestConfig, port: number | undefined): Promise<string[]>;
+  /** Boots `rootfs` normally; resolves undefined when the app became ready, else why not. */
+  check(rootfs: string, guest: GuestConfig, port: number | undefined): Promise<string | undefined>;
+}
+
+export interface BuildOptions {
+  context: string;
+  dockerfile?: string;
+  /** NAME[:TAG]; defaults to the context folder's name. */
+  tag?: string;
+  buildArgs?: Map<string, string>;
+  /** false keeps the whole root filesystem (--no-minimize). */
+  minimize?: boolean;
+  format?: RootfsFormat;
+  /** Without one, minimization uses the closure alone (no traced run, no boot check). */
+  tracer?: TraceRunner;
+  layout?: OciLayout;
+  progress?: (line: string) => void;
+}
+
+/** How the root filesystem was chosen. */
+export type Minimization = 'traced' | 'closure' | 'full' | 'full-fallback';
+
+export interface BuildResult {
+  ref: string;
+  digest: string;
+  /** The microVM image's own bytes: root filesystem, config and manifest (kernel and initrd are shared by every image). */
+  sizeBytes: number;
+  /** Every layer including the kernel and initrd. */
+  totalBytes: number;
+  sourceImageBytes: number;
+  seconds: number;
+  minimization: Minimization;
+  fallbackReason?: string;
+}
+
+export async function buildImage(o: BuildOptions): Promise<BuildResult> {
+  const started = Date.now();
+  const progress = o.progress ?? (() => {});
+  const context = path.resolve(o.context);
+  const dockerfile = path.resolve(o.dockerfile ?? path.join(context, 'Dockerfile'));
+  const buildArgs = o.buildArgs ?? new Map<string, string>();
+  const ref = normalizeRef(o.tag ?? path.basename(context).toLowerCase().replace(/[^a-z0-9._-]+/g, '-'));
+  const layout = o.layout ?? new OciLayout();
+
+  const plan = planDockerfile(dockerfile, context, buildArgs);
+  for (const base of plan.baseImages) {
+    if (await inspectImage(base.ref)) continue;
+    progress(`pulling ${base.ref} (line ${base.line})`);
+    await pullImage(base.ref).catch((cause: unknown) => {
+      throw new ImageError(
+        'BASE_IMAGE_MISSING',
+        `${plan.file}:${base.line}: FROM ${base.ref}: the image is neither in local storage nor pullable: build it ('flick base build --node') or fix the name`,
+        { kind: 'user', cause },
+      );
+    });
+  }
+
+  const scratch = await fsp.mkdtemp(path.join(os.tmpdir(), 'flick-build-'));
+  const tmpTag = `localhost/flick-build/${crypto.randomBytes(6).toString('hex')}:latest`;
+  let dispose: (() => Promise<void>) | undefined;
+  try {
+    const id = await buildahBud({ dockerfile, context, plan, buildArgs, tag: tmpTag, progress, scratchDir: scratch });
+    const inspected = await inspectImage(id);
+    if (!inspected) throw new ImageError('TOOL_FAILED', `buildah built ${id} but cannot inspect it`);
+    const c: ContainerConfig = inspected.config;
+    const argv = commandOf(c);
+    const finalFrom = plan.stages[plan.stages.length - 1]!.steps[0]!;
+    if (argv.length === 0) {
+      throw new ImageError('NO_COMMAND', `${plan.file}:${finalFrom.line}: the final stage (FROM ${plan.stages.at(-1)!.from}) has no CMD or ENTRYPOINT and its base sets none: add one`, {
+        kind: 'user',
+      });
+    }
+    const sourceImageBytes = await imageSize(id);
+    const mounted = await mountImage(id);
+    dispose = mounted.dispose;
+    const root = mounted.mountPoint;
+    const ids = resolveUser(root, c.User ?? undefined);
+    const guest: GuestConfig = { argv, env: c.Env ?? [], cwd: c.WorkingDir || '/', uid: ids.uid, gid: ids.gid, hostname: ref.split(':')[0]!.replace(/[^a-z0-9-]/g, '-').slice(0, 63) };
+    const port = servicePort(c);
+    const format = o.format ?? DEFAULT_FORMAT;
+    const rootfs = path.join(scratch, 'rootfs.img');
+
+    const packFull = async (): Promise<void> => {
+      const stage = path.join(scratch, 'full');
+      await fsp.rm(stage, { recursive: true, force: true });
+      await fsp.mkdir(stage);
+      await stageFull(root, stage);
+      progress(`packing the full root filesystem (${format})`);
+      await packRootfs(stage, rootfs, format);
+      await fsp.rm(stage, { recursive: true, force: true });
+    };
+
+    let minimization: Minimization = 'full';
+    let fallbackReason: string | undefined;
+    if (o.minimize === false) {
+      await packFull();
+    } else {
+      let traced: string[] | undefined;
+      if (o.tracer) {
+        const stage = path.join(scratch, 'trace');
+        await fsp.mkdir(stage);
+        await stageFull(root, stage);
+        const traceImg = path.join(scratch, 'trace.img');
+        await packRootfs(stage, traceImg, 'erofs-plain');
+        await fsp.rm(stage, { recursive: true, force: true });
+        progress(`tracing a real run of ${JSON.stringify(argv)} in a microVM until ${port ? `port ${port} accepts a connection` : 'it has started'}`);
+        traced = await o.tracer.trace(traceImg, guest, port);
+        await fsp.rm(traceImg, { force: true });
+        progress(`the app opened ${traced.length} files`);
+        if (process.env.FLICK_DEBUG) for (const t of traced) progress(`  opened ${t}`);
+      }
+      const keep = computeKeepSet({ root, argv, env: guest.env, workingDir: guest.cwd, copiedPaths: copiedPaths(plan, '/'), ...(traced ? { tracedPaths: traced } : {}) });
+      const stage = path.join(scratch, 'min');
+      await fsp.mkdir(stage);
+      await stageKept(root, stage, keep);
+      const saved = await stripLargeElfs(stage);
+      progress(`keeping ${keep.paths.size} paths${saved > 0 ? `, ${(saved / 2 ** 20).toFixed(1)} MiB of symbols stripped` : ''}; packing (${format})`);
+      await packRootfs(stage, rootfs, format);
+      await fsp.rm(stage, { recursive: true, force: true });
+      minimization = traced ? 'traced' : 'closure';
+      if (o.tracer) {
+        progress('checking that the minimized image becomes ready');
+        fallbackReason = await o.tracer.check(rootfs, guest, port);
+        if (fallbackReason !== undefined) {
+          progress(`the minimized image did not become ready (${fallbackReason}): falling back to the full root filesystem`);
+          minimization = 'full-fallback';
+          await packFull();
+        }
+      }
+    }
+    await dispose();
+    dispose = undefined;
+
+    const kernel = requireKernel();
+    const initrd = await buildInitrd();
+    const layers: Descriptor[] = [
+      await layout.addFile(kernel.vmlinux, FLICK_KERNEL),
+      await layout.addFile(initrd.initrd, FLICK_INITRD),
+      await layout.addFile(rootfs, mediaTypeFor(format)),
+    ];
+    const config = await layout.addJson(buildImageConfig(c, ids, layers.map((l) => l.digest)), OCI_CONFIG);
+    const manifest = {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      artifactType: FLICK_ARTIFACT,
+      config,
+      layers,
+      annotations: {
+        [ANNOTATION_CREATED]: new Date().toISOString(),
+        [ANNOTATION_SOURCE_IMAGE]: `sha256:${id}`,
+        [ANNOTATION_SOURCE_IMAGE_BYTES]: String(sourceImageBytes),
+        [ANNOTATION_MINIMIZED]: minimization,
+        [ANNOTATION_KERNEL_KEY]: kernel.key,
+      },
+    };
+    const md = await layout.addJson(manifest, OCI_MANIFEST);
+    await layout.tag(ref, md);
+    const rootfsBytes = layers[2]!.size;
+    return {
+      ref,
+      digest: md.digest,
+      sizeBytes: rootfsBytes + config.size + md.size,
+      totalBytes: layers.reduce((n, l) => n + l.size, 0) + config.size + md.size,
+      sourceImageBytes,
+      seconds: (Date.now() - started) / 1000,
+      minimization,
+      ...(fallbackReason !== undefined ? { fallbackReason } : {}),
+    };
+  } finally {
+    await dispose?.().catch(() => {});
+    await removeImage(tmpTag).catch(() => {});
+    await fsp.rm(scratch, { recursive: true, force: true });
+  }
+}
