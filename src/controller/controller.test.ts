@@ -17,6 +17,7 @@ class FakeVm implements MicroVm {
   readonly accel = 'tcg' as const;
   readonly exited: Promise<VmExit>;
   paused = false;
+  saved = false;
   #end!: (e: VmExit) => void;
   constructor(readonly config: VmConfig, readonly portReady: Promise<void> = Promise.resolve()) {
     this.exited = new Promise((r) => (this.#end = r));
@@ -38,12 +39,16 @@ class FakeVm implements MicroVm {
     this.paused = true;
   }
   async resume(): Promise<void> {
+    assert.ok(!this.saved, 'a VM whose RAM went into a snapshot must never run again');
     this.paused = false;
   }
-  async createSnapshot(dir: string): Promise<Snapshot> {
+  async createSnapshot(dir: string, opts: { keepRunning?: boolean } = {}): Promise<Snapshot> {
     assert.ok(this.paused, 'snapshots are taken while paused');
+    fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(path.join(dir, 'state'), 'state');
-    return { dir, stateFile: path.join(dir, 'state'), memoryFile: path.join(this.config.runDir, 'memory'), memoryMb: 128, vcpus: 1, createdAt: '' };
+    fs.copyFileSync(path.join(this.config.runDir, 'memory'), path.join(dir, 'mem'));
+    if (!opts.keepRunning) this.saved = true;
+    return { dir, stateFile: path.join(dir, 'state'), memoryFile: path.join(dir, 'mem'), memoryMb: 128, vcpus: 1, createdAt: '' };
   }
   async syncClock(): Promise<void> {}
   async stop(): Promise<VmExit> {
@@ -251,7 +256,8 @@ test('scale to zero: template at first readiness, suspend to standby, one wake f
   const ups = await Promise.all(Array.from({ length: 20 }, () => c.scaleToZero.ensureAwake(rec.id)));
   assert.equal(driver.restores.length, 1, 'exactly one wake');
   assert.equal(driver.restores[0]!.mode, 'clone');
-  assert.deepEqual(ups[0], { host: '10.0.0.0', port: 8080 });
+  assert.deepEqual({ host: ups[0]!.host, port: ups[0]!.port }, { host: '10.0.0.0', port: 8080 });
+  assert.equal(ups[0]!.asleep.aborted, false);
   rec = c.get('z');
   assert.equal(rec.state, 'running');
   assert.equal(rec.counters.wakes, 1);
@@ -259,7 +265,27 @@ test('scale to zero: template at first readiness, suspend to standby, one wake f
   c.scaleToZero.requestStarted(rec.id);
   await c.scaleToZero.suspend(rec.id);
   assert.equal(c.get('z').state, 'running');
+  assert.equal(ups[0]!.asleep.aborted, false);
   c.scaleToZero.requestFinished(rec.id);
+  await c.scaleToZero.suspend(rec.id);
+  assert.equal(c.get('z').state, 'standby');
+  assert.equal(ups[0]!.asleep.aborted, true, 'the proxy learns the address is dead');
+});
+
+test('stateful scale to zero saves the own state at suspend and wakes into it', async () => {
+  const { c, driver } = setup('s2z-stateful');
+  const rec = await c.create({ image: 'hello:1', name: 'st', scaleToZero: { policy: 'on', stateful: true, cooldownTimeMs: 60_000 } });
+  await c.wait('st', 'running');
+  await c.scaleToZero.suspend(rec.id);
+  const asleep = c.get('st');
+  assert.equal(asleep.state, 'standby');
+  assert.ok(asleep.snapshots.own && fs.existsSync(asleep.snapshots.own.memoryFile));
+  await c.scaleToZero.ensureAwake(rec.id);
+  assert.equal(driver.restores[0]!.mode, 'own');
+  assert.equal(c.get('st').state, 'running');
+  // Stopping ends the own state; the next start boots fresh.
+  await c.stop('st');
+  assert.equal(c.get('st').snapshots.own, undefined);
 });
 
 test('logs yields the console output, rotated files first', async () => {

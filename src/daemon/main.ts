@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import type { IncomingMessage } from 'node:http';
 import { describeError } from '../errors.js';
 import { collectGarbage } from '../registry/gc.js';
+import { startHostInstances } from '../api/host-instances.js';
 import { createRegistryHandler } from '../registry/http-handler.js';
 import { RegistryImageStore } from '../registry/image-store.js';
 import { Registry } from '../registry/registry.js';
@@ -16,7 +17,7 @@ import { createDaemonServer, type DaemonRoute } from './server.js';
 export const DEFAULT_DATA_DIR = '/var/lib/flick';
 export const DEFAULT_LISTEN = '127.0.0.1:7450';
 
-const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--anonymous-pull]
+const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-listen HOST:PORT] [--anonymous-pull]
        flickd gc [--data-dir DIR]`;
 
 export function parseListen(listen: string): { host: string; port: number } {
@@ -48,6 +49,7 @@ export async function main(argv: string[]): Promise<void> {
         'data-dir': { type: 'string', default: DEFAULT_DATA_DIR },
         listen: { type: 'string', default: DEFAULT_LISTEN },
         'anonymous-pull': { type: 'boolean', default: false },
+        'proxy-listen': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -72,7 +74,7 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (args.positionals.length > 0) throw new Error(`unknown command "${args.positionals[0]}"\n${USAGE}`);
-    await serve({ dataDir, listen: args.values.listen, anonymousPull: args.values['anonymous-pull'], log });
+    await serve({ dataDir, listen: args.values.listen, proxyListen: args.values['proxy-listen'], anonymousPull: args.values['anonymous-pull'], log });
   } catch (err) {
     log(describeError(err));
     process.exitCode = 70;
@@ -82,6 +84,8 @@ export async function main(argv: string[]): Promise<void> {
 export interface ServeConfig {
   dataDir: string;
   listen: string;
+  /** The ingress proxy's address (HOST:PORT); none: no proxy. */
+  proxyListen?: string | undefined;
   anonymousPull: boolean;
   log: (line: string) => void;
 }
@@ -96,9 +100,18 @@ async function serve(config: ServeConfig): Promise<void> {
   const gc = await collectGarbage(registry, { imagesDir: images.imagesDir });
   if (gc.blobsDeleted + gc.uploadsDeleted > 0) config.log(`gc: removed ${gc.blobsDeleted} blobs, ${gc.uploadsDeleted} stale uploads`);
 
+  // Instances: re-adopts VMs a previous flickd left running before anyone can call the API.
+  const instances = await startHostInstances({
+    dataDir: config.dataDir,
+    images,
+    log: config.log,
+    ...(config.proxyListen ? { proxyListen: parseListen(config.proxyListen) } : {}),
+  });
+
   // The host's HTTP surface, one line per mount. Order does not matter (longest prefix wins).
   const routes: DaemonRoute[] = [
     { prefix: '/v2/', handler: createRegistryHandler(registry, config.log), access: registryAccess(config.anonymousPull) },
+    { prefix: '/v1/', handler: instances.handler },
   ];
   const daemon = createDaemonServer({ routes, auth: new TokenAuth(token), log: config.log });
   const address = await daemon.listen(host, port);
@@ -114,5 +127,6 @@ async function serve(config: ServeConfig): Promise<void> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   await daemon.close();
+  await instances.close();
   await images.settle();
 }

@@ -1,0 +1,45 @@
+// Keeps the ingress proxy's route table in step with the instances: every
+// instance with a service has its routes whatever its state (a standby one must
+// stay reachable, so the proxy can park its requests and wake it); routes go
+// when the instance is removed. The table is the proxy's RouteTable, declared
+// here by what the controller needs of it.
+import type { InstanceRecord } from '../store/instance-record.js';
+import type { Controller } from './controller.js';
+
+export interface RouteSink {
+  setHttp(name: string, route: { instanceId: string; targetPort: number }): void;
+  setTcp(port: number, route: { instanceId: string; targetPort: number }): void;
+  removeInstance(instanceId: string): void;
+}
+
+/** The label the proxy routes by: `web` for `web.localhost` (the proxy adds its domain). */
+export function routeName(hostname: string): string {
+  return hostname.split('.')[0]!;
+}
+
+export function applyRoutes(sink: RouteSink, rec: InstanceRecord): void {
+  if (rec.service.http) sink.setHttp(routeName(rec.service.http.hostname), { instanceId: rec.id, targetPort: rec.service.http.guestPort });
+  for (const t of rec.service.tcp) sink.setTcp(t.hostPort, { instanceId: rec.id, targetPort: t.guestPort });
+}
+
+/** Routes every stored instance now and follows creations and removals; returns the unsubscribe function. */
+export function syncRoutes(controller: Pick<Controller, 'events' | 'list' | 'store'>, sink: RouteSink, onError: (err: unknown) => void = () => {}): () => void {
+  const apply = (rec: InstanceRecord) => {
+    try {
+      applyRoutes(sink, rec);
+    } catch (err) {
+      onError(err); // e.g. a TCP port another instance already holds: that instance keeps serving
+    }
+  };
+  for (const rec of controller.list()) apply(rec);
+  const offState = controller.events.on('state', (e) => {
+    if (e.from !== null) return; // routes depend only on the (immutable) service; set them once, at creation
+    const rec = controller.store.get(e.id);
+    if (rec) apply(rec);
+  });
+  const offRemoved = controller.events.on('removed', (e) => sink.removeInstance(e.id));
+  return () => {
+    offState();
+    offRemoved();
+  };
+}
