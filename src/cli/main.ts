@@ -6,6 +6,8 @@ import { EXIT_SOFTWARE, EXIT_USAGE, exitCodeFor } from './exit-codes.js';
 import { register as registerGuest } from './commands/guest.js';
 import { register as registerBase } from './commands/base.js';
 import { register as registerBuild } from './commands/build.js';
+import { register as registerImages } from './commands/images.js';
+import { register as registerInspect } from './commands/inspect.js';
 import { register as registerPush } from './commands/push.js';
 import { register as registerPull } from './commands/pull.js';
 import { register as registerHost } from './commands/host.js';
@@ -26,6 +28,8 @@ export function buildProgram(): Command {
   registerGuest(program);
   registerBase(program);
   registerBuild(program);
+  registerImages(program);
+  registerInspect(program);
   registerPush(program);
   registerPull(program);
   registerHost(program);
