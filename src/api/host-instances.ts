@@ -23,6 +23,12 @@ export interface HostInstancesConfig {
   proxyListen?: { host: string; port: number };
   /** Host names are `<name>.<domain>`. */
   domain?: string;
+  /**
+   * Namespace prefix and address pool of the instance networks. Default: env
+   * FLICK_NETNS_PREFIX / FLICK_NET_POOL, else src/network's defaults. Two
+   * flickds on one machine (tests) need different ones: each sweeps its prefix.
+   */
+  network?: { prefix?: string; pool?: string };
 }
 
 export interface HostInstances {
@@ -60,7 +66,10 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     store,
     driver: new QemuDriver({ log }),
     images: imageResolver(config.images),
-    network: new NamespaceNetwork(),
+    network: new NamespaceNetwork({
+      ...(config.network?.prefix ?? process.env.FLICK_NETNS_PREFIX ? { prefix: config.network?.prefix ?? process.env.FLICK_NETNS_PREFIX } : {}),
+      ...(config.network?.pool ?? process.env.FLICK_NET_POOL ? { pool: config.network?.pool ?? process.env.FLICK_NET_POOL } : {}),
+    }),
     dataDir: config.dataDir,
     logger: { info: log, warn: log },
   });

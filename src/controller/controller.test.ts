@@ -51,6 +51,10 @@ class FakeVm implements MicroVm {
     return { dir, stateFile: path.join(dir, 'state'), memoryFile: path.join(dir, 'mem'), memoryMb: 128, vcpus: 1, createdAt: '' };
   }
   async syncClock(): Promise<void> {}
+  released = false;
+  release(): void {
+    this.released = true;
+  }
   async stop(): Promise<VmExit> {
     this.#end({ guestExitCode: 0, processCode: 0, processSignal: null });
     return this.exited;
