@@ -6,24 +6,14 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { describeError } from '../errors.js';
-import { INSTANCE_RECORD_VERSION, type InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord } from '../store/instance-record.js';
 import type { InstanceStore } from '../store/instance-store.js';
 import type { MicroVm, VmConfig, VmExit, VmmDriver } from '../vmm/driver.js';
 import { ConsoleLog, type ConsoleLogOptions } from './console-log.js';
 import { InstanceEventEmitter } from './events.js';
 import type { ControllerLogger, ImageResolver, InstanceNetwork } from './seams.js';
-import {
-  DEFAULT_MEMORY_MB,
-  DEFAULT_VCPUS,
-  defaultName,
-  guestConfigFor,
-  newInstanceId,
-  readinessPort,
-  resolveScaleToZero,
-  resolveService,
-  validateName,
-  type InstanceSpec,
-} from './spec.js';
+import { defaultName, guestConfigFor, newInstanceRecord, readinessPort, validateName, type InstanceSpec } from './spec.js';
+import { waitForState } from './wait.js';
 import { ControllerError, assertTransition, hasProcess, type InstanceState } from './states.js';
 import { RestartScheduler } from './restart.js';
 import { ScaleToZero, type WakeTarget } from './scale-to-zero.js';
@@ -108,34 +98,7 @@ export class Controller {
 
   /** Resolves with the record once the instance is in `state`; START_FAILED if it fails instead. */
   wait(idOrName: string, state: InstanceState, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<InstanceRecord> {
-    const { id, name } = this.get(idOrName);
-    return new Promise((resolve, reject) => {
-      const check = (): boolean => {
-        const rec = this.store.get(id);
-        if (rec === undefined) return finish(new ControllerError('INSTANCE_NOT_FOUND', `instance "${name}" was removed while waiting for it to be ${state}`, { kind: 'user' }));
-        if (rec.state === state) return finish(undefined, rec);
-        if (rec.state === 'failed') return finish(new ControllerError('START_FAILED', `instance "${name}" failed${rec.error ? `: ${rec.error}` : ''}: see 'flick logs ${name}'`));
-        return false;
-      };
-      const finish = (err: Error | undefined, rec?: InstanceRecord): true => {
-        offState();
-        offRemoved();
-        clearTimeout(timer);
-        opts.signal?.removeEventListener('abort', onAbort);
-        if (err) reject(err);
-        else resolve(rec!);
-        return true;
-      };
-      const onAbort = (): void => void finish(new ControllerError('WAIT_TIMEOUT', `stopped waiting for instance "${name}": the request was cancelled`));
-      const offState = this.events.on('state', (e) => e.id === id && check());
-      const offRemoved = this.events.on('removed', (e) => e.id === id && check());
-      const timer = setTimeout(
-        () => finish(new ControllerError('WAIT_TIMEOUT', `instance "${name}" did not become ${state} within ${opts.timeoutMs} ms: it is ${this.store.get(id)?.state ?? 'gone'}`, { kind: 'user' })),
-        opts.timeoutMs ?? 2 ** 31 - 1,
-      );
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-      check();
-    });
+    return waitForState(this.store, this.events, this.get(idOrName), state, opts);
   }
 
   /** The console log (oldest first); with `follow`, new output until `signal` aborts. */
@@ -151,34 +114,8 @@ export class Controller {
     const name = spec.name ?? defaultName(spec.image);
     validateName(name);
     const image = await this.#images.resolve(spec.image);
-    const id = newInstanceId();
-    const now = new Date().toISOString();
-    const record: InstanceRecord = {
-      version: INSTANCE_RECORD_VERSION,
-      id,
-      name,
-      image: { ref: spec.image, digest: image.digest },
-      args: spec.args ?? [],
-      env: spec.env ?? {},
-      memoryMb: spec.memoryMb ?? DEFAULT_MEMORY_MB,
-      vcpus: spec.vcpus ?? DEFAULT_VCPUS,
-      service: resolveService(spec, name, image),
-      autostart: spec.autostart ?? true,
-      restartPolicy: spec.restartPolicy ?? 'never',
-      scaleToZero: resolveScaleToZero(spec.scaleToZero),
-      state: 'stopped',
-      networkIndex: null,
-      pid: null,
-      vm: null,
-      dir: path.join(this.#dataDir, 'instances', id),
-      snapshots: {},
-      counters: { boots: 0, wakes: 0, restarts: 0 },
-      lastExitCode: null,
-      createdAt: now,
-      updatedAt: now,
-      startedAt: null,
-      stoppedAt: null,
-    };
+    const record = newInstanceRecord(spec, name, image, this.#dataDir);
+    const { id, createdAt: now } = record;
     guestConfigFor(record, image.config); // fails now, as a 400, rather than at boot
     this.store.insert(record);
     this.events.emit('state', { id, name, from: null, to: 'stopped', at: now });

@@ -4,12 +4,14 @@
 // here are the ones that need the image or the host.
 import crypto from 'node:crypto';
 import type { GuestConfig } from '../vmm/driver.js';
-import type {
-  InstanceRecord,
-  RestartPolicy,
-  ScaleToZeroConfig,
-  ServiceConfig,
-  TcpService,
+import path from 'node:path';
+import {
+  INSTANCE_RECORD_VERSION,
+  type InstanceRecord,
+  type RestartPolicy,
+  type ScaleToZeroConfig,
+  type ServiceConfig,
+  type TcpService,
 } from '../store/instance-record.js';
 import type { ImageRunConfig, PreparedImage } from './seams.js';
 import { ControllerError } from './states.js';
@@ -127,4 +129,36 @@ export function parseUser(user: string): { uid: number; gid: number } {
     return { uid, gid: m[2] === undefined ? uid : Number(m[2]) };
   }
   throw new ControllerError('INVALID_SPEC', `image USER "${user}" is a name: use numeric ids in the Dockerfile, e.g. 'USER 1000:1000'`, { kind: 'user' });
+}
+
+/** A new instance's record (state `stopped`), defaults filled in from the image. */
+export function newInstanceRecord(spec: InstanceSpec, name: string, image: PreparedImage, dataDir: string): InstanceRecord {
+  const id = newInstanceId();
+  const now = new Date().toISOString();
+  return {
+    version: INSTANCE_RECORD_VERSION,
+    id,
+    name,
+    image: { ref: spec.image, digest: image.digest },
+    args: spec.args ?? [],
+    env: spec.env ?? {},
+    memoryMb: spec.memoryMb ?? DEFAULT_MEMORY_MB,
+    vcpus: spec.vcpus ?? DEFAULT_VCPUS,
+    service: resolveService(spec, name, image),
+    autostart: spec.autostart ?? true,
+    restartPolicy: spec.restartPolicy ?? 'never',
+    scaleToZero: resolveScaleToZero(spec.scaleToZero),
+    state: 'stopped',
+    networkIndex: null,
+    pid: null,
+    vm: null,
+    dir: path.join(dataDir, 'instances', id),
+    snapshots: {},
+    counters: { boots: 0, wakes: 0, restarts: 0 },
+    lastExitCode: null,
+    createdAt: now,
+    updatedAt: now,
+    startedAt: null,
+    stoppedAt: null,
+  };
 }
