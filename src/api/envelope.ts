@@ -19,6 +19,7 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   WAIT_TIMEOUT: 408,
   NAME_TAKEN: 409,
   ILLEGAL_TRANSITION: 409,
+  START_FAILED: 409, // waited for running, but the instance failed: the request was fine, the app was not
   WAKE_FAILED: 503,
   NO_ADDRESS: 503,
   NAME_UNKNOWN: 404,

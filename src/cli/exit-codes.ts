@@ -25,6 +25,6 @@ export function exitCodeFor(err: unknown): number {
   if (err.code === 'UNAVAILABLE') return EXIT_UNAVAILABLE;
   if (err.code === 'USAGE') return EXIT_USAGE;
   // The request was fine but the instance is in the wrong state (stop of a stopped one) or the name is taken.
-  if (err.code === 'ILLEGAL_TRANSITION' || err.code === 'NAME_TAKEN') return EXIT_FAILURE;
+  if (err.code === 'ILLEGAL_TRANSITION' || err.code === 'NAME_TAKEN' || err.code === 'START_FAILED') return EXIT_FAILURE;
   return err.kind === 'user' ? EXIT_DATAERR : EXIT_SOFTWARE;
 }

@@ -1,0 +1,20 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { clientUrl } from './commands/host.js';
+import { renderFields, renderTable } from './output.js';
+
+test('tables align columns and do not pad the last one', () => {
+  const rows = [{ n: 'web', s: 'running' }, { n: 'a-longer-name', s: 'standby' }];
+  assert.equal(
+    renderTable(rows, [{ header: 'NAME', value: (r) => r.n }, { header: 'STATE', value: (r) => r.s }]),
+    'NAME           STATE\nweb            running\na-longer-name  standby\n',
+  );
+  assert.equal(renderTable([], [{ header: 'NAME', value: () => '' }]), 'NAME\n');
+  assert.equal(renderFields([['state', 'running'], ['pid', null], ['tcp', { a: 1 }]]), 'state: running\npid:   -\ntcp:   {"a":1}\n');
+});
+
+test('a wildcard listen address becomes loopback in the URL the CLI uses', () => {
+  assert.equal(clientUrl('127.0.0.1:7450'), 'http://127.0.0.1:7450');
+  assert.equal(clientUrl('0.0.0.0:7450'), 'http://127.0.0.1:7450');
+  assert.equal(clientUrl('[::]:7450'), 'http://[::1]:7450');
+});
