@@ -249,7 +249,7 @@ test('a restarted controller re-adopts live VMs and marks dead ones', async () =
 });
 
 test('scale to zero: template at first readiness, suspend to standby, one wake for many callers', async () => {
-  const { c, driver } = setup('s2z');
+  const { c, driver, network } = setup('s2z');
   await c.create({ image: 'hello:1', name: 'z', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 } });
   let rec = await c.wait('z', 'running');
   assert.ok(rec.snapshots.template, 'template snapshot taken');
@@ -274,6 +274,10 @@ test('scale to zero: template at first readiness, suspend to standby, one wake f
   await c.scaleToZero.suspend(rec.id);
   assert.equal(c.get('z').state, 'standby');
   assert.equal(ups[0]!.asleep.aborted, true, 'the proxy learns the address is dead');
+  // After a host reboot the standby instance's network is gone; reconcile makes it again.
+  network.attached.clear();
+  await c.reconcile();
+  assert.ok(network.attached.has(rec.id));
 });
 
 test('stateful scale to zero saves the own state at suspend and wakes into it', async () => {

@@ -171,6 +171,10 @@ export class Controller {
     const adopted: string[] = [];
     const died: string[] = [];
     for (const rec of this.store.list()) {
+      if (rec.state === 'standby' && rec.networkIndex !== null) {
+        // A wake restores into this network; after a host reboot it has to be made again (idempotent otherwise).
+        await this.#network.attach(rec.id, rec.networkIndex).catch((err) => this.#log.warn(`instance ${rec.name}: network: ${describeError(err)}`));
+      }
       if (!hasProcess(rec.state)) continue;
       let vm: MicroVm | undefined;
       if (rec.pid !== null && rec.vm !== null) {
