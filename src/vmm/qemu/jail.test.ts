@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { after, test } from 'node:test';
+import { limitsFor, readSelfCgroups, VMM_OVERHEAD_MB } from '../../security/cgroup-v1.js';
+import { UID_BASE, UidPool } from '../../security/uid-pool.js';
+import { findJail, jailQemuArgs, prepareJail, SANDBOX_POLICY, sweepJails, wrapArgv } from './jail.js';
+
+const run = promisify(execFile);
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-jail-'));
+const stateDir = path.join(tmp, 'state');
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+test('QEMU gets the seccomp sandbox without spawning, its own uid:gid and the chroot', () => {
+  const args = jailQemuArgs({ uid: 1600000007, gid: 1600000007, root: '/run/flick/jail/vm/a/root' });
+  assert.deepEqual(args, ['-sandbox', SANDBOX_POLICY, '-runas', '1600000007:1600000007', '-chroot', '/run/flick/jail/vm/a/root']);
+  assert.match(SANDBOX_POLICY, /^on,/);
+  for (const deny of ['obsolete=deny', 'spawn=deny', 'resourcecontrol=deny']) assert.ok(SANDBOX_POLICY.includes(deny), deny);
+});
+
+test('the wrapper joins every group, bind-mounts the run folder at its own path in the chroot, then runs the command', () => {
+  const w = wrapArgv(
+    { runDir: '/data/i/run', root: '/j/root', cgroups: { cpu: '/cg/cpu/flick/a', memory: '/cg/memory/flick/a', pids: '/cg/pids/flick/a' } },
+    ['nsenter', '--net=/run/netns/x', '--', 'qemu'],
+  );
+  assert.equal(w.command, 'unshare');
+  const tail = w.args.slice(w.args.indexOf('flick-jail') + 1);
+  assert.deepEqual(tail, ['/cg/cpu/flick/a', '/cg/memory/flick/a', '/cg/pids/flick/a', '--', '/data/i/run', '/j/root/data/i/run', 'nsenter', '--net=/run/netns/x', '--', 'qemu']);
+});
+
+test('limits follow the VM size: RAM + translation buffer + VMM overhead, one CPU per vCPU', () => {
+  const l = limitsFor(256, 2, 64);
+  assert.equal(l.memoryBytes, (256 + 64 + VMM_OVERHEAD_MB) * 1024 * 1024);
+  assert.equal(l.cpuQuotaUs / l.cpuPeriodUs, 2);
+  assert.equal(l.cpuShares, 2048);
+  assert.ok(l.pidsMax > 64);
+});
+
+test('/proc/self/cgroup is read per controller, including joined ones', () => {
+  const m = readSelfCgroups('4:memory:/a/b\n2:cpu,cpuacct:/c\n0::/\n');
+  assert.equal(m.get('memory'), '/a/b');
+  assert.equal(m.get('cpu'), '/c');
+  assert.equal(m.get('cpuacct'), '/c');
+});
+
+test('every VM gets its own uid, the same one again, and gives it back', () => {
+  const pool = new UidPool(path.join(tmp, 'uids'));
+  const a = pool.claim('web-a');
+  const b = pool.claim('web-b');
+  assert.notEqual(a, b);
+  assert.ok(a >= UID_BASE && b >= UID_BASE);
+  assert.equal(pool.claim('web-a'), a);
+  pool.release('web-b', a); // not b's: ignored
+  assert.equal(pool.claim('web-a'), a);
+  pool.release('web-a', a);
+  pool.release('web-a', a);
+  assert.equal(fs.existsSync(path.join(tmp, 'uids', String(a))), false);
+});
+
+test('a prepared jail runs its command in its groups and mount, and cleanup leaves nothing', async () => {
+  const runDir = path.join(tmp, 'inst-a', 'run');
+  fs.mkdirSync(runDir, { recursive: true });
+  fs.writeFileSync(path.join(runDir, 'marker'), 'a');
+  const jail = await prepareJail({ id: 'jail-test-a', runDir, memoryMb: 64, vcpus: 1, tbSizeMb: 16 }, { stateDir });
+  try {
+    assert.equal(fs.readFileSync(path.join(jail.cgroups.memory, 'memory.limit_in_bytes'), 'utf8').trim(), String(jail.limits.memoryBytes));
+    assert.equal(fs.readFileSync(path.join(jail.cgroups.cpu, 'cpu.cfs_quota_us'), 'utf8').trim(), '100000');
+    assert.equal(fs.readFileSync(path.join(jail.cgroups.pids, 'pids.max'), 'utf8').trim(), String(jail.limits.pidsMax));
+    const st = fs.statSync(runDir);
+    assert.equal(st.mode & 0o7777, 0o1730);
+    assert.equal(st.gid, jail.gid);
+    // The command sees the run folder at its own path under the chroot folder; the host does not.
+    const inner = path.join(jail.root, runDir);
+    const w = jail.wrap(['sh', '-c', `cat /proc/self/cgroup; cat ${inner}/marker`]);
+    const { stdout } = await run(w.command, w.args);
+    assert.match(stdout, new RegExp(`memory:.*/flick/jail-test-a\\n`));
+    assert.match(stdout, /pids:.*\/flick\/jail-test-a\n/);
+    assert.ok(stdout.endsWith('a'), stdout);
+    assert.equal(fs.existsSync(path.join(inner, 'marker')), false);
+    assert.equal(findJail('jail-test-a', { stateDir })?.uid, jail.uid);
+  } finally {
+    await jail.cleanup();
+    await jail.cleanup();
+  }
+  for (const dir of Object.values(jail.cgroups)) assert.equal(fs.existsSync(dir), false, dir);
+  assert.equal(fs.existsSync(jail.root), false);
+  assert.equal(findJail('jail-test-a', { stateDir }), undefined);
+  assert.equal(fs.readdirSync(path.join(stateDir, 'uids')).length, 0);
+  assert.equal(fs.statSync(runDir).mode & 0o7777, 0o700);
+  assert.equal(fs.readFileSync(path.join(runDir, 'marker'), 'utf8'), 'a');
+});
+
+test('a process left in a jail is killed by cleanup, and the sweep removes jails nobody keeps', async () => {
+  const runDir = path.join(tmp, 'inst-b', 'run');
+  const jail = await prepareJail({ id: 'jail-test-b', runDir, memoryMb: 64, vcpus: 1, tbSizeMb: 0 }, { stateDir });
+  const w = jail.wrap(['sleep', '600']);
+  const child = (await import('node:child_process')).spawn(w.command, w.args, { stdio: 'ignore' });
+  const exited = new Promise((r) => child.once('exit', r));
+  try {
+    for (let i = 0; i < 200 && !fs.readFileSync(path.join(jail.cgroups.pids, 'cgroup.procs'), 'utf8').includes(String(child.pid)); i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.deepEqual(await sweepJails(new Set(['something-else']), { stateDir }), ['jail-test-b']);
+    await exited;
+    assert.equal(fs.existsSync(jail.cgroups.memory), false);
+  } finally {
+    child.kill('SIGKILL');
+    await jail.cleanup();
+  }
+});
