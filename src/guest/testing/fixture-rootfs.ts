@@ -15,7 +15,7 @@ import { InitError, staticCompiler } from '../init.js';
 const RECIPE_VERSION = '1';
 const run = promisify(execFile);
 
-export type FixtureKind = 'hello-server' | 'exit-code';
+export type FixtureKind = 'hello-server' | 'exit-code' | 'prober';
 
 export interface FixtureOptions {
   kind: FixtureKind;
@@ -27,6 +27,7 @@ export interface FixtureOptions {
 export const FIXTURE_PROGRAM: Record<FixtureKind, string> = {
   'hello-server': '/bin/hello-server',
   'exit-code': '/bin/exit-code',
+  prober: '/bin/prober',
 };
 
 const ETC: Record<string, string> = {
