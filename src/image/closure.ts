@@ -221,6 +221,10 @@ export function computeKeepSet(input: ClosureInput): KeepSet {
     if (t.startsWith('/proc/') || t.startsWith('/sys/') || t.startsWith('/dev/')) continue;
     if (keep.isFile(t)) addExecutable(t);
     else keep.add(t);
+    // Python only trusts a cached .pyc beside its source (it stats the .py, which
+    // a trace of opens cannot see): keep `dir/name.py` for `dir/__pycache__/name.*.pyc`.
+    const pyc = /^(.*)\/__pycache__\/([^/.]+)\.[^/]*\.pyc$/.exec(t);
+    if (pyc) keep.add(`${pyc[1]}/${pyc[2]}.py`);
   }
   return keep;
 }

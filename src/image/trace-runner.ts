@@ -78,25 +78,28 @@ async function bootUntilReady(rootfs: string, guest: GuestConfig, port: number |
   vm.control.on('message', onMessage);
   let qemuGone = false;
   void vm.exited.then(() => (qemuGone = true));
+  const consoleTail = () => {
+    const text = fs.existsSync(vm.consoleLog) ? fs.readFileSync(vm.consoleLog, 'utf8').trim().slice(-600) : '';
+    return text ? `; console: ${text}` : '';
+  };
   try {
     const deadline = Date.now() + READY_TIMEOUT_MS;
     let startedAt: number | undefined;
     while (Date.now() < deadline) {
-      if (exited) return { opened: [...opened], failure: exited };
-      if (qemuGone) return { opened: [...opened], failure: 'the microVM powered off' };
+      if (exited) return { opened: [...opened], failure: `${exited}${consoleTail()}` };
+      if (qemuGone) return { opened: [...opened], failure: `the microVM powered off${consoleTail()}` };
       if (started) {
         startedAt ??= Date.now();
         if (port ? await probe(hostPort) : Date.now() - startedAt > NO_PORT_SETTLE_MS) {
           // Let trailing `open` lines (reported asynchronously) arrive.
           await new Promise((r) => setTimeout(r, 300));
-          if (exited) return { opened: [...opened], failure: exited };
+          if (exited) return { opened: [...opened], failure: `${exited}${consoleTail()}` };
           return { opened: [...opened], failure: undefined };
         }
       }
       await new Promise((r) => setTimeout(r, 250));
     }
-    const console = fs.existsSync(vm.consoleLog) ? fs.readFileSync(vm.consoleLog, 'utf8').slice(-600) : '';
-    return { opened: [...opened], failure: `not ready after ${READY_TIMEOUT_MS / 1000} s${console ? `; console: ${console.trim()}` : ''}` };
+    return { opened: [...opened], failure: `not ready after ${READY_TIMEOUT_MS / 1000} s${consoleTail()}` };
   } finally {
     vm.control.off('message', onMessage);
     await vm.dispose();
