@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 const BENCHMARKS: Record<string, { file: string; about: string }> = {
   vmm: { file: 'vmm.js', about: 'microVM cold boot, restore and resume, each to the first HTTP byte' },
   proxy: { file: 'proxy.js', about: 'ingress proxy overhead against a direct connection (wrk)' },
+  image: { file: 'image.js', about: 'node hello app: microVM image size against its container image, and build time' },
 };
 
 const [name, ...rest] = process.argv.slice(2);
