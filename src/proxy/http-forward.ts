@@ -18,6 +18,8 @@ export interface ForwardContext {
   waker: Waker;
   gate(instanceId: string): InstanceGate;
   forwarded: ForwardedFor;
+  /** Sockets node handed over for upgrades: the HTTP server no longer closes them, the proxy does. */
+  upgraded: Set<Duplex>;
 }
 
 /** Routes a request to its instance, or answers 400/404 itself. */
@@ -33,6 +35,8 @@ export function handleRequest(ctx: ForwardContext, req: http.IncomingMessage, re
 /** Routes an `Upgrade` request (websockets); after the instance's 101 the two sockets are piped both ways. */
 export function handleUpgrade(ctx: ForwardContext, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
   socket.on('error', () => socket.destroy());
+  ctx.upgraded.add(socket);
+  socket.once('close', () => ctx.upgraded.delete(socket));
   const route = routeOf(ctx, req);
   if (typeof route === 'string') {
     answerRaw(socket, route === '' ? 400 : 404, notRoutedMessage(route, ctx.domain));

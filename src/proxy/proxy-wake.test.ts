@@ -175,3 +175,32 @@ test('requestStarted/Finished balance on every path: answered, refused, client g
   assert.equal(waker.minInFlight, 0, 'never negative');
   await until(() => waker.connections.get('i-1') === 0, 'every client connection to close');
 });
+
+test('close answers parked requests with 503 and ends open websockets', async (t) => {
+  const upstream = await startUpstream(t, (_req, res) => res.end());
+  upstream.server.on('upgrade', (_req, socket) => {
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+    socket.pipe(socket);
+  });
+  const waker = new FakeWaker();
+  const { proxy, port, routes } = await startProxy(t, waker);
+  routes.setHttp('ws', { instanceId: 'i-ws', targetPort: upstream.port });
+  routes.setHttp('app', { instanceId: 'i-1', targetPort: upstream.port });
+  const ws = await new Promise<net.Socket>((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, headers: { host: 'ws.localhost', connection: 'Upgrade', upgrade: 'websocket' } });
+    req.on('upgrade', (_res, s) => resolve(s));
+    req.on('error', reject);
+    req.end();
+  });
+  t.after(() => ws.destroy());
+  const wsClosed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+  waker.autoWake = false;
+  const parked = request(port, { host: 'app.localhost' });
+  await until(() => statsOf(proxy, 'i-1').parkedNow === 1, 'a parked request');
+  await proxy.close();
+  const answer = await parked;
+  assert.equal(answer.status, 503);
+  assert.match(answer.body, /shutting down/);
+  await wsClosed;
+  await until(() => waker.inFlight.get('i-ws') === 0 && waker.inFlight.get('i-1') === 0, 'the accounting to settle');
+});

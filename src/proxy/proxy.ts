@@ -90,6 +90,7 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
     waker: config.waker,
     gate,
     forwarded: { proto: config.tls ? 'https' : 'http', trustForwarded: config.trustForwarded ?? false, via: config.via },
+    upgraded: new Set(),
   };
   const serverOptions: http.ServerOptions = {
     keepAliveTimeout: config.clientKeepAliveMs ?? 65_000,
@@ -138,6 +139,7 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
         for (const g of gates.values()) g.close('the ingress proxy is shutting down: retry shortly');
         const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();
+        for (const socket of forwardCtx.upgraded) socket.destroy();
         await Promise.all([serverClosed, tcp.close()]);
       })()),
   };

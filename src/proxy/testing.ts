@@ -5,6 +5,7 @@ import net, { type AddressInfo } from 'node:net';
 import type { TestContext } from 'node:test';
 import { createProxy, type Proxy, type ProxyConfig } from './proxy.js';
 import { RouteTable } from './routes.js';
+import { newStats, type InstanceProxyStats } from './stats.js';
 import type { AwakeInstance, Waker } from './waker.js';
 
 /** A Waker whose instances are awake at 127.0.0.1 once `release` (or `autoWake`) lets them. */
@@ -75,14 +76,20 @@ export async function startUpstream(
   const server = http.createServer(handler);
   let connections = 0;
   let open = 0;
+  const sockets = new Set<net.Socket>();
   server.on('connection', (socket: net.Socket) => {
     connections += 1;
     open += 1;
-    socket.on('close', () => (open -= 1));
+    sockets.add(socket);
+    socket.on('close', () => {
+      open -= 1;
+      sockets.delete(socket);
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.after(() => {
-    server.closeAllConnections();
+    // Upgraded sockets are no longer the HTTP server's to close.
+    for (const socket of sockets) socket.destroy();
     return new Promise<void>((resolve) => server.close(() => resolve()));
   });
   return { server, port: (server.address() as AddressInfo).port, connections: () => connections, open: () => open };
@@ -152,9 +159,7 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** The proxy's counters for one instance. */
-export function statsOf(proxy: Proxy, instanceId: string) {
-  const found = proxy.stats().find((s) => s.instanceId === instanceId);
-  if (found === undefined) throw new Error(`no proxy stats for ${instanceId}`);
-  return found;
+/** The proxy's counters for one instance (all zero before its first request). */
+export function statsOf(proxy: Proxy, instanceId: string): InstanceProxyStats {
+  return proxy.stats().find((s) => s.instanceId === instanceId) ?? newStats(instanceId);
 }

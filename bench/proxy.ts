@@ -1,0 +1,153 @@
+// Benchmark of the ingress proxy's overhead: wrk against an upstream directly,
+// then through the proxy (instance always awake), alternating, and the median of
+// each. Writes bench/results/proxy.json:
+//   {"results": {"added_p50_ms", "rps_ratio"}, "details": {...}}
+// Goals: added p50 ≤ 0.5 ms and ≥ 70 % of direct throughput.
+//
+//   node dist/bench/proxy.js [--upstream http://HOST:PORT/path] [--runs N] [--duration 3s]
+// Without --upstream a minimal node HTTP server is started in its own process
+// (a microVM instance's URL can be given instead).
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { PACKAGE_ROOT } from '../src/paths.js';
+import { createProxy } from '../src/proxy/proxy.js';
+import { RouteTable } from '../src/proxy/routes.js';
+import type { Waker } from '../src/proxy/waker.js';
+
+export interface ProxyBenchConfig {
+  /** The upstream to measure; default: a local minimal node server. */
+  upstream?: string;
+  runs?: number;
+  duration?: string;
+  connections?: number;
+}
+
+export interface WrkResult {
+  rps: number;
+  p50_ms: number;
+  p90_ms: number;
+  p99_ms: number;
+}
+
+export interface ProxyBenchResult {
+  results: { added_p50_ms: number; rps_ratio: number };
+  details: { upstream: string; wrk: string[]; direct: WrkResult; proxied: WrkResult; runs: number };
+}
+
+const run = promisify(execFile);
+
+export async function benchProxy(config: ProxyBenchConfig = {}): Promise<ProxyBenchResult> {
+  const runs = config.runs ?? 3;
+  const wrkArgs = ['-t1', `-c${config.connections ?? 8}`, `-d${config.duration ?? '3s'}`, '--latency'];
+  let child: ChildProcess | undefined;
+  let upstream = config.upstream;
+  const routes = new RouteTable();
+  try {
+    if (upstream === undefined) {
+      const started = await startLocalUpstream();
+      child = started.child;
+      upstream = started.url;
+    }
+    const target = new URL(upstream);
+    const never = new AbortController().signal;
+    const waker: Waker = {
+      ensureAwake: async () => ({ host: target.hostname, asleep: never }),
+      requestStarted: () => {},
+      requestFinished: () => {},
+    };
+    routes.setHttp('bench', { instanceId: 'bench', targetPort: Number(target.port || 80) });
+    const proxy = await createProxy({ routes, waker, listen: { host: '127.0.0.1', port: 0 }, onError: () => {} });
+    try {
+      const proxied = `http://127.0.0.1:${proxy.address.port}${target.pathname}${target.search}`;
+      const viaProxy = [...wrkArgs, '-H', 'Host: bench.localhost', proxied];
+      const direct = [...wrkArgs, upstream];
+      // Warm both paths (JIT, pools), then alternate so drift on a shared machine hits both alike.
+      await wrk([...direct.slice(0, 2), '-d1s', ...direct.slice(3)]);
+      await wrk([...viaProxy.slice(0, 2), '-d1s', ...viaProxy.slice(3)]);
+      const directRuns: WrkResult[] = [];
+      const proxiedRuns: WrkResult[] = [];
+      for (let i = 0; i < runs; i++) {
+        directRuns.push(await wrk(direct));
+        proxiedRuns.push(await wrk(viaProxy));
+      }
+      const d = medianResult(directRuns);
+      const p = medianResult(proxiedRuns);
+      return {
+        results: { added_p50_ms: round(p.p50_ms - d.p50_ms), rps_ratio: round(p.rps / d.rps) },
+        details: { upstream, wrk: wrkArgs, direct: d, proxied: p, runs },
+      };
+    } finally {
+      await proxy.close();
+    }
+  } finally {
+    child?.kill('SIGKILL');
+  }
+}
+
+/** A minimal HTTP server in its own process (so it does not share the proxy's event loop). */
+async function startLocalUpstream(): Promise<{ child: ChildProcess; url: string }> {
+  const code = `const s=require('node:http').createServer((q,r)=>r.end('hello\\n'));s.listen(0,'127.0.0.1',()=>console.log(s.address().port));`;
+  const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<string>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (status) => reject(new Error(`bench upstream exited (${status}) before listening`)));
+    child.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim()));
+  });
+  return { child, url: `http://127.0.0.1:${port}/` };
+}
+
+async function wrk(args: string[]): Promise<WrkResult> {
+  const { stdout } = await run('wrk', args);
+  return parseWrk(stdout);
+}
+
+/** Requests/sec and the latency distribution from wrk's `--latency` report. */
+export function parseWrk(text: string): WrkResult {
+  const rps = /Requests\/sec:\s+([\d.]+)/.exec(text);
+  const percentile = (p: number): number => {
+    const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(text);
+    if (!m) throw new Error(`wrk output has no ${p}% latency:\n${text}`);
+    return Number(m[1]) * ({ us: 0.001, ms: 1, s: 1000 } as const)[m[2] as 'us' | 'ms' | 's'];
+  };
+  if (!rps) throw new Error(`wrk output has no Requests/sec:\n${text}`);
+  return { rps: Number(rps[1]), p50_ms: percentile(50), p90_ms: percentile(90), p99_ms: percentile(99) };
+}
+
+function medianResult(all: WrkResult[]): WrkResult {
+  const median = (values: number[]): number => {
+    const sorted = [...values].sort((a, b) => a - b);
+    return sorted[Math.floor(sorted.length / 2)]!;
+  };
+  return {
+    rps: median(all.map((r) => r.rps)),
+    p50_ms: median(all.map((r) => r.p50_ms)),
+    p90_ms: median(all.map((r) => r.p90_ms)),
+    p99_ms: median(all.map((r) => r.p99_ms)),
+  };
+}
+
+function round(n: number): number {
+  return Math.round(n * 1000) / 1000;
+}
+
+export async function writeProxyResults(result: ProxyBenchResult): Promise<string> {
+  const file = path.join(PACKAGE_ROOT, 'bench', 'results', 'proxy.json');
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  await fs.writeFile(file, `${JSON.stringify(result, null, 2)}\n`);
+  return file;
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const arg = (name: string): string | undefined => {
+    const i = process.argv.indexOf(`--${name}`);
+    return i === -1 ? undefined : process.argv[i + 1];
+  };
+  const runsArg = arg('runs');
+  const result = await benchProxy({ upstream: arg('upstream'), runs: runsArg === undefined ? undefined : Number(runsArg), duration: arg('duration') });
+  const file = await writeProxyResults(result);
+  console.log(JSON.stringify(result, null, 2));
+  console.log(`wrote ${file}`);
+}
