@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import dockerignoreModule from '@balena/dockerignore';
-import { DockerfileParser, type Instruction } from 'dockerfile-ast';
+import { DockerfileParser, ModifiableInstruction, type Instruction } from 'dockerfile-ast';
 import { ImageError } from './image-error.js';
 
 // The package is CommonJS (`module.exports = factory`) but its types declare a default export.
@@ -173,7 +173,9 @@ function contextFiles(context: string): string[] {
 
 function checkCopySources(ins: Instruction, keyword: string, file: string, line: number, context: string): void {
   const raw = ins.getRawArgumentsContent() ?? '';
-  if (/--from[= ]/.test(raw) || raw.includes('<<')) return;
+  // --from copies out of another stage or image, not the context; heredocs carry their own content.
+  const flags = ins instanceof ModifiableInstruction ? ins.getFlags().map((f) => f.getName().toLowerCase()) : [];
+  if (flags.includes('from') || raw.includes('<<')) return;
   let args: string[];
   const json = raw.replace(/^(--\S+\s+)*/, '').trim();
   if (json.startsWith('[')) {

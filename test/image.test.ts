@@ -1,0 +1,203 @@
+// The image pipeline for real: unchanged Dockerfiles built with buildah,
+// specialized by a traced microVM run, packed, written to a local OCI layout,
+// then booted with the real VMM driver and network until they answer. Bad
+// inputs fail with the Dockerfile line, a non-zero exit and no partial image.
+// Base images (debootstrap, cached) are built once for the whole file.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { buildInitrd } from '../src/guest/init.js';
+import { NamespaceNetwork, sweepLeftovers } from '../src/network/namespace-network.js';
+import { PACKAGE_ROOT } from '../src/paths.js';
+import { buildBaseImages } from '../src/image/base.js';
+import { buildImage, type BuildResult } from '../src/image/build.js';
+import { imageInfo } from '../src/image/image-info.js';
+import { FLICK_ARTIFACT, FLICK_INITRD, FLICK_KERNEL, FLICK_ROOTFS_SQUASHFS } from '../src/image/media-types.js';
+import { OciLayout } from '../src/image/oci-layout.js';
+import { qemuTraceRunner } from '../src/image/trace-runner.js';
+import type { MicroVm } from '../src/vmm/driver.js';
+import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
+
+const PREFIX = 'flick-it-';
+const APPS = path.join(PACKAGE_ROOT, 'test', 'fixtures', 'apps');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-image-'));
+const layout = new OciLayout(path.join(tmp, 'images'));
+const network = new NamespaceNetwork({ prefix: PREFIX, pool: '10.215.0.0/24' });
+const driver = new QemuDriver();
+const vms = new Set<MicroVm>();
+let nextSlot = 1;
+
+before(async () => {
+  await sweepLeftovers(PREFIX);
+  await buildInitrd();
+  await buildBaseImages({ node: true, python: true });
+});
+
+after(async () => {
+  await Promise.all([...vms].map((vm) => vm.kill()));
+  await sweepLeftovers(PREFIX);
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+function build(app: string, tag: string, extra: { buildArgs?: Map<string, string> } = {}): Promise<BuildResult> {
+  return buildImage({ context: path.join(APPS, app), tag, layout, tracer: qemuTraceRunner, ...extra });
+}
+
+/** Boots a stored image with the real driver in its own network namespace; GET / until it answers; returns the body. */
+async function bootAndGet(ref: string, memoryMb = 128): Promise<string> {
+  const info = await imageInfo(layout, await layout.resolve(ref));
+  const { manifest } = await layout.resolve(ref);
+  const blob = (mediaType: string) => layout.blobPath(manifest.layers.find((l) => l.mediaType.startsWith(mediaType))!.digest);
+  const port = Number.parseInt(info.config.exposed_ports[0]!, 10);
+  const id = `img-${nextSlot}`;
+  const slot = nextSlot++;
+  const attachment = await network.attach(id, slot);
+  try {
+    const vm = await driver.boot({
+      id,
+      runDir: path.join(tmp, id),
+      kernel: blob(FLICK_KERNEL),
+      initrd: blob(FLICK_INITRD),
+      rootfs: blob('application/vnd.flick.rootfs'),
+      memoryMb,
+      vcpus: 1,
+      network: attachment,
+      guest: {
+        argv: [...info.config.entrypoint, ...info.config.cmd],
+        env: info.config.env,
+        cwd: info.config.working_dir,
+        uid: info.config.uid ?? 0,
+        gid: info.config.gid ?? 0,
+        hostname: id,
+      },
+    });
+    vms.add(vm);
+    try {
+      await vm.waitForPort(port, { timeoutMs: 120_000 });
+      return await get(attachment.hostReachableIp, port);
+    } finally {
+      await vm.kill();
+      vms.delete(vm);
+    }
+  } finally {
+    await network.detach(id, slot);
+  }
+}
+
+function get(host: string, port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host, port, path: '/', agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve(body));
+    });
+    req.on('error', reject);
+  });
+}
+
+/** Paths inside a squashfs root filesystem. */
+function rootfsPaths(rootfs: string): Set<string> {
+  const r = spawnSync('unsquashfs', ['-lc', '-d', '', rootfs], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  return new Set(r.stdout.split('\n').filter(Boolean));
+}
+
+async function rootfsOf(ref: string): Promise<string> {
+  const { manifest } = await layout.resolve(ref);
+  return layout.blobPath(manifest.layers.find((l) => l.mediaType === FLICK_ROOTFS_SQUASHFS)!.digest);
+}
+
+test('a node app with an npm dependency: ENV, WORKDIR, COPY --chown, .dockerignore, minimized far below its container image', async () => {
+  const r = await build('node-npm', 'node-npm:1');
+  assert.equal(r.minimization, 'traced');
+  assert.ok(r.sizeBytes < r.sourceImageBytes / 5, `microVM image ${r.sizeBytes} B vs container image ${r.sourceImageBytes} B`);
+  const { manifest } = await layout.resolve('node-npm:1');
+  assert.equal(manifest.artifactType, FLICK_ARTIFACT);
+  assert.deepEqual(manifest.layers.map((l) => l.mediaType), [FLICK_KERNEL, FLICK_INITRD, FLICK_ROOTFS_SQUASHFS]);
+  const body = JSON.parse(await bootAndGet('node-npm:1', 256)) as Record<string, unknown>;
+  assert.deepEqual(body, { greeting: 'hi from node', dep: '1m', owner: 1000, secret: false, cwd: '/srv/app' });
+});
+
+test('a multi-stage C build into FROM scratch, run as ENTRYPOINT + CMD', async () => {
+  const r = await build('c-scratch', 'c-scratch:1');
+  assert.equal(r.minimization, 'traced');
+  assert.equal(await bootAndGet('c-scratch:1'), 'hello-from-scratch\n');
+  const files = rootfsPaths(await rootfsOf('c-scratch:1'));
+  assert.ok(files.has('/server'));
+  assert.ok(!files.has('/usr/bin/gcc'), 'the build stage must not leak into the image');
+});
+
+test('a Python web app with a shell-form CMD, USER nobody and an ARG default: minimized, it keeps the standard library it imports', async () => {
+  const r = await build('python-web', 'python-web:default');
+  assert.equal(r.minimization, 'traced');
+  const info = await imageInfo(layout, await layout.resolve('python-web:default'));
+  assert.deepEqual(info.config.cmd, ['/bin/sh', '-c', 'cd /app && exec python3 app.py']);
+  assert.equal(info.config.user, 'nobody');
+  // The guest has no name service to ask at boot: the build resolved the name from the image's /etc/passwd.
+  assert.deepEqual([info.config.uid, info.config.gid], [65534, 65534]);
+  const year = new Date().getUTCFullYear();
+  assert.equal(await bootAndGet('python-web:default'), `hello-default uid=65534 gid=65534 year=${year}\n`);
+  const files = rootfsPaths(await rootfsOf('python-web:default'));
+  assert.ok(files.has('/usr/lib/python3.11/socket.py'), 'an imported module (not ELF, found only by the trace) is kept');
+  assert.ok(!files.has('/usr/bin/apt-get'), 'tools the app never runs are dropped');
+});
+
+test('--build-arg overrides an ARG default', async () => {
+  await build('python-web', 'python-web:arg', { buildArgs: new Map([['GREETING', 'hello-from-build-arg']]) });
+  const body = await bootAndGet('python-web:arg');
+  assert.match(body, /^hello-from-build-arg uid=65534 gid=65534 /);
+  const info = await imageInfo(layout, await layout.resolve('python-web:arg'));
+  assert.ok(info.config.env.includes('GREETING=hello-from-build-arg'));
+});
+
+// ---- bad input: the CLI, as a user runs it ----------------------------------
+
+interface Outcome {
+  status: number | null;
+  stderr: string;
+}
+
+function flickBuild(context: string, dockerfile: string | undefined, extra: string[] = []): Outcome {
+  const args = [path.join(PACKAGE_ROOT, 'bin', 'flick'), 'build', '-t', 'bad:1', ...extra];
+  if (dockerfile !== undefined) {
+    const file = path.join(tmp, `Dockerfile.${Math.random().toString(36).slice(2)}`);
+    fs.writeFileSync(file, dockerfile);
+    args.push('-f', file);
+  }
+  args.push(context);
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8', env: { ...process.env, FLICK_IMAGES_DIR: layout.dir } });
+  return { status: r.status, stderr: r.stderr };
+}
+
+function buildahLeftovers(): string[] {
+  const ctrs = spawnSync('buildah', ['--storage-driver', 'overlay', 'containers', '--format', '{{.ContainerName}} {{.ImageName}}'], { encoding: 'utf8' }).stdout;
+  const imgs = spawnSync('buildah', ['--storage-driver', 'overlay', 'images', '--format', '{{.Name}}'], { encoding: 'utf8' }).stdout;
+  return [...ctrs.split('\n'), ...imgs.split('\n')].filter((l) => l.includes('flick-build'));
+}
+
+const badContext = path.join(APPS, 'bad');
+const badCases: { name: string; dockerfile?: string; context?: string; line?: number; expect: RegExp }[] = [
+  { name: 'a syntax error', dockerfile: 'FROM localhost/flick/debian:bookworm\nRUNN echo hi\nCMD ["true"]\n', line: 2, expect: /unknown instruction/ },
+  { name: 'a missing base image', dockerfile: 'FROM localhost/flick/no-such-base:1\nCMD ["true"]\n', line: 1, expect: /FROM localhost\/flick\/no-such-base:1/ },
+  { name: 'no CMD or ENTRYPOINT', dockerfile: 'FROM scratch\nCOPY app.txt /app.txt\n', line: 1, expect: /no CMD or ENTRYPOINT/ },
+  { name: 'no CMD or ENTRYPOINT in an image whose base sets none', dockerfile: 'FROM localhost/flick/debian:bookworm\nCOPY app.txt /app.txt\n', line: 1, expect: /no CMD or ENTRYPOINT/ },
+  { name: 'COPY of a missing file', dockerfile: 'FROM localhost/flick/debian:bookworm\nWORKDIR /app\nCOPY missing.js ./\nCMD ["true"]\n', line: 3, expect: /COPY missing\.js/ },
+  { name: 'a failing RUN step', dockerfile: 'FROM localhost/flick/debian:bookworm\nRUN echo about to fail && false\nCMD ["true"]\n', line: 2, expect: /RUN echo about to fail/ },
+  { name: 'an empty context', dockerfile: 'FROM localhost/flick/debian:bookworm\nCMD ["true"]\n', context: 'empty', expect: /build context .* is empty/ },
+];
+
+for (const c of badCases) {
+  test(`bad input, ${c.name}: a clear error naming the line, a non-zero exit, no partial image`, async () => {
+    const context = c.context === 'empty' ? fs.mkdtempSync(path.join(tmp, 'empty-')) : badContext;
+    const before = (await layout.list()).map((i) => i.ref);
+    const r = flickBuild(context, c.dockerfile);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, c.expect);
+    if (c.line !== undefined) assert.match(r.stderr, new RegExp(`Dockerfile\\.[a-z0-9]+:${c.line}:`));
+    assert.deepEqual((await layout.list()).map((i) => i.ref), before);
+    assert.deepEqual(buildahLeftovers(), []);
+  });
+}
