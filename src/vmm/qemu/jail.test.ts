@@ -76,18 +76,19 @@ test('a prepared jail runs its command in its groups and mount, and cleanup leav
     const inner = path.join(jail.root, runDir);
     const w = jail.wrap(['sh', '-c', `cat /proc/self/cgroup; cat ${inner}/marker`]);
     const { stdout } = await run(w.command, w.args);
-    assert.match(stdout, new RegExp(`memory:.*/flick/jail-test-a\\n`));
-    assert.match(stdout, /pids:.*\/flick\/jail-test-a\n/);
+    assert.match(stdout, new RegExp(`memory:.*/flick/${jail.key}\\n`));
+    assert.match(stdout, new RegExp(`pids:.*/flick/${jail.key}\\n`));
+    assert.ok(jail.key.startsWith('jail-test-a-'));
     assert.ok(stdout.endsWith('a'), stdout);
     assert.equal(fs.existsSync(path.join(inner, 'marker')), false);
-    assert.equal(findJail('jail-test-a', { stateDir })?.uid, jail.uid);
+    assert.equal(findJail('jail-test-a', runDir, { stateDir })?.uid, jail.uid);
   } finally {
     await jail.cleanup();
     await jail.cleanup();
   }
   for (const dir of Object.values(jail.cgroups)) assert.equal(fs.existsSync(dir), false, dir);
   assert.equal(fs.existsSync(jail.root), false);
-  assert.equal(findJail('jail-test-a', { stateDir }), undefined);
+  assert.equal(findJail('jail-test-a', runDir, { stateDir }), undefined);
   assert.equal(fs.readdirSync(path.join(stateDir, 'uids')).length, 0);
   assert.equal(fs.statSync(runDir).mode & 0o7777, 0o700);
   assert.equal(fs.readFileSync(path.join(runDir, 'marker'), 'utf8'), 'a');
@@ -103,7 +104,8 @@ test('a process left in a jail is killed by cleanup, and the sweep removes jails
     for (let i = 0; i < 200 && !fs.readFileSync(path.join(jail.cgroups.pids, 'cgroup.procs'), 'utf8').includes(String(child.pid)); i++) {
       await new Promise((r) => setTimeout(r, 10));
     }
-    assert.deepEqual(await sweepJails(new Set(['something-else']), { stateDir }), ['jail-test-b']);
+    assert.deepEqual(await sweepJails('/elsewhere', new Set(), { stateDir }), []);
+    assert.deepEqual(await sweepJails(tmp, new Set([path.join(tmp, 'other', 'run')]), { stateDir }), [jail.key]);
     await exited;
     assert.equal(fs.existsSync(jail.cgroups.memory), false);
   } finally {

@@ -21,6 +21,7 @@
 //
 // Everything per spawn is cheap (a few mkdir/write calls, one extra exec of
 // `mount`); see the report in the security tests for the measured cost.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -37,6 +38,11 @@ export const SANDBOX_POLICY = 'on,obsolete=deny,elevateprivileges=allow,spawn=de
 export const DEFAULT_JAIL_DIR = process.env.FLICK_JAIL_DIR ?? '/run/flick/jail';
 /** Groups are `<flickd's own group>/<CGROUP_PARENT>/<vm id>` in each hierarchy. */
 export const CGROUP_PARENT = 'flick';
+
+/** Jailing is the default; FLICK_JAIL=off turns it off (a host without cgroup v1, a debugging session). */
+export function jailByDefault(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.FLICK_JAIL !== 'off';
+}
 
 export interface JailConfig {
   /** The VM's id ([a-z0-9-]); names its cgroups, chroot folder and uid claim. */
@@ -59,6 +65,8 @@ export interface JailOptions {
 /** What was set up, as recorded in `<stateDir>/vm/<id>/jail.json` (found again after a flickd restart). */
 export interface JailState {
   version: 1;
+  /** jailKey(id, runDir): names the cgroups, the chroot folder and the uid claim. */
+  key: string;
   id: string;
   runDir: string;
   uid: number;
@@ -108,8 +116,16 @@ function mountPoint(root: string, runDir: string): string {
   return path.join(root, runDir);
 }
 
-function vmDir(stateDir: string, id: string): string {
-  return path.join(stateDir, 'vm', id);
+function vmDir(stateDir: string, key: string): string {
+  return path.join(stateDir, 'vm', key);
+}
+
+/**
+ * What names a jail: the VM id plus a hash of its run folder. Ids are unique per
+ * flickd, not per machine (two test runs both boot a VM "server"); run folders are.
+ */
+export function jailKey(id: string, runDir: string): string {
+  return `${id}-${crypto.createHash('sha256').update(runDir).digest('hex').slice(0, 8)}`;
 }
 
 /**
@@ -120,17 +136,18 @@ function vmDir(stateDir: string, id: string): string {
 export async function prepareJail(config: JailConfig, opts: JailOptions = {}): Promise<Jail> {
   if (!path.isAbsolute(config.runDir)) throw new JailError('JAIL_SETUP_FAILED', `jail for VM ${config.id}: run folder "${config.runDir}" must be an absolute path`);
   const stateDir = opts.stateDir ?? DEFAULT_JAIL_DIR;
-  const dir = vmDir(stateDir, config.id);
+  const key = jailKey(config.id, config.runDir);
+  const dir = vmDir(stateDir, key);
   const pool = new UidPool(path.join(stateDir, 'uids'));
   const recorded = readState(dir);
-  const uid = pool.claim(config.id);
+  const uid = pool.claim(key);
   const root = path.join(dir, 'root');
   const limits = limitsFor(config.memoryMb, config.vcpus, config.tbSizeMb);
   let state: JailState | undefined;
   try {
     // A flickd restarted in another cgroup still finds the groups it made before.
-    const cgroups = recorded?.cgroups ?? cgroupDirs(path.join(CGROUP_PARENT, config.id), opts.cgroupRoot);
-    state = { version: 1, id: config.id, runDir: config.runDir, uid, gid: uid, root, cgroups, limits };
+    const cgroups = recorded?.cgroups ?? cgroupDirs(path.join(CGROUP_PARENT, key), opts.cgroupRoot);
+    state = { version: 1, key, id: config.id, runDir: config.runDir, uid, gid: uid, root, cgroups, limits };
     for (const d of [stateDir, path.join(stateDir, 'vm'), dir]) await fsp.mkdir(d, { recursive: true, mode: 0o700 });
     await fsp.writeFile(path.join(dir, 'jail.json'), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
     await makeMirror(root, config.runDir);
@@ -140,7 +157,7 @@ export async function prepareJail(config: JailConfig, opts: JailOptions = {}): P
     await createGroups(cgroups, limits);
   } catch (cause) {
     if (state) await cleanupState(state, stateDir, pool).catch(() => {});
-    else pool.release(config.id, uid);
+    else pool.release(key, uid);
     if (cause instanceof FlickError) throw cause;
     throw new JailError('JAIL_SETUP_FAILED', `jail for VM ${config.id}: ${(cause as Error).message}; run flickd as root, or with FLICK_JAIL=off`, { cause });
   }
@@ -180,10 +197,10 @@ async function cleanupState(state: JailState, stateDir: string, pool: UidPool): 
     if (at === state.root) break;
     at = path.dirname(at);
   }
-  const dir = vmDir(stateDir, state.id);
+  const dir = vmDir(stateDir, state.key);
   await fsp.rm(path.join(dir, 'jail.json'), { force: true });
   await fsp.rmdir(dir).catch(() => {});
-  pool.release(state.id, state.uid);
+  pool.release(state.key, state.uid);
   // Back to root-only: the logs stay for `flick logs`, nobody else needs in.
   try {
     fs.chownSync(state.runDir, 0, 0);
@@ -202,29 +219,36 @@ function readState(dir: string): JailState | undefined {
   }
 }
 
-/** The jail VM `id` left in `stateDir` (a flickd restart adopting it), if any, without changing it. */
-export function findJail(id: string, opts: JailOptions = {}): Jail | undefined {
+/** The jail of VM `id` in `runDir` (a flickd restart adopting it), if any, without changing it. */
+export function findJail(id: string, runDir: string, opts: JailOptions = {}): Jail | undefined {
   const stateDir = opts.stateDir ?? DEFAULT_JAIL_DIR;
-  const state = readState(vmDir(stateDir, id));
+  return openState(stateDir, jailKey(id, runDir));
+}
+
+function openState(stateDir: string, key: string): Jail | undefined {
+  const state = readState(vmDir(stateDir, key));
   return state ? handle(state, stateDir, new UidPool(path.join(stateDir, 'uids'))) : undefined;
 }
 
-/** Cleans the jails of every VM in `stateDir` not in `keep` (what a crash left). Returns their ids. */
-export async function sweepJails(keep: ReadonlySet<string>, opts: JailOptions = {}): Promise<string[]> {
+/**
+ * Cleans the jails in `stateDir` whose run folder is under `under` and not in
+ * `keep` (what a crash left; `under` keeps one flickd from sweeping another's).
+ * Returns their keys.
+ */
+export async function sweepJails(under: string, keep: ReadonlySet<string>, opts: JailOptions = {}): Promise<string[]> {
   const stateDir = opts.stateDir ?? DEFAULT_JAIL_DIR;
-  let ids: string[] = [];
+  let keys: string[] = [];
   try {
-    ids = fs.readdirSync(path.join(stateDir, 'vm'));
+    keys = fs.readdirSync(path.join(stateDir, 'vm'));
   } catch {
     return [];
   }
   const swept: string[] = [];
-  for (const id of ids) {
-    if (keep.has(id)) continue;
-    const jail = findJail(id, opts);
-    if (jail) await jail.cleanup();
-    else await fsp.rm(vmDir(stateDir, id), { recursive: true, force: true });
-    swept.push(id);
+  for (const key of keys) {
+    const jail = openState(stateDir, key);
+    if (!jail || !jail.runDir.startsWith(`${path.resolve(under)}/`) || keep.has(jail.runDir)) continue;
+    await jail.cleanup();
+    swept.push(key);
   }
   return swept;
 }
