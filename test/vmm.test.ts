@@ -16,18 +16,32 @@ import { NamespaceNetwork, namespaceExists, sweepLeftovers } from '../src/networ
 import { VmmError, type MicroVm, type Snapshot, type VmConfig } from '../src/vmm/driver.js';
 import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
 
-const PREFIX = 'flick-vt-';
+// Per run, so two runs at once (two people's suites) never sweep or address each other's VMs.
+const RUN_PREFIX = 'fvt';
+const PREFIX = `${RUN_PREFIX}${process.pid.toString(36)}-`;
 const PORT = 8080;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-vmm-'));
-const network = new NamespaceNetwork({ prefix: PREFIX, pool: '10.213.0.0/24' });
+const network = new NamespaceNetwork({ prefix: PREFIX, pool: `10.213.${(process.pid % 64) * 4}.0/24` });
 const driver = new QemuDriver();
 const vms = new Set<MicroVm>();
 let base: Omit<VmConfig, 'id' | 'runDir' | 'rootfs' | 'guest'>;
 let helloRootfs: string;
 let exitRootfs: string;
 
+/** Namespaces of earlier runs whose process is gone (a crashed or killed run). */
+async function sweepDeadRuns(): Promise<void> {
+  const owners = new Set(
+    fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns').flatMap((n) => /^fvt([0-9a-z]+)-/.exec(n)?.[1] ?? []) : [],
+  );
+  for (const owner of owners) {
+    const pid = parseInt(owner, 36);
+    if (pid === process.pid || fs.existsSync(`/proc/${pid}`)) continue;
+    await sweepLeftovers(`${RUN_PREFIX}${owner}-`);
+  }
+}
+
 before(async () => {
-  await sweepLeftovers(PREFIX);
+  await sweepDeadRuns();
   const [initrd, hello, exit] = await Promise.all([buildInitrd(), buildFixtureRootfs({ kind: 'hello-server' }), buildFixtureRootfs({ kind: 'exit-code' })]);
   base = { kernel: requireKernel().vmlinux, initrd: initrd.initrd, memoryMb: 128, vcpus: 1 };
   helloRootfs = hello;
@@ -66,7 +80,7 @@ interface Hello {
 /** GET / from the fixture server; resolves when the whole answer is in. */
 function hello(ip: string, signal?: AbortSignal): Promise<Hello> {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: ip, port: PORT, path: '/', agent: false, signal }, (res) => {
+    const req = http.get({ host: ip, port: PORT, path: '/', agent: false, signal: signal ?? AbortSignal.timeout(20_000) }, (res) => {
       let body = '';
       res.setEncoding('utf8').on('data', (d: string) => (body += d));
       res.on('end', () => {
@@ -140,7 +154,17 @@ test('a snapshot restored in a new process continues where it was, with the cloc
   const after = await hello(serverIp);
   assert.equal(after.requests, before.requests + 1, 'the request counter survived: same process, same memory');
   assert.ok(Math.abs(after.guestTime - Date.now() / 1000) < 1, `guest clock ${after.guestTime} is within 1 s of the host's`);
-  await restored.stop();
+
+  // A flickd restart: the old owner lets go, a new driver adopts the running QEMU by its pid.
+  restored.release();
+  const adopted = track(await new QemuDriver().adopt(restored.config, restored.pid));
+  assert.equal((await hello(serverIp)).requests, after.requests + 1);
+  await adopted.pause();
+  await adopted.resume();
+  const exit2 = await adopted.stop();
+  assert.equal(exit2.guestExitCode, 143, 'the app ended by SIGTERM from the poweroff');
+  assert.equal(fs.existsSync(path.join(tmp, 'server', 'mem')), false, 'the adopter cleaned the run folder');
+  await assert.rejects(new QemuDriver().adopt(restored.config, restored.pid), (e: VmmError) => e.code === 'VM_EXITED');
   await network.detach('server', 1);
 });
 

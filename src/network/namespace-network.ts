@@ -23,7 +23,7 @@ import {
 } from './addresses.js';
 import { hostEgressRules, hostLinkCommands, makePlan, namespaceLinkCommands, namespaceRules, taggedRuleDeletions, type NetworkPlan } from './plan.js';
 
-export const DEFAULT_NAMESPACE_PREFIX = 'flick-';
+export const DEFAULT_NAMESPACE_PREFIX = 'flick-vm-';
 const NETNS_DIR = '/run/netns';
 
 export interface NamespaceNetworkConfig {

@@ -131,6 +131,12 @@ export interface MicroVm {
   stop(opts?: { timeoutMs?: number }): Promise<VmExit>;
   /** SIGKILL, then cleanup. Safe to call twice and after exit. */
   kill(): Promise<VmExit>;
+  /**
+   * Lets go of the VMM process without stopping it (flickd shutting down to
+   * restart): closes the connections, leaves the process and its run folder.
+   * `adopt()` takes it back. This object is unusable afterwards.
+   */
+  release(): void;
 }
 
 export interface VmmDriver {
@@ -139,6 +145,11 @@ export interface VmmDriver {
   accelerator(): Promise<Accelerator>;
   boot(config: VmConfig, opts?: { signal?: AbortSignal }): Promise<MicroVm>;
   restore(config: VmConfig, snapshot: Snapshot, opts: RestoreOptions): Promise<MicroVm>;
-  /** Takes ownership of a VMM process left running by a previous flickd (same runDir), or rejects with VM_EXITED. */
+  /**
+   * Takes ownership of a VMM process left running by a previous flickd (same
+   * config and runDir; the network must still be attached), or rejects with
+   * VM_EXITED. The process's own exit status is unknown to an adopter
+   * (processCode null); the guest's exit code still comes over the control port.
+   */
   adopt(config: VmConfig, pid: number): Promise<MicroVm>;
 }

@@ -21,6 +21,9 @@ export async function receiveStream(socketPath: string, file: string): Promise<{
     server.once('error', reject);
     server.listen(socketPath, () => resolve());
   });
+  // A jailed QEMU (jail.ts) runs as its own uid and must be able to connect; the run
+  // folder's mode (root and the VM's group only) is what keeps everyone else out.
+  await fsp.chmod(socketPath, 0o666);
   const tmp = `${file}.tmp`;
   let conn: net.Socket | undefined;
   const done = new Promise<number>((resolve, reject) => {

@@ -3,12 +3,14 @@
 // then the code here owns it, and any failure kills it and removes what was
 // created before rejecting. Inputs are checked before anything is spawned.
 import fsp from 'node:fs/promises';
+import path from 'node:path';
 import { ControlChannel } from '../../guest/control.js';
 import { writeConfigDisk } from '../../guest/config.js';
 import { requireKernel } from '../../guest/kernel.js';
 import { VmmError, type Accelerator, type MicroVm, type RestoreOptions, type Snapshot, type VmConfig, type VmmDriver } from '../driver.js';
 import { probeAccelerator } from './accel.js';
-import { buildQemuArgs, kernelCmdline } from './args.js';
+import { buildQemuArgs, DEFAULT_TB_SIZE_MB, kernelCmdline } from './args.js';
+import { findJail, jailByDefault } from './jail.js';
 import { sendStream } from './migration-stream.js';
 import { QemuProcess, processArgs, tail } from './qemu-process.js';
 import { QmpClient } from './qmp-client.js';
@@ -25,6 +27,8 @@ export interface QemuDriverConfig {
   probeKernel?: string;
   /** How long QEMU may take to open its monitor. */
   startTimeoutMs?: number;
+  /** Run every QEMU in a jail of its own (jail.ts). Default: on unless FLICK_JAIL=off. */
+  jail?: boolean;
 }
 
 const ID_PATTERN = /^[a-z0-9-]{1,40}$/;
@@ -59,7 +63,7 @@ export class QemuDriver implements VmmDriver {
       const caps = setCapabilities(qmp);
       await qmp.execute('cont');
       await caps;
-      return new QemuMicroVm({ config, accel, process, qmp, control, runDir: rd, state: 'running', ownsMemory: true });
+      return new QemuMicroVm({ config, accel, process, qmp, control, runDir: rd, state: 'running', ownsMemory: true, freshBoot: true });
     });
   }
 
@@ -96,14 +100,15 @@ export class QemuDriver implements VmmDriver {
       cont.catch(() => {});
       await caps;
       await incoming;
-      // The clock command waits in the port and the guest reads it first thing after it runs.
-      const clock = control.syncClock();
       await sendStream(rd.incomingSocket, snapshot.stateFile);
       const status = MigrationEventDataSchema.parse((await finished).data).status;
       await fsp.rm(rd.incomingSocket, { force: true });
       if (status !== 'completed') {
         throw new VmmError('RESTORE_FAILED', `restore of VM ${config.id}: QEMU reported the incoming migration ${status}: ${tail(rd.qemuLog, 300)}`);
       }
+      // Only now: a line sent while the port's state is still loading can sit unread in the
+      // socket (QEMU is not told to look again), so the guest would keep its snapshot-time clock.
+      const clock = control.syncClock();
       await cont;
       // The guest's answer is not waited for: requests can go in while it comes. A guest
       // that never takes the clock is broken, and says so in the log.
@@ -117,6 +122,7 @@ export class QemuDriver implements VmmDriver {
         runDir: rd,
         state: 'running',
         ownsMemory: opts.mode === 'own',
+        freshBoot: false,
       });
     });
   }
@@ -130,13 +136,13 @@ export class QemuDriver implements VmmDriver {
     const accelArg = args[args.indexOf('-accel') + 1] ?? '';
     const accel: Accelerator = accelArg.startsWith('kvm') ? 'kvm' : 'tcg';
     const ownsMemory = args.some((a) => a.includes(`mem-path=${rd.memory},share=on`));
-    const process = QemuProcess.adopt(pid);
+    const process = QemuProcess.adopt(pid, this.#cfg.jail ?? jailByDefault() ? findJail(config.id, path.resolve(rd.dir)) : undefined);
     let qmp: QmpClient | undefined;
     try {
       qmp = await QmpClient.connect(rd.qmpSocket, { timeoutMs: 2000 });
       const status = StatusInfoSchema.parse(await qmp.execute('query-status'));
       const control = await ControlChannel.connect(rd.ctlSocket, { timeoutMs: 1000 }).catch(() => undefined);
-      const vm = new QemuMicroVm({ config, accel, process, qmp, control, runDir: rd, state: status.running ? 'running' : 'paused', ownsMemory });
+      const vm = new QemuMicroVm({ config, accel, process, qmp, control, runDir: rd, state: status.running ? 'running' : 'paused', ownsMemory, freshBoot: false });
       return vm;
     } catch (cause) {
       qmp?.close();
@@ -184,7 +190,9 @@ export class QemuDriver implements VmmDriver {
         network: config.network,
         incoming: launch.incoming,
       });
-      process = await QemuProcess.spawn(args, { netns: config.network?.netns, stderrPath: rd.qemuLog });
+      const tbSizeMb = accel === 'tcg' ? this.#cfg.tcgTbSizeMb ?? DEFAULT_TB_SIZE_MB : 0;
+      const jail = this.#cfg.jail ?? jailByDefault() ? { id: config.id, runDir: path.resolve(rd.dir), memoryMb: config.memoryMb, vcpus: config.vcpus, tbSizeMb } : undefined;
+      process = await QemuProcess.spawn(args, { netns: config.network?.netns, stderrPath: rd.qemuLog, ...(jail ? { jail } : {}) });
       const proc = process;
       const died = proc.exited.then((e) => {
         throw new VmmError(failCode, `${what} of VM ${config.id}: QEMU exited (${e.code ?? e.signal}) while starting: ${tail(rd.qemuLog) || 'no message'}`);

@@ -7,6 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import { VmmError } from '../driver.js';
+import { prepareJail, type Jail, type JailConfig } from './jail.js';
 
 export const QEMU_BINARY = process.env.FLICK_QEMU ?? 'qemu-system-x86_64';
 
@@ -20,6 +21,8 @@ export interface SpawnOptions {
   netns?: string;
   /** QEMU's stderr goes here (appended). */
   stderrPath: string;
+  /** Run QEMU in a jail of its own (jail.ts), removed once the process is gone. */
+  jail?: JailConfig;
 }
 
 /** How often an adopted process (not our child: no exit event) is checked. */
@@ -40,18 +43,28 @@ export class QemuProcess {
 
   /** Starts QEMU with `args`. Rejects (BOOT_FAILED) only if it cannot be started at all. */
   static async spawn(args: string[], opts: SpawnOptions): Promise<QemuProcess> {
-    const stderr = fs.openSync(opts.stderrPath, 'a');
-    // nsenter only setns()es and execs, so the pid we get is QEMU's (`ip netns exec` also remounts /sys).
-    const [cmd, argv] = opts.netns ? ['nsenter', [`--net=/run/netns/${opts.netns}`, '--', QEMU_BINARY, ...args]] : [QEMU_BINARY, args];
+    let jail: Jail | undefined;
     try {
-      const child = spawn(cmd, argv as string[], { stdio: ['ignore', 'ignore', stderr], detached: true });
+      jail = opts.jail ? await prepareJail(opts.jail) : undefined;
+    } catch (cause) {
+      throw new VmmError('BOOT_FAILED', `cannot jail QEMU: ${(cause as Error).message}`, { cause });
+    }
+    const stderr = fs.openSync(opts.stderrPath, 'a');
+    const qemu = [QEMU_BINARY, ...args, ...(jail?.qemuArgs ?? [])];
+    // nsenter only setns()es and execs, so the pid we get is QEMU's (`ip netns exec` also remounts /sys).
+    // The jail's wrapper execs in place too.
+    const inner = opts.netns ? ['nsenter', `--net=/run/netns/${opts.netns}`, '--', ...qemu] : qemu;
+    const { command: cmd, args: argv } = jail ? jail.wrap(inner) : { command: inner[0] as string, args: inner.slice(1) };
+    try {
+      const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', stderr], detached: true });
       const exited = new Promise<ProcessExit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
       await new Promise<void>((resolve, reject) => {
         child.once('spawn', resolve);
         child.once('error', reject);
       });
-      return new QemuProcess(child.pid as number, exited, child);
+      return new QemuProcess(child.pid as number, afterJail(exited, jail), child);
     } catch (cause) {
+      await jail?.cleanup().catch(() => {});
       throw new VmmError('BOOT_FAILED', `cannot start ${cmd}: ${(cause as Error).message}; is qemu-system-x86 installed (scripts/setup.sh)?`, {
         cause,
       });
@@ -61,7 +74,7 @@ export class QemuProcess {
   }
 
   /** Watches a QEMU started by an earlier flickd. The caller has checked that `pid` is that QEMU. */
-  static adopt(pid: number): QemuProcess {
+  static adopt(pid: number, jail?: Jail): QemuProcess {
     const exited = new Promise<ProcessExit>((resolve) => {
       const timer = setInterval(() => {
         if (isAlive(pid)) return;
@@ -70,7 +83,7 @@ export class QemuProcess {
       }, ADOPTED_POLL_MS);
       timer.unref();
     });
-    return new QemuProcess(pid, exited);
+    return new QemuProcess(pid, afterJail(exited, jail));
   }
 
   get running(): boolean {
@@ -87,6 +100,11 @@ export class QemuProcess {
     }
     return this.exited;
   }
+}
+
+/** `exited`, settling only once the jail (if any) is gone too: its cgroups, chroot folder and uid. */
+function afterJail(exited: Promise<ProcessExit>, jail: Jail | undefined): Promise<ProcessExit> {
+  return jail ? exited.then(async (e) => (await jail.cleanup().catch(() => {}), e)) : exited;
 }
 
 export function isAlive(pid: number): boolean {

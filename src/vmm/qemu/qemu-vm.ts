@@ -35,6 +35,8 @@ export interface QemuVmParts {
   control: ControlChannel | undefined;
   runDir: RunDir;
   state: 'running' | 'paused';
+  /** Booted here (not restored or adopted): the guest's `started` message is still to come. */
+  freshBoot: boolean;
   /** Whether guest RAM is this VM's own file (MAP_SHARED) rather than a private map of a template. */
   ownsMemory: boolean;
 }
@@ -51,6 +53,7 @@ export class QemuMicroVm implements MicroVm {
   readonly #p: QemuVmParts;
   #state: VmRunState;
   #guestExitCode: number | undefined;
+  #released = false;
 
   constructor(parts: QemuVmParts) {
     this.#p = parts;
@@ -68,12 +71,13 @@ export class QemuMicroVm implements MicroVm {
       this.#state = 'exited';
       parts.qmp.close();
       parts.control?.close();
-      await cleanRunDir(parts.runDir).catch(() => {});
+      // A released VM's files belong to whoever adopted it.
+      if (!this.#released) await cleanRunDir(parts.runDir).catch(() => {});
       return { guestExitCode: this.#guestExitCode, processCode: e.code, processSignal: e.signal };
     });
     // If QMP goes away the process is dying; make sure it finishes.
     void parts.qmp.closed.then(() => {
-      if (this.#state !== 'exited') setTimeout(() => void parts.process.kill(), 1000).unref();
+      if (this.#state !== 'exited' && !this.#released) setTimeout(() => void parts.process.kill(), 1000).unref();
     });
   }
 
@@ -86,6 +90,12 @@ export class QemuMicroVm implements MicroVm {
     if (!host) throw new VmmError('UNSUPPORTED', `VM ${this.id} has no network: attach one (src/network) to reach its ports`);
     const timeoutMs = opts.timeoutMs ?? 30_000;
     const deadline = Date.now() + timeoutMs;
+    if (this.#p.freshBoot && this.#p.control) {
+      // Until the init has started the app nothing can listen, and before the guest's NIC is up a
+      // connect attempt hangs instead of being refused; the `started` message saves those stalls.
+      const exited = this.exited.then(() => undefined);
+      await Promise.race([this.#p.control.waitFor('started', { timeoutMs, signal: opts.signal }).catch(() => undefined), exited]);
+    }
     for (;;) {
       this.#mustBeAlive('wait for a port');
       opts.signal?.throwIfAborted();
@@ -191,9 +201,11 @@ export class QemuMicroVm implements MicroVm {
     return this.exited;
   }
 
-  /** Cancels the VM start that made this object: kill and clean up. */
-  async dispose(): Promise<void> {
-    await this.kill();
+  release(): void {
+    if (this.#state === 'exited') return;
+    this.#released = true;
+    this.#p.qmp.close();
+    this.#p.control?.close();
   }
 
   #need(state: VmRunState, what: string): void {
