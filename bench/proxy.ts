@@ -2,17 +2,17 @@
 // then through the proxy (instance always awake), alternating, and the median of
 // each. Writes bench/results/proxy.json:
 //   {"results": {"added_p50_ms", "rps_ratio"}, "details": {...}}
-// Goals: added p50 ≤ 0.5 ms and ≥ 70 % of direct throughput.
+// Goals: added p50 ≤ 0.5 ms and ≥ 70 % of direct throughput. `proxy_cpu_us_per_request`
+// (the proxy's own CPU time per request, from process.cpuUsage) is the number
+// to compare across runs: the ratio depends on how busy the shared cores are.
 //
 //   node dist/bench/proxy.js [--upstream http://HOST:PORT/path] [--runs N] [--duration 3s]
 // Without --upstream a minimal node HTTP server is started in its own process
 // (a microVM instance's URL can be given instead).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { PACKAGE_ROOT } from '../src/paths.js';
+import { argValue, printTable, writeResults } from './lib.js';
 import { createProxy } from '../src/proxy/proxy.js';
 import { RouteTable } from '../src/proxy/routes.js';
 import type { Waker } from '../src/proxy/waker.js';
@@ -26,6 +26,7 @@ export interface ProxyBenchConfig {
 }
 
 export interface WrkResult {
+  requests: number;
   rps: number;
   p50_ms: number;
   p90_ms: number;
@@ -34,7 +35,7 @@ export interface WrkResult {
 
 export interface ProxyBenchResult {
   results: { added_p50_ms: number; rps_ratio: number };
-  details: { upstream: string; wrk: string[]; direct: WrkResult; proxied: WrkResult; runs: number };
+  details: { upstream: string; wrk: string[]; direct: WrkResult; proxied: WrkResult; runs: number; proxy_cpu_us_per_request: number };
 }
 
 const run = promisify(execFile);
@@ -69,15 +70,20 @@ export async function benchProxy(config: ProxyBenchConfig = {}): Promise<ProxyBe
       await wrk([...viaProxy.slice(0, 2), '-d1s', ...viaProxy.slice(3)]);
       const directRuns: WrkResult[] = [];
       const proxiedRuns: WrkResult[] = [];
+      let proxyCpuUs = 0;
       for (let i = 0; i < runs; i++) {
         directRuns.push(await wrk(direct));
+        const before = process.cpuUsage();
         proxiedRuns.push(await wrk(viaProxy));
+        const used = process.cpuUsage(before);
+        proxyCpuUs += used.user + used.system;
       }
+      const proxiedRequests = proxiedRuns.reduce((sum, r) => sum + r.requests, 0);
       const d = medianResult(directRuns);
       const p = medianResult(proxiedRuns);
       return {
         results: { added_p50_ms: round(p.p50_ms - d.p50_ms), rps_ratio: round(p.rps / d.rps) },
-        details: { upstream, wrk: wrkArgs, direct: d, proxied: p, runs },
+        details: { upstream, wrk: wrkArgs, direct: d, proxied: p, runs, proxy_cpu_us_per_request: round(proxyCpuUs / proxiedRequests) },
       };
     } finally {
       await proxy.close();
@@ -107,13 +113,14 @@ async function wrk(args: string[]): Promise<WrkResult> {
 /** Requests/sec and the latency distribution from wrk's `--latency` report. */
 export function parseWrk(text: string): WrkResult {
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(text);
+  const requests = /(\d+) requests in/.exec(text);
   const percentile = (p: number): number => {
     const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(text);
     if (!m) throw new Error(`wrk output has no ${p}% latency:\n${text}`);
     return Number(m[1]) * ({ us: 0.001, ms: 1, s: 1000 } as const)[m[2] as 'us' | 'ms' | 's'];
   };
-  if (!rps) throw new Error(`wrk output has no Requests/sec:\n${text}`);
-  return { rps: Number(rps[1]), p50_ms: percentile(50), p90_ms: percentile(90), p99_ms: percentile(99) };
+  if (!rps || !requests) throw new Error(`wrk output has no request count or Requests/sec:\n${text}`);
+  return { requests: Number(requests[1]), rps: Number(rps[1]), p50_ms: round(percentile(50)), p90_ms: round(percentile(90)), p99_ms: round(percentile(99)) };
 }
 
 function medianResult(all: WrkResult[]): WrkResult {
@@ -122,6 +129,7 @@ function medianResult(all: WrkResult[]): WrkResult {
     return sorted[Math.floor(sorted.length / 2)]!;
   };
   return {
+    requests: median(all.map((r) => r.requests)),
     rps: median(all.map((r) => r.rps)),
     p50_ms: median(all.map((r) => r.p50_ms)),
     p90_ms: median(all.map((r) => r.p90_ms)),
@@ -133,21 +141,16 @@ function round(n: number): number {
   return Math.round(n * 1000) / 1000;
 }
 
-export async function writeProxyResults(result: ProxyBenchResult): Promise<string> {
-  const file = path.join(PACKAGE_ROOT, 'bench', 'results', 'proxy.json');
-  await fs.mkdir(path.dirname(file), { recursive: true });
-  await fs.writeFile(file, `${JSON.stringify(result, null, 2)}\n`);
-  return file;
-}
-
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const arg = (name: string): string | undefined => {
-    const i = process.argv.indexOf(`--${name}`);
-    return i === -1 ? undefined : process.argv[i + 1];
-  };
-  const runsArg = arg('runs');
-  const result = await benchProxy({ upstream: arg('upstream'), runs: runsArg === undefined ? undefined : Number(runsArg), duration: arg('duration') });
-  const file = await writeProxyResults(result);
-  console.log(JSON.stringify(result, null, 2));
-  console.log(`wrote ${file}`);
+  const argv = process.argv.slice(2);
+  const runs = argValue(argv, 'runs');
+  const result = await benchProxy({ upstream: argValue(argv, 'upstream'), runs: runs === undefined ? undefined : Number(runs), duration: argValue(argv, 'duration') });
+  const { direct, proxied } = result.details;
+  printTable([
+    ['path', 'rps', 'p50 ms', 'p90 ms', 'p99 ms'],
+    ['direct', direct.rps, direct.p50_ms, direct.p90_ms, direct.p99_ms],
+    ['through the proxy', proxied.rps, proxied.p50_ms, proxied.p90_ms, proxied.p99_ms],
+  ]);
+  console.log(`added p50 ${result.results.added_p50_ms} ms (goal <= 0.5), throughput ratio ${result.results.rps_ratio} (goal >= 0.7), proxy CPU ${result.details.proxy_cpu_us_per_request} us/request`);
+  console.log(`wrote ${await writeResults('proxy', result)}`);
 }

@@ -146,7 +146,12 @@ class HttpExchange implements Waiter {
       if (!upRes.complete) res.destroy();
     });
     res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, forwardResponseHeaders(upRes.rawHeaders, this.#ctx.forwarded.via));
-    upRes.pipe(res);
+    // By hand rather than pipe(): the same backpressure with fewer listeners per response.
+    upRes.on('data', (chunk: Buffer) => {
+      if (!res.write(chunk)) upRes.pause();
+    });
+    upRes.on('end', () => res.end());
+    res.on('drain', () => upRes.resume());
   }
 
   #onUpstreamError(err: NodeJS.ErrnoException): void {
