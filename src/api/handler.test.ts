@@ -81,6 +81,11 @@ class FakeController implements ApiController {
       }
     })();
   }
+  async suspend(ref: string) {
+    const r = this.get(ref);
+    assertTransition(r.name, r.state, 'draining', 'suspend');
+    return Object.assign(r, { state: 'standby' as const });
+  }
   async wait(ref: string, state: InstanceRecord['state'], opts: { timeoutMs?: number } = {}) {
     const r = this.get(ref);
     if (r.state === state) return r;

@@ -7,6 +7,9 @@
 //   GET    /v1/instances/{id|name}            one instance
 //   DELETE /v1/instances/{id|name}[?force=true]
 //   PUT    /v1/instances/{id|name}/start|stop
+//   PUT    /v1/instances/{id|name}/suspend[?tier=hot|cold]   standby now (cold on a hot one demotes it)
+//   GET    /v1/instances/{id|name}/metrics   wakes by tier, wake latency, parked requests (JSON)
+//   GET    /v1/metrics                       the same for every instance, plus the hot standby tier
 //   GET    /v1/instances/{id|name}/log[?follow=true]   text/plain, streamed with follow
 //   GET    /v1/instances/{id|name}/wait?state=S[&timeout_ms=N]
 //   GET    /v1/images
@@ -14,10 +17,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Controller } from '../controller/controller.js';
 import type { InstanceRecord } from '../store/instance-record.js';
 import { sendData, sendError } from './envelope.js';
+import { hostMetrics, oneInstanceMetrics, type MetricsController } from './metrics.js';
+import type { InstanceProxyStats } from '../proxy/stats.js';
 import { ApiError, CreateInstanceSchema, WaitQuerySchema, instanceView, parseBody, toInstanceSpec } from './schemas.js';
 
 /** What the API needs from the controller (consumer-owned, so tests pass a small fake). */
-export type ApiController = Pick<Controller, 'create' | 'list' | 'get' | 'start' | 'stop' | 'rm' | 'logs' | 'wait'>;
+export type ApiController = Pick<Controller, 'create' | 'list' | 'get' | 'start' | 'stop' | 'rm' | 'logs' | 'wait' | 'suspend'> & Partial<MetricsController>;
 
 export interface ApiImages {
   list(): Promise<ReadonlyArray<{ ref: string; name: string; tag: string; digest: string; ready?: boolean }>>;
@@ -32,6 +37,8 @@ export interface ApiHandlerOptions {
   urlFor?: (rec: InstanceRecord) => string | undefined;
   /** Largest request body accepted. */
   maxBodyBytes?: number;
+  /** The ingress proxy's per-instance counters, for the metrics routes. */
+  proxyStats?: () => InstanceProxyStats[];
 }
 
 export type ApiHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
@@ -57,6 +64,10 @@ export function createApiHandler(opts: ApiHandlerOptions): ApiHandler {
         const list = await images.list();
         return sendData(res, 200, { images: list.map((i) => ({ ref: i.ref, name: i.name, tag: i.tag, digest: i.digest, ready: i.ready ?? true })) });
       }
+      if (collection === 'metrics' && parts.length === 1) {
+        allow(method, ['GET']);
+        return sendData(res, 200, hostMetrics(metricsSources(opts)));
+      }
       if (collection !== 'instances' || extra !== undefined) throw notFound(url.pathname);
 
       if (ref === undefined) {
@@ -80,6 +91,15 @@ export function createApiHandler(opts: ApiHandlerOptions): ApiHandler {
         case 'stop':
           allow(method, ['PUT']);
           return sendData(res, 200, view(await controller.stop(ref)));
+        case 'suspend': {
+          allow(method, ['PUT']);
+          const tier = url.searchParams.get('tier');
+          if (tier !== null && tier !== 'hot' && tier !== 'cold') throw new ApiError('BAD_REQUEST', `tier must be "hot" or "cold", not "${tier}"`, { kind: 'user' });
+          return sendData(res, 200, view(await controller.suspend(ref, tier ? { tier } : {})));
+        }
+        case 'metrics':
+          allow(method, ['GET']);
+          return sendData(res, 200, oneInstanceMetrics(metricsSources(opts), ref));
         case 'wait': {
           allow(method, ['GET']);
           const q = parseBody(WaitQuerySchema, Object.fromEntries(url.searchParams));
@@ -102,6 +122,12 @@ export function createApiHandler(opts: ApiHandlerOptions): ApiHandler {
       sendError(res, err);
     }
   };
+}
+
+function metricsSources(opts: ApiHandlerOptions) {
+  const c = opts.controller;
+  if (c.metrics === undefined || c.hotStandby === undefined) throw new ApiError('NOT_FOUND', 'metrics are not available from this API', { kind: 'user' });
+  return { controller: c as MetricsController, ...(opts.proxyStats ? { proxyStats: opts.proxyStats } : {}) };
 }
 
 async function streamLog(controller: ApiController, ref: string, follow: boolean, req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -2,10 +2,13 @@
 // store, the QEMU driver, per-VM networks, the controller (reconciled with what
 // a previous flickd left running), the /v1 handler, and optionally the ingress
 // proxy with the controller as its Waker. flickd's main calls this once.
+import fs from 'node:fs';
 import path from 'node:path';
 import { Controller } from '../controller/controller.js';
+import type { HotStandbyConfig } from '../controller/hot-standby.js';
 import { syncRoutes } from '../controller/routing.js';
-import type { ImageResolver, ImageRunConfig } from '../controller/seams.js';
+import type { ImageResolver, ImageRunConfig, InstanceNetwork } from '../controller/seams.js';
+import { newInstanceId } from '../controller/spec.js';
 import { describeError } from '../errors.js';
 import { NamespaceNetwork } from '../network/namespace-network.js';
 import { createProxy, type Proxy } from '../proxy/proxy.js';
@@ -14,6 +17,7 @@ import type { ImageStore } from '../registry/image-store.js';
 import { InstanceStore } from '../store/instance-store.js';
 import { QemuDriver } from '../vmm/qemu/qemu-driver.js';
 import { createApiHandler, type ApiHandler } from './handler.js';
+import type { MetricsSources } from './metrics.js';
 
 export interface HostInstancesConfig {
   dataDir: string;
@@ -29,6 +33,10 @@ export interface HostInstancesConfig {
    * flickds on one machine (tests) need different ones: each sweeps its prefix.
    */
   network?: { prefix?: string; pool?: string };
+  /** The hot standby tier (see src/controller/hot-standby.ts). */
+  hotStandby?: Partial<HotStandbyConfig>;
+  /** If the proxy address is a default, not asked for: a busy port means no proxy (with a warning) rather than no flickd. */
+  proxyOptional?: boolean;
 }
 
 export interface HostInstances {
@@ -36,6 +44,8 @@ export interface HostInstances {
   /** Mount under /v1/. */
   handler: ApiHandler;
   proxy: Proxy | undefined;
+  /** The metrics sources (/metrics, /v1/metrics). */
+  metrics: MetricsSources;
   /** Stops the proxy and the controller's timers; VMs keep running for the next flickd to adopt. Safe to call twice. */
   close(): Promise<void>;
 }
@@ -66,12 +76,15 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     store,
     driver: new QemuDriver({ log }),
     images: imageResolver(config.images),
-    network: new NamespaceNetwork({
-      ...(config.network?.prefix ?? process.env.FLICK_NETNS_PREFIX ? { prefix: config.network?.prefix ?? process.env.FLICK_NETNS_PREFIX } : {}),
-      ...(config.network?.pool ?? process.env.FLICK_NET_POOL ? { pool: config.network?.pool ?? process.env.FLICK_NET_POOL } : {}),
-    }),
+    network: ownNamespacesOnly(
+      new NamespaceNetwork({
+        ...(config.network?.prefix ?? process.env.FLICK_NETNS_PREFIX ? { prefix: config.network?.prefix ?? process.env.FLICK_NETNS_PREFIX } : {}),
+        ...(config.network?.pool ?? process.env.FLICK_NET_POOL ? { pool: config.network?.pool ?? process.env.FLICK_NET_POOL } : {}),
+      }),
+    ),
     dataDir: config.dataDir,
     logger: { info: log, warn: log },
+    ...(config.hotStandby ? { hotStandby: config.hotStandby } : {}),
   });
   let proxy: Proxy | undefined;
   let unsync = () => {};
@@ -81,8 +94,15 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     if (config.proxyListen) {
       const routes = new RouteTable();
       unsync = syncRoutes(controller, routes, (err) => log(`proxy route: ${describeError(err)}`));
-      proxy = await createProxy({ routes, waker: controller.scaleToZero, listen: config.proxyListen, ...(config.domain ? { domain: config.domain } : {}) });
-      log(`proxy: listening on http://${proxy.address.host}:${proxy.address.port} (host names <name>.${config.domain ?? 'localhost'})`);
+      try {
+        proxy = await createProxy({ routes, waker: controller.scaleToZero, listen: config.proxyListen, ...(config.domain ? { domain: config.domain } : {}) });
+        log(`proxy: listening on http://${proxy.address.host}:${proxy.address.port} (host names <name>.${config.domain ?? 'localhost'})`);
+      } catch (err) {
+        if (!config.proxyOptional) throw err;
+        unsync();
+        unsync = () => {};
+        log(`proxy: not started: ${describeError(err)} (instances are reachable at their addresses; scale to zero needs the proxy)`);
+      }
     }
   } catch (err) {
     await controller.dispose();
@@ -91,9 +111,12 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
   }
   const proxyPort = proxy?.address.port;
   const domain = config.domain ?? 'localhost';
+  const p = proxy;
+  const metrics: MetricsSources = { controller, ...(p ? { proxyStats: () => p.stats() } : {}) };
   const handler = createApiHandler({
     controller,
     images: config.images,
+    ...(p ? { proxyStats: () => p.stats() } : {}),
     // The proxy's URL when there is one: that is where scale to zero works.
     urlFor: (rec) => (proxyPort !== undefined && rec.service.http ? `http://${rec.name}.${domain}:${proxyPort}` : undefined),
   });
@@ -102,6 +125,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     controller,
     handler,
     proxy,
+    metrics,
     close() {
       closing ??= (async () => {
         unsync();
@@ -110,6 +134,36 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
         store.close();
       })();
       return closing;
+    },
+  };
+}
+
+/**
+ * The namespace network, its sweep limited to names flickd makes: `<prefix>`
+ * plus an instance id (12 hex digits). A shorter prefix of another user's
+ * (flickd's default `flick-` is a prefix of the VMM tests' `flick-vt-`) is then
+ * never swept by mistake.
+ */
+function ownNamespacesOnly(network: NamespaceNetwork): InstanceNetwork {
+  const idLength = newInstanceId().length;
+  const ours = new RegExp(`^[0-9a-f]{${idLength}}$`);
+  return {
+    attach: (id, index) => network.attach(id, index),
+    detach: (id, index) => network.detach(id, index),
+    async sweep(keep) {
+      const kept = new Set(keep.map((k) => k.instanceId));
+      let names: string[] = [];
+      try {
+        names = fs.readdirSync('/run/netns');
+      } catch {
+        return; // no namespace was ever made
+      }
+      for (const ns of names) {
+        if (!ns.startsWith(network.prefix)) continue;
+        const id = ns.slice(network.prefix.length);
+        // The index only picks addresses; teardown goes by the namespace name.
+        if (ours.test(id) && !kept.has(id)) await network.detach(id, 0);
+      }
     },
   };
 }

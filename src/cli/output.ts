@@ -81,3 +81,15 @@ export class Spinner {
     if (final) this.#out.write(`${final}\n`);
   }
 }
+
+/** An instance's state as a person reads it: standby shows its tier (`standby (hot)`). */
+export function stateText(i: { state: string; standby_tier?: unknown }): string {
+  return i.state === 'standby' && typeof i.standby_tier === 'string' ? `standby (${i.standby_tier})` : i.state;
+}
+
+/** Wakes with their split by tier: `5 (hot 4, cold 1)`. */
+export function wakesText(i: { wakes?: number | undefined; wakes_hot?: unknown; wakes_cold?: unknown }): string {
+  const total = i.wakes ?? 0;
+  if (total === 0 || typeof i.wakes_hot !== 'number' || typeof i.wakes_cold !== 'number') return String(total);
+  return `${total} (hot ${i.wakes_hot}, cold ${i.wakes_cold})`;
+}

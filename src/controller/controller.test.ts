@@ -115,12 +115,14 @@ const images: ImageResolver = {
   },
 };
 
-function setup(name: string, opts: { db?: string; driver?: FakeDriver; network?: FakeNetwork } = {}) {
+function setup(name: string, opts: { db?: string; driver?: FakeDriver; network?: FakeNetwork; hotBudgetBytes?: number } = {}) {
   const dataDir = path.join(tmp, name);
   const store = InstanceStore.open(opts.db ?? path.join(dataDir, 'state.db'));
   const driver = opts.driver ?? new FakeDriver();
   const network = opts.network ?? new FakeNetwork();
-  const c = new Controller({ store, driver, images, network, dataDir, restartBackoff: { initialMs: 1, maxMs: 5 } });
+  // Hot standby off unless a test asks: the cold tier is what most tests check.
+  const hotStandby = { budgetBytes: opts.hotBudgetBytes ?? 0, pageOutAfterMs: 60_000 };
+  const c = new Controller({ store, driver, images, network, dataDir, restartBackoff: { initialMs: 1, maxMs: 5 }, hotStandby, cgroupRoot: path.join(dataDir, 'no-cgroups') });
   after(async () => {
     await c.dispose();
     store.close();
@@ -233,6 +235,7 @@ test('a restarted controller re-adopts live VMs and marks dead ones', async () =
   // flickd is "killed": the controller lets go without stopping anything.
   await first.c.dispose();
   first.store.close();
+  assert.ok(driver.vms.every((v) => v.released), 'a disposed controller lets go of its VMs without stopping them');
   const deadVm = driver.vms.find((v) => v.config.guest.hostname === 'dead')!;
   await deadVm.kill();
   const second = setup('reconcile-1', { db, driver, network });
@@ -307,4 +310,83 @@ test('logs yields the console output, rotated files first', async () => {
   for await (const chunk of c.logs('l')) text += chunk.toString();
   assert.equal(text, 'old\nnew\n');
   assert.throws(() => c.logs('ghost'), (err: any) => err.code === 'INSTANCE_NOT_FOUND');
+});
+
+test('hot standby keeps the paused VM: a wake is a resume, counted as hot; stop ends it', async () => {
+  const { c, driver } = setup('hot', { hotBudgetBytes: 2 ** 30 });
+  const rec = await c.create({ image: 'hello:1', name: 'h', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 } });
+  await c.wait('h', 'running');
+  const vm = driver.vms[0]!;
+  await c.scaleToZero.suspend(rec.id);
+  const asleep = c.get('h');
+  assert.equal(asleep.state, 'standby');
+  assert.equal(asleep.standbyTier, 'hot');
+  assert.equal(asleep.pid, vm.pid, 'the process stays');
+  assert.equal(vm.paused, true);
+  await Promise.all([c.scaleToZero.ensureAwake(rec.id), c.scaleToZero.ensureAwake(rec.id)]);
+  assert.equal(driver.restores.length, 0, 'no restore');
+  assert.equal(vm.paused, false);
+  const woken = c.get('h');
+  assert.deepEqual([woken.state, woken.counters.wakesHot, woken.counters.wakesCold ?? 0], ['running', 1, 0]);
+  assert.equal(c.metrics.snapshot(rec.id).wakes.hot, 1);
+  // A hot instance asked to go cold is demoted: the process ends, the next wake restores.
+  await c.suspend('h');
+  await c.suspend('h', { tier: 'cold' });
+  assert.deepEqual([c.get('h').standbyTier, c.get('h').pid], ['cold', null]);
+  await c.scaleToZero.ensureAwake(rec.id);
+  assert.equal(driver.restores.length, 1);
+  assert.equal(c.get('h').counters.wakesCold, 1);
+  await c.suspend('h');
+  await c.stop('h');
+  assert.equal(c.get('h').state, 'stopped');
+  assert.equal(c.get('h').standbyTier, undefined);
+});
+
+test('over the hot standby budget the least recently suspended instance is demoted to cold', async () => {
+  // Without a memory cgroup each hot VM counts as its RAM + 64 MiB = 192 MiB: one fits in 300 MiB, two do not.
+  const { c } = setup('budget', { hotBudgetBytes: 300 * 2 ** 20 });
+  const a = await c.create({ image: 'hello:1', name: 'a', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 } });
+  const b = await c.create({ image: 'hello:1', name: 'b', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 }, args: ['/server', 'b'] });
+  await c.wait('a', 'running');
+  await c.wait('b', 'running');
+  await c.scaleToZero.suspend(a.id);
+  assert.equal(c.get('a').standbyTier, 'hot');
+  await c.scaleToZero.suspend(b.id);
+  for (let i = 0; i < 100 && c.get('a').standbyTier !== 'cold'; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.deepEqual([c.get('a').standbyTier, c.get('a').pid], ['cold', null], 'the older one went cold');
+  assert.equal(c.get('b').standbyTier, 'hot');
+  assert.equal(c.metrics.snapshot(a.id).demotions, 1);
+});
+
+test('instances of one image and configuration share one template; the last rm removes it', async () => {
+  const { c, driver } = setup('shared');
+  const s2z = { policy: 'on' as const, cooldownTimeMs: 60_000 };
+  const first = await c.create({ image: 'hello:1', name: 'one', scaleToZero: s2z });
+  await c.wait('one', 'running');
+  const template = c.get('one').snapshots.template!;
+  assert.ok(fs.existsSync(template.memoryFile));
+  // The second does not boot: it sleeps until its first request and wakes from the shared template.
+  await c.create({ image: 'hello:1', name: 'two', scaleToZero: s2z });
+  const two = await c.wait('two', 'running');
+  assert.equal(two.state, 'standby');
+  assert.equal(driver.vms.length, 1, 'one boot for two instances');
+  assert.equal(two.snapshots.template!.dir, template.dir, 'the same template');
+  assert.equal(driver.vms[0]!.config.guest.hostname, 'hello', 'the guest hostname is the image name, not the instance name');
+  await c.scaleToZero.ensureAwake(two.id);
+  assert.equal(driver.restores[0]!.snapshot.dir, template.dir);
+  assert.equal(driver.restores[0]!.mode, 'clone');
+  // Another configuration gets its own template.
+  await c.create({ image: 'hello:1', name: 'big', memoryMb: 256, scaleToZero: s2z });
+  assert.notEqual((await c.wait('big', 'running')).snapshots.template!.dir, template.dir);
+  // A stateful instance starts from its own copy of the template.
+  await c.create({ image: 'hello:1', name: 'st', scaleToZero: { ...s2z, stateful: true } });
+  const st = await c.wait('st', 'running');
+  assert.equal(st.state, 'standby');
+  assert.ok(st.snapshots.own && fs.existsSync(st.snapshots.own.memoryFile) && st.snapshots.own.dir !== template.dir);
+  await c.rm('one', { force: true });
+  await c.rm('st', { force: true });
+  assert.ok(fs.existsSync(template.dir), 'still used by "two"');
+  await c.rm('two', { force: true });
+  assert.ok(!fs.existsSync(template.dir), 'removed with its last instance');
+  void first;
 });

@@ -4,6 +4,7 @@
 // restart policy, and on startup re-adopts what a previous flickd left running.
 // Scale to zero (wake/suspend, the proxy's Waker) lives in scale-to-zero.ts.
 import fsp from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { describeError } from '../errors.js';
 import type { InstanceRecord } from '../store/instance-record.js';
@@ -17,6 +18,11 @@ import { waitForState } from './wait.js';
 import { ControllerError, assertTransition, hasProcess, type InstanceState } from './states.js';
 import { RestartScheduler } from './restart.js';
 import { ScaleToZero, type WakeTarget } from './scale-to-zero.js';
+import { DEFAULT_PAGE_OUT_AFTER_MS, type HotStandbyConfig } from './hot-standby.js';
+import { MemoryReclaimer } from './memory-reclaim.js';
+import { ControllerMetrics } from './metrics.js';
+import { TemplateStore, templateKey } from './templates.js';
+import type { PreparedImage } from './seams.js';
 
 export interface ControllerOptions {
   store: InstanceStore;
@@ -33,6 +39,10 @@ export interface ControllerOptions {
   restartBackoff?: { initialMs: number; maxMs: number };
   consoleLog?: ConsoleLogOptions;
   accel?: VmConfig['accel'];
+  /** The hot standby tier: RAM budget (0: every suspend is cold) and when to page out. Default: 10% of host RAM, 10 s. */
+  hotStandby?: Partial<HotStandbyConfig>;
+  /** Where the cgroup v1 hierarchies are mounted (memory page-out of hot standby). */
+  cgroupRoot?: string;
 }
 
 /** A VMM process the controller owns, and whether its exit is expected (stop, suspend). */
@@ -63,6 +73,10 @@ export class Controller {
   readonly #restarts: RestartScheduler;
   readonly #rotateTimer: NodeJS.Timeout;
   readonly scaleToZero: ScaleToZero;
+  readonly templates: TemplateStore;
+  readonly metrics: ControllerMetrics;
+  readonly #reclaimer: MemoryReclaimer;
+  readonly #hotConfig: HotStandbyConfig;
   #disposed = false;
 
   constructor(opts: ControllerOptions) {
@@ -78,6 +92,13 @@ export class Controller {
     this.#accel = opts.accel;
     this.#restarts = new RestartScheduler(opts.restartBackoff ?? { initialMs: 500, maxMs: 30_000 }, (id) => this.#restart(id));
     this.#rotateTimer = setInterval(() => void this.#rotateLogs(), 5000).unref();
+    this.templates = new TemplateStore(opts.dataDir);
+    this.metrics = new ControllerMetrics(this.events);
+    this.#reclaimer = new MemoryReclaimer(opts.cgroupRoot ? { cgroupRoot: opts.cgroupRoot } : {});
+    this.#hotConfig = {
+      budgetBytes: opts.hotStandby?.budgetBytes ?? Math.floor(os.totalmem() / 10),
+      pageOutAfterMs: opts.hotStandby?.pageOutAfterMs ?? DEFAULT_PAGE_OUT_AFTER_MS,
+    };
     this.scaleToZero = new ScaleToZero(this.#wakeTarget());
   }
 
@@ -158,8 +179,31 @@ export class Controller {
       await fsp.rm(rec.dir, { recursive: true, force: true });
       this.store.delete(id);
       this.scaleToZero.forget(id);
+      // The last instance of a configuration takes its shared template with it.
+      if (await this.templates.releaseIfUnused(rec.snapshots.template?.dir, this.store.list())) this.#log.info(`template ${path.basename(rec.snapshots.template!.dir)} removed with its last instance`);
       this.events.emit('removed', { id, name: rec.name });
     });
+  }
+
+  /**
+   * Suspends a running scale-to-zero instance now (as its cooldown would, open
+   * connections or not; never with a request in flight), to the hot tier or, with
+   * `tier: 'cold'`, without a process; `cold` on a hot-standby instance demotes it.
+   * Resolves with the record afterwards (still `running` if a request was in flight).
+   */
+  async suspend(idOrName: string, opts: { tier?: 'hot' | 'cold' } = {}): Promise<InstanceRecord> {
+    const rec = this.get(idOrName);
+    if (rec.scaleToZero.policy === 'off') {
+      throw new ControllerError('ILLEGAL_TRANSITION', `cannot suspend instance "${rec.name}": its scale to zero is off: create it with a policy (--scale-to-zero on)`, { kind: 'user' });
+    }
+    await this.scaleToZero.suspend(rec.id, { ...(opts.tier ? { tier: opts.tier } : {}), force: true });
+    return this.get(rec.id);
+  }
+
+  /** The hot standby tier: its budget, what it holds now, and who is in it (least recently suspended first). */
+  hotStandby(): { budgetBytes: number; pageOutAfterMs: number; usedBytes: number; instances: string[] } {
+    const hot = this.scaleToZero.hot;
+    return { budgetBytes: hot.config.budgetBytes, pageOutAfterMs: hot.config.pageOutAfterMs, usedBytes: hot.usedBytes(), instances: hot.ids() };
   }
 
   /**
@@ -174,6 +218,10 @@ export class Controller {
       if (rec.state === 'standby' && rec.networkIndex !== null) {
         // A wake restores into this network; after a host reboot it has to be made again (idempotent otherwise).
         await this.#network.attach(rec.id, rec.networkIndex).catch((err) => this.#log.warn(`instance ${rec.name}: network: ${describeError(err)}`));
+      }
+      if (rec.state === 'standby' && rec.pid !== null) {
+        await this.#adoptHotStandby(rec);
+        continue;
       }
       if (!hasProcess(rec.state)) continue;
       let vm: MicroVm | undefined;
@@ -199,8 +247,21 @@ export class Controller {
       .filter((r) => r.networkIndex !== null && (this.#live.has(r.id) || r.state === 'standby'))
       .map((r) => ({ instanceId: r.id, index: r.networkIndex! }));
     await this.#network.sweep(keep);
+    const unused = await this.templates.sweep(this.store.list());
+    if (unused.length > 0) this.#log.info(`removed ${unused.length} template(s) no instance uses`);
     this.#log.info(`reconciled: ${adopted.length} VM(s) adopted, ${died.length} found dead`);
     return { adopted, died };
+  }
+
+  /** A hot-standby VM a previous flickd left paused: adopt it, or fall back to cold (stateless) / failed (stateful). */
+  async #adoptHotStandby(rec: InstanceRecord): Promise<void> {
+    const vm = rec.vm ? await this.#driver.adopt(rec.vm, rec.pid!).catch(() => undefined) : undefined;
+    if (vm) {
+      this.#watch(rec.id, vm);
+      this.scaleToZero.hot.add(rec.id);
+      return;
+    }
+    await this.#serialize(rec.id, async () => this.scaleToZero.onHotVmDied(rec.id));
   }
 
   /** Stops timers and lets go of the VMs without stopping them (a restarted flickd adopts them). */
@@ -212,6 +273,9 @@ export class Controller {
     this.scaleToZero.dispose();
     for (const ac of this.#booting.values()) ac.abort();
     await Promise.allSettled([...this.#locks.values()]);
+    // Close QMP and control connections but leave the VMs running: the next flickd adopts them.
+    for (const { vm } of this.#live.values()) vm.release();
+    this.#live.clear();
   }
 
   // ---- the lifecycle, always inside #serialize ----
@@ -253,10 +317,11 @@ export class Controller {
         rootfs: image.paths.rootfs,
         memoryMb: rec.memoryMb,
         vcpus: rec.vcpus,
-        guest: guestConfigFor(rec, image.config),
+        guest: this.#guestConfig(rec, image),
         network,
         ...(this.#accel ? { accel: this.#accel } : {}),
       };
+      if (await this.#startAsleep(rec, config)) return;
       const t0 = performance.now();
       vm = await this.#driver.boot(config, { signal: ac.signal });
       this.#watch(id, vm);
@@ -277,6 +342,39 @@ export class Controller {
     } finally {
       if (this.#booting.get(id) === ac) this.#booting.delete(id);
     }
+  }
+
+  /**
+   * A scale-to-zero instance whose configuration already has a shared template
+   * does not boot: it goes to cold standby at once and its first request wakes
+   * it from the template (stateful: from its own copy of it). Returns false if
+   * it must boot.
+   */
+  async #startAsleep(rec: InstanceRecord, config: VmConfig): Promise<boolean> {
+    if (rec.scaleToZero.policy === 'off') return false;
+    const template = this.templates.find(await this.#templateKeyOf(rec));
+    if (template === undefined) return false;
+    const snapshots = { ...rec.snapshots, template };
+    if (rec.scaleToZero.stateful && snapshots.own === undefined) snapshots.own = await this.templates.ownCopy(template, path.join(rec.dir, 'snapshots', 'own'));
+    this.#transition(this.#fresh(rec.id), 'standby', { vm: config, pid: null, snapshots, standbyTier: 'cold', startedAt: new Date().toISOString() });
+    return true;
+  }
+
+  /**
+   * What the guest runs. A scale-to-zero instance's guest hostname is its
+   * image's name, not the instance's: the hostname lives in guest memory, and
+   * instances of one configuration share one template.
+   */
+  #guestConfig(rec: InstanceRecord, image: PreparedImage): VmConfig['guest'] {
+    const guest = guestConfigFor(rec, image.config);
+    if (rec.scaleToZero.policy === 'off') return guest;
+    const base = rec.image.ref.replace(/[:@].*$/, '').split('/').pop()!.toLowerCase().replace(/[^a-z0-9-]+/g, '-').slice(0, 63) || 'app';
+    return { ...guest, hostname: base };
+  }
+
+  async #templateKeyOf(rec: InstanceRecord): Promise<string> {
+    const image = await this.#images.resolve(`${rec.image.ref.replace(/[:@].*$/, '')}@${rec.image.digest}`);
+    return templateKey({ imageDigest: rec.image.digest, memoryMb: rec.memoryMb, vcpus: rec.vcpus, guest: this.#guestConfig(rec, image), port: readinessPort(rec.service) });
   }
 
   /** Waits for the service port, takes the template snapshot at first readiness, then `running`. */
@@ -310,6 +408,7 @@ export class Controller {
       pid: null,
       vm: null,
       snapshots,
+      standbyTier: undefined,
       stoppedAt: new Date().toISOString(),
       lastExitCode: exitCode(exit) ?? rec.lastExitCode,
     });
@@ -318,6 +417,7 @@ export class Controller {
   /** A VM ended that nobody asked to end: record how, release its network, apply the restart policy. */
   async #exited(id: string, exit: VmExit, when = ''): Promise<void> {
     const rec = this.store.get(id);
+    if (rec?.state === 'standby') return this.scaleToZero.onHotVmDied(id);
     if (rec === undefined || !hasProcess(rec.state)) return;
     const code = exitCode(exit);
     if (rec.networkIndex !== null) await this.#network.detach(id, rec.networkIndex).catch(() => {});
@@ -345,6 +445,7 @@ export class Controller {
     this.#live.set(id, live);
     void vm.exited.then((exit) => {
       if (this.#live.get(id) === live) this.#live.delete(id);
+      if (!this.#disposed) void this.#reclaimer.forget(id);
       if (live.expectExit || this.#disposed) return;
       return this.#serialize(id, () => this.#exited(id, exit));
     });
@@ -407,6 +508,11 @@ export class Controller {
       serialize: (id, fn) => this.#serialize(id, fn),
       transition: (rec, to, patch) => this.#transition(rec, to, patch),
       fresh: (id) => this.#fresh(id),
+      templates: this.templates,
+      templateKey: (rec) => this.#templateKeyOf(rec),
+      reclaimer: this.#reclaimer,
+      metrics: this.metrics,
+      hot: this.#hotConfig,
     };
   }
 }

@@ -13,9 +13,10 @@ export interface StateChangeEvent {
 export interface WakeEvent {
   id: string;
   name: string;
-  /** From the wake request until the guest accepted a connection. */
+  /** From the wake decision until the app can take the request (restore: accepted a connection; resume: `cont` and the clock set). */
   durationMs: number;
-  mode: 'template' | 'own' | 'boot';
+  /** resume: hot standby (`cont`); template / own: cold, restored from the template or the instance's own state. */
+  mode: 'template' | 'own' | 'resume';
 }
 
 export interface InstanceEvents {

@@ -1,19 +1,32 @@
-// Scale to zero: the template snapshot taken at first readiness, suspend after
-// a cooldown with no request in flight, and wake from a snapshot. It is the
-// proxy's Waker: `ensureAwake` returns where to send a request (waking the
-// instance if it sleeps), `requestStarted/Finished` keep it awake meanwhile.
-// Concurrent wakes of one instance share one promise, so 200 parked requests
-// cause one restore.
+// Scale to zero: the template snapshot taken at first readiness (shared by
+// every instance of the same image and configuration, templates.ts), suspend
+// after a cooldown with no request in flight, and wake. It is the proxy's
+// Waker: `ensureAwake` returns where to send a request (waking the instance if
+// it sleeps), `requestStarted/Finished` keep it awake meanwhile. Concurrent
+// wakes of one instance share one promise, so 200 parked requests cause one.
+//
+// Two tiers of standby (hot-standby.ts): *hot* keeps the paused VMM process (a
+// wake is `cont` plus a clock sync), *cold* has none (a wake restores: the
+// template for stateless instances, the instance's own state for stateful
+// ones). A stateless instance promises nothing about its memory across
+// standby: a cold wake starts from the template, a hot wake resumes where it
+// paused. Policy `on` suspends only with no open client connection; `idle`
+// also with idle ones open (the proxy re-wakes under them on their next byte).
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { describeError } from '../errors.js';
 import type { InstanceRecord } from '../store/instance-record.js';
 import type { InstanceStore } from '../store/instance-store.js';
-import type { MicroVm, Snapshot, VmmDriver } from '../vmm/driver.js';
+import type { MicroVm, VmmDriver } from '../vmm/driver.js';
 import type { InstanceEventEmitter } from './events.js';
+import { HotStandby, type HotStandbyConfig } from './hot-standby.js';
+import type { MemoryReclaimer } from './memory-reclaim.js';
+import type { ControllerMetrics, StandbyTier } from './metrics.js';
 import type { ControllerLogger } from './seams.js';
 import { readinessPort } from './spec.js';
 import { ControllerError, type InstanceState } from './states.js';
+import type { TemplateStore } from './templates.js';
 
 /** Where the proxy sends an awake instance's traffic (the proxy's AwakeInstance, plus the port). */
 export interface Upstream {
@@ -36,6 +49,12 @@ export interface WakeTarget {
   serialize<T>(id: string, fn: () => Promise<T>): Promise<T>;
   transition(rec: InstanceRecord, to: InstanceState, patch?: Partial<InstanceRecord>): InstanceRecord;
   fresh(id: string): InstanceRecord;
+  templates: TemplateStore;
+  /** The template key of an instance (what its guest memory depends on). */
+  templateKey(rec: InstanceRecord): Promise<string>;
+  reclaimer: MemoryReclaimer;
+  metrics: ControllerMetrics;
+  hot: HotStandbyConfig;
 }
 
 export class ScaleToZero {
@@ -47,35 +66,42 @@ export class ScaleToZero {
   readonly #awake = new Map<string, AbortController>();
   readonly #idleTimers = new Map<string, NodeJS.Timeout>();
   readonly #wakes = new Map<string, Promise<Upstream>>();
+  readonly hot: HotStandby;
 
   constructor(target: WakeTarget) {
     this.#t = target;
+    this.hot = new HotStandby(target.hot, {
+      usage: (id) => this.#hotUsage(id),
+      pageOut: (id) => this.pageOut(id),
+      demote: (id) => this.demote(id),
+      log: target.log,
+    });
   }
 
   /**
-   * Pause, save device state with a copy of the RAM file (`keepRunning`: the
-   * running VM goes on writing to its own RAM file), resume. Measured: see the
-   * `snapshot` event and the log line.
+   * Finds or takes the shared template of `rec`'s configuration and records it.
+   * Taking one pauses the VM, saves device state with a sparse copy of the RAM
+   * file (`keepRunning`: the VM goes on in its own file) and resumes it.
    */
   async takeTemplate(rec: InstanceRecord, vm: MicroVm): Promise<void> {
-    const dir = path.join(rec.dir, 'snapshots', 'template');
-    await fsp.rm(dir, { recursive: true, force: true });
+    const key = await this.#t.templateKey(rec);
     const t0 = performance.now();
     try {
-      await vm.pause();
-      let snap: Snapshot;
-      try {
-        snap = await vm.createSnapshot(dir, { keepRunning: true });
-      } finally {
-        await vm.resume();
-      }
+      const { snapshot, taken } = await this.#t.templates.ensure(key, async (dir) => {
+        await vm.pause();
+        try {
+          return await vm.createSnapshot(dir, { keepRunning: true });
+        } finally {
+          await vm.resume();
+        }
+      });
+      this.#t.store.update(rec.id, { snapshots: { ...this.#t.fresh(rec.id).snapshots, template: snapshot } });
+      if (!taken) return;
       const durationMs = performance.now() - t0;
-      this.#t.store.update(rec.id, { snapshots: { ...this.#t.fresh(rec.id).snapshots, template: snap } });
       this.#t.events.emit('snapshot', { id: rec.id, name: rec.name, kind: 'template', durationMs });
-      this.#t.log.info(`instance ${rec.name}: template snapshot in ${durationMs.toFixed(1)} ms (paused meanwhile)`);
+      this.#t.log.info(`instance ${rec.name}: template snapshot ${key} in ${durationMs.toFixed(1)} ms (paused meanwhile)`);
     } catch (err) {
       // Without a template the instance still runs; it just cannot sleep statelessly.
-      await fsp.rm(dir, { recursive: true, force: true });
       this.#t.log.warn(`instance ${rec.name}: template snapshot failed, scale to zero stays off until the next start: ${describeError(err)}`);
     }
   }
@@ -111,9 +137,40 @@ export class ScaleToZero {
   }
 
   async #wake(id: string): Promise<Upstream> {
-    const t0 = performance.now();
-    let rec = this.#t.fresh(id);
+    const rec = this.#t.fresh(id);
     if (rec.state === 'running') return this.#upstream(rec);
+    if (rec.state !== 'standby') throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" is ${rec.state}, not in standby: start it with 'flick start ${rec.name}'`, { kind: 'user' });
+    const vm = this.#t.live(id);
+    if (rec.standbyTier === 'hot' && vm !== undefined) {
+      try {
+        return await this.#wakeHot(rec, vm);
+      } catch (err) {
+        this.#t.log.warn(`instance ${rec.name}: hot wake failed, waking cold: ${describeError(err)}`);
+        this.#t.expectExit(id);
+        await vm.kill();
+        if (rec.scaleToZero.stateful) {
+          this.#t.transition(this.#t.fresh(id), 'failed', { pid: null, standbyTier: undefined, error: `wake failed: ${describeError(err)}` });
+          throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" could not wake: ${describeError(err)}`, { cause: err });
+        }
+        this.#t.store.update(id, { pid: null, standbyTier: 'cold', state: 'standby' });
+      }
+    }
+    return this.#wakeCold(this.#t.fresh(id));
+  }
+
+  /** Hot: the paused process goes on. The clock answer is awaited: the app must not see a request with a stale clock. */
+  async #wakeHot(rec: InstanceRecord, vm: MicroVm): Promise<Upstream> {
+    const t0 = performance.now();
+    this.hot.remove(rec.id);
+    const starting = this.#t.transition(rec, 'starting');
+    await vm.resume();
+    await vm.syncClock();
+    return this.#woke(starting, 'hot', t0);
+  }
+
+  async #wakeCold(rec: InstanceRecord): Promise<Upstream> {
+    const t0 = performance.now();
+    const id = rec.id;
     const snapshot = rec.scaleToZero.stateful ? rec.snapshots.own : rec.snapshots.template;
     if (rec.vm === null || snapshot === undefined) {
       throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" has no snapshot to wake from: restart it with 'flick stop ${rec.name} && flick start ${rec.name}'`);
@@ -127,56 +184,143 @@ export class ScaleToZero {
       await vm.syncClock(); // the guest clock stopped at snapshot time
       const port = readinessPort(rec.service);
       if (port !== undefined) await vm.waitForPort(port, { timeoutMs: this.#t.readyTimeoutMs });
-      const cur = this.#t.fresh(id);
-      const next = this.#t.transition(cur, 'running', { counters: { ...cur.counters, wakes: cur.counters.wakes + 1 } });
-      const durationMs = performance.now() - t0;
-      this.#t.events.emit('wake', { id, name: rec.name, durationMs, mode: rec.scaleToZero.stateful ? 'own' : 'template' });
-      this.onRunning(next);
-      return this.#upstream(next);
+      if (rec.scaleToZero.stateful) {
+        // The snapshot was consumed: the VM runs in its RAM file now.
+        const snapshots = { ...this.#t.fresh(id).snapshots };
+        delete snapshots.own;
+        this.#t.store.update(id, { snapshots });
+      }
+      return this.#woke(this.#t.fresh(id), 'cold', t0);
     } catch (err) {
       if (vm) {
         this.#t.expectExit(id);
         await vm.kill();
       }
-      this.#t.transition(this.#t.fresh(id), 'failed', { pid: null, error: `wake failed: ${describeError(err)}` });
+      this.#t.transition(this.#t.fresh(id), 'failed', { pid: null, standbyTier: undefined, error: `wake failed: ${describeError(err)}` });
       throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" could not wake: ${describeError(err)}`, { cause: err });
     }
   }
 
-  /** Suspends a running instance now if it has no request in flight; no-op otherwise. */
-  suspend(id: string): Promise<void> {
+  #woke(cur: InstanceRecord, tier: StandbyTier, t0: number): Upstream {
+    const c = cur.counters;
+    const counters = { ...c, wakes: c.wakes + 1, ...(tier === 'hot' ? { wakesHot: (c.wakesHot ?? 0) + 1 } : { wakesCold: (c.wakesCold ?? 0) + 1 }) };
+    const next = this.#t.transition(cur, 'running', { counters, standbyTier: undefined });
+    const durationMs = performance.now() - t0;
+    this.#t.events.emit('wake', { id: cur.id, name: cur.name, durationMs, mode: tier === 'hot' ? 'resume' : cur.scaleToZero.stateful ? 'own' : 'template' });
+    this.onRunning(next);
+    return this.#upstream(next);
+  }
+
+  /**
+   * Suspends a running instance now if it has no request in flight (no-op
+   * otherwise): hot when the hot tier is on (or `tier` asks), else cold. On an
+   * instance already in hot standby, `tier: 'cold'` demotes it.
+   */
+  suspend(id: string, opts: { tier?: StandbyTier; force?: boolean } = {}): Promise<void> {
+    const rec0 = this.#t.store.get(id);
+    if (rec0?.state === 'standby' && rec0.standbyTier === 'hot' && opts.tier === 'cold') return this.demote(id);
     return this.#t.serialize(id, async () => {
       let rec = this.#t.store.get(id);
       if (rec === undefined || rec.state !== 'running' || (this.#inFlight.get(id) ?? 0) > 0) return;
       if (rec.scaleToZero.policy === 'off') return;
-      if (rec.scaleToZero.policy === 'on' && (this.#connections.get(id) ?? 0) > 0) return;
+      if (rec.scaleToZero.policy === 'on' && !opts.force && (this.#connections.get(id) ?? 0) > 0) return;
       if (!rec.scaleToZero.stateful && rec.snapshots.template === undefined) return;
       const vm = this.#t.live(id);
       if (vm === undefined) return;
+      const tier: StandbyTier = opts.tier ?? (this.hot.enabled ? 'hot' : 'cold');
       // In the same turn as the in-flight check: from here the proxy forwards nothing to this VM.
       this.#sleep(id);
+      this.#clearIdle(id);
       rec = this.#t.transition(rec, 'draining');
-      const t0 = performance.now();
       try {
-        const snapshots = { ...rec.snapshots };
-        if (rec.scaleToZero.stateful) {
-          const dir = path.join(rec.dir, 'snapshots', 'own');
-          await fsp.rm(dir, { recursive: true, force: true });
-          await fsp.mkdir(dir, { recursive: true });
-          await vm.pause();
-          // Without keepRunning the RAM file is hard-linked into `dir` (instant); this VM never runs again.
-          snapshots.own = await vm.createSnapshot(dir);
-          this.#t.events.emit('snapshot', { id, name: rec.name, kind: 'own', durationMs: performance.now() - t0 });
+        await vm.pause();
+        if (tier === 'hot') {
+          this.#t.transition(this.#t.fresh(id), 'standby', { standbyTier: 'hot' });
+          this.#t.metrics.of(id).suspends.hot += 1;
+          this.hot.add(id);
+          return;
         }
-        this.#t.expectExit(id);
-        await vm.kill();
-        this.#t.transition(this.#t.fresh(id), 'standby', { pid: null, snapshots });
+        await this.#endPaused(this.#t.fresh(id), vm, 'standby');
+        this.#t.metrics.of(id).suspends.cold += 1;
       } catch (err) {
         this.#t.expectExit(id);
         await vm.kill();
-        this.#t.transition(this.#t.fresh(id), 'failed', { pid: null, error: `suspend failed: ${describeError(err)}` });
+        this.#t.transition(this.#t.fresh(id), 'failed', { pid: null, standbyTier: undefined, error: `suspend failed: ${describeError(err)}` });
       }
     });
+  }
+
+  /** Hot → cold: a stateful instance's state is saved from the paused VM, then the process ends. */
+  demote(id: string): Promise<void> {
+    return this.#t.serialize(id, async () => {
+      this.hot.remove(id);
+      const rec = this.#t.store.get(id);
+      const vm = this.#t.live(id);
+      if (rec === undefined || rec.state !== 'standby' || rec.standbyTier !== 'hot' || vm === undefined) return;
+      try {
+        await this.#endPaused(rec, vm, 'standby');
+        this.#t.metrics.of(id).demotions += 1;
+        this.#t.log.info(`instance ${rec.name}: hot standby demoted to cold`);
+      } catch (err) {
+        this.#t.expectExit(id);
+        await vm.kill();
+        this.#t.transition(this.#t.fresh(id), 'failed', { pid: null, standbyTier: undefined, error: `demotion to cold standby failed: ${describeError(err)}` });
+      }
+    });
+  }
+
+  /** Saves a paused VM's own state (stateful) and ends its process; the record says cold standby. */
+  async #endPaused(rec: InstanceRecord, vm: MicroVm, to: 'standby'): Promise<void> {
+    const id = rec.id;
+    const snapshots = { ...rec.snapshots };
+    if (rec.scaleToZero.stateful) {
+      const t0 = performance.now();
+      const dir = path.join(rec.dir, 'snapshots', 'own');
+      await fsp.rm(dir, { recursive: true, force: true });
+      await fsp.mkdir(dir, { recursive: true });
+      // Without keepRunning the RAM file is hard-linked into `dir` (instant); this VM never runs again.
+      snapshots.own = await vm.createSnapshot(dir);
+      this.#t.events.emit('snapshot', { id, name: rec.name, kind: 'own', durationMs: performance.now() - t0 });
+    }
+    this.#t.expectExit(id);
+    await vm.kill();
+    const cur = this.#t.fresh(id);
+    if (cur.state === to) this.#t.store.update(id, { pid: null, snapshots, standbyTier: 'cold' });
+    else this.#t.transition(cur, to, { pid: null, snapshots, standbyTier: 'cold' });
+  }
+
+  /** Gives a hot instance's guest RAM back to the host (see memory-reclaim.ts). */
+  pageOut(id: string): Promise<void> {
+    return this.#t.serialize(id, async () => {
+      const rec = this.#t.store.get(id);
+      const vm = this.#t.live(id);
+      if (rec === undefined || rec.state !== 'standby' || rec.standbyTier !== 'hot' || vm === undefined) return;
+      const ownFile = path.join(vm.config.runDir, 'mem');
+      const r = await this.#t.reclaimer.pageOut(id, vm.pid, fs.existsSync(ownFile) ? ownFile : undefined);
+      const m = this.#t.metrics.of(id);
+      m.pageOuts += 1;
+      m.hotBytesAfterPageOut = r.afterBytes ?? null;
+      this.#t.log.info(
+        `instance ${rec.name}: hot standby paged out in ${r.durationMs.toFixed(1)} ms${r.beforeBytes !== undefined ? ` (${mib(r.beforeBytes)} → ${mib(r.afterBytes ?? 0)} MiB)` : ''}`,
+      );
+    });
+  }
+
+  /** A hot-standby VM died on its own: a stateless instance just becomes cold; a stateful one lost its state. */
+  onHotVmDied(id: string): void {
+    this.hot.remove(id);
+    const rec = this.#t.store.get(id);
+    if (rec === undefined || rec.state !== 'standby') return;
+    if (rec.scaleToZero.stateful) this.#t.transition(rec, 'failed', { pid: null, standbyTier: undefined, error: 'the paused VM of this hot-standby instance exited; its state is lost' });
+    else this.#t.store.update(id, { pid: null, standbyTier: 'cold' });
+  }
+
+  #hotUsage(id: string): number {
+    const rec = this.#t.store.get(id);
+    const vm = this.#t.live(id);
+    const estimate = ((rec?.memoryMb ?? 128) + 64) * 1024 * 1024;
+    if (vm === undefined) return 0;
+    return this.#t.reclaimer.usageBytes(id, vm.pid) ?? estimate;
   }
 
   requestStarted(id: string): void {
@@ -215,6 +359,7 @@ export class ScaleToZero {
   onStopped(id: string): void {
     this.#clearIdle(id);
     this.#sleep(id);
+    this.hot.remove(id);
   }
 
   forget(id: string): void {
@@ -242,6 +387,7 @@ export class ScaleToZero {
   dispose(): void {
     for (const t of this.#idleTimers.values()) clearTimeout(t);
     this.#idleTimers.clear();
+    this.hot.dispose();
   }
 
   #scheduleIdle(rec: InstanceRecord): void {
@@ -274,4 +420,8 @@ export class ScaleToZero {
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
+}
+
+function mib(bytes: number): string {
+  return (bytes / 1024 / 1024).toFixed(1);
 }

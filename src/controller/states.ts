@@ -22,10 +22,12 @@ export class ControllerError extends FlickError<ControllerErrorCode> {}
  * Legal moves. `standby → starting` is a wake; `failed`/`stopped → starting`
  * is a (re)start; `draining → running` is a request that arrived while the
  * instance was on its way to standby; `running → stopped` is an app that
- * exited by itself with code 0. Any state may fail.
+ * exited by itself with code 0; `starting → standby` is the start of a
+ * scale-to-zero instance whose shared template exists (it sleeps until its
+ * first request). Any state may fail.
  */
 const TRANSITIONS: Readonly<Record<InstanceState, readonly InstanceState[]>> = {
-  starting: ['running', 'stopping', 'stopped', 'failed'],
+  starting: ['running', 'standby', 'stopping', 'stopped', 'failed'],
   running: ['draining', 'stopping', 'stopped', 'failed'],
   draining: ['standby', 'running', 'stopping', 'stopped', 'failed'],
   standby: ['starting', 'stopping', 'failed'],

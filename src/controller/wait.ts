@@ -29,7 +29,8 @@ export function waitForState(
     const check = (): void => {
       const rec = store.get(id);
       if (rec === undefined) return finish(new ControllerError('INSTANCE_NOT_FOUND', `instance "${name}" was removed while waiting for it to be ${state}`, { kind: 'user' }));
-      if (rec.state === state) return finish(undefined, rec);
+      // An instance in standby serves (its first request wakes it): waiting for "running" ends there too.
+      if (rec.state === state || (state === 'running' && rec.state === 'standby')) return finish(undefined, rec);
       if (rec.state === 'failed') return finish(new ControllerError('START_FAILED', `instance "${name}" failed${rec.error ? `: ${rec.error}` : ''}: see 'flick logs ${name}'`));
     };
     const onAbort = (): void => finish(new ControllerError('WAIT_TIMEOUT', `stopped waiting for instance "${name}": the request was cancelled`));

@@ -1,6 +1,8 @@
-// flickd, the host daemon: `flickd [--data-dir DIR] [--listen HOST:PORT] [--anonymous-pull]`
-// serves the OCI registry under /v2/ (and, composed below, the rest of the host's
-// HTTP surface) until SIGTERM or SIGINT. `flickd gc --data-dir DIR` collects
+// flickd, the host daemon: `flickd [--data-dir DIR] [--listen HOST:PORT] [--anonymous-pull] ...`
+// serves the OCI registry under /v2/, the REST API under /v1/, Prometheus
+// metrics at /metrics, and the ingress proxy (by default on 127.0.0.1:7451,
+// `http://<name>.localhost:7451`; `--proxy-listen off` for none) until SIGTERM
+// or SIGINT. `flickd gc --data-dir DIR` collects
 // registry garbage and exits (run it while flickd is stopped, or let flickd run
 // it at start).
 import { parseArgs } from 'node:util';
@@ -8,6 +10,7 @@ import type { IncomingMessage } from 'node:http';
 import { describeError } from '../errors.js';
 import { collectGarbage } from '../registry/gc.js';
 import { startHostInstances } from '../api/host-instances.js';
+import { hostMetrics, renderPrometheus } from '../api/metrics.js';
 import { createRegistryHandler } from '../registry/http-handler.js';
 import { RegistryImageStore } from '../registry/image-store.js';
 import { Registry } from '../registry/registry.js';
@@ -16,9 +19,27 @@ import { createDaemonServer, type DaemonRoute } from './server.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/flick';
 export const DEFAULT_LISTEN = '127.0.0.1:7450';
+/** The ingress proxy's default address: next to the API's port; instances are `http://<name>.localhost:7451`. */
+export const DEFAULT_PROXY_LISTEN = '127.0.0.1:7451';
 
-const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-listen HOST:PORT] [--anonymous-pull]
-       flickd gc [--data-dir DIR]`;
+const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-listen HOST:PORT|off] [--anonymous-pull]
+              [--hot-standby-budget SIZE] [--hot-page-out-after MS] [--metrics-anonymous-loopback]
+       flickd gc [--data-dir DIR]
+
+  --proxy-listen              ingress proxy (default ${DEFAULT_PROXY_LISTEN}; off: none)
+  --hot-standby-budget SIZE   host RAM all hot-standby (paused) instances may hold, e.g. 2G, 512M;
+                              0: every standby is cold (default: a tenth of host RAM)
+  --hot-page-out-after MS     how long a hot-standby instance keeps its guest RAM resident
+                              before it goes back to its file (default 10000; 0: at suspend)
+  --metrics-anonymous-loopback  serve /metrics without the token to loopback clients`;
+
+/** "2G", "512M", "1.5G", "4096K", "0" or plain bytes → bytes. */
+export function parseSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(text.trim());
+  if (!m) throw new Error(`size "${text}" is not a size: write e.g. 2G, 512M or 0`);
+  const unit = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  return Math.floor(Number(m[1]) * unit);
+}
 
 export function parseListen(listen: string): { host: string; port: number } {
   const m = listen.match(/^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/);
@@ -50,6 +71,9 @@ export async function main(argv: string[]): Promise<void> {
         listen: { type: 'string', default: DEFAULT_LISTEN },
         'anonymous-pull': { type: 'boolean', default: false },
         'proxy-listen': { type: 'string' },
+        'hot-standby-budget': { type: 'string' },
+        'hot-page-out-after': { type: 'string' },
+        'metrics-anonymous-loopback': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -74,7 +98,18 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (args.positionals.length > 0) throw new Error(`unknown command "${args.positionals[0]}"\n${USAGE}`);
-    await serve({ dataDir, listen: args.values.listen, proxyListen: args.values['proxy-listen'], anonymousPull: args.values['anonymous-pull'], log });
+    const budget = args.values['hot-standby-budget'];
+    const pageOut = args.values['hot-page-out-after'];
+    if (pageOut !== undefined && !/^\d+$/.test(pageOut)) throw new Error(`--hot-page-out-after "${pageOut}" is not a whole number of milliseconds, e.g. 10000`);
+    await serve({
+      dataDir,
+      listen: args.values.listen,
+      proxyListen: args.values['proxy-listen'],
+      anonymousPull: args.values['anonymous-pull'],
+      metricsAnonymousLoopback: args.values['metrics-anonymous-loopback'],
+      hotStandby: { ...(budget !== undefined ? { budgetBytes: parseSize(budget) } : {}), ...(pageOut !== undefined ? { pageOutAfterMs: Number(pageOut) } : {}) },
+      log,
+    });
   } catch (err) {
     log(describeError(err));
     process.exitCode = 70;
@@ -84,9 +119,12 @@ export async function main(argv: string[]): Promise<void> {
 export interface ServeConfig {
   dataDir: string;
   listen: string;
-  /** The ingress proxy's address (HOST:PORT); none: no proxy. */
+  /** The ingress proxy's address (HOST:PORT); undefined: the default (and none if its port is taken); 'off': none. */
   proxyListen?: string | undefined;
   anonymousPull: boolean;
+  /** /metrics without the token for loopback clients. */
+  metricsAnonymousLoopback?: boolean;
+  hotStandby?: { budgetBytes?: number; pageOutAfterMs?: number };
   log: (line: string) => void;
 }
 
@@ -101,17 +139,29 @@ async function serve(config: ServeConfig): Promise<void> {
   if (gc.blobsDeleted + gc.uploadsDeleted > 0) config.log(`gc: removed ${gc.blobsDeleted} blobs, ${gc.uploadsDeleted} stale uploads`);
 
   // Instances: re-adopts VMs a previous flickd left running before anyone can call the API.
+  const proxyListen = config.proxyListen === 'off' ? undefined : parseListen(config.proxyListen ?? DEFAULT_PROXY_LISTEN);
   const instances = await startHostInstances({
     dataDir: config.dataDir,
     images,
     log: config.log,
-    ...(config.proxyListen ? { proxyListen: parseListen(config.proxyListen) } : {}),
+    ...(proxyListen ? { proxyListen, proxyOptional: config.proxyListen === undefined } : {}),
+    ...(config.hotStandby ? { hotStandby: config.hotStandby } : {}),
   });
 
   // The host's HTTP surface, one line per mount. Order does not matter (longest prefix wins).
   const routes: DaemonRoute[] = [
     { prefix: '/v2/', handler: createRegistryHandler(registry, config.log), access: registryAccess(config.anonymousPull) },
     { prefix: '/v1/', handler: instances.handler },
+    {
+      prefix: '/metrics',
+      handler: async (req, res) => {
+        req.resume();
+        const body = renderPrometheus(hostMetrics(instances.metrics));
+        res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+        res.end(body);
+      },
+      access: (_req, id) => id.kind === 'token' || (config.metricsAnonymousLoopback === true && id.kind === 'anonymous' && id.loopback),
+    },
   ];
   const daemon = createDaemonServer({ routes, auth: new TokenAuth(token), log: config.log });
   const address = await daemon.listen(host, port);

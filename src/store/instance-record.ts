@@ -36,6 +36,9 @@ export interface InstanceCounters {
   boots: number;
   wakes: number;
   restarts: number;
+  /** Wakes by standby tier (absent in records written before tiers existed). */
+  wakesHot?: number;
+  wakesCold?: number;
 }
 
 export interface InstanceRecord {
@@ -64,6 +67,8 @@ export interface InstanceRecord {
   /** The folder the instance owns: runDir, logs, snapshots. */
   dir: string;
   snapshots: { template?: Snapshot; own?: Snapshot };
+  /** In standby: `hot` keeps the paused VMM process (pid set), `cold` has none. */
+  standbyTier?: 'hot' | 'cold';
   counters: InstanceCounters;
   lastExitCode: number | null;
   createdAt: string;

@@ -1,7 +1,7 @@
 // `flick get NAME`: everything the host knows about one instance.
 import type { Command } from 'commander';
 import { FlickApi, instanceUrl } from '../api-client.js';
-import { printJson, renderFields, withOutputOption, type OutputFormat } from '../output.js';
+import { printJson, renderFields, stateText, wakesText, withOutputOption, type OutputFormat } from '../output.js';
 
 export function register(program: Command): void {
   withOutputOption(program.command('get').description('show one instance').argument('<instance>', 'name or id')).action(
@@ -13,7 +13,7 @@ export function register(program: Command): void {
         renderFields([
           ['name', i.name],
           ['id', i.id],
-          ['state', i.state],
+          ['state', stateText(i)],
           ['image', `${i.image}${i.image_digest ? ` (${String(i.image_digest)})` : ''}`],
           ['url', instanceUrl(i)],
           ['address', i.address],
@@ -23,7 +23,8 @@ export function register(program: Command): void {
           ['tcp', i.service.tcp.map((t) => `${t.port} → ${t.guest_port}`).join(', ')],
           ['restart policy', i.restart_policy],
           ['scale to zero', s2z.policy === 'off' ? 'off' : `${s2z.policy}, cooldown ${s2z.cooldown_time_ms} ms, ${s2z.stateful ? 'stateful' : 'stateless'}`],
-          ['boots / wakes / restarts', `${i.boots ?? 0} / ${i.wakes ?? 0} / ${i.restarts ?? 0}`],
+          ['boots / wakes / restarts', `${i.boots ?? 0} / ${wakesText(i)} / ${i.restarts ?? 0}`],
+          ['template', i.template],
           ['last exit code', i.last_exit_code],
           ['error', i.error],
           ['created', i.created_at],
