@@ -153,6 +153,23 @@ test('--build-arg overrides an ARG default', async () => {
   assert.ok(info.config.env.includes('GREETING=hello-from-build-arg'));
 });
 
+test('when the minimized image fails its boot check, the build says so and ships the full root filesystem', async () => {
+  const lines: string[] = [];
+  const r = await buildImage({
+    context: path.join(APPS, 'python-web'),
+    tag: 'python-web:fallback',
+    layout,
+    tracer: { trace: qemuTraceRunner.trace, check: async () => 'simulated: port 8080 never answered' },
+    progress: (l) => lines.push(l),
+  });
+  assert.equal(r.minimization, 'full-fallback');
+  assert.match(r.fallbackReason ?? '', /simulated: port 8080 never answered/);
+  assert.ok(lines.some((l) => /falling back to the full root filesystem/.test(l)));
+  const files = rootfsPaths(await rootfsOf('python-web:fallback'));
+  assert.ok(files.has('/usr/bin/apt-get'));
+  assert.match(await bootAndGet('python-web:fallback'), /^hello-default uid=65534 /);
+});
+
 // ---- bad input: the CLI, as a user runs it ----------------------------------
 
 interface Outcome {

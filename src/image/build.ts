@@ -25,8 +25,8 @@ import { stageFull, stageKept, stripLargeElfs } from './rootfs.js';
 
 /** Boots candidate root filesystems; implemented over the VMM driver in trace-runner.ts (a seam so tests can fake it). */
 export interface TraceRunner {
-  /** Boots `rootfs` in trace mode; resolves with the paths the app opened until it was ready. */
-  trace(rootfs: string, guest: GuestConfig, port: number | undefined): Promise<string[]>;
+  /** Boots `rootfs` in trace mode; resolves with the paths the app opened until it was ready, or why it never was. */
+  trace(rootfs: string, guest: GuestConfig, port: number | undefined): Promise<{ opened: string[]; failure: string | undefined }>;
   /** Boots `rootfs` normally; resolves undefined when the app became ready, else why not. */
   check(rootfs: string, guest: GuestConfig, port: number | undefined): Promise<string | undefined>;
 }
@@ -132,29 +132,38 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
         const traceImg = path.join(scratch, 'trace.img');
         await packRootfs(stage, traceImg, 'erofs-plain');
         await fsp.rm(stage, { recursive: true, force: true });
-        progress(`tracing a real run of ${JSON.stringify(argv)} in a microVM until ${port ? `port ${port} accepts a connection` : 'it has started'}`);
-        traced = await o.tracer.trace(traceImg, guest, port);
+        progress(`tracing a real run of ${JSON.stringify(argv)} in a microVM until ${port ? `port ${port} answers` : 'it has run for a while'}`);
+        const t = await o.tracer.trace(traceImg, guest, port);
         await fsp.rm(traceImg, { force: true });
-        progress(`the app opened ${traced.length} files`);
-        if (process.env.FLICK_DEBUG) for (const t of traced) progress(`  opened ${t}`);
-      }
-      const keep = computeKeepSet({ root, argv, env: guest.env, workingDir: guest.cwd, copiedPaths: copiedPaths(plan, '/'), ...(traced ? { tracedPaths: traced } : {}) });
-      const stage = path.join(scratch, 'min');
-      await fsp.mkdir(stage);
-      await stageKept(root, stage, keep);
-      const saved = await stripLargeElfs(stage);
-      progress(`keeping ${keep.paths.size} paths${saved > 0 ? `, ${(saved / 2 ** 20).toFixed(1)} MiB of symbols stripped` : ''}; packing (${format})`);
-      await packRootfs(stage, rootfs, format);
-      await fsp.rm(stage, { recursive: true, force: true });
-      minimization = traced ? 'traced' : 'closure';
-      if (o.tracer) {
-        progress('checking that the minimized image becomes ready');
-        fallbackReason = await o.tracer.check(rootfs, guest, port);
-        if (fallbackReason !== undefined) {
-          progress(`the minimized image did not become ready (${fallbackReason}): falling back to the full root filesystem`);
-          minimization = 'full-fallback';
-          await packFull();
+        if (t.failure !== undefined) {
+          // The app may need what only `flick run` gives it (env, args): the image must still build.
+          fallbackReason = `the traced run of the full image did not become ready: ${t.failure}`;
+        } else {
+          traced = t.opened;
+          progress(`the app opened ${traced.length} files`);
+          if (process.env.FLICK_DEBUG) for (const p of traced) progress(`  opened ${p}`);
         }
+      }
+      if (fallbackReason === undefined) {
+        const keep = computeKeepSet({ root, argv, env: guest.env, workingDir: guest.cwd, copiedPaths: copiedPaths(plan, '/'), ...(traced ? { tracedPaths: traced } : {}) });
+        const stage = path.join(scratch, 'min');
+        await fsp.mkdir(stage);
+        await stageKept(root, stage, keep);
+        const saved = await stripLargeElfs(stage);
+        progress(`keeping ${keep.paths.size} paths${saved > 0 ? `, ${(saved / 2 ** 20).toFixed(1)} MiB of symbols stripped` : ''}; packing (${format})`);
+        await packRootfs(stage, rootfs, format);
+        await fsp.rm(stage, { recursive: true, force: true });
+        minimization = traced ? 'traced' : 'closure';
+        if (o.tracer) {
+          progress('checking that the minimized image becomes ready');
+          const failure = await o.tracer.check(rootfs, guest, port);
+          if (failure !== undefined) fallbackReason = `the minimized image did not become ready: ${failure}`;
+        }
+      }
+      if (fallbackReason !== undefined) {
+        progress(`${fallbackReason}\nfalling back to the full root filesystem`);
+        minimization = 'full-fallback';
+        await packFull();
       }
     }
     await dispose();

@@ -14,7 +14,6 @@ export type ImageErrorCode =
   | 'TOOL_FAILED' // a helper program (buildah, mksquashfs, debootstrap) failed
   | 'IMAGE_NOT_FOUND' // no image by that name in the local layout
   | 'IMAGE_INVALID' // a stored image is malformed
-  | 'INVALID_REFERENCE' // a NAME[:TAG] the layout cannot hold
-  | 'TRACE_FAILED'; // the traced boot of the full image did not become ready
+  | 'INVALID_REFERENCE'; // a NAME[:TAG] the layout cannot hold
 
 export class ImageError extends FlickError<ImageErrorCode> {}

@@ -41,7 +41,7 @@ export function register(program: Command): void {
         progress: (l) => process.stderr.write(`${l}\n`),
       });
       const ratio = (100 * r.sizeBytes) / r.sourceImageBytes;
-      const how = { traced: 'minimized (closure + traced run)', closure: 'minimized (closure only)', full: 'full root filesystem', 'full-fallback': 'full root filesystem (minimized image failed its check)' }[r.minimization];
+      const how = { traced: 'minimized (closure + traced run)', closure: 'minimized (closure only)', full: 'full root filesystem', 'full-fallback': 'full root filesystem (see above why minimization fell back)' }[r.minimization];
       process.stderr.write(
         `built ${r.ref} in ${r.seconds.toFixed(1)} s: container image ${mib(r.sourceImageBytes)}, microVM image ${mib(r.sizeBytes)} ` +
           `(${ratio.toFixed(1)} % of the container image; plus shared kernel and init ${mib(r.totalBytes - r.sizeBytes)}), ${how}\n`,
