@@ -21,6 +21,7 @@ PACKAGES=(
   erofs-utils squashfs-tools # read-only root filesystems
   iproute2 iptables          # taps, namespaces, isolation
   wrk                        # proxy benchmark
+  runc                       # the container peer in the wake benchmark (crun fails on hybrid cgroups)
   curl ca-certificates
 )
 missing=()
@@ -43,6 +44,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 echo "setup: compiling TypeScript"
+# From scratch, so a renamed or deleted source leaves no stale test behind in dist/.
+rm -rf dist
 npx tsc -p tsconfig.json
 
 # Guest kernel and init: cached by hash under /var/cache/flick; instant when cached.
