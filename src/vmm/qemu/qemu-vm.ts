@@ -42,6 +42,8 @@ export interface QemuVmParts {
 }
 
 const CONNECT_ATTEMPT_MS = 250;
+/** The most the guest's wall clock may lag the host's before resume() sets it. */
+const CLOCK_SLACK_MS = 200;
 const CONNECT_RETRY_MS = 5;
 
 export class QemuMicroVm implements MicroVm {
@@ -54,6 +56,9 @@ export class QemuMicroVm implements MicroVm {
   #state: VmRunState;
   #guestExitCode: number | undefined;
   #released = false;
+  #pausedAt = Date.now();
+  /** How far the guest's clock may be behind the host's: paused time since the last sync. */
+  #clockLagMs = 0;
 
   constructor(parts: QemuVmParts) {
     this.#p = parts;
@@ -62,6 +67,8 @@ export class QemuMicroVm implements MicroVm {
     this.accel = parts.accel;
     this.config = parts.config;
     this.#state = parts.state;
+    // Adopted while paused: how long it has been is unknown, so the next resume sets the clock.
+    if (parts.state === 'paused') this.#clockLagMs = CLOCK_SLACK_MS;
     parts.control?.on('message', (m) => {
       if (m.type === 'exit') this.#guestExitCode = m.code;
       // The init greets once it listens: the first moment the guest can take the host's clock.
@@ -110,14 +117,21 @@ export class QemuMicroVm implements MicroVm {
   async pause(): Promise<void> {
     this.#need('running', 'pause');
     await this.#p.qmp.execute('stop');
+    this.#pausedAt = Date.now();
     this.#state = 'paused';
   }
 
   async resume(): Promise<void> {
     this.#need('paused', 'resume');
-    // The guest's clock stood still while paused. The command waits in the port and the
-    // guest reads it right after cont; not waiting for its answer keeps resume at one QMP round trip.
-    this.#p.control?.syncClock().catch(() => {});
+    // The guest's clock stands still while paused, so it falls behind by every pause. Once the
+    // lag could reach CLOCK_SLACK_MS the clock is set: the command waits in the port and the guest
+    // reads it right after cont (about 1-2 ms of guest work under TCG). Its answer is not waited
+    // for, which keeps resume at one QMP round trip. Shorter pauses only add to the lag.
+    this.#clockLagMs += Date.now() - this.#pausedAt;
+    if (this.#clockLagMs >= CLOCK_SLACK_MS && this.#p.control) {
+      this.#clockLagMs = 0;
+      this.#p.control.syncClock().catch(() => {});
+    }
     await this.#p.qmp.execute('cont');
     this.#state = 'running';
   }
@@ -175,6 +189,7 @@ export class QemuMicroVm implements MicroVm {
     if (!control) throw new VmmError('CLOCK_FAILED', `VM ${this.id} has no control-port connection: restart it`);
     try {
       await control.syncClock();
+      this.#clockLagMs = 0;
     } catch (cause) {
       throw new VmmError('CLOCK_FAILED', `VM ${this.id}: the guest did not take the clock: ${(cause as Error).message}`, { cause });
     }
