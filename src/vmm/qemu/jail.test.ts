@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { after, test } from 'node:test';
 import { limitsFor, readSelfCgroups, VMM_OVERHEAD_MB } from '../../security/cgroup-v1.js';
 import { UID_BASE, UidPool } from '../../security/uid-pool.js';
-import { findJail, jailQemuArgs, prepareJail, SANDBOX_POLICY, sweepJails, wrapArgv } from './jail.js';
+import { findJail, jailQemuArgs, prepareJail, SANDBOX_POLICY, sweepDeadJails, sweepJails, wrapArgv } from './jail.js';
 
 const run = promisify(execFile);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-jail-'));
@@ -110,6 +110,20 @@ test('a process left in a jail is killed by cleanup, and the sweep removes jails
     assert.equal(fs.existsSync(jail.cgroups.memory), false);
   } finally {
     child.kill('SIGKILL');
+    await jail.cleanup();
+  }
+});
+
+test('a jail whose process is gone and whose owner never cleaned it is swept; a freshly prepared one is not', async () => {
+  const runDir = path.join(tmp, 'inst-c', 'run');
+  const jail = await prepareJail({ id: 'jail-test-c', runDir, memoryMb: 64, vcpus: 1, tbSizeMb: 0 }, { stateDir });
+  try {
+    assert.deepEqual(await sweepDeadJails({ stateDir }), [], 'just prepared: its process may be about to join');
+    const old = new Date(Date.now() - 120_000);
+    fs.utimesSync(path.join(stateDir, 'vm', jail.key, 'jail.json'), old, old);
+    assert.deepEqual(await sweepDeadJails({ stateDir }), [jail.key]);
+    assert.equal(fs.existsSync(jail.cgroups.pids), false);
+  } finally {
     await jail.cleanup();
   }
 });

@@ -26,7 +26,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { FlickError } from '../../errors.js';
-import { cgroupDirs, CONTROLLERS, createGroups, limitsFor, removeGroups, type CgroupLimits, type Controller } from '../../security/cgroup-v1.js';
+import { cgroupDirs, CONTROLLERS, createGroups, limitsFor, readPids, removeGroups, type CgroupLimits, type Controller } from '../../security/cgroup-v1.js';
 import { UidPool } from '../../security/uid-pool.js';
 
 export type JailErrorCode = 'JAIL_SETUP_FAILED';
@@ -136,6 +136,7 @@ export function jailKey(id: string, runDir: string): string {
 export async function prepareJail(config: JailConfig, opts: JailOptions = {}): Promise<Jail> {
   if (!path.isAbsolute(config.runDir)) throw new JailError('JAIL_SETUP_FAILED', `jail for VM ${config.id}: run folder "${config.runDir}" must be an absolute path`);
   const stateDir = opts.stateDir ?? DEFAULT_JAIL_DIR;
+  sweepDeadJailsNowAndThen(stateDir);
   const key = jailKey(config.id, config.runDir);
   const dir = vmDir(stateDir, key);
   const pool = new UidPool(path.join(stateDir, 'uids'));
@@ -251,4 +252,43 @@ export async function sweepJails(under: string, keep: ReadonlySet<string>, opts:
     swept.push(key);
   }
   return swept;
+}
+
+/** A jail this old with no process in it is dead: a prepared jail is joined within milliseconds. */
+const DEAD_AFTER_MS = 60_000;
+const SWEEP_EVERY_MS = 10 * 60_000;
+let lastSweep = 0;
+
+/**
+ * Removes jails with no process left whose owner never cleaned them (its flickd
+ * was SIGKILLed and the VM died before any flickd adopted it). Returns their keys.
+ */
+export async function sweepDeadJails(opts: JailOptions = {}): Promise<string[]> {
+  const stateDir = opts.stateDir ?? DEFAULT_JAIL_DIR;
+  let keys: string[] = [];
+  try {
+    keys = fs.readdirSync(path.join(stateDir, 'vm'));
+  } catch {
+    return [];
+  }
+  const swept: string[] = [];
+  for (const key of keys) {
+    const jail = openState(stateDir, key);
+    if (!jail || CONTROLLERS.some((c) => readPids(jail.cgroups[c]).length > 0)) continue;
+    try {
+      if (Date.now() - fs.statSync(path.join(vmDir(stateDir, key), 'jail.json')).mtimeMs < DEAD_AFTER_MS) continue;
+    } catch {
+      continue;
+    }
+    await jail.cleanup();
+    swept.push(key);
+  }
+  return swept;
+}
+
+/** Off the start path: at most every ten minutes, not awaited. */
+function sweepDeadJailsNowAndThen(stateDir: string): void {
+  if (Date.now() - lastSweep < SWEEP_EVERY_MS) return;
+  lastSweep = Date.now();
+  void sweepDeadJails({ stateDir }).catch(() => {});
 }

@@ -1,0 +1,160 @@
+// Helpers for the attack-minded integration tests (test/security.test.ts,
+// test/hostile-inputs.test.ts): a real flickd process with its own data dir,
+// namespace prefix and address pool, and a Flick image of one of the guest
+// fixtures pushed to it over /v2.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { buildInitrd } from '../guest/init.js';
+import { requireKernel } from '../guest/kernel.js';
+import { buildFixtureRootfs, FIXTURE_PROGRAM, type FixtureKind } from '../guest/testing/fixture-rootfs.js';
+import { FLICK_ARTIFACT, FLICK_INITRD, FLICK_KERNEL, FLICK_ROOTFS_EROFS } from '../image/media-types.js';
+import { sweepLeftovers } from '../network/namespace-network.js';
+import { PACKAGE_ROOT } from '../paths.js';
+import { sweepJails } from '../vmm/qemu/jail.js';
+
+export interface FlickdUnderTest {
+  base: string;
+  token: string;
+  dataDir: string;
+  process: ChildProcess;
+  /** flickd's stderr so far. */
+  log(): string;
+  /** SIGTERM, then SIGKILL after 10 s. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+export async function startFlickd(opts: { dataDir: string; prefix: string; pool: string; args?: string[] }): Promise<FlickdUnderTest> {
+  const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 'flickd'), '--data-dir', opts.dataDir, '--listen', '127.0.0.1:0', ...(opts.args ?? [])], {
+    env: { ...process.env, FLICK_NETNS_PREFIX: opts.prefix, FLICK_NET_POOL: opts.pool },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-20_000)));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    })());
+  try {
+    const base = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+        out += d;
+        const m = /listening on (http:\/\/\S+)/.exec(out);
+        if (m) resolve(m[1] as string);
+      });
+      void exited.then(() => reject(new Error(`flickd exited while starting:\n${err}`)));
+      setTimeout(() => reject(new Error(`flickd did not start within 30 s:\n${err}`)), 30_000).unref();
+    });
+    const token = fs.readFileSync(path.join(opts.dataDir, 'token'), 'utf8').trim();
+    return { base, token, dataDir: opts.dataDir, process: child, log: () => err, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+async function pushBlob(f: FlickdUnderTest, name: string, data: Buffer): Promise<{ digest: string; size: number }> {
+  const digest = `sha256:${crypto.createHash('sha256').update(data).digest('hex')}`;
+  const r = await fetch(`${f.base}/v2/${name}/blobs/uploads/?digest=${digest}`, {
+    method: 'POST',
+    body: data,
+    headers: { authorization: `Bearer ${f.token}`, 'content-type': 'application/octet-stream' },
+  });
+  if (r.status !== 201) throw new Error(`pushing a blob of ${name} failed: ${r.status} ${await r.text()}`);
+  return { digest, size: data.length };
+}
+
+/** Pushes `image` (name:tag): a Flick image whose app is fixture `kind`, run as `[program, '8080']`, exposing 8080. */
+export async function pushFixtureImage(f: FlickdUnderTest, image: string, kind: FixtureKind): Promise<void> {
+  const [initrd, rootfs] = await Promise.all([buildInitrd(), buildFixtureRootfs({ kind })]);
+  const [name, tag] = image.split(':') as [string, string];
+  const cfg = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: [FIXTURE_PROGRAM[kind], '8080'], ExposedPorts: { '8080/tcp': {} } } }));
+  const config = await pushBlob(f, name, cfg);
+  const layers = [
+    { mediaType: FLICK_KERNEL, ...(await pushBlob(f, name, fs.readFileSync(requireKernel().vmlinux))) },
+    { mediaType: FLICK_INITRD, ...(await pushBlob(f, name, fs.readFileSync(initrd.initrd))) },
+    { mediaType: FLICK_ROOTFS_EROFS, ...(await pushBlob(f, name, fs.readFileSync(rootfs))) },
+  ];
+  const manifest = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', artifactType: FLICK_ARTIFACT, config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config }, layers };
+  const r = await fetch(`${f.base}/v2/${name}/manifests/${tag}`, {
+    method: 'PUT',
+    body: JSON.stringify(manifest),
+    headers: { authorization: `Bearer ${f.token}`, 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
+  });
+  if (r.status !== 201) throw new Error(`pushing the manifest of ${image} failed: ${r.status} ${await r.text()}`);
+}
+
+export interface ApiAnswer {
+  status: number;
+  json: any;
+  text: string;
+}
+
+/** One /v1 call with the token. */
+export async function api(f: FlickdUnderTest, method: string, p: string, body?: unknown): Promise<ApiAnswer> {
+  const res = await fetch(`${f.base}${p}`, {
+    method,
+    headers: { authorization: `Bearer ${f.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    signal: AbortSignal.timeout(200_000),
+  });
+  const text = await res.text();
+  let json: any;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, json, text };
+}
+
+/** Creates an instance of `image` and waits until it runs; returns its view (id, pid, address). */
+export async function createRunning(f: FlickdUnderTest, image: string, body: Record<string, unknown> = {}): Promise<any> {
+  const created = await api(f, 'POST', '/v1/instances', { image, memory_mb: 128, ...body });
+  if (created.status !== 201) throw new Error(`create failed: ${created.status} ${created.text}`);
+  const ready = await api(f, 'GET', `/v1/instances/${created.json.data.id}/wait?state=running&timeout_ms=180000`);
+  if (ready.status !== 200) throw new Error(`instance did not run: ${ready.status} ${ready.text}\n${f.log()}`);
+  return (await api(f, 'GET', `/v1/instances/${created.json.data.id}`)).json.data;
+}
+
+/** GET `p` from the app at `address`:8080; the body, or throws. */
+export async function appGet(address: string, p: string, timeoutMs = 30_000): Promise<string> {
+  const res = await fetch(`http://${address}:8080${p}`, { signal: AbortSignal.timeout(timeoutMs) });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`GET ${p} from ${address}: ${res.status} ${text}`);
+  return text;
+}
+
+/**
+ * Everything a test's flickd made goes: its instances (deleted through the
+ * API), flickd itself, any QEMU left in the test's namespaces (a failed test),
+ * the namespaces and the jails under its data dir.
+ */
+export async function removeFlickd(f: FlickdUnderTest | undefined, prefix: string, dataDir: string): Promise<void> {
+  if (f) {
+    const list = await api(f, 'GET', '/v1/instances').catch(() => undefined);
+    for (const i of list?.json?.data?.instances ?? []) await api(f, 'DELETE', `/v1/instances/${i.id}?force=true`).catch(() => {});
+    await f.stop();
+  }
+  for (const ns of fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns') : []) {
+    if (!ns.startsWith(prefix)) continue;
+    const out = await new Promise<string>((r) => execFile('ip', ['netns', 'pids', ns], (_e, o) => r(String(o ?? ''))));
+    for (const pid of out.split(/\s+/).filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+  await sweepLeftovers(prefix);
+  await sweepJails(dataDir, new Set());
+}
