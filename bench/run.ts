@@ -1,4 +1,4 @@
-// `npm run bench -- <name> [args]`: runs one benchmark from the registry below
+// `npm run bench [-- <name> [args]]`: runs one benchmark from the registry below
 // in its own process (each bench file runs itself when executed directly).
 // To add a benchmark: write bench/<name>.ts and add one line here.
 import { spawn } from 'node:child_process';
@@ -9,14 +9,18 @@ const BENCHMARKS: Record<string, { file: string; about: string }> = {
   vmm: { file: 'vmm.js', about: 'microVM cold boot, restore and resume, each to the first HTTP byte' },
   proxy: { file: 'proxy.js', about: 'ingress proxy overhead against a direct connection (wrk)' },
   image: { file: 'image.js', about: 'node hello app: microVM image size against its container image, and build time' },
+  wake: { file: 'wake.js', about: 'scale to zero through the proxy: warm, hot and cold wake, a burst; container and bare node peers' },
+  density: { file: 'density.js', about: 'N standby instances: create rate, RAM, disk, first and N-th wake; idle running instances' },
+  report: { file: 'report.js', about: 'every benchmark, then latest.json, latest.md and the wake chart (the default)' },
 };
 
-const [name, ...rest] = process.argv.slice(2);
-const bench = name === undefined ? undefined : BENCHMARKS[name];
+// No name: the whole report (every benchmark, then latest.json/.md/.svg).
+const [name = 'report', ...rest] = process.argv.slice(2);
+const bench = BENCHMARKS[name];
 if (!bench) {
-  console.error(`usage: npm run bench -- <name> [args]\n\nbenchmarks:`);
+  console.error(`usage: npm run bench [-- <name> [args]]\n\nbenchmarks:`);
   for (const [n, b] of Object.entries(BENCHMARKS)) console.error(`  ${n.padEnd(8)} ${b.about}`);
-  process.exit(name === undefined ? 0 : 2);
+  process.exit(2);
 }
 const here = path.dirname(fileURLToPath(import.meta.url));
 const child = spawn(process.execPath, [path.join(here, bench.file), ...rest], { stdio: 'inherit' });

@@ -1,0 +1,257 @@
+// Scale to zero through a real flickd's proxy: for the node hello app
+// (examples/hello-node, `flick build` + `flick push`) and the minimal static
+// server, a warm request, a hot wake (paused VMM) and a cold wake (restore from
+// the snapshot), each to the first byte; a 1,000-request burst against a
+// sleeping node instance; and, in the same run, the container cold start of the
+// same node app (podman + runc) and a bare `node server.js`. Writes
+// bench/results/wake.json (issue 6):
+//   {"accel", "results": {"warm_ms", "wake_hot_ms", "wake_cold_ms", "warm_min_ms", "wake_hot_min_ms",
+//    "wake_cold_min_ms", "container_cold_ms" ({p50,p90,p99,n}), "hot_ram_bytes_each",
+//    "burst": {requests, ok, wakes, p50_ms, p99_ms}}, "details": {...}, "samples": {...}}
+//
+//   node dist/bench/wake.js [--runs N] [--burst N] [--skip-peers]
+import net from 'node:net';
+import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
+import { APP_PORT, BenchHost, pssBytes } from './flickd-host.js';
+import { argValue, percentile, printTable, writeResults } from './lib.js';
+import { bareNodeStarts, containerColdStarts, ensureContainerImage } from './peers.js';
+
+export interface Distribution {
+  p50: number;
+  p90: number;
+  p99: number;
+  n: number;
+}
+
+export function distribution(values: number[]): Distribution {
+  const r = (x: number) => Number(x.toFixed(1));
+  return { p50: r(percentile(values, 50)), p90: r(percentile(values, 90)), p99: r(percentile(values, 99)), n: values.length };
+}
+
+type Tier = 'hot' | 'cold';
+type App = 'node' | 'min';
+
+const PREFIX = 'flick-bw-';
+const POOL = '10.215.0.0/24';
+const IMAGES: Record<App, string> = { min: 'bench/hello-min:1', node: 'hello-node:latest' };
+const MEMORY_MB: Record<App, number> = { min: 128, node: 256 };
+/** Long: every sleep in this benchmark is asked for (PUT …/suspend?tier=), none falls on a timer. */
+const COOLDOWN_MS = 600_000;
+/**
+ * flickd pages a hot instance's guest RAM out at once (the hot tier as issue 6
+ * defines it: the paused VMM stays, its guest RAM goes back to the file), with
+ * room in the budget for every hot instance this benchmark makes.
+ */
+const FLICKD_ARGS = ['--hot-page-out-after', '0', '--hot-standby-budget', '4G'];
+
+const log = (l: string) => console.log(l);
+
+async function createInstance(host: BenchHost, name: string, app: App, scaleToZero: Record<string, unknown> | undefined): Promise<void> {
+  await host.must('POST', '/v1/instances', {
+    image: IMAGES[app],
+    name,
+    memory_mb: MEMORY_MB[app],
+    ports: [{ port: APP_PORT, protocol: 'http' }],
+    ...(scaleToZero ? { scale_to_zero: scaleToZero } : {}),
+  });
+  await host.waitFor(name, 'running');
+}
+
+/** The tier a standby instance is in, as the API shows it (or as its pid gives away). */
+function observedTier(view: any): Tier {
+  const t = view.standby_tier ?? view.tier;
+  if (t === 'hot' || t === 'cold') return t;
+  return view.pid === null ? 'cold' : 'hot';
+}
+
+async function warm(host: BenchHost, app: App, runs: number): Promise<number[]> {
+  const name = `${app}-warm`;
+  await createInstance(host, name, app, undefined);
+  try {
+    for (let i = 0; i < 3; i++) await host.firstByte(name); // translations, caches
+    const out: number[] = [];
+    for (let i = 0; i < runs; i++) out.push(await host.firstByte(name));
+    return out;
+  } finally {
+    await host.api('DELETE', `/v1/instances/${name}?force=true`);
+  }
+}
+
+interface WakeRuns {
+  samples: number[];
+  /** Runs whose standby tier was not the one asked for (not in `samples`). */
+  otherTier: number;
+  /** PSS of the paused VMM while in hot standby (median over runs). */
+  hotPss?: number;
+}
+
+/** Puts `name` to sleep in `tier` `runs` times and wakes it with one request through the proxy each time. */
+async function wakes(host: BenchHost, app: App, tier: Tier, runs: number, keep = false): Promise<WakeRuns> {
+  const name = `${app}-${tier}`;
+  await createInstance(host, name, app, { policy: 'on', cooldown_time_ms: COOLDOWN_MS });
+  const samples: number[] = [];
+  const pss: number[] = [];
+  let otherTier = 0;
+  try {
+    await host.firstByte(name);
+    for (let i = 0; i < runs; i++) {
+      await host.must('PUT', `/v1/instances/${name}/suspend?tier=${tier}`);
+      const view = await host.waitFor(name, 'standby', 60_000);
+      // A moment for the page-out and the host to settle, as an instance that slept a while would be.
+      await new Promise((r) => setTimeout(r, 200));
+      const actual = observedTier(await host.must('GET', `/v1/instances/${name}`));
+      if (actual === 'hot' && view.pid !== null) {
+        const p = pssBytes(view.pid);
+        if (p !== undefined) pss.push(p);
+      }
+      const ms = await host.firstByte(name);
+      if (actual === tier) samples.push(ms);
+      else otherTier++;
+      process.stdout.write(actual === tier ? '.' : 'x');
+    }
+    process.stdout.write('\n');
+    return { samples, otherTier, ...(pss.length > 0 ? { hotPss: percentile(pss, 50) } : {}) };
+  } finally {
+    if (!keep) await host.api('DELETE', `/v1/instances/${name}?force=true`);
+  }
+}
+
+export interface BurstResult {
+  requests: number;
+  ok: number;
+  wakes: number;
+  p50_ms: number;
+  p99_ms: number;
+}
+
+/** `n` concurrent requests against a sleeping instance; each timed to its first byte. */
+async function burst(host: BenchHost, name: string, n: number): Promise<BurstResult & { statuses: Record<string, number> }> {
+  await host.must('PUT', `/v1/instances/${name}/suspend?tier=cold`);
+  await host.waitFor(name, 'standby', 60_000);
+  const before = (await host.must('GET', `/v1/instances/${name}`)).wakes as number;
+  const t0 = performance.now();
+  const statuses: Record<string, number> = {};
+  const okTimes: number[] = [];
+  await Promise.all(
+    Array.from({ length: n }, () =>
+      new Promise<void>((resolve) => {
+        const s = net.connect({ host: '127.0.0.1', port: host.proxyPort }, () => s.write(`GET / HTTP/1.1\r\nHost: ${name}.localhost\r\nConnection: close\r\n\r\n`));
+        s.once('data', (d: Buffer) => {
+          const ms = performance.now() - t0;
+          s.removeAllListeners('close');
+          const status = /^HTTP\/1\.[01] (\d{3})/.exec(d.toString('latin1'))?.[1] ?? 'garbled';
+          statuses[status] = (statuses[status] ?? 0) + 1;
+          if (status === '200') okTimes.push(ms);
+          s.destroy();
+          resolve();
+        });
+        s.setTimeout(120_000, () => s.destroy(new Error('timeout')));
+        s.once('error', (err) => {
+          const k = (err as NodeJS.ErrnoException).code ?? err.message;
+          statuses[k] = (statuses[k] ?? 0) + 1;
+          resolve();
+        });
+        s.once('close', (hadError) => {
+          if (hadError || s.bytesRead > 0) return;
+          statuses.closed = (statuses.closed ?? 0) + 1;
+          resolve();
+        });
+      }),
+    ),
+  );
+  const after = (await host.must('GET', `/v1/instances/${name}`)).wakes as number;
+  const r = (x: number) => Number(x.toFixed(1));
+  return { requests: n, ok: okTimes.length, wakes: after - before, p50_ms: r(percentile(okTimes, 50)), p99_ms: r(percentile(okTimes, 99)), statuses };
+}
+
+async function main(): Promise<void> {
+  const runs = Number(argValue(process.argv, 'runs') ?? 30);
+  const burstN = Number(argValue(process.argv, 'burst') ?? 1000);
+  const skipPeers = process.argv.includes('--skip-peers');
+  const accel = await new QemuDriver({}).accelerator();
+  const notes: string[] = [];
+  const host = await BenchHost.start({ prefix: PREFIX, pool: POOL, args: FLICKD_ARGS, log });
+  const samples: Record<string, number[]> = {};
+  const runsOf: Record<string, WakeRuns> = {};
+  let burstResult: Awaited<ReturnType<typeof burst>>;
+  try {
+    log(`flickd at ${host.base}, proxy on 127.0.0.1:${host.proxyPort}; pushing the images`);
+    await host.pushMinimal(IMAGES.min);
+    await host.pushNode(IMAGES.node);
+    for (const app of ['min', 'node'] as const) {
+      log(`${app}: warm requests`);
+      samples[`warm_${app}`] = await warm(host, app, runs);
+      for (const tier of ['hot', 'cold'] as const) {
+        log(`${app}: ${tier} wakes`);
+        const keep = app === 'node' && tier === 'cold'; // the burst sleeps in this one next
+        const w = await wakes(host, app, tier, runs, keep);
+        runsOf[`${tier}_${app}`] = w;
+        samples[`wake_${tier}_${app}`] = w.samples;
+        if (w.otherTier > 0) notes.push(`${app} ${tier}: ${w.otherTier} of ${runs} runs found the instance in the other tier; left out`);
+      }
+    }
+    log(`burst of ${burstN} requests against a sleeping node instance`);
+    burstResult = await burst(host, 'node-cold', burstN);
+  } finally {
+    await host.close();
+  }
+  if (!skipPeers) {
+    log('container cold start (podman + runc) of the same node app');
+    await ensureContainerImage(log);
+    samples.container_cold = await containerColdStarts(runs, () => process.stdout.write('.'));
+    process.stdout.write('\n');
+    log('bare node server.js');
+    samples.bare_node = await bareNodeStarts(runs, () => process.stdout.write('.'));
+    process.stdout.write('\n');
+  }
+  const d = (k: string) => distribution(samples[k] ?? []);
+  const { statuses, ...burstFigures } = burstResult;
+  const results = {
+    warm_ms: d('warm_node'),
+    wake_hot_ms: d('wake_hot_node'),
+    wake_cold_ms: d('wake_cold_node'),
+    warm_min_ms: d('warm_min'),
+    wake_hot_min_ms: d('wake_hot_min'),
+    wake_cold_min_ms: d('wake_cold_min'),
+    container_cold_ms: d('container_cold'),
+    hot_ram_bytes_each: runsOf.hot_node?.hotPss ?? null,
+    burst: burstFigures,
+  };
+  const details = {
+    date: new Date().toISOString(),
+    bare_node_cold_ms: d('bare_node'),
+    hot_ram_bytes_each_min: runsOf.hot_min?.hotPss ?? null,
+    hot_ram_measure: 'PSS of the paused VMM process in hot standby after its guest RAM was paged out (/proc/<pid>/smaps_rollup), median over runs; node app (the _min figure: the minimal server)',
+    burst_statuses: statuses,
+    cooldown_ms: COOLDOWN_MS,
+    memory_mb: MEMORY_MB,
+    flickd_args: FLICKD_ARGS,
+    burst_instance: 'node, cold standby',
+    notes,
+  };
+  const row = (label: string, x: Distribution) => [label, x.p50, x.p90, x.p99, x.n];
+  printTable([
+    ['to first byte (ms)', 'p50', 'p90', 'p99', 'n'],
+    row('node: warm (running)', results.warm_ms),
+    row('node: hot wake', results.wake_hot_ms),
+    row('node: cold wake', results.wake_cold_ms),
+    row('minimal: warm', results.warm_min_ms),
+    row('minimal: hot wake', results.wake_hot_min_ms),
+    row('minimal: cold wake', results.wake_cold_min_ms),
+    row('container cold start (podman+runc)', results.container_cold_ms),
+    row('bare node server.js', details.bare_node_cold_ms),
+  ]);
+  console.log(`burst: ${JSON.stringify(burstFigures)} statuses ${JSON.stringify(statuses)}`);
+  console.log(`hot standby PSS: node ${mb(results.hot_ram_bytes_each)}, minimal ${mb(details.hot_ram_bytes_each_min)}`);
+  for (const n of notes) console.log(`note: ${n}`);
+  console.log(`accelerator: ${accel}; results in ${await writeResults('wake', { accel, results, details, samples })}`);
+}
+
+function mb(bytes: number | null): string {
+  return bytes === null ? 'n/a' : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
