@@ -130,6 +130,8 @@ test('nothing on flickd answers without the token', async () => {
   const f = flickd!;
   for (const [method, p] of [
     ['GET', '/v1/instances'],
+    ['GET', '/v1/metrics'],
+    ['GET', `/v1/instances/${a.id}/log`],
     ['POST', '/v1/instances'],
     ['DELETE', `/v1/instances/${a.id}?force=true`],
     ['GET', '/v2/'],
