@@ -55,7 +55,7 @@ export function createApiHandler(opts: ApiHandlerOptions): ApiHandler {
         throw new ApiError('UNAUTHORIZED', 'authentication required: send the host token as "Authorization: Bearer <token>"', { kind: 'user' });
       }
       const url = new URL(req.url ?? '/', 'http://flickd');
-      const parts = url.pathname.replace(/^\/v1\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+      const parts = url.pathname.replace(/^\/v1\/?/, '').split('/').filter(Boolean).map(decodeSegment);
       const method = req.method ?? 'GET';
       const [collection, ref, action, extra] = parts;
 
@@ -122,6 +122,15 @@ export function createApiHandler(opts: ApiHandlerOptions): ApiHandler {
       sendError(res, err);
     }
   };
+}
+
+/** A percent-decoded path segment; a malformed escape ("%", "%zz") is the client's mistake, not a server error. */
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new ApiError('BAD_REQUEST', `invalid request: the path segment "${segment}" is not valid percent-encoding`, { kind: 'user' });
+  }
 }
 
 function metricsSources(opts: ApiHandlerOptions) {
