@@ -35,6 +35,8 @@ export interface HostInstancesConfig {
   network?: { prefix?: string; pool?: string };
   /** The hot standby tier (see src/controller/hot-standby.ts). */
   hotStandby?: Partial<HotStandbyConfig>;
+  /** Parked requests per sleeping instance before the proxy answers 503. */
+  proxyMaxParked?: number;
   /** If the proxy address is a default, not asked for: a busy port means no proxy (with a warning) rather than no flickd. */
   proxyOptional?: boolean;
 }
@@ -95,7 +97,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
       const routes = new RouteTable();
       unsync = syncRoutes(controller, routes, (err) => log(`proxy route: ${describeError(err)}`));
       try {
-        proxy = await createProxy({ routes, waker: controller.scaleToZero, listen: config.proxyListen, ...(config.domain ? { domain: config.domain } : {}) });
+        proxy = await createProxy({ routes, waker: controller.scaleToZero, listen: config.proxyListen, ...(config.domain ? { domain: config.domain } : {}), ...(config.proxyMaxParked ? { maxParkedPerInstance: config.proxyMaxParked } : {}) });
         log(`proxy: listening on http://${proxy.address.host}:${proxy.address.port} (host names <name>.${config.domain ?? 'localhost'})`);
       } catch (err) {
         if (!config.proxyOptional) throw err;

@@ -7,8 +7,8 @@
 // pages leave the process but stay in the page cache, charged (measured).
 // Kernel interface: https://docs.kernel.org/admin-guide/cgroup-v1/memory.html
 //
-// The cgroup is the jail's `<flickd's group>/flick/<vm id>` when QEMU runs in
-// a jail (src/vmm/qemu/jail.ts made it and removes it). Without a jail
+// The cgroup is the jail's `<flickd's group>/flick/<vm id>-<hash>` when QEMU
+// runs in a jail (src/vmm/qemu/jail.ts made it and removes it). Without a jail
 // (FLICK_JAIL=off) this module makes that same group, moves QEMU in with its
 // charges, and removes it once the VM is gone.
 import fs from 'node:fs';
@@ -36,7 +36,9 @@ export class MemoryReclaimer {
   /** The memory cgroup folder QEMU `pid` is in, if it is a per-VM group (`…/flick/<vmId>`); else makes one and moves it in. */
   groupOf(vmId: string, pid: number): string | undefined {
     const own = memoryGroupOf(pid);
-    if (own !== undefined && path.basename(own) === vmId && path.basename(path.dirname(own)) === CGROUP_PARENT) return path.join(this.#root, 'memory', own);
+    // The jail names its group `<vm id>-<hash of the run folder>`; this module's own is `<vm id>`.
+    const name = own === undefined ? '' : path.basename(own);
+    if (own !== undefined && (name === vmId || name.startsWith(`${vmId}-`)) && path.basename(path.dirname(own)) === CGROUP_PARENT) return path.join(this.#root, 'memory', own);
     try {
       const dir = cgroupDirs(path.join(CGROUP_PARENT, vmId), this.#root).memory;
       fs.mkdirSync(dir, { recursive: true });

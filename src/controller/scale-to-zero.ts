@@ -182,8 +182,8 @@ export class ScaleToZero {
       this.#t.watch(id, vm);
       this.#t.store.update(id, { pid: vm.pid });
       await vm.syncClock(); // the guest clock stopped at snapshot time
-      const port = readinessPort(rec.service);
-      if (port !== undefined) await vm.waitForPort(port, { timeoutMs: this.#t.readyTimeoutMs });
+      // No readiness probe: every snapshot was taken with the app listening (the template at
+      // readiness, own state while running), and a probe is a connection the app would see.
       if (rec.scaleToZero.stateful) {
         // The snapshot was consumed: the VM runs in its RAM file now.
         const snapshots = { ...this.#t.fresh(id).snapshots };

@@ -23,7 +23,8 @@ export const DEFAULT_LISTEN = '127.0.0.1:7450';
 export const DEFAULT_PROXY_LISTEN = '127.0.0.1:7451';
 
 const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-listen HOST:PORT|off] [--anonymous-pull]
-              [--hot-standby-budget SIZE] [--hot-page-out-after MS] [--metrics-anonymous-loopback]
+              [--hot-standby-budget SIZE] [--hot-page-out-after MS] [--proxy-max-parked N]
+              [--metrics-anonymous-loopback]
        flickd gc [--data-dir DIR]
 
   --proxy-listen              ingress proxy (default ${DEFAULT_PROXY_LISTEN}; off: none)
@@ -31,6 +32,7 @@ const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-list
                               0: every standby is cold (default: a tenth of host RAM)
   --hot-page-out-after MS     how long a hot-standby instance keeps its guest RAM resident
                               before it goes back to its file (default 10000; 0: at suspend)
+  --proxy-max-parked N        requests parked per sleeping instance before 503 (default 1024)
   --metrics-anonymous-loopback  serve /metrics without the token to loopback clients`;
 
 /** "2G", "512M", "1.5G", "4096K", "0" or plain bytes → bytes. */
@@ -74,6 +76,7 @@ export async function main(argv: string[]): Promise<void> {
         'hot-standby-budget': { type: 'string' },
         'hot-page-out-after': { type: 'string' },
         'metrics-anonymous-loopback': { type: 'boolean', default: false },
+        'proxy-max-parked': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -100,6 +103,8 @@ export async function main(argv: string[]): Promise<void> {
     if (args.positionals.length > 0) throw new Error(`unknown command "${args.positionals[0]}"\n${USAGE}`);
     const budget = args.values['hot-standby-budget'];
     const pageOut = args.values['hot-page-out-after'];
+    const maxParked = args.values['proxy-max-parked'];
+    if (maxParked !== undefined && !/^[1-9]\d*$/.test(maxParked)) throw new Error(`--proxy-max-parked "${maxParked}" is not a positive whole number, e.g. 1024`);
     if (pageOut !== undefined && !/^\d+$/.test(pageOut)) throw new Error(`--hot-page-out-after "${pageOut}" is not a whole number of milliseconds, e.g. 10000`);
     await serve({
       dataDir,
@@ -107,6 +112,7 @@ export async function main(argv: string[]): Promise<void> {
       proxyListen: args.values['proxy-listen'],
       anonymousPull: args.values['anonymous-pull'],
       metricsAnonymousLoopback: args.values['metrics-anonymous-loopback'],
+      ...(maxParked !== undefined ? { proxyMaxParked: Number(maxParked) } : {}),
       hotStandby: { ...(budget !== undefined ? { budgetBytes: parseSize(budget) } : {}), ...(pageOut !== undefined ? { pageOutAfterMs: Number(pageOut) } : {}) },
       log,
     });
@@ -125,6 +131,7 @@ export interface ServeConfig {
   /** /metrics without the token for loopback clients. */
   metricsAnonymousLoopback?: boolean;
   hotStandby?: { budgetBytes?: number; pageOutAfterMs?: number };
+  proxyMaxParked?: number;
   log: (line: string) => void;
 }
 
@@ -146,6 +153,7 @@ async function serve(config: ServeConfig): Promise<void> {
     log: config.log,
     ...(proxyListen ? { proxyListen, proxyOptional: config.proxyListen === undefined } : {}),
     ...(config.hotStandby ? { hotStandby: config.hotStandby } : {}),
+    ...(config.proxyMaxParked ? { proxyMaxParked: config.proxyMaxParked } : {}),
   });
 
   // The host's HTTP surface, one line per mount. Order does not matter (longest prefix wins).

@@ -1,0 +1,314 @@
+// Scale to zero for real: one flickd (its own data dir, namespace prefix and
+// address pool) with the ingress proxy, the guest helper's static hello server
+// as the app (GET / answers "requests <n>" counted by the process, and the
+// guest's wall clock), real microVMs suspended to hot and cold standby and
+// woken by requests through the proxy. The hot tier pages out at suspend
+// (--hot-page-out-after 0), so hot wakes here go through the page-out path.
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { buildInitrd } from '../src/guest/init.js';
+import { requireKernel } from '../src/guest/kernel.js';
+import { FIXTURE_PROGRAM, buildFixtureRootfs } from '../src/guest/testing/fixture-rootfs.js';
+import { FLICK_ARTIFACT, FLICK_INITRD, FLICK_KERNEL, FLICK_ROOTFS_EROFS } from '../src/image/media-types.js';
+import { sweepLeftovers } from '../src/network/namespace-network.js';
+import { PACKAGE_ROOT } from '../src/paths.js';
+
+const PREFIX = 's2zt-';
+const POOL = '10.218.0.0/24';
+const IMAGE = 'fixtures/hello:1';
+const MAX_PARKED = 250;
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-s2z-'));
+const dataDir = path.join(tmp, 'data');
+let flickd: ChildProcess | undefined;
+let base = '';
+let proxyPort = 0;
+let token = '';
+
+before(async () => {
+  await sweepLeftovers(PREFIX);
+  await new Promise<void>((resolve, reject) => {
+    const args = ['--data-dir', dataDir, '--listen', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0', '--hot-page-out-after', '0', '--proxy-max-parked', String(MAX_PARKED)];
+    const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 'flickd'), ...args], {
+      env: { ...process.env, FLICK_NETNS_PREFIX: PREFIX, FLICK_NET_POOL: POOL },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    flickd = child;
+    let err = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      err += d;
+      const m = /proxy: listening on http:\/\/[^:]+:(\d+)/.exec(d);
+      if (m) proxyPort = Number(m[1]);
+    });
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      const m = /listening on (http:\/\/\S+)/.exec(d);
+      if (m) {
+        base = m[1]!;
+        token = fs.readFileSync(path.join(dataDir, 'token'), 'utf8').trim();
+        resolve();
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`flickd exited with ${code} while starting:\n${err}`)));
+  });
+  assert.ok(proxyPort > 0, 'flickd says where its proxy listens');
+  await pushHelloImage();
+});
+
+after(async () => {
+  if (flickd) {
+    const list = await api('GET', '/v1/instances').catch(() => undefined);
+    for (const i of list?.json?.data?.instances ?? []) await api('DELETE', `/v1/instances/${i.id}?force=true`).catch(() => {});
+    const child = flickd;
+    if (child.exitCode === null) await new Promise((r) => (child.once('exit', r), child.kill('SIGTERM')));
+  }
+  for (const ns of fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns') : []) {
+    if (!ns.startsWith(PREFIX)) continue;
+    await new Promise((r) => execFile('ip', ['netns', 'pids', ns], (_e, out) => r(String(out).split(/\s+/).filter(Boolean).forEach((pid) => process.kill(Number(pid), 'SIGKILL')))));
+  }
+  await sweepLeftovers(PREFIX);
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+async function api(method: string, p: string, body?: unknown): Promise<{ status: number; json: any; text: string }> {
+  const res = await fetch(`${base}${p}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  let json: any;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, json, text };
+}
+
+async function pushBlob(name: string, data: Buffer): Promise<{ digest: string; size: number }> {
+  const digest = `sha256:${crypto.createHash('sha256').update(data).digest('hex')}`;
+  const r = await fetch(`${base}/v2/${name}/blobs/uploads/?digest=${digest}`, { method: 'POST', body: data, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' } });
+  assert.equal(r.status, 201, await r.text());
+  return { digest, size: data.length };
+}
+
+async function pushHelloImage(): Promise<void> {
+  const [initrd, rootfs] = await Promise.all([buildInitrd(), buildFixtureRootfs({ kind: 'hello-server' })]);
+  const [name, tag] = IMAGE.split(':') as [string, string];
+  const cfg = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: [FIXTURE_PROGRAM['hello-server'], '8080'], ExposedPorts: { '8080/tcp': {} } } }));
+  const config = await pushBlob(name, cfg);
+  const layers = [
+    { mediaType: FLICK_KERNEL, ...(await pushBlob(name, fs.readFileSync(requireKernel().vmlinux))) },
+    { mediaType: FLICK_INITRD, ...(await pushBlob(name, fs.readFileSync(initrd.initrd))) },
+    { mediaType: FLICK_ROOTFS_EROFS, ...(await pushBlob(name, fs.readFileSync(rootfs))) },
+  ];
+  const manifest = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', artifactType: FLICK_ARTIFACT, config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config }, layers };
+  const r = await fetch(`${base}/v2/${name}/manifests/${tag}`, { method: 'PUT', body: JSON.stringify(manifest), headers: { authorization: `Bearer ${token}`, 'content-type': 'application/vnd.oci.image.manifest.v1+json' } });
+  assert.equal(r.status, 201, await r.text());
+}
+
+interface Answer {
+  status: number;
+  body: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+/** GET / through the proxy on a connection of its own. */
+function viaProxy(name: string, signal?: AbortSignal): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port: proxyPort, path: '/', agent: false, headers: { host: `${name}.localhost` }, timeout: 60_000, ...(signal ? { signal } : {}) }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode!, body, headers: res.headers }));
+    });
+    req.on('error', reject);
+  });
+}
+
+/** The hello server's request counter in an answer. */
+function served(body: string): number {
+  const m = /requests (\d+)/.exec(body);
+  assert.ok(m, `a hello answer: ${body}`);
+  return Number(m[1]);
+}
+
+function guestTime(body: string): number {
+  return Number(/time (\d+\.\d+)/.exec(body)![1]);
+}
+
+async function create(name: string, scaleToZero: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<any> {
+  const created = await api('POST', '/v1/instances', { image: IMAGE, name, memory_mb: 128, scale_to_zero: scaleToZero, ...extra });
+  assert.equal(created.status, 201, created.text);
+  const ready = await api('GET', `/v1/instances/${name}/wait?state=running&timeout_ms=180000`);
+  assert.equal(ready.status, 200, ready.text);
+  return ready.json.data;
+}
+
+async function get(name: string): Promise<any> {
+  return (await api('GET', `/v1/instances/${name}`)).json.data;
+}
+
+async function suspend(name: string, tier: 'hot' | 'cold'): Promise<any> {
+  const r = await api('PUT', `/v1/instances/${name}/suspend?tier=${tier}`);
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.data.state, 'standby', r.text);
+  assert.equal(r.json.data.standby_tier, tier);
+  return r.json.data;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const manual = { policy: 'on', cooldown_time_ms: 600_000 }; // suspended by the tests, never by the clock
+
+test('200 concurrent requests to a sleeping instance: 200 answers, one wake; hot and cold wakes counted by tier', async (t) => {
+  await create('burst', manual);
+  for (const tier of ['cold', 'hot'] as const) {
+    await suspend('burst', tier);
+    const before = await get('burst');
+    const answers = await Promise.all(Array.from({ length: 200 }, () => viaProxy('burst')));
+    assert.deepEqual(answers.map((a) => a.status), new Array(200).fill(200), `${tier}: every request answered`);
+    const after = await get('burst');
+    assert.equal(after.wakes - before.wakes, 1, `${tier}: exactly one wake`);
+    assert.equal(after[`wakes_${tier}`] - before[`wakes_${tier}`], 1, `the wake is counted as ${tier}`);
+  }
+  const m = (await api('GET', '/v1/instances/burst/metrics')).json.data;
+  assert.deepEqual([m.wakes.hot, m.wakes.cold], [1, 1]);
+  assert.equal(m.wake_latency_ms.hot.count, 1);
+  assert.equal(m.proxy.parked_now, 0);
+  assert.ok(m.proxy.parked_total >= 1);
+  t.diagnostic(`wake: hot ${m.wake_latency_ms.hot.sum_ms.toFixed(1)} ms, cold ${m.wake_latency_ms.cold.sum_ms.toFixed(1)} ms; hot standby after page-out ${m.hot_bytes_after_page_out} bytes`);
+  const text = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
+  assert.match(text, /flick_instance_wakes_total\{instance_id="[0-9a-f]+",name="burst",tier="hot"\} 1/);
+  assert.match(text, /flick_instance_wake_duration_seconds_count\{instance_id="[0-9a-f]+",name="burst",tier="cold"\} 1/);
+  assert.equal((await fetch(`${base}/metrics`)).status, 401, 'metrics need the token');
+});
+
+test('a stateful instance keeps its count across sleep and wake; a stateless one starts again from its template', async () => {
+  await create('keeper', { ...manual, stateful: true });
+  await create('forgetter', manual);
+  for (const name of ['keeper', 'forgetter']) {
+    await viaProxy(name);
+    await viaProxy(name);
+  }
+  const keep0 = served((await viaProxy('keeper')).body);
+  const forget0 = served((await viaProxy('forgetter')).body);
+  await suspend('keeper', 'cold');
+  await suspend('forgetter', 'cold');
+  // Standing still a while: a guest clock left at snapshot time would show it.
+  await new Promise((r) => setTimeout(r, 2500));
+  const keep1 = await viaProxy('keeper');
+  const forget1 = await viaProxy('forgetter');
+  assert.equal(served(keep1.body), keep0 + 1, 'stateful: the count goes on');
+  assert.ok(served(forget1.body) < forget0, `stateless: the count starts over from the template (${served(forget1.body)} after ${forget0})`);
+  for (const a of [keep1, forget1]) assert.ok(Math.abs(guestTime(a.body) - Date.now() / 1000) < 1.5, `the guest clock is right after a wake: ${a.body}`);
+});
+
+test('a request racing a suspend is served exactly once', async () => {
+  const n0 = served((await viaProxy('keeper')).body);
+  const [answer, suspended] = await Promise.all([viaProxy('keeper'), api('PUT', '/v1/instances/keeper/suspend?tier=cold')]);
+  assert.equal(answer.status, 200);
+  assert.equal(suspended.status, 200);
+  assert.equal(served(answer.body), n0 + 1);
+  assert.equal(served((await viaProxy('keeper')).body), n0 + 2, 'the racing request reached the app once, and its effect survived');
+});
+
+test('with policy idle an open connection survives a suspend and gets its answer after its next byte; with on it keeps the instance up', async () => {
+  await create('idler', { policy: 'idle', cooldown_time_ms: 300 });
+  await create('stayer', { policy: 'on', cooldown_time_ms: 300 });
+  const ask = (socket: net.Socket, name: string) =>
+    new Promise<string>((resolve, reject) => {
+      let got = '';
+      const onData = (d: Buffer) => {
+        got += d.toString();
+        const m = /content-length: (\d+)\r\n[\s\S]*?\r\n\r\n([\s\S]*)$/i.exec(got);
+        if (m && Buffer.byteLength(m[2]!) >= Number(m[1])) {
+          socket.off('data', onData);
+          resolve(got);
+        }
+      };
+      socket.on('data', onData);
+      socket.once('error', reject);
+      socket.write(`GET / HTTP/1.1\r\nHost: ${name}.localhost\r\nConnection: keep-alive\r\n\r\n`);
+    });
+  const open = (): Promise<net.Socket> => new Promise((resolve, reject) => {
+    const s = net.connect(proxyPort, '127.0.0.1', () => resolve(s));
+    s.once('error', reject);
+  });
+  const idle = await open();
+  const stay = await open();
+  try {
+    assert.match(await ask(idle, 'idler'), /hello from flick/);
+    assert.match(await ask(stay, 'stayer'), /hello from flick/);
+    const wakes0 = (await get('idler')).wakes;
+    const slept = await api('GET', '/v1/instances/idler/wait?state=standby&timeout_ms=60000');
+    assert.equal(slept.status, 200, 'idle: standby with the connection open');
+    assert.equal(idle.destroyed, false, 'the client connection stays open');
+    const again = await ask(idle, 'idler');
+    assert.match(again, /^HTTP\/1\.1 200/);
+    assert.equal((await get('idler')).wakes, wakes0 + 1, 'the next byte woke it');
+    assert.equal((await get('stayer')).state, 'running', 'on: an open connection keeps it up');
+  } finally {
+    idle.destroy();
+    stay.destroy();
+  }
+  assert.equal((await api('GET', '/v1/instances/stayer/wait?state=standby&timeout_ms=60000')).status, 200, 'on: standby once the connection closed');
+});
+
+test('a client that leaves while parked is dropped and the instance goes back to sleep', async () => {
+  await suspend('burst', 'cold');
+  const ac = new AbortController();
+  const left = viaProxy('burst', ac.signal).catch((err: Error) => err);
+  await until('the request to park', async () => ((await api('GET', '/v1/instances/burst/metrics')).json.data.proxy.parked_now === 1 ? true : undefined), 10_000);
+  ac.abort();
+  assert.ok((await left) instanceof Error);
+  const m = await until('the parking queue to empty', async () => {
+    const d = (await api('GET', '/v1/instances/burst/metrics')).json.data;
+    return d.proxy.parked_now === 0 ? d : undefined;
+  });
+  assert.equal(m.proxy.parked_now, 0);
+  // Nothing holds it awake: the in-flight count went back to zero, so a suspend is not refused.
+  const s = await api('PUT', '/v1/instances/burst/suspend?tier=cold');
+  assert.equal(s.json.data.state, 'standby', 'nothing left in flight');
+});
+
+test('a full parking queue answers 503 with Retry-After', async () => {
+  await suspend('burst', 'cold');
+  const answers = await Promise.all(Array.from({ length: MAX_PARKED + 100 }, () => viaProxy('burst')));
+  const refused = answers.filter((a) => a.status === 503);
+  assert.ok(refused.length >= 1, 'some requests overflowed the queue');
+  assert.equal(refused.length + answers.filter((a) => a.status === 200).length, answers.length, 'every other request was answered');
+  assert.ok(refused.every((a) => a.headers['retry-after'] === '1'));
+  assert.ok((await api('GET', '/v1/instances/burst/metrics')).json.data.proxy.overflows >= 1);
+});
+
+test('instances of one image and configuration share one template; it goes with the last of them', async () => {
+  const a = await create('twin-a', manual);
+  const b = await create('twin-b', manual);
+  assert.equal(b.state, 'standby', 'the second does not boot: the template exists');
+  assert.ok(a.template && a.template === b.template, 'one template');
+  const answers = await Promise.all([viaProxy('twin-a'), viaProxy('twin-b')]);
+  assert.deepEqual(answers.map((x) => x.status), [200, 200], 'each answers at its own address');
+  assert.equal((await get('twin-b')).wakes_cold, 1, 'b woke from the shared template');
+  // Every scale-to-zero instance of this file has this configuration: all share it.
+  const all = (await api('GET', '/v1/instances')).json.data.instances as any[];
+  assert.deepEqual([...new Set(all.map((i) => i.template))], [a.template]);
+  const templates = path.join(dataDir, 'templates');
+  for (const i of all.slice(0, -1)) assert.equal((await api('DELETE', `/v1/instances/${i.name}?force=true`)).status, 200);
+  assert.ok(fs.existsSync(path.join(templates, a.template)), 'kept while an instance uses it');
+  assert.equal((await api('DELETE', `/v1/instances/${all.at(-1).name}?force=true`)).status, 200);
+  assert.ok(!fs.existsSync(path.join(templates, a.template)), 'removed with its last instance');
+});
