@@ -209,12 +209,15 @@ test('scale to zero: an idle instance goes to standby and a request through the 
   assert.ok(s.snapshots.template, 'template snapshot taken at first readiness');
   const standby = await api('GET', '/v1/instances/sleepy/wait?state=standby&timeout_ms=60000');
   assert.equal(standby.status, 200, standby.text);
-  assert.equal(standby.json.data.pid, null, 'no VMM process in standby');
+  // The default tier is hot: the paused VMM process stays (cold standby has none; see test/scale-to-zero.test.ts).
+  assert.equal(standby.json.data.standby_tier, 'hot');
+  assert.equal(standby.json.data.pid, s.pid, 'hot standby keeps the paused VMM process');
   const proxy = new URL(s.url);
   const body = await hello(`http://127.0.0.1:${proxy.port}/`, proxy.host);
   assert.match(body, /hello from flick/);
   const woken = (await api('GET', '/v1/instances/sleepy')).json.data;
   assert.equal(woken.wakes, 1);
+  assert.equal(woken.wakes_hot, 1);
   assert.equal((await api('DELETE', '/v1/instances/sleepy?force=true')).status, 200);
 });
 
