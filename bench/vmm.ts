@@ -14,11 +14,13 @@ import { buildInitrd } from '../src/guest/init.js';
 import { requireKernel } from '../src/guest/kernel.js';
 import { buildFixtureRootfs, FIXTURE_PROGRAM } from '../src/guest/testing/fixture-rootfs.js';
 import { NamespaceNetwork, sweepLeftovers } from '../src/network/namespace-network.js';
+import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 import type { MicroVm, NetworkAttachment, VmConfig } from '../src/vmm/driver.js';
 import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
+import { jailByDefault } from '../src/vmm/qemu/jail.js';
 import { argValue, printTable, summarize, writeResults } from './lib.js';
 
-const PREFIX = 'flick-bench-';
+const TAG = 'fbv';
 const PORT = 8080;
 
 /** ms from `t0` until the first byte of an answer to GET / arrives. */
@@ -35,9 +37,10 @@ function firstByte(ip: string, t0: number): Promise<number> {
 
 async function main(): Promise<void> {
   const runs = Number(argValue(process.argv, 'runs') ?? 12);
-  await sweepLeftovers(PREFIX);
+  await sweepDeadRuns(TAG);
+  const prefix = runPrefix(TAG);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-bench-vmm-'));
-  const network = new NamespaceNetwork({ prefix: PREFIX, pool: '10.214.0.0/24' });
+  const network = new NamespaceNetwork({ prefix, pool: runPool(214) });
   const driver = new QemuDriver({ log: (l) => console.log(l) });
   const accel = await driver.accelerator();
   const [initrd, rootfs] = await Promise.all([buildInitrd(), buildFixtureRootfs({ kind: 'hello-server' })]);
@@ -93,7 +96,7 @@ async function main(): Promise<void> {
     console.log();
   } finally {
     await Promise.all([...live].map((vm) => vm.kill()));
-    await sweepLeftovers(PREFIX);
+    await sweepLeftovers(prefix);
     fs.rmSync(tmp, { recursive: true, force: true });
   }
   const results = { boot_ms: summarize(boot), restore_ms: summarize(restore), resume_ms: summarize(resume) };
@@ -103,7 +106,10 @@ async function main(): Promise<void> {
     ['restore (clone of template)', results.restore_ms.p50, results.restore_ms.p90, results.restore_ms.n],
     ['paused -> resume', results.resume_ms.p50, results.resume_ms.p90, results.resume_ms.n],
   ]);
-  console.log(`accelerator: ${accel}; results in ${await writeResults('vmm', { accel, results })}`);
+  // The jail (jail.ts; FLICK_JAIL=off turns it off) and the machine's load change these numbers a lot.
+  const details = { jail: jailByDefault(), loadavg: os.loadavg().map((l) => Number(l.toFixed(2))), cpus: os.cpus().length };
+  console.log(`accelerator: ${accel}; jail ${details.jail ? 'on' : 'off'}; load ${details.loadavg.join(' ')}`);
+  console.log(`results in ${await writeResults('vmm', { accel, results, details })}`);
 }
 
 await main();

@@ -13,35 +13,24 @@ import { buildInitrd } from '../src/guest/init.js';
 import { requireKernel } from '../src/guest/kernel.js';
 import { buildFixtureRootfs, FIXTURE_PROGRAM } from '../src/guest/testing/fixture-rootfs.js';
 import { NamespaceNetwork, namespaceExists, sweepLeftovers } from '../src/network/namespace-network.js';
+import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 import { VmmError, type MicroVm, type Snapshot, type VmConfig } from '../src/vmm/driver.js';
 import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
 
-// Per run, so two runs at once (two people's suites) never sweep or address each other's VMs.
-const RUN_PREFIX = 'fvt';
-const PREFIX = `${RUN_PREFIX}${process.pid.toString(36)}-`;
+// Per run, so two runs at once never sweep or address each other's VMs.
+const TAG = 'fvt';
+const PREFIX = runPrefix(TAG);
 const PORT = 8080;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-vmm-'));
-const network = new NamespaceNetwork({ prefix: PREFIX, pool: `10.213.${(process.pid % 64) * 4}.0/24` });
+const network = new NamespaceNetwork({ prefix: PREFIX, pool: runPool(213) });
 const driver = new QemuDriver();
 const vms = new Set<MicroVm>();
 let base: Omit<VmConfig, 'id' | 'runDir' | 'rootfs' | 'guest'>;
 let helloRootfs: string;
 let exitRootfs: string;
 
-/** Namespaces of earlier runs whose process is gone (a crashed or killed run). */
-async function sweepDeadRuns(): Promise<void> {
-  const owners = new Set(
-    fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns').flatMap((n) => /^fvt([0-9a-z]+)-/.exec(n)?.[1] ?? []) : [],
-  );
-  for (const owner of owners) {
-    const pid = parseInt(owner, 36);
-    if (pid === process.pid || fs.existsSync(`/proc/${pid}`)) continue;
-    await sweepLeftovers(`${RUN_PREFIX}${owner}-`);
-  }
-}
-
 before(async () => {
-  await sweepDeadRuns();
+  await sweepDeadRuns(TAG);
   const [initrd, hello, exit] = await Promise.all([buildInitrd(), buildFixtureRootfs({ kind: 'hello-server' }), buildFixtureRootfs({ kind: 'exit-code' })]);
   base = { kernel: requireKernel().vmlinux, initrd: initrd.initrd, memoryMb: 128, vcpus: 1 };
   helloRootfs = hello;
