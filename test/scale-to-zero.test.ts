@@ -214,7 +214,13 @@ test('a stateful instance keeps its count across sleep and wake; a stateless one
   const forget1 = await viaProxy('forgetter');
   assert.equal(served(keep1.body), keep0 + 1, 'stateful: the count goes on');
   assert.ok(served(forget1.body) < forget0, `stateless: the count starts over from the template (${served(forget1.body)} after ${forget0})`);
-  for (const a of [keep1, forget1]) assert.ok(Math.abs(guestTime(a.body) - Date.now() / 1000) < 1.5, `the guest clock is right after a wake: ${a.body}`);
+  for (const a of [keep1, forget1]) assert.ok(Math.abs(guestTime(a.body) - Date.now() / 1000) < 1.5, `the guest clock is right after a cold wake: ${a.body}`);
+  // Hot: the paused process goes on, with its clock set before the request reaches the app.
+  await suspend('keeper', 'hot');
+  await new Promise((r) => setTimeout(r, 2500));
+  const keep2 = await viaProxy('keeper');
+  assert.equal(served(keep2.body), keep0 + 2);
+  assert.ok(Math.abs(guestTime(keep2.body) - Date.now() / 1000) < 1.5, `the guest clock is right after a hot wake: ${keep2.body}`);
 });
 
 test('a request racing a suspend is served exactly once', async () => {

@@ -390,3 +390,28 @@ test('instances of one image and configuration share one template; the last rm r
   assert.ok(!fs.existsSync(template.dir), 'removed with its last instance');
   void first;
 });
+
+test('a restarted flickd re-adopts a hot-standby VM; one that died meanwhile leaves a stateless instance cold', async () => {
+  const driver = new FakeDriver();
+  const network = new FakeNetwork();
+  const db = path.join(tmp, 'hot-reconcile.db');
+  const first = setup('hot-reconcile-1', { db, driver, network, hotBudgetBytes: 2 ** 30 });
+  const s2z = { policy: 'on' as const, cooldownTimeMs: 60_000 };
+  const kept = await first.c.create({ image: 'hello:1', name: 'kept', scaleToZero: s2z });
+  const lost = await first.c.create({ image: 'hello:1', name: 'lost', scaleToZero: s2z, args: ['/server', 'other'] });
+  await first.c.wait('kept', 'running');
+  await first.c.wait('lost', 'running');
+  await first.c.suspend('kept');
+  await first.c.suspend('lost');
+  await first.c.dispose();
+  first.store.close();
+  await driver.vms.find((v) => v.pid === lost.pid || v.config.id === lost.id)!.kill();
+  const second = setup('hot-reconcile-2', { db, driver, network, hotBudgetBytes: 2 ** 30 });
+  await second.c.reconcile();
+  assert.deepEqual([second.c.get('kept').state, second.c.get('kept').standbyTier], ['standby', 'hot']);
+  assert.deepEqual([second.c.get('lost').state, second.c.get('lost').standbyTier, second.c.get('lost').pid], ['standby', 'cold', null]);
+  await second.c.scaleToZero.ensureAwake(kept.id);
+  assert.equal(second.c.get('kept').counters.wakesHot, 1, 'the adopted paused VM is resumed, not restored');
+  await second.c.scaleToZero.ensureAwake(lost.id);
+  assert.equal(second.c.get('lost').counters.wakesCold, 1);
+});

@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { InstanceEventEmitter } from '../controller/events.js';
+import { ControllerMetrics } from '../controller/metrics.js';
+import { newStats, observe } from '../proxy/stats.js';
+import type { InstanceRecord } from '../store/instance-record.js';
+import { hostMetrics, renderPrometheus, type MetricsController } from './metrics.js';
+
+function record(id: string, name: string, patch: Partial<InstanceRecord> = {}): InstanceRecord {
+  return {
+    id,
+    name,
+    state: 'standby',
+    standbyTier: 'hot',
+    counters: { boots: 1, wakes: 3, restarts: 0, wakesHot: 2, wakesCold: 1 },
+    ...patch,
+  } as InstanceRecord;
+}
+
+function setup() {
+  const events = new InstanceEventEmitter();
+  const metrics = new ControllerMetrics(events);
+  const recs = [record('a1', 'web'), record('b2', 'q"uote', { state: 'running', standbyTier: undefined })];
+  const controller: MetricsController = {
+    list: () => recs,
+    get: (ref: string) => recs.find((r) => r.id === ref || r.name === ref)!,
+    metrics,
+    hotStandby: () => ({ budgetBytes: 1000, pageOutAfterMs: 0, usedBytes: 400, instances: ['a1'] }),
+  };
+  const stats = newStats('a1');
+  stats.parkedNow = 2;
+  stats.requests = 7;
+  observe(stats.wakeWait, 3);
+  return { events, controller, proxyStats: () => [stats] };
+}
+
+test('wake events become per-tier counts and cumulative histograms, in JSON and in Prometheus text', () => {
+  const { events, controller, proxyStats } = setup();
+  events.emit('wake', { id: 'a1', name: 'web', durationMs: 4, mode: 'resume' });
+  events.emit('wake', { id: 'a1', name: 'web', durationMs: 150, mode: 'template' });
+  events.emit('boot', { id: 'a1', name: 'web', durationMs: 1500 });
+  const view = hostMetrics({ controller, proxyStats });
+  const web = view.instances.find((i) => i.name === 'web')!;
+  assert.equal(web.standby_tier, 'hot');
+  assert.deepEqual(web.wakes, { hot: 2, cold: 1, total: 3 }, 'counts come from the persisted record');
+  assert.equal(web.wake_latency_ms.hot.count, 1);
+  assert.equal(web.wake_latency_ms.hot.cumulative.at(-1), 1);
+  assert.equal(web.wake_latency_ms.cold.cumulative[web.wake_latency_ms.cold.buckets_ms.indexOf(100)], 0, '150 ms is above the 100 ms bucket');
+  assert.equal(web.wake_latency_ms.cold.cumulative[web.wake_latency_ms.cold.buckets_ms.indexOf(200)], 1);
+  assert.equal(web.proxy?.parked_now, 2);
+  assert.equal(view.instances.find((i) => i.id === 'b2')!.proxy, null, 'no proxy counters for an instance without traffic');
+  const text = renderPrometheus(view);
+  assert.match(text, /^# TYPE flick_instance_wake_duration_seconds histogram$/m);
+  assert.match(text, /^flick_instance_wake_duration_seconds_bucket\{instance_id="a1",name="web",tier="hot",le="0\.005"\} 1$/m);
+  assert.match(text, /^flick_instance_wake_duration_seconds_bucket\{instance_id="a1",name="web",tier="cold",le="\+Inf"\} 1$/m);
+  assert.match(text, /^flick_instance_wakes_total\{instance_id="a1",name="web",tier="hot"\} 2$/m);
+  assert.match(text, /^flick_instance_parked_requests\{instance_id="a1",name="web"\} 2$/m);
+  assert.match(text, /^flick_instance_boot_seconds\{instance_id="a1",name="web"\} 1\.5$/m);
+  assert.match(text, /^flick_instance_state\{instance_id="b2",name="q\\"uote",state="running"\} 1$/m, 'label values are escaped');
+  assert.match(text, /^flick_hot_standby_used_bytes 400$/m);
+  for (const line of text.trim().split('\n')) assert.match(line, /^(# (HELP|TYPE) \S+ .+|[a-z_]+(\{[^}]*\})? -?[0-9.e+]+)$/, `a valid exposition line: ${line}`);
+});

@@ -1,0 +1,22 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseListen, parseSize } from './main.js';
+
+test('sizes for --hot-standby-budget', () => {
+  const table: Array<[string, number]> = [
+    ['0', 0],
+    ['2G', 2 * 2 ** 30],
+    ['512M', 512 * 2 ** 20],
+    ['1.5g', 1.5 * 2 ** 30],
+    ['64KiB', 64 * 1024],
+    ['1000', 1000],
+  ];
+  for (const [text, bytes] of table) assert.equal(parseSize(text), bytes, text);
+  for (const bad of ['', 'lots', '2X', '-1G']) assert.throws(() => parseSize(bad), /is not a size: write e\.g\. 2G/, bad);
+});
+
+test('listen addresses', () => {
+  assert.deepEqual(parseListen('127.0.0.1:7451'), { host: '127.0.0.1', port: 7451 });
+  assert.deepEqual(parseListen(':0'), { host: '127.0.0.1', port: 0 });
+  assert.throws(() => parseListen('7451'));
+});
