@@ -79,11 +79,19 @@ export class QemuDriver implements VmmDriver {
     let memory = { path: snapshot.memoryFile, share: false };
     if (opts.mode === 'own') {
       // The VM continues in the snapshot's RAM file (a hard link: no copy). The snapshot is consumed by this.
+      let ramFile = rd.memory;
       if (snapshot.memoryFile !== rd.memory) {
         await fsp.rm(rd.memory, { force: true });
-        await fsp.link(snapshot.memoryFile, rd.memory);
+        // Another filesystem cannot hold a link: then the VM runs on the snapshot's file where it is.
+        ramFile = await fsp.link(snapshot.memoryFile, rd.memory).then(
+          () => rd.memory,
+          (err: NodeJS.ErrnoException) => {
+            if (err.code === 'EXDEV') return snapshot.memoryFile;
+            throw err;
+          },
+        );
       }
-      memory = { path: rd.memory, share: true };
+      memory = { path: ramFile, share: true };
     }
     return this.#start(vmConfig, rd, accel, { memory, incoming: true }, opts.signal, async (qmp, control, process) => {
       const finished = qmp.waitForEvent('MIGRATION', {
@@ -122,6 +130,7 @@ export class QemuDriver implements VmmDriver {
         runDir: rd,
         state: 'running',
         ownsMemory: opts.mode === 'own',
+        ramFile: opts.mode === 'own' ? memory.path : undefined,
         freshBoot: false,
       });
     });

@@ -37,6 +37,8 @@ export interface QemuVmParts {
   state: 'running' | 'paused';
   /** Booted here (not restored or adopted): the guest's `started` message is still to come. */
   freshBoot: boolean;
+  /** The RAM file when it is not the run folder's `mem`. */
+  ramFile?: string;
   /** Whether guest RAM is this VM's own file (MAP_SHARED) rather than a private map of a template. */
   ownsMemory: boolean;
 }
@@ -165,10 +167,14 @@ export class QemuMicroVm implements MicroVm {
       await fsp.writeFile(memoryFile, '');
       await fsp.truncate(memoryFile, this.config.memoryMb * 1024 * 1024);
     } else if (opts.keepRunning) {
-      await copySparse(runDir.memory, memoryFile);
+      await copySparse(this.#ramFile(), memoryFile);
     } else {
       // Instant; from here the VM's RAM is the snapshot's, so this VM must never run again.
-      await fsp.link(runDir.memory, memoryFile);
+      // (Across filesystems a link is impossible and the RAM file is copied instead.)
+      await fsp.link(this.#ramFile(), memoryFile).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EXDEV') throw err;
+        return copySparse(this.#ramFile(), memoryFile);
+      });
       this.#state = 'saved';
     }
     const snapshot: Snapshot = {
@@ -221,6 +227,11 @@ export class QemuMicroVm implements MicroVm {
     this.#released = true;
     this.#p.qmp.close();
     this.#p.control?.close();
+  }
+
+  /** The file backing guest RAM: the run folder's `mem`, or (restored across filesystems) the snapshot's. */
+  #ramFile(): string {
+    return this.#p.ramFile ?? this.#p.runDir.memory;
   }
 
   #need(state: VmRunState, what: string): void {
