@@ -295,10 +295,16 @@ export function rssBytes(pid: number): number | undefined {
   }
 }
 
-/** Bytes used on disk under `dir` (allocated blocks, hard links counted once). */
+/** Bytes used on disk by a file or under a folder (allocated blocks, hard links counted once; 0 if absent). */
 export function diskBytes(dir: string): number {
   const seen = new Set<string>();
   let total = 0;
+  try {
+    const st = fs.lstatSync(dir);
+    if (!st.isDirectory()) return st.blocks * 512;
+  } catch {
+    return 0;
+  }
   const walk = (d: string): void => {
     let entries: fs.Dirent[];
     try {

@@ -1,0 +1,174 @@
+// The side-by-side report's two renderings, pure functions of the collected
+// results: the Markdown table (each figure beside its peer and its goal, with
+// pass/miss) and a hand-written SVG of the wake latency distributions.
+
+/** Everything `npm run bench` collected (bench/results/latest.json). */
+export interface Latest {
+  accel: string;
+  date: string;
+  machine: { cpu: string; cores: number; ram_bytes: number; kernel: string; os: string; load_before: number[] };
+  results: Record<string, any>;
+}
+
+interface Row {
+  section: string;
+  measure: string;
+  flick: string;
+  peer: string;
+  goal: string;
+  verdict: 'pass' | 'miss' | '—';
+}
+
+const ms = (x: number | null | undefined): string => (x === null || x === undefined || Number.isNaN(x) ? 'n/a' : `${x < 10 ? x.toFixed(1) : Math.round(x).toLocaleString('en')} ms`);
+const mib = (x: number | null | undefined): string => (x === null || x === undefined ? 'n/a' : x >= 2 ** 30 ? `${(x / 2 ** 30).toFixed(2)} GiB` : x >= 2 ** 20 ? `${(x / 2 ** 20).toFixed(1)} MiB` : `${(x / 1024).toFixed(1)} KiB`);
+const num = (x: number | null | undefined): string => (x === null || x === undefined ? 'n/a' : x.toLocaleString('en'));
+const dist = (d: any): string => (d && d.n > 0 ? `${ms(d.p50)} (p90 ${ms(d.p90)}, p99 ${ms(d.p99)}, n ${d.n})` : 'n/a');
+const pct = (x: number): string => `${(100 * x).toFixed(1)} %`;
+
+function verdict(ok: boolean | undefined): Row['verdict'] {
+  return ok === undefined ? '—' : ok ? 'pass' : 'miss';
+}
+
+/** `value` is usable: a number, not NaN. */
+function has(...values: unknown[]): boolean {
+  return values.every((v) => typeof v === 'number' && !Number.isNaN(v));
+}
+
+export function rows(latest: Latest): Row[] {
+  const out: Row[] = [];
+  const add = (section: string, measure: string, flick: string, peer: string, goal: string, ok?: boolean) => out.push({ section, measure, flick, peer, goal, verdict: verdict(ok) });
+  const w = latest.results.wake?.results;
+  const wd = latest.results.wake?.details;
+  if (w) {
+    const s = 'wake (issue 6)';
+    add(s, 'minimal server: hot wake → first byte, p50', dist(w.wake_hot_min_ms), `warm request ${ms(w.warm_min_ms?.p50)}`, '≤ 10 ms', has(w.wake_hot_min_ms?.p50) ? w.wake_hot_min_ms.p50 <= 10 : undefined);
+    add(s, 'node app: hot wake → first byte, p50', dist(w.wake_hot_ms), `warm request ${dist(w.warm_ms)}`, '≤ warm + 5 ms', has(w.wake_hot_ms?.p50, w.warm_ms?.p50) ? w.wake_hot_ms.p50 <= w.warm_ms.p50 + 5 : undefined);
+    add(s, 'node app: cold wake → first byte, p50', dist(w.wake_cold_ms), `container (podman + runc) ${dist(w.container_cold_ms)}`, '≤ ½ container', has(w.wake_cold_ms?.p50, w.container_cold_ms?.p50) ? w.wake_cold_ms.p50 <= w.container_cold_ms.p50 / 2 : undefined);
+    add(s, 'minimal server: cold wake → first byte, p50', dist(w.wake_cold_min_ms), `warm request ${ms(w.warm_min_ms?.p50)}`, '—');
+    add(s, 'node app: container cold start (same image), p50', dist(w.container_cold_ms), `bare \`node server.js\` ${dist(wd?.bare_node_cold_ms)}`, 'peer');
+    const b = w.burst;
+    if (b) {
+      const ok = b.ok === b.requests && b.wakes === 1 && has(b.p99_ms, w.wake_cold_ms?.p50) ? b.p99_ms <= 2 * w.wake_cold_ms.p50 : false;
+      add(s, `burst of ${num(b.requests)} requests on a sleeping node instance`, `${num(b.ok)} answered, ${b.wakes} wake(s), p50 ${ms(b.p50_ms)}, p99 ${ms(b.p99_ms)}`, `cold wake p50 ${ms(w.wake_cold_ms?.p50)}`, 'all answered, 1 wake, p99 ≤ 2× wake p50', ok);
+    }
+    add(s, 'host RAM of one hot-standby instance (PSS, guest RAM paged out)', `node ${mib(w.hot_ram_bytes_each)}, minimal ${mib(wd?.hot_ram_bytes_each_min)}`, 'trial: ≈ 93 MB node / ≈ 37 MB minimal (anonymous)', 'as little as it can', undefined);
+  }
+  const d = latest.results.density?.results;
+  if (d) {
+    const s = 'density (issue 7)';
+    add(s, 'standby instances on one host', num(d.standby_instances), '—', '≥ 10,000', has(d.standby_instances) ? d.standby_instances >= 10_000 : undefined);
+    add(s, 'host RAM of all standby instances', `${mib(d.standby_ram_bytes)} (${mib(d.standby_instances > 0 ? d.standby_ram_bytes / d.standby_instances : null)} each)`, '—', '≤ 2 GiB for 10,000', has(d.standby_ram_bytes, d.standby_instances) && d.standby_instances >= 10_000 ? d.standby_ram_bytes <= 2 * 2 ** 30 : undefined);
+    add(s, 'disk per standby instance', mib(d.standby_disk_bytes_each), '—', '—');
+    add(s, 'create rate (to standby)', `${d.create_per_s} /s`, '—', '—');
+    add(s, 'idle running minimal instances', num(d.running_instances), '—', '≥ 1,000', has(d.running_instances) ? d.running_instances >= 1000 : undefined);
+    add(s, 'PSS of one idle running minimal instance', mib(d.running_pss_bytes_each), '—', '—');
+    add(s, 'wake of the N-th standby instance vs the first', `${ms(d.wake_last_ms)} vs ${ms(d.wake_first_ms)}`, '—', 'within 20 %', has(d.wake_last_ms, d.wake_first_ms) ? d.wake_last_ms <= d.wake_first_ms * 1.2 : undefined);
+  }
+  const p = latest.results.proxy?.results;
+  if (p) {
+    const s = 'proxy (issue 7)';
+    const pd = latest.results.proxy?.details;
+    add(s, 'latency the proxy adds, p50 (wrk)', ms(p.added_p50_ms), pd?.direct ? `direct p50 ${ms(pd.direct.p50_ms)}` : '—', '≤ 0.5 ms', has(p.added_p50_ms) ? p.added_p50_ms <= 0.5 : undefined);
+    add(s, 'throughput through the proxy / direct', pct(p.rps_ratio), pd?.direct ? `direct ${num(Math.round(pd.direct.rps))} req/s` : '—', '≥ 70 %', has(p.rps_ratio) ? p.rps_ratio >= 0.7 : undefined);
+  }
+  const v = latest.results.vmm?.results;
+  if (v) {
+    const s = 'VMM (issue 2)';
+    add(s, 'cold boot → first byte (minimal), p50', ms(v.boot_ms?.p50), '—', '—');
+    add(s, 'restore of a template → first byte, p50', ms(v.restore_ms?.p50), `cold boot ${ms(v.boot_ms?.p50)}`, '≤ 80 ms', has(v.restore_ms?.p50) ? v.restore_ms.p50 <= 80 : undefined);
+    add(s, 'paused → resume → first byte, p50', ms(v.resume_ms?.p50), '—', '≤ 5 ms', has(v.resume_ms?.p50) ? v.resume_ms.p50 <= 5 : undefined);
+  }
+  const i = latest.results.image?.results;
+  if (i) {
+    const s = 'image (issue 3)';
+    const ratio = i.image_bytes / i.source_image_bytes;
+    add(s, 'node app: microVM image size', mib(i.image_bytes), `container image ${mib(i.source_image_bytes)}`, '≤ 9 % of the container image', has(ratio) ? ratio <= 0.09 : undefined);
+    add(s, 'node app: build time (`flick build`)', `${i.build_s} s`, '—', '—');
+  }
+  return out;
+}
+
+export function renderMarkdown(latest: Latest): string {
+  const m = latest.machine;
+  const lines = [
+    '# Flick benchmarks: the latest run',
+    '',
+    `${latest.date} · accelerator **${latest.accel.toUpperCase()}**${latest.accel === 'tcg' ? ' (software CPU emulation: this host has no usable KVM, so every guest instruction is translated)' : ''} · ` +
+      `${m.cpu}, ${m.cores} cores, ${(m.ram_bytes / 2 ** 30).toFixed(1)} GiB RAM, Linux ${m.kernel} (${m.os}) · load before the run ${m.load_before.map((x) => x.toFixed(2)).join(' ')}`,
+    '',
+    'Times are to the first byte of an HTTP answer, measured by a client on the host; "peer" is the same thing done another way on the same machine in the same run. The wake latency distributions: [wake-latency.svg](wake-latency.svg); every raw figure: [latest.json](latest.json).',
+    '',
+  ];
+  let section = '';
+  for (const r of rows(latest)) {
+    if (r.section !== section) {
+      section = r.section;
+      lines.push('', `## ${section}`, '', '| measure | Flick | peer | goal | |', '| --- | --- | --- | --- | --- |');
+    }
+    lines.push(`| ${r.measure} | ${r.flick} | ${r.peer} | ${r.goal} | ${r.verdict === 'pass' ? '✅ pass' : r.verdict === 'miss' ? '❌ miss' : ''} |`);
+  }
+  const missing = ['wake', 'density', 'proxy', 'vmm', 'image'].filter((k) => latest.results[k] === undefined);
+  if (missing.length > 0) lines.push('', `Not in this run: ${missing.join(', ')} (see the run's output for why).`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** One distribution on the chart: a label and its samples (ms). */
+export interface Series {
+  label: string;
+  samples: number[];
+  color: string;
+}
+
+function pctile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length))) - 1]!;
+}
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/**
+ * A strip chart on a log-scale time axis: one row per series, every sample a
+ * dot, a bar from p50 to p90, a tick at p99. Log scale because the figures
+ * span three orders of magnitude (a 3 ms warm request, a 2 s cold wake).
+ */
+export function renderSvg(series: Series[], title: string): string {
+  const shown = series.filter((s) => s.samples.length > 0);
+  const all = shown.flatMap((s) => s.samples).filter((x) => x > 0);
+  const lo = Math.pow(10, Math.floor(Math.log10(Math.min(...all, 1))));
+  const hi = Math.pow(10, Math.ceil(Math.log10(Math.max(...all, 10))));
+  const left = 260;
+  const width = 900;
+  const plotW = width - left - 30;
+  const rowH = 34;
+  const top = 50;
+  const height = top + rowH * shown.length + 50;
+  const x = (v: number) => left + (plotW * (Math.log10(Math.max(v, lo)) - Math.log10(lo))) / (Math.log10(hi) - Math.log10(lo));
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`);
+  out.push(`<rect width="${width}" height="${height}" fill="white"/>`);
+  out.push(`<text x="${left}" y="24" font-size="15" font-weight="bold">${esc(title)}</text>`);
+  // Decade grid lines with 2× and 5× minor lines.
+  for (let d = lo; d <= hi; d *= 10) {
+    for (const m of [1, 2, 5]) {
+      const v = d * m;
+      if (v > hi) break;
+      const xv = x(v).toFixed(1);
+      out.push(`<line x1="${xv}" y1="${top - 8}" x2="${xv}" y2="${top + rowH * shown.length}" stroke="${m === 1 ? '#bbb' : '#eee'}"/>`);
+      out.push(`<text x="${xv}" y="${top + rowH * shown.length + 16}" text-anchor="middle" fill="#555">${v >= 1000 ? `${v / 1000} s` : `${v} ms`}</text>`);
+    }
+  }
+  shown.forEach((s, i) => {
+    const cy = top + rowH * i + rowH / 2;
+    const sorted = [...s.samples].sort((a, b) => a - b);
+    const p50 = pctile(sorted, 50);
+    const p90 = pctile(sorted, 90);
+    const p99 = pctile(sorted, 99);
+    out.push(`<text x="${left - 10}" y="${cy + 4}" text-anchor="end">${esc(s.label)}</text>`);
+    out.push(`<rect x="${x(p50).toFixed(1)}" y="${cy - 9}" width="${Math.max(2, x(p90) - x(p50)).toFixed(1)}" height="18" fill="${s.color}" fill-opacity="0.25" stroke="${s.color}"/>`);
+    out.push(`<line x1="${x(p99).toFixed(1)}" y1="${cy - 11}" x2="${x(p99).toFixed(1)}" y2="${cy + 11}" stroke="${s.color}" stroke-width="2"/>`);
+    for (const v of sorted) out.push(`<circle cx="${x(v).toFixed(1)}" cy="${cy}" r="2.5" fill="${s.color}" fill-opacity="0.6"/>`);
+    out.push(`<text x="${(x(p50) - 4).toFixed(1)}" y="${cy - 12}" text-anchor="end" font-size="10" fill="#333">p50 ${p50 < 10 ? p50.toFixed(1) : Math.round(p50)}</text>`);
+  });
+  out.push(`<text x="${left}" y="${height - 10}" fill="#555">dots: every run · box: p50 to p90 · bar: p99 · log scale</text>`);
+  out.push('</svg>');
+  return `${out.join('\n')}\n`;
+}
