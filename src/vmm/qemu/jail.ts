@@ -227,7 +227,9 @@ export function findJail(id: string, runDir: string, opts: JailOptions = {}): Ja
 }
 
 function openState(stateDir: string, key: string): Jail | undefined {
-  const state = readState(vmDir(stateDir, key));
+  const recorded = readState(vmDir(stateDir, key));
+  // The folder's name is the key, whatever the record says.
+  const state = recorded && { ...recorded, key };
   return state ? handle(state, stateDir, new UidPool(path.join(stateDir, 'uids'))) : undefined;
 }
 
