@@ -13,7 +13,7 @@ import type { MicroVm, VmConfig, VmExit, VmmDriver } from '../vmm/driver.js';
 import { ConsoleLog, type ConsoleLogOptions } from './console-log.js';
 import { InstanceEventEmitter } from './events.js';
 import type { ControllerLogger, ImageResolver, InstanceNetwork } from './seams.js';
-import { defaultName, guestConfigFor, newInstanceRecord, readinessPort, validateName, type InstanceSpec } from './spec.js';
+import { defaultName, guestConfigFor, newInstanceRecord, readinessPort, validateName, vmGuestConfig, type InstanceSpec } from './spec.js';
 import { waitForState } from './wait.js';
 import { ControllerError, assertTransition, hasProcess, type InstanceState } from './states.js';
 import { RestartScheduler } from './restart.js';
@@ -22,7 +22,6 @@ import { DEFAULT_PAGE_OUT_AFTER_MS, type HotStandbyConfig } from './hot-standby.
 import { MemoryReclaimer } from './memory-reclaim.js';
 import { ControllerMetrics } from './metrics.js';
 import { TemplateStore, templateKey } from './templates.js';
-import type { PreparedImage } from './seams.js';
 
 export interface ControllerOptions {
   store: InstanceStore;
@@ -317,11 +316,11 @@ export class Controller {
         rootfs: image.paths.rootfs,
         memoryMb: rec.memoryMb,
         vcpus: rec.vcpus,
-        guest: this.#guestConfig(rec, image),
+        guest: vmGuestConfig(rec, image.config),
         network,
         ...(this.#accel ? { accel: this.#accel } : {}),
       };
-      if (await this.#startAsleep(rec, config)) return;
+      if (await this.scaleToZero.startAsleep(rec, config)) return;
       const t0 = performance.now();
       vm = await this.#driver.boot(config, { signal: ac.signal });
       this.#watch(id, vm);
@@ -344,37 +343,9 @@ export class Controller {
     }
   }
 
-  /**
-   * A scale-to-zero instance whose configuration already has a shared template
-   * does not boot: it goes to cold standby at once and its first request wakes
-   * it from the template (stateful: from its own copy of it). Returns false if
-   * it must boot.
-   */
-  async #startAsleep(rec: InstanceRecord, config: VmConfig): Promise<boolean> {
-    if (rec.scaleToZero.policy === 'off') return false;
-    const template = this.templates.find(await this.#templateKeyOf(rec));
-    if (template === undefined) return false;
-    const snapshots = { ...rec.snapshots, template };
-    if (rec.scaleToZero.stateful && snapshots.own === undefined) snapshots.own = await this.templates.ownCopy(template, path.join(rec.dir, 'snapshots', 'own'));
-    this.#transition(this.#fresh(rec.id), 'standby', { vm: config, pid: null, snapshots, standbyTier: 'cold', startedAt: new Date().toISOString() });
-    return true;
-  }
-
-  /**
-   * What the guest runs. A scale-to-zero instance's guest hostname is its
-   * image's name, not the instance's: the hostname lives in guest memory, and
-   * instances of one configuration share one template.
-   */
-  #guestConfig(rec: InstanceRecord, image: PreparedImage): VmConfig['guest'] {
-    const guest = guestConfigFor(rec, image.config);
-    if (rec.scaleToZero.policy === 'off') return guest;
-    const base = rec.image.ref.replace(/[:@].*$/, '').split('/').pop()!.toLowerCase().replace(/[^a-z0-9-]+/g, '-').slice(0, 63) || 'app';
-    return { ...guest, hostname: base };
-  }
-
   async #templateKeyOf(rec: InstanceRecord): Promise<string> {
     const image = await this.#images.resolve(`${rec.image.ref.replace(/[:@].*$/, '')}@${rec.image.digest}`);
-    return templateKey({ imageDigest: rec.image.digest, memoryMb: rec.memoryMb, vcpus: rec.vcpus, guest: this.#guestConfig(rec, image), port: readinessPort(rec.service) });
+    return templateKey({ imageDigest: rec.image.digest, memoryMb: rec.memoryMb, vcpus: rec.vcpus, guest: vmGuestConfig(rec, image.config), port: readinessPort(rec.service) });
   }
 
   /** Waits for the service port, takes the template snapshot at first readiness, then `running`. */

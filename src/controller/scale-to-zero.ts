@@ -12,16 +12,15 @@
 // standby: a cold wake starts from the template, a hot wake resumes where it
 // paused. Policy `on` suspends only with no open client connection; `idle`
 // also with idle ones open (the proxy re-wakes under them on their next byte).
-import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { describeError } from '../errors.js';
 import type { InstanceRecord } from '../store/instance-record.js';
 import type { InstanceStore } from '../store/instance-store.js';
-import type { MicroVm, VmmDriver } from '../vmm/driver.js';
+import type { MicroVm, VmConfig, VmmDriver } from '../vmm/driver.js';
 import type { InstanceEventEmitter } from './events.js';
-import { HotStandby, type HotStandbyConfig } from './hot-standby.js';
+import type { HotStandby, HotStandbyConfig } from './hot-standby.js';
 import type { MemoryReclaimer } from './memory-reclaim.js';
+import { StandbyTiers } from './standby-tiers.js';
 import type { ControllerMetrics, StandbyTier } from './metrics.js';
 import type { ControllerLogger } from './seams.js';
 import { readinessPort } from './spec.js';
@@ -66,16 +65,16 @@ export class ScaleToZero {
   readonly #awake = new Map<string, AbortController>();
   readonly #idleTimers = new Map<string, NodeJS.Timeout>();
   readonly #wakes = new Map<string, Promise<Upstream>>();
-  readonly hot: HotStandby;
+  readonly tiers: StandbyTiers;
 
   constructor(target: WakeTarget) {
     this.#t = target;
-    this.hot = new HotStandby(target.hot, {
-      usage: (id) => this.#hotUsage(id),
-      pageOut: (id) => this.pageOut(id),
-      demote: (id) => this.demote(id),
-      log: target.log,
-    });
+    this.tiers = new StandbyTiers(target);
+  }
+
+  /** The hot tier: which instances keep a paused process, the budget, page-out timers. */
+  get hot(): HotStandby {
+    return this.tiers.hot;
   }
 
   /**
@@ -104,6 +103,22 @@ export class ScaleToZero {
       // Without a template the instance still runs; it just cannot sleep statelessly.
       this.#t.log.warn(`instance ${rec.name}: template snapshot failed, scale to zero stays off until the next start: ${describeError(err)}`);
     }
+  }
+
+  /**
+   * The start of a scale-to-zero instance whose configuration already has a
+   * shared template: no boot; it goes to cold standby at once and its first
+   * request wakes it from the template (stateful: from its own copy of it).
+   * Returns false if there is no template yet and the instance must boot.
+   */
+  async startAsleep(rec: InstanceRecord, config: VmConfig): Promise<boolean> {
+    if (rec.scaleToZero.policy === 'off') return false;
+    const template = this.#t.templates.find(await this.#t.templateKey(rec));
+    if (template === undefined) return false;
+    const snapshots = { ...rec.snapshots, template };
+    if (rec.scaleToZero.stateful && snapshots.own === undefined) snapshots.own = await this.#t.templates.ownCopy(template, path.join(rec.dir, 'snapshots', 'own'));
+    this.#t.transition(this.#t.fresh(rec.id), 'standby', { vm: config, pid: null, snapshots, standbyTier: 'cold', startedAt: new Date().toISOString() });
+    return true;
   }
 
   /** The proxy's entry: where to send a request for `id`, waking the instance if it sleeps. */
@@ -240,7 +255,7 @@ export class ScaleToZero {
           this.hot.add(id);
           return;
         }
-        await this.#endPaused(this.#t.fresh(id), vm, 'standby');
+        await this.tiers.endPaused(this.#t.fresh(id), vm);
         this.#t.metrics.of(id).suspends.cold += 1;
       } catch (err) {
         this.#t.expectExit(id);
@@ -250,77 +265,14 @@ export class ScaleToZero {
     });
   }
 
-  /** Hot → cold: a stateful instance's state is saved from the paused VM, then the process ends. */
+  /** Hot → cold (see standby-tiers.ts). */
   demote(id: string): Promise<void> {
-    return this.#t.serialize(id, async () => {
-      this.hot.remove(id);
-      const rec = this.#t.store.get(id);
-      const vm = this.#t.live(id);
-      if (rec === undefined || rec.state !== 'standby' || rec.standbyTier !== 'hot' || vm === undefined) return;
-      try {
-        await this.#endPaused(rec, vm, 'standby');
-        this.#t.metrics.of(id).demotions += 1;
-        this.#t.log.info(`instance ${rec.name}: hot standby demoted to cold`);
-      } catch (err) {
-        this.#t.expectExit(id);
-        await vm.kill();
-        this.#t.transition(this.#t.fresh(id), 'failed', { pid: null, standbyTier: undefined, error: `demotion to cold standby failed: ${describeError(err)}` });
-      }
-    });
+    return this.tiers.demote(id);
   }
 
-  /** Saves a paused VM's own state (stateful) and ends its process; the record says cold standby. */
-  async #endPaused(rec: InstanceRecord, vm: MicroVm, to: 'standby'): Promise<void> {
-    const id = rec.id;
-    const snapshots = { ...rec.snapshots };
-    if (rec.scaleToZero.stateful) {
-      const t0 = performance.now();
-      const dir = path.join(rec.dir, 'snapshots', 'own');
-      await fsp.rm(dir, { recursive: true, force: true });
-      await fsp.mkdir(dir, { recursive: true });
-      // Without keepRunning the RAM file is hard-linked into `dir` (instant); this VM never runs again.
-      snapshots.own = await vm.createSnapshot(dir);
-      this.#t.events.emit('snapshot', { id, name: rec.name, kind: 'own', durationMs: performance.now() - t0 });
-    }
-    this.#t.expectExit(id);
-    await vm.kill();
-    const cur = this.#t.fresh(id);
-    if (cur.state === to) this.#t.store.update(id, { pid: null, snapshots, standbyTier: 'cold' });
-    else this.#t.transition(cur, to, { pid: null, snapshots, standbyTier: 'cold' });
-  }
-
-  /** Gives a hot instance's guest RAM back to the host (see memory-reclaim.ts). */
-  pageOut(id: string): Promise<void> {
-    return this.#t.serialize(id, async () => {
-      const rec = this.#t.store.get(id);
-      const vm = this.#t.live(id);
-      if (rec === undefined || rec.state !== 'standby' || rec.standbyTier !== 'hot' || vm === undefined) return;
-      const ownFile = path.join(vm.config.runDir, 'mem');
-      const r = await this.#t.reclaimer.pageOut(id, vm.pid, fs.existsSync(ownFile) ? ownFile : undefined);
-      const m = this.#t.metrics.of(id);
-      m.pageOuts += 1;
-      m.hotBytesAfterPageOut = r.afterBytes ?? null;
-      this.#t.log.info(
-        `instance ${rec.name}: hot standby paged out in ${r.durationMs.toFixed(1)} ms${r.beforeBytes !== undefined ? ` (${mib(r.beforeBytes)} → ${mib(r.afterBytes ?? 0)} MiB)` : ''}`,
-      );
-    });
-  }
-
-  /** A hot-standby VM died on its own: a stateless instance just becomes cold; a stateful one lost its state. */
+  /** A hot-standby VM died on its own (see standby-tiers.ts). */
   onHotVmDied(id: string): void {
-    this.hot.remove(id);
-    const rec = this.#t.store.get(id);
-    if (rec === undefined || rec.state !== 'standby') return;
-    if (rec.scaleToZero.stateful) this.#t.transition(rec, 'failed', { pid: null, standbyTier: undefined, error: 'the paused VM of this hot-standby instance exited; its state is lost' });
-    else this.#t.store.update(id, { pid: null, standbyTier: 'cold' });
-  }
-
-  #hotUsage(id: string): number {
-    const rec = this.#t.store.get(id);
-    const vm = this.#t.live(id);
-    const estimate = ((rec?.memoryMb ?? 128) + 64) * 1024 * 1024;
-    if (vm === undefined) return 0;
-    return this.#t.reclaimer.usageBytes(id, vm.pid) ?? estimate;
+    this.tiers.onHotVmDied(id);
   }
 
   requestStarted(id: string): void {
@@ -422,6 +374,3 @@ export class ScaleToZero {
   }
 }
 
-function mib(bytes: number): string {
-  return (bytes / 1024 / 1024).toFixed(1);
-}

@@ -120,6 +120,18 @@ export function guestConfigFor(record: Pick<InstanceRecord, 'name' | 'args' | 'e
   };
 }
 
+/**
+ * What the VM's guest runs. A scale-to-zero instance's guest hostname is its
+ * image's name, not the instance's: the hostname lives in guest memory, and
+ * every instance of one image and configuration wakes from one shared template.
+ */
+export function vmGuestConfig(record: Pick<InstanceRecord, 'name' | 'args' | 'env' | 'image' | 'scaleToZero'>, config: ImageRunConfig): GuestConfig {
+  const guest = guestConfigFor(record, config);
+  if (record.scaleToZero.policy === 'off') return guest;
+  const base = record.image.ref.replace(/[:@].*$/, '').split('/').pop()!.toLowerCase().replace(/[^a-z0-9-]+/g, '-').slice(0, 63);
+  return { ...guest, hostname: base || 'app' };
+}
+
 /** `User` from the image config: "", "root", "1000" or "1000:1000". Names other than root need numeric ids. */
 export function parseUser(user: string): { uid: number; gid: number } {
   if (user === '' || user === 'root' || user === '0') return { uid: 0, gid: 0 };

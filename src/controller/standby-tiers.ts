@@ -1,0 +1,106 @@
+// The two tiers of standby, below the wake/suspend logic of scale-to-zero.ts:
+// ending a paused VM into cold standby (saving a stateful instance's own state
+// first), demoting a hot instance to cold, paging a hot instance's guest RAM
+// out (memory-reclaim.ts), and what happens when a paused VM dies by itself.
+// The hot tier's bookkeeping (budget, LRU, page-out timers) is hot-standby.ts.
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { describeError } from '../errors.js';
+import type { InstanceRecord } from '../store/instance-record.js';
+import type { MicroVm } from '../vmm/driver.js';
+import { HotStandby } from './hot-standby.js';
+import type { WakeTarget } from './scale-to-zero.js';
+
+export class StandbyTiers {
+  readonly #t: WakeTarget;
+  readonly hot: HotStandby;
+
+  constructor(target: WakeTarget) {
+    this.#t = target;
+    this.hot = new HotStandby(target.hot, {
+      usage: (id) => this.#usage(id),
+      pageOut: (id) => this.pageOut(id),
+      demote: (id) => this.demote(id),
+      log: target.log,
+    });
+  }
+
+  /** Hot → cold: a stateful instance's state is saved from the paused VM, then the process ends. */
+  demote(id: string): Promise<void> {
+    return this.#t.serialize(id, async () => {
+      this.hot.remove(id);
+      const rec = this.#t.store.get(id);
+      const vm = this.#t.live(id);
+      if (rec === undefined || rec.state !== 'standby' || rec.standbyTier !== 'hot' || vm === undefined) return;
+      try {
+        await this.endPaused(rec, vm);
+        this.#t.metrics.of(id).demotions += 1;
+        this.#t.log.info(`instance ${rec.name}: hot standby demoted to cold`);
+      } catch (err) {
+        this.#t.expectExit(id);
+        await vm.kill();
+        this.#t.transition(this.#t.fresh(id), 'failed', { pid: null, standbyTier: undefined, error: `demotion to cold standby failed: ${describeError(err)}` });
+      }
+    });
+  }
+
+  /** Saves a paused VM's own state (stateful) and ends its process; the record says cold standby. Runs inside the instance's queue. */
+  async endPaused(rec: InstanceRecord, vm: MicroVm): Promise<void> {
+    const id = rec.id;
+    const snapshots = { ...rec.snapshots };
+    if (rec.scaleToZero.stateful) {
+      const t0 = performance.now();
+      const dir = path.join(rec.dir, 'snapshots', 'own');
+      await fsp.rm(dir, { recursive: true, force: true });
+      await fsp.mkdir(dir, { recursive: true });
+      // Without keepRunning the RAM file is hard-linked into `dir` (instant); this VM never runs again.
+      snapshots.own = await vm.createSnapshot(dir);
+      this.#t.events.emit('snapshot', { id, name: rec.name, kind: 'own', durationMs: performance.now() - t0 });
+    }
+    this.#t.expectExit(id);
+    await vm.kill();
+    const cur = this.#t.fresh(id);
+    // A suspend comes here from `draining`, a demotion from `standby`.
+    if (cur.state === 'standby') this.#t.store.update(id, { pid: null, snapshots, standbyTier: 'cold' });
+    else this.#t.transition(cur, 'standby', { pid: null, snapshots, standbyTier: 'cold' });
+  }
+
+  /** Gives a hot instance's guest RAM back to the host (see memory-reclaim.ts). */
+  pageOut(id: string): Promise<void> {
+    return this.#t.serialize(id, async () => {
+      const rec = this.#t.store.get(id);
+      const vm = this.#t.live(id);
+      if (rec === undefined || rec.state !== 'standby' || rec.standbyTier !== 'hot' || vm === undefined) return;
+      const ownFile = path.join(vm.config.runDir, 'mem');
+      const r = await this.#t.reclaimer.pageOut(id, vm.pid, fs.existsSync(ownFile) ? ownFile : undefined);
+      const m = this.#t.metrics.of(id);
+      m.pageOuts += 1;
+      m.hotBytesAfterPageOut = r.afterBytes ?? null;
+      this.#t.log.info(
+        `instance ${rec.name}: hot standby paged out in ${r.durationMs.toFixed(1)} ms${r.beforeBytes !== undefined ? ` (${mib(r.beforeBytes)} → ${mib(r.afterBytes ?? 0)} MiB)` : ''}`,
+      );
+    });
+  }
+
+  /** A hot-standby VM died on its own: a stateless instance just becomes cold; a stateful one lost its state. */
+  onHotVmDied(id: string): void {
+    this.hot.remove(id);
+    const rec = this.#t.store.get(id);
+    if (rec === undefined || rec.state !== 'standby') return;
+    if (rec.scaleToZero.stateful) this.#t.transition(rec, 'failed', { pid: null, standbyTier: undefined, error: 'the paused VM of this hot-standby instance exited; its state is lost' });
+    else this.#t.store.update(id, { pid: null, standbyTier: 'cold' });
+  }
+
+  #usage(id: string): number {
+    const rec = this.#t.store.get(id);
+    const vm = this.#t.live(id);
+    const estimate = ((rec?.memoryMb ?? 128) + 64) * 1024 * 1024;
+    if (vm === undefined) return 0;
+    return this.#t.reclaimer.usageBytes(id, vm.pid) ?? estimate;
+  }
+}
+
+function mib(bytes: number): string {
+  return (bytes / 1024 / 1024).toFixed(1);
+}
