@@ -19,7 +19,11 @@ export type Controller = (typeof CONTROLLERS)[number];
 export interface CgroupLimits {
   /** memory.limit_in_bytes: guest RAM + the VMM's own memory, with headroom. */
   memoryBytes: number;
-  /** cpu.cfs_quota_us per cpu.cfs_period_us: the VM's vCPUs' worth of host CPU time. */
+  /**
+   * cpu.cfs_quota_us per cpu.cfs_period_us: the VM's vCPUs' worth of host CPU
+   * time plus half a CPU for QEMU's own threads (device emulation, loading a
+   * snapshot on a wake), so the main loop never waits behind a busy vCPU's quota.
+   */
   cpuQuotaUs: number;
   cpuPeriodUs: number;
   /** cpu.shares: weight under contention, 1024 per vCPU. */
@@ -31,13 +35,15 @@ export interface CgroupLimits {
 /** QEMU's own memory besides guest RAM and the TCG translation buffer (measured ~35-45 MiB; doubled). */
 export const VMM_OVERHEAD_MB = 96;
 export const CPU_PERIOD_US = 100_000;
+/** QEMU's own threads' share of the quota, beside the vCPUs. */
+export const VMM_CPU_US = 50_000;
 export const PIDS_MAX = 128;
 
 /** The limits of a VM with `memoryMb` of RAM and `vcpus`, whose TCG translation buffer is `tbSizeMb` (0 under KVM). */
 export function limitsFor(memoryMb: number, vcpus: number, tbSizeMb: number): CgroupLimits {
   return {
     memoryBytes: (memoryMb + tbSizeMb + VMM_OVERHEAD_MB) * 1024 * 1024,
-    cpuQuotaUs: vcpus * CPU_PERIOD_US,
+    cpuQuotaUs: vcpus * CPU_PERIOD_US + VMM_CPU_US,
     cpuPeriodUs: CPU_PERIOD_US,
     cpuShares: 1024 * vcpus,
     pidsMax: PIDS_MAX,

@@ -31,10 +31,10 @@ test('the wrapper joins every group, bind-mounts the run folder at its own path 
   assert.deepEqual(tail, ['/cg/cpu/flick/a', '/cg/memory/flick/a', '/cg/pids/flick/a', '--', '/data/i/run', '/j/root/data/i/run', 'nsenter', '--net=/run/netns/x', '--', 'qemu']);
 });
 
-test('limits follow the VM size: RAM + translation buffer + VMM overhead, one CPU per vCPU', () => {
+test('limits follow the VM size: RAM + translation buffer + VMM overhead, one CPU per vCPU and half one for QEMU itself', () => {
   const l = limitsFor(256, 2, 64);
   assert.equal(l.memoryBytes, (256 + 64 + VMM_OVERHEAD_MB) * 1024 * 1024);
-  assert.equal(l.cpuQuotaUs / l.cpuPeriodUs, 2);
+  assert.equal(l.cpuQuotaUs / l.cpuPeriodUs, 2.5);
   assert.equal(l.cpuShares, 2048);
   assert.ok(l.pidsMax > 64);
 });
@@ -67,7 +67,7 @@ test('a prepared jail runs its command in its groups and mount, and cleanup leav
   const jail = await prepareJail({ id: 'jail-test-a', runDir, memoryMb: 64, vcpus: 1, tbSizeMb: 16 }, { stateDir });
   try {
     assert.equal(fs.readFileSync(path.join(jail.cgroups.memory, 'memory.limit_in_bytes'), 'utf8').trim(), String(jail.limits.memoryBytes));
-    assert.equal(fs.readFileSync(path.join(jail.cgroups.cpu, 'cpu.cfs_quota_us'), 'utf8').trim(), '100000');
+    assert.equal(fs.readFileSync(path.join(jail.cgroups.cpu, 'cpu.cfs_quota_us'), 'utf8').trim(), '150000');
     assert.equal(fs.readFileSync(path.join(jail.cgroups.pids, 'pids.max'), 'utf8').trim(), String(jail.limits.pidsMax));
     const st = fs.statSync(runDir);
     assert.equal(st.mode & 0o7777, 0o1730);
