@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { clientUrl } from './commands/host.js';
-import { renderFields, renderTable } from './output.js';
+import { renderFields, renderTable, stateText, wakesText } from './output.js';
 
 test('tables align columns and do not pad the last one', () => {
   const rows = [{ n: 'web', s: 'running' }, { n: 'a-longer-name', s: 'standby' }];
@@ -17,4 +17,12 @@ test('a wildcard listen address becomes loopback in the URL the CLI uses', () =>
   assert.equal(clientUrl('127.0.0.1:7450'), 'http://127.0.0.1:7450');
   assert.equal(clientUrl('0.0.0.0:7450'), 'http://127.0.0.1:7450');
   assert.equal(clientUrl('[::]:7450'), 'http://[::1]:7450');
+});
+
+test('standby shows its tier, wakes their split by tier', () => {
+  assert.equal(stateText({ state: 'standby', standby_tier: 'hot' }), 'standby (hot)');
+  assert.equal(stateText({ state: 'running', standby_tier: null }), 'running');
+  assert.equal(wakesText({ wakes: 5, wakes_hot: 4, wakes_cold: 1 }), '5 (hot 4, cold 1)');
+  assert.equal(wakesText({ wakes: 0, wakes_hot: 0, wakes_cold: 0 }), '0');
+  assert.equal(wakesText({ wakes: 2 }), '2', 'an older flickd without tiers');
 });
