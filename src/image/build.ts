@@ -43,6 +43,8 @@ export interface BuildOptions {
   /** Without one, minimization uses the closure alone (no traced run, no boot check). */
   tracer?: TraceRunner;
   layout?: OciLayout;
+  /** user:password for registries FROM pulls from (flickd accepts flick:<token>). */
+  creds?: string;
   progress?: (line: string) => void;
 }
 
@@ -75,7 +77,7 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
   for (const base of plan.baseImages) {
     if (await inspectImage(base.ref)) continue;
     progress(`pulling ${base.ref} (line ${base.line})`);
-    await pullImage(base.ref).catch((cause: unknown) => {
+    await pullImage(base.ref, o.creds).catch((cause: unknown) => {
       throw new ImageError(
         'BASE_IMAGE_MISSING',
         `${plan.file}:${base.line}: FROM ${base.ref}: the image is neither in local storage nor pullable: build it ('flick base build --node') or fix the name`,

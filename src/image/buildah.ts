@@ -58,8 +58,9 @@ export async function imageSize(ref: string): Promise<number> {
   return n;
 }
 
-export async function pullImage(ref: string): Promise<void> {
-  await run('buildah', [...STORAGE, 'pull', '--quiet', ...tlsVerifyFor(ref), ref]);
+/** `creds` is user:password (flickd's registry accepts flick:<token>); else buildah's auth file applies. */
+export async function pullImage(ref: string, creds?: string): Promise<void> {
+  await run('buildah', [...STORAGE, 'pull', '--quiet', ...tlsVerifyFor(ref), ...(creds ? ['--creds', creds] : []), ref]);
 }
 
 export async function removeImage(ref: string): Promise<void> {

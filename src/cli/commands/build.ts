@@ -23,7 +23,8 @@ export function register(program: Command): void {
     .option('-t, --tag <name[:tag]>', 'name the image (default: the context folder name, tag latest)')
     .option('--build-arg <K=V>', 'set a build-time ARG (repeatable)', collect, [])
     .option('--no-minimize', 'keep the whole root filesystem instead of only what the app uses')
-    .action(async (context: string, opts: { file?: string; tag?: string; buildArg: string[]; minimize: boolean }) => {
+    .option('--creds <user:password>', "credentials for the registry FROM pulls from (flickd accepts flick:<token>)")
+    .action(async (context: string, opts: { file?: string; tag?: string; buildArg: string[]; minimize: boolean; creds?: string }) => {
       const buildArgs = new Map<string, string>();
       for (const kv of opts.buildArg) {
         const i = kv.indexOf('=');
@@ -38,6 +39,7 @@ export function register(program: Command): void {
         ...(opts.file ? { dockerfile: opts.file } : {}),
         ...(opts.tag ? { tag: opts.tag } : {}),
         ...(tracer ? { tracer } : {}),
+        ...(opts.creds ? { creds: opts.creds } : {}),
         progress: (l) => process.stderr.write(`${l}\n`),
       });
       const ratio = (100 * r.sizeBytes) / r.sourceImageBytes;
