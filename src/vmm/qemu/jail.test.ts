@@ -21,6 +21,26 @@ test('QEMU gets the seccomp sandbox without spawning, its own uid:gid and the ch
   for (const deny of ['obsolete=deny', 'spawn=deny', 'resourcecontrol=deny']) assert.ok(SANDBOX_POLICY.includes(deny), deny);
 });
 
+test('the built helper gets the same arguments, without the shell', () => {
+  const w = wrapArgv({ runDir: '/data/i/run', root: '/j/root', cgroups: { cpu: '/c', memory: '/m', pids: '/p' } }, ['qemu', '-S'], '/cache/flick-jailer');
+  assert.deepEqual(w, { command: '/cache/flick-jailer', args: ['/data/i/run', '/j/root/data/i/run', '/c', '/m', '/p', '--', 'qemu', '-S'] });
+});
+
+test('the shell wrapper, for hosts without a compiler, does the same job', async () => {
+  const runDir = path.join(tmp, 'inst-sh', 'run');
+  const jail = await prepareJail({ id: 'jail-test-sh', runDir, memoryMb: 64, vcpus: 1, tbSizeMb: 0 }, { stateDir });
+  try {
+    fs.writeFileSync(path.join(runDir, 'marker'), 'sh');
+    const w = wrapArgv(jail, ['sh', '-c', `cat /proc/self/cgroup; ulimit -c; cat ${path.join(jail.root, runDir)}/marker`]);
+    assert.equal(w.command, 'unshare');
+    const { stdout } = await run(w.command, w.args);
+    assert.match(stdout, new RegExp(`pids:.*/flick/${jail.key}\\n`));
+    assert.ok(stdout.endsWith('0\nsh'), stdout);
+  } finally {
+    await jail.cleanup();
+  }
+});
+
 test('the wrapper joins every group, bind-mounts the run folder at its own path in the chroot, then runs the command', () => {
   const w = wrapArgv(
     { runDir: '/data/i/run', root: '/j/root', cgroups: { cpu: '/cg/cpu/flick/a', memory: '/cg/memory/flick/a', pids: '/cg/pids/flick/a' } },
@@ -74,8 +94,10 @@ test('a prepared jail runs its command in its groups and mount, and cleanup leav
     assert.equal(st.gid, jail.gid);
     // The command sees the run folder at its own path under the chroot folder; the host does not.
     const inner = path.join(jail.root, runDir);
-    const w = jail.wrap(['sh', '-c', `cat /proc/self/cgroup; cat ${inner}/marker`]);
+    const w = jail.wrap(['sh', '-c', `cat /proc/self/cgroup; ulimit -c; cat ${inner}/marker`]);
+    assert.match(w.command, /flick-jailer$/, 'the built helper');
     const { stdout } = await run(w.command, w.args);
+    assert.match(stdout, /\n0\na$/, 'no core dumps');
     assert.match(stdout, new RegExp(`memory:.*/flick/${jail.key}\\n`));
     assert.match(stdout, new RegExp(`pids:.*/flick/${jail.key}\\n`));
     assert.ok(jail.key.startsWith('jail-test-a-'));

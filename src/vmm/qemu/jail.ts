@@ -19,14 +19,16 @@
 // - cgroups (cgroup-v1.ts) sized from the VM; the process joins them before it
 //   execs QEMU, so nothing it allocates escapes them.
 //
-// Everything per spawn is cheap (a few mkdir/write calls, one extra exec of
-// `mount`); see the report in the security tests for the measured cost.
+// Per spawn this costs a few mkdir/write calls and one extra exec (the static
+// helper src/security/jailer.c does the joining and mounting); bench/jail.ts
+// measures it.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { FlickError } from '../../errors.js';
 import { cgroupDirs, CONTROLLERS, createGroups, limitsFor, readPids, removeGroups, type CgroupLimits, type Controller } from '../../security/cgroup-v1.js';
+import { ensureJailer } from '../../security/jailer.js';
 import { UidPool } from '../../security/uid-pool.js';
 
 export type JailErrorCode = 'JAIL_SETUP_FAILED';
@@ -86,9 +88,10 @@ export interface Jail extends JailState {
 }
 
 /**
- * Joins the cgroups, makes the bind mount, execs the rest. `$$` is the pid QEMU
+ * The shell form of src/security/jailer.c, for a host without a C compiler:
+ * joins the cgroups, makes the bind mount, execs the rest. `$$` is the pid QEMU
  * will have: unshare, sh and nsenter all exec in place. No core dumps: one
- * would hold guest RAM.
+ * would hold guest RAM. Three execs and a fork more than the helper (~4 ms).
  */
 const WRAPPER = [
   'set -e',
@@ -104,8 +107,10 @@ export function jailQemuArgs(s: Pick<JailState, 'uid' | 'gid' | 'root'>): string
   return ['-sandbox', SANDBOX_POLICY, '-runas', `${s.uid}:${s.gid}`, '-chroot', s.root];
 }
 
-export function wrapArgv(s: Pick<JailState, 'runDir' | 'root' | 'cgroups'>, argv: string[]): { command: string; args: string[] } {
+/** The command that runs `argv` in the jail: through the built helper `jailer`, or the shell form without one. */
+export function wrapArgv(s: Pick<JailState, 'runDir' | 'root' | 'cgroups'>, argv: string[], jailer?: string): { command: string; args: string[] } {
   const groups = CONTROLLERS.map((c) => s.cgroups[c]);
+  if (jailer) return { command: jailer, args: [s.runDir, mountPoint(s.root, s.runDir), ...groups, '--', ...argv] };
   return {
     command: 'unshare',
     args: ['--mount', '--propagation', 'private', '--', 'sh', '-c', WRAPPER, 'flick-jail', ...groups, '--', s.runDir, mountPoint(s.root, s.runDir), ...argv],
@@ -144,6 +149,8 @@ export async function prepareJail(config: JailConfig, opts: JailOptions = {}): P
   const uid = pool.claim(key);
   const root = path.join(dir, 'root');
   const limits = limitsFor(config.memoryMb, config.vcpus, config.tbSizeMb);
+  // Built once per host (cached); without a C compiler the shell form does the same, slower.
+  const jailer = await ensureJailer().catch(() => undefined);
   let state: JailState | undefined;
   try {
     // A flickd restarted in another cgroup still finds the groups it made before.
@@ -162,15 +169,15 @@ export async function prepareJail(config: JailConfig, opts: JailOptions = {}): P
     if (cause instanceof FlickError) throw cause;
     throw new JailError('JAIL_SETUP_FAILED', `jail for VM ${config.id}: ${(cause as Error).message}; run flickd as root, or with FLICK_JAIL=off`, { cause });
   }
-  return handle(state, stateDir, pool);
+  return handle(state, stateDir, pool, jailer);
 }
 
-function handle(state: JailState, stateDir: string, pool: UidPool): Jail {
+function handle(state: JailState, stateDir: string, pool: UidPool, jailer?: string): Jail {
   let done: Promise<void> | undefined;
   return {
     ...state,
     qemuArgs: jailQemuArgs(state),
-    wrap: (argv) => wrapArgv(state, argv),
+    wrap: (argv) => wrapArgv(state, argv, jailer),
     cleanup: () => (done ??= cleanupState(state, stateDir, pool)),
   };
 }
