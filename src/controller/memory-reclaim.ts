@@ -33,15 +33,18 @@ export class MemoryReclaimer {
     this.#root = opts.cgroupRoot ?? '/sys/fs/cgroup';
   }
 
-  /** The memory cgroup folder QEMU `pid` is in, if it is a per-VM group (`…/flick/<vmId>`); else makes one and moves it in. */
+  /** The memory cgroup folder QEMU `pid` is in, if it is a per-VM group (`…/flick/<vmId>…`); else makes one and moves it in. */
   groupOf(vmId: string, pid: number): string | undefined {
     const own = memoryGroupOf(pid);
+    if (own === undefined) return undefined; // the process is gone: nothing to make a group for
     // The jail names its group `<vm id>-<hash of the run folder>`; this module's own is `<vm id>`.
-    const name = own === undefined ? '' : path.basename(own);
-    if (own !== undefined && (name === vmId || name.startsWith(`${vmId}-`)) && path.basename(path.dirname(own)) === CGROUP_PARENT) return path.join(this.#root, 'memory', own);
+    const name = path.basename(own);
+    if ((name === vmId || name.startsWith(`${vmId}-`)) && path.basename(path.dirname(own)) === CGROUP_PARENT) return path.join(this.#root, 'memory', own);
+    let dir: string | undefined;
     try {
-      const dir = cgroupDirs(path.join(CGROUP_PARENT, vmId), this.#root).memory;
+      dir = cgroupDirs(path.join(CGROUP_PARENT, vmId), this.#root).memory;
       fs.mkdirSync(dir, { recursive: true });
+      this.#made.set(vmId, dir);
       // Charges move with the task (anonymous 1 + file 2), so the group holds what QEMU already uses.
       try {
         fs.writeFileSync(path.join(dir, 'memory.move_charge_at_immigrate'), '3');
@@ -49,9 +52,9 @@ export class MemoryReclaimer {
         // not supported by this kernel: only new charges land in the group
       }
       fs.writeFileSync(path.join(dir, 'cgroup.procs'), String(pid));
-      this.#made.set(vmId, dir);
       return dir;
     } catch {
+      if (dir !== undefined) void this.forget(vmId);
       return undefined;
     }
   }
