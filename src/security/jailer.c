@@ -2,16 +2,17 @@
 // every wake, so it replaces `unshare` + `sh` + `mount`). Built and cached by
 // src/security/jailer.ts; used by src/vmm/qemu/jail.ts.
 //
-//   flick-jailer <run dir> <mount point> <cgroup dir>... -- <program> <args>...
+//   flick-jailer <run dir> <mount point> -- <program> <args>...
 //
-// Joins each cgroup (writes its own pid to <dir>/cgroup.procs), enters a mount
-// namespace of its own with private propagation, bind-mounts <run dir> at
-// <mount point> (inside the chroot folder QEMU will -chroot into), turns core
-// dumps off (one would hold guest RAM) and execs <program>. Any failure: a
-// message on stderr and exit 125, before anything is exec'd.
+// Enters a mount namespace of its own with private propagation, bind-mounts
+// <run dir> at <mount point> (inside the chroot folder QEMU will -chroot
+// into), turns core dumps off (one would hold guest RAM) and execs <program>.
+// Any failure: a message on stderr and exit 125, before anything is exec'd.
+// Joining the cgroups is not done here: a v1 cgroup migration waits for an RCU
+// grace period (~10 ms measured), so flickd does it beside QEMU's own start-up
+// (jail.ts, `enter`).
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
@@ -25,25 +26,12 @@ static int fail(const char *what, const char *arg) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 5) {
-    fprintf(stderr, "usage: flick-jailer <run dir> <mount point> <cgroup dir>... -- <program> <args>...\n");
+  if (argc < 5 || strcmp(argv[3], "--") != 0) {
+    fprintf(stderr, "usage: flick-jailer <run dir> <mount point> -- <program> <args>...\n");
     return 125;
   }
   const char *run_dir = argv[1], *mount_point = argv[2];
-  int i = 3;
-  char pid[32];
-  int pid_len = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-  for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
-    char procs[4096];
-    if (snprintf(procs, sizeof procs, "%s/cgroup.procs", argv[i]) >= (int)sizeof procs) return fail("cgroup path too long:", argv[i]);
-    int fd = open(procs, O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || write(fd, pid, pid_len) != pid_len) return fail("joining cgroup", argv[i]);
-    close(fd);
-  }
-  if (i + 1 >= argc) {
-    fprintf(stderr, "flick-jailer: no program after --\n");
-    return 125;
-  }
+  const int i = 3;
   if (unshare(CLONE_NEWNS) != 0) return fail("unshare", "mount namespace");
   // Private first: the bind mount must not propagate back to the host's namespace.
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) return fail("making / private", "");

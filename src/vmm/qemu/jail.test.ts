@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { after, test } from 'node:test';
 import { limitsFor, readSelfCgroups, VMM_OVERHEAD_MB } from '../../security/cgroup-v1.js';
 import { UID_BASE, UidPool } from '../../security/uid-pool.js';
 import { findJail, jailQemuArgs, prepareJail, SANDBOX_POLICY, sweepDeadJails, sweepJails, wrapArgv } from './jail.js';
 
-const run = promisify(execFile);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-jail-'));
 const stateDir = path.join(tmp, 'state');
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -21,9 +19,24 @@ test('QEMU gets the seccomp sandbox without spawning, its own uid:gid and the ch
   for (const deny of ['obsolete=deny', 'spawn=deny', 'resourcecontrol=deny']) assert.ok(SANDBOX_POLICY.includes(deny), deny);
 });
 
-test('the built helper gets the same arguments, without the shell', () => {
-  const w = wrapArgv({ runDir: '/data/i/run', root: '/j/root', cgroups: { cpu: '/c', memory: '/m', pids: '/p' } }, ['qemu', '-S'], '/cache/flick-jailer');
-  assert.deepEqual(w, { command: '/cache/flick-jailer', args: ['/data/i/run', '/j/root/data/i/run', '/c', '/m', '/p', '--', 'qemu', '-S'] });
+/** Runs `script` wrapped by the jail, moved into its groups (`enter`) before the script goes on; its stdout. */
+async function runEntered(jail: Awaited<ReturnType<typeof prepareJail>>, w: { command: string; args: string[] }): Promise<string> {
+  const child = spawn(w.command, w.args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const exited = new Promise((r) => child.once('exit', r));
+  await new Promise((r) => child.once('spawn', r));
+  await jail.enter(child.pid as number);
+  child.stdin.end('go\n');
+  await exited;
+  return out;
+}
+
+const script = (marker: string) => `read go; cat /proc/self/cgroup; ulimit -c; cat ${marker}`;
+
+test('the built helper gets the run folder, its mount point and the command', () => {
+  const w = wrapArgv({ runDir: '/data/i/run', root: '/j/root' }, ['qemu', '-S'], '/cache/flick-jailer');
+  assert.deepEqual(w, { command: '/cache/flick-jailer', args: ['/data/i/run', '/j/root/data/i/run', '--', 'qemu', '-S'] });
 });
 
 test('the shell wrapper, for hosts without a compiler, does the same job', async () => {
@@ -31,9 +44,9 @@ test('the shell wrapper, for hosts without a compiler, does the same job', async
   const jail = await prepareJail({ id: 'jail-test-sh', runDir, memoryMb: 64, vcpus: 1, tbSizeMb: 0 }, { stateDir });
   try {
     fs.writeFileSync(path.join(runDir, 'marker'), 'sh');
-    const w = wrapArgv(jail, ['sh', '-c', `cat /proc/self/cgroup; ulimit -c; cat ${path.join(jail.root, runDir)}/marker`]);
+    const w = wrapArgv(jail, ['sh', '-c', script(`${path.join(jail.root, runDir)}/marker`)]);
     assert.equal(w.command, 'unshare');
-    const { stdout } = await run(w.command, w.args);
+    const stdout = await runEntered(jail, w);
     assert.match(stdout, new RegExp(`pids:.*/flick/${jail.key}\\n`));
     assert.ok(stdout.endsWith('0\nsh'), stdout);
   } finally {
@@ -41,14 +54,11 @@ test('the shell wrapper, for hosts without a compiler, does the same job', async
   }
 });
 
-test('the wrapper joins every group, bind-mounts the run folder at its own path in the chroot, then runs the command', () => {
-  const w = wrapArgv(
-    { runDir: '/data/i/run', root: '/j/root', cgroups: { cpu: '/cg/cpu/flick/a', memory: '/cg/memory/flick/a', pids: '/cg/pids/flick/a' } },
-    ['nsenter', '--net=/run/netns/x', '--', 'qemu'],
-  );
+test('the shell form bind-mounts the run folder at its own path in the chroot, then runs the command', () => {
+  const w = wrapArgv({ runDir: '/data/i/run', root: '/j/root' }, ['nsenter', '--net=/run/netns/x', '--', 'qemu']);
   assert.equal(w.command, 'unshare');
   const tail = w.args.slice(w.args.indexOf('flick-jail') + 1);
-  assert.deepEqual(tail, ['/cg/cpu/flick/a', '/cg/memory/flick/a', '/cg/pids/flick/a', '--', '/data/i/run', '/j/root/data/i/run', 'nsenter', '--net=/run/netns/x', '--', 'qemu']);
+  assert.deepEqual(tail, ['/data/i/run', '/j/root/data/i/run', 'nsenter', '--net=/run/netns/x', '--', 'qemu']);
 });
 
 test('limits follow the VM size: RAM + translation buffer + VMM overhead, one CPU per vCPU and half one for QEMU itself', () => {
@@ -94,9 +104,9 @@ test('a prepared jail runs its command in its groups and mount, and cleanup leav
     assert.equal(st.gid, jail.gid);
     // The command sees the run folder at its own path under the chroot folder; the host does not.
     const inner = path.join(jail.root, runDir);
-    const w = jail.wrap(['sh', '-c', `cat /proc/self/cgroup; ulimit -c; cat ${inner}/marker`]);
+    const w = jail.wrap(['sh', '-c', script(`${inner}/marker`)]);
     assert.match(w.command, /flick-jailer$/, 'the built helper');
-    const { stdout } = await run(w.command, w.args);
+    const stdout = await runEntered(jail, w);
     assert.match(stdout, /\n0\na$/, 'no core dumps');
     assert.match(stdout, new RegExp(`memory:.*/flick/${jail.key}\\n`));
     assert.match(stdout, new RegExp(`pids:.*/flick/${jail.key}\\n`));
@@ -120,12 +130,11 @@ test('a process left in a jail is killed by cleanup, and the sweep removes jails
   const runDir = path.join(tmp, 'inst-b', 'run');
   const jail = await prepareJail({ id: 'jail-test-b', runDir, memoryMb: 64, vcpus: 1, tbSizeMb: 0 }, { stateDir });
   const w = jail.wrap(['sleep', '600']);
-  const child = (await import('node:child_process')).spawn(w.command, w.args, { stdio: 'ignore' });
+  const child = spawn(w.command, w.args, { stdio: 'ignore' });
   const exited = new Promise((r) => child.once('exit', r));
   try {
-    for (let i = 0; i < 200 && !fs.readFileSync(path.join(jail.cgroups.pids, 'cgroup.procs'), 'utf8').includes(String(child.pid)); i++) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await new Promise((r) => child.once('spawn', r));
+    await jail.enter(child.pid as number);
     assert.deepEqual(await sweepJails('/elsewhere', new Set(), { stateDir }), []);
     assert.deepEqual(await sweepJails(tmp, new Set([path.join(tmp, 'other', 'run')]), { stateDir }), [jail.key]);
     await exited;

@@ -16,8 +16,12 @@
 //   vanishes with the process: nothing to unmount on any path. The run folder is
 //   root:<vm gid> 01730: the VMM can create its incoming-migration socket there,
 //   but, sticky, cannot replace or rename the root-owned files flickd later opens.
-// - cgroups (cgroup-v1.ts) sized from the VM; the process joins them before it
-//   execs QEMU, so nothing it allocates escapes them.
+// - cgroups (cgroup-v1.ts) sized from the VM. flickd moves the process in
+//   (`enter`) while QEMU starts up, paused (-S): a v1 migration waits for an RCU
+//   grace period (~10 ms measured), which would otherwise delay every wake.
+//   The owner awaits it before its first QMP command, so no guest code runs
+//   outside the groups; only QEMU's own start-up allocations stay charged to
+//   flickd's group.
 //
 // Per spawn this costs a few mkdir/write calls and one extra exec (the static
 // helper src/security/jailer.c does the joining and mounting); bench/jail.ts
@@ -83,21 +87,24 @@ export interface Jail extends JailState {
   readonly qemuArgs: string[];
   /** The command that runs `argv` (QEMU, possibly behind nsenter) inside the jail. */
   wrap(argv: string[]): { command: string; args: string[] };
+  /**
+   * Moves the started process into the jail's cgroups. Start it right after the
+   * spawn (it overlaps QEMU's start-up) and await it before the first QMP command.
+   */
+  enter(pid: number): Promise<void>;
   /** Removes the cgroups (killing stragglers), the chroot folder and the uid claim. Call once the process is gone; safe to call twice. */
   cleanup(): Promise<void>;
 }
 
 /**
  * The shell form of src/security/jailer.c, for a host without a C compiler:
- * joins the cgroups, makes the bind mount, execs the rest. `$$` is the pid QEMU
- * will have: unshare, sh and nsenter all exec in place. No core dumps: one
- * would hold guest RAM. Three execs and a fork more than the helper (~4 ms).
+ * makes the bind mount in a mount namespace of its own and execs the rest, in
+ * place (unshare, sh and nsenter all exec, so the pid is QEMU's). No core
+ * dumps: one would hold guest RAM. Three execs and a fork more than the helper.
  */
 const WRAPPER = [
   'set -e',
   'ulimit -c 0',
-  'while [ "$1" != -- ]; do echo $$ > "$1/cgroup.procs"; shift; done',
-  'shift',
   'mount --bind "$1" "$2"',
   'shift 2',
   'exec "$@"',
@@ -108,13 +115,21 @@ export function jailQemuArgs(s: Pick<JailState, 'uid' | 'gid' | 'root'>): string
 }
 
 /** The command that runs `argv` in the jail: through the built helper `jailer`, or the shell form without one. */
-export function wrapArgv(s: Pick<JailState, 'runDir' | 'root' | 'cgroups'>, argv: string[], jailer?: string): { command: string; args: string[] } {
-  const groups = CONTROLLERS.map((c) => s.cgroups[c]);
-  if (jailer) return { command: jailer, args: [s.runDir, mountPoint(s.root, s.runDir), ...groups, '--', ...argv] };
+export function wrapArgv(s: Pick<JailState, 'runDir' | 'root'>, argv: string[], jailer?: string): { command: string; args: string[] } {
+  if (jailer) return { command: jailer, args: [s.runDir, mountPoint(s.root, s.runDir), '--', ...argv] };
   return {
     command: 'unshare',
-    args: ['--mount', '--propagation', 'private', '--', 'sh', '-c', WRAPPER, 'flick-jail', ...groups, '--', s.runDir, mountPoint(s.root, s.runDir), ...argv],
+    args: ['--mount', '--propagation', 'private', '--', 'sh', '-c', WRAPPER, 'flick-jail', s.runDir, mountPoint(s.root, s.runDir), ...argv],
   };
+}
+
+/** Moves process `pid` (all its threads) into the groups, all three at once. */
+export async function enterGroups(s: Pick<JailState, 'cgroups'>, pid: number): Promise<void> {
+  try {
+    await Promise.all(CONTROLLERS.map((c) => fsp.writeFile(path.join(s.cgroups[c], 'cgroup.procs'), String(pid))));
+  } catch (cause) {
+    throw new JailError('JAIL_SETUP_FAILED', `cannot move process ${pid} into its cgroups: ${(cause as Error).message}`, { cause });
+  }
 }
 
 function mountPoint(root: string, runDir: string): string {
@@ -178,6 +193,7 @@ function handle(state: JailState, stateDir: string, pool: UidPool, jailer?: stri
     ...state,
     qemuArgs: jailQemuArgs(state),
     wrap: (argv) => wrapArgv(state, argv, jailer),
+    enter: (pid) => enterGroups(state, pid),
     cleanup: () => (done ??= cleanupState(state, stateDir, pool)),
   };
 }

@@ -62,6 +62,13 @@ export class QemuProcess {
         child.once('spawn', resolve);
         child.once('error', reject);
       });
+      // QEMU starts up paused while it is moved into its cgroups (a v1 migration takes ~10 ms):
+      // done before the caller's first QMP command, so no guest code runs outside them.
+      if (jail) await jail.enter(child.pid as number).catch(async (err: unknown) => {
+        child.kill('SIGKILL');
+        await exited;
+        throw err;
+      });
       return new QemuProcess(child.pid as number, afterJail(exited, jail), child);
     } catch (cause) {
       await jail?.cleanup().catch(() => {});
