@@ -3,8 +3,8 @@
 // https://docs.kernel.org/admin-guide/cgroup-v1/ (cpu: sched-bwc, memory,
 // pids). Groups nest under flickd's own group in each hierarchy, so a limit an
 // operator puts on flickd's service (or a test harness on its processes) still
-// bounds every VM. A group is created empty with its limits; the process joins
-// by writing its pid to `cgroup.procs` before it execs QEMU (see jail.ts).
+// bounds every VM. A group is created empty with its limits; flickd moves the
+// VMM in by writing its pid to `cgroup.procs` (see jail.ts for when).
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
