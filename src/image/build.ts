@@ -46,6 +46,8 @@ export interface BuildOptions {
   /** user:password for registries FROM pulls from (flickd accepts flick:<token>). */
   creds?: string;
   progress?: (line: string) => void;
+  /** Aborting stops the build at its next step and removes what it made so far. */
+  signal?: AbortSignal;
 }
 
 /** How the root filesystem was chosen. */
@@ -66,7 +68,12 @@ export interface BuildResult {
 
 export async function buildImage(o: BuildOptions): Promise<BuildResult> {
   const started = Date.now();
-  const progress = o.progress ?? (() => {});
+  const report = o.progress ?? (() => {});
+  // Every step reports progress first, so this is where an aborted build stops (and `finally` cleans up).
+  const progress = (line: string) => {
+    o.signal?.throwIfAborted();
+    report(line);
+  };
   const context = path.resolve(o.context);
   const dockerfile = path.resolve(o.dockerfile ?? path.join(context, 'Dockerfile'));
   const buildArgs = o.buildArgs ?? new Map<string, string>();
@@ -90,7 +97,7 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
   const tmpTag = `localhost/flick-build/${crypto.randomBytes(6).toString('hex')}:latest`;
   let dispose: (() => Promise<void>) | undefined;
   try {
-    const id = await buildahBud({ dockerfile, context, plan, buildArgs, tag: tmpTag, progress, scratchDir: scratch });
+    const id = await buildahBud({ dockerfile, context, plan, buildArgs, tag: tmpTag, progress: report, scratchDir: scratch });
     const inspected = await inspectImage(id);
     if (!inspected) throw new ImageError('TOOL_FAILED', `buildah built ${id} but cannot inspect it`);
     const c: ContainerConfig = inspected.config;

@@ -43,6 +43,7 @@ export async function buildahBud(o: BudOptions): Promise<string> {
   ];
   let current: Step | undefined;
   const r = await runTool('buildah', args, {
+    ownProcessGroup: true,
     onLine: (line) => {
       const m = /^(?:\[(\d+)\/\d+\] )?STEP (\d+)\/(\d+): (.*)$/.exec(line);
       if (!m) return;

@@ -11,6 +11,12 @@ export interface RunOptions {
   /** Bytes to write to the tool's stdin. */
   input?: string | Buffer;
   signal?: AbortSignal;
+  /**
+   * Run in a process group of its own, so a Ctrl-C at the terminal reaches only
+   * flick, which then lets the tool finish and cleans up after it (buildah
+   * killed mid-commit leaves its working container behind).
+   */
+  ownProcessGroup?: boolean;
 }
 
 export interface RunResult {
@@ -31,7 +37,7 @@ class Tail {
 /** Exit status and output of a tool, without throwing on a non-zero exit. */
 export function runTool(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult & { code: number | null; tail: string[] }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'], signal: opts.signal });
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'], signal: opts.signal, detached: opts.ownProcessGroup ?? false });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     const tail = new Tail(40);
@@ -63,9 +69,11 @@ export function runTool(cmd: string, args: string[], opts: RunOptions = {}): Pro
       err.push(c);
       onErr(c);
     });
-    child.on('error', (cause) =>
-      reject(new ImageError('TOOL_FAILED', `${cmd} could not be started: ${cause.message}; run 'bash scripts/setup.sh' to install it`, { cause })),
-    );
+    child.on('error', (cause) => {
+      // spawn's own AbortSignal handling kills the tool and reports an AbortError: pass on why it was aborted.
+      if (opts.signal?.aborted) reject(opts.signal.reason);
+      else reject(new ImageError('TOOL_FAILED', `${cmd} could not be started: ${cause.message}; run 'bash scripts/setup.sh' to install it`, { cause }));
+    });
     child.on('close', (code) => {
       onOut(Buffer.alloc(0), true);
       onErr(Buffer.alloc(0), true);

@@ -31,6 +31,15 @@ export function register(program: Command): void {
         if (i <= 0) throw new FlickError('USAGE', `--build-arg ${kv}: expected KEY=VALUE`, { kind: 'user' });
         buildArgs.set(kv.slice(0, i), kv.slice(i + 1));
       }
+      // Ctrl-C stops the build at its next step and removes its scratch files and buildah image; a second one exits at once.
+      const abort = new AbortController();
+      const onSignal = () => {
+        if (abort.signal.aborted) process.exit(130);
+        process.stderr.write('stopping the build (press Ctrl-C again to exit at once)\n');
+        abort.abort(new FlickError('USAGE', 'build interrupted', { kind: 'user' }));
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       const tracer = opts.minimize ? await defaultTraceRunner((l) => process.stderr.write(`${l}\n`)) : undefined;
       const r = await buildImage({
         context,
@@ -40,8 +49,11 @@ export function register(program: Command): void {
         ...(opts.tag ? { tag: opts.tag } : {}),
         ...(tracer ? { tracer } : {}),
         ...(opts.creds ? { creds: opts.creds } : {}),
+        signal: abort.signal,
         progress: (l) => process.stderr.write(`${l}\n`),
       });
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
       const ratio = (100 * r.sizeBytes) / r.sourceImageBytes;
       const how = { traced: 'minimized (closure + traced run)', closure: 'minimized (closure only)', full: 'full root filesystem', 'full-fallback': 'full root filesystem (see above why minimization fell back)' }[r.minimization];
       process.stderr.write(
