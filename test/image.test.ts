@@ -130,7 +130,7 @@ test('a multi-stage C build into FROM scratch, run as ENTRYPOINT + CMD', async (
   assert.ok(!files.has('/usr/bin/gcc'), 'the build stage must not leak into the image');
 });
 
-test('a Python web app with a shell-form CMD, USER nobody and an ARG default: minimized, it keeps the standard library it imports', async () => {
+test('a Python web app with a shell-form CMD, USER nobody, ADD --chown and an ARG default: minimized, it keeps the standard library it imports', async () => {
   const r = await build('python-web', 'python-web:default');
   assert.equal(r.minimization, 'traced');
   const info = await imageInfo(layout, await layout.resolve('python-web:default'));
@@ -139,7 +139,7 @@ test('a Python web app with a shell-form CMD, USER nobody and an ARG default: mi
   // The guest has no name service to ask at boot: the build resolved the name from the image's /etc/passwd.
   assert.deepEqual([info.config.uid, info.config.gid], [65534, 65534]);
   const year = new Date().getUTCFullYear();
-  assert.equal(await bootAndGet('python-web:default'), `hello-default uid=65534 gid=65534 year=${year}\n`);
+  assert.equal(await bootAndGet('python-web:default'), `hello-default uid=65534 gid=65534 year=${year} motd_owner=65534\n`);
   const files = rootfsPaths(await rootfsOf('python-web:default'));
   assert.ok(files.has('/usr/lib/python3.11/socket.py'), 'an imported module (not ELF, found only by the trace) is kept');
   assert.ok(!files.has('/usr/bin/apt-get'), 'tools the app never runs are dropped');
