@@ -81,6 +81,8 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
   const layout = o.layout ?? new OciLayout();
 
   const plan = planDockerfile(dockerfile, context, buildArgs);
+  // Fail before the slow part if the guest kernel the image will carry is not built.
+  const kernel = requireKernel();
   for (const base of plan.baseImages) {
     if (await inspectImage(base.ref)) continue;
     progress(`pulling ${base.ref} (line ${base.line})`);
@@ -178,7 +180,6 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
     await dispose();
     dispose = undefined;
 
-    const kernel = requireKernel();
     const initrd = await buildInitrd();
     const layers: Descriptor[] = [
       await layout.addFile(kernel.vmlinux, FLICK_KERNEL),
