@@ -22,6 +22,9 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   START_FAILED: 409, // waited for running, but the instance failed: the request was fine, the app was not
   WAKE_FAILED: 503,
   NO_ADDRESS: 503,
+  QUOTA_EXCEEDED: 403, // src/limits: the host's configured quota
+  DISK_FULL: 507, // src/limits: the host lacks the space (Insufficient Storage), not the request
+  RAM_EXHAUSTED: 507,
   NAME_UNKNOWN: 404,
   MANIFEST_UNKNOWN: 404,
 };

@@ -17,6 +17,8 @@ import type { ImageStore } from '../registry/image-store.js';
 import { InstanceStore } from '../store/instance-store.js';
 import { QemuDriver } from '../vmm/qemu/qemu-driver.js';
 import { createApiHandler, type ApiHandler } from './handler.js';
+import { withLimits } from '../limits/host-limits.js';
+import { parsePool } from '../network/addresses.js';
 import type { MetricsSources } from './metrics.js';
 
 export interface HostInstancesConfig {
@@ -39,6 +41,8 @@ export interface HostInstancesConfig {
   proxyMaxParked?: number;
   /** If the proxy address is a default, not asked for: a busy port means no proxy (with a warning) rather than no flickd. */
   proxyOptional?: boolean;
+  /** At most this many instances (flickd --max-instances); none: no quota. */
+  maxInstances?: number;
 }
 
 export interface HostInstances {
@@ -116,7 +120,12 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
   const p = proxy;
   const metrics: MetricsSources = { controller, ...(p ? { proxyStats: () => p.stats() } : {}) };
   const handler = createApiHandler({
-    controller,
+    // Quota, addresses, disk and RAM are checked before the controller makes anything (src/limits).
+    controller: withLimits(controller, {
+      dataDir: config.dataDir,
+      poolSize: parsePool(config.network?.pool ?? process.env.FLICK_NET_POOL).size,
+      ...(config.maxInstances !== undefined ? { maxInstances: config.maxInstances } : {}),
+    }),
     images: config.images,
     ...(p ? { proxyStats: () => p.stats() } : {}),
     // The proxy's URL when there is one: that is where scale to zero works.

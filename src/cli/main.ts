@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { describeError, isFlickError } from '../errors.js';
 import { EXIT_SOFTWARE, EXIT_USAGE, exitCodeFor } from './exit-codes.js';
+import { diskFullError, isDiskFull, LimitError } from '../limits/limits.js';
 import { register as registerGuest } from './commands/guest.js';
 import { register as registerBase } from './commands/base.js';
 import { register as registerBuild } from './commands/build.js';
@@ -53,6 +54,8 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = err.exitCode === 0 ? 0 : EXIT_USAGE;
       return;
     }
+    // A full disk, wherever it struck (buildah, packing, a download), gets one clear message (src/limits).
+    if (isDiskFull(err) && !(err instanceof LimitError)) err = diskFullError(err, `flick ${argv.slice(2, 4).join(' ')}`);
     process.stderr.write(`flick: ${describeError(err)}\n`);
     if (!isFlickError(err) && process.env.FLICK_DEBUG) process.stderr.write(`${(err as Error).stack ?? ''}\n`);
     process.exitCode = isFlickError(err) ? exitCodeFor(err) : EXIT_SOFTWARE;

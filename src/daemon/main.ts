@@ -10,6 +10,7 @@ import type { IncomingMessage } from 'node:http';
 import { describeError } from '../errors.js';
 import { collectGarbage } from '../registry/gc.js';
 import { startHostInstances } from '../api/host-instances.js';
+import { refuseWritesWhenDiskFull } from '../limits/host-limits.js';
 import { hostMetrics, renderPrometheus } from '../api/metrics.js';
 import { createRegistryHandler } from '../registry/http-handler.js';
 import { RegistryImageStore } from '../registry/image-store.js';
@@ -24,7 +25,7 @@ export const DEFAULT_PROXY_LISTEN = '127.0.0.1:7451';
 
 const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-listen HOST:PORT|off] [--anonymous-pull]
               [--hot-standby-budget SIZE] [--hot-page-out-after MS] [--proxy-max-parked N]
-              [--metrics-anonymous-loopback]
+              [--metrics-anonymous-loopback] [--max-instances N]
        flickd gc [--data-dir DIR]
 
   --proxy-listen              ingress proxy (default ${DEFAULT_PROXY_LISTEN}; off: none)
@@ -33,7 +34,8 @@ const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-list
   --hot-page-out-after MS     how long a hot-standby instance keeps its guest RAM resident
                               before it goes back to its file (default 10000; 0: at suspend)
   --proxy-max-parked N        requests parked per sleeping instance before 503 (default 1024)
-  --metrics-anonymous-loopback  serve /metrics without the token to loopback clients`;
+  --metrics-anonymous-loopback  serve /metrics without the token to loopback clients
+  --max-instances N           refuse to create more than N instances (default: no quota)`;
 
 /** "2G", "512M", "1.5G", "4096K", "0" or plain bytes → bytes. */
 export function parseSize(text: string): number {
@@ -76,6 +78,7 @@ export async function main(argv: string[]): Promise<void> {
         'hot-standby-budget': { type: 'string' },
         'hot-page-out-after': { type: 'string' },
         'metrics-anonymous-loopback': { type: 'boolean', default: false },
+        'max-instances': { type: 'string' },
         'proxy-max-parked': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -105,6 +108,8 @@ export async function main(argv: string[]): Promise<void> {
     const pageOut = args.values['hot-page-out-after'];
     const maxParked = args.values['proxy-max-parked'];
     if (maxParked !== undefined && !/^[1-9]\d*$/.test(maxParked)) throw new Error(`--proxy-max-parked "${maxParked}" is not a positive whole number, e.g. 1024`);
+    const maxInstances = args.values['max-instances'];
+    if (maxInstances !== undefined && !/^\d+$/.test(maxInstances)) throw new Error(`--max-instances "${maxInstances}" is not a whole number, e.g. 100`);
     if (pageOut !== undefined && !/^\d+$/.test(pageOut)) throw new Error(`--hot-page-out-after "${pageOut}" is not a whole number of milliseconds, e.g. 10000`);
     await serve({
       dataDir,
@@ -113,6 +118,7 @@ export async function main(argv: string[]): Promise<void> {
       anonymousPull: args.values['anonymous-pull'],
       metricsAnonymousLoopback: args.values['metrics-anonymous-loopback'],
       ...(maxParked !== undefined ? { proxyMaxParked: Number(maxParked) } : {}),
+      ...(maxInstances !== undefined ? { maxInstances: Number(maxInstances) } : {}),
       hotStandby: { ...(budget !== undefined ? { budgetBytes: parseSize(budget) } : {}), ...(pageOut !== undefined ? { pageOutAfterMs: Number(pageOut) } : {}) },
       log,
     });
@@ -132,6 +138,8 @@ export interface ServeConfig {
   metricsAnonymousLoopback?: boolean;
   hotStandby?: { budgetBytes?: number; pageOutAfterMs?: number };
   proxyMaxParked?: number;
+  /** The instance quota (src/limits); undefined: none. */
+  maxInstances?: number;
   log: (line: string) => void;
 }
 
@@ -154,11 +162,13 @@ async function serve(config: ServeConfig): Promise<void> {
     ...(proxyListen ? { proxyListen, proxyOptional: config.proxyListen === undefined } : {}),
     ...(config.hotStandby ? { hotStandby: config.hotStandby } : {}),
     ...(config.proxyMaxParked ? { proxyMaxParked: config.proxyMaxParked } : {}),
+    ...(config.maxInstances !== undefined ? { maxInstances: config.maxInstances } : {}),
   });
 
   // The host's HTTP surface, one line per mount. Order does not matter (longest prefix wins).
   const routes: DaemonRoute[] = [
-    { prefix: '/v2/', handler: createRegistryHandler(registry, config.log), access: registryAccess(config.anonymousPull) },
+    // A push is refused up front when the disk is (nearly) full, rather than cut off by ENOSPC (src/limits).
+    { prefix: '/v2/', handler: refuseWritesWhenDiskFull(createRegistryHandler(registry, config.log), config.dataDir), access: registryAccess(config.anonymousPull) },
     { prefix: '/v1/', handler: instances.handler },
     {
       prefix: '/metrics',
