@@ -3,6 +3,7 @@
 // on the control port and the console; the clock can be set; failures are
 // reported, never hung on.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
 import { before, test } from 'node:test';
@@ -111,6 +112,10 @@ test('poweroff kills an app that ignores SIGTERM after the grace period', async 
   });
   t.after(() => vm.dispose());
   await vm.control.waitFor('started', { timeoutMs: 60_000 });
+  // 'started' means exec'd, not that the app has set SIGTERM aside yet; it says so on its console when it listens.
+  for (let i = 0; i < 600 && !fs.readFileSync(vm.consoleLog, 'utf8').includes('listening on port'); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
   await vm.control.poweroff();
   assert.deepEqual(await vm.control.waitFor('exit', { timeoutMs: 30_000 }), { type: 'exit', code: 128 + 9 });
   assert.equal(await vm.exited, 0);
