@@ -178,8 +178,7 @@ export class ScaleToZero {
     const t0 = performance.now();
     this.hot.remove(rec.id);
     const starting = this.#t.transition(rec, 'starting');
-    await vm.resume();
-    await vm.syncClock();
+    await vm.resume(); // resolves with the guest clock set (driver contract)
     return this.#woke(starting, 'hot', t0);
   }
 
@@ -196,7 +195,6 @@ export class ScaleToZero {
       vm = await this.#t.driver.restore(rec.vm!, snapshot, { mode: rec.scaleToZero.stateful ? 'own' : 'clone' });
       this.#t.watch(id, vm);
       this.#t.store.update(id, { pid: vm.pid });
-      await vm.syncClock(); // the guest clock stopped at snapshot time
       // No readiness probe: every snapshot was taken with the app listening (the template at
       // readiness, own state while running), and a probe is a connection the app would see.
       if (rec.scaleToZero.stateful) {

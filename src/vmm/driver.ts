@@ -116,6 +116,7 @@ export interface MicroVm {
   /** Resolves when the guest accepts a TCP connection on `port` (through network.hostReachableIp). */
   waitForPort(port: number, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<void>;
   pause(): Promise<void>;
+  /** Resolves once the guest runs with its wall clock within 200 ms of the host's. */
   resume(): Promise<void>;
   /**
    * Precondition: paused. Writes device state into `dir` (`state`, `snapshot.json`)
@@ -144,6 +145,7 @@ export interface VmmDriver {
   /** The accelerator this driver will use for `accel: 'auto'`, after probing once. */
   accelerator(): Promise<Accelerator>;
   boot(config: VmConfig, opts?: { signal?: AbortSignal }): Promise<MicroVm>;
+  /** Resolves once the restored guest runs with its wall clock set to the host's. */
   restore(config: VmConfig, snapshot: Snapshot, opts: RestoreOptions): Promise<MicroVm>;
   /**
    * Takes ownership of a VMM process left running by a previous flickd (same

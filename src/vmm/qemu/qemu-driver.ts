@@ -117,10 +117,15 @@ export class QemuDriver implements VmmDriver {
       // Only now: a line sent while the port's state is still loading can sit unread in the
       // socket (QEMU is not told to look again), so the guest would keep its snapshot-time clock.
       const clock = control.syncClock();
+      clock.catch(() => {});
       await cont;
-      // The guest's answer is not waited for: requests can go in while it comes. A guest
-      // that never takes the clock is broken, and says so in the log.
-      clock.catch((err: Error) => this.#cfg.log?.(`vmm: VM ${config.id} did not take the clock after restore: ${err.message}`));
+      // The guest runs already; its answer comes after about 1-2 ms of guest work. It is
+      // awaited so that no request reaches the app while its clock still says snapshot time.
+      try {
+        await clock;
+      } catch (cause) {
+        throw new VmmError('CLOCK_FAILED', `restore of VM ${config.id}: the guest did not take the clock: ${(cause as Error).message}`, { cause });
+      }
       return new QemuMicroVm({
         config: vmConfig,
         accel,

@@ -126,16 +126,20 @@ export class QemuMicroVm implements MicroVm {
   async resume(): Promise<void> {
     this.#need('paused', 'resume');
     // The guest's clock stands still while paused, so it falls behind by every pause. Once the
-    // lag could reach CLOCK_SLACK_MS the clock is set: the command waits in the port and the guest
-    // reads it right after cont (about 1-2 ms of guest work under TCG). Its answer is not waited
-    // for, which keeps resume at one QMP round trip. Shorter pauses only add to the lag.
+    // lag could reach CLOCK_SLACK_MS the clock is set: the command is queued in the port before
+    // cont, so the guest reads it right after (about 1-2 ms of guest work under TCG), and resume
+    // resolves only on the guest's answer: the caller may send the app a request at once, and
+    // the app must not see a stale clock. Shorter pauses only add to the lag.
     this.#clockLagMs += Date.now() - this.#pausedAt;
+    let clock: Promise<void> | undefined;
     if (this.#clockLagMs >= CLOCK_SLACK_MS && this.#p.control) {
       this.#clockLagMs = 0;
-      this.#p.control.syncClock().catch(() => {});
+      clock = this.#p.control.syncClock();
+      clock.catch(() => {});
     }
     await this.#p.qmp.execute('cont');
     this.#state = 'running';
+    if (clock) await this.#clockAnswer(clock);
   }
 
   async createSnapshot(dir: string, opts: SnapshotOptions = {}): Promise<Snapshot> {
@@ -187,6 +191,14 @@ export class QemuMicroVm implements MicroVm {
     };
     await fsp.writeFile(path.join(dir, 'snapshot.json'), `${JSON.stringify({ version: 1, ...snapshot }, null, 2)}\n`);
     return snapshot;
+  }
+
+  async #clockAnswer(clock: Promise<void>): Promise<void> {
+    try {
+      await clock;
+    } catch (cause) {
+      throw new VmmError('CLOCK_FAILED', `VM ${this.id}: the guest did not take the clock: ${(cause as Error).message}`, { cause });
+    }
   }
 
   async syncClock(): Promise<void> {
