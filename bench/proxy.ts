@@ -1,18 +1,21 @@
 // Benchmark of the ingress proxy's overhead: wrk against an upstream directly,
 // then through the proxy (instance always awake), alternating, and the median of
-// each. Writes bench/results/proxy.json:
+// each. By default the upstream is a real instance (the minimal static server
+// in a microVM) of a real flickd, and the proxy is flickd's own; --local
+// measures the proxy component alone in this process against a local node
+// server (or --upstream URL). Writes bench/results/proxy.json:
 //   {"results": {"added_p50_ms", "rps_ratio"}, "details": {...}}
 // Goals: added p50 ≤ 0.5 ms and ≥ 70 % of direct throughput. `proxy_cpu_us_per_request`
 // (the proxy's own CPU time per request, from process.cpuUsage) is the number
 // to compare across runs: the ratio depends on how busy the shared cores are.
 //
-//   node dist/bench/proxy.js [--upstream http://HOST:PORT/path] [--runs N] [--duration 3s]
-// Without --upstream a minimal node HTTP server is started in its own process
-// (a microVM instance's URL can be given instead).
+//   node dist/bench/proxy.js [--local [--upstream http://HOST:PORT/path]] [--runs N] [--duration 3s]
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
+import fs from 'node:fs';
 import { argValue, printTable, writeResults } from './lib.js';
+import { APP_PORT, BenchHost } from './flickd-host.js';
 import { createProxy } from '../src/proxy/proxy.js';
 import { RouteTable } from '../src/proxy/routes.js';
 import type { Waker } from '../src/proxy/waker.js';
@@ -35,7 +38,7 @@ export interface WrkResult {
 
 export interface ProxyBenchResult {
   results: { added_p50_ms: number; rps_ratio: number };
-  details: { upstream: string; wrk: string[]; direct: WrkResult; proxied: WrkResult; runs: number; proxy_cpu_us_per_request: number };
+  details: { upstream: string; wrk: string[]; direct: WrkResult; proxied: WrkResult; runs: number; proxy_cpu_us_per_request: number; mode?: string };
 }
 
 const run = promisify(execFile);
@@ -93,6 +96,47 @@ export async function benchProxy(config: ProxyBenchConfig = {}): Promise<ProxyBe
   }
 }
 
+/** CPU time (µs) a process has used so far, from /proc/<pid>/stat (utime + stime, in clock ticks of 10 ms). */
+function processCpuUs(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
+/** wrk directly at a running instance's address and through its flickd's proxy, alternating, in one run. */
+export async function benchProxyThroughFlickd(config: Omit<ProxyBenchConfig, 'upstream'> = {}): Promise<ProxyBenchResult> {
+  const runs = config.runs ?? 3;
+  const wrkArgs = ['-t1', `-c${config.connections ?? 8}`, `-d${config.duration ?? '3s'}`, '--latency'];
+  const host = await BenchHost.start({ prefix: 'flick-bpx-', pool: '10.219.0.0/24' });
+  try {
+    await host.pushMinimal('bench/hello-min:1');
+    await host.must('POST', '/v1/instances', { image: 'bench/hello-min:1', name: 'wrk', memory_mb: 128, ports: [{ port: APP_PORT, protocol: 'http' }] });
+    const view = await host.waitFor('wrk', 'running');
+    const upstream = `http://${view.address}:${APP_PORT}/`;
+    const direct = [...wrkArgs, upstream];
+    const viaProxy = [...wrkArgs, '-H', 'Host: wrk.localhost', `http://127.0.0.1:${host.proxyPort}/`];
+    await wrk([...direct.slice(0, 2), '-d1s', ...direct.slice(3)]);
+    await wrk([...viaProxy.slice(0, 2), '-d1s', ...viaProxy.slice(3)]);
+    const directRuns: WrkResult[] = [];
+    const proxiedRuns: WrkResult[] = [];
+    let proxyCpuUs = 0;
+    for (let i = 0; i < runs; i++) {
+      directRuns.push(await wrk(direct));
+      const before = processCpuUs(host.pid!);
+      proxiedRuns.push(await wrk(viaProxy));
+      proxyCpuUs += processCpuUs(host.pid!) - before;
+    }
+    const proxiedRequests = proxiedRuns.reduce((sum, r) => sum + r.requests, 0);
+    const d = medianResult(directRuns);
+    const p = medianResult(proxiedRuns);
+    return {
+      results: { added_p50_ms: round(p.p50_ms - d.p50_ms), rps_ratio: round(p.rps / d.rps) },
+      details: { mode: 'a real instance (minimal static server in a microVM) through flickd\'s proxy vs at its address', upstream, wrk: wrkArgs, direct: d, proxied: p, runs, proxy_cpu_us_per_request: round(proxyCpuUs / proxiedRequests) },
+    };
+  } finally {
+    await host.close();
+  }
+}
+
 /** A minimal HTTP server in its own process (so it does not share the proxy's event loop). */
 async function startLocalUpstream(): Promise<{ child: ChildProcess; url: string }> {
   const code = `const s=require('node:http').createServer((q,r)=>r.end('hello\\n'));s.listen(0,'127.0.0.1',()=>console.log(s.address().port));`;
@@ -144,7 +188,9 @@ function round(n: number): number {
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const argv = process.argv.slice(2);
   const runs = argValue(argv, 'runs');
-  const result = await benchProxy({ upstream: argValue(argv, 'upstream'), runs: runs === undefined ? undefined : Number(runs), duration: argValue(argv, 'duration') });
+  const common = { ...(runs === undefined ? {} : { runs: Number(runs) }), ...(argValue(argv, 'duration') ? { duration: argValue(argv, 'duration')! } : {}) };
+  const local = argv.includes('--local') || argValue(argv, 'upstream') !== undefined;
+  const result = local ? await benchProxy({ upstream: argValue(argv, 'upstream'), ...common }) : await benchProxyThroughFlickd(common);
   const { direct, proxied } = result.details;
   printTable([
     ['path', 'rps', 'p50 ms', 'p90 ms', 'p99 ms'],
