@@ -69,6 +69,7 @@ export function imageResolver(images: ImageStore): ImageResolver {
         ExposedPorts: c.ExposedPorts ?? null,
         ...(c.WorkingDir ? { WorkingDir: c.WorkingDir } : {}),
         ...(c.User ? { User: c.User } : {}),
+        ...(c.Labels ? { Labels: c.Labels } : {}),
       };
       return { digest: img.digest, config, paths: img.paths };
     },

@@ -12,6 +12,8 @@ export interface ImageRunConfig {
   WorkingDir?: string;
   User?: string;
   ExposedPorts?: Record<string, unknown> | null;
+  /** `flick build` resolves USER to numeric ids at build time: `dev.flick.uid` / `dev.flick.gid`. */
+  Labels?: Record<string, string> | null;
 }
 
 /** An image from the host registry, unpacked into files QEMU can use. */

@@ -13,6 +13,7 @@ import {
   type ServiceConfig,
   type TcpService,
 } from '../store/instance-record.js';
+import { LABEL_GID, LABEL_UID } from '../image/image-config.js';
 import type { ImageRunConfig, PreparedImage } from './seams.js';
 import { ControllerError } from './states.js';
 
@@ -109,7 +110,7 @@ export function guestConfigFor(record: Pick<InstanceRecord, 'name' | 'args' | 'e
     if (i > 0) env.set(kv.slice(0, i), kv.slice(i + 1));
   }
   for (const [k, v] of Object.entries(record.env)) env.set(k, v);
-  const { uid, gid } = parseUser(config.User ?? '');
+  const { uid, gid } = userIds(config);
   return {
     argv,
     env: [...env].map(([k, v]) => `${k}=${v}`),
@@ -130,6 +131,17 @@ export function vmGuestConfig(record: Pick<InstanceRecord, 'name' | 'args' | 'en
   if (record.scaleToZero.policy === 'off') return guest;
   const base = record.image.ref.replace(/[:@].*$/, '').split('/').pop()!.toLowerCase().replace(/[^a-z0-9-]+/g, '-').slice(0, 63);
   return { ...guest, hostname: base || 'app' };
+}
+
+/**
+ * The uid/gid the app runs as. Images from `flick build` carry them resolved from
+ * the image's own /etc/passwd (labels); other images must say them numerically.
+ */
+export function userIds(config: ImageRunConfig): { uid: number; gid: number } {
+  const uid = config.Labels?.[LABEL_UID];
+  const gid = config.Labels?.[LABEL_GID];
+  if (uid !== undefined && /^\d+$/.test(uid) && gid !== undefined && /^\d+$/.test(gid)) return { uid: Number(uid), gid: Number(gid) };
+  return parseUser(config.User ?? '');
 }
 
 /** `User` from the image config: "", "root", "1000" or "1000:1000". Names other than root need numeric ids. */
