@@ -11,7 +11,7 @@ import type { GuestMessage } from '../src/guest/control.js';
 import { buildInitrd } from '../src/guest/init.js';
 import { requireKernel } from '../src/guest/kernel.js';
 import { buildFixtureRootfs } from '../src/guest/testing/fixture-rootfs.js';
-import { bootPlain, type PlainVm } from '../src/guest/testing/plain-qemu.js';
+import { bootPlain, type PlainVm } from '../src/guest/plain-qemu.js';
 
 const guest = { argv: ['exit-code', '3'], env: ['GREETING=hi there'], cwd: '/tmp', uid: 65534, gid: 65534, hostname: 'guest-one' };
 

@@ -10,7 +10,7 @@ import net from 'node:net';
 import type { GuestMessage } from '../guest/control.js';
 import { buildInitrd } from '../guest/init.js';
 import { requireKernel } from '../guest/kernel.js';
-import { bootPlain } from '../guest/testing/plain-qemu.js';
+import { bootPlain } from '../guest/plain-qemu.js';
 import type { GuestConfig } from '../vmm/driver.js';
 import type { TraceRunner } from './build.js';
 

@@ -1,15 +1,16 @@
-// Boots the guest with plain QEMU (no QMP, no network unless asked) for the
-// guest's own integration tests: kernel + initrd + a rootfs + a config disk,
-// console to a file, control port on a unix socket. The real driver is
-// src/vmm/qemu/; this one exists so the guest can be proven on its own.
+// Boots the guest with plain QEMU (no QMP, no tap, no jail): kernel + initrd +
+// a rootfs + a config disk, console to a file, control port on a unix socket.
+// Two users: the guest's own integration tests, and `flick build`'s traced run
+// and boot check, which need the guest's `open` lines and user-mode networking
+// (a build needs no namespace). Instances run under src/vmm/qemu/ instead.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { ControlChannel } from '../control.js';
-import { writeConfigDisk, type ConfigDiskContents } from '../config.js';
-import { requireInitrd } from '../init.js';
-import { requireKernel } from '../kernel.js';
+import { ControlChannel } from './control.js';
+import { writeConfigDisk, type ConfigDiskContents } from './config.js';
+import { requireInitrd } from './init.js';
+import { requireKernel } from './kernel.js';
 
 export interface PlainBootOptions {
   rootfs: string;
