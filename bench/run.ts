@@ -10,6 +10,7 @@ const BENCHMARKS: Record<string, { file: string; about: string }> = {
   proxy: { file: 'proxy.js', about: 'ingress proxy overhead against a direct connection (wrk)' },
   image: { file: 'image.js', about: 'node hello app: microVM image size against its container image, and build time' },
   wake: { file: 'wake.js', about: 'scale to zero through the proxy: warm, hot and cold wake, a burst; container and bare node peers' },
+  'wake-probe': { file: 'wake-probe.js', about: 'restore of a template -> first byte, minimal vs node, variants side by side (driver only)' },
   density: { file: 'density.js', about: 'N standby instances: create rate, RAM, disk, first and N-th wake; idle running instances' },
   report: { file: 'report.js', about: 'every benchmark, then latest.json, latest.md and the wake chart (the default)' },
 };

@@ -12,13 +12,14 @@ import type { InstanceStore } from '../store/instance-store.js';
 import type { MicroVm, VmConfig, VmExit, VmmDriver } from '../vmm/driver.js';
 import { ConsoleLog, type ConsoleLogOptions } from './console-log.js';
 import { InstanceEventEmitter } from './events.js';
-import type { ControllerLogger, ImageResolver, InstanceNetwork } from './seams.js';
+import type { ControllerLogger, HeldNetwork, ImageResolver, InstanceNetwork, PreparedImage } from './seams.js';
 import { defaultName, guestConfigFor, newInstanceRecord, readinessPort, validateName, vmGuestConfig, type InstanceSpec } from './spec.js';
 import { waitForState } from './wait.js';
 import { ControllerError, assertTransition, hasProcess, type InstanceState } from './states.js';
 import { RestartScheduler } from './restart.js';
 import { ScaleToZero, type WakeTarget } from './scale-to-zero.js';
 import { DEFAULT_PAGE_OUT_AFTER_MS, type HotStandbyConfig } from './hot-standby.js';
+import { DEFAULT_TEMPLATE_WARMUP_REQUESTS } from './template-warmup.js';
 import { MemoryReclaimer } from './memory-reclaim.js';
 import { ControllerMetrics } from './metrics.js';
 import { TemplateStore, templateKey } from './templates.js';
@@ -42,6 +43,8 @@ export interface ControllerOptions {
   hotStandby?: Partial<HotStandbyConfig>;
   /** Where the cgroup v1 hierarchies are mounted (memory page-out of hot standby). */
   cgroupRoot?: string;
+  /** GET / requests an HTTP app gets before its template snapshot (template-warmup.ts). Default 3; 0: none. */
+  templateWarmupRequests?: number;
 }
 
 /** A VMM process the controller owns, and whether its exit is expected (stop, suspend). */
@@ -76,6 +79,7 @@ export class Controller {
   readonly metrics: ControllerMetrics;
   readonly #reclaimer: MemoryReclaimer;
   readonly #hotConfig: HotStandbyConfig;
+  readonly #templateWarmupRequests: number;
   #disposed = false;
 
   constructor(opts: ControllerOptions) {
@@ -94,6 +98,7 @@ export class Controller {
     this.templates = new TemplateStore(opts.dataDir);
     this.metrics = new ControllerMetrics(this.events);
     this.#reclaimer = new MemoryReclaimer(opts.cgroupRoot ? { cgroupRoot: opts.cgroupRoot } : {});
+    this.#templateWarmupRequests = opts.templateWarmupRequests ?? DEFAULT_TEMPLATE_WARMUP_REQUESTS;
     this.#hotConfig = {
       budgetBytes: opts.hotStandby?.budgetBytes ?? Math.floor(os.totalmem() / 10),
       pageOutAfterMs: opts.hotStandby?.pageOutAfterMs ?? DEFAULT_PAGE_OUT_AFTER_MS,
@@ -129,7 +134,12 @@ export class Controller {
 
   // ---- commands ----
 
-  /** Validates, persists (stopped), then starts unless `autostart` is false. Returns before the VM is ready. */
+  /**
+   * Validates, persists (stopped), then starts unless `autostart` is false.
+   * Returns before the VM is ready. A scale-to-zero instance whose
+   * configuration has a template already is stored straight into cold standby
+   * (one write, no VM, no network), so creating thousands of them is cheap.
+   */
   async create(spec: InstanceSpec): Promise<InstanceRecord> {
     const name = spec.name ?? defaultName(spec.image);
     validateName(name);
@@ -137,6 +147,14 @@ export class Controller {
     const record = newInstanceRecord(spec, name, image, this.#dataDir);
     const { id, createdAt: now } = record;
     guestConfigFor(record, image.config); // fails now, as a 400, rather than at boot
+    if (record.autostart) {
+      const asleep = await this.scaleToZero.asleepAtCreate(record, this.#vmConfig(record, image), this.#templateKey(record, image));
+      if (asleep) {
+        this.store.insert(asleep);
+        this.events.emit('state', { id, name, from: null, to: 'standby', at: now });
+        return asleep;
+      }
+    }
     this.store.insert(record);
     this.events.emit('state', { id, name, from: null, to: 'stopped', at: now });
     return record.autostart ? this.start(id) : record;
@@ -174,7 +192,7 @@ export class Controller {
     await this.#serialize(id, async () => {
       let rec = this.#fresh(id);
       if (hasProcess(rec.state) || rec.state === 'standby') rec = await this.#halt(this.#transition(rec, 'stopping', {}, 'stop'), { kill: true });
-      if (rec.networkIndex !== null) await this.#network.detach(id, rec.networkIndex);
+      await this.#releaseNetwork(id);
       await fsp.rm(rec.dir, { recursive: true, force: true });
       this.store.delete(id);
       this.scaleToZero.forget(id);
@@ -214,10 +232,6 @@ export class Controller {
     const adopted: string[] = [];
     const died: string[] = [];
     for (const rec of this.store.list()) {
-      if (rec.state === 'standby' && rec.networkIndex !== null) {
-        // A wake restores into this network; after a host reboot it has to be made again (idempotent otherwise).
-        await this.#network.attach(rec.id, rec.networkIndex).catch((err) => this.#log.warn(`instance ${rec.name}: network: ${describeError(err)}`));
-      }
       if (rec.state === 'standby' && rec.pid !== null) {
         await this.#adoptHotStandby(rec);
         continue;
@@ -241,10 +255,14 @@ export class Controller {
       else if (rec.state === 'starting') void this.#serialize(rec.id, () => this.#awaitReady(rec.id, vm!, new AbortController().signal));
       else if (rec.state === 'draining') void this.#serialize(rec.id, async () => void this.#transition(this.#fresh(rec.id), 'running'));
     }
-    const keep = this.store
-      .list()
-      .filter((r) => r.networkIndex !== null && (this.#live.has(r.id) || r.state === 'standby'))
-      .map((r) => ({ instanceId: r.id, index: r.networkIndex! }));
+    // Only live VMs hold networks: what a record without one still names (a crash between a VM's
+    // end and its release, or a cold standby of a flickd from before pooling) is released.
+    const keep: HeldNetwork[] = [];
+    for (const rec of this.store.list()) {
+      const held = heldNetwork(rec);
+      if (held && this.#live.has(rec.id)) keep.push(held);
+      else if (rec.networkIndex !== null || rec.vm?.network) await this.#releaseNetwork(rec.id);
+    }
     await this.#network.sweep(keep);
     const unused = await this.templates.sweep(this.store.list());
     if (unused.length > 0) this.#log.info(`removed ${unused.length} template(s) no instance uses`);
@@ -260,7 +278,7 @@ export class Controller {
       this.scaleToZero.hot.add(rec.id);
       return;
     }
-    await this.#serialize(rec.id, async () => this.scaleToZero.onHotVmDied(rec.id));
+    await this.#serialize(rec.id, () => this.scaleToZero.onHotVmDied(rec.id));
   }
 
   /** Stops timers and lets go of the VMs without stopping them (a restarted flickd adopts them). */
@@ -275,6 +293,7 @@ export class Controller {
     // Close QMP and control connections but leave the VMs running: the next flickd adopts them.
     for (const { vm } of this.#live.values()) vm.release();
     this.#live.clear();
+    await this.#network.dispose();
   }
 
   // ---- the lifecycle, always inside #serialize ----
@@ -302,25 +321,12 @@ export class Controller {
     try {
       let rec = this.#fresh(id);
       const image = await this.#images.resolve(`${rec.image.ref.replace(/[:@].*$/, '')}@${rec.image.digest}`);
-      const index = this.store.allocateAddress(id);
-      const network = await this.#network.attach(id, index);
       const runDir = path.join(rec.dir, 'run');
       await this.#consoleLog(rec).archive();
       await fsp.rm(runDir, { recursive: true, force: true });
       await fsp.mkdir(runDir, { recursive: true });
-      const config: VmConfig = {
-        id,
-        runDir,
-        kernel: image.paths.vmlinux,
-        initrd: image.paths.initrd,
-        rootfs: image.paths.rootfs,
-        memoryMb: rec.memoryMb,
-        vcpus: rec.vcpus,
-        guest: vmGuestConfig(rec, image.config),
-        network,
-        ...(this.#accel ? { accel: this.#accel } : {}),
-      };
-      if (await this.scaleToZero.startAsleep(rec, config)) return;
+      if (await this.scaleToZero.startAsleep(rec, this.#vmConfig(rec, image))) return;
+      const config = await this.#attachNetwork(id, this.#vmConfig(rec, image));
       const t0 = performance.now();
       vm = await this.#driver.boot(config, { signal: ac.signal });
       this.#watch(id, vm);
@@ -334,8 +340,8 @@ export class Controller {
       }
       const rec = this.store.get(id);
       if (rec === undefined || ac.signal.aborted) return; // stop/rm asked for this; they settle the state
-      if (rec.networkIndex !== null) await this.#network.detach(id, rec.networkIndex).catch(() => {});
-      this.#transition(rec, 'failed', { error: describeError(err), pid: null, vm: null });
+      await this.#releaseNetwork(id);
+      this.#transition(this.#fresh(id), 'failed', { error: describeError(err), pid: null, vm: null });
       this.#log.warn(`instance ${rec.name} failed to start: ${describeError(err)}`);
       this.#restarts.onExit(this.store.get(id)!, 'failed');
     } finally {
@@ -344,8 +350,67 @@ export class Controller {
   }
 
   async #templateKeyOf(rec: InstanceRecord): Promise<string> {
-    const image = await this.#images.resolve(`${rec.image.ref.replace(/[:@].*$/, '')}@${rec.image.digest}`);
-    return templateKey({ imageDigest: rec.image.digest, memoryMb: rec.memoryMb, vcpus: rec.vcpus, guest: vmGuestConfig(rec, image.config), port: readinessPort(rec.service) });
+    return this.#templateKey(rec, await this.#images.resolve(`${rec.image.ref.replace(/[:@].*$/, '')}@${rec.image.digest}`));
+  }
+
+  #templateKey(rec: InstanceRecord, image: PreparedImage): string {
+    return templateKey({
+      imageDigest: rec.image.digest,
+      memoryMb: rec.memoryMb,
+      vcpus: rec.vcpus,
+      guest: vmGuestConfig(rec, image.config),
+      port: readinessPort(rec.service),
+      warmupRequests: rec.service.http ? this.#templateWarmupRequests : 0,
+    });
+  }
+
+  /** What the instance's VM runs with, before a network is attached. */
+  #vmConfig(rec: InstanceRecord, image: PreparedImage): VmConfig {
+    return {
+      id: rec.id,
+      runDir: path.join(rec.dir, 'run'),
+      kernel: image.paths.vmlinux,
+      initrd: image.paths.initrd,
+      rootfs: image.paths.rootfs,
+      memoryMb: rec.memoryMb,
+      vcpus: rec.vcpus,
+      guest: vmGuestConfig(rec, image.config),
+      ...(this.#accel ? { accel: this.#accel } : {}),
+    };
+  }
+
+  /**
+   * Takes a network for a VM about to run and persists it (slot and
+   * attachment) before the VM exists, so a restarted flickd knows which
+   * namespace a live VM holds. Returns `config` with the network.
+   */
+  async #attachNetwork(id: string, config: VmConfig): Promise<VmConfig> {
+    const lease = await this.#network.acquire();
+    const vm: VmConfig = { ...config, network: lease.attachment };
+    try {
+      this.store.update(id, { networkIndex: lease.index, vm });
+    } catch (err) {
+      await this.#network.release({ index: lease.index, netns: lease.attachment.netns ?? '' });
+      throw err;
+    }
+    return vm;
+  }
+
+  /**
+   * The instance's VM has ended (or never ran): its network goes. The record
+   * is updated first: a crash in between leaves an orphan the next sweep removes.
+   */
+  async #releaseNetwork(id: string): Promise<void> {
+    const rec = this.store.get(id);
+    if (rec === undefined || (rec.networkIndex === null && !rec.vm?.network)) return;
+    const held = heldNetwork(rec);
+    let vm = rec.vm;
+    if (vm?.network) {
+      vm = { ...vm };
+      delete vm.network;
+    }
+    this.store.update(id, { networkIndex: null, vm });
+    if (held) await this.#network.release(held).catch((err) => this.#log.warn(`instance ${rec.name}: releasing its network: ${describeError(err)}`));
   }
 
   /** Waits for the service port, takes the template snapshot at first readiness, then `running`. */
@@ -368,7 +433,7 @@ export class Controller {
       live.expectExit = true;
       exit = opts.kill ? await live.vm.kill() : await live.vm.stop({ timeoutMs: this.#stopTimeoutMs });
     }
-    if (rec.networkIndex !== null) await this.#network.detach(rec.id, rec.networkIndex);
+    await this.#releaseNetwork(rec.id);
     this.scaleToZero.onStopped(rec.id);
     const snapshots = { ...rec.snapshots };
     if (snapshots.own) {
@@ -387,11 +452,12 @@ export class Controller {
 
   /** A VM ended that nobody asked to end: record how, release its network, apply the restart policy. */
   async #exited(id: string, exit: VmExit, when = ''): Promise<void> {
-    const rec = this.store.get(id);
+    let rec = this.store.get(id);
     if (rec?.state === 'standby') return this.scaleToZero.onHotVmDied(id);
     if (rec === undefined || !hasProcess(rec.state)) return;
     const code = exitCode(exit);
-    if (rec.networkIndex !== null) await this.#network.detach(id, rec.networkIndex).catch(() => {});
+    await this.#releaseNetwork(id);
+    rec = this.#fresh(id);
     // A clean exit of the app (or the end of a stop flickd had begun) is `stopped`; anything else failed.
     const to: InstanceState = code === 0 || rec.state === 'stopping' ? 'stopped' : 'failed';
     const error = to === 'failed' ? `the VM exited ${when || 'unexpectedly'}${code === undefined ? '' : ` with code ${code}`}` : undefined;
@@ -481,11 +547,20 @@ export class Controller {
       fresh: (id) => this.#fresh(id),
       templates: this.templates,
       templateKey: (rec) => this.#templateKeyOf(rec),
+      attachNetwork: (id, config) => this.#attachNetwork(id, config),
+      releaseNetwork: (id) => this.#releaseNetwork(id),
       reclaimer: this.#reclaimer,
       metrics: this.metrics,
       hot: this.#hotConfig,
+      templateWarmupRequests: this.#templateWarmupRequests,
     };
   }
+}
+
+/** The network a record says its VM holds: a slot and the namespace it lives in. */
+function heldNetwork(rec: InstanceRecord): HeldNetwork | undefined {
+  const netns = rec.vm?.network?.netns;
+  return rec.networkIndex !== null && netns !== undefined ? { index: rec.networkIndex, netns } : undefined;
 }
 
 function exitCode(exit: VmExit | undefined): number | undefined {

@@ -25,6 +25,7 @@ import type { ControllerMetrics, StandbyTier } from './metrics.js';
 import type { ControllerLogger } from './seams.js';
 import { readinessPort } from './spec.js';
 import { ControllerError, type InstanceState } from './states.js';
+import { warmUp } from './template-warmup.js';
 import type { TemplateStore } from './templates.js';
 
 /** Where the proxy sends an awake instance's traffic (the proxy's AwakeInstance, plus the port). */
@@ -51,9 +52,15 @@ export interface WakeTarget {
   templates: TemplateStore;
   /** The template key of an instance (what its guest memory depends on). */
   templateKey(rec: InstanceRecord): Promise<string>;
+  /** Takes a network for a VM about to run, persists it with the record, returns `config` with it. */
+  attachNetwork(id: string, config: VmConfig): Promise<VmConfig>;
+  /** The instance's VM has ended: its network goes (no-op when it holds none). */
+  releaseNetwork(id: string): Promise<void>;
   reclaimer: MemoryReclaimer;
   metrics: ControllerMetrics;
   hot: HotStandbyConfig;
+  /** GET / requests an HTTP app gets before its template is taken (template-warmup.ts); 0: none. */
+  templateWarmupRequests: number;
 }
 
 export class ScaleToZero {
@@ -79,14 +86,16 @@ export class ScaleToZero {
 
   /**
    * Finds or takes the shared template of `rec`'s configuration and records it.
-   * Taking one pauses the VM, saves device state with a sparse copy of the RAM
-   * file (`keepRunning`: the VM goes on in its own file) and resumes it.
+   * Taking one warms an HTTP app up (a few GET /, template-warmup.ts), pauses the
+   * VM, saves device state with a sparse copy of the RAM file (`keepRunning`:
+   * the VM goes on in its own file) and resumes it.
    */
   async takeTemplate(rec: InstanceRecord, vm: MicroVm): Promise<void> {
     const key = await this.#t.templateKey(rec);
     const t0 = performance.now();
     try {
       const { snapshot, taken } = await this.#t.templates.ensure(key, async (dir) => {
+        await this.#warmUp(rec, vm);
         await vm.pause();
         try {
           return await vm.createSnapshot(dir, { keepRunning: true });
@@ -105,6 +114,17 @@ export class ScaleToZero {
     }
   }
 
+  /** Before a template: a few GET / so the app's first-request work is in the template, not in every wake. */
+  async #warmUp(rec: InstanceRecord, vm: MicroVm): Promise<void> {
+    const http = rec.service.http;
+    const host = vm.config.network?.hostReachableIp;
+    const requests = this.#t.templateWarmupRequests;
+    if (http === undefined || host === undefined || requests === 0) return;
+    const t0 = performance.now();
+    const answered = await warmUp({ host, port: http.guestPort, hostname: http.hostname }, requests);
+    this.#t.log.info(`instance ${rec.name}: ${answered} of ${requests} warm-up requests answered in ${(performance.now() - t0).toFixed(0)} ms before its template`);
+  }
+
   /**
    * The start of a scale-to-zero instance whose configuration already has a
    * shared template: no boot; it goes to cold standby at once and its first
@@ -113,12 +133,32 @@ export class ScaleToZero {
    */
   async startAsleep(rec: InstanceRecord, config: VmConfig): Promise<boolean> {
     if (rec.scaleToZero.policy === 'off') return false;
-    const template = this.#t.templates.find(await this.#t.templateKey(rec));
-    if (template === undefined) return false;
+    const patch = await this.#asleep(rec, config, await this.#t.templateKey(rec));
+    if (patch === undefined) return false;
+    this.#t.transition(this.#t.fresh(rec.id), 'standby', patch);
+    return true;
+  }
+
+  /**
+   * `rec` (not stored yet) as it is stored when its template exists: in cold
+   * standby, no VM, no network. Undefined when it must boot first. The
+   * controller's create stores this in one write.
+   */
+  async asleepAtCreate(rec: InstanceRecord, config: VmConfig, key: string): Promise<InstanceRecord | undefined> {
+    if (rec.scaleToZero.policy === 'off') return undefined;
+    const patch = await this.#asleep(rec, config, key);
+    return patch && { ...rec, ...patch, state: 'standby' };
+  }
+
+  /** A cold standby's record fields (config without a network: a wake attaches one). */
+  async #asleep(rec: InstanceRecord, config: VmConfig, key: string): Promise<Partial<InstanceRecord> | undefined> {
+    const template = this.#t.templates.find(key);
+    if (template === undefined) return undefined;
     const snapshots = { ...rec.snapshots, template };
     if (rec.scaleToZero.stateful && snapshots.own === undefined) snapshots.own = await this.#t.templates.ownCopy(template, path.join(rec.dir, 'snapshots', 'own'));
-    this.#t.transition(this.#t.fresh(rec.id), 'standby', { vm: config, pid: null, snapshots, standbyTier: 'cold', startedAt: new Date().toISOString() });
-    return true;
+    const vm: VmConfig = { ...config };
+    delete vm.network;
+    return { vm, pid: null, snapshots, standbyTier: 'cold', startedAt: new Date().toISOString() };
   }
 
   /** The proxy's entry: where to send a request for `id`, waking the instance if it sleeps. */
@@ -168,6 +208,7 @@ export class ScaleToZero {
           throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" could not wake: ${describeError(err)}`, { cause: err });
         }
         this.#t.store.update(id, { pid: null, standbyTier: 'cold', state: 'standby' });
+        await this.#t.releaseNetwork(id);
       }
     }
     return this.#wakeCold(this.#t.fresh(id));
@@ -192,7 +233,9 @@ export class ScaleToZero {
     rec = this.#t.transition(rec, 'starting');
     let vm: MicroVm | undefined;
     try {
-      vm = await this.#t.driver.restore(rec.vm!, snapshot, { mode: rec.scaleToZero.stateful ? 'own' : 'clone' });
+      // A cold standby holds no network: this one (ready-made, from the pool) carries a new host address.
+      const config = await this.#t.attachNetwork(id, rec.vm!);
+      vm = await this.#t.driver.restore(config, snapshot, { mode: rec.scaleToZero.stateful ? 'own' : 'clone' });
       this.#t.watch(id, vm);
       this.#t.store.update(id, { pid: vm.pid });
       // No readiness probe: every snapshot was taken with the app listening (the template at
@@ -209,6 +252,7 @@ export class ScaleToZero {
         this.#t.expectExit(id);
         await vm.kill();
       }
+      await this.#t.releaseNetwork(id);
       this.#t.transition(this.#t.fresh(id), 'failed', { pid: null, standbyTier: undefined, error: `wake failed: ${describeError(err)}` });
       throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" could not wake: ${describeError(err)}`, { cause: err });
     }
@@ -269,8 +313,8 @@ export class ScaleToZero {
   }
 
   /** A hot-standby VM died on its own (see standby-tiers.ts). */
-  onHotVmDied(id: string): void {
-    this.tiers.onHotVmDied(id);
+  onHotVmDied(id: string): Promise<void> {
+    return this.tiers.onHotVmDied(id);
   }
 
   requestStarted(id: string): void {

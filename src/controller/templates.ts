@@ -27,6 +27,8 @@ export interface TemplateKeyInput {
   guest: GuestConfig;
   /** The port the app listens on (readiness; a woken app must listen there). */
   port: number | undefined;
+  /** GET / requests the app served before the snapshot (template-warmup.ts): they change its memory. */
+  warmupRequests?: number;
 }
 
 /** Bump when what goes into a template changes (kernel command line, driver layout): old templates stop matching. */
@@ -40,6 +42,7 @@ export function templateKey(input: TemplateKeyInput): string {
     c: input.vcpus,
     g: [input.guest.argv, input.guest.env, input.guest.cwd, input.guest.uid, input.guest.gid, input.guest.hostname],
     p: input.port ?? null,
+    w: input.warmupRequests ?? 0,
   });
   return crypto.createHash('sha256').update(canonical).digest('hex').slice(0, 24);
 }
