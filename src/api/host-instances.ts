@@ -2,15 +2,13 @@
 // store, the QEMU driver, per-VM networks, the controller (reconciled with what
 // a previous flickd left running), the /v1 handler, and optionally the ingress
 // proxy with the controller as its Waker. flickd's main calls this once.
-import fs from 'node:fs';
 import path from 'node:path';
 import { Controller } from '../controller/controller.js';
 import type { HotStandbyConfig } from '../controller/hot-standby.js';
 import { syncRoutes } from '../controller/routing.js';
-import type { ImageResolver, ImageRunConfig, InstanceNetwork } from '../controller/seams.js';
-import { newInstanceId } from '../controller/spec.js';
+import type { ImageResolver, ImageRunConfig } from '../controller/seams.js';
 import { describeError } from '../errors.js';
-import { NamespaceNetwork } from '../network/namespace-network.js';
+import { NamespacePool } from '../network/namespace-pool.js';
 import { createProxy, type Proxy } from '../proxy/proxy.js';
 import { RouteTable } from '../proxy/routes.js';
 import type { ImageStore } from '../registry/image-store.js';
@@ -35,6 +33,8 @@ export interface HostInstancesConfig {
    * flickds on one machine (tests) need different ones: each sweeps its prefix.
    */
   network?: { prefix?: string; pool?: string };
+  /** Ready-made VM networks kept in reserve for cold wakes (flickd --netns-pool); default src/network's. */
+  netnsPool?: number;
   /** The hot standby tier (see src/controller/hot-standby.ts). */
   hotStandby?: Partial<HotStandbyConfig>;
   /** Parked requests per sleeping instance before the proxy answers 503. */
@@ -83,12 +83,13 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     store,
     driver: new QemuDriver({ log }),
     images: imageResolver(config.images),
-    network: ownNamespacesOnly(
-      new NamespaceNetwork({
-        ...(config.network?.prefix ?? process.env.FLICK_NETNS_PREFIX ? { prefix: config.network?.prefix ?? process.env.FLICK_NETNS_PREFIX } : {}),
-        ...(config.network?.pool ?? process.env.FLICK_NET_POOL ? { pool: config.network?.pool ?? process.env.FLICK_NET_POOL } : {}),
-      }),
-    ),
+    // Its sweep touches only names it makes (`<prefix>n<slot>`, and the `<prefix><instance id>` of older flickds).
+    network: new NamespacePool({
+      ...(config.network?.prefix ?? process.env.FLICK_NETNS_PREFIX ? { prefix: config.network?.prefix ?? process.env.FLICK_NETNS_PREFIX } : {}),
+      ...(config.network?.pool ?? process.env.FLICK_NET_POOL ? { pool: config.network?.pool ?? process.env.FLICK_NET_POOL } : {}),
+      ...(config.netnsPool !== undefined ? { size: config.netnsPool } : {}),
+      log: (line) => log(line),
+    }),
     dataDir: config.dataDir,
     logger: { info: log, warn: log },
     ...(config.hotStandby ? { hotStandby: config.hotStandby } : {}),
@@ -146,36 +147,6 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
         store.close();
       })();
       return closing;
-    },
-  };
-}
-
-/**
- * The namespace network, its sweep limited to names flickd makes: `<prefix>`
- * plus an instance id (12 hex digits). A shorter prefix of another user's
- * (flickd's default `flick-` is a prefix of the VMM tests' `flick-vt-`) is then
- * never swept by mistake.
- */
-function ownNamespacesOnly(network: NamespaceNetwork): InstanceNetwork {
-  const idLength = newInstanceId().length;
-  const ours = new RegExp(`^[0-9a-f]{${idLength}}$`);
-  return {
-    attach: (id, index) => network.attach(id, index),
-    detach: (id, index) => network.detach(id, index),
-    async sweep(keep) {
-      const kept = new Set(keep.map((k) => k.instanceId));
-      let names: string[] = [];
-      try {
-        names = fs.readdirSync('/run/netns');
-      } catch {
-        return; // no namespace was ever made
-      }
-      for (const ns of names) {
-        if (!ns.startsWith(network.prefix)) continue;
-        const id = ns.slice(network.prefix.length);
-        // The index only picks addresses; teardown goes by the namespace name.
-        if (ours.test(id) && !kept.has(id)) await network.detach(id, 0);
-      }
     },
   };
 }

@@ -6,7 +6,7 @@ import { after, test } from 'node:test';
 import { InstanceStore } from '../store/instance-store.js';
 import { VmmError, type MicroVm, type NetworkAttachment, type Snapshot, type VmConfig, type VmExit, type VmmDriver } from '../vmm/driver.js';
 import { Controller } from './controller.js';
-import type { ImageResolver, InstanceNetwork } from './seams.js';
+import type { HeldNetwork, ImageResolver, InstanceNetwork, NetworkLease } from './seams.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-controller-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -92,19 +92,34 @@ class FakeDriver implements VmmDriver {
   }
 }
 
+/** A pool of networks like src/network's, refilled at once: `made` counts the namespaces it ever made. */
 class FakeNetwork implements InstanceNetwork {
-  attached = new Map<string, number>();
+  /** Networks VMs hold, by namespace name. */
+  held = new Map<string, number>();
+  ready: number[] = [];
+  made = 0;
   swept: string[] = [];
-  async attach(id: string, index: number): Promise<NetworkAttachment> {
-    this.attached.set(id, index);
-    return { netns: `ns-${id}`, tap: 'tap0', guestMac: 'm', guestIp: '172.31.255.2', gatewayIp: '172.31.255.1', prefixLength: 30, hostReachableIp: `10.0.0.${index}` };
+  constructor(readonly poolSize = 2) {
+    this.#refill();
   }
-  async detach(id: string): Promise<void> {
-    this.attached.delete(id);
+  async acquire(): Promise<NetworkLease> {
+    const index = this.ready.shift() ?? this.made++;
+    this.#refill();
+    const netns = `ns-${index}`;
+    this.held.set(netns, index);
+    const attachment: NetworkAttachment = { netns, tap: 'tap0', guestMac: 'm', guestIp: '172.31.255.2', gatewayIp: '172.31.255.1', prefixLength: 30, hostReachableIp: `10.0.0.${index}` };
+    return { index, attachment };
   }
-  async sweep(keep: ReadonlyArray<{ instanceId: string }>): Promise<void> {
-    const k = new Set(keep.map((x) => x.instanceId));
-    for (const id of this.attached.keys()) if (!k.has(id)) (this.swept.push(id), this.attached.delete(id));
+  async release(held: HeldNetwork): Promise<void> {
+    this.held.delete(held.netns);
+  }
+  async sweep(keep: readonly HeldNetwork[]): Promise<void> {
+    const k = new Set(keep.map((x) => x.netns));
+    for (const ns of this.held.keys()) if (!k.has(ns)) (this.swept.push(ns), this.held.delete(ns));
+  }
+  async dispose(): Promise<void> {}
+  #refill(): void {
+    while (this.ready.length < this.poolSize) this.ready.push(this.made++);
   }
 }
 
@@ -140,7 +155,8 @@ test('create boots the VM, waits for the exposed port, and the instance ends up 
   assert.deepEqual(driver.vms[0]!.config.guest.argv, ['/server']);
   assert.deepEqual(driver.vms[0]!.config.guest.env, ['A=1']);
   assert.equal(rec.pid, driver.vms[0]!.pid);
-  assert.ok(network.attached.has(rec.id));
+  assert.deepEqual([...network.held.keys()], [rec.vm!.network!.netns]);
+  assert.equal(network.held.get(rec.vm!.network!.netns!), rec.networkIndex);
   assert.equal(rec.counters.boots, 1);
 });
 
@@ -151,7 +167,8 @@ test('stop ends the VM and releases its network; a second stop is ILLEGAL_TRANSI
   const stopped = await c.stop('a');
   assert.equal(stopped.state, 'stopped');
   assert.equal(stopped.pid, null);
-  assert.equal(network.attached.size, 0);
+  assert.equal(stopped.networkIndex, null);
+  assert.equal(network.held.size, 0);
   await assert.rejects(c.stop('a'), (err: any) => err.code === 'ILLEGAL_TRANSITION' && /it is stopped/.test(err.message));
   const again = await c.start('a');
   assert.equal(again.state, 'starting');
@@ -209,7 +226,7 @@ test('rm of a running instance needs force; rm -f removes record, files and netw
   await c.rm('x', { force: true });
   assert.throws(() => c.get('x'), (err: any) => err.code === 'INSTANCE_NOT_FOUND');
   assert.equal(fs.existsSync(rec.dir), false);
-  assert.equal(network.attached.size, 0);
+  assert.equal(network.held.size, 0);
 });
 
 test('stop during boot aborts it and the instance ends stopped, not failed', async () => {
@@ -244,7 +261,8 @@ test('a restarted controller re-adopts live VMs and marks dead ones', async () =
   assert.equal(result.died.length, 1);
   assert.equal(second.c.get('alive').state, 'running');
   assert.equal(second.c.get('dead').state, 'failed');
-  assert.deepEqual([...network.attached.keys()], [second.c.get('alive').id]);
+  assert.deepEqual([...network.held.keys()], [second.c.get('alive').vm!.network!.netns], "the dead VM's network is released");
+  assert.equal(second.c.get('dead').networkIndex, null);
   // The adopted VM is watched again: its crash is noticed.
   const failed = second.c.wait('alive', 'failed');
   driver.vms.find((v) => v.config.guest.hostname === 'alive')!.crash(9);
@@ -263,7 +281,7 @@ test('scale to zero: template at first readiness, suspend to standby, one wake f
   const ups = await Promise.all(Array.from({ length: 20 }, () => c.scaleToZero.ensureAwake(rec.id)));
   assert.equal(driver.restores.length, 1, 'exactly one wake');
   assert.equal(driver.restores[0]!.mode, 'clone');
-  assert.deepEqual({ host: ups[0]!.host, port: ups[0]!.port }, { host: '10.0.0.0', port: 8080 });
+  assert.deepEqual({ host: ups[0]!.host, port: ups[0]!.port }, { host: c.get('z').vm!.network!.hostReachableIp, port: 8080 });
   assert.equal(ups[0]!.asleep.aborted, false);
   rec = c.get('z');
   assert.equal(rec.state, 'running');
@@ -277,10 +295,58 @@ test('scale to zero: template at first readiness, suspend to standby, one wake f
   await c.scaleToZero.suspend(rec.id);
   assert.equal(c.get('z').state, 'standby');
   assert.equal(ups[0]!.asleep.aborted, true, 'the proxy learns the address is dead');
-  // After a host reboot the standby instance's network is gone; reconcile makes it again.
-  network.attached.clear();
+  assert.equal(network.held.size, 0, 'cold standby holds no network');
+  // A restart finds nothing to keep.
   await c.reconcile();
-  assert.ok(network.attached.has(rec.id));
+  assert.deepEqual(network.swept, []);
+  assert.equal(c.get('z').state, 'standby');
+});
+
+test('a cold-standby instance holds no network; a wake takes a ready one from the pool, which refills', async () => {
+  const { c, driver, network } = setup('pool');
+  const rec = await c.create({ image: 'hello:1', name: 'p', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 } });
+  const booted = await c.wait('p', 'running');
+  const bootAddress = booted.vm!.network!.hostReachableIp;
+  await c.scaleToZero.suspend(rec.id);
+  const asleep = c.get('p');
+  assert.deepEqual([asleep.state, asleep.standbyTier, asleep.networkIndex, asleep.vm?.network], ['standby', 'cold', null, undefined]);
+  assert.equal(network.held.size, 0);
+  const ready = [...network.ready];
+  const made = network.made;
+  const up = await c.scaleToZero.ensureAwake(rec.id);
+  const awake = c.get('p');
+  assert.equal(awake.networkIndex, ready[0], 'the oldest ready network');
+  assert.equal(driver.vms.at(-1)!.config.network!.netns, `ns-${ready[0]}`, 'the VM was restored into it');
+  assert.equal(up.host, awake.vm!.network!.hostReachableIp, 'the proxy is told the new address');
+  assert.notEqual(up.host, bootAddress);
+  assert.equal(network.ready.length, network.poolSize, 'the pool refilled');
+  assert.equal(network.made, made + 1, 'one new namespace, made for the pool, not for the wake');
+  await c.stop('p');
+  assert.equal(network.held.size, 0);
+});
+
+test('300 instances created from one template are 300 cold standbys without networks, and the last one wakes', async () => {
+  const { c, driver, network } = setup('many');
+  const s2z = { policy: 'on' as const, cooldownTimeMs: 60_000 };
+  await c.create({ image: 'hello:1', name: 'first', scaleToZero: s2z });
+  await c.wait('first', 'running');
+  await c.stop('first');
+  const made = network.made;
+  const created = [];
+  for (let i = 0; i < 300; i++) created.push(await c.create({ image: 'hello:1', name: `many-${i}`, scaleToZero: s2z }));
+  assert.ok(created.every((r) => r.state === 'standby' && r.standbyTier === 'cold'), 'each is created asleep');
+  const stored = c.list().filter((r) => r.name.startsWith('many-'));
+  assert.equal(stored.length, 300);
+  assert.ok(stored.every((r) => r.state === 'standby' && r.networkIndex === null && r.vm?.network === undefined));
+  assert.equal(network.held.size, 0);
+  assert.equal(network.made, made, 'no namespace was made for them');
+  assert.equal(driver.vms.length, 1, 'and no VM booted');
+  const last = created.at(-1)!;
+  const up = await c.scaleToZero.ensureAwake(last.id);
+  assert.equal(c.get(last.id).state, 'running');
+  assert.equal(up.host, c.get(last.id).vm!.network!.hostReachableIp);
+  assert.equal(driver.restores.at(-1)!.mode, 'clone');
+  assert.equal(network.held.size, 1);
 });
 
 test('stateful scale to zero saves the own state at suspend and wakes into it', async () => {

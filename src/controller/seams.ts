@@ -31,14 +31,32 @@ export interface ImageResolver {
   resolve(ref: string): Promise<PreparedImage>;
 }
 
-/** Per-instance networking (src/network): one namespace, tap and host-reachable address per index. */
+/** A VM network somebody holds: its address slot and its namespace (persisted with the instance while its VM lives). */
+export interface HeldNetwork {
+  index: number;
+  netns: string;
+}
+
+/** A network handed to a VM about to run. */
+export interface NetworkLease {
+  index: number;
+  attachment: NetworkAttachment;
+}
+
+/**
+ * VM networking (src/network): one namespace per VM *process*, by address
+ * slot. Cold-standby and stopped instances hold none; a boot or a cold wake
+ * acquires one, the end of the process releases it.
+ */
 export interface InstanceNetwork {
-  /** Creates (or finds, idempotently) the instance's network for `index`. */
-  attach(instanceId: string, index: number): Promise<NetworkAttachment>;
+  /** A ready network (taken from a pool when there is one). */
+  acquire(): Promise<NetworkLease>;
   /** Removes it; safe when it is already gone. */
-  detach(instanceId: string, index: number): Promise<void>;
-  /** Removes every instance network not in `keep` (left over by a crash). */
-  sweep(keep: ReadonlyArray<{ instanceId: string; index: number }>): Promise<void>;
+  release(held: HeldNetwork): Promise<void>;
+  /** At start: removes every network not in `keep` (the ones live VMs hold). */
+  sweep(keep: readonly HeldNetwork[]): Promise<void>;
+  /** Stops background work and removes unused networks; held ones stay. Safe twice. */
+  dispose(): Promise<void>;
 }
 
 export interface ControllerLogger {

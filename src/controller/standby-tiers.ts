@@ -60,6 +60,8 @@ export class StandbyTiers {
     }
     this.#t.expectExit(id);
     await vm.kill();
+    // Cold standby holds no network: the next wake takes one from the pool.
+    await this.#t.releaseNetwork(id);
     const cur = this.#t.fresh(id);
     // A suspend comes here from `draining`, a demotion from `standby`.
     if (cur.state === 'standby') this.#t.store.update(id, { pid: null, snapshots, standbyTier: 'cold' });
@@ -84,10 +86,11 @@ export class StandbyTiers {
   }
 
   /** A hot-standby VM died on its own: a stateless instance just becomes cold; a stateful one lost its state. */
-  onHotVmDied(id: string): void {
+  async onHotVmDied(id: string): Promise<void> {
     this.hot.remove(id);
-    const rec = this.#t.store.get(id);
-    if (rec === undefined || rec.state !== 'standby') return;
+    if (this.#t.store.get(id)?.state !== 'standby') return;
+    await this.#t.releaseNetwork(id);
+    const rec = this.#t.fresh(id);
     if (rec.scaleToZero.stateful) this.#t.transition(rec, 'failed', { pid: null, standbyTier: undefined, error: 'the paused VM of this hot-standby instance exited; its state is lost' });
     else this.#t.store.update(id, { pid: null, standbyTier: 'cold' });
   }

@@ -15,6 +15,7 @@ import { hostMetrics, renderPrometheus } from '../api/metrics.js';
 import { createRegistryHandler } from '../registry/http-handler.js';
 import { RegistryImageStore } from '../registry/image-store.js';
 import { Registry } from '../registry/registry.js';
+import { DEFAULT_NETNS_POOL_SIZE } from '../network/namespace-pool.js';
 import { ensureToken, TokenAuth, type Identity } from './auth.js';
 import { createDaemonServer, type DaemonRoute } from './server.js';
 
@@ -25,7 +26,7 @@ export const DEFAULT_PROXY_LISTEN = '127.0.0.1:7451';
 
 const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-listen HOST:PORT|off] [--anonymous-pull]
               [--hot-standby-budget SIZE] [--hot-page-out-after MS] [--proxy-max-parked N]
-              [--metrics-anonymous-loopback] [--max-instances N]
+              [--metrics-anonymous-loopback] [--max-instances N] [--netns-pool N]
        flickd gc [--data-dir DIR]
 
   --proxy-listen              ingress proxy (default ${DEFAULT_PROXY_LISTEN}; off: none)
@@ -35,7 +36,9 @@ const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-list
                               before it goes back to its file (default 10000; 0: at suspend)
   --proxy-max-parked N        requests parked per sleeping instance before 503 (default 1024)
   --metrics-anonymous-loopback  serve /metrics without the token to loopback clients
-  --max-instances N           refuse to create more than N instances (default: no quota)`;
+  --max-instances N           refuse to create more than N instances (default: no quota)
+  --netns-pool N              VM networks (namespace, tap, veth, rules) kept ready so a cold wake
+                              makes none; refilled in the background (default ${DEFAULT_NETNS_POOL_SIZE}; 0: none)`;
 
 /** "2G", "512M", "1.5G", "4096K", "0" or plain bytes → bytes. */
 export function parseSize(text: string): number {
@@ -80,6 +83,7 @@ export async function main(argv: string[]): Promise<void> {
         'metrics-anonymous-loopback': { type: 'boolean', default: false },
         'max-instances': { type: 'string' },
         'proxy-max-parked': { type: 'string' },
+        'netns-pool': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -110,6 +114,8 @@ export async function main(argv: string[]): Promise<void> {
     if (maxParked !== undefined && !/^[1-9]\d*$/.test(maxParked)) throw new Error(`--proxy-max-parked "${maxParked}" is not a positive whole number, e.g. 1024`);
     const maxInstances = args.values['max-instances'];
     if (maxInstances !== undefined && !/^\d+$/.test(maxInstances)) throw new Error(`--max-instances "${maxInstances}" is not a whole number, e.g. 100`);
+    const netnsPool = args.values['netns-pool'];
+    if (netnsPool !== undefined && !/^\d+$/.test(netnsPool)) throw new Error(`--netns-pool "${netnsPool}" is not a whole number, e.g. ${DEFAULT_NETNS_POOL_SIZE}`);
     if (pageOut !== undefined && !/^\d+$/.test(pageOut)) throw new Error(`--hot-page-out-after "${pageOut}" is not a whole number of milliseconds, e.g. 10000`);
     await serve({
       dataDir,
@@ -119,6 +125,7 @@ export async function main(argv: string[]): Promise<void> {
       metricsAnonymousLoopback: args.values['metrics-anonymous-loopback'],
       ...(maxParked !== undefined ? { proxyMaxParked: Number(maxParked) } : {}),
       ...(maxInstances !== undefined ? { maxInstances: Number(maxInstances) } : {}),
+      ...(netnsPool !== undefined ? { netnsPool: Number(netnsPool) } : {}),
       hotStandby: { ...(budget !== undefined ? { budgetBytes: parseSize(budget) } : {}), ...(pageOut !== undefined ? { pageOutAfterMs: Number(pageOut) } : {}) },
       log,
     });
@@ -140,6 +147,8 @@ export interface ServeConfig {
   proxyMaxParked?: number;
   /** The instance quota (src/limits); undefined: none. */
   maxInstances?: number;
+  /** Ready-made VM networks (src/network/namespace-pool.ts); undefined: the default. */
+  netnsPool?: number;
   log: (line: string) => void;
 }
 
@@ -163,6 +172,7 @@ async function serve(config: ServeConfig): Promise<void> {
     ...(config.hotStandby ? { hotStandby: config.hotStandby } : {}),
     ...(config.proxyMaxParked ? { proxyMaxParked: config.proxyMaxParked } : {}),
     ...(config.maxInstances !== undefined ? { maxInstances: config.maxInstances } : {}),
+    ...(config.netnsPool !== undefined ? { netnsPool: config.netnsPool } : {}),
   });
 
   // The host's HTTP surface, one line per mount. Order does not matter (longest prefix wins).

@@ -1,11 +1,10 @@
-// Per-VM networks on this host: a namespace `<prefix><id>` holding the VM's
+// Per-VM networks on this host: a namespace `<prefix><name>` holding the VM's
 // tap, a veth pair to the host and the namespace's NAT and filter rules (see
 // plan.ts). Runs `ip` and `iptables` (iptables-nft on Debian 12). Whatever
 // attach() creates, detach() and the sweep remove; a failed attach removes
 // what it made before it rejects.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import type { InstanceNetwork } from '../controller/seams.js';
 import type { NetworkAttachment } from '../vmm/driver.js';
 import {
   DEFAULT_POOL,
@@ -80,7 +79,7 @@ function attachmentOf(plan: NetworkPlan): NetworkAttachment {
   };
 }
 
-export class NamespaceNetwork implements InstanceNetwork {
+export class NamespaceNetwork {
   readonly prefix: string;
   readonly pool: AddressPool;
   readonly egress: boolean;
@@ -126,11 +125,6 @@ export class NamespaceNetwork implements InstanceNetwork {
   async detach(instanceId: string, index: number): Promise<void> {
     const plan = this.plan(instanceId, index);
     await teardown(plan.ns, plan.hostVeth);
-  }
-
-  /** Removes every namespace under this prefix that is not in `keep`. */
-  async sweep(keep: ReadonlyArray<{ instanceId: string; index: number }>): Promise<void> {
-    await sweepLeftovers(this.prefix, new Set(keep.map((k) => namespaceName(this.prefix, k.instanceId))));
   }
 
   async #intact(plan: NetworkPlan): Promise<boolean> {

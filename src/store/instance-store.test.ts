@@ -64,19 +64,13 @@ test('a duplicate name is refused with NAME_TAKEN and says what to do', () => {
   s.close();
 });
 
-test('address allocation hands out the lowest free index, keeps it, and reuses released ones', () => {
-  const s = InstanceStore.open(':memory:', { addressPoolSize: 3 });
-  for (const id of ['a', 'b', 'c', 'd']) s.insert(record(id));
-  assert.equal(s.allocateAddress('a'), 0);
-  assert.equal(s.allocateAddress('b'), 1);
-  assert.equal(s.allocateAddress('a'), 0, 'an instance keeps its index');
-  assert.equal(s.allocateAddress('c'), 2);
-  assert.throws(() => s.allocateAddress('d'), (err: any) => err.code === 'NO_ADDRESS');
-  s.releaseAddress('b');
-  assert.equal(s.allocateAddress('d'), 1);
-  s.delete('a');
-  s.insert(record('e'));
-  assert.equal(s.allocateAddress('e'), 0);
+test('two records never name one network slot', () => {
+  const s = InstanceStore.open(':memory:');
+  for (const id of ['a', 'b']) s.insert(record(id));
+  s.update('a', { networkIndex: 3 });
+  assert.throws(() => s.update('b', { networkIndex: 3 }), /UNIQUE/);
+  s.update('a', { networkIndex: null });
+  assert.equal(s.update('b', { networkIndex: 3 }).networkIndex, 3);
   s.close();
 });
 

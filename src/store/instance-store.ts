@@ -1,7 +1,9 @@
 // The instance store: SQLite (better-sqlite3, WAL) holding one versioned JSON
-// record per instance and the host's address allocation. The controller writes
-// every state change here before it acts on it, so a flickd killed at any point
-// finds out on restart what it was doing.
+// record per instance, with the network slot its live VM holds (if any; slots
+// are handed out by src/network's pool, the UNIQUE column keeps two records
+// from naming one). The controller writes every state change here before it
+// acts on it, so a flickd killed at any point finds out on restart what it was
+// doing.
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -18,18 +20,12 @@ interface Row {
   data: string;
 }
 
-export interface InstanceStoreOptions {
-  /** How many instance addresses the host has (indices 0 … size-1). */
-  addressPoolSize?: number;
-}
-
 export class InstanceStore {
   readonly #db: Database.Database;
-  readonly #poolSize: number;
   #closed = false;
 
   /** Opens (creating if needed) `<dataDir>/state.db`; use ':memory:' as file for tests. */
-  static open(file: string, opts: InstanceStoreOptions = {}): InstanceStore {
+  static open(file: string): InstanceStore {
     if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
     const db = new Database(file);
     try {
@@ -42,12 +38,11 @@ export class InstanceStore {
       db.close();
       throw err;
     }
-    return new InstanceStore(db, opts.addressPoolSize ?? 1000);
+    return new InstanceStore(db);
   }
 
-  private constructor(db: Database.Database, poolSize: number) {
+  private constructor(db: Database.Database) {
     this.#db = db;
-    this.#poolSize = poolSize;
   }
 
   /** Inserts a new record; NAME_TAKEN if the name is in use (checked in the same transaction). */
@@ -94,37 +89,6 @@ export class InstanceStore {
 
   delete(id: string): boolean {
     return this.#db.prepare('DELETE FROM instances WHERE id = ?').run(id).changes > 0;
-  }
-
-  /**
-   * Gives the instance the lowest free address index (or the one it holds) and
-   * persists it, in one transaction so two allocations never collide.
-   */
-  allocateAddress(id: string): number {
-    return this.#db.transaction(() => {
-      const current = this.get(id);
-      if (current === undefined) throw new StoreError('NOT_FOUND', `instance ${id} is not in the store`);
-      if (current.networkIndex !== null) return current.networkIndex;
-      const used = this.#db.prepare('SELECT network_index AS i FROM instances WHERE network_index IS NOT NULL ORDER BY network_index').all() as {
-        i: number;
-      }[];
-      let free = 0;
-      for (const { i } of used) {
-        if (i !== free) break;
-        free++;
-      }
-      if (free >= this.#poolSize) {
-        throw new StoreError('NO_ADDRESS', `no free instance address on this host (${this.#poolSize} in use): remove instances you no longer need with 'flick rm'`, {
-          kind: 'user',
-        });
-      }
-      this.update(id, { networkIndex: free });
-      return free;
-    })();
-  }
-
-  releaseAddress(id: string): void {
-    if (this.get(id) !== undefined) this.update(id, { networkIndex: null });
   }
 
   /** Safe to call twice. */

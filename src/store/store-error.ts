@@ -4,7 +4,6 @@ import { FlickError } from '../errors.js';
 export type StoreErrorCode =
   | 'NAME_TAKEN' // another instance has this name
   | 'NOT_FOUND'
-  | 'NO_ADDRESS' // every instance address on this host is in use
   | 'SCHEMA_TOO_NEW' // the database was written by a newer flickd
   | 'CORRUPT_RECORD';
 
