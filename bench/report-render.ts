@@ -57,7 +57,12 @@ export function rows(latest: Latest): Row[] {
   if (d) {
     const s = 'density (issue 7)';
     add(s, 'standby instances on one host', num(d.standby_instances), '—', '≥ 10,000', has(d.standby_instances) ? d.standby_instances >= 10_000 : undefined);
-    add(s, 'host RAM of all standby instances', `${mib(d.standby_ram_bytes)} (${mib(d.standby_instances > 0 ? d.standby_ram_bytes / d.standby_instances : null)} each)`, '—', '≤ 2 GiB for 10,000', has(d.standby_ram_bytes, d.standby_instances) && d.standby_instances >= 10_000 ? d.standby_ram_bytes <= 2 * 2 ** 30 : undefined);
+    const each = d.standby_instances > 0 ? d.standby_ram_bytes / d.standby_instances : null;
+    const at10k = each === null ? null : d.standby_instances >= 10_000 ? d.standby_ram_bytes : each * 10_000;
+    const extrapolated = d.standby_instances < 10_000 ? ` → ${mib(at10k)} for 10,000 (extrapolated)` : '';
+    add(s, 'host RAM of all standby instances', `${mib(d.standby_ram_bytes)} (${mib(each)} each)${extrapolated}`, '—', '≤ 2 GiB for 10,000', at10k === null ? undefined : at10k <= 2 * 2 ** 30);
+    const ns = latest.results.density?.details?.network_namespace_alone;
+    if (ns) add(s, 'kernel memory of one instance network (namespace, veth, tap, rules)', `${mib(ns.kernel_bytes_each)}; made in ${ms(ns.attach_ms_each)}, removed in ${ms(ns.detach_ms_each)}`, '—', '—');
     add(s, 'disk per standby instance', mib(d.standby_disk_bytes_each), '—', '—');
     add(s, 'create rate (to standby)', `${d.create_per_s} /s`, '—', '—');
     add(s, 'idle running minimal instances', num(d.running_instances), '—', '≥ 1,000', has(d.running_instances) ? d.running_instances >= 1000 : undefined);
@@ -99,6 +104,14 @@ export function renderMarkdown(latest: Latest): string {
     'Times are to the first byte of an HTTP answer, measured by a client on the host; "peer" is the same thing done another way on the same machine in the same run. The wake latency distributions: [wake-latency.svg](wake-latency.svg); every raw figure: [latest.json](latest.json).',
     '',
   ];
+  const wakeN = latest.results.wake?.results?.warm_ms?.n;
+  const densityN = latest.results.density?.results?.standby_instances;
+  if ((wakeN !== undefined && wakeN < 30) || (densityN !== undefined && densityN < 10_000)) {
+    lines.push(
+      `**A small-N run** (wake: ${wakeN ?? 'n/a'} runs each, goal ≥ 30; density: ${densityN ?? 'n/a'} standby instances, goal 10,000): the figures are indicative; a full \`npm run bench\` on a quiet machine replaces them.`,
+      '',
+    );
+  }
   let section = '';
   for (const r of rows(latest)) {
     if (r.section !== section) {

@@ -83,6 +83,28 @@ interface WakeRuns {
   otherTier: number;
   /** PSS of the paused VMM while in hot standby (median over runs). */
   hotPss?: number;
+  /** What flickd says the paused VM holds after its page-out (its memory cgroup; median). */
+  hotHeld?: number;
+}
+
+/**
+ * Waits until the paused VMM's PSS stops falling (its guest RAM paged out; at
+ * most 10 s), then what flickd says the paused VM holds after its page-out.
+ */
+async function pagedOut(host: BenchHost, name: string, pid: number | null): Promise<{ pss?: number; held?: number }> {
+  let last = pid === null ? undefined : pssBytes(pid);
+  const t0 = Date.now();
+  while (pid !== null && last !== undefined && Date.now() - t0 < 10_000) {
+    await new Promise((r) => setTimeout(r, 100));
+    const now = pssBytes(pid);
+    if (now === undefined) break;
+    const settled = Date.now() - t0 >= 300 && Math.abs(now - last) < last * 0.01;
+    last = now;
+    if (settled) break;
+  }
+  const m = await host.api('GET', `/v1/instances/${name}/metrics`);
+  const held = m.json?.data?.hot_bytes_after_page_out;
+  return { ...(last !== undefined ? { pss: last } : {}), ...(typeof held === 'number' ? { held } : {}) };
 }
 
 /** Puts `name` to sleep in `tier` `runs` times and wakes it with one request through the proxy each time. */
@@ -91,18 +113,21 @@ async function wakes(host: BenchHost, app: App, tier: Tier, runs: number, keep =
   await createInstance(host, name, app, { policy: 'on', cooldown_time_ms: COOLDOWN_MS });
   const samples: number[] = [];
   const pss: number[] = [];
+  const flickdHeld: number[] = [];
   let otherTier = 0;
   try {
     await host.firstByte(name);
     for (let i = 0; i < runs; i++) {
       await host.must('PUT', `/v1/instances/${name}/suspend?tier=${tier}`);
       const view = await host.waitFor(name, 'standby', 60_000);
-      // A moment for the page-out and the host to settle, as an instance that slept a while would be.
-      await new Promise((r) => setTimeout(r, 200));
       const actual = observedTier(await host.must('GET', `/v1/instances/${name}`));
-      if (actual === 'hot' && view.pid !== null) {
-        const p = pssBytes(view.pid);
-        if (p !== undefined) pss.push(p);
+      if (actual === 'hot') {
+        // Wake from the settled state: the guest RAM paged out, as after any real sleep.
+        const settled = await pagedOut(host, name, view.pid);
+        if (settled.held !== undefined) flickdHeld.push(settled.held);
+        if (settled.pss !== undefined) pss.push(settled.pss);
+      } else {
+        await new Promise((r) => setTimeout(r, 200));
       }
       const ms = await host.firstByte(name);
       if (actual === tier) samples.push(ms);
@@ -110,7 +135,12 @@ async function wakes(host: BenchHost, app: App, tier: Tier, runs: number, keep =
       process.stdout.write(actual === tier ? '.' : 'x');
     }
     process.stdout.write('\n');
-    return { samples, otherTier, ...(pss.length > 0 ? { hotPss: percentile(pss, 50) } : {}) };
+    return {
+      samples,
+      otherTier,
+      ...(pss.length > 0 ? { hotPss: percentile(pss, 50) } : {}),
+      ...(flickdHeld.length > 0 ? { hotHeld: percentile(flickdHeld, 50) } : {}),
+    };
   } finally {
     if (!keep) await host.api('DELETE', `/v1/instances/${name}?force=true`);
   }
@@ -221,6 +251,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     bare_node_cold_ms: d('bare_node'),
     hot_ram_bytes_each_min: runsOf.hot_min?.hotPss ?? null,
+    hot_ram_flickd_bytes: { node: runsOf.hot_node?.hotHeld ?? null, min: runsOf.hot_min?.hotHeld ?? null },
     hot_ram_measure: 'PSS of the paused VMM process in hot standby after its guest RAM was paged out (/proc/<pid>/smaps_rollup), median over runs; node app (the _min figure: the minimal server)',
     burst_statuses: statuses,
     cooldown_ms: COOLDOWN_MS,
