@@ -9,7 +9,8 @@
 //   {"results": {"standby_instances", "standby_ram_bytes", "standby_disk_bytes_each", "create_per_s",
 //    "running_instances", "running_pss_bytes_each", "wake_first_ms", "wake_last_ms"}, "details": {...}}
 //
-//   node dist/bench/density.js [--n 10000] [--running-max 1000] [--minutes 60] [--netns-probe 200]
+//   node dist/bench/density.js [--n 10000] [--running-max 1000] [--running-mode clone|boot]
+//                              [--running-memory 64] [--minutes 60] [--netns-probe 200]
 import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
 import { NamespaceNetwork, sweepLeftovers } from '../src/network/namespace-network.js';
 import path from 'node:path';
@@ -86,7 +87,15 @@ async function wakeMs(host: BenchHost, name: string, times: number): Promise<num
   return round(percentile(out, 50));
 }
 
-async function runningRamp(host: BenchHost, max: number, deadline: number, memoryMb: number): Promise<{ count: number; pssEach: number | null; memAvailableDrop: number; stoppedBy: string }> {
+/**
+ * How running instances are made. `clone`: scale-to-zero instances (a day's
+ * cooldown) woken by one request each, so all but the first are clones of one
+ * shared template (as every woken instance is); `boot`: plain instances, each
+ * booted from scratch.
+ */
+type RunningMode = 'clone' | 'boot';
+
+async function runningRamp(host: BenchHost, max: number, deadline: number, memoryMb: number, mode: RunningMode): Promise<{ count: number; pssEach: number | null; memAvailableDrop: number; stoppedBy: string }> {
   const floor = meminfo('MemTotal') * RAM_FLOOR_SHARE;
   const avail0 = meminfo('MemAvailable');
   let stoppedBy = `the ${max} asked for`;
@@ -100,8 +109,21 @@ async function runningRamp(host: BenchHost, max: number, deadline: number, memor
   let failed = 0;
   const count = await pool(max, CONCURRENCY, async (i) => {
     const name = `run-${i}`;
-    const r = await host.api('POST', '/v1/instances', { image: IMAGE, name, memory_mb: memoryMb, ports: [{ port: APP_PORT, protocol: 'http' }] });
-    const view = r.status === 201 ? await host.waitFor(name, 'running', 300_000).catch(() => undefined) : undefined;
+    const r = await host.api('POST', '/v1/instances', {
+      image: IMAGE,
+      name,
+      memory_mb: memoryMb,
+      ports: [{ port: APP_PORT, protocol: 'http' }],
+      ...(mode === 'clone' ? { scale_to_zero: { policy: 'on', cooldown_time_ms: 86_400_000 } } : {}),
+    });
+    let view: any;
+    try {
+      if (r.status !== 201) throw new Error(r.text);
+      if (mode === 'clone') await host.firstByte(name); // wakes it unless it just booted
+      view = await host.waitFor(name, 'running', 300_000);
+    } catch {
+      view = undefined;
+    }
     if (view?.pid) pids.push(view.pid);
     else failed++;
     if ((i + 1) % 50 === 0) log(`  ${i + 1} running, MemAvailable ${(meminfo('MemAvailable') / 2 ** 30).toFixed(1)} GiB`);
@@ -128,6 +150,7 @@ async function main(): Promise<void> {
   const minutes = Number(argValue(process.argv, 'minutes') ?? 60);
   const probeK = Number(argValue(process.argv, 'netns-probe') ?? 200);
   const runningMemoryMb = Number(argValue(process.argv, 'running-memory') ?? 64);
+  const runningMode: RunningMode = argValue(process.argv, 'running-mode') === 'boot' ? 'boot' : 'clone';
   const accel = await new QemuDriver({}).accelerator();
   const start = Date.now();
   const deadline = start + minutes * 60_000;
@@ -145,7 +168,7 @@ async function main(): Promise<void> {
 
     // Running first: the standby phase leaves thousands of instances that take long to remove.
     log(`idle running minimal instances (-m ${runningMemoryMb}M): up to ${runningMax}, within half the time bound`);
-    const running = await runningRamp(host, runningMax, start + (deadline - start) / 2, runningMemoryMb);
+    const running = await runningRamp(host, runningMax, start + (deadline - start) / 2, runningMemoryMb, runningMode);
     log(`  ${running.count} running (stopped by ${running.stoppedBy}), PSS each ${running.pssEach}`);
     await removeAll(host, 'run-');
 
@@ -220,7 +243,13 @@ async function main(): Promise<void> {
         disk_bytes_templates: diskTemplates,
         disk_bytes_state_db: diskDb,
       },
-      running: { stopped_by: running.stoppedBy, mem_available_drop_bytes: running.memAvailableDrop, memory_mb: runningMemoryMb },
+      running: {
+        mode: runningMode === 'clone' ? 'scale-to-zero instances woken by a request: clones of one shared template' : 'each booted from scratch',
+        stopped_by: running.stoppedBy,
+        memory_mb: runningMemoryMb,
+        mem_available_drop_bytes: running.memAvailableDrop,
+        mem_available_drop_bytes_each: running.count > 0 ? Math.round(running.memAvailableDrop / running.count) : null,
+      },
       network_namespace_alone: netns,
     };
   } finally {
