@@ -192,15 +192,18 @@ test('flickd killed with SIGKILL and started again re-adopts the running VM and 
 test('an app that exits with an error is marked and restarted by restart_policy on-failure', async () => {
   const crashy = await createRunning({ name: 'crashy', restart_policy: 'on-failure' });
   await hello(`http://${crashy.address}:8080/exit/3`).catch(() => {}); // the app answers, then exits 3
+  let restarted;
   for (;;) {
     const r = (await api('GET', '/v1/instances/crashy')).json.data;
     if (r.restarts >= 1 && r.state === 'running') {
       assert.equal(r.last_exit_code, 3);
+      restarted = r;
       break;
     }
     await new Promise((res) => setTimeout(res, 200));
   }
-  assert.match(await hello(`http://${crashy.address}:8080/`), /hello from flick/);
+  // The address belongs to the VM's network, taken afresh by each start, not to the instance.
+  assert.match(await hello(`http://${restarted.address}:8080/`), /hello from flick/);
   assert.equal((await api('DELETE', '/v1/instances/crashy?force=true')).status, 200);
 });
 
