@@ -58,7 +58,7 @@ class FakeController implements ApiController {
   }
   async create(spec: InstanceSpec) {
     this.created++;
-    const r = record(spec.name ?? `gen-${this.created}`, spec.memoryMb ?? 128, this.instances.size);
+    const r = { ...record(spec.name ?? `gen-${this.created}`, spec.memoryMb ?? 128, this.instances.size), pid: spec.autostart === false ? null : 1 };
     this.instances.set(r.name, r);
     return r;
   }
@@ -137,13 +137,15 @@ test('concurrent creates cannot pass the quota together', async () => {
   assert.equal(all.filter((r) => r.status === 403).length, 5);
 });
 
-test('out of addresses: 503 NO_ADDRESS before anything is made', async () => {
+test('out of addresses: while every address is held by a running VM, 503 NO_ADDRESS for an instance that would start; one that does not start is created', async () => {
   const h = await host({ poolSize: 1 });
-  assert.equal((await post(h.base, { image: 'hello:latest', name: 'a' })).status, 201);
+  assert.equal((await post(h.base, { image: 'hello:latest', name: 'a' })).status, 201); // the fake "runs" it: pid 1
   const refused = await post(h.base, { image: 'hello:latest', name: 'b' });
   assert.equal(refused.status, 503);
   assert.equal(refused.json.error.code, 'NO_ADDRESS');
+  assert.match(refused.json.error.message, /all 1 addresses of its pool are held by running VMs/);
   assert.equal(h.fake.created, 1);
+  assert.equal((await post(h.base, { image: 'hello:latest', name: 'idle', autostart: false })).status, 201);
 });
 
 test('RAM exhausted: 507 RAM_EXHAUSTED for create and start; an instance that does not start now is still created', async () => {

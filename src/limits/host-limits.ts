@@ -11,7 +11,7 @@ import { checkAddresses, checkDisk, checkQuota, checkRam, diskSpace, isDiskFull,
 export interface HostLimits {
   /** Data directory: instances, snapshots and templates are written under it. */
   dataDir: string;
-  /** How many instance addresses the network pool holds. */
+  /** How many VM networks (addresses) the pool holds: one per VM process. */
   poolSize: number;
   /** At most this many instances (flickd --max-instances); undefined: no quota. */
   maxInstances?: number;
@@ -44,14 +44,23 @@ export function withLimits<C extends LimitedController>(controller: C, limits: H
   const minFree = limits.minFreeDiskBytes ?? MIN_FREE_DISK_BYTES;
   let count: number | undefined;
   const instances = () => (count ??= controller.list().length);
+  // A network (address) belongs to a VM process, not to an instance: count VMs, at most once a second
+  // (a scan of 10,000 records per create would cost more than the create; the network pool has the last word).
+  let vms: { n: number; at: number } | undefined;
+  const vmsWithNetwork = () => {
+    if (vms === undefined || Date.now() - vms.at > 1000) vms = { n: controller.list().filter((r) => r.pid !== null).length, at: Date.now() };
+    return vms.n;
+  };
 
   const create = async (spec: InstanceSpec): Promise<InstanceRecord> => {
     const name = spec.name ?? spec.image;
     checkQuota(name, instances(), limits.maxInstances);
-    // Every instance keeps the address its first start gave it until it is removed.
-    checkAddresses(instances(), limits.poolSize);
     checkDisk(`instance "${name}"`, limits.dataDir, 0, disk(limits.dataDir), minFree);
-    if (spec.autostart !== false) checkRam(name, spec.memoryMb ?? DEFAULT_MEMORY_MB, mem(), reserve);
+    if (spec.autostart !== false) {
+      checkAddresses(vmsWithNetwork(), limits.poolSize);
+      checkRam(name, spec.memoryMb ?? DEFAULT_MEMORY_MB, mem(), reserve);
+      vms!.n++; // holds its place until the next recount sees it
+    }
     count = instances() + 1;
     try {
       return await controller.create(spec);
@@ -62,8 +71,10 @@ export function withLimits<C extends LimitedController>(controller: C, limits: H
   };
   const start = async (idOrName: string): Promise<InstanceRecord> => {
     const rec = controller.get(idOrName);
+    checkAddresses(vmsWithNetwork(), limits.poolSize);
     checkDisk(`instance "${rec.name}"`, limits.dataDir, 0, disk(limits.dataDir), minFree);
     checkRam(rec.name, rec.memoryMb, mem(), reserve);
+    vms!.n++;
     return controller.start(idOrName);
   };
   const rm = async (idOrName: string, opts?: { force?: boolean }): Promise<void> => {

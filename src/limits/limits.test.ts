@@ -76,7 +76,7 @@ test('checkAddresses: the last free address is handed out, then NO_ADDRESS says 
   assert.equal(thrown(() => checkAddresses(63, 64)), undefined);
   const err = thrown(() => checkAddresses(64, 64));
   assert.equal(err?.code, 'NO_ADDRESS');
-  assert.match(err!.message, /all 64 addresses .* in use: remove .* 'flick rm', or start flickd with a larger pool \(FLICK_NET_POOL/);
+  assert.match(err!.message, /all 64 addresses of its pool are held by running VMs: stop .*'flick stop'.*, or start flickd with a larger pool \(FLICK_NET_POOL/);
 });
 
 test('checkRam: guest RAM plus overhead must fit in what is available minus the reserve', () => {

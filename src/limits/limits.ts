@@ -92,12 +92,12 @@ export function checkQuota(name: string, count: number, max: number | undefined)
   );
 }
 
-/** NO_ADDRESS if every address of the pool is taken. */
+/** NO_ADDRESS if every address of the pool is held by a VM (`used`: VMs with a process). */
 export function checkAddresses(used: number, poolSize: number): void {
   if (used < poolSize) return;
   throw new LimitError(
     'NO_ADDRESS',
-    `no free instance address on this host: all ${poolSize} addresses of its pool are in use: remove instances you no longer need with 'flick rm', or start flickd with a larger pool (FLICK_NET_POOL, e.g. 10.211.0.0/16)`,
+    `no free VM address on this host: all ${poolSize} addresses of its pool are held by running VMs: stop instances you do not need ('flick stop'), let idle ones scale to zero, or start flickd with a larger pool (FLICK_NET_POOL, e.g. 10.211.0.0/16)`,
     { kind: 'user', details: { used, pool_size: poolSize } },
   );
 }
