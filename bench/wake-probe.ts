@@ -7,7 +7,8 @@
 // spreads its noise over all of them alike. Writes bench/results/wake-probe.json:
 //   {"accel", "results": {<variant>: {"restore_ms", "first_byte_ms", "second_ms": {p50,p90,n}}}}
 // restore_ms: until driver.restore() resolves (spawn, QMP, state load, clock);
-// first_byte_ms: from the restore call to the first byte of GET /;
+// for a primed variant (restored paused ahead of time) until resume() resolves;
+// first_byte_ms: from the restore (primed: resume) call to the first byte of GET /;
 // second_ms: a second GET / right after (what is left to warm up).
 //
 //   node dist/bench/wake-probe.js [--runs N] [--variants min,node,node-warm]
@@ -39,6 +40,8 @@ interface Variant {
   env?: string[];
   /** Words put right after argv[0] (node's own flags, e.g. V8's, which NODE_OPTIONS refuses). */
   flags?: string[];
+  /** Restore paused ahead of the request (RestoreOptions.paused); the wake is resume() → first byte. */
+  primed?: boolean;
 }
 
 const VARIANTS: Record<string, Variant> = {
@@ -46,6 +49,8 @@ const VARIANTS: Record<string, Variant> = {
   'min-warm': { app: 'min', warmup: 3, memoryMb: 128 },
   node: { app: 'node', warmup: 0, memoryMb: 256 },
   'node-warm': { app: 'node', warmup: 3, memoryMb: 256 },
+  'min-warm-primed': { app: 'min', warmup: 3, memoryMb: 128, primed: true },
+  'node-warm-primed': { app: 'node', warmup: 3, memoryMb: 256, primed: true },
   'node-warm-128m': { app: 'node', warmup: 3, memoryMb: 128 },
   'node-warm-tb16': { app: 'node', warmup: 3, memoryMb: 256, tbSizeMb: 16 },
   'node-warm-tb256': { app: 'node', warmup: 3, memoryMb: 256, tbSizeMb: 256 },
@@ -117,7 +122,7 @@ async function main(): Promise<void> {
   let accel = '';
   try {
     const n: NetworkAttachment = await network.attach('vm', 0);
-    const prepared: Array<{ name: string; driver: QemuDriver; config: VmConfig; template: Snapshot }> = [];
+    const prepared: Array<{ name: string; driver: QemuDriver; config: VmConfig; template: Snapshot; primed: boolean }> = [];
     for (const name of names) {
       const v = VARIANTS[name] as Variant;
       const files = await apps[v.app]();
@@ -150,15 +155,20 @@ async function main(): Promise<void> {
       await vm.kill();
       live.delete(vm);
       console.log(`${name}: template after ${(performance.now() - t0).toFixed(0)} ms (warm-up requests: ${warm.map((x) => x.toFixed(1)).join(', ') || 'none'})`);
-      prepared.push({ name, driver, config, template });
+      prepared.push({ name, driver, config, template, primed: v.primed === true });
       results[name] = { restore: [], fb: [], second: [] };
     }
     for (let i = 0; i < runs; i++) {
       for (const p of prepared) {
         const r = results[p.name]!;
-        const t0 = performance.now();
-        const clone = await p.driver.restore(p.config, p.template, { mode: 'clone' });
+        let t0 = performance.now();
+        const clone = await p.driver.restore(p.config, p.template, { mode: 'clone', paused: p.primed });
         live.add(clone);
+        if (p.primed) {
+          await new Promise((r) => setTimeout(r, 100)); // primed well before the request
+          t0 = performance.now();
+          await clone.resume();
+        }
         r.restore.push(performance.now() - t0);
         r.fb.push(await firstByte(n.hostReachableIp, t0));
         r.second.push(await firstByte(n.hostReachableIp, performance.now()));

@@ -130,6 +130,21 @@ test('two clones of one template answer at once, each in its own namespace', asy
   assert.equal(namespaceExists(`${PREFIX}clone-a`), false);
 });
 
+test('a clone restored paused (primed) holds a request until resumed, then answers with the clock set', async () => {
+  const attachment = await network.attach('primed', 4);
+  const primed = track(await driver.restore(helloConfig('primed', attachment), template, { mode: 'clone', paused: true }));
+  await sleep(1200); // the clock a resume must set is stale by at least this
+  const pending = hello(attachment.hostReachableIp);
+  const early = await Promise.race([pending.then(() => 'answered'), sleep(700).then(() => 'stalled')]);
+  assert.equal(early, 'stalled');
+  await primed.resume();
+  const answer = await pending;
+  assert.equal(answer.hostname, 'server');
+  assert.ok(Math.abs(answer.guestTime - Date.now() / 1000) < 1, `guest clock ${answer.guestTime} is within 1 s of the host's`);
+  await primed.kill();
+  await network.detach('primed', 4);
+});
+
 test('a snapshot restored in a new process continues where it was, with the clock set', async () => {
   const before = await hello(serverIp);
   await server.pause();

@@ -104,8 +104,9 @@ export class QemuDriver implements VmmDriver {
       // no round trip between "completed" and "running".
       const caps = setCapabilities(qmp);
       const incoming = qmp.execute('migrate-incoming', { uri: `unix:${rd.incomingSocket}` });
-      const cont = qmp.execute('cont');
-      cont.catch(() => {});
+      // Primed (opts.paused): no autostart; resume() runs the guest and sets its clock.
+      const cont = opts.paused ? undefined : qmp.execute('cont');
+      cont?.catch(() => {});
       await caps;
       await incoming;
       await sendStream(rd.incomingSocket, snapshot.stateFile);
@@ -114,6 +115,10 @@ export class QemuDriver implements VmmDriver {
       if (status !== 'completed') {
         throw new VmmError('RESTORE_FAILED', `restore of VM ${config.id}: QEMU reported the incoming migration ${status}: ${tail(rd.qemuLog, 300)}`);
       }
+      const ownsMemory = opts.mode === 'own';
+      const parts = { config: vmConfig, accel, process, qmp, control, runDir: rd, ownsMemory, ramFile: ownsMemory ? memory.path : undefined, freshBoot: false };
+      // A VM made paused owes its clock to the first resume (QemuMicroVm).
+      if (cont === undefined) return new QemuMicroVm({ ...parts, state: 'paused' });
       // Only now: a line sent while the port's state is still loading can sit unread in the
       // socket (QEMU is not told to look again), so the guest would keep its snapshot-time clock.
       const clock = control.syncClock();
@@ -126,18 +131,7 @@ export class QemuDriver implements VmmDriver {
       } catch (cause) {
         throw new VmmError('CLOCK_FAILED', `restore of VM ${config.id}: the guest did not take the clock: ${(cause as Error).message}`, { cause });
       }
-      return new QemuMicroVm({
-        config: vmConfig,
-        accel,
-        process,
-        qmp,
-        control,
-        runDir: rd,
-        state: 'running',
-        ownsMemory: opts.mode === 'own',
-        ramFile: opts.mode === 'own' ? memory.path : undefined,
-        freshBoot: false,
-      });
+      return new QemuMicroVm({ ...parts, state: 'running' });
     });
   }
 

@@ -69,7 +69,8 @@ export class QemuMicroVm implements MicroVm {
     this.accel = parts.accel;
     this.config = parts.config;
     this.#state = parts.state;
-    // Adopted while paused: how long it has been is unknown, so the next resume sets the clock.
+    // Adopted while paused, or restored paused (primed): the guest's clock is stale by an unknown
+    // amount, so the next resume sets it.
     if (parts.state === 'paused') this.#clockLagMs = CLOCK_SLACK_MS;
     parts.control?.on('message', (m) => {
       if (m.type === 'exit') this.#guestExitCode = m.code;
