@@ -139,6 +139,18 @@ async function runningRamp(host: BenchHost, max: number, deadline: number, memor
   };
 }
 
+/** Waits (at most 30 s) until MemAvailable moves less than 16 MiB over 2 s: a baseline others' churn does not tilt much. */
+async function settle(): Promise<void> {
+  const t0 = Date.now();
+  let last = meminfo('MemAvailable');
+  while (Date.now() - t0 < 30_000) {
+    await new Promise((r) => setTimeout(r, 2000));
+    const now = meminfo('MemAvailable');
+    if (Math.abs(now - last) < 16 * 2 ** 20) return;
+    last = now;
+  }
+}
+
 async function removeAll(host: BenchHost, prefix: string): Promise<void> {
   const all: any[] = (await host.must('GET', '/v1/instances')).instances.filter((i: any) => i.name.startsWith(prefix));
   await pool(all.length, 8, async (i) => void (await host.api('DELETE', `/v1/instances/${all[i].id}?force=true`)));
@@ -166,13 +178,8 @@ async function main(): Promise<void> {
   try {
     await host.pushMinimal(IMAGE);
 
-    // Running first: the standby phase leaves thousands of instances that take long to remove.
-    log(`idle running minimal instances (-m ${runningMemoryMb}M): up to ${runningMax}, within half the time bound`);
-    const running = await runningRamp(host, runningMax, start + (deadline - start) / 2, runningMemoryMb, runningMode);
-    log(`  ${running.count} running (stopped by ${running.stoppedBy}), PSS each ${running.pssEach}`);
-    await removeAll(host, 'run-');
-
     log(`${n} scale-to-zero instances, ${CONCURRENCY} at a time until each is in standby`);
+    await settle();
     const flickdRss0 = rssBytes(host.pid!) ?? 0;
     const avail0 = meminfo('MemAvailable');
     const kernel0 = kernelBytes();
@@ -195,12 +202,11 @@ async function main(): Promise<void> {
         if (!ok) failed++;
         if ((i + 1) % 100 === 0) log(`  ${i + 1} created, ${((i + 1) / ((performance.now() - t0) / 1000)).toFixed(1)}/s`);
       },
-      () => (timedOut = Date.now() > deadline),
+      () => (timedOut = Date.now() > start + (deadline - start) / 2), // half the time: the running ramp gets the rest
     );
     const seconds = (performance.now() - t0) / 1000;
     const standby = created - failed;
-    // Settle: let the last suspends' freed memory show.
-    await new Promise((r) => setTimeout(r, 3000));
+    await settle();
     const ramDrop = avail0 - meminfo('MemAvailable');
     const flickdRss = rssBytes(host.pid!) ?? 0;
     const diskInstances = diskBytes(path.join(host.dataDir, 'instances'));
@@ -211,6 +217,12 @@ async function main(): Promise<void> {
     log('wake of the first and of the last instance');
     const wakeFirst = standby > 0 ? await wakeMs(host, 'sb-0', 3) : null;
     const wakeLast = standby > 0 ? await wakeMs(host, `sb-${created - 1}`, 3) : null;
+    await removeAll(host, 'sb-');
+
+    log(`idle running minimal instances (-m ${runningMemoryMb}M, ${runningMode}): up to ${runningMax}, within the time left`);
+    const running = await runningRamp(host, runningMax, deadline, runningMemoryMb, runningMode);
+    log(`  ${running.count} running (stopped by ${running.stoppedBy}), PSS each ${running.pssEach}`);
+    await removeAll(host, 'run-');
 
     results = {
       standby_instances: standby,
@@ -231,7 +243,7 @@ async function main(): Promise<void> {
         failed,
         stopped_by_time_bound: timedOut,
         seconds: round(seconds),
-        ram_measure: 'drop of MemAvailable from before the first create to after the last standby (flickd, kernel objects, page cache that cannot be dropped)',
+        ram_measure: 'drop of MemAvailable from before the first create to after the last standby, each taken once MemAvailable is steady (flickd, kernel objects, page cache that cannot be dropped); noisy on a shared machine for small N: see flickd_rss_growth_bytes and kernel_growth_bytes',
         flickd_rss_bytes: flickdRss,
         flickd_rss_growth_bytes: flickdRss - flickdRss0,
         kernel_growth_bytes: kernelBytes() - kernel0,
