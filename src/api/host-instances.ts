@@ -43,6 +43,8 @@ export interface HostInstancesConfig {
   proxyOptional?: boolean;
   /** At most this many instances (flickd --max-instances); none: no quota. */
   maxInstances?: number;
+  /** GET / requests an HTTP app gets before its template snapshot (flickd --template-warmup); default the controller's. */
+  templateWarmupRequests?: number;
 }
 
 export interface HostInstances {
@@ -93,6 +95,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     dataDir: config.dataDir,
     logger: { info: log, warn: log },
     ...(config.hotStandby ? { hotStandby: config.hotStandby } : {}),
+    ...(config.templateWarmupRequests !== undefined ? { templateWarmupRequests: config.templateWarmupRequests } : {}),
   });
   let proxy: Proxy | undefined;
   let unsync = () => {};

@@ -16,6 +16,7 @@ import { createRegistryHandler } from '../registry/http-handler.js';
 import { RegistryImageStore } from '../registry/image-store.js';
 import { Registry } from '../registry/registry.js';
 import { DEFAULT_NETNS_POOL_SIZE } from '../network/namespace-pool.js';
+import { DEFAULT_TEMPLATE_WARMUP_REQUESTS, WARMUP_USER_AGENT } from '../controller/template-warmup.js';
 import { ensureToken, TokenAuth, type Identity } from './auth.js';
 import { createDaemonServer, type DaemonRoute } from './server.js';
 
@@ -27,6 +28,7 @@ export const DEFAULT_PROXY_LISTEN = '127.0.0.1:7451';
 const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-listen HOST:PORT|off] [--anonymous-pull]
               [--hot-standby-budget SIZE] [--hot-page-out-after MS] [--proxy-max-parked N]
               [--metrics-anonymous-loopback] [--max-instances N] [--netns-pool N]
+              [--template-warmup N]
        flickd gc [--data-dir DIR]
 
   --proxy-listen              ingress proxy (default ${DEFAULT_PROXY_LISTEN}; off: none)
@@ -38,7 +40,10 @@ const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-list
   --metrics-anonymous-loopback  serve /metrics without the token to loopback clients
   --max-instances N           refuse to create more than N instances (default: no quota)
   --netns-pool N              VM networks (namespace, tap, veth, rules) kept ready so a cold wake
-                              makes none; refilled in the background (default ${DEFAULT_NETNS_POOL_SIZE}; 0: none)`;
+                              makes none; refilled in the background (default ${DEFAULT_NETNS_POOL_SIZE}; 0: none)
+  --template-warmup N         GET / requests (User-Agent: ${WARMUP_USER_AGENT}) an HTTP app serves before
+                              its template snapshot, so cold wakes skip its first-request work
+                              (default ${DEFAULT_TEMPLATE_WARMUP_REQUESTS}; 0: the template is taken at first readiness)`;
 
 /** "2G", "512M", "1.5G", "4096K", "0" or plain bytes → bytes. */
 export function parseSize(text: string): number {
@@ -84,6 +89,7 @@ export async function main(argv: string[]): Promise<void> {
         'max-instances': { type: 'string' },
         'proxy-max-parked': { type: 'string' },
         'netns-pool': { type: 'string' },
+        'template-warmup': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -114,6 +120,8 @@ export async function main(argv: string[]): Promise<void> {
     if (maxParked !== undefined && !/^[1-9]\d*$/.test(maxParked)) throw new Error(`--proxy-max-parked "${maxParked}" is not a positive whole number, e.g. 1024`);
     const maxInstances = args.values['max-instances'];
     if (maxInstances !== undefined && !/^\d+$/.test(maxInstances)) throw new Error(`--max-instances "${maxInstances}" is not a whole number, e.g. 100`);
+    const warmup = args.values['template-warmup'];
+    if (warmup !== undefined && !/^\d+$/.test(warmup)) throw new Error(`--template-warmup "${warmup}" is not a whole number of requests, e.g. ${DEFAULT_TEMPLATE_WARMUP_REQUESTS}`);
     const netnsPool = args.values['netns-pool'];
     if (netnsPool !== undefined && !/^\d+$/.test(netnsPool)) throw new Error(`--netns-pool "${netnsPool}" is not a whole number, e.g. ${DEFAULT_NETNS_POOL_SIZE}`);
     if (pageOut !== undefined && !/^\d+$/.test(pageOut)) throw new Error(`--hot-page-out-after "${pageOut}" is not a whole number of milliseconds, e.g. 10000`);
@@ -126,6 +134,7 @@ export async function main(argv: string[]): Promise<void> {
       ...(maxParked !== undefined ? { proxyMaxParked: Number(maxParked) } : {}),
       ...(maxInstances !== undefined ? { maxInstances: Number(maxInstances) } : {}),
       ...(netnsPool !== undefined ? { netnsPool: Number(netnsPool) } : {}),
+      ...(warmup !== undefined ? { templateWarmupRequests: Number(warmup) } : {}),
       hotStandby: { ...(budget !== undefined ? { budgetBytes: parseSize(budget) } : {}), ...(pageOut !== undefined ? { pageOutAfterMs: Number(pageOut) } : {}) },
       log,
     });
@@ -149,6 +158,7 @@ export interface ServeConfig {
   maxInstances?: number;
   /** Ready-made VM networks (src/network/namespace-pool.ts); undefined: the default. */
   netnsPool?: number;
+  templateWarmupRequests?: number;
   log: (line: string) => void;
 }
 
@@ -173,6 +183,7 @@ async function serve(config: ServeConfig): Promise<void> {
     ...(config.proxyMaxParked ? { proxyMaxParked: config.proxyMaxParked } : {}),
     ...(config.maxInstances !== undefined ? { maxInstances: config.maxInstances } : {}),
     ...(config.netnsPool !== undefined ? { netnsPool: config.netnsPool } : {}),
+    ...(config.templateWarmupRequests !== undefined ? { templateWarmupRequests: config.templateWarmupRequests } : {}),
   });
 
   // The host's HTTP surface, one line per mount. Order does not matter (longest prefix wins).
