@@ -301,6 +301,24 @@ test('a full parking queue answers 503 with Retry-After', async () => {
   assert.ok((await api('GET', '/v1/instances/burst/metrics')).json.data.proxy.overflows >= 1);
 });
 
+test('instances created from an existing template sleep without a network namespace; the last one wakes and answers', async () => {
+  const namespaces = () => (fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns').filter((n) => n.startsWith(PREFIX)).length : 0);
+  await create('many-0', manual);
+  const before = namespaces();
+  const N = 40;
+  const made = [];
+  for (let i = 1; i <= N; i++) made.push(await create(`many-${i}`, manual));
+  assert.ok(made.every((m) => m.state === 'standby' && m.standby_tier === 'cold' && m.address === null), 'cold standby, no address');
+  assert.ok(namespaces() <= before, `no namespace per sleeping instance (${before} before, ${namespaces()} after ${N} creates)`);
+  const [first, last] = [await viaProxy('many-1'), await viaProxy(`many-${N}`)];
+  assert.deepEqual([first.status, last.status], [200, 200], last.body);
+  assert.equal(served(last.body), served(first.body), 'the last wakes from the template as the first did');
+  const awake = await get(`many-${N}`);
+  assert.equal(awake.state, 'running');
+  assert.match(awake.address, /^10\.218\./, 'the address of the network it took at its wake');
+  for (let i = 0; i <= N; i++) assert.equal((await api('DELETE', `/v1/instances/many-${i}?force=true`)).status, 200);
+});
+
 test('instances of one image and configuration share one template; it goes with the last of them', async () => {
   const a = await create('twin-a', manual);
   const b = await create('twin-b', manual);

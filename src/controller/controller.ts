@@ -12,7 +12,8 @@ import type { InstanceStore } from '../store/instance-store.js';
 import type { MicroVm, VmConfig, VmExit, VmmDriver } from '../vmm/driver.js';
 import { ConsoleLog, type ConsoleLogOptions } from './console-log.js';
 import { InstanceEventEmitter } from './events.js';
-import type { ControllerLogger, HeldNetwork, ImageResolver, InstanceNetwork, PreparedImage } from './seams.js';
+import type { ControllerLogger, ImageResolver, InstanceNetwork, PreparedImage } from './seams.js';
+import { VmNetworks } from './vm-networks.js';
 import { defaultName, guestConfigFor, newInstanceRecord, readinessPort, validateName, vmGuestConfig, type InstanceSpec } from './spec.js';
 import { waitForState } from './wait.js';
 import { ControllerError, assertTransition, hasProcess, type InstanceState } from './states.js';
@@ -60,7 +61,7 @@ export class Controller {
   readonly store: InstanceStore;
   readonly #driver: VmmDriver;
   readonly #images: ImageResolver;
-  readonly #network: InstanceNetwork;
+  readonly #networks: VmNetworks;
   readonly #dataDir: string;
   readonly #log: ControllerLogger;
   readonly #readyTimeoutMs: number;
@@ -86,9 +87,9 @@ export class Controller {
     this.store = opts.store;
     this.#driver = opts.driver;
     this.#images = opts.images;
-    this.#network = opts.network;
     this.#dataDir = opts.dataDir;
     this.#log = opts.logger ?? silent;
+    this.#networks = new VmNetworks(opts.store, opts.network, this.#log);
     this.#readyTimeoutMs = opts.readyTimeoutMs ?? 60_000;
     this.#stopTimeoutMs = opts.stopTimeoutMs ?? 10_000;
     this.#consoleOpts = opts.consoleLog ?? {};
@@ -192,7 +193,7 @@ export class Controller {
     await this.#serialize(id, async () => {
       let rec = this.#fresh(id);
       if (hasProcess(rec.state) || rec.state === 'standby') rec = await this.#halt(this.#transition(rec, 'stopping', {}, 'stop'), { kill: true });
-      await this.#releaseNetwork(id);
+      await this.#networks.release(id);
       await fsp.rm(rec.dir, { recursive: true, force: true });
       this.store.delete(id);
       this.scaleToZero.forget(id);
@@ -255,15 +256,7 @@ export class Controller {
       else if (rec.state === 'starting') void this.#serialize(rec.id, () => this.#awaitReady(rec.id, vm!, new AbortController().signal));
       else if (rec.state === 'draining') void this.#serialize(rec.id, async () => void this.#transition(this.#fresh(rec.id), 'running'));
     }
-    // Only live VMs hold networks: what a record without one still names (a crash between a VM's
-    // end and its release, or a cold standby of a flickd from before pooling) is released.
-    const keep: HeldNetwork[] = [];
-    for (const rec of this.store.list()) {
-      const held = heldNetwork(rec);
-      if (held && this.#live.has(rec.id)) keep.push(held);
-      else if (rec.networkIndex !== null || rec.vm?.network) await this.#releaseNetwork(rec.id);
-    }
-    await this.#network.sweep(keep);
+    await this.#networks.reconcile((id) => this.#live.has(id));
     const unused = await this.templates.sweep(this.store.list());
     if (unused.length > 0) this.#log.info(`removed ${unused.length} template(s) no instance uses`);
     this.#log.info(`reconciled: ${adopted.length} VM(s) adopted, ${died.length} found dead`);
@@ -293,7 +286,7 @@ export class Controller {
     // Close QMP and control connections but leave the VMs running: the next flickd adopts them.
     for (const { vm } of this.#live.values()) vm.release();
     this.#live.clear();
-    await this.#network.dispose();
+    await this.#networks.dispose();
   }
 
   // ---- the lifecycle, always inside #serialize ----
@@ -326,7 +319,7 @@ export class Controller {
       await fsp.rm(runDir, { recursive: true, force: true });
       await fsp.mkdir(runDir, { recursive: true });
       if (await this.scaleToZero.startAsleep(rec, this.#vmConfig(rec, image))) return;
-      const config = await this.#attachNetwork(id, this.#vmConfig(rec, image));
+      const config = await this.#networks.attach(id, this.#vmConfig(rec, image));
       const t0 = performance.now();
       vm = await this.#driver.boot(config, { signal: ac.signal });
       this.#watch(id, vm);
@@ -340,7 +333,7 @@ export class Controller {
       }
       const rec = this.store.get(id);
       if (rec === undefined || ac.signal.aborted) return; // stop/rm asked for this; they settle the state
-      await this.#releaseNetwork(id);
+      await this.#networks.release(id);
       this.#transition(this.#fresh(id), 'failed', { error: describeError(err), pid: null, vm: null });
       this.#log.warn(`instance ${rec.name} failed to start: ${describeError(err)}`);
       this.#restarts.onExit(this.store.get(id)!, 'failed');
@@ -379,40 +372,6 @@ export class Controller {
     };
   }
 
-  /**
-   * Takes a network for a VM about to run and persists it (slot and
-   * attachment) before the VM exists, so a restarted flickd knows which
-   * namespace a live VM holds. Returns `config` with the network.
-   */
-  async #attachNetwork(id: string, config: VmConfig): Promise<VmConfig> {
-    const lease = await this.#network.acquire();
-    const vm: VmConfig = { ...config, network: lease.attachment };
-    try {
-      this.store.update(id, { networkIndex: lease.index, vm });
-    } catch (err) {
-      await this.#network.release({ index: lease.index, netns: lease.attachment.netns ?? '' });
-      throw err;
-    }
-    return vm;
-  }
-
-  /**
-   * The instance's VM has ended (or never ran): its network goes. The record
-   * is updated first: a crash in between leaves an orphan the next sweep removes.
-   */
-  async #releaseNetwork(id: string): Promise<void> {
-    const rec = this.store.get(id);
-    if (rec === undefined || (rec.networkIndex === null && !rec.vm?.network)) return;
-    const held = heldNetwork(rec);
-    let vm = rec.vm;
-    if (vm?.network) {
-      vm = { ...vm };
-      delete vm.network;
-    }
-    this.store.update(id, { networkIndex: null, vm });
-    if (held) await this.#network.release(held).catch((err) => this.#log.warn(`instance ${rec.name}: releasing its network: ${describeError(err)}`));
-  }
-
   /** Waits for the service port, takes the template snapshot at first readiness, then `running`. */
   async #awaitReady(id: string, vm: MicroVm, signal: AbortSignal, t0 = performance.now()): Promise<void> {
     const rec = this.#fresh(id);
@@ -433,7 +392,7 @@ export class Controller {
       live.expectExit = true;
       exit = opts.kill ? await live.vm.kill() : await live.vm.stop({ timeoutMs: this.#stopTimeoutMs });
     }
-    await this.#releaseNetwork(rec.id);
+    await this.#networks.release(rec.id);
     this.scaleToZero.onStopped(rec.id);
     const snapshots = { ...rec.snapshots };
     if (snapshots.own) {
@@ -456,7 +415,7 @@ export class Controller {
     if (rec?.state === 'standby') return this.scaleToZero.onHotVmDied(id);
     if (rec === undefined || !hasProcess(rec.state)) return;
     const code = exitCode(exit);
-    await this.#releaseNetwork(id);
+    await this.#networks.release(id);
     rec = this.#fresh(id);
     // A clean exit of the app (or the end of a stop flickd had begun) is `stopped`; anything else failed.
     const to: InstanceState = code === 0 || rec.state === 'stopping' ? 'stopped' : 'failed';
@@ -547,20 +506,14 @@ export class Controller {
       fresh: (id) => this.#fresh(id),
       templates: this.templates,
       templateKey: (rec) => this.#templateKeyOf(rec),
-      attachNetwork: (id, config) => this.#attachNetwork(id, config),
-      releaseNetwork: (id) => this.#releaseNetwork(id),
+      attachNetwork: (id, config) => this.#networks.attach(id, config),
+      releaseNetwork: (id) => this.#networks.release(id),
       reclaimer: this.#reclaimer,
       metrics: this.metrics,
       hot: this.#hotConfig,
       templateWarmupRequests: this.#templateWarmupRequests,
     };
   }
-}
-
-/** The network a record says its VM holds: a slot and the namespace it lives in. */
-function heldNetwork(rec: InstanceRecord): HeldNetwork | undefined {
-  const netns = rec.vm?.network?.netns;
-  return rec.networkIndex !== null && netns !== undefined ? { index: rec.networkIndex, netns } : undefined;
 }
 
 function exitCode(exit: VmExit | undefined): number | undefined {

@@ -19,6 +19,12 @@ import { allocateIndex } from './addresses.js';
 import { NamespaceNetwork, type NamespaceNetworkConfig } from './namespace-network.js';
 
 export const DEFAULT_NETNS_POOL_SIZE = 8;
+/**
+ * How long after handing a network out the refill starts: making one is ~10
+ * process spawns, and on a small host they would compete for the CPU with the
+ * restore that network was taken for.
+ */
+const REFILL_DELAY_MS = 250;
 /** Instance ids are 12 hex digits: the per-instance names of flickds before pooling, still swept. */
 const LEGACY_NAME = /^[0-9a-f]{12}$/;
 const SLOT_NAME = /^n(\d+)$/;
@@ -38,6 +44,7 @@ export class NamespacePool implements InstanceNetwork {
   /** Slots whose namespace exists or is being made or removed: never handed out twice. */
   readonly #used = new Set<number>();
   #filling: Promise<void> | undefined;
+  #refillTimer: NodeJS.Timeout | undefined;
   #disposed = false;
 
   constructor(config: NamespacePoolConfig = {}) {
@@ -58,7 +65,7 @@ export class NamespacePool implements InstanceNetwork {
   /** A ready network from the pool (no waiting), or one made now when the pool is empty. */
   async acquire(): Promise<NetworkLease> {
     const lease = this.#ready.shift();
-    this.#refill();
+    this.#refillSoon();
     return lease ?? (await this.#make());
   }
 
@@ -69,7 +76,7 @@ export class NamespacePool implements InstanceNetwork {
     await this.network.detach(name, held.index);
     // A legacy name's index was an instance's; it is free the same way.
     this.#used.delete(held.index);
-    this.#refill();
+    this.#refillSoon();
   }
 
   /**
@@ -99,6 +106,8 @@ export class NamespacePool implements InstanceNetwork {
   /** Stops refilling and removes the pool's ready namespaces (held ones stay with their VMs). Safe twice. */
   async dispose(): Promise<void> {
     this.#disposed = true;
+    clearTimeout(this.#refillTimer);
+    this.#refillTimer = undefined;
     await this.#filling;
     for (const lease of this.#ready.splice(0)) {
       await this.network.detach(`n${lease.index}`, lease.index).catch((err) => this.#log(`network pool: ${describeError(err)}`));
@@ -115,6 +124,14 @@ export class NamespacePool implements InstanceNetwork {
       this.#used.delete(index); // attach removed what it made
       throw err;
     }
+  }
+
+  #refillSoon(): void {
+    if (this.#refillTimer || this.#disposed) return;
+    this.#refillTimer = setTimeout(() => {
+      this.#refillTimer = undefined;
+      this.#refill();
+    }, REFILL_DELAY_MS).unref();
   }
 
   #refill(): void {
@@ -134,6 +151,6 @@ export class NamespacePool implements InstanceNetwork {
 
   /** Resolves when the background refill (if any) is done: for tests and benchmarks. */
   async settled(): Promise<void> {
-    while (this.#filling) await this.#filling;
+    while (this.#filling || this.#refillTimer) await (this.#filling ?? new Promise((r) => setTimeout(r, 20)));
   }
 }
