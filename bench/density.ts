@@ -13,11 +13,12 @@
 //                              [--running-memory 64] [--minutes 60] [--netns-probe 200]
 import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
 import { NamespaceNetwork, sweepLeftovers } from '../src/network/namespace-network.js';
+import { runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 import path from 'node:path';
 import { APP_PORT, BenchHost, diskBytes, meminfo, pssBytes, rssBytes } from './flickd-host.js';
 import { argValue, percentile, writeResults } from './lib.js';
 
-const PREFIX = 'flick-bd-';
+const TAG = 'fbd';
 /** A /30 per instance: a /16 holds 16,384. */
 const POOL = '10.216.0.0/16';
 const IMAGE = 'bench/hello-min:1';
@@ -51,8 +52,8 @@ function kernelBytes(): number {
 
 /** Creates instances and measures the cost of one network namespace on its own, away from flickd. */
 async function netnsProbe(k: number): Promise<Record<string, number>> {
-  const prefix = 'flick-bdn-';
-  await sweepLeftovers(prefix);
+  const prefix = runPrefix('fbdn');
+  await sweepDeadRuns('fbdn');
   const net = new NamespaceNetwork({ prefix, pool: '10.217.0.0/16' });
   const avail0 = meminfo('MemAvailable');
   const kernel0 = kernelBytes();
@@ -172,7 +173,7 @@ async function main(): Promise<void> {
   log(`  ${JSON.stringify(netns)}`);
 
   // No hot tier: every standby instance is cold (no process), the state 10,000 of them can be in.
-  const host = await BenchHost.start({ prefix: PREFIX, pool: POOL, args: ['--hot-standby-budget', '0'], log });
+  const host = await BenchHost.start({ tag: TAG, pool: POOL, args: ['--hot-standby-budget', '0'], log });
   let results: Record<string, unknown>;
   let details: Record<string, unknown>;
   try {

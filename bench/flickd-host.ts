@@ -15,13 +15,17 @@ import { requireKernel } from '../src/guest/kernel.js';
 import { FIXTURE_PROGRAM, buildFixtureRootfs } from '../src/guest/testing/fixture-rootfs.js';
 import { FLICK_ARTIFACT, FLICK_INITRD, FLICK_KERNEL, FLICK_ROOTFS_EROFS } from '../src/image/media-types.js';
 import { sweepLeftovers } from '../src/network/namespace-network.js';
+import { runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 
 export const APP_PORT = 8080;
 
 export interface BenchHostConfig {
-  /** Namespace prefix; never `flick-` (a user's flickd sweeps that). */
-  prefix: string;
+  /**
+   * Names this benchmark's namespaces: `<tag><pid>-…` (src/network/run-scoped.ts),
+   * so two runs never sweep each other's; a dead run's are swept at start.
+   */
+  tag: string;
   /** Address pool (CIDR) of the instance networks. */
   pool: string;
   /** More flickd arguments (e.g. a RAM budget). */
@@ -44,15 +48,17 @@ export class BenchHost {
   #child: ChildProcess | undefined;
   #closed = false;
   readonly #config: BenchHostConfig;
+  readonly #prefix: string;
 
   private constructor(config: BenchHostConfig) {
     this.#config = config;
+    this.#prefix = runPrefix(config.tag);
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-bench-'));
     this.dataDir = path.join(this.dir, 'data');
   }
 
   static async start(config: BenchHostConfig): Promise<BenchHost> {
-    await sweepLeftovers(config.prefix);
+    await sweepDeadRuns(config.tag);
     const host = new BenchHost(config);
     try {
       await host.#spawn();
@@ -70,7 +76,7 @@ export class BenchHost {
   #spawn(): Promise<void> {
     const args = [path.join(PACKAGE_ROOT, 'bin', 'flickd'), '--data-dir', this.dataDir, '--listen', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0', ...(this.#config.args ?? [])];
     const child = spawn(process.execPath, args, {
-      env: { ...process.env, FLICK_NETNS_PREFIX: this.#config.prefix, FLICK_NET_POOL: this.#config.pool },
+      env: { ...process.env, FLICK_NETNS_PREFIX: this.#prefix, FLICK_NET_POOL: this.#config.pool },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.#child = child;
@@ -197,8 +203,8 @@ export class BenchHost {
         setTimeout(() => child.kill('SIGKILL'), 30_000).unref();
       });
     }
-    await killInNamespaces(this.#config.prefix);
-    await sweepLeftovers(this.#config.prefix);
+    await killInNamespaces(this.#prefix);
+    await sweepLeftovers(this.#prefix);
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -16,6 +16,7 @@ import { promisify } from 'node:util';
 import fs from 'node:fs';
 import { argValue, printTable, writeResults } from './lib.js';
 import { APP_PORT, BenchHost } from './flickd-host.js';
+import { runPool } from '../src/network/run-scoped.js';
 import { createProxy } from '../src/proxy/proxy.js';
 import { RouteTable } from '../src/proxy/routes.js';
 import type { Waker } from '../src/proxy/waker.js';
@@ -106,7 +107,7 @@ function processCpuUs(pid: number): number {
 export async function benchProxyThroughFlickd(config: Omit<ProxyBenchConfig, 'upstream'> = {}): Promise<ProxyBenchResult> {
   const runs = config.runs ?? 3;
   const wrkArgs = ['-t1', `-c${config.connections ?? 8}`, `-d${config.duration ?? '3s'}`, '--latency'];
-  const host = await BenchHost.start({ prefix: 'flick-bpx-', pool: '10.219.0.0/24' });
+  const host = await BenchHost.start({ tag: 'fbp', pool: runPool(219) });
   try {
     await host.pushMinimal('bench/hello-min:1');
     await host.must('POST', '/v1/instances', { image: 'bench/hello-min:1', name: 'wrk', memory_mb: 128, ports: [{ port: APP_PORT, protocol: 'http' }] });

@@ -11,6 +11,7 @@
 //
 //   node dist/bench/wake.js [--runs N] [--burst N] [--skip-peers]
 import net from 'node:net';
+import { runPool } from '../src/network/run-scoped.js';
 import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
 import { APP_PORT, BenchHost, pssBytes } from './flickd-host.js';
 import { argValue, percentile, printTable, writeResults } from './lib.js';
@@ -31,8 +32,8 @@ export function distribution(values: number[]): Distribution {
 type Tier = 'hot' | 'cold';
 type App = 'node' | 'min';
 
-const PREFIX = 'flick-bw-';
-const POOL = '10.215.0.0/24';
+const TAG = 'fbw';
+const POOL = runPool(215);
 const IMAGES: Record<App, string> = { min: 'bench/hello-min:1', node: 'hello-node:latest' };
 const MEMORY_MB: Record<App, number> = { min: 128, node: 256 };
 /** Long: every sleep in this benchmark is asked for (PUT …/suspend?tier=), none falls on a timer. */
@@ -200,7 +201,7 @@ async function main(): Promise<void> {
   const skipPeers = process.argv.includes('--skip-peers');
   const accel = await new QemuDriver({}).accelerator();
   const notes: string[] = [];
-  const host = await BenchHost.start({ prefix: PREFIX, pool: POOL, args: FLICKD_ARGS, log });
+  const host = await BenchHost.start({ tag: TAG, pool: POOL, args: FLICKD_ARGS, log });
   const samples: Record<string, number[]> = {};
   const runsOf: Record<string, WakeRuns> = {};
   let burstResult: Awaited<ReturnType<typeof burst>>;
