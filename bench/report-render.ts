@@ -51,6 +51,11 @@ export function rows(latest: Latest): Row[] {
       const ok = b.ok === b.requests && b.wakes === 1 && has(b.p99_ms, w.wake_cold_ms?.p50) ? b.p99_ms <= 2 * w.wake_cold_ms.p50 : false;
       add(s, `burst of ${num(b.requests)} requests on a sleeping node instance`, `${num(b.ok)} answered, ${b.wakes} wake(s), p50 ${ms(b.p50_ms)}, p99 ${ms(b.p99_ms)}`, `cold wake p50 ${ms(w.wake_cold_ms?.p50)}`, 'all answered, 1 wake, p99 ≤ 2× wake p50', ok);
     }
+    const res = wd?.hot_resident;
+    if (res) {
+      add(s, 'hot wake with the guest RAM left resident, p50 (the other side of the trade)', `minimal ${dist(res.wake_min_ms)}; node ${dist(res.wake_ms)}`, `paged out: minimal ${ms(w.wake_hot_min_ms?.p50)}, node ${ms(w.wake_hot_ms?.p50)}`, 'minimal ≤ 10 ms', has(res.wake_min_ms?.p50) ? res.wake_min_ms.p50 <= 10 : undefined);
+      add(s, 'host RAM of one hot-standby instance with its guest RAM resident (PSS)', `node ${mib(res.ram_bytes_each)}, minimal ${mib(res.ram_bytes_each_min)}`, `paged out: node ${mib(w.hot_ram_bytes_each)}, minimal ${mib(wd?.hot_ram_bytes_each_min)}`, '—');
+    }
     add(s, 'host RAM of one hot-standby instance (PSS, guest RAM paged out)', `node ${mib(w.hot_ram_bytes_each)}, minimal ${mib(wd?.hot_ram_bytes_each_min)}`, 'trial: ≈ 93 MB node / ≈ 37 MB minimal (anonymous)', 'as little as it can', undefined);
   }
   const d = latest.results.density?.results;

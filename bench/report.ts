@@ -63,9 +63,11 @@ export function wakeSeries(wake: any): Series[] {
   return [
     { label: 'minimal: warm request', samples: s.warm_min ?? [], color: '#2b8a3e' },
     { label: 'minimal: hot wake', samples: s.wake_hot_min ?? [], color: '#e8590c' },
+    { label: 'minimal: hot wake, RAM resident', samples: s.wake_hot_resident_min ?? [], color: '#f08c00' },
     { label: 'minimal: cold wake', samples: s.wake_cold_min ?? [], color: '#1971c2' },
     { label: 'node: warm request', samples: s.warm_node ?? [], color: '#2b8a3e' },
     { label: 'node: hot wake', samples: s.wake_hot_node ?? [], color: '#e8590c' },
+    { label: 'node: hot wake, RAM resident', samples: s.wake_hot_resident_node ?? [], color: '#f08c00' },
     { label: 'node: cold wake', samples: s.wake_cold_node ?? [], color: '#1971c2' },
     { label: 'node: container (podman + runc)', samples: s.container_cold ?? [], color: '#868e96' },
     { label: 'node: bare node server.js', samples: s.bare_node ?? [], color: '#495057' },

@@ -44,6 +44,8 @@ const COOLDOWN_MS = 600_000;
  * room in the budget for every hot instance this benchmark makes.
  */
 const FLICKD_ARGS = ['--hot-page-out-after', '0', '--hot-standby-budget', '4G'];
+/** The other side of the hot tier's trade: guest RAM left resident (never paged out during the run). */
+const RESIDENT_ARGS = ['--hot-page-out-after', '3600000', '--hot-standby-budget', '4G'];
 
 const log = (l: string) => console.log(l);
 
@@ -226,6 +228,19 @@ async function main(): Promise<void> {
   } finally {
     await host.close();
   }
+  log('hot wakes with the guest RAM left resident (no page-out): the other side of the trade');
+  const resident = await BenchHost.start({ tag: TAG, pool: POOL, args: RESIDENT_ARGS, log });
+  try {
+    await resident.pushMinimal(IMAGES.min);
+    await resident.pushNode(IMAGES.node);
+    for (const app of ['min', 'node'] as const) {
+      const w = await wakes(resident, app, 'hot', runs);
+      runsOf[`resident_${app}`] = w;
+      samples[`wake_hot_resident_${app}`] = w.samples;
+    }
+  } finally {
+    await resident.close();
+  }
   if (!skipPeers) {
     log('container cold start (podman + runc) of the same node app');
     await ensureContainerImage(log);
@@ -253,6 +268,13 @@ async function main(): Promise<void> {
     bare_node_cold_ms: d('bare_node'),
     hot_ram_bytes_each_min: runsOf.hot_min?.hotPss ?? null,
     hot_ram_flickd_bytes: { node: runsOf.hot_node?.hotHeld ?? null, min: runsOf.hot_min?.hotHeld ?? null },
+    hot_resident: {
+      about: 'hot standby with the guest RAM left resident (flickd --hot-page-out-after 3600000): the wake is a bare resume, the host keeps the RAM',
+      wake_ms: d('wake_hot_resident_node'),
+      wake_min_ms: d('wake_hot_resident_min'),
+      ram_bytes_each: runsOf.resident_node?.hotPss ?? null,
+      ram_bytes_each_min: runsOf.resident_min?.hotPss ?? null,
+    },
     hot_ram_measure: 'PSS of the paused VMM process in hot standby after its guest RAM was paged out (/proc/<pid>/smaps_rollup), median over runs; node app (the _min figure: the minimal server)',
     burst_statuses: statuses,
     cooldown_ms: COOLDOWN_MS,
@@ -270,11 +292,13 @@ async function main(): Promise<void> {
     row('minimal: warm', results.warm_min_ms),
     row('minimal: hot wake', results.wake_hot_min_ms),
     row('minimal: cold wake', results.wake_cold_min_ms),
+    row('minimal: hot wake, RAM resident', details.hot_resident.wake_min_ms),
+    row('node: hot wake, RAM resident', details.hot_resident.wake_ms),
     row('container cold start (podman+runc)', results.container_cold_ms),
     row('bare node server.js', details.bare_node_cold_ms),
   ]);
   console.log(`burst: ${JSON.stringify(burstFigures)} statuses ${JSON.stringify(statuses)}`);
-  console.log(`hot standby PSS: node ${mb(results.hot_ram_bytes_each)}, minimal ${mb(details.hot_ram_bytes_each_min)}`);
+  console.log(`hot standby PSS, paged out: node ${mb(results.hot_ram_bytes_each)}, minimal ${mb(details.hot_ram_bytes_each_min)}; RAM resident: node ${mb(details.hot_resident.ram_bytes_each)}, minimal ${mb(details.hot_resident.ram_bytes_each_min)}`);
   for (const n of notes) console.log(`note: ${n}`);
   console.log(`accelerator: ${accel}; results in ${await writeResults('wake', { accel, results, details, samples })}`);
 }
