@@ -183,7 +183,7 @@ test('the registry guard: writes get 507 with an OCI error body while the disk i
   const upload = await fetch(`${base}/v2/app/blobs/uploads/`, { method: 'POST', body: 'x'.repeat(1000) });
   assert.equal(upload.status, 507);
   const body = (await upload.json()) as { errors: Array<{ code: string; message: string }> };
-  assert.equal(body.errors[0]?.code, 'DENIED');
+  assert.equal(body.errors[0]?.code, 'DISK_FULL');
   assert.match(body.errors[0]!.message, /^not enough disk space for this upload: 100 MiB free under \/var\/lib\/flick/);
   assert.equal((await fetch(`${base}/v2/app/manifests/latest`)).status, 200);
   assert.equal(reached, 1, 'only the read reached the registry');

@@ -113,7 +113,8 @@ export function refuseWritesWhenDiskFull(handler: RequestHandler, dir: string, o
         if (!(err instanceof LimitError)) throw err;
         req.resume();
         // The OCI distribution spec's error body (https://github.com/opencontainers/distribution-spec/blob/main/spec.md#error-codes).
-        const body = JSON.stringify({ errors: [{ code: 'DENIED', message: err.message, detail: err.details ?? {} }] });
+        // The spec defines no code for a full disk (DENIED would read as "not allowed"), so the code is our own.
+        const body = JSON.stringify({ errors: [{ code: err.code, message: err.message, detail: err.details ?? {} }] });
         res.writeHead(507, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
         res.end(body);
         return;
