@@ -47,7 +47,7 @@ async function main(): Promise<void> {
   heading(6, 'Wait for standby: no requests, so the instance is put to sleep');
   const t0 = Date.now();
   const asleep = await waitForState(NAME, 'standby', 120_000);
-  show(`standby after ${((Date.now() - t0) / 1000).toFixed(1)} s (${asleep.standby_tier ?? 'cold'} tier: ${asleep.standby_tier === 'hot' ? 'the paused VMM keeps little more than its translation cache' : 'no process at all, just a snapshot on disk'})`);
+  show(`standby after ${((Date.now() - t0) / 1000).toFixed(1)} s (${asleep.standby_tier ?? 'cold'} tier: ${asleep.standby_tier === 'hot' ? 'the VMM is paused, and its guest RAM goes back to its file soon' : 'no process at all, just a snapshot on disk'})`);
   show((await flick(['ls'])).stdout);
 
   heading(7, 'The next request wakes it');
