@@ -207,6 +207,13 @@ async function serve(config: ServeConfig): Promise<void> {
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   process.stdout.write(`flickd: listening on http://${shown}:${address.port}\n`);
 
+  // A promise somebody forgot to await must not take the host down with it: every
+  // instance's state is in the store and its VM is its own process, so flickd logs
+  // it (with its stack, to be fixed) and goes on serving.
+  process.on('unhandledRejection', (reason) => {
+    config.log(`internal error (unhandled rejection, flickd goes on): ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`);
+  });
+
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       config.log(`${signal}: shutting down`);
