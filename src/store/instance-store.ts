@@ -4,6 +4,13 @@
 // from naming one). The controller writes every state change here before it
 // acts on it, so a flickd killed at any point finds out on restart what it was
 // doing.
+//
+// Reads are served from memory: flickd is the store's only writer (one flickd
+// per data dir), so every record is decoded once at open and kept in step by
+// each write, after its transaction commits. The proxy asks for an instance's
+// record on every request; a SQLite round trip and a JSON parse there cost
+// more than the forwarding itself. Records handed out are frozen: a caller that
+// wants a change writes it with update().
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -22,6 +29,11 @@ interface Row {
 
 export class InstanceStore {
   readonly #db: Database.Database;
+  readonly #byId = new Map<string, InstanceRecord>();
+  readonly #idByName = new Map<string, string>();
+  readonly #insert: Database.Statement;
+  readonly #update: Database.Statement;
+  readonly #delete: Database.Statement;
   #closed = false;
 
   /** Opens (creating if needed) `<dataDir>/state.db`; use ':memory:' as file for tests. */
@@ -43,52 +55,68 @@ export class InstanceStore {
 
   private constructor(db: Database.Database) {
     this.#db = db;
+    this.#insert = db.prepare('INSERT INTO instances (id, name, state, network_index, version, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    this.#update = db.prepare('UPDATE instances SET name = ?, state = ?, network_index = ?, data = ? WHERE id = ?');
+    this.#delete = db.prepare('DELETE FROM instances WHERE id = ?');
+    for (const row of db.prepare('SELECT * FROM instances ORDER BY created_at, id').all() as Row[]) this.#remember(decode(row));
   }
 
-  /** Inserts a new record; NAME_TAKEN if the name is in use (checked in the same transaction). */
+  #remember(record: InstanceRecord): InstanceRecord {
+    const frozen = Object.freeze(record);
+    const previous = this.#byId.get(record.id);
+    if (previous && previous.name !== record.name) this.#idByName.delete(previous.name);
+    this.#byId.set(record.id, frozen);
+    this.#idByName.set(record.name, record.id);
+    return frozen;
+  }
+
+  /** Inserts a new record; NAME_TAKEN if the name is in use. */
   insert(record: InstanceRecord): void {
-    this.#db.transaction(() => {
-      if (this.getByName(record.name) !== undefined) {
-        throw new StoreError('NAME_TAKEN', `an instance named "${record.name}" already exists: pick another --name or remove it with 'flick rm ${record.name}'`, {
-          kind: 'user',
-        });
-      }
-      this.#db
-        .prepare('INSERT INTO instances (id, name, state, network_index, version, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
-        .run(record.id, record.name, record.state, record.networkIndex, record.version, JSON.stringify(record), record.createdAt);
-    })();
+    if (this.#idByName.has(record.name)) {
+      throw new StoreError('NAME_TAKEN', `an instance named "${record.name}" already exists: pick another --name or remove it with 'flick rm ${record.name}'`, {
+        kind: 'user',
+      });
+    }
+    // The UNIQUE name column still guards the table itself.
+    this.#insert.run(record.id, record.name, record.state, record.networkIndex, record.version, JSON.stringify(record), record.createdAt);
+    this.#remember({ ...record });
   }
 
   get(id: string): InstanceRecord | undefined {
-    const row = this.#db.prepare('SELECT * FROM instances WHERE id = ?').get(id) as Row | undefined;
-    return row && decode(row);
+    return this.#byId.get(id);
   }
 
   getByName(name: string): InstanceRecord | undefined {
-    const row = this.#db.prepare('SELECT * FROM instances WHERE name = ?').get(name) as Row | undefined;
-    return row && decode(row);
+    const id = this.#idByName.get(name);
+    return id === undefined ? undefined : this.#byId.get(id);
   }
 
+  /** Every record, oldest first. */
   list(): InstanceRecord[] {
-    const rows = this.#db.prepare('SELECT * FROM instances ORDER BY created_at, id').all() as Row[];
-    return rows.map(decode);
+    return [...this.#byId.values()].sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   /** Applies `patch` to the stored record and returns the new record; `updatedAt` is set here. */
   update(id: string, patch: Partial<Omit<InstanceRecord, 'id' | 'version' | 'createdAt'>>): InstanceRecord {
-    return this.#db.transaction(() => {
-      const current = this.get(id);
-      if (current === undefined) throw new StoreError('NOT_FOUND', `instance ${id} is not in the store`);
-      const next: InstanceRecord = { ...current, ...patch, updatedAt: new Date().toISOString() };
-      this.#db
-        .prepare('UPDATE instances SET name = ?, state = ?, network_index = ?, data = ? WHERE id = ?')
-        .run(next.name, next.state, next.networkIndex, JSON.stringify(next), id);
-      return next;
-    })();
+    const current = this.#byId.get(id);
+    if (current === undefined) throw new StoreError('NOT_FOUND', `instance ${id} is not in the store`);
+    const next: InstanceRecord = { ...current, ...patch, updatedAt: new Date().toISOString() };
+    if (next.name !== current.name && this.#idByName.has(next.name)) {
+      throw new StoreError('NAME_TAKEN', `an instance named "${next.name}" already exists: pick another name`, { kind: 'user' });
+    }
+    // On disk first; memory only once the write is durable.
+    this.#update.run(next.name, next.state, next.networkIndex, JSON.stringify(next), id);
+    return this.#remember(next);
   }
 
   delete(id: string): boolean {
-    return this.#db.prepare('DELETE FROM instances WHERE id = ?').run(id).changes > 0;
+    const changed = this.#delete.run(id).changes > 0;
+    const current = this.#byId.get(id);
+    if (current) {
+      this.#byId.delete(id);
+      this.#idByName.delete(current.name);
+    }
+    return changed;
   }
 
   /** Safe to call twice. */
