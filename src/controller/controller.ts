@@ -198,7 +198,7 @@ export class Controller {
       this.store.delete(id);
       this.scaleToZero.forget(id);
       // The last instance of a configuration takes its shared template with it.
-      if (await this.templates.releaseIfUnused(rec.snapshots.template?.dir, this.store.list())) this.#log.info(`template ${path.basename(rec.snapshots.template!.dir)} removed with its last instance`);
+      if (await this.templates.releaseIfUnused(rec.snapshots.template?.dir, (dir) => this.store.usesTemplate(dir))) this.#log.info(`template ${path.basename(rec.snapshots.template!.dir)} removed with its last instance`);
       this.events.emit('removed', { id, name: rec.name });
     });
   }

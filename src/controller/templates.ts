@@ -105,11 +105,11 @@ export class TemplateStore {
     }
   }
 
-  /** Removes the template in `dir` unless a record in `remaining` still names it. Returns whether it went. */
-  async releaseIfUnused(dir: string | undefined, remaining: readonly InstanceRecord[]): Promise<boolean> {
+  /** Removes the template in `dir` unless a record still names it (`inUse`, asked of the store). Returns whether it went. */
+  async releaseIfUnused(dir: string | undefined, inUse: (dir: string) => boolean): Promise<boolean> {
     if (dir === undefined || path.dirname(dir) !== this.dir) return false; // not a shared template
     if (this.#taking.has(path.basename(dir))) return false;
-    if (remaining.some((r) => r.snapshots.template?.dir === dir)) return false;
+    if (inUse(dir)) return false;
     await fsp.rm(dir, { recursive: true, force: true });
     return true;
   }

@@ -74,6 +74,21 @@ test('two records never name one network slot', () => {
   s.close();
 });
 
+test('usesTemplate follows inserts, updates and deletes', () => {
+  const s = InstanceStore.open(':memory:');
+  const t = { dir: '/t/a', stateFile: '/t/a/state', memoryFile: '/t/a/mem', memoryMb: 128, vcpus: 1, createdAt: '' };
+  s.insert({ ...record('a'), snapshots: { template: t } });
+  s.insert(record('b'));
+  s.update('b', { snapshots: { template: t } });
+  assert.equal(s.usesTemplate('/t/a'), true);
+  s.delete('a');
+  assert.equal(s.usesTemplate('/t/a'), true, 'b still names it');
+  s.update('b', { snapshots: {} });
+  assert.equal(s.usesTemplate('/t/a'), false);
+  assert.equal(s.usesTemplate('/t/other'), false);
+  s.close();
+});
+
 test('update of an unknown id fails with NOT_FOUND; delete reports whether it removed', () => {
   const s = InstanceStore.open(':memory:');
   assert.throws(() => s.update('nope', { state: 'running' }), (err: any) => err.code === 'NOT_FOUND');

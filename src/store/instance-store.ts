@@ -31,6 +31,8 @@ export class InstanceStore {
   readonly #db: Database.Database;
   readonly #byId = new Map<string, InstanceRecord>();
   readonly #idByName = new Map<string, string>();
+  /** How many records name each shared template: removing one of 10,000 instances asks "is it still used?". */
+  readonly #templateUsers = new Map<string, number>();
   readonly #insert: Database.Statement;
   readonly #update: Database.Statement;
   readonly #delete: Database.Statement;
@@ -65,6 +67,8 @@ export class InstanceStore {
     const frozen = Object.freeze(record);
     const previous = this.#byId.get(record.id);
     if (previous && previous.name !== record.name) this.#idByName.delete(previous.name);
+    this.#countTemplate(previous, -1);
+    this.#countTemplate(frozen, 1);
     this.#byId.set(record.id, frozen);
     this.#idByName.set(record.name, record.id);
     return frozen;
@@ -115,8 +119,22 @@ export class InstanceStore {
     if (current) {
       this.#byId.delete(id);
       this.#idByName.delete(current.name);
+      this.#countTemplate(current, -1);
     }
     return changed;
+  }
+
+  /** Whether any record names the shared template in `dir`. */
+  usesTemplate(dir: string): boolean {
+    return (this.#templateUsers.get(dir) ?? 0) > 0;
+  }
+
+  #countTemplate(record: InstanceRecord | undefined, delta: 1 | -1): void {
+    const dir = record?.snapshots.template?.dir;
+    if (dir === undefined) return;
+    const n = (this.#templateUsers.get(dir) ?? 0) + delta;
+    if (n > 0) this.#templateUsers.set(dir, n);
+    else this.#templateUsers.delete(dir);
   }
 
   /** Safe to call twice. */
