@@ -39,7 +39,10 @@ export class VmNetworks {
 
   /**
    * Instance `id`'s VM has ended (or never ran): its network goes. The record
-   * is updated first: a crash in between leaves an orphan the next sweep removes.
+   * is updated first: a crash in between leaves an orphan the next sweep
+   * removes. Deleting the namespace (~10-30 ms) is not waited for: a suspend
+   * or stop is done once the record says so (the pool keeps the slot until
+   * the namespace is gone, and its dispose waits for it).
    */
   async release(id: string): Promise<void> {
     const rec = this.#store.get(id);
@@ -51,7 +54,7 @@ export class VmNetworks {
       delete vm.network;
     }
     this.#store.update(id, { networkIndex: null, vm });
-    if (held) await this.#network.release(held).catch((err) => this.#log.warn(`instance ${rec.name}: releasing its network: ${describeError(err)}`));
+    if (held) void this.#network.release(held).catch((err) => this.#log.warn(`instance ${rec.name}: releasing its network: ${describeError(err)}`));
   }
 
   /**

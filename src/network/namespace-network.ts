@@ -90,16 +90,17 @@ export class NamespaceNetwork {
     this.egress = config.egress ?? false;
   }
 
-  plan(instanceId: string, index: number): NetworkPlan {
-    return makePlan(namespaceName(this.prefix, instanceId), slotAddresses(this.pool, index), this.egress);
+  /** The network named `<prefix><name>` on address slot `index` (the pool names its own `n<slot>`). */
+  plan(name: string, index: number): NetworkPlan {
+    return makePlan(namespaceName(this.prefix, name), slotAddresses(this.pool, index), this.egress);
   }
 
   /**
    * Creates the VM's namespace, tap, veth and rules, or finds them intact
    * (after a flickd restart the VM may still be running in them).
    */
-  async attach(instanceId: string, index: number): Promise<NetworkAttachment> {
-    const plan = this.plan(instanceId, index);
+  async attach(name: string, index: number): Promise<NetworkAttachment> {
+    const plan = this.plan(name, index);
     if (await this.#intact(plan)) return attachmentOf(plan);
     await teardown(plan.ns, plan.hostVeth);
     try {
@@ -122,8 +123,8 @@ export class NamespaceNetwork {
   }
 
   /** Removes the VM's namespace (and with it the tap and veth) and its host rules. Safe when already gone. */
-  async detach(instanceId: string, index: number): Promise<void> {
-    const plan = this.plan(instanceId, index);
+  async detach(name: string, index: number): Promise<void> {
+    const plan = this.plan(name, index);
     await teardown(plan.ns, plan.hostVeth);
   }
 

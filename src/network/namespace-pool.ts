@@ -45,6 +45,8 @@ export class NamespacePool implements InstanceNetwork {
   readonly #used = new Set<number>();
   #filling: Promise<void> | undefined;
   #refillTimer: NodeJS.Timeout | undefined;
+  /** Namespaces being deleted; dispose waits for them. */
+  readonly #releasing = new Set<Promise<void>>();
   #disposed = false;
 
   constructor(config: NamespacePoolConfig = {}) {
@@ -73,8 +75,14 @@ export class NamespacePool implements InstanceNetwork {
   async release(held: HeldNetwork): Promise<void> {
     const name = held.netns.startsWith(this.prefix) ? held.netns.slice(this.prefix.length) : undefined;
     if (name === undefined || !(SLOT_NAME.test(name) || LEGACY_NAME.test(name))) return; // not ours: never touched
-    await this.network.detach(name, held.index);
-    // A legacy name's index was an instance's; it is free the same way.
+    const p = this.network.detach(name, held.index);
+    this.#releasing.add(p);
+    try {
+      await p;
+    } finally {
+      this.#releasing.delete(p);
+    }
+    // A legacy name's index was an instance's; it is free the same way. A failed delete keeps the slot taken.
     this.#used.delete(held.index);
     this.#refillSoon();
   }
@@ -109,6 +117,7 @@ export class NamespacePool implements InstanceNetwork {
     clearTimeout(this.#refillTimer);
     this.#refillTimer = undefined;
     await this.#filling;
+    await Promise.allSettled([...this.#releasing]);
     for (const lease of this.#ready.splice(0)) {
       await this.network.detach(`n${lease.index}`, lease.index).catch((err) => this.#log(`network pool: ${describeError(err)}`));
       this.#used.delete(lease.index);
