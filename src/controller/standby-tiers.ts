@@ -10,7 +10,7 @@ import { describeError } from '../errors.js';
 import type { InstanceRecord } from '../store/instance-record.js';
 import type { MicroVm } from '../vmm/driver.js';
 import { HotStandby } from './hot-standby.js';
-import type { WakeTarget } from './scale-to-zero.js';
+import type { WakeTarget } from './wake-target.js';
 
 export class StandbyTiers {
   readonly #t: WakeTarget;

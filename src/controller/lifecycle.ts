@@ -1,0 +1,329 @@
+// The VM side of the instance lifecycle, under the Controller's commands: the
+// per-instance queue, persisted state transitions, boot → ready → running,
+// halt, watching VMs end, and the restart policy applied when one ends unasked.
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { describeError } from '../errors.js';
+import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceStore } from '../store/instance-store.js';
+import type { MicroVm, VmConfig, VmExit, VmmDriver } from '../vmm/driver.js';
+import { ConsoleLog, type ConsoleLogOptions } from './console-log.js';
+import type { ControllerOptions } from './controller.js';
+import type { InstanceEventEmitter } from './events.js';
+import type { ControllerLogger, ImageResolver, PreparedImage } from './seams.js';
+import { VmNetworks } from './vm-networks.js';
+import { readinessPort, vmGuestConfig } from './spec.js';
+import { ControllerError, assertTransition, hasProcess, type InstanceState } from './states.js';
+import { RestartScheduler } from './restart.js';
+import { ScaleToZero, type WakeTarget } from './scale-to-zero.js';
+import { DEFAULT_PAGE_OUT_AFTER_MS, type HotStandbyConfig } from './hot-standby.js';
+import { DEFAULT_TEMPLATE_WARMUP_REQUESTS } from './template-warmup.js';
+import { MemoryReclaimer } from './memory-reclaim.js';
+import { ControllerMetrics } from './metrics.js';
+import { TemplateStore, templateKey } from './templates.js';
+
+/** A VMM process the controller owns, and whether its exit is expected (stop, suspend). */
+interface LiveVm {
+  vm: MicroVm;
+  expectExit: boolean;
+}
+
+const silent: ControllerLogger = { info() {}, warn() {} };
+
+export class Lifecycle {
+  readonly events: InstanceEventEmitter;
+  readonly store: InstanceStore;
+  readonly driver: VmmDriver;
+  readonly images: ImageResolver;
+  readonly networks: VmNetworks;
+  readonly log: ControllerLogger;
+  readonly #readyTimeoutMs: number;
+  readonly #stopTimeoutMs: number;
+  readonly #consoleOpts: ConsoleLogOptions;
+  readonly #accel: VmConfig['accel'];
+  readonly live = new Map<string, LiveVm>();
+  /** One queue per instance: lifecycle operations on one instance never interleave. */
+  readonly #locks = new Map<string, Promise<void>>();
+  /** Aborts an in-flight boot when the instance is stopped or removed meanwhile. */
+  readonly booting = new Map<string, AbortController>();
+  readonly restarts: RestartScheduler;
+  readonly #rotateTimer: NodeJS.Timeout;
+  readonly scaleToZero: ScaleToZero;
+  readonly templates: TemplateStore;
+  readonly metrics: ControllerMetrics;
+  readonly #reclaimer: MemoryReclaimer;
+  readonly #hotConfig: HotStandbyConfig;
+  readonly #templateWarmupRequests: number;
+  #disposed = false;
+
+  constructor(opts: ControllerOptions, events: InstanceEventEmitter) {
+    this.events = events;
+    this.store = opts.store;
+    this.driver = opts.driver;
+    this.images = opts.images;
+    this.log = opts.logger ?? silent;
+    this.networks = new VmNetworks(opts.store, opts.network, this.log);
+    this.#readyTimeoutMs = opts.readyTimeoutMs ?? 60_000;
+    this.#stopTimeoutMs = opts.stopTimeoutMs ?? 10_000;
+    this.#consoleOpts = opts.consoleLog ?? {};
+    this.#accel = opts.accel;
+    this.restarts = new RestartScheduler(opts.restartBackoff ?? { initialMs: 500, maxMs: 30_000 }, (id) => this.#restart(id));
+    this.#rotateTimer = setInterval(() => void this.#rotateLogs(), 5000).unref();
+    this.templates = new TemplateStore(opts.dataDir);
+    this.metrics = new ControllerMetrics(this.events);
+    this.#reclaimer = new MemoryReclaimer(opts.cgroupRoot ? { cgroupRoot: opts.cgroupRoot } : {});
+    this.#templateWarmupRequests = opts.templateWarmupRequests ?? DEFAULT_TEMPLATE_WARMUP_REQUESTS;
+    this.#hotConfig = {
+      budgetBytes: opts.hotStandby?.budgetBytes ?? Math.floor(os.totalmem() / 10),
+      pageOutAfterMs: opts.hotStandby?.pageOutAfterMs ?? DEFAULT_PAGE_OUT_AFTER_MS,
+    };
+    this.scaleToZero = new ScaleToZero(this.#wakeTarget());
+  }
+
+  /** Stops timers and lets go of the VMs without stopping them (a restarted flickd adopts them). */
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    clearInterval(this.#rotateTimer);
+    this.restarts.dispose();
+    this.scaleToZero.dispose();
+    for (const ac of this.booting.values()) ac.abort();
+    await Promise.allSettled([...this.#locks.values()]);
+    // Close QMP and control connections but leave the VMs running: the next flickd adopts them.
+    for (const { vm } of this.live.values()) vm.release();
+    this.live.clear();
+    await this.networks.dispose();
+  }
+
+  // ---- the lifecycle, always inside serialize ----
+
+  /** Moves to `starting` in the instance's queue (resolving with that record), then boots still holding the queue. */
+  startWith(id: string, toStarting: (rec: InstanceRecord) => InstanceRecord): Promise<InstanceRecord> {
+    const ac = new AbortController();
+    return new Promise((resolve, reject) => {
+      void this.serialize(id, async () => {
+        try {
+          const rec = toStarting(this.fresh(id));
+          this.booting.set(id, ac);
+          resolve(rec);
+        } catch (err) {
+          reject(err);
+          return;
+        }
+        await this.#boot(id, ac);
+      });
+    });
+  }
+
+  async #boot(id: string, ac: AbortController): Promise<void> {
+    let vm: MicroVm | undefined;
+    try {
+      let rec = this.fresh(id);
+      const image = await this.images.resolve(`${rec.image.ref.replace(/[:@].*$/, '')}@${rec.image.digest}`);
+      const runDir = path.join(rec.dir, 'run');
+      await this.consoleLog(rec).archive();
+      await fsp.rm(runDir, { recursive: true, force: true });
+      await fsp.mkdir(runDir, { recursive: true });
+      if (await this.scaleToZero.startAsleep(rec, this.vmConfig(rec, image))) return;
+      const config = await this.networks.attach(id, this.vmConfig(rec, image));
+      const t0 = performance.now();
+      vm = await this.driver.boot(config, { signal: ac.signal });
+      this.watch(id, vm);
+      rec = this.store.update(id, { pid: vm.pid, vm: config, counters: { ...rec.counters, boots: rec.counters.boots + 1 } });
+      await this.awaitReady(id, vm, ac.signal, t0);
+    } catch (err) {
+      const live = this.live.get(id);
+      if (live && live.vm === vm) {
+        live.expectExit = true;
+        await vm!.kill();
+      }
+      const rec = this.store.get(id);
+      if (rec === undefined || ac.signal.aborted) return; // stop/rm asked for this; they settle the state
+      await this.networks.release(id);
+      this.transition(this.fresh(id), 'failed', { error: describeError(err), pid: null, vm: null });
+      this.log.warn(`instance ${rec.name} failed to start: ${describeError(err)}`);
+      this.restarts.onExit(this.store.get(id)!, 'failed');
+    } finally {
+      if (this.booting.get(id) === ac) this.booting.delete(id);
+    }
+  }
+
+  async #templateKeyOf(rec: InstanceRecord): Promise<string> {
+    return this.templateKey(rec, await this.images.resolve(`${rec.image.ref.replace(/[:@].*$/, '')}@${rec.image.digest}`));
+  }
+
+  templateKey(rec: InstanceRecord, image: PreparedImage): string {
+    return templateKey({
+      imageDigest: rec.image.digest,
+      memoryMb: rec.memoryMb,
+      vcpus: rec.vcpus,
+      guest: vmGuestConfig(rec, image.config),
+      port: readinessPort(rec.service),
+      warmupRequests: rec.service.http ? this.#templateWarmupRequests : 0,
+    });
+  }
+
+  /** What the instance's VM runs with, before a network is attached. */
+  vmConfig(rec: InstanceRecord, image: PreparedImage): VmConfig {
+    return {
+      id: rec.id,
+      runDir: path.join(rec.dir, 'run'),
+      kernel: image.paths.vmlinux,
+      initrd: image.paths.initrd,
+      rootfs: image.paths.rootfs,
+      memoryMb: rec.memoryMb,
+      vcpus: rec.vcpus,
+      guest: vmGuestConfig(rec, image.config),
+      ...(this.#accel ? { accel: this.#accel } : {}),
+    };
+  }
+
+  /** Waits for the service port, takes the template snapshot at first readiness, then `running`. */
+  async awaitReady(id: string, vm: MicroVm, signal: AbortSignal, t0 = performance.now()): Promise<void> {
+    const rec = this.fresh(id);
+    const port = readinessPort(rec.service);
+    if (port !== undefined) await vm.waitForPort(port, { timeoutMs: this.#readyTimeoutMs, signal });
+    this.events.emit('boot', { id, name: rec.name, durationMs: performance.now() - t0 });
+    if (rec.scaleToZero.policy !== 'off' && rec.snapshots.template === undefined) await this.scaleToZero.takeTemplate(rec, vm);
+    this.transition(this.fresh(id), 'running', { startedAt: new Date().toISOString() });
+    this.restarts.onRunning(id);
+    this.scaleToZero.onRunning(this.fresh(id));
+  }
+
+  /** Ends the VM (if any) of an instance in `stopping`, releases its network, and records `stopped`. */
+  async halt(rec: InstanceRecord, opts: { kill: boolean }): Promise<InstanceRecord> {
+    const live = this.live.get(rec.id);
+    let exit: VmExit | undefined;
+    if (live) {
+      live.expectExit = true;
+      exit = opts.kill ? await live.vm.kill() : await live.vm.stop({ timeoutMs: this.#stopTimeoutMs });
+    }
+    await this.networks.release(rec.id);
+    this.scaleToZero.onStopped(rec.id);
+    const snapshots = { ...rec.snapshots };
+    if (snapshots.own) {
+      await fsp.rm(snapshots.own.dir, { recursive: true, force: true });
+      delete snapshots.own; // a stop ends the instance's own state; the template stays valid
+    }
+    return this.transition(this.fresh(rec.id), 'stopped', {
+      pid: null,
+      vm: null,
+      snapshots,
+      standbyTier: undefined,
+      stoppedAt: new Date().toISOString(),
+      lastExitCode: exitCode(exit) ?? rec.lastExitCode,
+    });
+  }
+
+  /** A VM ended that nobody asked to end: record how, release its network, apply the restart policy. */
+  async exited(id: string, exit: VmExit, when = ''): Promise<void> {
+    let rec = this.store.get(id);
+    if (rec?.state === 'standby') return this.scaleToZero.onHotVmDied(id);
+    if (rec === undefined || !hasProcess(rec.state)) return;
+    const code = exitCode(exit);
+    await this.networks.release(id);
+    rec = this.fresh(id);
+    // A clean exit of the app (or the end of a stop flickd had begun) is `stopped`; anything else failed.
+    const to: InstanceState = code === 0 || rec.state === 'stopping' ? 'stopped' : 'failed';
+    const error = to === 'failed' ? `the VM exited ${when || 'unexpectedly'}${code === undefined ? '' : ` with code ${code}`}` : undefined;
+    const next = this.transition(rec, to, { pid: null, vm: null, lastExitCode: code ?? null, stoppedAt: new Date().toISOString(), error });
+    this.scaleToZero.onStopped(id);
+    this.log.warn(`instance ${rec.name} ${to === 'failed' ? error : `exited with code ${code}`}`);
+    if (rec.state !== 'stopping') this.restarts.onExit(next, to);
+  }
+
+  async #restart(id: string): Promise<void> {
+    const rec = this.store.get(id);
+    if (rec === undefined || this.#disposed) return;
+    await this.startWith(id, (r) =>
+      this.transition(r, 'starting', { error: undefined, counters: { ...r.counters, restarts: r.counters.restarts + 1 } }, 'restart'),
+    ).catch((err) => this.log.info(`instance ${rec.name}: restart skipped: ${describeError(err)}`));
+  }
+
+  // ---- plumbing ----
+
+  watch(id: string, vm: MicroVm): LiveVm {
+    const live: LiveVm = { vm, expectExit: false };
+    this.live.set(id, live);
+    void vm.exited.then((exit) => {
+      if (this.live.get(id) === live) this.live.delete(id);
+      if (!this.#disposed) void this.#reclaimer.forget(id);
+      if (live.expectExit || this.#disposed) return;
+      return this.serialize(id, () => this.exited(id, exit));
+    });
+    return live;
+  }
+
+  serialize<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#locks.get(id) ?? Promise.resolve();
+    const run = prev.then(fn);
+    const tail = run.then(
+      () => {},
+      () => {},
+    );
+    this.#locks.set(id, tail);
+    void tail.then(() => {
+      if (this.#locks.get(id) === tail) this.#locks.delete(id);
+    });
+    return run;
+  }
+
+  fresh(id: string): InstanceRecord {
+    const rec = this.store.get(id);
+    if (rec === undefined) throw new ControllerError('INSTANCE_NOT_FOUND', `instance ${id} was removed meanwhile`, { kind: 'user' });
+    return rec;
+  }
+
+  /** Persists the new state first, then tells listeners. */
+  transition(rec: InstanceRecord, to: InstanceState, patch: Partial<InstanceRecord> = {}, verb?: string): InstanceRecord {
+    assertTransition(rec.name, rec.state, to, verb);
+    const next = this.store.update(rec.id, { ...patch, state: to });
+    this.events.emit('state', { id: rec.id, name: rec.name, from: rec.state, to, at: next.updatedAt });
+    return next;
+  }
+
+  consoleLog(rec: InstanceRecord): ConsoleLog {
+    return new ConsoleLog(rec.dir, path.join(rec.dir, 'run'), this.#consoleOpts);
+  }
+
+  async #rotateLogs(): Promise<void> {
+    for (const id of this.live.keys()) {
+      const rec = this.store.get(id);
+      if (rec) await this.consoleLog(rec).rotateIfLarge().catch((err) => this.log.warn(`log rotation of ${rec.name}: ${describeError(err)}`));
+    }
+  }
+
+  /** What scale-to-zero needs from the controller, and nothing more. */
+  #wakeTarget(): WakeTarget {
+    return {
+      store: this.store,
+      driver: this.driver,
+      events: this.events,
+      log: this.log,
+      readyTimeoutMs: this.#readyTimeoutMs,
+      live: (id) => this.live.get(id)?.vm,
+      watch: (id, vm) => void this.watch(id, vm),
+      expectExit: (id) => {
+        const live = this.live.get(id);
+        if (live) live.expectExit = true;
+      },
+      serialize: (id, fn) => this.serialize(id, fn),
+      transition: (rec, to, patch) => this.transition(rec, to, patch),
+      fresh: (id) => this.fresh(id),
+      templates: this.templates,
+      templateKey: (rec) => this.#templateKeyOf(rec),
+      attachNetwork: (id, config) => this.networks.attach(id, config),
+      releaseNetwork: (id) => this.networks.release(id),
+      reclaimer: this.#reclaimer,
+      metrics: this.metrics,
+      hot: this.#hotConfig,
+      templateWarmupRequests: this.#templateWarmupRequests,
+    };
+  }
+}
+
+function exitCode(exit: VmExit | undefined): number | undefined {
+  if (exit === undefined) return undefined;
+  return exit.guestExitCode ?? exit.processCode ?? undefined;
+}

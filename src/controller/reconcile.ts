@@ -1,0 +1,57 @@
+// At flickd start: re-adopts the VMs a previous flickd left running (hot
+// standbys included), settles those that died meanwhile, and sweeps unused networks and templates.
+import { describeError } from '../errors.js';
+import type { InstanceRecord } from '../store/instance-record.js';
+import type { MicroVm } from '../vmm/driver.js';
+import type { Lifecycle } from './lifecycle.js';
+import { hasProcess } from './states.js';
+
+/**
+ * Re-adopts VMs a previous flickd left running, marks those that died
+ * meanwhile (and applies their restart policy), then removes every instance
+ * network nothing uses any more.
+ */
+export async function reconcile(lc: Lifecycle): Promise<{ adopted: string[]; died: string[] }> {
+  const adopted: string[] = [];
+  const died: string[] = [];
+  for (const rec of lc.store.list()) {
+    if (rec.state === 'standby' && rec.pid !== null) {
+      await adoptHotStandby(lc, rec);
+      continue;
+    }
+    if (!hasProcess(rec.state)) continue;
+    let vm: MicroVm | undefined;
+    if (rec.pid !== null && rec.vm !== null) {
+      vm = await lc.driver.adopt(rec.vm, rec.pid).catch((err) => {
+        lc.log.info(`instance ${rec.name}: VM ${rec.pid} is gone (${describeError(err)})`);
+        return undefined;
+      });
+    }
+    if (vm === undefined) {
+      died.push(rec.id);
+      await lc.serialize(rec.id, () => lc.exited(rec.id, { processCode: null, processSignal: null }, 'while flickd was down'));
+      continue;
+    }
+    adopted.push(rec.id);
+    lc.watch(rec.id, vm);
+    if (rec.state === 'stopping') void lc.serialize(rec.id, async () => void (await lc.halt(lc.fresh(rec.id), { kill: false })));
+    else if (rec.state === 'starting') void lc.serialize(rec.id, () => lc.awaitReady(rec.id, vm!, new AbortController().signal));
+    else if (rec.state === 'draining') void lc.serialize(rec.id, async () => void lc.transition(lc.fresh(rec.id), 'running'));
+  }
+  await lc.networks.reconcile((id) => lc.live.has(id));
+  const unused = await lc.templates.sweep(lc.store.list());
+  if (unused.length > 0) lc.log.info(`removed ${unused.length} template(s) no instance uses`);
+  lc.log.info(`reconciled: ${adopted.length} VM(s) adopted, ${died.length} found dead`);
+  return { adopted, died };
+}
+
+/** A hot-standby VM a previous flickd left paused: adopt it, or fall back to cold (stateless) / failed (stateful). */
+async function adoptHotStandby(lc: Lifecycle, rec: InstanceRecord): Promise<void> {
+  const vm = rec.vm ? await lc.driver.adopt(rec.vm, rec.pid!).catch(() => undefined) : undefined;
+  if (vm) {
+    lc.watch(rec.id, vm);
+    lc.scaleToZero.hot.add(rec.id);
+    return;
+  }
+  await lc.serialize(rec.id, () => lc.scaleToZero.onHotVmDied(rec.id));
+}

@@ -1,0 +1,85 @@
+// Scale to zero's templates: taking the shared template snapshot at first
+// readiness, and putting an instance straight into cold standby when one exists.
+import path from 'node:path';
+import { describeError } from '../errors.js';
+import type { InstanceRecord } from '../store/instance-record.js';
+import type { MicroVm, VmConfig } from '../vmm/driver.js';
+import { warmUp } from './template-warmup.js';
+import type { WakeTarget } from './wake-target.js';
+
+/**
+ * Finds or takes the shared template of `rec`'s configuration and records it.
+ * Taking one warms an HTTP app up (a few GET /, template-warmup.ts), pauses the
+ * VM, saves device state with a sparse copy of the RAM file (`keepRunning`:
+ * the VM goes on in its own file) and resumes it.
+ */
+export async function takeTemplate(t: WakeTarget, rec: InstanceRecord, vm: MicroVm): Promise<void> {
+  const key = await t.templateKey(rec);
+  const t0 = performance.now();
+  try {
+    const { snapshot, taken } = await t.templates.ensure(key, async (dir) => {
+      await warmUpBeforeTemplate(t, rec, vm);
+      await vm.pause();
+      try {
+        return await vm.createSnapshot(dir, { keepRunning: true });
+      } finally {
+        await vm.resume();
+      }
+    });
+    t.store.update(rec.id, { snapshots: { ...t.fresh(rec.id).snapshots, template: snapshot } });
+    if (!taken) return;
+    const durationMs = performance.now() - t0;
+    t.events.emit('snapshot', { id: rec.id, name: rec.name, kind: 'template', durationMs });
+    t.log.info(`instance ${rec.name}: template snapshot ${key} in ${durationMs.toFixed(1)} ms (paused meanwhile)`);
+  } catch (err) {
+    // Without a template the instance still runs; it just cannot sleep statelessly.
+    t.log.warn(`instance ${rec.name}: template snapshot failed, scale to zero stays off until the next start: ${describeError(err)}`);
+  }
+}
+
+/** Before a template: a few GET / so the app's first-request work is in the template, not in every wake. */
+async function warmUpBeforeTemplate(t: WakeTarget, rec: InstanceRecord, vm: MicroVm): Promise<void> {
+  const http = rec.service.http;
+  const host = vm.config.network?.hostReachableIp;
+  const requests = t.templateWarmupRequests;
+  if (http === undefined || host === undefined || requests === 0) return;
+  const t0 = performance.now();
+  const answered = await warmUp({ host, port: http.guestPort, hostname: http.hostname }, requests);
+  t.log.info(`instance ${rec.name}: ${answered} of ${requests} warm-up requests answered in ${(performance.now() - t0).toFixed(0)} ms before its template`);
+}
+
+/**
+ * The start of a scale-to-zero instance whose configuration already has a
+ * shared template: no boot; it goes to cold standby at once and its first
+ * request wakes it from the template (stateful: from its own copy of it).
+ * Returns false if there is no template yet and the instance must boot.
+ */
+export async function startAsleep(t: WakeTarget, rec: InstanceRecord, config: VmConfig): Promise<boolean> {
+  if (rec.scaleToZero.policy === 'off') return false;
+  const patch = await asleep(t, rec, config, await t.templateKey(rec));
+  if (patch === undefined) return false;
+  t.transition(t.fresh(rec.id), 'standby', patch);
+  return true;
+}
+
+/**
+ * `rec` (not stored yet) as it is stored when its template exists: in cold
+ * standby, no VM, no network. Undefined when it must boot first. The
+ * controller's create stores this in one write.
+ */
+export async function asleepAtCreate(t: WakeTarget, rec: InstanceRecord, config: VmConfig, key: string): Promise<InstanceRecord | undefined> {
+  if (rec.scaleToZero.policy === 'off') return undefined;
+  const patch = await asleep(t, rec, config, key);
+  return patch && { ...rec, ...patch, state: 'standby' };
+}
+
+/** A cold standby's record fields (config without a network: a wake attaches one). */
+async function asleep(t: WakeTarget, rec: InstanceRecord, config: VmConfig, key: string): Promise<Partial<InstanceRecord> | undefined> {
+  const template = t.templates.find(key);
+  if (template === undefined) return undefined;
+  const snapshots = { ...rec.snapshots, template };
+  if (rec.scaleToZero.stateful && snapshots.own === undefined) snapshots.own = await t.templates.ownCopy(template, path.join(rec.dir, 'snapshots', 'own'));
+  const vm: VmConfig = { ...config };
+  delete vm.network;
+  return { vm, pid: null, snapshots, standbyTier: 'cold', startedAt: new Date().toISOString() };
+}

@@ -1,0 +1,167 @@
+// Scale to zero's wake path: where the proxy sends a request (`ensureAwake`),
+// waking a standby instance hot (resume) or cold (restore) first; concurrent
+// wakes of one instance share one promise. Also hands out and revokes Upstreams.
+import { describeError } from '../errors.js';
+import type { InstanceRecord } from '../store/instance-record.js';
+import type { MicroVm } from '../vmm/driver.js';
+import type { HotStandby } from './hot-standby.js';
+import type { StandbyTier } from './metrics.js';
+import { readinessPort } from './spec.js';
+import { ControllerError } from './states.js';
+import type { Upstream, WakeTarget } from './wake-target.js';
+
+export class Waker {
+  readonly #t: WakeTarget;
+  readonly #hot: HotStandby;
+  /** Called when a wake leaves the instance running (its cooldown starts). */
+  readonly #onRunning: (rec: InstanceRecord) => void;
+  /** One per awake period of an instance; aborted when it goes to standby or stops. */
+  readonly #awake = new Map<string, AbortController>();
+  readonly #wakes = new Map<string, Promise<Upstream>>();
+
+  constructor(target: WakeTarget, hot: HotStandby, onRunning: (rec: InstanceRecord) => void) {
+    this.#t = target;
+    this.#hot = hot;
+    this.#onRunning = onRunning;
+  }
+
+  /** The proxy's entry: where to send a request for `id`, waking the instance if it sleeps. */
+  async ensureAwake(id: string, signal?: AbortSignal): Promise<Upstream> {
+    for (;;) {
+      signal?.throwIfAborted();
+      const rec = this.#t.fresh(id);
+      switch (rec.state) {
+        case 'running':
+          return this.#upstream(rec);
+        case 'standby':
+          return await this.wake(id);
+        case 'starting':
+        case 'draining':
+          await this.#nextState(id, signal); // a suspend or boot in progress: look again when it settles
+          continue;
+        default:
+          throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" is ${rec.state}: start it with 'flick start ${rec.name}'`, { kind: 'user' });
+      }
+    }
+  }
+
+  /** Restores a standby instance (template or own state). Concurrent calls share one wake. */
+  wake(id: string): Promise<Upstream> {
+    let p = this.#wakes.get(id);
+    if (p === undefined) {
+      p = this.#t.serialize(id, () => this.#wake(id)).finally(() => this.#wakes.delete(id));
+      this.#wakes.set(id, p);
+    }
+    return p;
+  }
+
+  async #wake(id: string): Promise<Upstream> {
+    const rec = this.#t.fresh(id);
+    if (rec.state === 'running') return this.#upstream(rec);
+    if (rec.state !== 'standby') throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" is ${rec.state}, not in standby: start it with 'flick start ${rec.name}'`, { kind: 'user' });
+    const vm = this.#t.live(id);
+    if (rec.standbyTier === 'hot' && vm !== undefined) {
+      try {
+        return await this.#wakeHot(rec, vm);
+      } catch (err) {
+        this.#t.log.warn(`instance ${rec.name}: hot wake failed, waking cold: ${describeError(err)}`);
+        this.#t.expectExit(id);
+        await vm.kill();
+        if (rec.scaleToZero.stateful) {
+          this.#t.transition(this.#t.fresh(id), 'failed', { pid: null, standbyTier: undefined, error: `wake failed: ${describeError(err)}` });
+          throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" could not wake: ${describeError(err)}`, { cause: err });
+        }
+        this.#t.store.update(id, { pid: null, standbyTier: 'cold', state: 'standby' });
+        await this.#t.releaseNetwork(id);
+      }
+    }
+    return this.#wakeCold(this.#t.fresh(id));
+  }
+
+  /** Hot: the paused process goes on. The clock answer is awaited: the app must not see a request with a stale clock. */
+  async #wakeHot(rec: InstanceRecord, vm: MicroVm): Promise<Upstream> {
+    const t0 = performance.now();
+    this.#hot.remove(rec.id);
+    const starting = this.#t.transition(rec, 'starting');
+    await vm.resume(); // resolves with the guest clock set (driver contract)
+    return this.#woke(starting, 'hot', t0);
+  }
+
+  async #wakeCold(rec: InstanceRecord): Promise<Upstream> {
+    const t0 = performance.now();
+    const id = rec.id;
+    const snapshot = rec.scaleToZero.stateful ? rec.snapshots.own : rec.snapshots.template;
+    if (rec.vm === null || snapshot === undefined) {
+      throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" has no snapshot to wake from: restart it with 'flick stop ${rec.name} && flick start ${rec.name}'`);
+    }
+    rec = this.#t.transition(rec, 'starting');
+    let vm: MicroVm | undefined;
+    try {
+      // A cold standby holds no network: this one (ready-made, from the pool) carries a new host address.
+      const config = await this.#t.attachNetwork(id, rec.vm!);
+      vm = await this.#t.driver.restore(config, snapshot, { mode: rec.scaleToZero.stateful ? 'own' : 'clone' });
+      this.#t.watch(id, vm);
+      this.#t.store.update(id, { pid: vm.pid });
+      // No readiness probe: every snapshot was taken with the app listening (the template at
+      // readiness, own state while running), and a probe is a connection the app would see.
+      if (rec.scaleToZero.stateful) {
+        // The snapshot was consumed: the VM runs in its RAM file now.
+        const snapshots = { ...this.#t.fresh(id).snapshots };
+        delete snapshots.own;
+        this.#t.store.update(id, { snapshots });
+      }
+      return this.#woke(this.#t.fresh(id), 'cold', t0);
+    } catch (err) {
+      if (vm) {
+        this.#t.expectExit(id);
+        await vm.kill();
+      }
+      await this.#t.releaseNetwork(id);
+      this.#t.transition(this.#t.fresh(id), 'failed', { pid: null, standbyTier: undefined, error: `wake failed: ${describeError(err)}` });
+      throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" could not wake: ${describeError(err)}`, { cause: err });
+    }
+  }
+
+  #woke(cur: InstanceRecord, tier: StandbyTier, t0: number): Upstream {
+    const c = cur.counters;
+    const counters = { ...c, wakes: c.wakes + 1, ...(tier === 'hot' ? { wakesHot: (c.wakesHot ?? 0) + 1 } : { wakesCold: (c.wakesCold ?? 0) + 1 }) };
+    const next = this.#t.transition(cur, 'running', { counters, standbyTier: undefined });
+    const durationMs = performance.now() - t0;
+    this.#t.events.emit('wake', { id: cur.id, name: cur.name, durationMs, mode: tier === 'hot' ? 'resume' : cur.scaleToZero.stateful ? 'own' : 'template' });
+    this.#onRunning(next);
+    return this.#upstream(next);
+  }
+
+  /** Revokes the Upstreams handed out for the instance's current awake period. */
+  sleep(id: string): void {
+    this.#awake.get(id)?.abort();
+    this.#awake.delete(id);
+  }
+
+  #upstream(rec: InstanceRecord): Upstream {
+    const host = rec.vm?.network?.hostReachableIp;
+    const port = readinessPort(rec.service);
+    if (host === undefined || port === undefined) {
+      throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" has no network service to route to: create it with a port (-p)`, { kind: 'user' });
+    }
+    let ac = this.#awake.get(rec.id);
+    if (ac === undefined) this.#awake.set(rec.id, (ac = new AbortController()));
+    return { host, port, asleep: ac.signal };
+  }
+
+  #nextState(id: string, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const off = this.#t.events.on('state', (e) => {
+        if (e.id !== id) return;
+        off();
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
+      const onAbort = (): void => {
+        off();
+        reject(signal!.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
