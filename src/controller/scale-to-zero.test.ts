@@ -1,0 +1,206 @@
+// Component tests of scale to zero through the Controller (templates, suspend, wake, hot/cold tiers, reconcile of standbys) over fakes (testing.ts).
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { FakeDriver, FakeNetwork, setup, tmp } from './testing.js';
+
+test('scale to zero: template at first readiness, suspend to standby, one wake for many callers', async () => {
+  const { c, driver, network } = setup('s2z');
+  await c.create({ image: 'hello:1', name: 'z', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 } });
+  let rec = await c.wait('z', 'running');
+  assert.ok(rec.snapshots.template, 'template snapshot taken');
+  assert.ok(fs.existsSync(rec.snapshots.template.memoryFile), 'template RAM copied');
+  assert.equal(driver.vms[0]!.paused, false, 'resumed after the snapshot');
+  await c.scaleToZero.suspend(rec.id);
+  assert.equal(c.get('z').state, 'standby');
+  const ups = await Promise.all(Array.from({ length: 20 }, () => c.scaleToZero.ensureAwake(rec.id)));
+  assert.equal(driver.restores.length, 1, 'exactly one wake');
+  assert.equal(driver.restores[0]!.mode, 'clone');
+  assert.deepEqual({ host: ups[0]!.host, port: ups[0]!.port }, { host: c.get('z').vm!.network!.hostReachableIp, port: 8080 });
+  assert.equal(ups[0]!.asleep.aborted, false);
+  rec = c.get('z');
+  assert.equal(rec.state, 'running');
+  assert.equal(rec.counters.wakes, 1);
+  // A request in flight keeps it awake.
+  c.scaleToZero.requestStarted(rec.id);
+  await c.scaleToZero.suspend(rec.id);
+  assert.equal(c.get('z').state, 'running');
+  assert.equal(ups[0]!.asleep.aborted, false);
+  c.scaleToZero.requestFinished(rec.id);
+  await c.scaleToZero.suspend(rec.id);
+  assert.equal(c.get('z').state, 'standby');
+  assert.equal(ups[0]!.asleep.aborted, true, 'the proxy learns the address is dead');
+  assert.equal(network.held.size, 0, 'cold standby holds no network');
+  // A restart finds nothing to keep.
+  await c.reconcile();
+  assert.deepEqual(network.swept, []);
+  assert.equal(c.get('z').state, 'standby');
+});
+
+test('a cold-standby instance holds no network; a wake takes a ready one from the pool, which refills', async () => {
+  const { c, driver, network } = setup('pool');
+  const rec = await c.create({ image: 'hello:1', name: 'p', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 } });
+  const booted = await c.wait('p', 'running');
+  const bootAddress = booted.vm!.network!.hostReachableIp;
+  await c.scaleToZero.suspend(rec.id);
+  const asleep = c.get('p');
+  assert.deepEqual([asleep.state, asleep.standbyTier, asleep.networkIndex, asleep.vm?.network], ['standby', 'cold', null, undefined]);
+  assert.equal(network.held.size, 0);
+  const ready = [...network.ready];
+  const made = network.made;
+  const up = await c.scaleToZero.ensureAwake(rec.id);
+  const awake = c.get('p');
+  assert.equal(awake.networkIndex, ready[0], 'the oldest ready network');
+  assert.equal(driver.vms.at(-1)!.config.network!.netns, `ns-${ready[0]}`, 'the VM was restored into it');
+  assert.equal(up.host, awake.vm!.network!.hostReachableIp, 'the proxy is told the new address');
+  assert.notEqual(up.host, bootAddress);
+  assert.equal(network.ready.length, network.poolSize, 'the pool refilled');
+  assert.equal(network.made, made + 1, 'one new namespace, made for the pool, not for the wake');
+  await c.stop('p');
+  assert.equal(network.held.size, 0);
+});
+
+test('300 instances created from one template are 300 cold standbys without networks, and the last one wakes', async () => {
+  const { c, driver, network } = setup('many');
+  const s2z = { policy: 'on' as const, cooldownTimeMs: 60_000 };
+  await c.create({ image: 'hello:1', name: 'first', scaleToZero: s2z });
+  await c.wait('first', 'running');
+  await c.stop('first');
+  const made = network.made;
+  const created = [];
+  for (let i = 0; i < 300; i++) created.push(await c.create({ image: 'hello:1', name: `many-${i}`, scaleToZero: s2z }));
+  assert.ok(created.every((r) => r.state === 'standby' && r.standbyTier === 'cold'), 'each is created asleep');
+  const stored = c.list().filter((r) => r.name.startsWith('many-'));
+  assert.equal(stored.length, 300);
+  assert.ok(stored.every((r) => r.state === 'standby' && r.networkIndex === null && r.vm?.network === undefined));
+  assert.equal(network.held.size, 0);
+  assert.equal(network.made, made, 'no namespace was made for them');
+  assert.equal(driver.vms.length, 1, 'and no VM booted');
+  const last = created.at(-1)!;
+  const up = await c.scaleToZero.ensureAwake(last.id);
+  assert.equal(c.get(last.id).state, 'running');
+  assert.equal(up.host, c.get(last.id).vm!.network!.hostReachableIp);
+  assert.equal(driver.restores.at(-1)!.mode, 'clone');
+  assert.equal(network.held.size, 1);
+});
+
+test('stateful scale to zero saves the own state at suspend and wakes into it', async () => {
+  const { c, driver } = setup('s2z-stateful');
+  const rec = await c.create({ image: 'hello:1', name: 'st', scaleToZero: { policy: 'on', stateful: true, cooldownTimeMs: 60_000 } });
+  await c.wait('st', 'running');
+  await c.scaleToZero.suspend(rec.id);
+  const asleep = c.get('st');
+  assert.equal(asleep.state, 'standby');
+  assert.ok(asleep.snapshots.own && fs.existsSync(asleep.snapshots.own.memoryFile));
+  await c.scaleToZero.ensureAwake(rec.id);
+  assert.equal(driver.restores[0]!.mode, 'own');
+  assert.equal(c.get('st').state, 'running');
+  // Stopping ends the own state; the next start boots fresh.
+  await c.stop('st');
+  assert.equal(c.get('st').snapshots.own, undefined);
+});
+
+test('hot standby keeps the paused VM: a wake is a resume, counted as hot; stop ends it', async () => {
+  const { c, driver } = setup('hot', { hotBudgetBytes: 2 ** 30 });
+  const rec = await c.create({ image: 'hello:1', name: 'h', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 } });
+  await c.wait('h', 'running');
+  const vm = driver.vms[0]!;
+  await c.scaleToZero.suspend(rec.id);
+  const asleep = c.get('h');
+  assert.equal(asleep.state, 'standby');
+  assert.equal(asleep.standbyTier, 'hot');
+  assert.equal(asleep.pid, vm.pid, 'the process stays');
+  assert.equal(vm.paused, true);
+  await Promise.all([c.scaleToZero.ensureAwake(rec.id), c.scaleToZero.ensureAwake(rec.id)]);
+  assert.equal(driver.restores.length, 0, 'no restore');
+  assert.equal(vm.paused, false);
+  const woken = c.get('h');
+  assert.deepEqual([woken.state, woken.counters.wakesHot, woken.counters.wakesCold ?? 0], ['running', 1, 0]);
+  assert.equal(c.metrics.snapshot(rec.id).wakes.hot, 1);
+  // A hot instance asked to go cold is demoted: the process ends, the next wake restores.
+  await c.suspend('h');
+  await c.suspend('h', { tier: 'cold' });
+  assert.deepEqual([c.get('h').standbyTier, c.get('h').pid], ['cold', null]);
+  await c.scaleToZero.ensureAwake(rec.id);
+  assert.equal(driver.restores.length, 1);
+  assert.equal(c.get('h').counters.wakesCold, 1);
+  await c.suspend('h');
+  await c.stop('h');
+  assert.equal(c.get('h').state, 'stopped');
+  assert.equal(c.get('h').standbyTier, undefined);
+});
+
+test('over the hot standby budget the least recently suspended instance is demoted to cold', async () => {
+  // Without a memory cgroup each hot VM counts as its RAM + 64 MiB = 192 MiB: one fits in 300 MiB, two do not.
+  const { c } = setup('budget', { hotBudgetBytes: 300 * 2 ** 20 });
+  const a = await c.create({ image: 'hello:1', name: 'a', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 } });
+  const b = await c.create({ image: 'hello:1', name: 'b', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 }, args: ['/server', 'b'] });
+  await c.wait('a', 'running');
+  await c.wait('b', 'running');
+  await c.scaleToZero.suspend(a.id);
+  assert.equal(c.get('a').standbyTier, 'hot');
+  await c.scaleToZero.suspend(b.id);
+  for (let i = 0; i < 100 && c.get('a').standbyTier !== 'cold'; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.deepEqual([c.get('a').standbyTier, c.get('a').pid], ['cold', null], 'the older one went cold');
+  assert.equal(c.get('b').standbyTier, 'hot');
+  assert.equal(c.metrics.snapshot(a.id).demotions, 1);
+});
+
+test('instances of one image and configuration share one template; the last rm removes it', async () => {
+  const { c, driver } = setup('shared');
+  const s2z = { policy: 'on' as const, cooldownTimeMs: 60_000 };
+  const first = await c.create({ image: 'hello:1', name: 'one', scaleToZero: s2z });
+  await c.wait('one', 'running');
+  const template = c.get('one').snapshots.template!;
+  assert.ok(fs.existsSync(template.memoryFile));
+  // The second does not boot: it sleeps until its first request and wakes from the shared template.
+  await c.create({ image: 'hello:1', name: 'two', scaleToZero: s2z });
+  const two = await c.wait('two', 'running');
+  assert.equal(two.state, 'standby');
+  assert.equal(driver.vms.length, 1, 'one boot for two instances');
+  assert.equal(two.snapshots.template!.dir, template.dir, 'the same template');
+  assert.equal(driver.vms[0]!.config.guest.hostname, 'hello', 'the guest hostname is the image name, not the instance name');
+  await c.scaleToZero.ensureAwake(two.id);
+  assert.equal(driver.restores[0]!.snapshot.dir, template.dir);
+  assert.equal(driver.restores[0]!.mode, 'clone');
+  // Another configuration gets its own template.
+  await c.create({ image: 'hello:1', name: 'big', memoryMb: 256, scaleToZero: s2z });
+  assert.notEqual((await c.wait('big', 'running')).snapshots.template!.dir, template.dir);
+  // A stateful instance starts from its own copy of the template.
+  await c.create({ image: 'hello:1', name: 'st', scaleToZero: { ...s2z, stateful: true } });
+  const st = await c.wait('st', 'running');
+  assert.equal(st.state, 'standby');
+  assert.ok(st.snapshots.own && fs.existsSync(st.snapshots.own.memoryFile) && st.snapshots.own.dir !== template.dir);
+  await c.rm('one', { force: true });
+  await c.rm('st', { force: true });
+  assert.ok(fs.existsSync(template.dir), 'still used by "two"');
+  await c.rm('two', { force: true });
+  assert.ok(!fs.existsSync(template.dir), 'removed with its last instance');
+  void first;
+});
+
+test('a restarted flickd re-adopts a hot-standby VM; one that died meanwhile leaves a stateless instance cold', async () => {
+  const driver = new FakeDriver();
+  const network = new FakeNetwork();
+  const db = path.join(tmp, 'hot-reconcile.db');
+  const first = setup('hot-reconcile-1', { db, driver, network, hotBudgetBytes: 2 ** 30 });
+  const s2z = { policy: 'on' as const, cooldownTimeMs: 60_000 };
+  const kept = await first.c.create({ image: 'hello:1', name: 'kept', scaleToZero: s2z });
+  const lost = await first.c.create({ image: 'hello:1', name: 'lost', scaleToZero: s2z, args: ['/server', 'other'] });
+  await first.c.wait('kept', 'running');
+  await first.c.wait('lost', 'running');
+  await first.c.suspend('kept');
+  await first.c.suspend('lost');
+  await first.c.dispose();
+  first.store.close();
+  await driver.vms.find((v) => v.pid === lost.pid || v.config.id === lost.id)!.kill();
+  const second = setup('hot-reconcile-2', { db, driver, network, hotBudgetBytes: 2 ** 30 });
+  await second.c.reconcile();
+  assert.deepEqual([second.c.get('kept').state, second.c.get('kept').standbyTier], ['standby', 'hot']);
+  assert.deepEqual([second.c.get('lost').state, second.c.get('lost').standbyTier, second.c.get('lost').pid], ['standby', 'cold', null]);
+  await second.c.scaleToZero.ensureAwake(kept.id);
+  assert.equal(second.c.get('kept').counters.wakesHot, 1, 'the adopted paused VM is resumed, not restored');
+  await second.c.scaleToZero.ensureAwake(lost.id);
+  assert.equal(second.c.get('lost').counters.wakesCold, 1);
+});

@@ -1,0 +1,148 @@
+// Fakes for the controller's component tests: a VMM driver whose VMs are
+// promises, a pool of networks, an image resolver, and a Controller over them.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after } from 'node:test';
+import { InstanceStore } from '../store/instance-store.js';
+import { VmmError, type MicroVm, type NetworkAttachment, type Snapshot, type VmConfig, type VmExit, type VmmDriver } from '../vmm/driver.js';
+import { Controller } from './controller.js';
+import type { HeldNetwork, ImageResolver, InstanceNetwork, NetworkLease } from './seams.js';
+
+export const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-controller-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+export class FakeVm implements MicroVm {
+  static nextPid = 1000;
+  readonly pid = FakeVm.nextPid++;
+  readonly accel = 'tcg' as const;
+  readonly exited: Promise<VmExit>;
+  paused = false;
+  saved = false;
+  #end!: (e: VmExit) => void;
+  constructor(readonly config: VmConfig, readonly portReady: Promise<void> = Promise.resolve()) {
+    this.exited = new Promise((r) => (this.#end = r));
+    fs.mkdirSync(config.runDir, { recursive: true });
+    fs.writeFileSync(path.join(config.runDir, 'memory'), 'ram');
+  }
+  get id(): string {
+    return this.config.id;
+  }
+  /** The guest app exits by itself. */
+  crash(code: number): void {
+    this.#end({ guestExitCode: code, processCode: 0, processSignal: null });
+  }
+  async waitForPort(_port: number, opts: { signal?: AbortSignal } = {}): Promise<void> {
+    const aborted = new Promise<never>((_, reject) => opts.signal?.addEventListener('abort', () => reject(new VmmError('TIMEOUT', 'aborted'))));
+    await Promise.race([this.portReady, aborted, this.exited.then(() => Promise.reject(new VmmError('BOOT_FAILED', 'VM died while booting')))]);
+  }
+  async pause(): Promise<void> {
+    this.paused = true;
+  }
+  async resume(): Promise<void> {
+    assert.ok(!this.saved, 'a VM whose RAM went into a snapshot must never run again');
+    this.paused = false;
+  }
+  async createSnapshot(dir: string, opts: { keepRunning?: boolean } = {}): Promise<Snapshot> {
+    assert.ok(this.paused, 'snapshots are taken while paused');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'state'), 'state');
+    fs.copyFileSync(path.join(this.config.runDir, 'memory'), path.join(dir, 'mem'));
+    if (!opts.keepRunning) this.saved = true;
+    return { dir, stateFile: path.join(dir, 'state'), memoryFile: path.join(dir, 'mem'), memoryMb: 128, vcpus: 1, createdAt: '' };
+  }
+  async syncClock(): Promise<void> {}
+  released = false;
+  release(): void {
+    this.released = true;
+  }
+  async stop(): Promise<VmExit> {
+    this.#end({ guestExitCode: 0, processCode: 0, processSignal: null });
+    return this.exited;
+  }
+  async kill(): Promise<VmExit> {
+    this.#end({ processCode: null, processSignal: 'SIGKILL' });
+    return this.exited;
+  }
+}
+
+export class FakeDriver implements VmmDriver {
+  readonly name = 'fake';
+  readonly vms: FakeVm[] = [];
+  restores: Array<{ mode: string; snapshot: Snapshot }> = [];
+  portReady: Promise<void> = Promise.resolve();
+  alive = new Set<number>();
+  async accelerator() {
+    return 'tcg' as const;
+  }
+  async boot(config: VmConfig): Promise<MicroVm> {
+    const vm = new FakeVm(config, this.portReady);
+    this.vms.push(vm);
+    this.alive.add(vm.pid);
+    void vm.exited.then(() => this.alive.delete(vm.pid));
+    return vm;
+  }
+  async restore(config: VmConfig, snapshot: Snapshot, opts: { mode: string }): Promise<MicroVm> {
+    this.restores.push({ mode: opts.mode, snapshot });
+    return this.boot(config);
+  }
+  async adopt(config: VmConfig, pid: number): Promise<MicroVm> {
+    if (!this.alive.has(pid)) throw new VmmError('VM_EXITED', `no VM ${pid}`);
+    const vm = this.vms.find((v) => v.pid === pid)!;
+    return vm;
+  }
+}
+
+/** A pool of networks like src/network's, refilled at once: `made` counts the namespaces it ever made. */
+export class FakeNetwork implements InstanceNetwork {
+  /** Networks VMs hold, by namespace name. */
+  held = new Map<string, number>();
+  ready: number[] = [];
+  made = 0;
+  swept: string[] = [];
+  constructor(readonly poolSize = 2) {
+    this.#refill();
+  }
+  async acquire(): Promise<NetworkLease> {
+    const index = this.ready.shift() ?? this.made++;
+    this.#refill();
+    const netns = `ns-${index}`;
+    this.held.set(netns, index);
+    const attachment: NetworkAttachment = { netns, tap: 'tap0', guestMac: 'm', guestIp: '172.31.255.2', gatewayIp: '172.31.255.1', prefixLength: 30, hostReachableIp: `10.0.0.${index}` };
+    return { index, attachment };
+  }
+  async release(held: HeldNetwork): Promise<void> {
+    this.held.delete(held.netns);
+  }
+  async sweep(keep: readonly HeldNetwork[]): Promise<void> {
+    const k = new Set(keep.map((x) => x.netns));
+    for (const ns of this.held.keys()) if (!k.has(ns)) (this.swept.push(ns), this.held.delete(ns));
+  }
+  async dispose(): Promise<void> {}
+  #refill(): void {
+    while (this.ready.length < this.poolSize) this.ready.push(this.made++);
+  }
+}
+
+export const images: ImageResolver = {
+  async resolve(ref) {
+    if (!ref.startsWith('hello')) throw Object.assign(new Error(`image ${ref} not found`), { code: 'IMAGE_NOT_FOUND' });
+    return { digest: 'sha256:abc', config: { Cmd: ['/server'], ExposedPorts: { '8080/tcp': {} } }, paths: { vmlinux: 'k', initrd: 'i', rootfs: 'r' } };
+  },
+};
+
+export function setup(name: string, opts: { db?: string; driver?: FakeDriver; network?: FakeNetwork; hotBudgetBytes?: number } = {}) {
+  const dataDir = path.join(tmp, name);
+  const store = InstanceStore.open(opts.db ?? path.join(dataDir, 'state.db'));
+  const driver = opts.driver ?? new FakeDriver();
+  const network = opts.network ?? new FakeNetwork();
+  // Hot standby off unless a test asks: the cold tier is what most tests check.
+  const hotStandby = { budgetBytes: opts.hotBudgetBytes ?? 0, pageOutAfterMs: 60_000 };
+  const c = new Controller({ store, driver, images, network, dataDir, restartBackoff: { initialMs: 1, maxMs: 5 }, hotStandby, cgroupRoot: path.join(dataDir, 'no-cgroups') });
+  after(async () => {
+    await c.dispose();
+    store.close();
+  });
+  return { c, store, driver, network, dataDir };
+}
