@@ -15,7 +15,6 @@ PACKAGES=(
   qemu-system-x86            # the VMM: microvm machine, QMP
   linux-source-6.1 bc flex bison libelf-dev libssl-dev xz-utils make gcc libc6-dev  # guest kernel build
   musl-tools                 # static guest init
-  cpio                       # initramfs
   buildah skopeo podman fuse-overlayfs uidmap  # daemonless builds and real OCI peers
   debootstrap                # local base images (no Docker Hub here)
   erofs-utils squashfs-tools # read-only root filesystems
