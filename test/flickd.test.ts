@@ -4,17 +4,13 @@
 // microVMs started, stopped, crashed, suspended and woken through /v1, the
 // ingress proxy and the CLI; and flickd killed with SIGKILL and started again.
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import crypto from 'node:crypto';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { buildInitrd } from '../src/guest/init.js';
-import { requireKernel } from '../src/guest/kernel.js';
-import { FIXTURE_PROGRAM, buildFixtureRootfs } from '../src/guest/testing/fixture-rootfs.js';
-import { FLICK_ARTIFACT, FLICK_INITRD, FLICK_KERNEL, FLICK_ROOTFS_EROFS } from '../src/image/media-types.js';
+import { api as apiOf, createRunning as createRunningOf, pushFixtureImage, removeFlickd, startFlickd as startFlickdUnderTest, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { sweepLeftovers } from '../src/network/namespace-network.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 
@@ -23,82 +19,21 @@ const POOL = '10.214.0.0/24';
 const IMAGE = 'fixtures/hello:1';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-flickd-'));
 const dataDir = path.join(tmp, 'data');
-let flickd: ChildProcess | undefined;
-let base = '';
-let token = '';
+let flickd: FlickdUnderTest | undefined;
 
-function startFlickd(): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 'flickd'), '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0'], {
-      env: { ...process.env, FLICK_NETNS_PREFIX: PREFIX, FLICK_NET_POOL: POOL },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    flickd = child;
-    let err = '';
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      const m = /listening on (http:\/\/\S+)/.exec(d);
-      if (m) {
-        base = m[1]!;
-        token = fs.readFileSync(path.join(dataDir, 'token'), 'utf8').trim();
-        resolve();
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`flickd exited with ${code} while starting:\n${err}`)));
-  });
+async function startFlickd(): Promise<void> {
+  flickd = await startFlickdUnderTest({ dataDir, prefix: PREFIX, pool: POOL, args: ['--proxy-listen', '127.0.0.1:0'] });
 }
 
 function stopFlickd(signal: NodeJS.Signals): Promise<void> {
-  const child = flickd;
+  const f = flickd;
   flickd = undefined;
-  if (!child || child.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill(signal);
-  });
+  return f ? f.stop(signal) : Promise.resolve();
 }
 
-async function api(method: string, p: string, body?: unknown): Promise<{ status: number; json: any; text: string }> {
-  const res = await fetch(`${base}${p}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, json, text };
-}
-
-async function pushBlob(name: string, data: Buffer): Promise<{ digest: string; size: number }> {
-  const digest = `sha256:${crypto.createHash('sha256').update(data).digest('hex')}`;
-  const r = await fetch(`${base}/v2/${name}/blobs/uploads/?digest=${digest}`, { method: 'POST', body: data, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' } });
-  assert.equal(r.status, 201, await r.text());
-  return { digest, size: data.length };
-}
-
-/** Pushes a Flick image whose app is the static hello server, listening on 8080. */
-async function pushHelloImage(): Promise<void> {
-  const [initrd, rootfs] = await Promise.all([buildInitrd(), buildFixtureRootfs({ kind: 'hello-server' })]);
-  const [name, tag] = IMAGE.split(':') as [string, string];
-  const cfg = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: [FIXTURE_PROGRAM['hello-server'], '8080'], ExposedPorts: { '8080/tcp': {} } } }));
-  const config = await pushBlob(name, cfg);
-  const layers = [
-    { mediaType: FLICK_KERNEL, ...(await pushBlob(name, fs.readFileSync(requireKernel().vmlinux))) },
-    { mediaType: FLICK_INITRD, ...(await pushBlob(name, fs.readFileSync(initrd.initrd))) },
-    { mediaType: FLICK_ROOTFS_EROFS, ...(await pushBlob(name, fs.readFileSync(rootfs))) },
-  ];
-  const manifest = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', artifactType: FLICK_ARTIFACT, config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config }, layers };
-  const r = await fetch(`${base}/v2/${name}/manifests/${tag}`, {
-    method: 'PUT',
-    body: JSON.stringify(manifest),
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
-  });
-  assert.equal(r.status, 201, await r.text());
+function api(method: string, p: string, body?: unknown): ReturnType<typeof apiOf> {
+  if (!flickd) throw new Error('flickd is not running');
+  return apiOf(flickd, method, p, body);
 }
 
 /** GET / of an instance's app, directly at its host-reachable address or through the proxy with a Host header. */
@@ -113,32 +48,18 @@ function hello(url: string, hostHeader?: string): Promise<string> {
   });
 }
 
-async function createRunning(body: Record<string, unknown>): Promise<any> {
-  const created = await api('POST', '/v1/instances', { image: IMAGE, memory_mb: 128, ...body });
-  assert.equal(created.status, 201, created.text);
-  const ready = await api('GET', `/v1/instances/${created.json.data.id}/wait?state=running&timeout_ms=180000`);
-  assert.equal(ready.status, 200, ready.text);
-  return ready.json.data;
+function createRunning(body: Record<string, unknown>): Promise<any> {
+  return createRunningOf(flickd!, IMAGE, body);
 }
 
 before(async () => {
   await sweepLeftovers(PREFIX);
   await startFlickd();
-  await pushHelloImage();
+  await pushFixtureImage(flickd!, IMAGE, 'hello-server');
 });
 
 after(async () => {
-  if (flickd) {
-    const list = await api('GET', '/v1/instances').catch(() => undefined);
-    for (const i of list?.json?.data?.instances ?? []) await api('DELETE', `/v1/instances/${i.id}?force=true`).catch(() => {});
-  }
-  await stopFlickd('SIGTERM');
-  // Anything the deletes missed (a failed test): QEMU processes run inside our namespaces.
-  for (const ns of fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns') : []) {
-    if (!ns.startsWith(PREFIX)) continue;
-    await new Promise((r) => execFile('ip', ['netns', 'pids', ns], (_e, out) => r(String(out).split(/\s+/).filter(Boolean).forEach((pid) => process.kill(Number(pid), 'SIGKILL')))));
-  }
-  await sweepLeftovers(PREFIX);
+  await removeFlickd(flickd, PREFIX, dataDir);
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -229,7 +150,7 @@ function flick(args: string[]): Promise<{ code: number; stdout: string; stderr: 
     execFile(
       process.execPath,
       [path.join(PACKAGE_ROOT, 'bin', 'flick'), ...args],
-      { env: { ...process.env, FLICK_HOST: base, FLICK_TOKEN: token, XDG_CONFIG_HOME: path.join(tmp, 'config') } },
+      { env: { ...process.env, FLICK_HOST: flickd!.base, FLICK_TOKEN: flickd!.token, XDG_CONFIG_HOME: path.join(tmp, 'config') } },
       (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });

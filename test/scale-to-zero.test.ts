@@ -5,20 +5,14 @@
 // woken by requests through the proxy. The hot tier pages out at suspend
 // (--hot-page-out-after 0), so hot wakes here go through the page-out path.
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { buildInitrd } from '../src/guest/init.js';
-import { requireKernel } from '../src/guest/kernel.js';
-import { FIXTURE_PROGRAM, buildFixtureRootfs } from '../src/guest/testing/fixture-rootfs.js';
-import { FLICK_ARTIFACT, FLICK_INITRD, FLICK_KERNEL, FLICK_ROOTFS_EROFS } from '../src/image/media-types.js';
+import { api as apiOf, createRunning, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { sweepLeftovers } from '../src/network/namespace-network.js';
-import { PACKAGE_ROOT } from '../src/paths.js';
 
 const PREFIX = 's2zt-';
 const POOL = '10.218.0.0/24';
@@ -26,91 +20,27 @@ const IMAGE = 'fixtures/hello:1';
 const MAX_PARKED = 250;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-s2z-'));
 const dataDir = path.join(tmp, 'data');
-let flickd: ChildProcess | undefined;
+let flickd: FlickdUnderTest | undefined;
 let base = '';
 let proxyPort = 0;
 let token = '';
 
 before(async () => {
   await sweepLeftovers(PREFIX);
-  await new Promise<void>((resolve, reject) => {
-    const args = ['--data-dir', dataDir, '--listen', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0', '--hot-page-out-after', '0', '--proxy-max-parked', String(MAX_PARKED)];
-    const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 'flickd'), ...args], {
-      env: { ...process.env, FLICK_NETNS_PREFIX: PREFIX, FLICK_NET_POOL: POOL },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    flickd = child;
-    let err = '';
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      err += d;
-      const m = /proxy: listening on http:\/\/[^:]+:(\d+)/.exec(d);
-      if (m) proxyPort = Number(m[1]);
-    });
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      const m = /listening on (http:\/\/\S+)/.exec(d);
-      if (m) {
-        base = m[1]!;
-        token = fs.readFileSync(path.join(dataDir, 'token'), 'utf8').trim();
-        resolve();
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`flickd exited with ${code} while starting:\n${err}`)));
-  });
+  flickd = await startFlickd({ dataDir, prefix: PREFIX, pool: POOL, args: ['--proxy-listen', '127.0.0.1:0', '--hot-page-out-after', '0', '--proxy-max-parked', String(MAX_PARKED)] });
+  ({ base, token } = flickd);
+  proxyPort = Number(/proxy: listening on http:\/\/[^:]+:(\d+)/.exec(flickd.log())?.[1] ?? 0);
   assert.ok(proxyPort > 0, 'flickd says where its proxy listens');
-  await pushHelloImage();
+  await pushFixtureImage(flickd, IMAGE, 'hello-server');
 });
 
 after(async () => {
-  if (flickd) {
-    const list = await api('GET', '/v1/instances').catch(() => undefined);
-    for (const i of list?.json?.data?.instances ?? []) await api('DELETE', `/v1/instances/${i.id}?force=true`).catch(() => {});
-    const child = flickd;
-    if (child.exitCode === null) await new Promise((r) => (child.once('exit', r), child.kill('SIGTERM')));
-  }
-  for (const ns of fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns') : []) {
-    if (!ns.startsWith(PREFIX)) continue;
-    await new Promise((r) => execFile('ip', ['netns', 'pids', ns], (_e, out) => r(String(out).split(/\s+/).filter(Boolean).forEach((pid) => process.kill(Number(pid), 'SIGKILL')))));
-  }
-  await sweepLeftovers(PREFIX);
+  await removeFlickd(flickd, PREFIX, dataDir);
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-async function api(method: string, p: string, body?: unknown): Promise<{ status: number; json: any; text: string }> {
-  const res = await fetch(`${base}${p}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, json, text };
-}
-
-async function pushBlob(name: string, data: Buffer): Promise<{ digest: string; size: number }> {
-  const digest = `sha256:${crypto.createHash('sha256').update(data).digest('hex')}`;
-  const r = await fetch(`${base}/v2/${name}/blobs/uploads/?digest=${digest}`, { method: 'POST', body: data, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' } });
-  assert.equal(r.status, 201, await r.text());
-  return { digest, size: data.length };
-}
-
-async function pushHelloImage(): Promise<void> {
-  const [initrd, rootfs] = await Promise.all([buildInitrd(), buildFixtureRootfs({ kind: 'hello-server' })]);
-  const [name, tag] = IMAGE.split(':') as [string, string];
-  const cfg = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: [FIXTURE_PROGRAM['hello-server'], '8080'], ExposedPorts: { '8080/tcp': {} } } }));
-  const config = await pushBlob(name, cfg);
-  const layers = [
-    { mediaType: FLICK_KERNEL, ...(await pushBlob(name, fs.readFileSync(requireKernel().vmlinux))) },
-    { mediaType: FLICK_INITRD, ...(await pushBlob(name, fs.readFileSync(initrd.initrd))) },
-    { mediaType: FLICK_ROOTFS_EROFS, ...(await pushBlob(name, fs.readFileSync(rootfs))) },
-  ];
-  const manifest = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', artifactType: FLICK_ARTIFACT, config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config }, layers };
-  const r = await fetch(`${base}/v2/${name}/manifests/${tag}`, { method: 'PUT', body: JSON.stringify(manifest), headers: { authorization: `Bearer ${token}`, 'content-type': 'application/vnd.oci.image.manifest.v1+json' } });
-  assert.equal(r.status, 201, await r.text());
+function api(method: string, p: string, body?: unknown): ReturnType<typeof apiOf> {
+  return apiOf(flickd!, method, p, body);
 }
 
 interface Answer {
@@ -142,12 +72,8 @@ function guestTime(body: string): number {
   return Number(/time (\d+\.\d+)/.exec(body)![1]);
 }
 
-async function create(name: string, scaleToZero: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<any> {
-  const created = await api('POST', '/v1/instances', { image: IMAGE, name, memory_mb: 128, scale_to_zero: scaleToZero, ...extra });
-  assert.equal(created.status, 201, created.text);
-  const ready = await api('GET', `/v1/instances/${name}/wait?state=running&timeout_ms=180000`);
-  assert.equal(ready.status, 200, ready.text);
-  return ready.json.data;
+function create(name: string, scaleToZero: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<any> {
+  return createRunning(flickd!, IMAGE, { name, scale_to_zero: scaleToZero, ...extra });
 }
 
 async function get(name: string): Promise<any> {

@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import { formatIpv4, GATEWAY_IP, parseIpv4 } from '../src/network/addresses.js';
 import { limitsFor } from '../src/security/cgroup-v1.js';
-import { api, appGet, createRunning, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/security/testing.js';
+import { api, appGet, createRunning, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { DEFAULT_TB_SIZE_MB } from '../src/vmm/qemu/args.js';
 
 const run = promisify(execFile);

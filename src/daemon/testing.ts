@@ -1,4 +1,5 @@
-// Helpers for the attack-minded integration tests (test/security.test.ts,
+// A flickd under test, for the integration tests that drive the real daemon
+// (test/flickd.test.ts, test/scale-to-zero.test.ts, test/security.test.ts,
 // test/hostile-inputs.test.ts): a real flickd process with its own data dir,
 // namespace prefix and address pool, and a Flick image of one of the guest
 // fixtures pushed to it over /v2.
@@ -21,8 +22,8 @@ export interface FlickdUnderTest {
   process: ChildProcess;
   /** flickd's stderr so far. */
   log(): string;
-  /** SIGTERM, then SIGKILL after 10 s. Safe to call twice. */
-  stop(): Promise<void>;
+  /** `signal` (SIGTERM by default), then SIGKILL after 10 s; resolves once flickd exited. Safe to call twice. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
 export async function startFlickd(opts: { dataDir: string; prefix: string; pool: string; args?: string[] }): Promise<FlickdUnderTest> {
@@ -34,10 +35,10 @@ export async function startFlickd(opts: { dataDir: string; prefix: string; pool:
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-20_000)));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let stopping: Promise<void> | undefined;
-  const stop = () =>
+  const stop = (signal: NodeJS.Signals = 'SIGTERM') =>
     (stopping ??= (async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
+      child.kill(signal);
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
       await exited;
       clearTimeout(timer);
@@ -98,12 +99,12 @@ export interface ApiAnswer {
   text: string;
 }
 
-/** One /v1 call with the token. */
+/** One /v1 call with the token; a string body is sent as it is (e.g. malformed JSON), anything else as JSON. */
 export async function api(f: FlickdUnderTest, method: string, p: string, body?: unknown): Promise<ApiAnswer> {
   const res = await fetch(`${f.base}${p}`, {
     method,
     headers: { authorization: `Bearer ${f.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
     signal: AbortSignal.timeout(200_000),
   });
   const text = await res.text();
@@ -122,7 +123,7 @@ export async function createRunning(f: FlickdUnderTest, image: string, body: Rec
   if (created.status !== 201) throw new Error(`create failed: ${created.status} ${created.text}`);
   const ready = await api(f, 'GET', `/v1/instances/${created.json.data.id}/wait?state=running&timeout_ms=180000`);
   if (ready.status !== 200) throw new Error(`instance did not run: ${ready.status} ${ready.text}\n${f.log()}`);
-  return (await api(f, 'GET', `/v1/instances/${created.json.data.id}`)).json.data;
+  return ready.json.data;
 }
 
 /** GET `p` from the app at `address`:8080; the body, or throws. */
