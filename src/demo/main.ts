@@ -1,18 +1,22 @@
 // The main demo (`bash scripts/demo.sh`, after setup): a host up, the example
 // node app built from its unchanged Dockerfile, pushed, run with scale to zero,
-// a request through the proxy, standby, the wake and its latency; the host is
+// a request through the proxy, standby, the wake and its latency, then a cold
+// standby (no process) and its wake; the host is
 // left running. Every step is the flick command a user would type, shown as it
 // runs. A second run reuses the host and the build caches and replaces the
 // instance.
 import { describeError } from '../errors.js';
 import { PACKAGE_ROOT } from '../paths.js';
 import path from 'node:path';
-import { bold, dim, flick, formatMs, getInstance, green, heading, request, show, urlFromRun, waitForState } from './steps.js';
+import { resolveHostConfig } from '../cli/host-config.js';
+import { bold, DemoError, dim, flick, formatMs, getInstance, green, heading, request, show, urlFromRun, waitForState } from './steps.js';
 
 const APP = path.join('examples', 'hello-node');
 const IMAGE = 'hello-node:latest';
 const NAME = 'hello';
 const COOLDOWN = '3s';
+/** Where `flick host up` keeps the token (shown in the curl line; the demo reads it from the CLI's host config). */
+const TOKEN_HINT = '/var/lib/flick/token';
 /** flickd's default; FLICK_DEMO_PROXY=HOST:PORT picks another (a port taken on this host). */
 const PROXY = process.env.FLICK_DEMO_PROXY ?? '127.0.0.1:7451';
 
@@ -58,6 +62,23 @@ async function main(): Promise<void> {
   show(`${woken.body.trim()}   ${dim(`(HTTP ${woken.status})`)}`);
   show(green(`woke from ${asleep.standby_tier ?? 'cold'} standby and answered in ${formatMs(woken.firstByteMs)} (first byte, through the proxy); the next request took ${formatMs(warm.firstByteMs)}`));
   show(`wakes so far: ${after.wakes ?? '?'}; state now: ${after.state}`);
+
+  heading(8, 'All the way to zero: no process, just a snapshot on disk');
+  // Idle hot instances are demoted to cold when the hot budget is spent; the API does it on request.
+  await waitForState(NAME, 'standby', 120_000);
+  const host = resolveHostConfig();
+  const suspendUrl = `${host.url}/v1/instances/${NAME}/suspend?tier=cold`;
+  process.stdout.write(`${dim(`$ curl -X PUT -H "Authorization: Bearer $(cat ${TOKEN_HINT})" ${suspendUrl}`)}\n`);
+  const demoted = await fetch(suspendUrl, { method: 'PUT', headers: host.token ? { authorization: `Bearer ${host.token}` } : {} });
+  if (!demoted.ok) throw new DemoError('STEP_FAILED', `PUT ${suspendUrl}: HTTP ${demoted.status}: ${await demoted.text()}`);
+  await demoted.arrayBuffer();
+  show((await flick(['ls'])).stdout);
+  process.stdout.write(`${dim(`$ curl ${url.href}`)}\n`);
+  const cold = await request(url);
+  const coldAfter = await getInstance(NAME);
+  show(`${cold.body.trim()}   ${dim(`(HTTP ${cold.status})`)}`);
+  show(green(`restored from its snapshot into a new microVM and answered in ${formatMs(cold.firstByteMs)} (first byte, through the proxy)`));
+  show(`wakes so far: ${coldAfter.wakes ?? '?'}; state now: ${coldAfter.state}`);
 
   process.stdout.write(
     `\n${bold('Done.')} The host keeps running; the app sleeps when idle and wakes on the next request:\n` +
