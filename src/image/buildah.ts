@@ -2,6 +2,7 @@
 // overlay storage driver (FINDINGS: vfs is 3x slower and 3x the disk). Every
 // container created here is removed by whoever called `fromImage`.
 import { z } from 'zod';
+import { OciRunConfigSchema, type OciRunConfig } from './oci-config.js';
 import { run, runTool } from './exec.js';
 import { ImageError } from './image-error.js';
 
@@ -13,23 +14,12 @@ export function tlsVerifyFor(ref: string): string[] {
   return /^(127\.0\.0\.1|localhost|\[::1\]):\d+$/.test(host) ? ['--tls-verify=false'] : [];
 }
 
-const OciConfigSchema = z
-  .object({
-    Entrypoint: z.array(z.string()).nullish(),
-    Cmd: z.array(z.string()).nullish(),
-    Env: z.array(z.string()).nullish(),
-    WorkingDir: z.string().nullish(),
-    User: z.string().nullish(),
-    ExposedPorts: z.record(z.string(), z.unknown()).nullish(),
-    Labels: z.record(z.string(), z.string()).nullish(),
-  })
-  .passthrough();
-export type ContainerConfig = z.infer<typeof OciConfigSchema>;
+export type ContainerConfig = OciRunConfig;
 
 const InspectSchema = z
   .object({
     FromImageID: z.string(),
-    OCIv1: z.object({ config: OciConfigSchema.nullish() }).passthrough(),
+    OCIv1: z.object({ config: OciRunConfigSchema.nullish() }).passthrough(),
   })
   .passthrough();
 

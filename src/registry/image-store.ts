@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
+import { OciRunConfigSchema } from '../image/oci-config.js';
 import { FlickError, describeError } from '../errors.js';
 import { FLICK_ARTIFACT, FLICK_INITRD, FLICK_KERNEL, FLICK_ROOTFS_EROFS, FLICK_ROOTFS_SQUASHFS } from '../image/media-types.js';
 import { exists, readdirOrEmpty } from './fs-atomic.js';
@@ -21,18 +22,7 @@ import type { Registry } from './registry.js';
 export const ImageConfigSchema = z.object({
   architecture: z.string().optional(),
   os: z.string().optional(),
-  config: z
-    .object({
-      Entrypoint: z.array(z.string()).nullish(),
-      Cmd: z.array(z.string()).nullish(),
-      Env: z.array(z.string()).nullish(),
-      WorkingDir: z.string().nullish(),
-      User: z.string().nullish(),
-      ExposedPorts: z.record(z.string(), z.unknown()).nullish(),
-      Labels: z.record(z.string(), z.string()).nullish(),
-    })
-    .passthrough()
-    .optional(),
+  config: OciRunConfigSchema.optional(),
 }).passthrough();
 export type ImageConfig = z.infer<typeof ImageConfigSchema>;
 

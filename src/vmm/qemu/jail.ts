@@ -256,6 +256,15 @@ function openState(stateDir: string, key: string): Jail | undefined {
   return state ? handle(state, stateDir, new UidPool(path.join(stateDir, 'uids'))) : undefined;
 }
 
+/** The keys of the jails recorded under `stateDir` (none if it does not exist yet). */
+function jailKeys(stateDir: string): string[] {
+  try {
+    return fs.readdirSync(path.join(stateDir, 'vm'));
+  } catch {
+    return [];
+  }
+}
+
 /**
  * Cleans the jails in `stateDir` whose run folder is under `under` and not in
  * `keep` (what a crash left; `under` keeps one flickd from sweeping another's).
@@ -263,14 +272,8 @@ function openState(stateDir: string, key: string): Jail | undefined {
  */
 export async function sweepJails(under: string, keep: ReadonlySet<string>, opts: JailOptions = {}): Promise<string[]> {
   const stateDir = opts.stateDir ?? DEFAULT_JAIL_DIR;
-  let keys: string[] = [];
-  try {
-    keys = fs.readdirSync(path.join(stateDir, 'vm'));
-  } catch {
-    return [];
-  }
   const swept: string[] = [];
-  for (const key of keys) {
+  for (const key of jailKeys(stateDir)) {
     const jail = openState(stateDir, key);
     if (!jail || !jail.runDir.startsWith(`${path.resolve(under)}/`) || keep.has(jail.runDir)) continue;
     await jail.cleanup();
@@ -290,14 +293,8 @@ let lastSweep = 0;
  */
 export async function sweepDeadJails(opts: JailOptions = {}): Promise<string[]> {
   const stateDir = opts.stateDir ?? DEFAULT_JAIL_DIR;
-  let keys: string[] = [];
-  try {
-    keys = fs.readdirSync(path.join(stateDir, 'vm'));
-  } catch {
-    return [];
-  }
   const swept: string[] = [];
-  for (const key of keys) {
+  for (const key of jailKeys(stateDir)) {
     const jail = openState(stateDir, key);
     if (!jail || CONTROLLERS.some((c) => readPids(jail.cgroups[c]).length > 0)) continue;
     try {
