@@ -17,6 +17,7 @@ import { FLICK_ARTIFACT, FLICK_INITRD, FLICK_KERNEL, FLICK_ROOTFS_EROFS } from '
 import { sweepLeftovers } from '../src/network/namespace-network.js';
 import { runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
+import { readAnswer, type ApiAnswer } from '../src/daemon/testing.js';
 
 export const APP_PORT = 8080;
 
@@ -33,11 +34,7 @@ export interface BenchHostConfig {
   log?: (line: string) => void;
 }
 
-export interface ApiAnswer {
-  status: number;
-  json: any;
-  text: string;
-}
+export type { ApiAnswer };
 
 export class BenchHost {
   readonly dir: string;
@@ -107,14 +104,7 @@ export class BenchHost {
       headers: { authorization: `Bearer ${this.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
-    const text = await res.text();
-    let json: any;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
-    return { status: res.status, json, text };
+    return readAnswer(res);
   }
 
   /** The API call, or an error naming what failed. */

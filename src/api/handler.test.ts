@@ -7,6 +7,7 @@ import type { InstanceSpec } from '../controller/spec.js';
 import { FlickError } from '../errors.js';
 import { INSTANCE_RECORD_VERSION, type InstanceRecord } from '../store/instance-record.js';
 import { createApiHandler, type ApiController } from './handler.js';
+import { readAnswer } from '../daemon/testing.js';
 
 function record(name: string, spec: Partial<InstanceSpec> = {}): InstanceRecord {
   const now = new Date().toISOString();
@@ -110,14 +111,7 @@ after(() => new Promise<void>((r) => server.close(() => r())));
 
 async function call(method: string, path: string, body?: string): Promise<{ status: number; json: any; text: string }> {
   const res = await fetch(`${base}${path}`, { method, ...(body !== undefined ? { body, headers: { 'content-type': 'application/json' } } : {}) });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, json, text };
+  return readAnswer(res);
 }
 
 test('create answers 201 with the instance in the success envelope, converting the wire form', async () => {

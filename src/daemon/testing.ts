@@ -107,6 +107,11 @@ export async function api(f: FlickdUnderTest, method: string, p: string, body?: 
     ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
     signal: AbortSignal.timeout(200_000),
   });
+  return readAnswer(res);
+}
+
+/** An HTTP answer as tests judge it: status, the body as text, and as JSON when it is JSON. */
+export async function readAnswer(res: Response): Promise<ApiAnswer> {
   const text = await res.text();
   let json: any;
   try {
