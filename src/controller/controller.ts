@@ -173,9 +173,9 @@ export class Controller {
   }
 
   /** The hot standby tier: its budget, what it holds now, and who is in it (least recently suspended first). */
-  hotStandby(): { budgetBytes: number; pageOutAfterMs: number; usedBytes: number; instances: string[] } {
+  hotStandby(): HotStandbyConfig & { usedBytes: number; instances: string[] } {
     const hot = this.scaleToZero.hot;
-    return { budgetBytes: hot.config.budgetBytes, pageOutAfterMs: hot.config.pageOutAfterMs, usedBytes: hot.usedBytes(), instances: hot.ids() };
+    return { ...hot.config, usedBytes: hot.usedBytes(), instances: hot.ids() };
   }
 
   /**

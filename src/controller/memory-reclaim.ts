@@ -67,10 +67,15 @@ export class MemoryReclaimer {
 
   /**
    * Precondition: the VM is paused (a running guest would fault its RAM straight
-   * back in). Writes back `memoryFile` (when the VM's RAM is its own file) and
-   * empties the group.
+   * back in). Writes back `memoryFile` (when the VM's RAM is its own file), then
+   * gives the group's page cache back down to `keepBytes` of it: with 0 the
+   * group is emptied (`memory.force_empty`); otherwise its limit is lowered to
+   * anonymous memory + `keepBytes` for a moment, so the kernel reclaims the
+   * least recently used pages first and what the guest touched last (its next
+   * wake's working set) stays, then the limit is lifted again (a paused VM
+   * faults nothing back in).
    */
-  async pageOut(vmId: string, pid: number, memoryFile: string | undefined): Promise<ReclaimResult> {
+  async pageOut(vmId: string, pid: number, memoryFile: string | undefined, keepBytes = 0): Promise<ReclaimResult> {
     const t0 = performance.now();
     const dir = this.groupOf(vmId, pid);
     const beforeBytes = dir === undefined ? undefined : readNumber(path.join(dir, 'memory.usage_in_bytes'));
@@ -81,7 +86,11 @@ export class MemoryReclaimer {
         await fh.close();
       }
     }
-    if (dir !== undefined) await fsp.writeFile(path.join(dir, 'memory.force_empty'), '0').catch(() => {});
+    if (dir !== undefined) {
+      const anon = keepBytes > 0 ? anonymousBytes(dir) : undefined;
+      if (anon === undefined) await fsp.writeFile(path.join(dir, 'memory.force_empty'), '0').catch(() => {});
+      else if (beforeBytes !== undefined && beforeBytes > anon + keepBytes) await squeeze(dir, anon + keepBytes);
+    }
     const afterBytes = dir === undefined ? undefined : readNumber(path.join(dir, 'memory.usage_in_bytes'));
     return { beforeBytes, afterBytes, durationMs: performance.now() - t0 };
   }
@@ -116,6 +125,34 @@ function memoryGroupOf(pid: number): string | undefined {
     // gone
   }
   return undefined;
+}
+
+/** Anonymous memory charged to the group (`rss` in memory.stat: it cannot go, there is no swap). */
+function anonymousBytes(dir: string): number | undefined {
+  try {
+    const m = /^rss (\d+)$/m.exec(fs.readFileSync(path.join(dir, 'memory.stat'), 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Lowers the group's limit to `bytes` (the kernel reclaims, LRU first, until
+ * usage fits or it gives up with EBUSY, which leaves the limit as it was),
+ * then lifts it. Page alignment: the kernel rounds the limit down itself.
+ */
+async function squeeze(dir: string, bytes: number): Promise<void> {
+  const limit = path.join(dir, 'memory.limit_in_bytes');
+  const before = await fsp.readFile(limit, 'utf8').catch(() => undefined);
+  if (before === undefined) return;
+  try {
+    await fsp.writeFile(limit, String(bytes));
+  } catch {
+    // EBUSY: could not reclaim that far; what was reclaimed stays reclaimed
+  } finally {
+    await fsp.writeFile(limit, before.trim()).catch(() => {});
+  }
 }
 
 function readNumber(file: string): number | undefined {

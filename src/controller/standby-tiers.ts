@@ -75,7 +75,7 @@ export class StandbyTiers {
       const vm = this.#t.live(id);
       if (rec === undefined || rec.state !== 'standby' || rec.standbyTier !== 'hot' || vm === undefined) return;
       const ownFile = path.join(vm.config.runDir, 'mem');
-      const r = await this.#t.reclaimer.pageOut(id, vm.pid, fs.existsSync(ownFile) ? ownFile : undefined);
+      const r = await this.#t.reclaimer.pageOut(id, vm.pid, fs.existsSync(ownFile) ? ownFile : undefined, this.hot.config.keepResidentBytes);
       const m = this.#t.metrics.of(id);
       m.pageOuts += 1;
       m.hotBytesAfterPageOut = r.afterBytes ?? null;

@@ -26,7 +26,8 @@ export const DEFAULT_LISTEN = '127.0.0.1:7450';
 export const DEFAULT_PROXY_LISTEN = '127.0.0.1:7451';
 
 const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-listen HOST:PORT|off] [--anonymous-pull]
-              [--hot-standby-budget SIZE] [--hot-page-out-after MS] [--proxy-max-parked N]
+              [--hot-standby-budget SIZE] [--hot-page-out-after MS] [--hot-keep-resident SIZE]
+              [--proxy-max-parked N]
               [--metrics-anonymous-loopback] [--max-instances N] [--netns-pool N]
               [--template-warmup N]
        flickd gc [--data-dir DIR]
@@ -36,6 +37,8 @@ const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-list
                               0: every standby is cold (default: a tenth of host RAM)
   --hot-page-out-after MS     how long a hot-standby instance keeps its guest RAM resident
                               before it goes back to its file (default 10000; 0: at suspend)
+  --hot-keep-resident SIZE    of a paged-out instance's guest RAM, the most recently used part that
+                              stays resident so its next wake starts from RAM (default 32M; 0: none)
   --proxy-max-parked N        requests parked per sleeping instance before 503 (default 1024)
   --metrics-anonymous-loopback  serve /metrics without the token to loopback clients
   --max-instances N           refuse to create more than N instances (default: no quota)
@@ -85,6 +88,7 @@ export async function main(argv: string[]): Promise<void> {
         'proxy-listen': { type: 'string' },
         'hot-standby-budget': { type: 'string' },
         'hot-page-out-after': { type: 'string' },
+        'hot-keep-resident': { type: 'string' },
         'metrics-anonymous-loopback': { type: 'boolean', default: false },
         'max-instances': { type: 'string' },
         'proxy-max-parked': { type: 'string' },
@@ -116,6 +120,7 @@ export async function main(argv: string[]): Promise<void> {
     if (args.positionals.length > 0) throw new Error(`unknown command "${args.positionals[0]}"\n${USAGE}`);
     const budget = args.values['hot-standby-budget'];
     const pageOut = args.values['hot-page-out-after'];
+    const keepResident = args.values['hot-keep-resident'];
     const maxParked = args.values['proxy-max-parked'];
     if (maxParked !== undefined && !/^[1-9]\d*$/.test(maxParked)) throw new Error(`--proxy-max-parked "${maxParked}" is not a positive whole number, e.g. 1024`);
     const maxInstances = args.values['max-instances'];
@@ -135,7 +140,11 @@ export async function main(argv: string[]): Promise<void> {
       ...(maxInstances !== undefined ? { maxInstances: Number(maxInstances) } : {}),
       ...(netnsPool !== undefined ? { netnsPool: Number(netnsPool) } : {}),
       ...(warmup !== undefined ? { templateWarmupRequests: Number(warmup) } : {}),
-      hotStandby: { ...(budget !== undefined ? { budgetBytes: parseSize(budget) } : {}), ...(pageOut !== undefined ? { pageOutAfterMs: Number(pageOut) } : {}) },
+      hotStandby: {
+        ...(budget !== undefined ? { budgetBytes: parseSize(budget) } : {}),
+        ...(pageOut !== undefined ? { pageOutAfterMs: Number(pageOut) } : {}),
+        ...(keepResident !== undefined ? { keepResidentBytes: parseSize(keepResident) } : {}),
+      },
       log,
     });
   } catch (err) {
@@ -152,7 +161,7 @@ export interface ServeConfig {
   anonymousPull: boolean;
   /** /metrics without the token for loopback clients. */
   metricsAnonymousLoopback?: boolean;
-  hotStandby?: { budgetBytes?: number; pageOutAfterMs?: number };
+  hotStandby?: { budgetBytes?: number; pageOutAfterMs?: number; keepResidentBytes?: number };
   proxyMaxParked?: number;
   /** The instance quota (src/limits); undefined: none. */
   maxInstances?: number;

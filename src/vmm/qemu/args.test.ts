@@ -63,7 +63,7 @@ test('disks are read-only and in a fixed order; NIC, control port, console and Q
 test('the kernel command line follows the guest contract', () => {
   assert.equal(
     kernelCmdline(net, ['loglevel=7']),
-    'console=ttyS0 quiet reboot=t panic=-1 mitigations=off rdinit=/init ip=172.31.255.2::172.31.255.1:255.255.255.252::eth0:off loglevel=7',
+    'console=ttyS0 quiet reboot=t panic=-1 mitigations=off tsc=reliable rdinit=/init ip=172.31.255.2::172.31.255.1:255.255.255.252::eth0:off loglevel=7',
   );
   assert.doesNotMatch(kernelCmdline(undefined), /ip=/);
 });

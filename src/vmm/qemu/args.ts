@@ -81,7 +81,10 @@ export function buildQemuArgs(l: QemuLaunch): string[] {
 
 /** The kernel command line of the guest contract (common brief), plus `ip=` when the VM has a NIC. */
 export function kernelCmdline(network: NetworkAttachment | undefined, extra: string[] = []): string {
-  const words = ['console=ttyS0', 'quiet', 'reboot=t', 'panic=-1', 'mitigations=off', 'rdinit=/init'];
+  // tsc=reliable: the guest's TSC comes from the host (TCG) or is stable (KVM), so the
+  // clocksource watchdog only wakes an idle guest twice a second, and a snapshot's
+  // clock jump must not make it fall back to jiffies and a 100 Hz tick.
+  const words = ['console=ttyS0', 'quiet', 'reboot=t', 'panic=-1', 'mitigations=off', 'tsc=reliable', 'rdinit=/init'];
   if (network) words.push(`ip=${network.guestIp}::${network.gatewayIp}:${prefixToNetmask(network.prefixLength)}::eth0:off`);
   return [...words, ...extra].join(' ');
 }
