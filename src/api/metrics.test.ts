@@ -25,7 +25,7 @@ function setup() {
     list: () => recs,
     get: (ref: string) => recs.find((r) => r.id === ref || r.name === ref)!,
     metrics,
-    hotStandby: () => ({ budgetBytes: 1000, pageOutAfterMs: 0, keepResidentBytes: 0, usedBytes: 400, instances: ['a1'] }),
+    hotStandby: () => ({ budgetBytes: 1000, pageOutAfterMs: 0, keepResident: { bytes: 0 }, usedBytes: 400, instances: ['a1'] }),
   };
   const stats = newStats('a1');
   stats.parkedNow = 2;

@@ -5,6 +5,7 @@
 // Per instance: state, boot time, wakes and wake latency by standby tier
 // (controller), requests, parked and refused requests and the proxy's
 // wait-for-wake histogram (the proxy's own counters).
+import { formatKeepResident } from '../controller/hot-standby.js';
 import type { Controller } from '../controller/controller.js';
 import type { InstanceControllerMetrics, LatencyHistogram } from '../controller/metrics.js';
 import { INSTANCE_STATES } from '../controller/states.js';
@@ -52,7 +53,7 @@ export interface InstanceMetricsView {
 }
 
 export interface HostMetricsView {
-  hot_standby: { budget_bytes: number; page_out_after_ms: number; keep_resident_bytes: number; used_bytes: number; instances: number };
+  hot_standby: { budget_bytes: number; page_out_after_ms: number; keep_resident: string; used_bytes: number; instances: number };
   instances: InstanceMetricsView[];
 }
 
@@ -95,7 +96,7 @@ export function hostMetrics(src: MetricsSources): HostMetricsView {
   const stats = new Map((src.proxyStats?.() ?? []).map((s) => [s.instanceId, s]));
   const hot = src.controller.hotStandby();
   return {
-    hot_standby: { budget_bytes: hot.budgetBytes, page_out_after_ms: hot.pageOutAfterMs, keep_resident_bytes: hot.keepResidentBytes, used_bytes: hot.usedBytes, instances: hot.instances.length },
+    hot_standby: { budget_bytes: hot.budgetBytes, page_out_after_ms: hot.pageOutAfterMs, keep_resident: formatKeepResident(hot.keepResident), used_bytes: hot.usedBytes, instances: hot.instances.length },
     instances: src.controller.list().map((rec) => instanceMetrics(src, rec, stats.get(rec.id))),
   };
 }

@@ -8,9 +8,10 @@
 // RAM back (bench/results/wake.json). Traffic tends to come in bursts, so an
 // instance that just went to standby is the likeliest to be asked again: it
 // stays resident for `pageOutAfterMs` (default 10 s) and is paged out after
-// that, down to `keepResidentBytes` (default 32 MiB) of its most recently used
-// guest RAM: measured on the minimal server, keeping 32 MiB brings a paged-out
-// wake from ~30 ms to ~9 ms (16 MiB: ~23 ms). `pageOutAfterMs: 0` pages out
+// that, down to `keepResident` (default a quarter of its guest RAM) of its most
+// recently used guest RAM. Measured (FINDINGS): the minimal server (128 MiB)
+// wakes paged out in ~33 ms keeping nothing, ~23 ms keeping 16 MiB, ~9 ms
+// keeping 32; node (256 MiB) in ~67 ms keeping 32 MiB, ~30 ms keeping 64. `pageOutAfterMs: 0` pages out
 // at suspend (densest); the budget then counts paged-out sizes. Over budget,
 // the least recently suspended hot instance is demoted first (its own RAM is
 // what a cold wake would restore from anyway).
@@ -24,9 +25,22 @@ export interface HotStandbyConfig {
   pageOutAfterMs: number;
   /**
    * Page cache a paged-out instance keeps: the most recently used part of its
-   * guest RAM, which is what its next wake touches first. 0: all of it goes.
+   * guest RAM, which is what its next wake touches first. `{ bytes: 0 }`: all goes.
    */
-  keepResidentBytes: number;
+  keepResident: KeepResident;
+}
+
+/** How much of a paged-out instance's guest RAM stays resident: a size, or a share of its guest RAM. */
+export type KeepResident = { bytes: number } | { share: number };
+
+/** Bytes to keep of a guest with `memoryMb` of RAM. */
+export function keepResidentBytes(keep: KeepResident, memoryMb: number): number {
+  return 'bytes' in keep ? keep.bytes : Math.floor(keep.share * memoryMb * 1024 * 1024);
+}
+
+/** "25%" → a share, "32M" → bytes (what `--hot-keep-resident` takes); text for the API the other way. */
+export function formatKeepResident(keep: KeepResident): string {
+  return 'bytes' in keep ? String(keep.bytes) : `${Math.round(keep.share * 100)}%`;
 }
 
 export interface HotStandbyActions {
@@ -39,7 +53,7 @@ export interface HotStandbyActions {
 }
 
 export const DEFAULT_PAGE_OUT_AFTER_MS = 10_000;
-export const DEFAULT_KEEP_RESIDENT_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_KEEP_RESIDENT: KeepResident = { share: 0.25 };
 
 export class HotStandby {
   readonly config: HotStandbyConfig;

@@ -17,7 +17,7 @@ import { readinessPort, vmGuestConfig } from './spec.js';
 import { ControllerError, assertTransition, hasProcess, type InstanceState } from './states.js';
 import { RestartScheduler } from './restart.js';
 import { ScaleToZero, type WakeTarget } from './scale-to-zero.js';
-import { DEFAULT_KEEP_RESIDENT_BYTES, DEFAULT_PAGE_OUT_AFTER_MS, type HotStandbyConfig } from './hot-standby.js';
+import { DEFAULT_KEEP_RESIDENT, DEFAULT_PAGE_OUT_AFTER_MS, type HotStandbyConfig } from './hot-standby.js';
 import { DEFAULT_TEMPLATE_WARMUP_REQUESTS } from './template-warmup.js';
 import { MemoryReclaimer } from './memory-reclaim.js';
 import { ControllerMetrics } from './metrics.js';
@@ -77,7 +77,7 @@ export class Lifecycle {
     this.#hotConfig = {
       budgetBytes: opts.hotStandby?.budgetBytes ?? Math.floor(os.totalmem() / 10),
       pageOutAfterMs: opts.hotStandby?.pageOutAfterMs ?? DEFAULT_PAGE_OUT_AFTER_MS,
-      keepResidentBytes: opts.hotStandby?.keepResidentBytes ?? DEFAULT_KEEP_RESIDENT_BYTES,
+      keepResident: opts.hotStandby?.keepResident ?? DEFAULT_KEEP_RESIDENT,
     };
     this.scaleToZero = new ScaleToZero(this.#wakeTarget());
   }

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { PAUSED } from '../proxy/waker.js';
 import { FakeDriver, FakeNetwork, setup, tmp } from './testing.js';
 
 test('scale to zero: template at first readiness, suspend to standby, one wake for many callers', async () => {
@@ -106,13 +107,17 @@ test('hot standby keeps the paused VM: a wake is a resume, counted as hot; stop 
   const rec = await c.create({ image: 'hello:1', name: 'h', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 } });
   await c.wait('h', 'running');
   const vm = driver.vms[0]!;
+  const before = await c.scaleToZero.ensureAwake(rec.id);
+  assert.equal(before.session, String(vm.pid), 'the session is the VM process');
   await c.scaleToZero.suspend(rec.id);
+  assert.equal(before.asleep.reason, PAUSED, 'the proxy is told the VM only paused: its connections live on');
   const asleep = c.get('h');
   assert.equal(asleep.state, 'standby');
   assert.equal(asleep.standbyTier, 'hot');
   assert.equal(asleep.pid, vm.pid, 'the process stays');
   assert.equal(vm.paused, true);
-  await Promise.all([c.scaleToZero.ensureAwake(rec.id), c.scaleToZero.ensureAwake(rec.id)]);
+  const [after] = await Promise.all([c.scaleToZero.ensureAwake(rec.id), c.scaleToZero.ensureAwake(rec.id)]);
+  assert.equal(after.session, before.session, 'the same process after a hot wake');
   assert.equal(driver.restores.length, 0, 'no restore');
   assert.equal(vm.paused, false);
   const woken = c.get('h');
@@ -122,7 +127,8 @@ test('hot standby keeps the paused VM: a wake is a resume, counted as hot; stop 
   await c.suspend('h');
   await c.suspend('h', { tier: 'cold' });
   assert.deepEqual([c.get('h').standbyTier, c.get('h').pid], ['cold', null]);
-  await c.scaleToZero.ensureAwake(rec.id);
+  const cold = await c.scaleToZero.ensureAwake(rec.id);
+  assert.notEqual(cold.session, after.session, 'a demoted instance wakes in another process: the proxy drops what it kept');
   assert.equal(driver.restores.length, 1);
   assert.equal(c.get('h').counters.wakesCold, 1);
   await c.suspend('h');

@@ -83,7 +83,7 @@ export class ScaleToZero {
       if (vm === undefined) return;
       const tier: StandbyTier = opts.tier ?? (this.hot.enabled ? 'hot' : 'cold');
       // In the same turn as the in-flight check: from here the proxy forwards nothing to this VM.
-      this.#waker.sleep(id);
+      this.#waker.sleep(id, tier === 'hot' ? 'paused' : 'ended');
       this.#activity.clearIdle(id);
       rec = this.#t.transition(rec, 'draining');
       try {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { describeError } from '../errors.js';
 import type { InstanceRecord } from '../store/instance-record.js';
 import type { MicroVm } from '../vmm/driver.js';
-import { HotStandby } from './hot-standby.js';
+import { HotStandby, keepResidentBytes } from './hot-standby.js';
 import type { WakeTarget } from './wake-target.js';
 
 export class StandbyTiers {
@@ -75,7 +75,7 @@ export class StandbyTiers {
       const vm = this.#t.live(id);
       if (rec === undefined || rec.state !== 'standby' || rec.standbyTier !== 'hot' || vm === undefined) return;
       const ownFile = path.join(vm.config.runDir, 'mem');
-      const r = await this.#t.reclaimer.pageOut(id, vm.pid, fs.existsSync(ownFile) ? ownFile : undefined, this.hot.config.keepResidentBytes);
+      const r = await this.#t.reclaimer.pageOut(id, vm.pid, fs.existsSync(ownFile) ? ownFile : undefined, keepResidentBytes(this.hot.config.keepResident, rec.memoryMb));
       const m = this.#t.metrics.of(id);
       m.pageOuts += 1;
       m.hotBytesAfterPageOut = r.afterBytes ?? null;

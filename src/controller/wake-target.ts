@@ -15,8 +15,10 @@ import type { TemplateStore } from './templates.js';
 export interface Upstream {
   host: string;
   port: number;
-  /** Aborted, synchronously, the moment the controller decides to suspend or stop the instance. */
+  /** Aborted, synchronously, the moment the controller decides to suspend or stop the instance (reason PAUSED: hot standby). */
   asleep: AbortSignal;
+  /** The VM process behind `host` (its pid): the proxy's pooled connections are that process's guest's. */
+  session?: string;
 }
 
 /** The controller internals scale-to-zero works through (passed in by the controller). */

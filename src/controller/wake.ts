@@ -9,6 +9,7 @@ import type { StandbyTier } from './metrics.js';
 import { readinessPort } from './spec.js';
 import { ControllerError } from './states.js';
 import type { Upstream, WakeTarget } from './wake-target.js';
+import { PAUSED } from '../proxy/waker.js';
 
 export class Waker {
   readonly #t: WakeTarget;
@@ -132,9 +133,13 @@ export class Waker {
     return this.#upstream(next);
   }
 
-  /** Revokes the Upstreams handed out for the instance's current awake period. */
-  sleep(id: string): void {
-    this.#awake.get(id)?.abort();
+  /**
+   * Revokes the Upstreams handed out for the instance's current awake period.
+   * `paused`: the VM only pauses (hot standby) and keeps its guest's TCP
+   * connections, which the proxy may use again after the wake.
+   */
+  sleep(id: string, how: 'paused' | 'ended' = 'ended'): void {
+    this.#awake.get(id)?.abort(how === 'paused' ? PAUSED : 'ended');
     this.#awake.delete(id);
   }
 
@@ -146,7 +151,7 @@ export class Waker {
     }
     let ac = this.#awake.get(rec.id);
     if (ac === undefined) this.#awake.set(rec.id, (ac = new AbortController()));
-    return { host, port, asleep: ac.signal };
+    return { host, port, asleep: ac.signal, ...(rec.pid !== null ? { session: String(rec.pid) } : {}) };
   }
 
   #nextState(id: string, signal?: AbortSignal): Promise<void> {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseListen, parseSize } from './main.js';
+import { parseKeepResident, parseListen, parseSize } from './main.js';
 
 test('sizes for --hot-standby-budget', () => {
   const table: Array<[string, number]> = [
@@ -19,4 +19,13 @@ test('listen addresses', () => {
   assert.deepEqual(parseListen('127.0.0.1:7451'), { host: '127.0.0.1', port: 7451 });
   assert.deepEqual(parseListen(':0'), { host: '127.0.0.1', port: 0 });
   assert.throws(() => parseListen('7451'));
+});
+
+test('--hot-keep-resident takes a share of the guest RAM or a size', () => {
+  assert.deepEqual(parseKeepResident('25%'), { share: 0.25 });
+  assert.deepEqual(parseKeepResident('100%'), { share: 1 });
+  assert.deepEqual(parseKeepResident('32M'), { bytes: 32 * 2 ** 20 });
+  assert.deepEqual(parseKeepResident('0'), { bytes: 0 });
+  assert.throws(() => parseKeepResident('150%'), /more than all of the guest's RAM: write at most 100%/);
+  assert.throws(() => parseKeepResident('lots'), /is not a size/);
 });

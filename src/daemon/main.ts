@@ -17,6 +17,7 @@ import { RegistryImageStore } from '../registry/image-store.js';
 import { Registry } from '../registry/registry.js';
 import { DEFAULT_NETNS_POOL_SIZE } from '../network/namespace-pool.js';
 import { DEFAULT_TEMPLATE_WARMUP_REQUESTS, WARMUP_USER_AGENT } from '../controller/template-warmup.js';
+import type { KeepResident } from '../controller/hot-standby.js';
 import { ensureToken, TokenAuth, type Identity } from './auth.js';
 import { createDaemonServer, type DaemonRoute } from './server.js';
 
@@ -26,7 +27,7 @@ export const DEFAULT_LISTEN = '127.0.0.1:7450';
 export const DEFAULT_PROXY_LISTEN = '127.0.0.1:7451';
 
 const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-listen HOST:PORT|off] [--anonymous-pull]
-              [--hot-standby-budget SIZE] [--hot-page-out-after MS] [--hot-keep-resident SIZE]
+              [--hot-standby-budget SIZE] [--hot-page-out-after MS] [--hot-keep-resident SIZE|N%]
               [--proxy-max-parked N]
               [--metrics-anonymous-loopback] [--max-instances N] [--netns-pool N]
               [--template-warmup N]
@@ -37,8 +38,9 @@ const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-list
                               0: every standby is cold (default: a tenth of host RAM)
   --hot-page-out-after MS     how long a hot-standby instance keeps its guest RAM resident
                               before it goes back to its file (default 10000; 0: at suspend)
-  --hot-keep-resident SIZE    of a paged-out instance's guest RAM, the most recently used part that
-                              stays resident so its next wake starts from RAM (default 32M; 0: none)
+  --hot-keep-resident SIZE|N% of a paged-out instance's guest RAM, the most recently used part that
+                              stays resident so its next wake starts from RAM: a size, or a share
+                              of the instance's RAM (default 25%; 0: none)
   --proxy-max-parked N        requests parked per sleeping instance before 503 (default 1024)
   --metrics-anonymous-loopback  serve /metrics without the token to loopback clients
   --max-instances N           refuse to create more than N instances (default: no quota)
@@ -54,6 +56,17 @@ export function parseSize(text: string): number {
   if (!m) throw new Error(`size "${text}" is not a size: write e.g. 2G, 512M or 0`);
   const unit = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
   return Math.floor(Number(m[1]) * unit);
+}
+
+/** `--hot-keep-resident`: "25%" (of each instance's guest RAM) or a size. */
+export function parseKeepResident(text: string): KeepResident {
+  const m = /^(\d+(?:\.\d+)?)\s*%$/.exec(text.trim());
+  if (m) {
+    const share = Number(m[1]) / 100;
+    if (share > 1) throw new Error(`--hot-keep-resident "${text}" is more than all of the guest's RAM: write at most 100%`);
+    return { share };
+  }
+  return { bytes: parseSize(text) };
 }
 
 export function parseListen(listen: string): { host: string; port: number } {
@@ -143,7 +156,7 @@ export async function main(argv: string[]): Promise<void> {
       hotStandby: {
         ...(budget !== undefined ? { budgetBytes: parseSize(budget) } : {}),
         ...(pageOut !== undefined ? { pageOutAfterMs: Number(pageOut) } : {}),
-        ...(keepResident !== undefined ? { keepResidentBytes: parseSize(keepResident) } : {}),
+        ...(keepResident !== undefined ? { keepResident: parseKeepResident(keepResident) } : {}),
       },
       log,
     });
@@ -161,7 +174,7 @@ export interface ServeConfig {
   anonymousPull: boolean;
   /** /metrics without the token for loopback clients. */
   metricsAnonymousLoopback?: boolean;
-  hotStandby?: { budgetBytes?: number; pageOutAfterMs?: number; keepResidentBytes?: number };
+  hotStandby?: { budgetBytes?: number; pageOutAfterMs?: number; keepResident?: KeepResident };
   proxyMaxParked?: number;
   /** The instance quota (src/limits); undefined: none. */
   maxInstances?: number;

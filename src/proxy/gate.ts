@@ -7,11 +7,18 @@
 // served by it, in arrival order). A full queue fails fast (503 + Retry-After);
 // a wake that outlives the wake timeout fails its waiters (504); a waiter whose
 // client leaves is dropped and never forwarded.
+//
+// A hot standby only pauses the VM, and its guest keeps its TCP connections:
+// the pool's idle upstream connections are then kept (their idle timeout held
+// while the guest cannot use its own) and used again by the first requests
+// after the wake, which so skip a handshake and the app's accept (measured on
+// node under TCG: ~9 ms for the first request on a new connection against ~4.5
+// on a pooled one). A wake into another VM process drops them.
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { describeError } from '../errors.js';
 import { newStats, observe, type InstanceProxyStats } from './stats.js';
-import type { AwakeInstance, Waker } from './waker.js';
+import { PAUSED, type AwakeInstance, type Waker } from './waker.js';
 
 /** A reachable instance: its address and the pool of upstream sockets to it. */
 export interface AwakeTarget {
@@ -49,10 +56,16 @@ export interface GateConfig {
   agent: http.AgentOptions;
 }
 
+/** The pool of a paused VM's awake period, kept for the next one of the same session. */
+interface KeptPool {
+  session: string;
+  target: AwakeTarget;
+}
+
 type GateState =
-  | { kind: 'asleep' }
-  | { kind: 'waking'; controller: AbortController; timer: NodeJS.Timeout }
-  | { kind: 'awake'; target: AwakeTarget; asleep: AbortSignal; onAsleep: () => void }
+  | { kind: 'asleep'; kept?: KeptPool }
+  | { kind: 'waking'; controller: AbortController; timer: NodeJS.Timeout; kept?: KeptPool }
+  | { kind: 'awake'; target: AwakeTarget; session: string | undefined; asleep: AbortSignal; onAsleep: () => void }
   | { kind: 'closed' };
 
 export class InstanceGate {
@@ -105,7 +118,7 @@ export class InstanceGate {
     this.#queue.push(ticket);
     this.stats.parkedNow += 1;
     this.stats.parkedTotal += 1;
-    if (state.kind === 'asleep') this.#wake();
+    if (state.kind === 'asleep') this.#wake(state.kept);
     return ticket;
   }
 
@@ -136,6 +149,9 @@ export class InstanceGate {
     if (state.kind === 'waking') {
       clearTimeout(state.timer);
       state.controller.abort();
+      state.kept?.target.agent.destroy();
+    } else if (state.kind === 'asleep') {
+      state.kept?.target.agent.destroy();
     } else if (state.kind === 'awake') {
       state.asleep.removeEventListener('abort', state.onAsleep);
       state.target.agent.destroy();
@@ -144,10 +160,10 @@ export class InstanceGate {
     this.#emitDrop('removed');
   }
 
-  #wake(): void {
+  #wake(kept: KeptPool | undefined): void {
     const controller = new AbortController();
     const timer = setTimeout(() => this.#timedOut(state), this.#config.wakeTimeoutMs);
-    const state: GateState = { kind: 'waking', controller, timer };
+    const state: GateState = { kind: 'waking', controller, timer, ...(kept ? { kept } : {}) };
     this.#state = state;
     this.stats.wakes += 1;
     let pending: Promise<AwakeInstance>;
@@ -165,14 +181,23 @@ export class InstanceGate {
   #woke(waking: GateState, awake: AwakeInstance): void {
     if (this.#state !== waking || waking.kind !== 'waking') return; // timed out or closed meanwhile
     clearTimeout(waking.timer);
+    const kept = waking.kept;
     if (awake.asleep.aborted) {
+      kept?.target.agent.destroy();
       this.#state = { kind: 'asleep' };
       this.stats.wakeFailures += 1;
       this.#refuseAll({ status: 502, message: `instance ${this.instanceId} went back to standby while waking: retry` });
       return;
     }
-    const target: AwakeTarget = { host: awake.host, agent: new http.Agent(this.#config.agent) };
-    const state: GateState = { kind: 'awake', target, asleep: awake.asleep, onAsleep: () => this.#fellAsleep(state) };
+    let target: AwakeTarget;
+    if (kept !== undefined && kept.session === awake.session && kept.target.host === awake.host) {
+      target = kept.target; // the same VM process, resumed: its guest still has these connections
+      setIdleTimeout(target.agent, this.#config.agent.timeout ?? 0);
+    } else {
+      kept?.target.agent.destroy();
+      target = { host: awake.host, agent: new http.Agent(this.#config.agent) };
+    }
+    const state: GateState = { kind: 'awake', target, session: awake.session, asleep: awake.asleep, onAsleep: () => this.#fellAsleep(state) };
     this.#state = state;
     awake.asleep.addEventListener('abort', state.onAsleep, { once: true });
     // Swap the queue out first: a forward that fails synchronously may park again.
@@ -192,6 +217,7 @@ export class InstanceGate {
   #failed(waking: GateState, err: unknown): void {
     if (this.#state !== waking || waking.kind !== 'waking') return;
     clearTimeout(waking.timer);
+    waking.kept?.target.agent.destroy();
     this.#state = { kind: 'asleep' };
     this.stats.wakeFailures += 1;
     this.#refuseAll({ status: 502, message: `instance ${this.instanceId} could not be woken: ${describeError(err)}` });
@@ -199,6 +225,7 @@ export class InstanceGate {
 
   #timedOut(waking: GateState): void {
     if (this.#state !== waking || waking.kind !== 'waking') return;
+    waking.kept?.target.agent.destroy();
     this.#state = { kind: 'asleep' };
     this.stats.wakeTimeouts += 1;
     waking.controller.abort();
@@ -210,9 +237,16 @@ export class InstanceGate {
 
   #fellAsleep(awake: GateState): void {
     if (this.#state !== awake || awake.kind !== 'awake') return;
-    this.#state = { kind: 'asleep' };
-    // Pooled sockets point at a VM that is being paused or ended: never reuse them.
-    awake.target.agent.destroy();
+    if (awake.asleep.reason === PAUSED && awake.session !== undefined) {
+      // Paused, not ended: idle pooled connections wait for the same VM's next awake period.
+      // Their idle timeout is held meanwhile: the guest's own keep-alive clock stands still too.
+      setIdleTimeout(awake.target.agent, 0);
+      this.#state = { kind: 'asleep', kept: { session: awake.session, target: awake.target } };
+    } else {
+      this.#state = { kind: 'asleep' };
+      // Pooled sockets point at a VM that ended: never reuse them.
+      awake.target.agent.destroy();
+    }
     this.#emitDrop('standby');
   }
 
@@ -231,4 +265,9 @@ export class InstanceGate {
   #emitDrop(reason: DropReason): void {
     for (const listener of [...this.#dropListeners]) listener(reason);
   }
+}
+
+/** Sets (0: holds) the idle timeout of the agent's pooled, unused sockets. */
+function setIdleTimeout(agent: http.Agent, ms: number): void {
+  for (const sockets of Object.values(agent.freeSockets)) for (const socket of sockets ?? []) socket.setTimeout(ms);
 }

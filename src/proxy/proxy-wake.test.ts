@@ -204,3 +204,27 @@ test('close answers parked requests with 503 and ends open websockets', async (t
   await wsClosed;
   await until(() => waker.inFlight.get('i-ws') === 0 && waker.inFlight.get('i-1') === 0, 'the accounting to settle');
 });
+
+test('after a hot standby the first request goes on a connection pooled before it, however long the pause; after a cold one on a new connection', async (t) => {
+  const upstream = await startUpstream(t, (req, res) => res.end(`ok ${req.url}`));
+  const waker = new FakeWaker();
+  // A short pool idle timeout: the pause below outlasts it, and must not count against it.
+  const { port, routes } = await startProxy(t, waker, { upstreamIdleMs: 100 });
+  routes.setHttp('app', { instanceId: 'i-1', targetPort: upstream.port });
+  assert.equal((await request(port, { host: 'app.localhost', path: '/a' })).body, 'ok /a');
+  assert.equal(upstream.connections(), 1);
+  waker.pause('i-1');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(upstream.open(), 1, 'the idle connection is kept while the VM is paused');
+  assert.equal((await request(port, { host: 'app.localhost', path: '/b' })).body, 'ok /b');
+  assert.equal(waker.wakes.get('i-1'), 2, 'the request after the pause woke the instance');
+  assert.equal(upstream.connections(), 1, 'and went on the connection pooled before the pause');
+  // Awake again, the pool's idle timeout runs again.
+  await until(() => upstream.open() === 0, 'the idle connection to time out once awake');
+  assert.equal((await request(port, { host: 'app.localhost', path: '/c' })).body, 'ok /c');
+  assert.equal(upstream.connections(), 2);
+  waker.standby('i-1');
+  await until(() => upstream.open() === 0, 'the pool to be dropped when the VM ends');
+  assert.equal((await request(port, { host: 'app.localhost', path: '/d' })).body, 'ok /d');
+  assert.equal(upstream.connections(), 3, 'a VM that ended gets a new connection');
+});

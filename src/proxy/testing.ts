@@ -6,7 +6,7 @@ import type { TestContext } from 'node:test';
 import { createProxy, type Proxy, type ProxyConfig } from './proxy.js';
 import { RouteTable } from './routes.js';
 import { newStats, type InstanceProxyStats } from './stats.js';
-import type { AwakeInstance, Waker } from './waker.js';
+import { PAUSED, type AwakeInstance, type Waker } from './waker.js';
 
 /** A Waker whose instances are awake at 127.0.0.1 once `release` (or `autoWake`) lets them. */
 export class FakeWaker implements Waker {
@@ -19,6 +19,8 @@ export class FakeWaker implements Waker {
   readonly signals: AbortSignal[] = [];
   #pending: Array<() => void> = [];
   #asleep = new Map<string, AbortController>();
+  /** Bumped when an instance's "VM" ends (standby), kept when it only pauses: the wake's session. */
+  #generation = new Map<string, number>();
 
   /** When true, ensureAwake resolves at once; otherwise it waits for `release()`. */
   constructor(public autoWake = true) {}
@@ -30,7 +32,7 @@ export class FakeWaker implements Waker {
       const wake = (): void => {
         const asleep = new AbortController();
         this.#asleep.set(instanceId, asleep);
-        resolve({ host: '127.0.0.1', asleep: asleep.signal });
+        resolve({ host: '127.0.0.1', asleep: asleep.signal, session: `vm-${this.#generation.get(instanceId) ?? 0}` });
       };
       if (this.autoWake) wake();
       else this.#pending.push(wake);
@@ -44,9 +46,15 @@ export class FakeWaker implements Waker {
     for (const wake of pending) wake();
   }
 
-  /** Put an instance to standby, as the controller would. */
+  /** Put an instance to standby, as the controller would; its VM ends (cold standby). */
   standby(instanceId: string): void {
+    this.#generation.set(instanceId, (this.#generation.get(instanceId) ?? 0) + 1);
     this.#asleep.get(instanceId)?.abort();
+  }
+
+  /** Put an instance to hot standby: its VM only pauses and keeps its connections. */
+  pause(instanceId: string): void {
+    this.#asleep.get(instanceId)?.abort(PAUSED);
   }
 
   requestStarted(id: string): void {

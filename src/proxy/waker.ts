@@ -15,7 +15,17 @@ export interface AwakeInstance {
    * no request in flight), so no request can be forwarded to a suspending VM.
    */
   asleep: AbortSignal;
+  /**
+   * Which VM process answers at `host` (the controller uses its pid). When
+   * `asleep` aborts with reason PAUSED the VM was only paused (hot standby): it
+   * keeps its TCP connections, so the proxy may keep its idle pooled ones and
+   * use them again when the same session is awake again.
+   */
+  session?: string;
 }
+
+/** `asleep`'s abort reason when the instance's VM is paused with its connections, not ended. */
+export const PAUSED = 'paused';
 
 export interface Waker {
   /**
