@@ -131,17 +131,23 @@ test('an app that exits with an error is marked and restarted by restart_policy 
 test('scale to zero: an idle instance goes to standby and a request through the proxy wakes it', async () => {
   const s = await createRunning({ name: 'sleepy', scale_to_zero: { policy: 'on', cooldown_time_ms: 300 } });
   assert.ok(s.snapshots.template, 'template snapshot taken at first readiness');
-  const standby = await api('GET', '/v1/instances/sleepy/wait?state=standby&timeout_ms=60000');
-  assert.equal(standby.status, 200, standby.text);
-  // The default tier is hot: the paused VMM process stays (cold standby has none; see test/scale-to-zero.test.ts).
-  assert.equal(standby.json.data.standby_tier, 'hot');
-  assert.equal(standby.json.data.pid, s.pid, 'hot standby keeps the paused VMM process');
   const proxy = new URL(s.url);
-  const body = await hello(`http://127.0.0.1:${proxy.port}/`, proxy.host);
-  assert.match(body, /hello from flick/);
+  // The VM that booted goes cold at its first standby (under TCG it holds its boot's translations): no process.
+  const first = await api('GET', '/v1/instances/sleepy/wait?state=standby&timeout_ms=60000');
+  assert.equal(first.status, 200, first.text);
+  assert.deepEqual([first.json.data.standby_tier, first.json.data.pid], ['cold', null]);
+  assert.match(await hello(`http://127.0.0.1:${proxy.port}/`, proxy.host), /hello from flick/);
+  const restored = (await api('GET', '/v1/instances/sleepy')).json.data;
+  assert.deepEqual([restored.wakes, restored.wakes_cold], [1, 1]);
+  assert.ok(restored.pid !== null && restored.pid !== s.pid, 'restored into a new VMM process');
+  // From then on the default tier is hot: the restored, paused VMM process stays.
+  const second = await api('GET', '/v1/instances/sleepy/wait?state=standby&timeout_ms=60000');
+  assert.equal(second.status, 200, second.text);
+  assert.equal(second.json.data.standby_tier, 'hot');
+  assert.equal(second.json.data.pid, restored.pid, 'hot standby keeps the paused VMM process');
+  assert.match(await hello(`http://127.0.0.1:${proxy.port}/`, proxy.host), /hello from flick/);
   const woken = (await api('GET', '/v1/instances/sleepy')).json.data;
-  assert.equal(woken.wakes, 1);
-  assert.equal(woken.wakes_hot, 1);
+  assert.deepEqual([woken.wakes, woken.wakes_hot], [2, 1]);
   assert.equal((await api('DELETE', '/v1/instances/sleepy?force=true')).status, 200);
 });
 

@@ -17,6 +17,7 @@ export class FakeVm implements MicroVm {
   static nextPid = 1000;
   readonly pid = FakeVm.nextPid++;
   readonly accel = 'tcg' as const;
+  booted = true;
   readonly exited: Promise<VmExit>;
   paused = false;
   saved = false;
@@ -85,7 +86,9 @@ export class FakeDriver implements VmmDriver {
   }
   async restore(config: VmConfig, snapshot: Snapshot, opts: { mode: string }): Promise<MicroVm> {
     this.restores.push({ mode: opts.mode, snapshot });
-    return this.boot(config);
+    const vm = (await this.boot(config)) as FakeVm;
+    vm.booted = false;
+    return vm;
   }
   async adopt(config: VmConfig, pid: number): Promise<MicroVm> {
     if (!this.alive.has(pid)) throw new VmmError('VM_EXITED', `no VM ${pid}`);

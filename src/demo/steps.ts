@@ -114,6 +114,8 @@ export interface InstanceView {
   state: string;
   standby_tier?: string | null;
   wakes?: number;
+  wakes_hot?: number;
+  wakes_cold?: number;
   pid?: number | null;
 }
 

@@ -119,6 +119,12 @@ export interface MicroVm {
   readonly pid: number;
   readonly accel: Accelerator;
   readonly config: VmConfig;
+  /**
+   * The guest booted in this process (not restored from a snapshot, nor
+   * adopted). Under TCG such a process holds its boot's translations: tens of
+   * MB more than a restored one, for as long as it lives.
+   */
+  readonly booted: boolean;
   /** Settles once the VMM process is gone and its files are cleaned up. Never rejects. */
   readonly exited: Promise<VmExit>;
   /** Resolves when the guest accepts a TCP connection on `port` (through network.hostReachableIp). */

@@ -95,6 +95,10 @@ export class QemuMicroVm implements MicroVm {
     return this.#state;
   }
 
+  get booted(): boolean {
+    return this.#p.freshBoot;
+  }
+
   async waitForPort(port: number, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<void> {
     const host = this.config.network?.hostReachableIp;
     if (!host) throw new VmmError('UNSUPPORTED', `VM ${this.id} has no network: attach one (src/network) to reach its ports`);
