@@ -24,6 +24,8 @@ const POOL = '10.216.0.0/16';
 const IMAGE = 'bench/hello-min:1';
 /** Boots in flight at once (2 cores: more only queue on the CPU). */
 const CONCURRENCY = 3;
+/** Cold wakes of the first and of the N-th instance, taking turns: one wake is too noisy a figure (±15 %). */
+const WAKE_ROUNDS = 11;
 /** Running instances stop being added when MemAvailable falls below this share of MemTotal. */
 const RAM_FLOOR_SHARE = 0.2;
 
@@ -77,15 +79,21 @@ async function netnsProbe(k: number): Promise<Record<string, number>> {
   }
 }
 
-/** Median first-byte of `times` cold wakes of `name` (a created instance sleeps cold; later rounds are put back cold). */
-async function wakeMs(host: BenchHost, name: string, times: number): Promise<number> {
-  const out: number[] = [];
-  for (let i = 0; i < times; i++) {
-    if (i > 0) await host.must('PUT', `/v1/instances/${name}/suspend?tier=cold`);
-    await host.waitFor(name, 'standby', 120_000);
-    out.push(await host.firstByte(name));
+/**
+ * Median first-byte of `rounds` cold wakes of each of `names` (a created
+ * instance sleeps cold; later rounds put it back cold). The instances take
+ * turns, so whatever else the host does meanwhile falls on all of them alike.
+ */
+async function wakeMedians(host: BenchHost, names: string[], rounds: number): Promise<number[]> {
+  const out = names.map((): number[] => []);
+  for (let r = 0; r < rounds; r++) {
+    for (const [i, name] of names.entries()) {
+      if (r > 0) await host.must('PUT', `/v1/instances/${name}/suspend?tier=cold`);
+      await host.waitFor(name, 'standby', 120_000);
+      out[i]!.push(await host.firstByte(name));
+    }
   }
-  return round(percentile(out, 50));
+  return out.map((ms) => round(percentile(ms, 50)));
 }
 
 /**
@@ -216,8 +224,7 @@ async function main(): Promise<void> {
     const disk = diskInstances + diskTemplates + diskDb;
     log(`  ${standby} in standby in ${seconds.toFixed(0)} s; MemAvailable -${(ramDrop / 2 ** 20).toFixed(0)} MiB, flickd RSS ${(flickdRss / 2 ** 20).toFixed(0)} MiB; disk ${(disk / 2 ** 20).toFixed(0)} MiB`);
     log('wake of the first and of the last instance');
-    const wakeFirst = standby > 0 ? await wakeMs(host, 'sb-0', 3) : null;
-    const wakeLast = standby > 0 ? await wakeMs(host, `sb-${created - 1}`, 3) : null;
+    const [wakeFirst = null, wakeLast = null] = standby > 0 ? await wakeMedians(host, ['sb-0', `sb-${created - 1}`], WAKE_ROUNDS) : [];
     await removeAll(host, 'sb-');
 
     log(`idle running minimal instances (-m ${runningMemoryMb}M, ${runningMode}): up to ${runningMax}, within the time left`);
@@ -239,6 +246,7 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       accel,
       asked: { n, running_max: runningMax, minutes, running_memory_mb: runningMemoryMb },
+      wake_first_last: `median of ${WAKE_ROUNDS} cold wakes of each, taking turns`,
       standby: {
         created,
         failed,
