@@ -3,9 +3,9 @@
 // cold (no process) when the hot ones hold more host RAM than the budget.
 //
 // When to page out: a paused VM that keeps its page cache wakes in ~6 ms
-// (minimal) / ~14 ms (node); with all of its guest RAM paged out it holds ~40 /
-// ~95 MB less but its next wake costs ~+20 / ~+50 ms while the guest faults its
-// RAM back (bench/results/wake.json). Traffic tends to come in bursts, so an
+// (minimal) / ~9-12 ms (node); with all of its guest RAM paged out it holds
+// less but its next wake costs ~+25 / ~+60 ms while the guest faults its RAM
+// back (FINDINGS). Traffic tends to come in bursts, so an
 // instance that just went to standby is the likeliest to be asked again: it
 // stays resident for `pageOutAfterMs` (default 10 s) and is paged out after
 // that, down to `keepResident` (default a quarter of its guest RAM) of its most
