@@ -7,13 +7,15 @@
 // standby instances pay in kernel objects). Writes bench/results/density.json
 // (issue 7):
 //   {"results": {"standby_instances", "standby_ram_bytes", "standby_disk_bytes_each", "create_per_s",
-//    "running_instances", "running_pss_bytes_each", "wake_first_ms", "wake_last_ms"}, "details": {...}}
+//    "running_instances", "running_pss_bytes_each", "running_cpu_percent_each", "wake_first_ms", "wake_last_ms"},
+//    "details": {...}}
 //
 //   node dist/bench/density.js [--n 10000] [--running-max 1000] [--running-mode clone|boot]
 //                              [--running-memory 64] [--minutes 60] [--netns-probe 200]
 import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
 import { NamespaceNetwork, sweepLeftovers } from '../src/network/namespace-network.js';
 import { runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
+import fs from 'node:fs';
 import path from 'node:path';
 import { APP_PORT, BenchHost, diskBytes, meminfo, pssBytes, rssBytes } from './flickd-host.js';
 import { argValue, percentile, writeResults } from './lib.js';
@@ -104,7 +106,7 @@ async function wakeMedians(host: BenchHost, names: string[], rounds: number): Pr
  */
 type RunningMode = 'clone' | 'boot';
 
-async function runningRamp(host: BenchHost, max: number, deadline: number, memoryMb: number, mode: RunningMode): Promise<{ count: number; pssEach: number | null; memAvailableDrop: number; stoppedBy: string }> {
+async function runningRamp(host: BenchHost, max: number, deadline: number, memoryMb: number, mode: RunningMode): Promise<{ count: number; pssEach: number | null; cpuEach: number | null; memAvailableDrop: number; stoppedBy: string }> {
   const floor = meminfo('MemTotal') * RAM_FLOOR_SHARE;
   const avail0 = meminfo('MemAvailable');
   let stoppedBy = `the ${max} asked for`;
@@ -140,12 +142,44 @@ async function runningRamp(host: BenchHost, max: number, deadline: number, memor
   // Idle for a moment so boot-time pages settle, then PSS each.
   await new Promise((r) => setTimeout(r, 5000));
   const pss = pids.map(pssBytes).filter((x): x is number => x !== undefined);
+  const cpuEach = await idleCpuShare(pids, 10_000);
   return {
     count: count - failed,
     pssEach: pss.length > 0 ? Math.round(pss.reduce((a, b) => a + b, 0) / pss.length) : null,
+    cpuEach,
     memAvailableDrop: avail0 - meminfo('MemAvailable'),
     stoppedBy: failed > 0 ? `${stoppedBy}; ${failed} failed to start` : stoppedBy,
   };
+}
+
+/** CPU time (user + system) of `pids` over `ms`, as the mean share of one core each (idle VMs should cost ~0). */
+async function idleCpuShare(pids: number[], ms: number): Promise<number | null> {
+  const ticks = (): Map<number, number> => {
+    const out = new Map<number, number>();
+    for (const pid of pids) {
+      try {
+        const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        out.set(pid, Number(f[11]) + Number(f[12])); // utime, stime (fields 14 and 15)
+      } catch {
+        // gone
+      }
+    }
+    return out;
+  };
+  const before = ticks();
+  await new Promise((r) => setTimeout(r, ms));
+  const after = ticks();
+  let used = 0;
+  let n = 0;
+  for (const [pid, t] of after) {
+    const t0 = before.get(pid);
+    if (t0 === undefined) continue;
+    used += t - t0;
+    n++;
+  }
+  // Clock ticks are 1/100 s on Linux (getconf CLK_TCK).
+  return n > 0 ? round((used / 100 / (ms / 1000) / n) * 100, 3) : null;
 }
 
 /** Waits (at most 30 s) until MemAvailable moves less than 16 MiB over 2 s: a baseline others' churn does not tilt much. */
@@ -229,7 +263,7 @@ async function main(): Promise<void> {
 
     log(`idle running minimal instances (-m ${runningMemoryMb}M, ${runningMode}): up to ${runningMax}, within the time left`);
     const running = await runningRamp(host, runningMax, deadline, runningMemoryMb, runningMode);
-    log(`  ${running.count} running (stopped by ${running.stoppedBy}), PSS each ${running.pssEach}`);
+    log(`  ${running.count} running (stopped by ${running.stoppedBy}), PSS each ${running.pssEach}, idle CPU each ${running.cpuEach} % of a core`);
     await removeAll(host, 'run-');
 
     results = {
@@ -239,6 +273,7 @@ async function main(): Promise<void> {
       create_per_s: round(standby / seconds, 2),
       running_instances: running.count,
       running_pss_bytes_each: running.pssEach,
+      running_cpu_percent_each: running.cpuEach,
       wake_first_ms: wakeFirst,
       wake_last_ms: wakeLast,
     };

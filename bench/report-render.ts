@@ -72,6 +72,7 @@ export function rows(latest: Latest): Row[] {
     add(s, 'create rate (to standby)', `${d.create_per_s} /s`, '—', '—');
     add(s, 'idle running minimal instances', num(d.running_instances), '—', '≥ 1,000', has(d.running_instances) ? d.running_instances >= 1000 : undefined);
     add(s, 'PSS of one idle running minimal instance', mib(d.running_pss_bytes_each), '—', '—');
+    if (typeof d.running_cpu_percent_each === 'number') add(s, 'CPU of one idle running minimal instance', `${d.running_cpu_percent_each} % of a core`, '—', '—');
     add(s, 'wake of the N-th standby instance vs the first', `${ms(d.wake_last_ms)} vs ${ms(d.wake_first_ms)}`, '—', 'within 20 %', has(d.wake_last_ms, d.wake_first_ms) ? d.wake_last_ms <= d.wake_first_ms * 1.2 : undefined);
   }
   const p = latest.results.proxy?.results;
