@@ -5,38 +5,25 @@ import { after, before, test } from 'node:test';
 import { ControllerError, assertTransition } from '../controller/states.js';
 import type { InstanceSpec } from '../controller/spec.js';
 import { FlickError } from '../errors.js';
-import { INSTANCE_RECORD_VERSION, type InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord } from '../store/instance-record.js';
+import { testRecord } from '../store/testing.js';
 import { createApiHandler, type ApiController } from './handler.js';
 import { readAnswer } from '../daemon/testing.js';
 
 function record(name: string, spec: Partial<InstanceSpec> = {}): InstanceRecord {
   const now = new Date().toISOString();
-  return {
-    version: INSTANCE_RECORD_VERSION,
-    id: `id-${name}`,
-    name,
+  return testRecord(name, {
     image: { ref: spec.image ?? 'hello:latest', digest: 'sha256:ab' },
-    args: [],
     env: spec.env ?? {},
     memoryMb: spec.memoryMb ?? 128,
-    vcpus: 1,
     service: { http: { hostname: `${name}.localhost`, guestPort: 8080 }, tcp: [] },
-    autostart: true,
-    restartPolicy: 'never',
-    scaleToZero: { policy: 'off', cooldownTimeMs: 1000, stateful: false },
     state: 'running',
     networkIndex: 0,
     pid: 1,
-    vm: null,
     dir: '/x',
-    snapshots: {},
     counters: { boots: 1, wakes: 0, restarts: 0 },
-    lastExitCode: null,
-    createdAt: now,
-    updatedAt: now,
     startedAt: now,
-    stoppedAt: null,
-  };
+  });
 }
 
 /** A fake controller: instances in a map, the same error codes as the real one. */

@@ -7,40 +7,21 @@ import type { AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
 import { createApiHandler, type ApiController } from '../api/handler.js';
 import type { InstanceSpec } from '../controller/spec.js';
-import { INSTANCE_RECORD_VERSION, type InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord } from '../store/instance-record.js';
+import { testRecord } from '../store/testing.js';
 import { refuseWritesWhenDiskFull, withLimits, type RequestHandler } from './host-limits.js';
 import type { DiskSpace } from './limits.js';
 
 const GiB = 2 ** 30;
 
 function record(name: string, memoryMb: number, networkIndex: number | null): InstanceRecord {
-  const now = new Date().toISOString();
-  return {
-    version: INSTANCE_RECORD_VERSION,
-    id: `id-${name}`,
-    name,
+  return testRecord(name, {
     image: { ref: 'hello:latest', digest: 'sha256:ab' },
-    args: [],
-    env: {},
     memoryMb,
-    vcpus: 1,
     service: { http: { hostname: `${name}.localhost`, guestPort: 8080 }, tcp: [] },
-    autostart: true,
-    restartPolicy: 'never',
-    scaleToZero: { policy: 'off', cooldownTimeMs: 1000, stateful: false },
-    state: 'stopped',
     networkIndex,
-    pid: null,
-    vm: null,
     dir: '/x',
-    snapshots: {},
-    counters: { boots: 0, wakes: 0, restarts: 0 },
-    lastExitCode: null,
-    createdAt: now,
-    updatedAt: now,
-    startedAt: null,
-    stoppedAt: null,
-  };
+  });
 }
 
 /** Instances in a map; counts what it was asked to do, so a test sees that a refused request made nothing. */

@@ -5,40 +5,15 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { InstanceStore } from './instance-store.js';
-import { INSTANCE_RECORD_VERSION, type InstanceRecord } from './instance-record.js';
+import type { InstanceRecord } from './instance-record.js';
+import { testRecord } from './testing.js';
 import { MIGRATIONS, migrate } from './migrations.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-store-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 function record(id: string, name = id): InstanceRecord {
-  const now = new Date().toISOString();
-  return {
-    version: INSTANCE_RECORD_VERSION,
-    id,
-    name,
-    image: { ref: 'hello:latest', digest: 'sha256:00' },
-    args: [],
-    env: {},
-    memoryMb: 128,
-    vcpus: 1,
-    service: { tcp: [] },
-    autostart: true,
-    restartPolicy: 'never',
-    scaleToZero: { policy: 'off', cooldownTimeMs: 1000, stateful: false },
-    state: 'stopped',
-    networkIndex: null,
-    pid: null,
-    vm: null,
-    dir: `/nonexistent/${id}`,
-    snapshots: {},
-    counters: { boots: 0, wakes: 0, restarts: 0 },
-    lastExitCode: null,
-    createdAt: now,
-    updatedAt: now,
-    startedAt: null,
-    stoppedAt: null,
-  };
+  return testRecord(name, { id, dir: `/nonexistent/${id}` });
 }
 
 test('records survive closing and reopening the database', () => {
