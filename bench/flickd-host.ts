@@ -17,7 +17,7 @@ import { FLICK_ARTIFACT, FLICK_INITRD, FLICK_KERNEL, FLICK_ROOTFS_EROFS } from '
 import { sweepLeftovers } from '../src/network/namespace-network.js';
 import { runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
-import { readAnswer, type ApiAnswer } from '../src/daemon/testing.js';
+import { killInNamespaces, readAnswer, type ApiAnswer } from '../src/daemon/testing.js';
 
 export const APP_PORT = 8080;
 
@@ -196,21 +196,6 @@ export class BenchHost {
     await killInNamespaces(this.#prefix);
     await sweepLeftovers(this.#prefix);
     fs.rmSync(this.dir, { recursive: true, force: true });
-  }
-}
-
-/** SIGKILLs every process still inside a namespace under `prefix` (a VM a failed run left). */
-export async function killInNamespaces(prefix: string): Promise<void> {
-  for (const ns of fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns') : []) {
-    if (!ns.startsWith(prefix)) continue;
-    const out = await new Promise<string>((r) => execFile('ip', ['netns', 'pids', ns], (_e, o) => r(String(o ?? ''))));
-    for (const pid of out.split(/\s+/).filter(Boolean)) {
-      try {
-        process.kill(Number(pid), 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
-    }
   }
 }
 

@@ -7,7 +7,7 @@
 //
 //   node dist/bench/vmm.js [--runs N]
 import fs from 'node:fs';
-import net from 'node:net';
+import { firstByte as firstByteAt } from './flickd-host.js';
 import os from 'node:os';
 import path from 'node:path';
 import { buildInitrd } from '../src/guest/init.js';
@@ -23,16 +23,9 @@ import { argValue, printTable, summarize, writeResults } from './lib.js';
 const TAG = 'fbv';
 const PORT = 8080;
 
-/** ms from `t0` until the first byte of an answer to GET / arrives. */
+/** ms from `t0` until the first byte of an answer to GET / from the VM at `ip`. */
 function firstByte(ip: string, t0: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: ip, port: PORT }, () => s.write('GET / HTTP/1.1\r\nHost: bench\r\n\r\n'));
-    s.once('data', () => {
-      resolve(performance.now() - t0);
-      s.destroy();
-    });
-    s.once('error', reject);
-  });
+  return firstByteAt({ host: ip, port: PORT }, t0);
 }
 
 async function main(): Promise<void> {

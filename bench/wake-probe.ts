@@ -13,7 +13,7 @@
 //
 //   node dist/bench/wake-probe.js [--runs N] [--variants min,node,node-warm]
 import fs from 'node:fs';
-import net from 'node:net';
+import { firstByte as firstByteAt } from './flickd-host.js';
 import os from 'node:os';
 import path from 'node:path';
 import { buildInitrd } from '../src/guest/init.js';
@@ -60,16 +60,9 @@ const VARIANTS: Record<string, Variant> = {
   'node-warm-single': { app: 'node', warmup: 3, memoryMb: 256, flags: ['--single-threaded'] },
 };
 
-/** ms from `t0` until the first byte of an answer to GET / arrives. */
+/** ms from `t0` until the first byte of an answer to GET / from the VM at `ip`. */
 function firstByte(ip: string, t0: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: ip, port: PORT }, () => s.write('GET / HTTP/1.1\r\nHost: bench\r\n\r\n'));
-    s.once('data', () => {
-      resolve(performance.now() - t0);
-      s.destroy();
-    });
-    s.once('error', reject);
-  });
+  return firstByteAt({ host: ip, port: PORT }, t0);
 }
 
 interface AppFiles {

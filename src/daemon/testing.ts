@@ -150,6 +150,13 @@ export async function removeFlickd(f: FlickdUnderTest | undefined, prefix: strin
     for (const i of list?.json?.data?.instances ?? []) await api(f, 'DELETE', `/v1/instances/${i.id}?force=true`).catch(() => {});
     await f.stop();
   }
+  await killInNamespaces(prefix);
+  await sweepLeftovers(prefix);
+  await sweepJails(dataDir, new Set());
+}
+
+/** SIGKILLs every process still inside a network namespace under `prefix` (a VM a failed run left). */
+export async function killInNamespaces(prefix: string): Promise<void> {
   for (const ns of fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns') : []) {
     if (!ns.startsWith(prefix)) continue;
     const out = await new Promise<string>((r) => execFile('ip', ['netns', 'pids', ns], (_e, o) => r(String(o ?? ''))));
@@ -161,6 +168,4 @@ export async function removeFlickd(f: FlickdUnderTest | undefined, prefix: strin
       }
     }
   }
-  await sweepLeftovers(prefix);
-  await sweepJails(dataDir, new Set());
 }
