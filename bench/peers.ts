@@ -4,7 +4,7 @@
 // process, each from spawn to the first byte of an HTTP answer.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
+import { freePort } from '../src/network/free-port.js';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -38,18 +38,6 @@ export async function ensureContainerImage(log: (l: string) => void): Promise<vo
     .filter(([h]) => fs.existsSync(h!))
     .flatMap(([h, c]) => ['-v', `${h}:${c}:ro`]);
   await run('buildah', [...STORAGE, 'bud', '--isolation', 'chroot', '--format', 'oci', ...mounts, '-t', CONTAINER_IMAGE, path.join(PACKAGE_ROOT, 'examples', 'hello-node')], { maxBuffer: 64 << 20 });
-}
-
-/** A free TCP port on 127.0.0.1 (closed again; the peer binds it next). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function exitOf(child: ChildProcess): Promise<void> {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import net from 'node:net';
+import { freePort } from '../src/network/free-port.js';
 import { before, test } from 'node:test';
 import type { GuestMessage } from '../src/guest/control.js';
 import { buildInitrd } from '../src/guest/init.js';
@@ -68,14 +68,6 @@ test('trace mode reports the files the app opens, from a squashfs rootfs', async
   assert.ok(opened.includes('/bin/exit-code'), `opened: ${opened.join(', ')}`);
   assert.equal(new Set(opened).size, opened.length, 'each path is reported once');
 });
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 test('the host sets the guest clock, and poweroff stops the app and ends the VM', async (t) => {
   const port = await freePort();

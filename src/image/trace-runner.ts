@@ -7,6 +7,7 @@
 // the init reported `started`; without a port, the app has run for a while.
 import fs from 'node:fs';
 import net from 'node:net';
+import { freePort } from '../network/free-port.js';
 import type { GuestMessage } from '../guest/control.js';
 import { buildInitrd } from '../guest/init.js';
 import { requireKernel } from '../guest/kernel.js';
@@ -18,14 +19,6 @@ import type { TraceRunner } from './build.js';
 const READY_TIMEOUT_MS = 120_000;
 /** An app without a port counts as ready once it has run this long without exiting. */
 const NO_PORT_SETTLE_MS = 5_000;
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 /**
  * One probe through the user-mode forward, which accepts on the host even when

@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { FakeWaker, freePort, startProxy, statsOf, until } from './testing.js';
+import { freePort } from '../network/free-port.js';
+import { FakeWaker, startProxy, statsOf, until } from './testing.js';
 
 async function startEcho(t: TestContext): Promise<{ port: number; accepted: () => number; open: () => number }> {
   let accepted = 0;

@@ -158,15 +158,6 @@ export async function startProxy(
   return { proxy, routes, port: proxy.address.port };
 }
 
-/** A TCP port that was free a moment ago (for TCP routes, which need a fixed host port). */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 /** The proxy's counters for one instance (all zero before its first request). */
 export function statsOf(proxy: Proxy, instanceId: string): InstanceProxyStats {
   return proxy.stats().find((s) => s.instanceId === instanceId) ?? newStats(instanceId);
