@@ -15,10 +15,9 @@
 import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
 import { NamespaceNetwork, sweepLeftovers } from '../src/network/namespace-network.js';
 import { runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
-import fs from 'node:fs';
 import path from 'node:path';
 import { APP_PORT, BenchHost, diskBytes, meminfo, pssBytes, rssBytes } from './flickd-host.js';
-import { argValue, percentile, writeResults } from './lib.js';
+import { argValue, percentile, processCpuUs, writeResults } from './lib.js';
 
 const TAG = 'fbd';
 /** A /30 per instance: a /16 holds 16,384. */
@@ -154,32 +153,25 @@ async function runningRamp(host: BenchHost, max: number, deadline: number, memor
 
 /** CPU time (user + system) of `pids` over `ms`, as the mean share of one core each (idle VMs should cost ~0). */
 async function idleCpuShare(pids: number[], ms: number): Promise<number | null> {
-  const ticks = (): Map<number, number> => {
-    const out = new Map<number, number>();
-    for (const pid of pids) {
-      try {
-        const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        out.set(pid, Number(f[11]) + Number(f[12])); // utime, stime (fields 14 and 15)
-      } catch {
-        // gone
-      }
+  const cpu = (pid: number): number | undefined => {
+    try {
+      return processCpuUs(pid);
+    } catch {
+      return undefined; // gone
     }
-    return out;
   };
-  const before = ticks();
+  const before = new Map(pids.map((pid) => [pid, cpu(pid)]));
   await new Promise((r) => setTimeout(r, ms));
-  const after = ticks();
   let used = 0;
   let n = 0;
-  for (const [pid, t] of after) {
+  for (const pid of pids) {
     const t0 = before.get(pid);
-    if (t0 === undefined) continue;
-    used += t - t0;
+    const t1 = cpu(pid);
+    if (t0 === undefined || t1 === undefined) continue;
+    used += t1 - t0;
     n++;
   }
-  // Clock ticks are 1/100 s on Linux (getconf CLK_TCK).
-  return n > 0 ? round((used / 100 / (ms / 1000) / n) * 100, 3) : null;
+  return n > 0 ? round((used / (ms * 1000) / n) * 100, 3) : null;
 }
 
 /** Waits (at most 30 s) until MemAvailable moves less than 16 MiB over 2 s: a baseline others' churn does not tilt much. */

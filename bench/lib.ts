@@ -1,6 +1,7 @@
 // Helpers every benchmark shares: percentiles, a plain-text table, and the
 // results file (bench/results/<name>.json) that closing notes quote.
-import fs from 'node:fs/promises';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../src/paths.js';
 
@@ -36,8 +37,8 @@ export function printTable(rows: Array<Array<string | number>>): void {
 /** Writes bench/results/<name>.json and returns its path. */
 export async function writeResults(name: string, data: unknown): Promise<string> {
   const file = path.join(PACKAGE_ROOT, 'bench', 'results', `${name}.json`);
-  await fs.mkdir(path.dirname(file), { recursive: true });
-  await fs.writeFile(file, `${JSON.stringify(data, null, 2)}\n`);
+  await fsp.mkdir(path.dirname(file), { recursive: true });
+  await fsp.writeFile(file, `${JSON.stringify(data, null, 2)}\n`);
   return file;
 }
 
@@ -45,4 +46,10 @@ export async function writeResults(name: string, data: unknown): Promise<string>
 export function argValue(argv: string[], name: string): string | undefined {
   const i = argv.indexOf(`--${name}`);
   return i === -1 ? undefined : argv[i + 1];
+}
+
+/** CPU time (µs) process `pid` has used so far, from /proc/<pid>/stat (utime + stime, in clock ticks of 10 ms). */
+export function processCpuUs(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
 }

@@ -13,8 +13,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import fs from 'node:fs';
-import { argValue, printTable, writeResults } from './lib.js';
+import { argValue, processCpuUs, printTable, writeResults } from './lib.js';
 import { APP_PORT, BenchHost } from './flickd-host.js';
 import { runPool } from '../src/network/run-scoped.js';
 import { createProxy } from '../src/proxy/proxy.js';
@@ -69,25 +68,10 @@ export async function benchProxy(config: ProxyBenchConfig = {}): Promise<ProxyBe
       const proxied = `http://127.0.0.1:${proxy.address.port}${target.pathname}${target.search}`;
       const viaProxy = [...wrkArgs, '-H', 'Host: bench.localhost', proxied];
       const direct = [...wrkArgs, upstream];
-      // Warm both paths (JIT, pools), then alternate so drift on a shared machine hits both alike.
-      await wrk([...direct.slice(0, 2), '-d1s', ...direct.slice(3)]);
-      await wrk([...viaProxy.slice(0, 2), '-d1s', ...viaProxy.slice(3)]);
-      const directRuns: WrkResult[] = [];
-      const proxiedRuns: WrkResult[] = [];
-      let proxyCpuUs = 0;
-      for (let i = 0; i < runs; i++) {
-        directRuns.push(await wrk(direct));
-        const before = process.cpuUsage();
-        proxiedRuns.push(await wrk(viaProxy));
-        const used = process.cpuUsage(before);
-        proxyCpuUs += used.user + used.system;
-      }
-      const proxiedRequests = proxiedRuns.reduce((sum, r) => sum + r.requests, 0);
-      const d = medianResult(directRuns);
-      const p = medianResult(proxiedRuns);
+      const { d, p, cpuPerRequest } = await alternate(direct, viaProxy, runs, () => { const u = process.cpuUsage(); return u.user + u.system; });
       return {
         results: { added_p50_ms: round(p.p50_ms - d.p50_ms), rps_ratio: round(p.rps / d.rps) },
-        details: { upstream, wrk: wrkArgs, direct: d, proxied: p, runs, proxy_cpu_us_per_request: round(proxyCpuUs / proxiedRequests) },
+        details: { upstream, wrk: wrkArgs, direct: d, proxied: p, runs, proxy_cpu_us_per_request: cpuPerRequest },
       };
     } finally {
       await proxy.close();
@@ -97,10 +81,25 @@ export async function benchProxy(config: ProxyBenchConfig = {}): Promise<ProxyBe
   }
 }
 
-/** CPU time (µs) a process has used so far, from /proc/<pid>/stat (utime + stime, in clock ticks of 10 ms). */
-function processCpuUs(pid: number): number {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+/**
+ * wrk at `direct` and `viaProxy`: each warmed for a second, then `runs` of
+ * each, alternating, so drift on a shared machine hits both alike. `cpuUs`
+ * reads the proxy's CPU time (µs), taken around the proxied runs.
+ */
+async function alternate(direct: string[], viaProxy: string[], runs: number, cpuUs: () => number): Promise<{ d: WrkResult; p: WrkResult; cpuPerRequest: number }> {
+  await wrk([...direct.slice(0, 2), '-d1s', ...direct.slice(3)]);
+  await wrk([...viaProxy.slice(0, 2), '-d1s', ...viaProxy.slice(3)]);
+  const directRuns: WrkResult[] = [];
+  const proxiedRuns: WrkResult[] = [];
+  let proxyCpuUs = 0;
+  for (let i = 0; i < runs; i++) {
+    directRuns.push(await wrk(direct));
+    const before = cpuUs();
+    proxiedRuns.push(await wrk(viaProxy));
+    proxyCpuUs += cpuUs() - before;
+  }
+  const proxiedRequests = proxiedRuns.reduce((sum, r) => sum + r.requests, 0);
+  return { d: medianResult(directRuns), p: medianResult(proxiedRuns), cpuPerRequest: round(proxyCpuUs / proxiedRequests) };
 }
 
 /** wrk directly at a running instance's address and through its flickd's proxy, alternating, in one run. */
@@ -115,23 +114,10 @@ export async function benchProxyThroughFlickd(config: Omit<ProxyBenchConfig, 'up
     const upstream = `http://${view.address}:${APP_PORT}/`;
     const direct = [...wrkArgs, upstream];
     const viaProxy = [...wrkArgs, '-H', 'Host: wrk.localhost', `http://127.0.0.1:${host.proxyPort}/`];
-    await wrk([...direct.slice(0, 2), '-d1s', ...direct.slice(3)]);
-    await wrk([...viaProxy.slice(0, 2), '-d1s', ...viaProxy.slice(3)]);
-    const directRuns: WrkResult[] = [];
-    const proxiedRuns: WrkResult[] = [];
-    let proxyCpuUs = 0;
-    for (let i = 0; i < runs; i++) {
-      directRuns.push(await wrk(direct));
-      const before = processCpuUs(host.pid!);
-      proxiedRuns.push(await wrk(viaProxy));
-      proxyCpuUs += processCpuUs(host.pid!) - before;
-    }
-    const proxiedRequests = proxiedRuns.reduce((sum, r) => sum + r.requests, 0);
-    const d = medianResult(directRuns);
-    const p = medianResult(proxiedRuns);
+    const { d, p, cpuPerRequest } = await alternate(direct, viaProxy, runs, () => processCpuUs(host.pid!));
     return {
       results: { added_p50_ms: round(p.p50_ms - d.p50_ms), rps_ratio: round(p.rps / d.rps) },
-      details: { mode: 'a real instance (minimal static server in a microVM) through flickd\'s proxy vs at its address', upstream, wrk: wrkArgs, direct: d, proxied: p, runs, proxy_cpu_us_per_request: round(proxyCpuUs / proxiedRequests) },
+      details: { mode: 'a real instance (minimal static server in a microVM) through flickd\'s proxy vs at its address', upstream, wrk: wrkArgs, direct: d, proxied: p, runs, proxy_cpu_us_per_request: cpuPerRequest },
     };
   } finally {
     await host.close();
