@@ -3,14 +3,14 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { ControllerError, assertTransition } from '../controller/states.js';
-import type { InstanceSpec } from '../controller/spec.js';
+import type { InstanceConfig } from '../controller/spec.js';
 import { FlickError } from '../errors.js';
 import type { InstanceRecord } from '../store/instance-record.js';
 import { testRecord } from '../store/testing.js';
 import { createApiHandler, type ApiController } from './handler.js';
 import { readAnswer } from '../daemon/testing.js';
 
-function record(name: string, spec: Partial<InstanceSpec> = {}): InstanceRecord {
+function record(name: string, spec: Partial<InstanceConfig> = {}): InstanceRecord {
   const now = new Date().toISOString();
   return testRecord(name, {
     image: { ref: spec.image ?? 'hello:latest', digest: 'sha256:ab' },
@@ -29,7 +29,7 @@ function record(name: string, spec: Partial<InstanceSpec> = {}): InstanceRecord 
 /** A fake controller: instances in a map, the same error codes as the real one. */
 class FakeController implements ApiController {
   readonly instances = new Map<string, InstanceRecord>();
-  lastSpec: InstanceSpec | undefined;
+  lastSpec: InstanceConfig | undefined;
   list() {
     return [...this.instances.values()];
   }
@@ -38,7 +38,7 @@ class FakeController implements ApiController {
     if (!r) throw new ControllerError('INSTANCE_NOT_FOUND', `instance "${ref}" not found: list instances with 'flick ls'`, { kind: 'user' });
     return r;
   }
-  async create(spec: InstanceSpec) {
+  async create(spec: InstanceConfig) {
     this.lastSpec = spec;
     if (!spec.image.startsWith('hello')) throw new FlickError('IMAGE_NOT_FOUND', `image "${spec.image}" not found in the host registry: push it with 'flick push ${spec.image}'`, { kind: 'user' });
     const name = spec.name ?? 'gen';

@@ -19,7 +19,7 @@ import type { InstanceRecord } from '../store/instance-record.js';
 import { sendData, sendError } from './envelope.js';
 import { hostMetrics, oneInstanceMetrics, type MetricsController } from './metrics.js';
 import type { InstanceProxyStats } from '../proxy/stats.js';
-import { ApiError, CreateInstanceSchema, WaitQuerySchema, instanceView, parseBody, toInstanceSpec } from './schemas.js';
+import { ApiError, CreateInstanceSchema, WaitQuerySchema, instanceView, parseBody, toInstanceConfig } from './schemas.js';
 
 /** What the API needs from the controller (consumer-owned, so tests pass a small fake). */
 export type ApiController = Pick<Controller, 'create' | 'list' | 'get' | 'start' | 'stop' | 'rm' | 'logs' | 'wait' | 'suspend'> & Partial<MetricsController>;
@@ -74,7 +74,7 @@ export function createApiHandler(opts: ApiHandlerOptions): ApiHandler {
         if (method === 'GET') return sendData(res, 200, { instances: controller.list().map(view) });
         allow(method, ['GET', 'POST']);
         const body = parseBody(CreateInstanceSchema, await readJson(req, maxBody));
-        const rec = await controller.create(toInstanceSpec(body));
+        const rec = await controller.create(toInstanceConfig(body));
         return sendData(res, 201, view(rec));
       }
       if (action === undefined) {

@@ -1,7 +1,7 @@
 // The /v1 wire formats: request bodies validated with zod (messages name the
 // field and say what to write instead), and the snake_case view of an instance.
 import { z } from 'zod';
-import type { InstanceSpec } from '../controller/spec.js';
+import type { InstanceConfig } from '../controller/spec.js';
 import { INSTANCE_STATES } from '../controller/states.js';
 import { FlickError } from '../errors.js';
 import type { InstanceRecord } from '../store/instance-record.js';
@@ -62,13 +62,13 @@ export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   throw new ApiError('BAD_REQUEST', `invalid request: ${problems.join('; ')}`, { kind: 'user' });
 }
 
-/** The wire request → the controller's InstanceSpec. */
-export function toInstanceSpec(body: CreateInstanceBody): InstanceSpec {
+/** The wire request → the controller's InstanceConfig. */
+export function toInstanceConfig(body: CreateInstanceBody): InstanceConfig {
   const http = (body.ports ?? []).filter((p) => p.protocol === 'http');
   if (http.length > 1) throw new ApiError('BAD_REQUEST', 'invalid request: ports may hold at most one "http" port (the proxy routes HTTP by host name): make the others "tcp"', { kind: 'user' });
   const tcp = (body.ports ?? []).filter((p) => p.protocol === 'tcp').map((p) => ({ hostPort: p.port, guestPort: p.guest_port ?? p.port }));
   const h = http[0];
-  const spec: InstanceSpec = { image: body.image };
+  const spec: InstanceConfig = { image: body.image };
   if (body.name !== undefined) spec.name = body.name;
   if (body.args !== undefined) spec.args = body.args;
   if (body.env !== undefined) spec.env = body.env;

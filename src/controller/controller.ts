@@ -10,7 +10,7 @@ import type { VmConfig, VmmDriver } from '../vmm/driver.js';
 import type { ConsoleLogOptions } from './console-log.js';
 import { InstanceEventEmitter } from './events.js';
 import type { ControllerLogger, ImageResolver, InstanceNetwork } from './seams.js';
-import { defaultName, guestConfigFor, newInstanceRecord, validateName, type InstanceSpec } from './spec.js';
+import { defaultName, guestConfigFor, newInstanceRecord, validateName, type InstanceConfig } from './spec.js';
 import { waitForState } from './wait.js';
 import { ControllerError, hasProcess, type InstanceState } from './states.js';
 import type { ScaleToZero } from './scale-to-zero.js';
@@ -95,7 +95,7 @@ export class Controller {
    * configuration has a template already is stored straight into cold standby
    * (one write, no VM, no network), so creating thousands of them is cheap.
    */
-  async create(spec: InstanceSpec): Promise<InstanceRecord> {
+  async create(spec: InstanceConfig): Promise<InstanceRecord> {
     const name = spec.name ?? defaultName(spec.image);
     validateName(name);
     const image = await this.#lc.images.resolve(spec.image);

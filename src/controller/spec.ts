@@ -1,4 +1,4 @@
-// What a caller asks for when it creates an instance (InstanceSpec), the
+// What a caller asks for when it creates an instance (InstanceConfig), the
 // defaults filled in from the image, and the guest config the VM boots with.
 // Wire-level validation (types, ranges) happens in the API with zod; the checks
 // here are the ones that need the image or the host.
@@ -17,7 +17,7 @@ import { LABEL_GID, LABEL_UID } from '../image/image-config.js';
 import type { ImageRunConfig, PreparedImage } from './seams.js';
 import { ControllerError } from './states.js';
 
-export interface InstanceSpec {
+export interface InstanceConfig {
   /** `name:tag` in the host registry. */
   image: string;
   name?: string;
@@ -72,7 +72,7 @@ export function exposedTcpPorts(config: ImageRunConfig): number[] {
  * The service an instance offers: what the caller asked for, else an HTTP
  * service on the image's first exposed port (so `flick run app` just works).
  */
-export function resolveService(spec: InstanceSpec, name: string, image: PreparedImage): ServiceConfig {
+export function resolveService(spec: InstanceConfig, name: string, image: PreparedImage): ServiceConfig {
   const tcp = spec.service?.tcp ?? [];
   const asked = spec.service?.http;
   if (asked) return { http: { hostname: asked.hostname ?? `${name}.${DEFAULT_DOMAIN}`, guestPort: asked.guestPort }, tcp };
@@ -156,7 +156,7 @@ export function parseUser(user: string): { uid: number; gid: number } {
 }
 
 /** A new instance's record (state `stopped`), defaults filled in from the image. */
-export function newInstanceRecord(spec: InstanceSpec, name: string, image: PreparedImage, dataDir: string): InstanceRecord {
+export function newInstanceRecord(spec: InstanceConfig, name: string, image: PreparedImage, dataDir: string): InstanceRecord {
   const id = newInstanceId();
   const now = new Date().toISOString();
   return {

@@ -6,7 +6,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
 import { createApiHandler, type ApiController } from '../api/handler.js';
-import type { InstanceSpec } from '../controller/spec.js';
+import type { InstanceConfig } from '../controller/spec.js';
 import type { InstanceRecord } from '../store/instance-record.js';
 import { testRecord } from '../store/testing.js';
 import { refuseWritesWhenDiskFull, withLimits, type RequestHandler } from './host-limits.js';
@@ -37,7 +37,7 @@ class FakeController implements ApiController {
   get(ref: string) {
     return this.instances.get(ref)!;
   }
-  async create(spec: InstanceSpec) {
+  async create(spec: InstanceConfig) {
     this.created++;
     const r = { ...record(spec.name ?? `gen-${this.created}`, spec.memoryMb ?? 128, this.instances.size), pid: spec.autostart === false ? null : 1 };
     this.instances.set(r.name, r);

@@ -4,7 +4,7 @@
 // `refuseWritesWhenDiskFull` in front of the registry's uploads (a push is
 // refused before its first byte is written, not cut off by ENOSPC halfway).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { DEFAULT_MEMORY_MB, type InstanceSpec } from '../controller/spec.js';
+import { DEFAULT_MEMORY_MB, type InstanceConfig } from '../controller/spec.js';
 import type { InstanceRecord } from '../store/instance-record.js';
 import { checkAddresses, checkDisk, checkQuota, checkRam, diskSpace, isDiskFull, LimitError, diskFullError, memAvailable, MIN_FREE_DISK_BYTES, RAM_RESERVE_BYTES, type DiskSpace } from './limits.js';
 
@@ -24,7 +24,7 @@ export interface HostLimits {
 
 /** The part of the controller the checks guard (consumer-owned: tests pass a small fake). */
 export interface LimitedController {
-  create(spec: InstanceSpec): Promise<InstanceRecord>;
+  create(spec: InstanceConfig): Promise<InstanceRecord>;
   start(idOrName: string): Promise<InstanceRecord>;
   rm(idOrName: string, opts?: { force?: boolean }): Promise<void>;
   list(): InstanceRecord[];
@@ -52,7 +52,7 @@ export function withLimits<C extends LimitedController>(controller: C, limits: H
     return vms.n;
   };
 
-  const create = async (spec: InstanceSpec): Promise<InstanceRecord> => {
+  const create = async (spec: InstanceConfig): Promise<InstanceRecord> => {
     const name = spec.name ?? spec.image;
     checkQuota(name, instances(), limits.maxInstances);
     checkDisk(`instance "${name}"`, limits.dataDir, 0, disk(limits.dataDir), minFree);

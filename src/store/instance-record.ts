@@ -3,43 +3,11 @@
 // Field names are camelCase here; the API turns them into its snake_case wire form.
 import type { InstanceState } from '../controller/states.js';
 import type { Snapshot, VmConfig } from '../vmm/driver.js';
+import type { InstanceCounters, RestartPolicy, ScaleToZeroConfig, ServiceConfig } from '../controller/state/instance-record.js';
+
+export type { HttpService, InstanceCounters, RestartPolicy, ScaleToZeroConfig, ScaleToZeroPolicy, ServiceConfig, TcpService } from '../controller/state/instance-record.js';
 
 export const INSTANCE_RECORD_VERSION = 1;
-
-export type RestartPolicy = 'never' | 'on-failure' | 'always';
-export type ScaleToZeroPolicy = 'on' | 'idle' | 'off';
-
-export interface ScaleToZeroConfig {
-  policy: ScaleToZeroPolicy;
-  cooldownTimeMs: number;
-  /** true: suspend saves the instance's own state; false: wakes restore the template. */
-  stateful: boolean;
-}
-
-export interface HttpService {
-  /** Host name the proxy routes by, e.g. "hello.localhost". */
-  hostname: string;
-  guestPort: number;
-}
-
-export interface TcpService {
-  hostPort: number;
-  guestPort: number;
-}
-
-export interface ServiceConfig {
-  http?: HttpService;
-  tcp: TcpService[];
-}
-
-export interface InstanceCounters {
-  boots: number;
-  wakes: number;
-  restarts: number;
-  /** Wakes by standby tier (absent in records written before tiers existed). */
-  wakesHot?: number;
-  wakesCold?: number;
-}
 
 export interface InstanceRecord {
   version: typeof INSTANCE_RECORD_VERSION;
