@@ -5,7 +5,8 @@
 import path from 'node:path';
 import { Controller } from '../controller/controller.js';
 import type { HotStandbyConfig } from '../controller/hot-standby.js';
-import { syncRoutes } from '../controller/routing.js';
+import { routeName, syncRoutes } from '../controller/routing.js';
+import { DEFAULT_DOMAIN } from '../controller/spec.js';
 import type { ImageResolver, ImageRunConfig } from '../controller/seams.js';
 import { describeError } from '../errors.js';
 import { NamespacePool } from '../network/namespace-pool.js';
@@ -27,6 +28,8 @@ export interface HostInstancesConfig {
   proxyListen?: { host: string; port: number };
   /** Host names are `<name>.<domain>`. */
   domain?: string;
+  /** The proxy's HTTPS listener and its default PEM certificate and key (flickd --proxy-tls-*). */
+  proxyTls?: { listen: { host: string; port: number }; cert?: string; key?: string };
   /**
    * Namespace prefix and address pool of the instance networks. Default: env
    * FLICK_NETNS_PREFIX / FLICK_NET_POOL, else src/network's defaults. Two
@@ -106,8 +109,17 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
       const routes = new RouteTable();
       unsync = syncRoutes(controller, routes, (err) => log(`proxy route: ${describeError(err)}`));
       try {
-        proxy = await createProxy({ routes, waker: controller.scaleToZero, listen: config.proxyListen, ...(config.domain ? { domain: config.domain } : {}), ...(config.proxyMaxParked ? { maxParkedPerInstance: config.proxyMaxParked } : {}) });
+        const tls = config.proxyTls;
+        proxy = await createProxy({
+          routes,
+          waker: controller.scaleToZero,
+          listen: config.proxyListen,
+          ...(config.domain ? { domain: config.domain } : {}),
+          ...(config.proxyMaxParked ? { maxParkedPerInstance: config.proxyMaxParked } : {}),
+          ...(tls ? { tlsListen: tls.listen, ...(tls.cert !== undefined && tls.key !== undefined ? { tls: { cert: tls.cert, key: tls.key } } : {}) } : {}),
+        });
         log(`proxy: listening on http://${proxy.address.host}:${proxy.address.port} (host names <name>.${config.domain ?? 'localhost'})`);
+        if (proxy.tlsAddress) log(`proxy: listening on https://${proxy.tlsAddress.host}:${proxy.tlsAddress.port} (${tls?.cert !== undefined ? 'a default certificate, and ' : ''}instances' own certificates by SNI)`);
       } catch (err) {
         if (!config.proxyOptional) throw err;
         unsync();
@@ -121,6 +133,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     throw err;
   }
   const proxyPort = proxy?.address.port;
+  const httpsPort = proxy?.tlsAddress?.port;
   const domain = config.domain ?? 'localhost';
   const p = proxy;
   const metrics: MetricsSources = { controller, ...(p ? { proxyStats: () => p.stats() } : {}) };
@@ -134,7 +147,14 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     images: config.images,
     ...(p ? { proxyStats: () => p.stats() } : {}),
     // The proxy's URL when there is one: that is where scale to zero works.
-    urlFor: (rec) => (proxyPort !== undefined && rec.service.http ? `http://${rec.name}.${domain}:${proxyPort}` : undefined),
+    urlFor: (rec) => {
+      const http = rec.service.http;
+      if (proxyPort === undefined || http === undefined) return undefined;
+      const host = http.hostname.endsWith(`.${DEFAULT_DOMAIN}`) ? `${routeName(http.hostname)}.${domain}` : http.hostname;
+      // An instance with a certificate of its own, or that redirects plain HTTP, is shown at its HTTPS address.
+      if (httpsPort !== undefined && (http.tls !== undefined || http.plain === 'redirect')) return `https://${host}${httpsPort === 443 ? '' : `:${httpsPort}`}`;
+      return `http://${host}:${proxyPort}`;
+    },
   });
   let closing: Promise<void> | undefined;
   return {

@@ -1,10 +1,11 @@
 // The /v1 wire formats: request bodies validated with zod (messages name the
 // field and say what to write instead), and the snake_case view of an instance.
 import { z } from 'zod';
-import type { InstanceConfig } from '../controller/spec.js';
+import { DEFAULT_DOMAIN, type InstanceConfig } from '../controller/spec.js';
+import { checkCertificate, summarizeCertificate } from '../proxy/certificates.js';
 import { INSTANCE_STATES } from '../controller/states.js';
 import { FlickError } from '../errors.js';
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { HttpService, InstanceRecord } from '../store/instance-record.js';
 
 const port = (field: string) =>
   z.number({ error: `${field} must be a TCP port number (1-65535), e.g. 8080` }).int({ error: `${field} must be a whole number, e.g. 8080` }).min(1, { error: `${field} must be at least 1` }).max(65535, { error: `${field} must be at most 65535` });
@@ -12,7 +13,8 @@ const port = (field: string) =>
 export const PortSchema = z.strictObject({
   port: port('ports[].port'),
   guest_port: port('ports[].guest_port').optional(),
-  protocol: z.enum(['http', 'tcp'], { error: 'ports[].protocol must be "http" or "tcp"' }).default('http'),
+  // `http+tls`: served on the proxy's HTTPS listener; `http+redirect`: plain HTTP redirected there (Unikraft Cloud's handlers).
+  protocol: z.enum(['http', 'http+tls', 'http+redirect', 'tcp'], { error: 'ports[].protocol must be "http", "http+tls", "http+redirect" or "tcp"' }).default('http'),
 });
 
 export const CreateInstanceSchema = z.strictObject({
@@ -31,6 +33,8 @@ export const CreateInstanceSchema = z.strictObject({
   vcpus: z.number({ error: 'vcpus must be a whole number, e.g. 1' }).int({ error: 'vcpus must be a whole number, e.g. 1' }).min(1, { error: 'vcpus must be at least 1' }).max(64, { error: 'vcpus must be at most 64' }).optional(),
   ports: z.array(PortSchema, { error: 'ports must be a list like [{"port": 8080, "protocol": "http"}]' }).optional(),
   hostname: z.string({ error: 'hostname must be a string, e.g. "web.localhost"' }).regex(/^[a-z0-9.-]+$/, { error: 'hostname may hold only lowercase letters, digits, "." and "-"' }).optional(),
+  tls_cert: z.string({ error: 'tls_cert must be a string holding a PEM certificate (chain)' }).max(256 * 1024, { error: 'tls_cert must be at most 256 KiB of PEM' }).optional(),
+  tls_key: z.string({ error: 'tls_key must be a string holding a PEM private key' }).max(64 * 1024, { error: 'tls_key must be at most 64 KiB of PEM' }).optional(),
   autostart: z.boolean({ error: 'autostart must be true or false' }).optional(),
   restart_policy: z.enum(['never', 'on-failure', 'always'], { error: 'restart_policy must be "never", "on-failure" or "always"' }).optional(),
   scale_to_zero: z
@@ -46,6 +50,10 @@ export const CreateInstanceSchema = z.strictObject({
     .optional(),
 });
 export type CreateInstanceBody = z.infer<typeof CreateInstanceSchema>;
+
+function bad(problem: string): ApiError {
+  return new ApiError('BAD_REQUEST', `invalid request: ${problem}`, { kind: 'user' });
+}
 
 export class ApiError extends FlickError<'BAD_REQUEST' | 'INVALID_JSON' | 'NOT_FOUND' | 'METHOD_NOT_ALLOWED' | 'UNAUTHORIZED'> {}
 
@@ -64,10 +72,23 @@ export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
 
 /** The wire request → the controller's InstanceConfig. */
 export function toInstanceConfig(body: CreateInstanceBody): InstanceConfig {
-  const http = (body.ports ?? []).filter((p) => p.protocol === 'http');
-  if (http.length > 1) throw new ApiError('BAD_REQUEST', 'invalid request: ports may hold at most one "http" port (the proxy routes HTTP by host name): make the others "tcp"', { kind: 'user' });
-  const tcp = (body.ports ?? []).filter((p) => p.protocol === 'tcp').map((p) => ({ hostPort: p.port, guestPort: p.guest_port ?? p.port }));
-  const h = http[0];
+  const ports = body.ports ?? [];
+  const one = (protocol: string) => {
+    const found = ports.filter((p) => p.protocol === protocol);
+    if (found.length > 1) throw bad(`ports may hold at most one "${protocol}" port (the proxy routes HTTP by host name): make the others "tcp"`);
+    return found[0];
+  };
+  const plain = one('http');
+  const secure = one('http+tls');
+  const redirect = one('http+redirect');
+  const tcp = ports.filter((p) => p.protocol === 'tcp').map((p) => ({ hostPort: p.port, guestPort: p.guest_port ?? p.port }));
+  const guestPort = (p: { port: number; guest_port?: number | undefined }) => p.guest_port ?? p.port;
+  if (plain && secure && guestPort(plain) !== guestPort(secure)) throw bad(`the "http" and "http+tls" ports go to one guest port: give both guest port ${guestPort(secure)}`);
+  if (redirect && !secure) throw bad('an "http+redirect" port sends plain HTTP to HTTPS: add an "http+tls" port too, e.g. -p 443:8080/http+tls -p 80:443/http+redirect');
+  if (redirect && plain) throw bad('ports hold both "http" (serve plain HTTP) and "http+redirect" (redirect it to HTTPS): keep one');
+  if ((body.tls_cert === undefined) !== (body.tls_key === undefined)) throw bad('tls_cert and tls_key go together: give both (--tls-cert FILE --tls-key FILE) or neither');
+  if (body.tls_cert !== undefined && !secure) throw bad('tls_cert is presented on HTTPS: add an "http+tls" port, e.g. -p 443:8080/http+tls');
+  const h = secure ?? plain;
   const spec: InstanceConfig = { image: body.image };
   if (body.name !== undefined) spec.name = body.name;
   if (body.args !== undefined) spec.args = body.args;
@@ -78,7 +99,16 @@ export function toInstanceConfig(body: CreateInstanceBody): InstanceConfig {
   if (body.restart_policy !== undefined) spec.restartPolicy = body.restart_policy;
   if (h || tcp.length > 0 || body.hostname) {
     spec.service = { tcp };
-    if (h) spec.service.http = { guestPort: h.guest_port ?? h.port, ...(body.hostname ? { hostname: body.hostname } : {}) };
+    if (h) {
+      spec.service.http = { guestPort: guestPort(h), ...(body.hostname ? { hostname: body.hostname } : {}), ...(redirect ? { plain: 'redirect' as const } : {}) };
+      if (body.tls_cert !== undefined && body.tls_key !== undefined) {
+        const pair = { cert: body.tls_cert, key: body.tls_key };
+        // Checked now (a 400 naming the problem) rather than at the first handshake; the host is known when named.
+        const host = body.hostname ?? (body.name !== undefined ? `${body.name}.${DEFAULT_DOMAIN}` : undefined);
+        checkCertificate(pair, 'tls_cert', host);
+        spec.service.http.tls = pair;
+      }
+    }
   }
   if (body.scale_to_zero) {
     const s = body.scale_to_zero;
@@ -109,7 +139,7 @@ export function instanceView(rec: InstanceRecord, url?: string): Record<string, 
     memory_mb: rec.memoryMb,
     vcpus: rec.vcpus,
     service: {
-      http: rec.service.http ? { hostname: rec.service.http.hostname, guest_port: rec.service.http.guestPort } : null,
+      http: rec.service.http ? httpView(rec.service.http) : null,
       tcp: rec.service.tcp.map((t) => ({ port: t.hostPort, guest_port: t.guestPort })),
     },
     url: url ?? null,
@@ -132,5 +162,15 @@ export function instanceView(rec: InstanceRecord, url?: string): Record<string, 
     created_at: rec.createdAt,
     started_at: rec.startedAt,
     stopped_at: rec.stoppedAt,
+  };
+}
+
+/** The HTTP service as the API shows it: the certificate by its names and expiry, never the key. */
+function httpView(http: HttpService): Record<string, unknown> {
+  return {
+    hostname: http.hostname,
+    guest_port: http.guestPort,
+    tls: http.tls ? summarizeCertificate(http.tls.cert) : null,
+    plain: http.plain ?? 'serve',
   };
 }

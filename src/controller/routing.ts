@@ -5,9 +5,19 @@
 // here by what the controller needs of it.
 import type { InstanceRecord } from '../store/instance-record.js';
 import type { Controller } from './controller.js';
+import { DEFAULT_DOMAIN } from './spec.js';
+
+/** What an HTTP route carries besides its target: its certificate and whether plain HTTP is redirected. */
+export interface HttpRoute {
+  instanceId: string;
+  targetPort: number;
+  certificate?: { cert: string; key: string };
+  plain?: 'redirect';
+}
 
 export interface RouteSink {
-  setHttp(name: string, route: { instanceId: string; targetPort: number }): void;
+  setHttp(name: string, route: HttpRoute): void;
+  setHttpHost(host: string, route: HttpRoute): void;
   setTcp(port: number, route: { instanceId: string; targetPort: number }): void;
   removeInstance(instanceId: string): void;
 }
@@ -17,8 +27,18 @@ export function routeName(hostname: string): string {
   return hostname.split('.')[0]!;
 }
 
+/** Whether a host name is `<label>.localhost` (routed by its label under the proxy's domain) rather than a whole name of its own. */
+function isDefaultDomainHost(hostname: string): boolean {
+  return hostname.endsWith(`.${DEFAULT_DOMAIN}`) && !hostname.slice(0, -DEFAULT_DOMAIN.length - 1).includes('.');
+}
+
 export function applyRoutes(sink: RouteSink, rec: InstanceRecord): void {
-  if (rec.service.http) sink.setHttp(routeName(rec.service.http.hostname), { instanceId: rec.id, targetPort: rec.service.http.guestPort });
+  const http = rec.service.http;
+  if (http) {
+    const route: HttpRoute = { instanceId: rec.id, targetPort: http.guestPort, ...(http.tls ? { certificate: http.tls } : {}), ...(http.plain ? { plain: http.plain } : {}) };
+    if (isDefaultDomainHost(http.hostname)) sink.setHttp(routeName(http.hostname), route);
+    else sink.setHttpHost(http.hostname, route);
+  }
   for (const t of rec.service.tcp) sink.setTcp(t.hostPort, { instanceId: rec.id, targetPort: t.guestPort });
 }
 

@@ -10,6 +10,7 @@ import {
   type InstanceRecord,
   type RestartPolicy,
   type ScaleToZeroConfig,
+  type HttpService,
   type ServiceConfig,
   type TcpService,
 } from '../store/instance-record.js';
@@ -25,7 +26,7 @@ export interface InstanceConfig {
   env?: Record<string, string>;
   memoryMb?: number;
   vcpus?: number;
-  service?: { http?: { hostname?: string; guestPort: number }; tcp?: TcpService[] };
+  service?: { http?: { hostname?: string; guestPort: number; tls?: HttpService['tls']; plain?: HttpService['plain'] }; tcp?: TcpService[] };
   autostart?: boolean;
   restartPolicy?: RestartPolicy;
   scaleToZero?: Partial<ScaleToZeroConfig>;
@@ -75,7 +76,12 @@ export function exposedTcpPorts(config: ImageRunConfig): number[] {
 export function resolveService(spec: InstanceConfig, name: string, image: PreparedImage): ServiceConfig {
   const tcp = spec.service?.tcp ?? [];
   const asked = spec.service?.http;
-  if (asked) return { http: { hostname: asked.hostname ?? `${name}.${DEFAULT_DOMAIN}`, guestPort: asked.guestPort }, tcp };
+  if (asked) {
+    const http: HttpService = { hostname: asked.hostname ?? `${name}.${DEFAULT_DOMAIN}`, guestPort: asked.guestPort };
+    if (asked.tls) http.tls = asked.tls;
+    if (asked.plain) http.plain = asked.plain;
+    return { http, tcp };
+  }
   if (tcp.length > 0) return { tcp };
   const [port] = exposedTcpPorts(image.config);
   return port === undefined ? { tcp } : { http: { hostname: `${name}.${DEFAULT_DOMAIN}`, guestPort: port }, tcp };

@@ -5,6 +5,7 @@
 // or SIGINT. `flickd gc --data-dir DIR` collects
 // registry garbage and exits (run it while flickd is stopped, or let flickd run
 // it at start).
+import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { IncomingMessage } from 'node:http';
 import { describeError } from '../errors.js';
@@ -18,6 +19,7 @@ import { Registry } from '../registry/registry.js';
 import { DEFAULT_NETNS_POOL_SIZE } from '../network/namespace-pool.js';
 import { DEFAULT_TEMPLATE_WARMUP_REQUESTS, WARMUP_USER_AGENT } from '../controller/template-warmup.js';
 import type { KeepResident } from '../controller/hot-standby.js';
+import { checkCertificate } from '../proxy/certificates.js';
 import { ensureToken, TokenAuth, type Identity } from './auth.js';
 import { createDaemonServer, type DaemonRoute } from './server.js';
 
@@ -26,7 +28,11 @@ export const DEFAULT_LISTEN = '127.0.0.1:7450';
 /** The ingress proxy's default address: next to the API's port; instances are `http://<name>.localhost:7451`. */
 export const DEFAULT_PROXY_LISTEN = '127.0.0.1:7451';
 
+/** The HTTPS listener's default address when a certificate is given: `https://<name>.localhost:7452`. */
+export const DEFAULT_PROXY_TLS_LISTEN = '127.0.0.1:7452';
+
 const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-listen HOST:PORT|off] [--anonymous-pull]
+              [--proxy-tls-cert FILE --proxy-tls-key FILE] [--proxy-tls-listen HOST:PORT]
               [--hot-standby-budget SIZE] [--hot-page-out-after MS] [--hot-keep-resident SIZE|N%]
               [--proxy-max-parked N]
               [--metrics-anonymous-loopback] [--max-instances N] [--netns-pool N]
@@ -34,6 +40,10 @@ const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-list
        flickd gc [--data-dir DIR]
 
   --proxy-listen              ingress proxy (default ${DEFAULT_PROXY_LISTEN}; off: none)
+  --proxy-tls-cert FILE       PEM certificate (chain) the proxy's HTTPS listener presents to clients that
+  --proxy-tls-key FILE          name no host with a certificate of its own (flick run --tls-cert), and its key
+  --proxy-tls-listen HOST:PORT  the HTTPS listener (default ${DEFAULT_PROXY_TLS_LISTEN} when a certificate is given;
+                              without one, only instances' own certificates are served, by SNI)
   --hot-standby-budget SIZE   host RAM all hot-standby (paused) instances may hold, e.g. 2G, 512M;
                               0: every standby is cold (default: a tenth of host RAM)
   --hot-page-out-after MS     how long a hot-standby instance keeps its guest RAM resident
@@ -99,6 +109,9 @@ export async function main(argv: string[]): Promise<void> {
         listen: { type: 'string', default: DEFAULT_LISTEN },
         'anonymous-pull': { type: 'boolean', default: false },
         'proxy-listen': { type: 'string' },
+        'proxy-tls-cert': { type: 'string' },
+        'proxy-tls-key': { type: 'string' },
+        'proxy-tls-listen': { type: 'string' },
         'hot-standby-budget': { type: 'string' },
         'hot-page-out-after': { type: 'string' },
         'hot-keep-resident': { type: 'string' },
@@ -143,8 +156,10 @@ export async function main(argv: string[]): Promise<void> {
     const netnsPool = args.values['netns-pool'];
     if (netnsPool !== undefined && !/^\d+$/.test(netnsPool)) throw new Error(`--netns-pool "${netnsPool}" is not a whole number, e.g. ${DEFAULT_NETNS_POOL_SIZE}`);
     if (pageOut !== undefined && !/^\d+$/.test(pageOut)) throw new Error(`--hot-page-out-after "${pageOut}" is not a whole number of milliseconds, e.g. 10000`);
+    const proxyTls = readProxyTls(args.values['proxy-tls-cert'], args.values['proxy-tls-key'], args.values['proxy-tls-listen']);
     await serve({
       dataDir,
+      ...(proxyTls ? { proxyTls } : {}),
       listen: args.values.listen,
       proxyListen: args.values['proxy-listen'],
       anonymousPull: args.values['anonymous-pull'],
@@ -166,8 +181,28 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
+/** `--proxy-tls-*`: the HTTPS listener and its default certificate (read and checked now), or undefined for none. */
+export function readProxyTls(certFile: string | undefined, keyFile: string | undefined, listen: string | undefined): ServeConfig['proxyTls'] {
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new Error('--proxy-tls-cert and --proxy-tls-key go together: give the certificate file and its key file');
+  if (certFile === undefined && listen === undefined) return undefined;
+  const read = (file: string, flag: string) => {
+    try {
+      return fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new Error(`${flag} ${file}: ${describeError(err)}: give a readable PEM file`);
+    }
+  };
+  const at = parseListen(listen ?? DEFAULT_PROXY_TLS_LISTEN);
+  if (certFile === undefined || keyFile === undefined) return { listen: at };
+  const pair = { cert: read(certFile, '--proxy-tls-cert'), key: read(keyFile, '--proxy-tls-key') };
+  checkCertificate(pair, `--proxy-tls-cert ${certFile}`);
+  return { listen: at, ...pair };
+}
+
 export interface ServeConfig {
   dataDir: string;
+  /** The proxy's HTTPS listener and its default certificate (PEM); none: no HTTPS. */
+  proxyTls?: { listen: { host: string; port: number }; cert?: string; key?: string };
   listen: string;
   /** The ingress proxy's address (HOST:PORT); undefined: the default (and none if its port is taken); 'off': none. */
   proxyListen?: string | undefined;
@@ -201,6 +236,7 @@ async function serve(config: ServeConfig): Promise<void> {
     images,
     log: config.log,
     ...(proxyListen ? { proxyListen, proxyOptional: config.proxyListen === undefined } : {}),
+    ...(proxyListen && config.proxyTls ? { proxyTls: config.proxyTls } : {}),
     ...(config.hotStandby ? { hotStandby: config.hotStandby } : {}),
     ...(config.proxyMaxParked ? { proxyMaxParked: config.proxyMaxParked } : {}),
     ...(config.maxInstances !== undefined ? { maxInstances: config.maxInstances } : {}),

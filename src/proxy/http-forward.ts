@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { forwardRequestHeaders, forwardResponseHeaders, hostOf, rawResponseHead, requestHasBody, withoutFraming, type ForwardedFor } from './headers.js';
 import type { AwakeTarget, InstanceGate, Refusal, Ticket, Waiter } from './gate.js';
-import { instanceNameFromHost, type Route, type RouteTable } from './routes.js';
+import type { Route, RouteTable } from './routes.js';
 import type { Waker } from './waker.js';
 
 export interface ForwardContext {
@@ -20,6 +20,12 @@ export interface ForwardContext {
   forwarded: ForwardedFor;
   /** Sockets node handed over for upgrades: the HTTP server no longer closes them, the proxy does. */
   upgraded: Set<Duplex>;
+  /**
+   * On the plain listener: where routes with `plain: 'redirect'` send clients
+   * (the HTTPS listener's port), or null when there is no HTTPS listener.
+   * Undefined on the HTTPS listener itself.
+   */
+  httpsPort?: number | null;
 }
 
 /** Routes a request to its instance, or answers 400/404 itself. */
@@ -27,6 +33,10 @@ export function handleRequest(ctx: ForwardContext, req: http.IncomingMessage, re
   const route = routeOf(ctx, req);
   if (typeof route === 'string') {
     answer(res, route === '' ? 400 : 404, notRoutedMessage(route, ctx.domain));
+    return;
+  }
+  if (route.plain === 'redirect' && ctx.httpsPort !== undefined) {
+    redirectToHttps(ctx.httpsPort, req, res);
     return;
   }
   new HttpExchange(ctx, route, req, res).start();
@@ -42,6 +52,12 @@ export function handleUpgrade(ctx: ForwardContext, req: http.IncomingMessage, so
     answerRaw(socket, route === '' ? 400 : 404, notRoutedMessage(route, ctx.domain));
     return;
   }
+  if (route.plain === 'redirect' && ctx.httpsPort !== undefined) {
+    const to = httpsLocation(ctx.httpsPort, req);
+    if (to === undefined) answerRaw(socket, 421, HTTPS_ONLY);
+    else socket.end(rawResponseHead(308, 'Permanent Redirect', ['Location', to, 'Content-Length', '0', 'Connection', 'close']));
+    return;
+  }
   new UpgradeExchange(ctx, route, req, socket, head).start();
 }
 
@@ -49,8 +65,31 @@ export function handleUpgrade(ctx: ForwardContext, req: http.IncomingMessage, so
 function routeOf(ctx: ForwardContext, req: http.IncomingMessage): Route | string {
   const host = hostOf(req.rawHeaders);
   if (host === undefined) return '';
-  const name = instanceNameFromHost(host, ctx.domain);
-  return (name === undefined ? undefined : ctx.routes.http(name)) ?? host;
+  return ctx.routes.forHost(host, ctx.domain) ?? host;
+}
+
+const HTTPS_ONLY = "this host is served over HTTPS only, and this proxy has no HTTPS listener: start flickd with --proxy-tls-listen (and a certificate)\n";
+
+/** `https://<host>[:port]<path>` for a plain request, or undefined without an HTTPS listener. */
+function httpsLocation(httpsPort: number | null, req: http.IncomingMessage): string | undefined {
+  if (httpsPort === null) return undefined;
+  const host = hostOf(req.rawHeaders) ?? '';
+  // The Host without its port (an IPv6 literal keeps its brackets); the route matched it, so it is a valid name.
+  const bare = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.replace(/:\d*$/, '');
+  const url = req.url !== undefined && req.url.startsWith('/') ? req.url : '/';
+  return `https://${bare}${httpsPort === 443 ? '' : `:${httpsPort}`}${url}`;
+}
+
+/** A route that asked for HTTPS only (`-p 80:443/http+redirect`): 308 keeps the method and body (RFC 9110 §15.4.9). */
+function redirectToHttps(httpsPort: number | null, req: http.IncomingMessage, res: http.ServerResponse): void {
+  req.resume();
+  const to = httpsLocation(httpsPort, req);
+  if (to === undefined) {
+    answer(res, 421, HTTPS_ONLY);
+    return;
+  }
+  res.writeHead(308, ['Location', to, 'Content-Length', '0']);
+  res.end();
 }
 
 function notRoutedMessage(host: string, domain: string): string {

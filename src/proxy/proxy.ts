@@ -1,13 +1,17 @@
-// Flick's ingress proxy: HTTP/1.1 (and HTTPS when given a certificate) routed
-// by Host to instances, raw TCP routed by host port, and a wake gate per
-// instance that parks traffic while the instance wakes. It knows instances only
-// through the RouteTable and the Waker seam, never the controller.
+// Flick's ingress proxy: HTTP/1.1 (and HTTPS: on a listener of its own, with a
+// default certificate and per-route ones chosen by SNI) routed by Host to
+// instances, raw TCP routed by host port, and a wake gate per instance that
+// parks traffic while the instance wakes. It knows instances only through the
+// RouteTable and the Waker seam, never the controller.
 //
-// flickd:   const proxy = await createProxy({ routes, waker, listen: { host, port } });
+// flickd:   const proxy = await createProxy({ routes, waker, listen: { host, port }, tlsListen, tls });
 // controller: routes.setHttp('app', { instanceId, targetPort: 8080 }); routes.removeInstance(id);
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type tls from 'node:tls';
+import { SecureContexts } from './certificates.js';
 import { ProxyError } from './errors.js';
 import { InstanceGate, type GateConfig } from './gate.js';
 import { handleRequest, handleUpgrade, type ForwardContext } from './http-forward.js';
@@ -23,8 +27,14 @@ export interface ProxyConfig {
   listen: { host: string; port: number };
   /** Host names are `<name>.<domain>`. Default `localhost`. */
   domain?: string;
-  /** Terminate TLS on the HTTP listener with this PEM certificate (chain) and key. */
+  /**
+   * The default PEM certificate (chain) and key of the HTTPS listener, for
+   * clients that name no routed host with a certificate of its own. Without
+   * `tlsListen`, the main listener itself speaks TLS.
+   */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Serve HTTPS here too (port 0: a free port, see `Proxy.tlsAddress`); routes' certificates are picked by SNI. */
+  tlsListen?: { host: string; port: number };
   /** Address TCP route listeners bind to. Default: `listen.host`. */
   tcpHost?: string;
   /** Parked requests per instance before 503. Default 1024. */
@@ -52,6 +62,8 @@ export interface ProxyConfig {
 export interface Proxy {
   /** Where the HTTP(S) listener is bound. */
   readonly address: { host: string; port: number };
+  /** Where the HTTPS listener of `tlsListen` is bound. */
+  readonly tlsAddress: { host: string; port: number } | undefined;
   /** Counters per instance that has seen traffic (copies). */
   stats(): InstanceProxyStats[];
   /** Resolves once every TCP listener opened or closed by route changes so far is bound or closed. */
@@ -84,29 +96,32 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
   };
   const onError = config.onError ?? ((err: Error) => console.error(`flick proxy: ${err.message}`));
 
-  const forwardCtx: ForwardContext = {
+  const upgraded = new Set<Duplex>();
+  const domain = (config.domain ?? 'localhost').toLowerCase();
+  const forwardCtx = (proto: 'http' | 'https'): ForwardContext => ({
     routes: config.routes,
-    domain: (config.domain ?? 'localhost').toLowerCase(),
+    domain,
     waker: config.waker,
     gate,
-    forwarded: { proto: config.tls ? 'https' : 'http', trustForwarded: config.trustForwarded ?? false, via: config.via },
-    upgraded: new Set(),
-  };
-  const serverOptions: http.ServerOptions = {
-    keepAliveTimeout: config.clientKeepAliveMs ?? 65_000,
-    // A parked request has not been read yet; the wake timeout, not this, bounds how long it waits.
-    requestTimeout: 0,
-    noDelay: true,
-  };
-  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => handleRequest(forwardCtx, req, res);
-  const server = config.tls
-    ? https.createServer({ ...serverOptions, cert: config.tls.cert, key: config.tls.key }, onRequest)
-    : http.createServer(serverOptions, onRequest);
-  server.on('upgrade', (req, socket, head) => handleUpgrade(forwardCtx, req, socket, head));
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    else socket.destroy();
+    forwarded: { proto, trustForwarded: config.trustForwarded ?? false, via: config.via },
+    upgraded,
   });
+  const servers: Array<http.Server | https.Server> = [];
+  const contexts = new SecureContexts();
+  // A client naming a host with a certificate of its own gets it; others the default (none: the handshake fails).
+  const sni = (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void => {
+    const route = config.routes.forHost(servername, domain);
+    if (route?.certificate !== undefined) cb(null, contexts.get(route.certificate));
+    else if (config.tls !== undefined) cb(null, undefined);
+    else cb(new Error(`no certificate for ${servername}`));
+  };
+  const secureOptions: https.ServerOptions = { ...(config.tls ? { cert: config.tls.cert, key: config.tls.key } : {}), SNICallback: sni };
+  const tlsOnMain = config.tls !== undefined && config.tlsListen === undefined;
+  const mainCtx = forwardCtx(tlsOnMain ? 'https' : 'http');
+  const main = serveHttp(mainCtx, tlsOnMain ? secureOptions : undefined, config);
+  servers.push(main);
+  const secure = config.tlsListen !== undefined ? serveHttp(forwardCtx('https'), secureOptions, config) : undefined;
+  if (secure) servers.push(secure);
 
   const tcp = new TcpListeners(config, { waker: config.waker, gate, quietMs: config.tcpQuietMs ?? 200 }, onError);
   const unsubscribe = config.routes.subscribe((change: RouteChange) => {
@@ -119,28 +134,41 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
   });
 
   try {
-    await listen(server, config.listen.port, config.listen.host);
+    await listen(main, config.listen.port, config.listen.host).catch((err: unknown) => {
+      throw new ProxyError('listen_failed', `cannot serve the ingress proxy on ${config.listen.host}:${config.listen.port}: ${(err as Error).message}; pick another --proxy-listen address`, { cause: err, kind: 'user' });
+    });
+    if (secure && config.tlsListen) {
+      const at = config.tlsListen;
+      await listen(secure, at.port, at.host).catch((err: unknown) => {
+        throw new ProxyError('listen_failed', `cannot serve HTTPS on ${at.host}:${at.port}: ${(err as Error).message}; pick another --proxy-tls-listen address`, { cause: err, kind: 'user' });
+      });
+    }
   } catch (err) {
     unsubscribe();
-    throw new ProxyError('listen_failed', `cannot serve the ingress proxy on ${config.listen.host}:${config.listen.port}: ${(err as Error).message}; pick another --proxy-listen address`, { cause: err, kind: 'user' });
+    await Promise.all(servers.map((s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()))));
+    throw err;
   }
+  const bound = main.address() as net.AddressInfo;
+  const tlsBound = secure ? { host: config.tlsListen!.host, port: (secure.address() as net.AddressInfo).port } : undefined;
+  // Plain requests for routes that asked for HTTPS only are redirected to this listener.
+  mainCtx.httpsPort = tlsOnMain ? undefined : (tlsBound?.port ?? null);
   for (const port of config.routes.tcpPorts()) tcp.sync(port);
   await tcp.settled();
-  const bound = server.address() as net.AddressInfo;
 
   let closing: Promise<void> | undefined;
   return {
     address: { host: config.listen.host, port: bound.port },
+    tlsAddress: tlsBound,
     stats: () => [...gates.values()].map((g) => snapshotStats(g.stats)),
     settled: () => tcp.settled(),
     close: () =>
       (closing ??= (async () => {
         unsubscribe();
         for (const g of gates.values()) g.close('the ingress proxy is shutting down: retry shortly');
-        const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
-        server.closeAllConnections();
-        for (const socket of forwardCtx.upgraded) socket.destroy();
-        await Promise.all([serverClosed, tcp.close()]);
+        const serversClosed = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+        for (const s of servers) s.closeAllConnections();
+        for (const socket of upgraded) socket.destroy();
+        await Promise.all([...serversClosed, tcp.close()]);
       })()),
   };
 }
@@ -209,6 +237,24 @@ class TcpListeners {
   #track(operation: Promise<void>): void {
     this.#pending = Promise.all([this.#pending, operation]).then(() => undefined);
   }
+}
+
+/** One HTTP or HTTPS listener of the proxy, forwarding with `ctx`. */
+function serveHttp(ctx: ForwardContext, secure: https.ServerOptions | undefined, config: ProxyConfig): http.Server | https.Server {
+  const serverOptions: http.ServerOptions = {
+    keepAliveTimeout: config.clientKeepAliveMs ?? 65_000,
+    // A parked request has not been read yet; the wake timeout, not this, bounds how long it waits.
+    requestTimeout: 0,
+    noDelay: true,
+  };
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => handleRequest(ctx, req, res);
+  const server = secure ? https.createServer({ ...serverOptions, ...secure }, onRequest) : http.createServer(serverOptions, onRequest);
+  server.on('upgrade', (req, socket, head) => handleUpgrade(ctx, req, socket, head));
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+  return server;
 }
 
 function listen(server: net.Server, port: number, host: string): Promise<void> {

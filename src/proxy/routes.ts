@@ -1,13 +1,19 @@
-// The proxy's routing table: which instance answers for a host name
-// (`<name>.<domain>`) and for a raw TCP host port. The controller owns the
+// The proxy's routing table: which instance answers for a host name (a label
+// `<name>` of the proxy's domain, or a whole host name such as
+// `shop.example.com`) and for a raw TCP host port. The controller owns the
 // contents and updates them live; the proxy reads on every request and
 // subscribes to changes so it can open and close TCP listeners.
+import type { CertificatePair } from './certificates.js';
 import { ProxyError } from './errors.js';
 
 export interface Route {
   instanceId: string;
   /** The port the app listens on inside the instance. */
   targetPort: number;
+  /** The certificate the HTTPS listener presents when a client names this host (SNI); absent: the listener's default. */
+  certificate?: CertificatePair;
+  /** `redirect`: plain HTTP requests get a 308 to the same URL over HTTPS. Default: served on both. */
+  plain?: 'serve' | 'redirect';
 }
 
 export type RouteChange =
@@ -20,6 +26,8 @@ const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export class RouteTable {
   readonly #http = new Map<string, Route>();
+  /** Whole host names (lower case, no trailing dot), looked up before labels. */
+  readonly #hosts = new Map<string, Route>();
   readonly #tcp = new Map<number, Route>();
   readonly #listeners = new Set<(change: RouteChange) => void>();
 
@@ -30,11 +38,21 @@ export class RouteTable {
       throw new ProxyError('invalid_route', `cannot route host name "${name}": it must be a DNS label (letters, digits, '-'), so that "${key}.<domain>" is a valid host`, { kind: 'user' });
     }
     checkPort(route.targetPort, 'target');
-    this.#http.set(key, { instanceId: route.instanceId, targetPort: route.targetPort });
+    this.#http.set(key, copyRoute(route));
   }
 
   deleteHttp(name: string): void {
     this.#http.delete(name.toLowerCase());
+  }
+
+  /** Route a whole host name (`shop.example.com`), whatever the proxy's domain. Replaces an existing route of that host. */
+  setHttpHost(host: string, route: Route): void {
+    const key = host.toLowerCase().replace(/\.$/, '');
+    if (key.length > 253 || !key.split('.').every((label) => NAME.test(label))) {
+      throw new ProxyError('invalid_route', `cannot route host name "${host}": it must be dot-separated DNS labels (letters, digits, '-'), at most 253 characters`, { kind: 'user' });
+    }
+    checkPort(route.targetPort, 'target');
+    this.#hosts.set(key, copyRoute(route));
   }
 
   /** Listen on a host port and pipe its connections to an instance's port. */
@@ -58,6 +76,7 @@ export class RouteTable {
   /** Remove every route of an instance (it was deleted); parked requests for it are answered 503. */
   removeInstance(instanceId: string): void {
     for (const [name, route] of this.#http) if (route.instanceId === instanceId) this.#http.delete(name);
+    for (const [host, route] of this.#hosts) if (route.instanceId === instanceId) this.#hosts.delete(host);
     for (const [port, route] of this.#tcp) if (route.instanceId === instanceId) this.deleteTcp(port);
     this.#emit({ kind: 'instance-removed', instanceId });
   }
@@ -65,6 +84,20 @@ export class RouteTable {
   /** The route for a lower-case instance name (already stripped of its domain). */
   http(name: string): Route | undefined {
     return this.#http.get(name);
+  }
+
+  /**
+   * The route a `Host` header (or an SNI server name) addresses: the whole host
+   * name first, then `<name>.<domain>`. `domain` must be lower case.
+   */
+  forHost(host: string | undefined, domain: string): Route | undefined {
+    if (!host) return undefined;
+    if (this.#hosts.size > 0) {
+      const exact = this.#hosts.get(bareHost(host));
+      if (exact !== undefined) return exact;
+    }
+    const name = instanceNameFromHost(host, domain);
+    return name === undefined ? undefined : this.#http.get(name);
   }
 
   tcp(port: number): Route | undefined {
@@ -84,6 +117,24 @@ export class RouteTable {
   #emit(change: RouteChange): void {
     for (const listener of this.#listeners) listener(change);
   }
+}
+
+function copyRoute(route: Route): Route {
+  return {
+    instanceId: route.instanceId,
+    targetPort: route.targetPort,
+    ...(route.certificate !== undefined ? { certificate: route.certificate } : {}),
+    ...(route.plain !== undefined ? { plain: route.plain } : {}),
+  };
+}
+
+/** `Host: Shop.Example.com.:8443` → `shop.example.com`; an IPv6 literal stays as it is. */
+function bareHost(host: string): string {
+  let end = host.length;
+  const colon = host.lastIndexOf(':');
+  if (colon !== -1 && host.charCodeAt(0) !== 91 /* [ */) end = colon;
+  if (host.charCodeAt(end - 1) === 46 /* . */) end -= 1;
+  return host.slice(0, end).toLowerCase();
 }
 
 function checkPort(port: number, which: string): void {

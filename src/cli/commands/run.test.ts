@@ -10,12 +10,14 @@ test('memory sizes: bare numbers are MiB, M/G suffixes in any case', () => {
   for (const bad of ['lots', '', '256K', '0', '1.5M', '-1']) assert.throws(() => parseMemory(bad), usage(/e\.g\./), bad);
 });
 
-test('-p PORT[:GUEST][/http|/tcp]', () => {
+test('-p PORT[:GUEST][/http|/http+tls|/http+redirect|/tcp]', () => {
   assert.deepEqual(parsePort('8080'), { port: 8080, guest_port: 8080, protocol: 'http' });
   assert.deepEqual(parsePort('80:8080'), { port: 80, guest_port: 8080, protocol: 'http' });
   assert.deepEqual(parsePort('5432/tcp'), { port: 5432, guest_port: 5432, protocol: 'tcp' });
   assert.deepEqual(parsePort('6000:5432/tcp'), { port: 6000, guest_port: 5432, protocol: 'tcp' });
-  for (const bad of ['http', '0', '70000', '80:0', '80/udp', '80:', ':80']) assert.throws(() => parsePort(bad), usage(/PORT\[:GUEST\]/), bad);
+  assert.deepEqual(parsePort('443:8080/http+tls'), { port: 443, guest_port: 8080, protocol: 'http+tls' });
+  assert.deepEqual(parsePort('80:443/http+redirect'), { port: 80, guest_port: 443, protocol: 'http+redirect' });
+  for (const bad of ['http', '0', '70000', '80:0', '80/udp', '80:', ':80', '443/tls', '443/http+']) assert.throws(() => parsePort(bad), usage(/PORT\[:GUEST\]/), bad);
 });
 
 test('--scale-to-zero key=value lists', () => {

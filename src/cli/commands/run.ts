@@ -1,7 +1,9 @@
-// `flick run [--name N] [-p PORT[:GUEST][/http|/tcp]] [-e K=V] [-m 256M] [--vcpus N]
+// `flick run [--name N] [-p PORT[:GUEST][/http|/http+tls|/http+redirect|/tcp]] [-e K=V] [-m 256M] [--vcpus N]
+//  [--domain HOST] [--tls-cert FILE --tls-key FILE]
 //  [--scale-to-zero policy=on|idle|off,cooldown-time=MS,stateful=BOOL] IMAGE [ARGS…]`:
 // creates an instance on the host, waits (spinner on a terminal) until its app
 // accepts connections, and prints where to reach it.
+import fs from 'node:fs';
 import type { Command } from 'commander';
 import { FlickError } from '../../errors.js';
 import { FlickApi, instanceUrl, type InstanceView } from '../api-client.js';
@@ -23,18 +25,31 @@ export function parseMemory(text: string): number {
 export interface PortFlag {
   port: number;
   guest_port: number;
-  protocol: 'http' | 'tcp';
+  protocol: 'http' | 'http+tls' | 'http+redirect' | 'tcp';
 }
 
-/** `PORT[:GUEST][/http|/tcp]`; the protocol defaults to http, GUEST to PORT. */
+/**
+ * `PORT[:GUEST][/http|/http+tls|/http+redirect|/tcp]` (Unikraft Cloud's handlers); the protocol
+ * defaults to http, GUEST to PORT. `443:8080/http+tls` serves guest port 8080 on the proxy's
+ * HTTPS listener; `80:443/http+redirect` redirects plain HTTP there.
+ */
 export function parsePort(text: string): PortFlag {
-  const m = /^(\d{1,5})(?::(\d{1,5}))?(?:\/(http|tcp))?$/.exec(text.trim());
+  const m = /^(\d{1,5})(?::(\d{1,5}))?(?:\/(http\+tls|http\+redirect|http|tcp))?$/.exec(text.trim());
   const port = Number(m?.[1]);
   const guest = m?.[2] === undefined ? port : Number(m[2]);
   if (!m || port < 1 || port > 65535 || guest < 1 || guest > 65535) {
-    throw usage(`-p "${text}" is not a port mapping: write PORT[:GUEST][/http|/tcp] with ports 1-65535, e.g. -p 8080 or -p 5432:5432/tcp`);
+    throw usage(`-p "${text}" is not a port mapping: write PORT[:GUEST][/http|/http+tls|/http+redirect|/tcp] with ports 1-65535, e.g. -p 8080, -p 443:8080/http+tls or -p 5432:5432/tcp`);
   }
-  return { port, guest_port: guest, protocol: (m[3] as 'http' | 'tcp' | undefined) ?? 'http' };
+  return { port, guest_port: guest, protocol: (m[3] as PortFlag['protocol'] | undefined) ?? 'http' };
+}
+
+/** A PEM file named by --tls-cert / --tls-key, read here (the host may be another machine). */
+export function readPemFile(file: string, flag: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw usage(`${flag} ${file}: ${(err as Error).message}: give a readable PEM file`);
+  }
 }
 
 export interface ScaleToZeroFlag {
@@ -110,7 +125,10 @@ export function register(program: Command): void {
     .argument('<image>', 'an image pushed to this host, e.g. hello:latest')
     .argument('[args...]', "replaces the image's CMD")
     .option('--name <name>', 'instance name (default: IMAGE-xxxx); also its host name <name>.localhost')
-    .option('-p, --port <PORT[:GUEST][/http|/tcp]>', 'a port the instance serves (repeatable; default: the image\'s EXPOSE)', collect(parsePort))
+    .option('-p, --port <PORT[:GUEST][/http|/http+tls|/http+redirect|/tcp]>', 'a port the instance serves (repeatable; default: the image\'s EXPOSE)', collect(parsePort))
+    .option('--domain <host>', 'the host name it answers at (default <name>.localhost)')
+    .option('--tls-cert <file>', 'PEM certificate the proxy presents for this host over HTTPS (with -p 443:PORT/http+tls)')
+    .option('--tls-key <file>', 'the PEM key of --tls-cert')
     .option('-e, --env <K=V>', 'an environment variable (repeatable)', collect(parseEnv))
     .option('-m, --memory <size>', 'guest memory, e.g. 256M or 1G', parseMemory)
     .option('--vcpus <n>', 'virtual CPUs', (v) => {
@@ -130,6 +148,12 @@ export function register(program: Command): void {
     if (args.length > 0) body.args = args;
     if (opts.env) body.env = Object.fromEntries(opts.env);
     if (opts.port) body.ports = opts.port;
+    if (opts.domain) body.hostname = opts.domain;
+    if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) throw usage('--tls-cert and --tls-key go together: give the certificate file and its key file');
+    if (opts.tlsCert !== undefined && opts.tlsKey !== undefined) {
+      body.tls_cert = readPemFile(opts.tlsCert, '--tls-cert');
+      body.tls_key = readPemFile(opts.tlsKey, '--tls-key');
+    }
     if (opts.memory !== undefined) body.memory_mb = opts.memory;
     if (opts.vcpus !== undefined) body.vcpus = opts.vcpus;
     if (opts.scaleToZero) body.scale_to_zero = opts.scaleToZero;
@@ -145,6 +169,9 @@ export function register(program: Command): void {
 interface RunOptions {
   name?: string;
   port?: PortFlag[];
+  domain?: string;
+  tlsCert?: string;
+  tlsKey?: string;
   env?: Array<[string, string]>;
   memory?: number;
   vcpus?: number;

@@ -27,6 +27,10 @@ export interface HttpService {
   /** Host name the proxy routes by, e.g. "hello.localhost". */
   hostname: string;
   guestPort: number;
+  /** PEM certificate (chain) and key the proxy's HTTPS listener presents for this host (SNI); absent: its default one. */
+  tls?: { cert: string; key: string };
+  /** `redirect`: plain HTTP gets a 308 to HTTPS (`-p 80:443/http+redirect`). Absent: served on both. */
+  plain?: 'redirect';
 }
 
 export interface TcpService {
