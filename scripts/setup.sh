@@ -22,6 +22,7 @@ PACKAGES=(
   wrk                        # proxy benchmark
   runc                       # the container peer in the wake benchmark (crun fails on hybrid cgroups)
   curl ca-certificates
+  chromium                   # the web console's browser tests (driven by playwright-core)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -46,6 +47,16 @@ echo "setup: compiling TypeScript"
 # From scratch, so a renamed or deleted source leaves no stale test behind in dist/.
 rm -rf dist
 npx tsc -p tsconfig.json
+
+# The web console's front end (web/ -> web/dist, served by flickd at /console/):
+# rebuilt only when its sources or the lock file changed. Vite runs from
+# node_modules, so this needs no network.
+console_want=$(cat package-lock.json $(find web -path web/dist -prune -o -type f -print | sort) | sha256sum | cut -d' ' -f1)
+if [ ! -f web/dist/.flick-build-hash ] || [ "$(cat web/dist/.flick-build-hash)" != "$console_want" ]; then
+  echo "setup: building the web console"
+  npm run --silent build:console
+  echo "$console_want" >web/dist/.flick-build-hash
+fi
 
 # Guest kernel and init: cached by hash under /var/cache/flick; instant when cached.
 node bin/flick guest build

@@ -19,6 +19,8 @@ import { createApiHandler, type ApiHandler } from './handler.js';
 import { withLimits } from '../limits/host-limits.js';
 import { parsePool } from '../network/addresses.js';
 import type { MetricsSources } from './metrics.js';
+import { instanceView } from './schemas.js';
+import type { InstanceRecord } from '../store/instance-record.js';
 
 export interface HostInstancesConfig {
   dataDir: string;
@@ -57,6 +59,8 @@ export interface HostInstances {
   proxy: Proxy | undefined;
   /** The metrics sources (/metrics, /v1/metrics). */
   metrics: MetricsSources;
+  /** An instance as /v1 shows it, with its URL (the web console's feed). */
+  view(rec: InstanceRecord): Record<string, unknown>;
   /** Stops the proxy and the controller's timers; VMs keep running for the next flickd to adopt. Safe to call twice. */
   close(): Promise<void>;
 }
@@ -137,6 +141,15 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
   const domain = config.domain ?? 'localhost';
   const p = proxy;
   const metrics: MetricsSources = { controller, ...(p ? { proxyStats: () => p.stats() } : {}) };
+  // The proxy's URL when there is one: that is where scale to zero works.
+  const urlFor = (rec: InstanceRecord): string | undefined => {
+    const http = rec.service.http;
+    if (proxyPort === undefined || http === undefined) return undefined;
+    const host = http.hostname.endsWith(`.${DEFAULT_DOMAIN}`) ? `${routeName(http.hostname)}.${domain}` : http.hostname;
+    // An instance with a certificate of its own, or that redirects plain HTTP, is shown at its HTTPS address.
+    if (httpsPort !== undefined && (http.tls !== undefined || http.plain === 'redirect')) return `https://${host}${httpsPort === 443 ? '' : `:${httpsPort}`}`;
+    return `http://${host}:${proxyPort}`;
+  };
   const handler = createApiHandler({
     // Quota, addresses, disk and RAM are checked before the controller makes anything (src/limits).
     controller: withLimits(controller, {
@@ -146,15 +159,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     }),
     images: config.images,
     ...(p ? { proxyStats: () => p.stats() } : {}),
-    // The proxy's URL when there is one: that is where scale to zero works.
-    urlFor: (rec) => {
-      const http = rec.service.http;
-      if (proxyPort === undefined || http === undefined) return undefined;
-      const host = http.hostname.endsWith(`.${DEFAULT_DOMAIN}`) ? `${routeName(http.hostname)}.${domain}` : http.hostname;
-      // An instance with a certificate of its own, or that redirects plain HTTP, is shown at its HTTPS address.
-      if (httpsPort !== undefined && (http.tls !== undefined || http.plain === 'redirect')) return `https://${host}${httpsPort === 443 ? '' : `:${httpsPort}`}`;
-      return `http://${host}:${proxyPort}`;
-    },
+    urlFor,
   });
   let closing: Promise<void> | undefined;
   return {
@@ -162,6 +167,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     handler,
     proxy,
     metrics,
+    view: (rec) => instanceView(rec, urlFor(rec)),
     close() {
       closing ??= (async () => {
         unsync();

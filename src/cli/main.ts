@@ -19,6 +19,7 @@ import { register as registerLogs } from './commands/logs.js';
 import { register as registerStart } from './commands/start.js';
 import { register as registerStop } from './commands/stop.js';
 import { register as registerRm } from './commands/rm.js';
+import { register as registerConsole } from './commands/console.js';
 
 export function buildProgram(): Command {
   const program = new Command('flick')
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
   registerStart(program);
   registerStop(program);
   registerRm(program);
+  registerConsole(program);
   return program;
 }
 

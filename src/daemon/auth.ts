@@ -52,6 +52,11 @@ export class TokenAuth {
     this.#digest = createHash('sha256').update(token).digest();
   }
 
+  /** Whether `candidate` is the host token (the console's login form). */
+  verify(candidate: string): boolean {
+    return this.#matches(candidate);
+  }
+
   #matches(candidate: string): boolean {
     // Compare digests, so the comparison takes the same time whatever the candidate's length.
     return timingSafeEqual(createHash('sha256').update(candidate).digest(), this.#digest);

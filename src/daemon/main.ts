@@ -22,6 +22,7 @@ import type { KeepResident } from '../controller/hot-standby.js';
 import { checkCertificate } from '../proxy/certificates.js';
 import { ensureToken, TokenAuth, type Identity } from './auth.js';
 import { createDaemonServer, type DaemonRoute } from './server.js';
+import { createWebConsole } from '../console/console.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/flick';
 export const DEFAULT_LISTEN = '127.0.0.1:7450';
@@ -245,7 +246,17 @@ async function serve(config: ServeConfig): Promise<void> {
   });
 
   // The host's HTTP surface, one line per mount. Order does not matter (longest prefix wins).
+  const auth = new TokenAuth(token);
+  // The web console: same listener and token; its feed listens to the controller's events.
+  const webConsole = createWebConsole({
+    controller: instances.controller,
+    view: instances.view,
+    api: instances.handler,
+    images: { list: () => images.list(), manifestPath: async (name, digest) => (await registry.getManifest(name, digest)).path },
+    auth,
+  });
   const routes: DaemonRoute[] = [
+    webConsole.route,
     // A push is refused up front when the disk is (nearly) full, rather than cut off by ENOSPC (src/limits).
     { prefix: '/v2/', handler: refuseWritesWhenDiskFull(createRegistryHandler(registry, config.log), config.dataDir), access: registryAccess(config.anonymousPull) },
     { prefix: '/v1/', handler: instances.handler },
@@ -260,7 +271,7 @@ async function serve(config: ServeConfig): Promise<void> {
       access: (_req, id) => id.kind === 'token' || (config.metricsAnonymousLoopback === true && id.kind === 'anonymous' && id.loopback),
     },
   ];
-  const daemon = createDaemonServer({ routes, auth: new TokenAuth(token), log: config.log });
+  const daemon = createDaemonServer({ routes, auth, log: config.log });
   const address = await daemon.listen(host, port);
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   process.stdout.write(`flickd: listening on http://${shown}:${address.port}\n`);
@@ -280,6 +291,7 @@ async function serve(config: ServeConfig): Promise<void> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+  webConsole.dispose(); // ends the console's event streams, which would hold the close for its grace period
   await daemon.close();
   await instances.close();
   await images.settle();

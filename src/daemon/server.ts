@@ -1,6 +1,6 @@
 // flickd's one HTTP server. It authenticates each request once, then hands it to
 // the route whose path prefix matches: /v2/ (the OCI registry), /v1/ (the REST
-// API), /metrics. A route says who may call it; everything else about the
+// API), /metrics, /console/ (the web console, src/console). A route says who may call it; everything else about the
 // request (parsing, errors, bodies) is the route's own business.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -39,7 +39,7 @@ export function createDaemonServer(config: DaemonServerConfig): DaemonServer {
   const server = http.createServer((req, res) => {
     const pathname = (req.url ?? '/').split('?', 1)[0] ?? '/';
     const route = routes.find((r) => pathname.startsWith(r.prefix) || `${pathname}/` === r.prefix);
-    if (!route) return sendError(res, 404, 'NOT_FOUND', `nothing at ${pathname}: flickd serves /v1/ (API) and /v2/ (OCI registry)`);
+    if (!route) return sendError(res, 404, 'NOT_FOUND', `nothing at ${pathname}: flickd serves /v1/ (API), /v2/ (OCI registry) and /console/ (web console)`);
     const identity = config.auth.identify(req);
     if (!(route.access ?? tokenOnly)(req, identity)) {
       res.setHeader('WWW-Authenticate', AUTH_CHALLENGE);
