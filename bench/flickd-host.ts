@@ -18,6 +18,7 @@ import { sweepLeftovers } from '../src/network/namespace-network.js';
 import { runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { killInNamespaces, readAnswer, type ApiAnswer } from '../src/daemon/testing.js';
+export { rssBytes } from '../src/console/proc-rss.js';
 
 export const APP_PORT = 8080;
 
@@ -264,16 +265,6 @@ export function meminfo(field: string): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync('/proc/meminfo', 'utf8'));
   if (!m) throw new Error(`/proc/meminfo has no ${field}`);
   return Number(m[1]) * 1024;
-}
-
-/** Resident set size of a process (bytes). */
-export function rssBytes(pid: number): number | undefined {
-  try {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Bytes used on disk by a file or under a folder (allocated blocks, hard links counted once; 0 if absent). */

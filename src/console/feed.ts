@@ -7,10 +7,11 @@
 //   wake      {id, tier, mode, duration_ms, at}   and the instance's recent wakes
 //   memory    {<id>: rss bytes | null}            host RAM of the VMs, sampled while someone watches
 // The recent wakes (the last WAKES_KEPT per instance) live here, in memory.
-import fs from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstanceEvents } from '../controller/events.js';
 import type { InstanceRecord } from '../store/instance-record.js';
+import { rssBytes } from './proc-rss.js';
+import type { RecentWake } from './wire.js';
 
 export const WAKES_KEPT = 20;
 
@@ -19,13 +20,6 @@ export interface FeedController {
   list(): InstanceRecord[];
   get(idOrName: string): InstanceRecord;
   hotStandby(): { budgetBytes: number; usedBytes: number; instances: string[] };
-}
-
-export interface RecentWake {
-  tier: 'hot' | 'cold';
-  mode: string;
-  duration_ms: number;
-  at: string;
 }
 
 export interface ConsoleFeedOptions {
@@ -133,7 +127,7 @@ export class ConsoleFeed {
   #sampleMemory(): void {
     const changed: Record<string, number | null> = {};
     for (const rec of this.#opts.controller.list()) {
-      const rss = rec.pid ? rssBytes(rec.pid) : null;
+      const rss = rec.pid ? (rssBytes(rec.pid) ?? null) : null;
       if (this.#rss.get(rec.id) !== rss) {
         this.#rss.set(rec.id, rss);
         changed[rec.id] = rss;
@@ -146,14 +140,4 @@ export class ConsoleFeed {
 function frame(event: string, data: unknown): string {
   // JSON has no raw newlines, so one data line carries it.
   return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-}
-
-/** The resident set of a process (its VmRSS line), or null if it is gone. */
-export function rssBytes(pid: number): number | null {
-  try {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : null;
-  } catch {
-    return null;
-  }
 }

@@ -6,19 +6,7 @@
 import fsp from 'node:fs/promises';
 import { FLICK_INITRD, FLICK_KERNEL, ANNOTATION_SOURCE_IMAGE, ANNOTATION_SOURCE_IMAGE_BYTES, ANNOTATION_CREATED } from '../image/media-types.js';
 import type { FlickImageSummary } from '../registry/image-store.js';
-
-export interface ConsoleImageView {
-  ref: string;
-  name: string;
-  tag: string;
-  digest: string;
-  ready: boolean;
-  size_bytes: number | null;
-  total_bytes: number | null;
-  source_image: string | null;
-  source_image_bytes: number | null;
-  created: string | null;
-}
+import type { ConsoleImageView } from './wire.js';
 
 export interface ConsoleImageSources {
   list(): Promise<FlickImageSummary[]>;

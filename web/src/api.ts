@@ -1,6 +1,10 @@
 // The page's calls to flickd: the console's own routes and the REST API under
 // /console/api/v1 (same validation, same messages as `flick`). The session is
 // an HttpOnly cookie the page never sees; mutating calls carry the CSRF token.
+import type { ConsoleImageView as ImageView, RecentWake } from '../../src/console/wire';
+
+export type { ImageView, RecentWake };
+
 export interface ApiErrorBody {
   code: string;
   message: string;
@@ -124,24 +128,4 @@ export interface InstanceMetrics {
   suspends: { hot: number; cold: number };
   page_outs: number;
   proxy: { requests: number; parked_now: number; wake_wait_ms: HistogramView } | null;
-}
-
-export interface ImageView {
-  ref: string;
-  name: string;
-  tag: string;
-  digest: string;
-  ready: boolean;
-  size_bytes: number | null;
-  total_bytes: number | null;
-  source_image: string | null;
-  source_image_bytes: number | null;
-  created: string | null;
-}
-
-export interface RecentWake {
-  tier: 'hot' | 'cold';
-  mode: string;
-  duration_ms: number;
-  at: string;
 }
