@@ -21,6 +21,7 @@ PACKAGES=(
   iproute2 iptables          # taps, namespaces, isolation
   wrk                        # proxy benchmark
   runc                       # the container peer in the wake benchmark (crun fails on hybrid cgroups)
+  etcd-server etcd-client    # a cluster's state (src/cluster; its tests start their own members)
   curl ca-certificates
   chromium                   # the web console's browser tests (driven by playwright-core)
 )

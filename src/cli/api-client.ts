@@ -30,6 +30,26 @@ export const InstanceViewSchema = z
   .passthrough();
 export type InstanceView = z.infer<typeof InstanceViewSchema>;
 
+/** GET /v1/hosts (src/cluster/hosts-api.ts). */
+export const HostListSchema = z.object({
+  cluster: z.boolean(),
+  hosts: z.array(
+    z
+      .object({
+        name: z.string(),
+        state: z.string(),
+        self: z.boolean(),
+        api: z.string().nullable(),
+        proxy: z.string().nullable(),
+        capacity: z.object({ memory_bytes: z.number(), vcpus: z.number() }),
+        load: z.object({ memory_free_bytes: z.number(), load_avg_1m: z.number(), instances: z.number() }).nullable(),
+        last_seen: z.string().nullable(),
+      })
+      .passthrough(),
+  ),
+});
+export type HostListView = z.infer<typeof HostListSchema>;
+
 const envelope = <T extends z.ZodType>(data: T) => z.object({ status: z.literal('success'), data });
 
 export class FlickApi {
@@ -77,6 +97,10 @@ export class FlickApi {
     const path = `/v1/instances/${encodeURIComponent(ref)}/log${follow ? '?follow=true' : ''}`;
     const res = await this.host.check(await this.host.request('GET', path, signal ? { signal } : {}), `logs of ${ref}`);
     return res.body ?? new ReadableStream({ start: (c) => c.close() });
+  }
+
+  async hosts(): Promise<HostListView> {
+    return (await this.host.json('GET', '/v1/hosts', envelope(HostListSchema))).data;
   }
 
   async images(): Promise<Array<{ ref: string; digest: string }>> {

@@ -12,6 +12,7 @@ import { register as registerInspect } from './commands/inspect.js';
 import { register as registerPush } from './commands/push.js';
 import { register as registerPull } from './commands/pull.js';
 import { register as registerHost } from './commands/host.js';
+import { register as registerHosts } from './commands/hosts.js';
 import { register as registerRun } from './commands/run.js';
 import { register as registerLs } from './commands/ls.js';
 import { register as registerGet } from './commands/get.js';
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerPush(program);
   registerPull(program);
   registerHost(program);
+  registerHosts(program);
   registerRun(program);
   registerLs(program);
   registerGet(program);

@@ -34,10 +34,16 @@ export function ensureToken(dataDir: string): string {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   const token = randomBytes(32).toString('base64url');
+  storeToken(dataDir, token);
+  return token;
+}
+
+/** Replaces the host token (a host joining a cluster takes the cluster's); atomic, mode 0600. */
+export function storeToken(dataDir: string, token: string): void {
+  const file = path.join(dataDir, TOKEN_FILE);
   const tmp = `${file}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, `${token}\n`, { mode: 0o600 });
   fs.renameSync(tmp, file);
-  return token;
 }
 
 function isLoopback(address: string | undefined): boolean {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseKeepResident, parseListen, parseSize } from './main.js';
+import { clusterFlags, parseKeepResident, parseListen, parseSize } from './main.js';
 
 test('sizes for --hot-standby-budget', () => {
   const table: Array<[string, number]> = [
@@ -28,4 +28,18 @@ test('--hot-keep-resident takes a share of the guest RAM or a size', () => {
   assert.deepEqual(parseKeepResident('0'), { bytes: 0 });
   assert.throws(() => parseKeepResident('150%'), /more than all of the guest's RAM: write at most 100%/);
   assert.throws(() => parseKeepResident('lots'), /is not a size/);
+});
+
+test('cluster flags: none means a host of its own; companions need --cluster-etcd; the address peers use is explicit', () => {
+  assert.equal(clusterFlags({ listen: '127.0.0.1:7450' }), undefined);
+  assert.throws(() => clusterFlags({ listen: '127.0.0.1:7450', 'host-name': 'h1' }), /--host-name needs --cluster-etcd/);
+  assert.deepEqual(clusterFlags({ listen: '10.0.0.5:7450', 'cluster-etcd': 'http://e1:2379, http://e2:2379', 'host-name': 'h1' }), {
+    endpoints: ['http://e1:2379', 'http://e2:2379'],
+    hostName: 'h1',
+    advertise: '10.0.0.5',
+  });
+  assert.throws(() => clusterFlags({ listen: '0.0.0.0:7450', 'cluster-etcd': 'http://e1:2379' }), /--advertise ADDR is needed/);
+  assert.throws(() => clusterFlags({ listen: '0.0.0.0:7450', 'cluster-etcd': 'http://e1:2379', advertise: 'a', 'cluster-etcd-cert': 'c' }), /go together/);
+  const tls = clusterFlags({ listen: '0.0.0.0:7450', 'cluster-etcd': 'https://e1:2379', advertise: 'h1.example', 'host-name': 'h1', 'cluster-etcd-ca': 'ca.pem', 'cluster-etcd-cert': 'c.pem', 'cluster-etcd-key': 'k.pem' });
+  assert.deepEqual(tls?.tls, { caFile: 'ca.pem', certFile: 'c.pem', keyFile: 'k.pem' });
 });

@@ -6,6 +6,7 @@
 // registry garbage and exits (run it while flickd is stopped, or let flickd run
 // it at start).
 import fs from 'node:fs';
+import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type { IncomingMessage } from 'node:http';
 import { describeError } from '../errors.js';
@@ -21,6 +22,10 @@ import { DEFAULT_TEMPLATE_WARMUP_REQUESTS, WARMUP_USER_AGENT } from '../controll
 import type { KeepResident } from '../controller/hot-standby.js';
 import { checkCertificate } from '../proxy/certificates.js';
 import { ensureToken, TokenAuth, type Identity } from './auth.js';
+import { connectCluster, type ClusterConnection, type ClusterMember } from '../cluster/join.js';
+import { createHostsHandler } from '../cluster/hosts-api.js';
+import { PeerFetchingImageStore } from '../registry/peer-fetch.js';
+import type { ImageStore } from '../registry/image-store.js';
 import { createDaemonServer, type DaemonRoute } from './server.js';
 import { createWebConsole } from '../console/console.js';
 
@@ -38,6 +43,8 @@ const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-list
               [--proxy-max-parked N]
               [--metrics-anonymous-loopback] [--max-instances N] [--netns-pool N]
               [--template-warmup N]
+              [--cluster-etcd URL[,URL…] --host-name NAME --advertise ADDR
+               [--cluster-etcd-ca FILE --cluster-etcd-cert FILE --cluster-etcd-key FILE]]
        flickd gc [--data-dir DIR]
 
   --proxy-listen              ingress proxy (default ${DEFAULT_PROXY_LISTEN}; off: none)
@@ -59,7 +66,14 @@ const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-list
                               makes none; refilled in the background (default ${DEFAULT_NETNS_POOL_SIZE}; 0: none)
   --template-warmup N         GET / requests (User-Agent: ${WARMUP_USER_AGENT}) an HTTP app serves before
                               its template snapshot, so cold wakes skip its first-request work
-                              (default ${DEFAULT_TEMPLATE_WARMUP_REQUESTS}; 0: the template is taken at first readiness)`;
+                              (default ${DEFAULT_TEMPLATE_WARMUP_REQUESTS}; 0: the template is taken at first readiness)
+  --cluster-etcd URL[,URL…]   join the cluster whose state is in this etcd (its members' client URLs);
+                              without it flickd is a host of its own
+  --host-name NAME            this host's name in the cluster (a DNS label; default: the machine's name)
+  --advertise ADDR            the address peers and clients reach this host at (required with
+                              --cluster-etcd when --listen is not a specific address)
+  --cluster-etcd-ca/-cert/-key FILE   etcd over TLS: the CA of etcd's certificates, this host's
+                              client certificate and key (PEM)`;
 
 /** "2G", "512M", "1.5G", "4096K", "0" or plain bytes → bytes. */
 export function parseSize(text: string): number {
@@ -121,6 +135,12 @@ export async function main(argv: string[]): Promise<void> {
         'proxy-max-parked': { type: 'string' },
         'netns-pool': { type: 'string' },
         'template-warmup': { type: 'string' },
+        'cluster-etcd': { type: 'string' },
+        'host-name': { type: 'string' },
+        advertise: { type: 'string' },
+        'cluster-etcd-ca': { type: 'string' },
+        'cluster-etcd-cert': { type: 'string' },
+        'cluster-etcd-key': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -158,7 +178,9 @@ export async function main(argv: string[]): Promise<void> {
     if (netnsPool !== undefined && !/^\d+$/.test(netnsPool)) throw new Error(`--netns-pool "${netnsPool}" is not a whole number, e.g. ${DEFAULT_NETNS_POOL_SIZE}`);
     if (pageOut !== undefined && !/^\d+$/.test(pageOut)) throw new Error(`--hot-page-out-after "${pageOut}" is not a whole number of milliseconds, e.g. 10000`);
     const proxyTls = readProxyTls(args.values['proxy-tls-cert'], args.values['proxy-tls-key'], args.values['proxy-tls-listen']);
+    const cluster = clusterFlags(args.values);
     await serve({
+      ...(cluster ? { cluster } : {}),
       dataDir,
       ...(proxyTls ? { proxyTls } : {}),
       listen: args.values.listen,
@@ -200,10 +222,34 @@ export function readProxyTls(certFile: string | undefined, keyFile: string | und
   return { listen: at, ...pair };
 }
 
+/** --cluster-etcd and its companions → the cluster to join; undefined without --cluster-etcd. */
+export function clusterFlags(v: Record<string, string | boolean | undefined>): ServeConfig['cluster'] {
+  const etcd = v['cluster-etcd'];
+  const rest = ['host-name', 'advertise', 'cluster-etcd-ca', 'cluster-etcd-cert', 'cluster-etcd-key'].filter((f) => v[f] !== undefined);
+  if (typeof etcd !== 'string') {
+    if (rest.length > 0) throw new Error(`--${rest[0]} needs --cluster-etcd URL[,URL…] (the cluster's etcd)`);
+    return undefined;
+  }
+  const endpoints = etcd.split(',').map((e) => e.trim()).filter(Boolean);
+  const listenHost = parseListen(String(v.listen ?? DEFAULT_LISTEN)).host;
+  const advertise = typeof v.advertise === 'string' ? v.advertise : listenHost === '0.0.0.0' || listenHost === '::' ? undefined : listenHost;
+  if (advertise === undefined) throw new Error(`--advertise ADDR is needed with --listen ${String(v.listen)}: the address peers reach this host at`);
+  if ((v['cluster-etcd-cert'] === undefined) !== (v['cluster-etcd-key'] === undefined)) throw new Error('--cluster-etcd-cert and --cluster-etcd-key go together: pass both');
+  const hostName = typeof v['host-name'] === 'string' ? v['host-name'] : os.hostname().toLowerCase().split('.')[0]!;
+  const tls = {
+    ...(typeof v['cluster-etcd-ca'] === 'string' ? { caFile: v['cluster-etcd-ca'] } : {}),
+    ...(typeof v['cluster-etcd-cert'] === 'string' ? { certFile: v['cluster-etcd-cert'] } : {}),
+    ...(typeof v['cluster-etcd-key'] === 'string' ? { keyFile: v['cluster-etcd-key'] } : {}),
+  };
+  return { endpoints, hostName, advertise, ...(Object.keys(tls).length > 0 ? { tls } : {}) };
+}
+
 export interface ServeConfig {
   dataDir: string;
   /** The proxy's HTTPS listener and its default certificate (PEM); none: no HTTPS. */
   proxyTls?: { listen: { host: string; port: number }; cert?: string; key?: string };
+  /** Join this cluster (src/cluster); undefined: a host of its own. */
+  cluster?: { endpoints: string[]; hostName: string; advertise: string; tls?: { caFile?: string; certFile?: string; keyFile?: string } };
   listen: string;
   /** The ingress proxy's address (HOST:PORT); undefined: the default (and none if its port is taken); 'off': none. */
   proxyListen?: string | undefined;
@@ -222,10 +268,27 @@ export interface ServeConfig {
 
 async function serve(config: ServeConfig): Promise<void> {
   const { host, port } = parseListen(config.listen);
-  const token = ensureToken(config.dataDir);
+  let token = ensureToken(config.dataDir);
+  // A cluster host takes the cluster's token and its own VM network range before anything listens.
+  let cluster: ClusterConnection | undefined;
+  let member: ClusterMember | undefined;
+  if (config.cluster) {
+    cluster = await connectCluster({ ...config.cluster, dataDir: config.dataDir, log: config.log }, token);
+    token = cluster.token;
+  }
   const registry = new Registry({ dataDir: config.dataDir });
   await registry.init();
   const images = new RegistryImageStore(registry, config.dataDir, config.log);
+  const c = cluster;
+  const runnable: ImageStore = c
+    ? new PeerFetchingImageStore({
+        local: images,
+        registry,
+        token,
+        log: config.log,
+        peers: () => (member?.directory.peers(c.hostName) ?? []).map((h) => ({ name: h.name, url: h.api })),
+      })
+    : images;
   // Collect at start, before anyone can push: uploads left by a crash and unreferenced blobs past their grace go.
   const gc = await collectGarbage(registry, { imagesDir: images.imagesDir });
   if (gc.blobsDeleted + gc.uploadsDeleted > 0) config.log(`gc: removed ${gc.blobsDeleted} blobs, ${gc.uploadsDeleted} stale uploads`);
@@ -234,7 +297,9 @@ async function serve(config: ServeConfig): Promise<void> {
   const proxyListen = config.proxyListen === 'off' ? undefined : parseListen(config.proxyListen ?? DEFAULT_PROXY_LISTEN);
   const instances = await startHostInstances({
     dataDir: config.dataDir,
-    images,
+    images: runnable,
+    // Tests pin their own prefix and pool (env); a cluster host otherwise uses the range it claimed.
+    ...(c ? { network: { prefix: process.env.FLICK_NETNS_PREFIX ?? c.network.prefix, pool: process.env.FLICK_NET_POOL ?? c.network.pool } } : {}),
     log: config.log,
     ...(proxyListen ? { proxyListen, proxyOptional: config.proxyListen === undefined } : {}),
     ...(proxyListen && config.proxyTls ? { proxyTls: config.proxyTls } : {}),
@@ -261,6 +326,13 @@ async function serve(config: ServeConfig): Promise<void> {
     { prefix: '/v2/', handler: refuseWritesWhenDiskFull(createRegistryHandler(registry, config.log), config.dataDir), access: registryAccess(config.anonymousPull) },
     { prefix: '/v1/', handler: instances.handler },
     {
+      prefix: '/v1/hosts',
+      handler: createHostsHandler({
+        instances: () => instances.controller.list().length,
+        ...(c ? { cluster: { self: c.hostName, list: () => member?.directory.list() ?? [] } } : {}),
+      }),
+    },
+    {
       prefix: '/metrics',
       handler: async (req, res) => {
         req.resume();
@@ -274,6 +346,16 @@ async function serve(config: ServeConfig): Promise<void> {
   const daemon = createDaemonServer({ routes, auth, log: config.log });
   const address = await daemon.listen(host, port);
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  if (c) {
+    try {
+      member = await c.join({ apiPort: address.port, proxyPort: instances.proxy?.address.port }, () => instances.controller.list().length);
+    } catch (err) {
+      await c.close();
+      await daemon.close();
+      await instances.close();
+      throw err;
+    }
+  }
   process.stdout.write(`flickd: listening on http://${shown}:${address.port}\n`);
 
   // A promise somebody forgot to await must not take the host down with it: every
@@ -292,6 +374,7 @@ async function serve(config: ServeConfig): Promise<void> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   webConsole.dispose(); // ends the console's event streams, which would hold the close for its grace period
+  await cluster?.close(); // withdraws the host now, not at its lease's TTL
   await daemon.close();
   await instances.close();
   await images.settle();

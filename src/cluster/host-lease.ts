@@ -1,0 +1,81 @@
+// The one lease a host holds in etcd. Everything the host owns in the cluster
+// (its liveness key; later, its instances' ownership records) is attached to
+// it or fenced on it, so when the host is gone for longer than the TTL etcd
+// drops it all at once. Renewed every third of its TTL; a renewal that finds
+// the lease lapsed (the host was cut off or stalled past the TTL) grants a new
+// one and reports `lost`, so the owner re-registers under the new id and stops
+// acting on what it no longer owns. Renewals that cannot reach etcd are
+// retried: a host keeps serving through an etcd outage.
+import { EtcdError, type EtcdClient } from './etcd-client.js';
+
+export interface HostLeaseOptions {
+  ttlSeconds: number;
+  /** The lease lapsed and `next` replaces it (after an etcd outage longer than the TTL, or a stall). */
+  onLost?: (previous: string, next: string) => void | Promise<void>;
+  /** Renewals failing or recovering, for logs. */
+  onTrouble?: (err: unknown) => void;
+}
+
+export class HostLease {
+  readonly #etcd: EtcdClient;
+  readonly #opts: HostLeaseOptions;
+  #id: string;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  #renewing = false;
+  /** When a renewal last reached etcd (ms since epoch). */
+  lastRenewedAt = Date.now();
+
+  private constructor(etcd: EtcdClient, id: string, opts: HostLeaseOptions) {
+    this.#etcd = etcd;
+    this.#id = id;
+    this.#opts = opts;
+  }
+
+  static async grant(etcd: EtcdClient, opts: HostLeaseOptions): Promise<HostLease> {
+    const { id } = await etcd.leaseGrant(opts.ttlSeconds);
+    const lease = new HostLease(etcd, id, opts);
+    lease.#schedule();
+    return lease;
+  }
+
+  get id(): string {
+    return this.#id;
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => void this.#renew(), Math.max(200, (this.#opts.ttlSeconds * 1000) / 3));
+    this.#timer.unref();
+  }
+
+  async #renew(): Promise<void> {
+    if (this.#stopped || this.#renewing) return;
+    this.#renewing = true;
+    try {
+      const ttl = await this.#etcd.leaseKeepAlive(this.#id).catch((err: unknown) => {
+        if (err instanceof EtcdError && err.code === 'ETCD_LEASE_NOT_FOUND') return 0;
+        throw err;
+      });
+      this.lastRenewedAt = Date.now();
+      if (ttl === 0 && !this.#stopped) {
+        const previous = this.#id;
+        this.#id = (await this.#etcd.leaseGrant(this.#opts.ttlSeconds)).id;
+        await this.#opts.onLost?.(previous, this.#id);
+      }
+    } catch (err) {
+      this.#opts.onTrouble?.(err);
+    } finally {
+      this.#renewing = false;
+      this.#schedule();
+    }
+  }
+
+  /** Stops renewing and revokes the lease (what is attached to it goes now, not at the TTL). Safe to call twice. */
+  async release(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#etcd.leaseRevoke(this.#id).catch(() => {});
+  }
+}

@@ -1,0 +1,70 @@
+// GET /v1/hosts: the hosts of the cluster with their state, capacity and load
+// (one host, this one, when flickd runs alone). The envelope is the API's.
+import os from 'node:os';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { sendData, sendError } from '../api/envelope.js';
+import { FlickError } from '../errors.js';
+import { memoryAvailableBytes, type HostView } from './membership.js';
+
+export interface HostViewJson {
+  name: string;
+  state: 'up' | 'down';
+  /** This host (the one that answered). */
+  self: boolean;
+  api: string | null;
+  proxy: string | null;
+  capacity: { memory_bytes: number; vcpus: number };
+  load: { memory_free_bytes: number; load_avg_1m: number; instances: number } | null;
+  joined_at: string | null;
+  last_seen: string | null;
+}
+
+export function hostViewJson(h: HostView, self: string): HostViewJson {
+  return {
+    name: h.record.name,
+    state: h.load ? 'up' : 'down',
+    self: h.record.name === self,
+    api: h.record.api,
+    proxy: h.record.proxy,
+    capacity: { memory_bytes: h.record.capacity.memoryBytes, vcpus: h.record.capacity.vcpus },
+    load: h.load ? { memory_free_bytes: h.load.memoryFreeBytes, load_avg_1m: h.load.loadAvg1m, instances: h.load.instances } : null,
+    joined_at: h.record.joinedAt,
+    last_seen: h.load?.updatedAt ?? null,
+  };
+}
+
+export interface HostsSource {
+  /** Cluster mode: the directory's hosts; undefined: flickd runs alone. */
+  cluster?: { self: string; list(): HostView[] };
+  /** Alone: how many instances this host holds. */
+  instances: () => number;
+}
+
+export function createHostsHandler(src: HostsSource): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  return async (req, res) => {
+    req.resume();
+    try {
+      const pathname = (req.url ?? '/').split('?', 1)[0];
+      if (pathname !== '/v1/hosts' && pathname !== '/v1/hosts/') throw new FlickError('NOT_FOUND', `nothing at ${pathname}: GET /v1/hosts lists the hosts`, { kind: 'user' });
+      if (req.method !== 'GET') throw new FlickError('METHOD_NOT_ALLOWED', `${req.method} is not allowed on /v1/hosts: use GET`, { kind: 'user' });
+      if (src.cluster) {
+        const self = src.cluster.self;
+        return sendData(res, 200, { cluster: true, hosts: src.cluster.list().map((h) => hostViewJson(h, self)) });
+      }
+      const alone: HostViewJson = {
+        name: os.hostname(),
+        state: 'up',
+        self: true,
+        api: null,
+        proxy: null,
+        capacity: { memory_bytes: os.totalmem(), vcpus: os.cpus().length },
+        load: { memory_free_bytes: memoryAvailableBytes(), load_avg_1m: os.loadavg()[0] ?? 0, instances: src.instances() },
+        joined_at: null,
+        last_seen: new Date().toISOString(),
+      };
+      return sendData(res, 200, { cluster: false, hosts: [alone] });
+    } catch (err) {
+      sendError(res, err);
+    }
+  };
+}

@@ -1,0 +1,154 @@
+// A flickd joining a cluster (flickd --cluster-etcd …): connects to etcd, takes
+// the cluster's one token (the first host to join sets it; every host's
+// <data-dir>/token then holds it), claims the host's own VM network range,
+// grants the host's lease and registers the host with its addresses, capacity
+// and load. Several hosts may share one machine, so each gets a namespace
+// prefix and an address pool no other host of the cluster has (taps live inside
+// the namespaces; cgroups, jail folders and uid claims are keyed by the run
+// folder, which is under the host's own data dir).
+import crypto from 'node:crypto';
+import os from 'node:os';
+import { storeToken } from '../daemon/auth.js';
+import { EtcdClient, type EtcdTls } from './etcd-client.js';
+import { HostLease } from './host-lease.js';
+import { checkHostName, DEFAULT_CLUSTER_PREFIX, HostDirectory, Registration } from './membership.js';
+
+/** A lapsed host is noticed within this many seconds (its lease's TTL). */
+export const DEFAULT_LEASE_TTL_SECONDS = 3;
+/** Host network ranges: 10.(64+k).0.0/16 for claim k; at most this many hosts share a machine's address space. */
+export const NETWORK_CLAIMS = 64;
+
+export interface ClusterConfig {
+  endpoints: string[];
+  hostName: string;
+  /** The address peers and clients reach this host at (IP or DNS name, no port). */
+  advertise: string;
+  tls?: EtcdTls;
+  prefix?: string;
+  leaseTtlSeconds?: number;
+  dataDir: string;
+  log: (line: string) => void;
+}
+
+export interface ClusterConnection {
+  etcd: EtcdClient;
+  hostName: string;
+  /** The cluster's token: flickd authenticates with it (it is also in <data-dir>/token). */
+  token: string;
+  /** This host's VM network namespace prefix and address pool. */
+  network: { prefix: string; pool: string };
+  /** Registers the host (after flickd listens: its URLs carry the bound ports). */
+  join(addresses: { apiPort: number; proxyPort: number | undefined }, instances: () => number): Promise<ClusterMember>;
+  close(): Promise<void>;
+}
+
+export interface ClusterMember {
+  hostName: string;
+  lease: HostLease;
+  directory: HostDirectory;
+  /** Withdraws the host (its liveness key now, not at the TTL) and stops following etcd. Safe twice. */
+  leave(): Promise<void>;
+}
+
+export async function connectCluster(config: ClusterConfig, localToken: string): Promise<ClusterConnection> {
+  const hostName = checkHostName(config.hostName);
+  const prefix = config.prefix ?? DEFAULT_CLUSTER_PREFIX;
+  const etcd = new EtcdClient({ endpoints: config.endpoints, ...(config.tls ? { tls: config.tls } : {}) });
+  try {
+    const token = await clusterToken(etcd, prefix, localToken);
+    if (token !== localToken) {
+      storeToken(config.dataDir, token);
+      config.log(`cluster: this host now uses the cluster's token (in ${config.dataDir}/token)`);
+    }
+    const network = await claimNetwork(etcd, prefix, hostName, config.dataDir);
+    let member: ClusterMember | undefined;
+    return {
+      etcd,
+      hostName,
+      token,
+      network,
+      async join(addresses, instances) {
+        const ttl = config.leaseTtlSeconds ?? DEFAULT_LEASE_TTL_SECONDS;
+        let registration: Registration | undefined;
+        const lease = await HostLease.grant(etcd, {
+          ttlSeconds: ttl,
+          onLost: async (previous, next) => {
+            config.log(`cluster: lease ${previous} lapsed (etcd unreachable or this host stalled for over ${ttl} s); re-registered under lease ${next}`);
+            await registration?.refresh();
+          },
+          onTrouble: (err) => config.log(`cluster: renewing the lease: ${(err as Error).message}`),
+        });
+        const url = (port: number) => `http://${config.advertise.includes(':') ? `[${config.advertise}]` : config.advertise}:${port}`;
+        try {
+          registration = await Registration.register({
+            etcd,
+            prefix,
+            lease,
+            record: {
+              name: hostName,
+              api: url(addresses.apiPort),
+              proxy: addresses.proxyPort !== undefined ? url(addresses.proxyPort) : null,
+              capacity: { memoryBytes: os.totalmem(), vcpus: os.cpus().length },
+            },
+            instances,
+            waitForNameMs: (ttl + 2) * 1000,
+            log: config.log,
+          });
+        } catch (err) {
+          await lease.release();
+          throw err;
+        }
+        const directory = new HostDirectory(etcd, prefix, (err) => config.log(`cluster: host list re-listed after: ${(err as Error).message}`));
+        await directory.ready;
+        const reg = registration;
+        let leaving: Promise<void> | undefined;
+        member = {
+          hostName,
+          lease,
+          directory,
+          leave: () =>
+            (leaving ??= (async () => {
+              directory.stop();
+              await reg.close();
+              await lease.release();
+            })()),
+        };
+        config.log(`cluster: joined as "${hostName}" (lease ${lease.id}, ${config.endpoints.length} etcd endpoint(s), VM networks ${network.pool})`);
+        return member;
+      },
+      async close() {
+        await member?.leave();
+        await etcd.close();
+      },
+    };
+  } catch (err) {
+    await etcd.close();
+    throw err;
+  }
+}
+
+/** The cluster's token: set by the first host to join (create-if-absent), read by every later one. */
+async function clusterToken(etcd: EtcdClient, prefix: string, localToken: string): Promise<string> {
+  const key = `${prefix}cluster/token`;
+  const r = await etcd.txn([{ key, target: 'CREATE', result: 'EQUAL', value: 0 }], [{ put: { key, value: localToken } }], [{ range: { key } }]);
+  return r.succeeded ? localToken : r.ranges[0]![0]!.value;
+}
+
+/**
+ * The host's VM network range, claimed once and kept (its VMs' addresses come
+ * from it across restarts): the first free 10.(64+k).0.0/16, and a namespace
+ * prefix from the host's name and data dir (never a prefix of another's: fixed length).
+ */
+async function claimNetwork(etcd: EtcdClient, prefix: string, hostName: string, dataDir: string): Promise<{ prefix: string; pool: string }> {
+  const hash = crypto.createHash('sha256').update(`${hostName}\0${dataDir}`).digest();
+  const nsPrefix = `flick-h${hash.toString('hex').slice(0, 8)}-`;
+  const start = hash.readUInt32BE(0) % NETWORK_CLAIMS;
+  const owner = `${hostName}\0${dataDir}`;
+  for (let i = 0; i < NETWORK_CLAIMS; i++) {
+    const k = (start + i) % NETWORK_CLAIMS;
+    const key = `${prefix}netpools/${k}`;
+    const r = await etcd.txn([{ key, target: 'CREATE', result: 'EQUAL', value: 0 }], [{ put: { key, value: owner } }], [{ range: { key } }]);
+    if (r.succeeded || r.ranges[0]?.[0]?.value === owner) return { prefix: nsPrefix, pool: `10.${64 + k}.0.0/16` };
+  }
+  throw new Error(`all ${NETWORK_CLAIMS} host network ranges of the cluster are claimed: set FLICK_NET_POOL for this host`);
+}

@@ -1,0 +1,200 @@
+// The hosts of a cluster, as etcd holds them (keys under the cluster prefix, "/flick/"):
+//   hosts/<name>   the host's record: its addresses and capacity (stays while it is down)
+//   alive/<name>   attached to the host's lease: its load, renewed every few seconds;
+//                  gone within one TTL of the host dying, which is what "down" means
+// A host name is held by one live flickd at a time: registering over another
+// live lease waits for it to lapse (a flickd restarted after kill -9), then
+// gives up with HOST_NAME_TAKEN.
+import fs from 'node:fs';
+import os from 'node:os';
+import { z } from 'zod';
+import { FlickError } from '../errors.js';
+import type { EtcdClient } from './etcd-client.js';
+import type { HostLease } from './host-lease.js';
+import { ReadModel } from './read-model.js';
+
+export type MembershipErrorCode = 'HOST_NAME_TAKEN' | 'HOST_NAME_INVALID';
+export class MembershipError extends FlickError<MembershipErrorCode> {}
+
+export const DEFAULT_CLUSTER_PREFIX = '/flick/';
+
+export const HostRecordSchema = z.object({
+  version: z.literal(1),
+  name: z.string(),
+  /** Base URL of the host's API and registry, as peers reach it. */
+  api: z.string(),
+  /** Base URL of the host's ingress proxy, if it has one. */
+  proxy: z.string().nullable(),
+  capacity: z.object({ memoryBytes: z.number(), vcpus: z.number() }),
+  joinedAt: z.string(),
+});
+export type HostRecord = z.infer<typeof HostRecordSchema>;
+
+export const HostLoadSchema = z.object({
+  version: z.literal(1),
+  lease: z.string(),
+  memoryFreeBytes: z.number(),
+  loadAvg1m: z.number(),
+  instances: z.number(),
+  startedAt: z.string(),
+  updatedAt: z.string(),
+});
+export type HostLoad = z.infer<typeof HostLoadSchema>;
+
+export interface HostView {
+  record: HostRecord;
+  /** Absent while the host is down (its lease lapsed). */
+  load: HostLoad | undefined;
+}
+
+export const hostKey = (prefix: string, name: string) => `${prefix}hosts/${name}`;
+export const aliveKey = (prefix: string, name: string) => `${prefix}alive/${name}`;
+
+/** Host names are DNS labels: they appear in URLs, logs and namespace names. */
+export function checkHostName(name: string): string {
+  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(name)) {
+    throw new MembershipError('HOST_NAME_INVALID', `host name "${name}" is not a lower-case DNS label (a-z, 0-9, '-', at most 63): pass e.g. --host-name h1`, { kind: 'user' });
+  }
+  return name;
+}
+
+/** This machine's free memory: MemAvailable, which counts reclaimable page cache (os.freemem does not). */
+export function memoryAvailableBytes(meminfo = () => fs.readFileSync('/proc/meminfo', 'utf8')): number {
+  const m = /^MemAvailable:\s+(\d+) kB/m.exec(meminfo());
+  return m ? Number(m[1]) * 1024 : os.freemem();
+}
+
+export interface RegistrationConfig {
+  etcd: EtcdClient;
+  prefix: string;
+  lease: HostLease;
+  record: Omit<HostRecord, 'version' | 'joinedAt'>;
+  /** How many instances the host holds now (for its load). */
+  instances: () => number;
+  /** How long to wait for another flickd's lease on this name to lapse. */
+  waitForNameMs: number;
+  /** Load refresh period. Default 2000 ms. */
+  refreshMs?: number;
+  log?: (line: string) => void;
+}
+
+/** This host's entry in the cluster: registered, kept fresh, withdrawn at close. */
+export class Registration {
+  readonly #c: RegistrationConfig;
+  readonly #startedAt = new Date().toISOString();
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  private constructor(c: RegistrationConfig) {
+    this.#c = c;
+  }
+
+  static async register(c: RegistrationConfig): Promise<Registration> {
+    const r = new Registration(c);
+    const prior = await c.etcd.get(hostKey(c.prefix, c.record.name));
+    const joinedAt = prior ? (HostRecordSchema.safeParse(JSON.parse(prior.value)).data?.joinedAt ?? new Date().toISOString()) : new Date().toISOString();
+    await c.etcd.put(hostKey(c.prefix, c.record.name), JSON.stringify({ version: 1, ...c.record, joinedAt } satisfies HostRecord));
+    const deadline = Date.now() + c.waitForNameMs;
+    let logged = false;
+    while (!(await r.refresh())) {
+      if (Date.now() > deadline) {
+        throw new MembershipError('HOST_NAME_TAKEN', `host name "${c.record.name}" is held by another live flickd: pick another --host-name, or stop that flickd`, { kind: 'user' });
+      }
+      if (!logged) c.log?.(`cluster: host name "${c.record.name}" is still held by an earlier lease; waiting for it to lapse`);
+      logged = true;
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    r.#schedule();
+    return r;
+  }
+
+  #schedule(): void {
+    if (this.#closed) return;
+    this.#timer = setTimeout(() => {
+      this.refresh()
+        .catch((err: unknown) => this.#c.log?.(`cluster: refreshing this host's load: ${(err as Error).message}`))
+        .finally(() => this.#schedule());
+    }, this.#c.refreshMs ?? 2000);
+    this.#timer.unref();
+  }
+
+  /** Writes the load under the current lease, unless another lease holds the name; whether it was written. */
+  async refresh(): Promise<boolean> {
+    const { etcd, prefix, lease, record } = this.#c;
+    const key = aliveKey(prefix, record.name);
+    const load: HostLoad = {
+      version: 1,
+      lease: lease.id,
+      memoryFreeBytes: memoryAvailableBytes(),
+      loadAvg1m: os.loadavg()[0] ?? 0,
+      instances: this.#c.instances(),
+      startedAt: this.#startedAt,
+      updatedAt: new Date().toISOString(),
+    };
+    const put = { put: { key, value: JSON.stringify(load), lease: lease.id } };
+    // Absent, or already ours: write. Held under another live lease: not ours to touch.
+    const r = await etcd.txn([{ key, target: 'CREATE', result: 'EQUAL', value: 0 }], [put], [{ range: { key } }]);
+    if (r.succeeded) return true;
+    const held = r.ranges[0]?.[0];
+    if (held && held.lease !== lease.id) return false;
+    await etcd.txn([{ key, target: 'LEASE', result: 'EQUAL', value: lease.id }], [put]);
+    return true;
+  }
+
+  /** Stops refreshing and withdraws the liveness key (the record stays: the host is down, not gone). Safe twice. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    const key = aliveKey(this.#c.prefix, this.#c.record.name);
+    await this.#c.etcd.txn([{ key, target: 'LEASE', result: 'EQUAL', value: this.#c.lease.id }], [{ delete: { key } }]).catch(() => {});
+  }
+}
+
+/** Every host of the cluster, followed by list-then-watch. */
+export class HostDirectory {
+  readonly #hosts: ReadModel;
+  readonly #alive: ReadModel;
+  readonly #prefix: string;
+  readonly ready: Promise<void>;
+
+  constructor(etcd: EtcdClient, prefix: string, onGap?: (err: unknown) => void) {
+    this.#prefix = prefix;
+    this.#hosts = new ReadModel(etcd, `${prefix}hosts/`, onGap ? { onGap } : {});
+    this.#alive = new ReadModel(etcd, `${prefix}alive/`, onGap ? { onGap } : {});
+    this.ready = Promise.all([this.#hosts.ready, this.#alive.ready]).then(() => undefined);
+  }
+
+  list(): HostView[] {
+    const out: HostView[] = [];
+    for (const kv of this.#hosts.values()) {
+      const record = parse(HostRecordSchema, kv.value);
+      if (!record) continue;
+      const alive = this.#alive.get(aliveKey(this.#prefix, record.name));
+      out.push({ record, load: alive ? parse(HostLoadSchema, alive.value) : undefined });
+    }
+    return out.sort((a, b) => (a.record.name < b.record.name ? -1 : 1));
+  }
+
+  get(name: string): HostView | undefined {
+    return this.list().find((h) => h.record.name === name);
+  }
+
+  /** Hosts up now, other than `self`. */
+  peers(self: string): HostRecord[] {
+    return this.list().filter((h) => h.load && h.record.name !== self).map((h) => h.record);
+  }
+
+  stop(): void {
+    this.#hosts.stop();
+    this.#alive.stop();
+  }
+}
+
+function parse<T>(schema: z.ZodType<T>, text: string): T | undefined {
+  try {
+    return schema.safeParse(JSON.parse(text)).data;
+  } catch {
+    return undefined;
+  }
+}
