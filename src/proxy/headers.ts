@@ -135,3 +135,37 @@ export function rawResponseHead(status: number, reason: string, headers: readonl
 function stripMappedV4(address: string): string {
   return address.startsWith('::ffff:') ? address.slice(7) : address;
 }
+
+// A Host value (RFC 9110 §7.2 / RFC 3986 §3.2.2): a reg-name of unreserved characters (letters,
+// digits, '-', '.', '_', '~'), or an IP literal in brackets, and an optional port.
+const HOST_VALUE = /^(?:[A-Za-z0-9._~-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{0,5})?$/;
+
+/**
+ * Why a request head must be refused before it is routed (a 400 message), or
+ * undefined if it may go on. Node's parser already refuses the framing attacks
+ * (CL+TE, duplicate or malformed lengths, obs-fold, bad chunk sizes, bare CR/LF);
+ * these are the ambiguities it lets through, where the proxy and the app could
+ * read one request two ways: more than one Host (RFC 9112 §3.2: 400), a Host that
+ * is no host name, a target that is not a path (absolute-form would override Host,
+ * RFC 9112 §3.2.2), and an Upgrade that carries a body (its bytes would reach the
+ * app as the first bytes of the new protocol).
+ */
+export function malformedRequest(method: string | undefined, url: string | undefined, raw: readonly string[], upgrade: boolean): string | undefined {
+  let host: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length !== 4 || name.toLowerCase() !== 'host') continue;
+    if (host !== undefined) return 'more than one Host header: send exactly one';
+    host = raw[i + 1]!;
+  }
+  if (host !== undefined && !HOST_VALUE.test(host)) return `the Host header "${printable(host)}" is not a host name: send <name>.<domain>[:port]`;
+  if (url === undefined || !(url.startsWith('/') || (url === '*' && method === 'OPTIONS'))) return `the request target "${printable(url ?? '')}" is not a path: send the path (e.g. GET /index.html) and the host in Host`;
+  if (upgrade && requestHasBody(raw)) return 'an Upgrade request must not carry a body: send the handshake as a GET without Content-Length or Transfer-Encoding';
+  return undefined;
+}
+
+/** At most 100 characters, control characters escaped, for quoting client input in an answer. */
+function printable(text: string): string {
+  const cut = text.length > 100 ? `${text.slice(0, 100)}…` : text;
+  return cut.replace(/[^\x20-\x7e]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}

@@ -6,7 +6,7 @@
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { forwardRequestHeaders, forwardResponseHeaders, hostOf, rawResponseHead, requestHasBody, withoutFraming, type ForwardedFor } from './headers.js';
+import { forwardRequestHeaders, forwardResponseHeaders, hostOf, malformedRequest, rawResponseHead, requestHasBody, withoutFraming, type ForwardedFor } from './headers.js';
 import type { AwakeTarget, InstanceGate, Refusal, Ticket, Waiter } from './gate.js';
 import type { Route, RouteTable } from './routes.js';
 import type { Waker } from './waker.js';
@@ -26,10 +26,18 @@ export interface ForwardContext {
    * Undefined on the HTTPS listener itself.
    */
   httpsPort?: number | null;
+  /** A request body that sends nothing for this long (while the instance would read) is cut with 408 (nginx's client_body_timeout). */
+  bodyIdleMs: number;
 }
 
 /** Routes a request to its instance, or answers 400/404 itself. */
 export function handleRequest(ctx: ForwardContext, req: http.IncomingMessage, res: http.ServerResponse): void {
+  const malformed = malformedRequest(req.method, req.url, req.rawHeaders, false);
+  if (malformed !== undefined) {
+    res.shouldKeepAlive = false;
+    answer(res, 400, `${malformed}\n`);
+    return;
+  }
   const route = routeOf(ctx, req);
   if (typeof route === 'string') {
     answer(res, route === '' ? 400 : 404, notRoutedMessage(route, ctx.domain));
@@ -47,6 +55,11 @@ export function handleUpgrade(ctx: ForwardContext, req: http.IncomingMessage, so
   socket.on('error', () => socket.destroy());
   ctx.upgraded.add(socket);
   socket.once('close', () => ctx.upgraded.delete(socket));
+  const malformed = malformedRequest(req.method, req.url, req.rawHeaders, true);
+  if (malformed !== undefined) {
+    answerRaw(socket, 400, `${malformed}\n`);
+    return;
+  }
   const route = routeOf(ctx, req);
   if (typeof route === 'string') {
     answerRaw(socket, route === '' ? 400 : 404, notRoutedMessage(route, ctx.domain));
@@ -128,6 +141,7 @@ class HttpExchange implements Waiter {
   #headers: string[] | undefined;
   #retried = false;
   #finished = false;
+  #bodyTimer: NodeJS.Timeout | undefined;
 
   constructor(ctx: ForwardContext, route: Route, req: http.IncomingMessage, res: http.ServerResponse) {
     this.#ctx = ctx;
@@ -170,7 +184,31 @@ class HttpExchange implements Waiter {
     upstream.on('response', (upRes) => this.#onResponse(upRes));
     upstream.on('error', (err) => this.#onUpstreamError(err));
     if (!requestHasBody(req.rawHeaders)) upstream.end();
-    else req.pipe(upstream);
+    else {
+      req.pipe(upstream);
+      this.#watchBody();
+    }
+  }
+
+  /** A slow body (slowloris on the body) holds an upstream connection of the instance: it gets bodyIdleMs between bytes. */
+  #watchBody(): void {
+    const req = this.#req;
+    if (this.#bodyTimer !== undefined || req.readableEnded) return;
+    const timer = setTimeout(() => {
+      // Paused by backpressure (the instance reads slowly): not the client's stall.
+      if (req.readableEnded || this.#finished) return;
+      if (req.readableFlowing !== true) {
+        timer.refresh();
+        return;
+      }
+      this.#upstream?.destroy();
+      this.#res.shouldKeepAlive = false;
+      answer(this.#res, 408, `the request body stalled: no byte for ${this.#ctx.bodyIdleMs} ms; send it without pauses\n`);
+      req.socket.destroySoon();
+    }, this.#ctx.bodyIdleMs);
+    this.#bodyTimer = timer;
+    req.on('data', () => timer.refresh());
+    req.once('end', () => clearTimeout(timer));
   }
 
   refuse(refusal: Refusal): void {
@@ -211,6 +249,7 @@ class HttpExchange implements Waiter {
 
   #onClose(): void {
     this.#finished = true;
+    clearTimeout(this.#bodyTimer);
     if (this.#ticket !== undefined) this.#gate.leave(this.#ticket);
     // The client left before its answer was complete: stop the upstream side too (its socket is not reused).
     if (!this.#res.writableFinished) this.#upstream?.destroy();

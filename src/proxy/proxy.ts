@@ -6,6 +6,7 @@
 //
 // flickd:   const proxy = await createProxy({ routes, waker, listen: { host, port }, tlsListen, tls });
 // controller: routes.setHttp('app', { instanceId, targetPort: 8080 }); routes.removeInstance(id);
+import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
@@ -14,7 +15,7 @@ import type tls from 'node:tls';
 import { SecureContexts } from './certificates.js';
 import { ProxyError } from './errors.js';
 import { InstanceGate, type GateConfig } from './gate.js';
-import { handleRequest, handleUpgrade, type ForwardContext } from './http-forward.js';
+import { answerRaw, handleRequest, handleUpgrade, type ForwardContext } from './http-forward.js';
 import type { RouteChange, RouteTable } from './routes.js';
 import { snapshotStats, type InstanceProxyStats } from './stats.js';
 import { TcpSession, type TcpContext } from './tcp-forward.js';
@@ -49,6 +50,12 @@ export interface ProxyConfig {
   maxUpstreamSocketsPerInstance?: number;
   /** Idle pooled upstream connections are closed after this (below typical 5 s server timeouts). Default 4 000 ms. */
   upstreamIdleMs?: number;
+  /** How long a client may take to send a request's head (then 408, as nginx's client_header_timeout). Default 30 000 ms. */
+  clientHeadersTimeoutMs?: number;
+  /** How long a request body may pause between bytes (then 408). Default 60 000 ms. */
+  clientBodyIdleMs?: number;
+  /** Client connections open at once on each HTTP(S) listener; more are closed at accept, so the proxy never runs out of file descriptors. Default: a quarter of the process's open-file limit. */
+  maxClientConnections?: number;
   /** Quiet time that ends a raw TCP exchange (see tcp-forward.ts). Default 200 ms. */
   tcpQuietMs?: number;
   /** Keep and extend X-Forwarded-* sent by the client (only behind a trusted load balancer). Default false. */
@@ -105,6 +112,7 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
     gate,
     forwarded: { proto, trustForwarded: config.trustForwarded ?? false, via: config.via },
     upgraded,
+    bodyIdleMs: config.clientBodyIdleMs ?? 60_000,
   });
   const servers: Array<http.Server | https.Server> = [];
   const contexts = new SecureContexts();
@@ -241,20 +249,59 @@ class TcpListeners {
 
 /** One HTTP or HTTPS listener of the proxy, forwarding with `ctx`. */
 function serveHttp(ctx: ForwardContext, secure: https.ServerOptions | undefined, config: ProxyConfig): http.Server | https.Server {
+  const headersTimeout = config.clientHeadersTimeoutMs ?? 30_000;
   const serverOptions: http.ServerOptions = {
     keepAliveTimeout: config.clientKeepAliveMs ?? 65_000,
     // A parked request has not been read yet; the wake timeout, not this, bounds how long it waits.
     requestTimeout: 0,
+    // A connection that never finishes its head (slowloris, or idle from the start) is cut with 408.
+    headersTimeout,
+    connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(headersTimeout / 4))),
     noDelay: true,
   };
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => handleRequest(ctx, req, res);
   const server = secure ? https.createServer({ ...serverOptions, ...secure }, onRequest) : http.createServer(serverOptions, onRequest);
+  server.maxConnections = config.maxClientConnections ?? defaultMaxConnections();
   server.on('upgrade', (req, socket, head) => handleUpgrade(ctx, req, socket, head));
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    else socket.destroy();
+  // The proxy is no forward proxy: CONNECT tunnels nowhere.
+  server.on('connect', (_req, socket: Duplex) => {
+    socket.on('error', () => socket.destroy());
+    answerRaw(socket, 405, 'CONNECT is not served here: this is a reverse proxy; send requests for <name>.<domain> directly\n');
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const [status, reason, message] = clientErrorAnswer(err);
+    socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(message)}\r\n\r\n${message}`);
   });
   return server;
+}
+
+/** The answer to a request node's parser refused (RFC 9110 §15.5: 400, 408, 431). */
+function clientErrorAnswer(err: NodeJS.ErrnoException): [number, string, string] {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return [431, 'Request Header Fields Too Large', 'request header fields too large: send at most 16 KiB of request line and headers\n'];
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+    case 'HPE_HEADERS_TIMEOUT':
+      return [408, 'Request Timeout', 'the request head did not arrive in time: send the whole head at once\n'];
+    default:
+      // Framing the parser cannot read one way only (CL+TE, two lengths, obs-fold, bad chunk sizes, bare CR or LF).
+      return [400, 'Bad Request', `malformed HTTP/1.1 request (${err.code ?? 'parse error'}): send one unambiguous request (RFC 9112)\n`];
+  }
+}
+
+/** A quarter of the soft open-file limit (/proc/self/limits), so a flood of idle clients leaves descriptors for VMs and the store. */
+function defaultMaxConnections(): number {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+    if (m) return Math.max(256, Math.floor(Number(m[1]) / 4));
+  } catch {
+    // not Linux: fall through
+  }
+  return 4096;
 }
 
 function listen(server: net.Server, port: number, host: string): Promise<void> {
