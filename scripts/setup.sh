@@ -22,6 +22,8 @@ PACKAGES=(
   wrk                        # proxy benchmark
   runc                       # the container peer in the wake benchmark (crun fails on hybrid cgroups)
   etcd-server etcd-client    # a cluster's state (src/cluster; its tests start their own members)
+  qemu-utils e2fsprogs       # volumes: qemu-img (qcow2, copy-on-write clones), mkfs.ext4
+  postgresql-15 postgresql-client  # examples/postgres and its tests: the guest's server, the host's psql/pgbench/pg_ctl peer
   curl ca-certificates
   chromium                   # the web console's browser tests (driven by playwright-core)
 )

@@ -57,6 +57,18 @@ static void parse_config(char *p, size_t len) {
     else if (!strcmp(rec, "uid")) cfg.uid = parse_id("uid", v);
     else if (!strcmp(rec, "gid")) cfg.gid = parse_id("gid", v);
     else if (!strcmp(rec, "trace")) cfg.trace = !strcmp(v, "1");
+    else if (!strcmp(rec, "volume")) {
+      // <serial>:<ro|rw>:<path>; the path may hold ':' itself.
+      char *c1 = strchr(v, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+      if (!c2 || c2[1] != '/') fail(1, "config disk: volume=%.60s is not <serial>:<ro|rw>:<path>", v);
+      if (cfg.nvolumes >= CFG_MAX_VOLUMES) fail(1, "config disk: more than %d volumes", CFG_MAX_VOLUMES);
+      *c1 = 0;
+      *c2 = 0;
+      struct volume *vol = &cfg.volumes[cfg.nvolumes++];
+      vol->serial = v;
+      vol->ro = !strcmp(c1 + 1, "ro");
+      vol->path = c2 + 1;
+    }
   }
   if (cfg.argc == 0) fail(1, "config disk: no argv");
 }

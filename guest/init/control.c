@@ -183,6 +183,7 @@ void power_off(void) {
   }
   kill(-1, SIGKILL);
   sync();
+  unmount_volumes();
   reboot(RB_AUTOBOOT);
   console("reboot failed: %s", strerror(errno));
   _exit(1);  // PID 1 exiting panics the kernel; panic=-1 then reboots, which also ends QEMU

@@ -6,7 +6,7 @@
 // Any failure is printed on the console as "flick-init: ...", sent as
 // "error ..." and "exit <1 or 127>", and ends the VM: it never hangs.
 //
-// Build: musl-gcc -static -Os -o init init.c config.c control.c trace.c
+// Build: musl-gcc -static -Os -o init init.c config.c control.c trace.c volumes.c
 #include "init.h"
 
 #include <errno.h>
@@ -58,6 +58,7 @@ static void mount_root(char others[][32], int nothers) {
   mkdir("/mnt/lower", 0755);
   const char *src = NULL;
   for (int i = 0; i < nothers && !src; i++) {
+    if (disk_is_volume(others[i])) continue;  // ext4 volumes are mounted later, where the app wants them
     if (mount(others[i], "/mnt/lower", "erofs", MS_RDONLY, NULL) == 0 ||
         mount(others[i], "/mnt/lower", "squashfs", MS_RDONLY, NULL) == 0)
       src = others[i];
@@ -255,6 +256,7 @@ int main(void) {
   read_config(others, &nothers);
   mount_root(others, nothers);
   switch_root();
+  mount_volumes();
   setup_names();
   int tfd = cfg.trace ? trace_start() : -1;  // before the app starts, so its exec is seen
   app_pid = start_app();

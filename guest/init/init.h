@@ -11,6 +11,14 @@
 #define CFG_MAX_LIST 4096
 #define CFG_MAX_NAMESERVERS 8
 #define CFG_MAX_DISKS 16
+#define CFG_MAX_VOLUMES 8
+
+// A volume to mount (config disk "volume=<serial>:<ro|rw>:<path>").
+struct volume {
+  const char *serial, *path;
+  int ro;
+  int mounted;
+};
 
 // What to run, from the config disk. Strings point into the disk's payload.
 struct config {
@@ -24,12 +32,19 @@ struct config {
   uid_t uid;
   gid_t gid;
   int trace;
+  struct volume volumes[CFG_MAX_VOLUMES];
+  int nvolumes;
 };
 extern struct config cfg;
 
 // init.c
 void console(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void request_stop(void);  // the host asked for poweroff (or PID 1 got SIGTERM)
+void unmount_volumes(void);  // before the VM ends: the journal is committed, the disk clean
+
+// volumes.c: mounts each configured volume (found by its virtio serial) in the root filesystem.
+int disk_is_volume(const char *dev);  // "/dev/vdX" holds one of cfg.volumes
+void mount_volumes(void);
 
 // config.c: fills cfg from the disk with the FLICKCFG magic; lists the other disks.
 void read_config(char others[][32], int *nothers);

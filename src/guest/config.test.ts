@@ -22,7 +22,13 @@ test('the disk starts with the magic, version 1 and the payload length, padded t
 });
 
 test('contents round-trip, including newlines, UTF-8, trace and nameservers', () => {
-  const config: ConfigDiskContents = { ...base, argv: ['sh', '-c', 'echo "a\nb"', 'ünïcode'], trace: true, nameservers: ['10.0.2.3', 'fd00::1'] };
+  const config: ConfigDiskContents = {
+    ...base,
+    argv: ['sh', '-c', 'echo "a\nb"', 'ünïcode'],
+    trace: true,
+    nameservers: ['10.0.2.3', 'fd00::1'],
+    mounts: [{ serial: '0a1b2c3d4e5f', path: '/data', readOnly: false }, { serial: 'ffeedd', path: '/srv/a:b', readOnly: true }],
+  };
   assert.deepEqual(decodeConfigDisk(encodeConfigDisk(config)), config);
 });
 
@@ -42,6 +48,8 @@ test('bad input is refused with a user error that names the problem', () => {
     ['too large', { env: [`BIG=${'x'.repeat(MAX_PAYLOAD_BYTES)}`] }, /more than the 1048576 the guest accepts/],
     ['too many args', { argv: Array(5000).fill('a') }, /argv has 5000 entries/],
     ['bad nameserver', { nameservers: ['dns.example'] }, /nameserver "dns.example" is not an IP address/],
+    ['bad volume serial', { mounts: [{ serial: 'A/B', path: '/data', readOnly: false }] }, /volume serial "A\/B" is not/],
+    ['relative volume path', { mounts: [{ serial: 'ab', path: 'data', readOnly: false }] }, /volume path "data" is not an absolute path/],
   ];
   for (const [name, change, message] of cases) {
     assert.throws(

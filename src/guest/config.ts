@@ -6,7 +6,8 @@
 //   bytes 8..11   format version, u32 little-endian (CONFIG_DISK_VERSION)
 //   bytes 12..15  payload length in bytes, u32 little-endian
 //   payload       records "key=value\0" (UTF-8). `argv`, `env` and `nameserver`
-//                 repeat, in order; `cwd`, `uid`, `gid`, `hostname`, `trace` once.
+//                 repeat, in order; `cwd`, `uid`, `gid`, `hostname`, `trace` once;
+//                 `volume=<serial>:<ro|rw>:<path>` repeats, one per volume to mount.
 //   padding       zero bytes up to a multiple of 512 (one sector).
 //
 // The init skips keys it does not know, so optional keys can be added without
@@ -24,6 +25,8 @@ export const MAX_PAYLOAD_BYTES = 1 << 20;
 /** Entries per list (CFG_MAX_LIST in init.c). */
 export const MAX_LIST_ENTRIES = 4096;
 const MAX_NAMESERVERS = 8;
+/** Volumes per VM (CFG_MAX_VOLUMES in init.h). */
+export const MAX_VOLUMES = 8;
 
 export type GuestConfigErrorCode = 'INVALID_GUEST_CONFIG';
 export class GuestConfigError extends FlickError<GuestConfigErrorCode> {}
@@ -84,6 +87,14 @@ export function encodeConfigPayload(config: ConfigDiskContents): Buffer {
     invalid(`hostname "${config.hostname.slice(0, 70)}" is not a valid host name (letters, digits, '-', '.', at most 64)`);
   }
   records.push(`hostname=${config.hostname}`);
+  const mounts = config.mounts ?? [];
+  if (mounts.length > MAX_VOLUMES) invalid(`${mounts.length} volumes given, at most ${MAX_VOLUMES} can be mounted`);
+  for (const m of mounts) {
+    if (!/^[a-z0-9-]{1,20}$/.test(m.serial)) invalid(`volume serial "${m.serial}" is not 1-20 of a-z, 0-9, -`);
+    checkValue('volume path', m.path);
+    if (!m.path.startsWith('/') || m.path.length > 200 || m.path.includes('\n')) invalid(`volume path "${m.path.slice(0, 40)}" is not an absolute path`);
+    records.push(`volume=${m.serial}:${m.readOnly ? 'ro' : 'rw'}:${m.path}`);
+  }
   if (config.trace) records.push('trace=1');
   const payload = Buffer.from(records.map((r) => `${r}\0`).join(''), 'utf8');
   if (payload.length > MAX_PAYLOAD_BYTES) {
@@ -126,6 +137,10 @@ export function decodeConfigDisk(disk: Buffer): ConfigDiskContents {
     else if (key === 'uid') out.uid = Number(value);
     else if (key === 'gid') out.gid = Number(value);
     else if (key === 'trace') out.trace = value === '1';
+    else if (key === 'volume') {
+      const [serial = '', mode, ...p] = value.split(':');
+      (out.mounts ??= []).push({ serial, readOnly: mode === 'ro', path: p.join(':') });
+    }
   }
   return out;
 }

@@ -33,6 +33,31 @@ export interface GuestConfig {
   uid: number;
   gid: number;
   hostname: string;
+  /** Volumes the init mounts before the app starts, each found by its disk's serial (VmConfig.drives). */
+  mounts?: GuestMount[];
+}
+
+/** One volume as the guest init mounts it (ext4). */
+export interface GuestMount {
+  /** The serial of the drive that holds it. */
+  serial: string;
+  /** Absolute path in the guest; created if missing. */
+  path: string;
+  readOnly: boolean;
+}
+
+/**
+ * A block device beside the root filesystem (a volume). QEMU opens it, and the
+ * backing files of a qcow2, as root at start-up, before it drops its
+ * privileges and chroots into the run folder: the jail needs no path to it.
+ */
+export interface DriveConfig {
+  /** Absolute host path; no commas. */
+  file: string;
+  format: 'qcow2' | 'raw';
+  readOnly: boolean;
+  /** The virtio-blk serial the guest sees (/sys/block/vdX/serial): 1-20 of [a-z0-9-]. */
+  serial: string;
 }
 
 /** How the guest's one NIC is wired. Prepared by src/network before boot. */
@@ -62,6 +87,8 @@ export interface VmConfig {
   initrd: string;
   /** Read-only root filesystem image (erofs or squashfs), attached as the first virtio-blk disk. */
   rootfs: string;
+  /** Volumes, attached after the config disk in this order (the order is part of a snapshot's identity). */
+  drives?: DriveConfig[];
   memoryMb: number;
   vcpus: number;
   guest: GuestConfig;

@@ -67,3 +67,21 @@ test('the kernel command line follows the guest contract', () => {
   );
   assert.doesNotMatch(kernelCmdline(undefined), /ip=/);
 });
+
+test('volumes: virtio-blk after the config disk, found by serial, flushes honoured, read-only on request', () => {
+  const args = buildQemuArgs({
+    ...base,
+    drives: [
+      { file: '/v/pg/disk.qcow2', format: 'qcow2', readOnly: false, serial: 'a1b2c3' },
+      { file: '/v/ro/disk.qcow2', format: 'qcow2', readOnly: true, serial: 'd4e5f6' },
+    ],
+  });
+  const drives = values(args, '-drive');
+  assert.equal(drives.length, 4);
+  assert.match(drives[2]!, /^id=vol0,file=\/v\/pg\/disk\.qcow2,format=qcow2,if=none,cache=writeback,.*werror=enospc/);
+  assert.ok(!drives[2]!.includes('readonly'));
+  assert.match(drives[3]!, /readonly=on$/);
+  for (const d of drives) assert.ok(!/cache=unsafe|no-flush/.test(d), d);
+  const devices = values(args, '-device');
+  assert.deepEqual(devices.slice(0, 4), ['virtio-blk-device,drive=rootfs', 'virtio-blk-device,drive=config', 'virtio-blk-device,drive=vol0,serial=a1b2c3', 'virtio-blk-device,drive=vol1,serial=d4e5f6']);
+});

@@ -4,7 +4,7 @@
 // migration stream (`x-ignore-shared`) and clones can map one template file
 // privately. Devices are virtio-mmio; their order is part of a snapshot's
 // identity, so boot and restore build them with this one function.
-import type { Accelerator, NetworkAttachment } from '../driver.js';
+import type { Accelerator, DriveConfig, NetworkAttachment } from '../driver.js';
 
 export interface RunDirFiles {
   qmpSocket: string;
@@ -25,6 +25,7 @@ export interface QemuLaunch {
   cmdline: string;
   rootfs: string;
   configDisk: string;
+  drives?: DriveConfig[];
   /** The RAM file; `share` true maps it MAP_SHARED (the VM owns it), false MAP_PRIVATE (a template). */
   memory: { path: string; share: boolean };
   files: RunDirFiles;
@@ -55,6 +56,7 @@ export function buildQemuArgs(l: QemuLaunch): string[] {
     '-device', 'virtio-blk-device,drive=rootfs',
     '-drive', `id=config,file=${l.configDisk},format=raw,if=none,readonly=on`,
     '-device', 'virtio-blk-device,drive=config',
+    ...(l.drives ?? []).flatMap((d, i) => driveArgs(d, i)),
     '-object', 'rng-random,id=rng,filename=/dev/urandom',
     '-device', 'virtio-rng-device,rng=rng',
     '-device', 'virtio-serial-device',
@@ -77,6 +79,19 @@ export function buildQemuArgs(l: QemuLaunch): string[] {
   }
   if (l.incoming) args.push('-incoming', 'defer');
   return args;
+}
+
+/**
+ * A volume: cache=writeback passes every guest flush (fsync, a journal commit)
+ * down as an fdatasync of the file, so what the guest has flushed survives
+ * QEMU or the host dying (never cache=unsafe, which drops flushes). A full host
+ * disk pauses the VM (werror=enospc: QEMU stops it with an io-error status)
+ * instead of failing the guest's write; read errors go to the guest.
+ */
+export function driveArgs(d: DriveConfig, i: number): string[] {
+  const opts = [`id=vol${i}`, `file=${d.file}`, `format=${d.format}`, 'if=none', 'cache=writeback', 'aio=threads', 'discard=unmap', 'detect-zeroes=unmap', 'werror=enospc', 'rerror=report'];
+  if (d.readOnly) opts.push('readonly=on');
+  return ['-drive', opts.join(','), '-device', `virtio-blk-device,drive=vol${i},serial=${d.serial}`];
 }
 
 /** The kernel command line of the guest contract (common brief), plus `ip=` when the VM has a NIC. */

@@ -193,6 +193,7 @@ export class QemuDriver implements VmmDriver {
         cmdline: kernelCmdline(config.network, config.extraKernelArgs),
         rootfs: config.rootfs,
         configDisk: rd.configDisk,
+        drives: config.drives,
         memory: launch.memory,
         files: rd,
         network: config.network,
@@ -265,5 +266,11 @@ function checkInputs(config: VmConfig): void {
     if (!fileExists(file)) {
       throw new VmmError('DISK_MISSING', `${what} ${file} does not exist or is not readable: rebuild or re-pull the image`, { kind: 'user' });
     }
+  }
+  for (const d of config.drives ?? []) {
+    if (!/^[a-z0-9-]{1,20}$/.test(d.serial) || !d.file.startsWith('/') || d.file.includes(',')) {
+      throw new VmmError('INVALID_STATE', `VM ${config.id}: drive ${d.file} (serial "${d.serial}") is not valid: an absolute path without commas and a serial of 1-20 a-z, 0-9, -`, { kind: 'user' });
+    }
+    if (!fileExists(d.file)) throw new VmmError('DISK_MISSING', `volume disk ${d.file} does not exist or is not readable: check the volume with 'flick volume ls'`, { kind: 'user' });
   }
 }
