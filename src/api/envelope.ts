@@ -18,6 +18,10 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   METHOD_NOT_ALLOWED: 405,
   WAIT_TIMEOUT: 408,
   NAME_TAKEN: 409,
+  VOLUME_INVALID: 400,
+  VOLUME_NOT_FOUND: 404,
+  VOLUME_EXISTS: 409,
+  VOLUME_IN_USE: 409, // one writer at a time: the volume is attached elsewhere
   ILLEGAL_TRANSITION: 409,
   START_FAILED: 409, // waited for running, but the instance failed: the request was fine, the app was not
   WAKE_FAILED: 503,

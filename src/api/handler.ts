@@ -167,7 +167,7 @@ function notFound(pathname: string): ApiError {
   return new ApiError('NOT_FOUND', `no API route ${pathname}: see the routes in 'flick --help' (e.g. /v1/instances, /v1/images)`, { kind: 'user' });
 }
 
-async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+export async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {

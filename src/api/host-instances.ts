@@ -18,6 +18,8 @@ import { QemuDriver } from '../vmm/qemu/qemu-driver.js';
 import { createApiHandler, type ApiHandler } from './handler.js';
 import { withLimits } from '../limits/host-limits.js';
 import { parsePool } from '../network/addresses.js';
+import { VolumeManager } from '../volumes/volume-manager.js';
+import { createVolumesHandler } from './volumes.js';
 import type { MetricsSources } from './metrics.js';
 import { instanceView } from './schemas.js';
 import type { InstanceRecord } from '../store/instance-record.js';
@@ -56,6 +58,8 @@ export interface HostInstances {
   controller: Controller;
   /** Mount under /v1/. */
   handler: ApiHandler;
+  /** Mount under /v1/volumes. */
+  volumesHandler: ApiHandler;
   proxy: Proxy | undefined;
   /** The metrics sources (/metrics, /v1/metrics). */
   metrics: MetricsSources;
@@ -88,7 +92,9 @@ export function imageResolver(images: ImageStore): ImageResolver {
 export async function startHostInstances(config: HostInstancesConfig): Promise<HostInstances> {
   const { log } = config;
   const store = InstanceStore.open(path.join(config.dataDir, 'state.db'));
+  const volumes = new VolumeManager({ dataDir: config.dataDir });
   const controller = new Controller({
+    volumes,
     store,
     driver: new QemuDriver({ log }),
     images: imageResolver(config.images),
@@ -165,6 +171,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
   return {
     controller,
     handler,
+    volumesHandler: createVolumesHandler({ volumes, hasProcess: (id) => controller.list().some((r) => r.id === id && r.pid !== null) }),
     proxy,
     metrics,
     view: (rec) => instanceView(rec, urlFor(rec)),

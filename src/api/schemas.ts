@@ -37,6 +37,20 @@ export const CreateInstanceSchema = z.strictObject({
   tls_key: z.string({ error: 'tls_key must be a string holding a PEM private key' }).max(64 * 1024, { error: 'tls_key must be at most 64 KiB of PEM' }).optional(),
   autostart: z.boolean({ error: 'autostart must be true or false' }).optional(),
   restart_policy: z.enum(['never', 'on-failure', 'always'], { error: 'restart_policy must be "never", "on-failure" or "always"' }).optional(),
+  volumes: z
+    .array(
+      z.strictObject(
+        {
+          name: z.string({ error: 'volumes[].name must be a volume name, e.g. "pgdata"' }),
+          path: z.string({ error: 'volumes[].path must be an absolute path in the guest, e.g. "/data"' }),
+          read_only: z.boolean({ error: 'volumes[].read_only must be true or false' }).optional(),
+        },
+        { error: 'each of volumes must be an object like {"name": "pgdata", "path": "/data"}' },
+      ),
+      { error: 'volumes must be a list like [{"name": "pgdata", "path": "/data"}]' },
+    )
+    .max(8, { error: 'volumes: at most 8 per instance' })
+    .optional(),
   scale_to_zero: z
     .strictObject({
       policy: z.enum(['on', 'idle', 'off'], { error: 'scale_to_zero.policy must be "on", "idle" or "off"' }).optional(),
@@ -110,6 +124,7 @@ export function toInstanceConfig(body: CreateInstanceBody): InstanceConfig {
       }
     }
   }
+  if (body.volumes && body.volumes.length > 0) spec.volumes = body.volumes.map((v) => ({ name: v.name, path: v.path, readOnly: v.read_only ?? false }));
   if (body.scale_to_zero) {
     const s = body.scale_to_zero;
     spec.scaleToZero = {
@@ -147,6 +162,7 @@ export function instanceView(rec: InstanceRecord, url?: string): Record<string, 
     autostart: rec.autostart,
     restart_policy: rec.restartPolicy,
     scale_to_zero: { policy: rec.scaleToZero.policy, cooldown_time_ms: rec.scaleToZero.cooldownTimeMs, stateful: rec.scaleToZero.stateful },
+    volumes: (rec.volumes ?? []).map((v) => ({ name: v.name, path: v.path, read_only: v.readOnly })),
     snapshots: { template: rec.snapshots.template !== undefined, own: rec.snapshots.own !== undefined },
     // The shared template's id (instances of one image and configuration share it).
     template: rec.snapshots.template ? rec.snapshots.template.dir.split('/').pop() : null,

@@ -21,6 +21,7 @@ import { register as registerStart } from './commands/start.js';
 import { register as registerStop } from './commands/stop.js';
 import { register as registerRm } from './commands/rm.js';
 import { register as registerConsole } from './commands/console.js';
+import { register as registerVolume } from './commands/volume.js';
 
 export function buildProgram(): Command {
   const program = new Command('flick')
@@ -45,6 +46,7 @@ export function buildProgram(): Command {
   registerStop(program);
   registerRm(program);
   registerConsole(program);
+  registerVolume(program);
   return program;
 }
 

@@ -9,8 +9,8 @@ import type { InstanceStore } from '../store/instance-store.js';
 import type { VmConfig, VmmDriver } from '../vmm/driver.js';
 import type { ConsoleLogOptions } from './console-log.js';
 import { InstanceEventEmitter } from './events.js';
-import type { ControllerLogger, ImageResolver, InstanceNetwork } from './seams.js';
-import { defaultName, guestConfigFor, newInstanceRecord, validateName, type InstanceConfig } from './spec.js';
+import type { ControllerLogger, ImageResolver, InstanceNetwork, InstanceVolumes } from './seams.js';
+import { defaultName, guestConfigFor, hasVolumes, newInstanceRecord, validateName, type InstanceConfig } from './spec.js';
 import { waitForState } from './wait.js';
 import { ControllerError, hasProcess, type InstanceState } from './states.js';
 import type { ScaleToZero } from './scale-to-zero.js';
@@ -25,6 +25,8 @@ export interface ControllerOptions {
   driver: VmmDriver;
   images: ImageResolver;
   network: InstanceNetwork;
+  /** Volumes (src/volumes); without it, instances cannot mount any. */
+  volumes?: InstanceVolumes;
   /** Instances live under `<dataDir>/instances/<id>/`. */
   dataDir: string;
   logger?: ControllerLogger;
@@ -102,7 +104,7 @@ export class Controller {
     const record = newInstanceRecord(spec, name, image, this.#dataDir);
     const { id, createdAt: now } = record;
     guestConfigFor(record, image.config); // fails now, as a 400, rather than at boot
-    if (record.autostart) {
+    if (record.autostart && !hasVolumes(record)) {
       const asleep = await this.scaleToZero.asleepAtCreate(record, this.#lc.vmConfig(record, image), this.#lc.templateKey(record, image));
       if (asleep) {
         this.store.insert(asleep);
@@ -110,7 +112,14 @@ export class Controller {
         return asleep;
       }
     }
-    this.store.insert(record);
+    // Claimed before the record exists: a refused volume (409) leaves nothing behind.
+    await this.#lc.claimVolumes(record);
+    try {
+      this.store.insert(record);
+    } catch (err) {
+      await this.#lc.volumes?.detach(id);
+      throw err;
+    }
     this.events.emit('state', { id, name, from: null, to: 'stopped', at: now });
     return record.autostart ? this.start(id) : record;
   }
@@ -150,6 +159,8 @@ export class Controller {
       await this.#lc.networks.release(id);
       await fsp.rm(rec.dir, { recursive: true, force: true });
       this.store.delete(id);
+      // After the record: a crash in between leaves a claim that the next start's sweep drops.
+      await this.#lc.volumes?.detach(id);
       this.scaleToZero.forget(id);
       // The last instance of a configuration takes its shared template with it.
       if (await this.templates.releaseIfUnused(rec.snapshots.template?.dir, (dir) => this.store.usesTemplate(dir))) this.#lc.log.info(`template ${path.basename(rec.snapshots.template!.dir)} removed with its last instance`);

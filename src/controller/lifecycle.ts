@@ -11,9 +11,9 @@ import type { MicroVm, VmConfig, VmExit, VmmDriver } from '../vmm/driver.js';
 import { ConsoleLog, type ConsoleLogOptions } from './console-log.js';
 import type { ControllerOptions } from './controller.js';
 import type { InstanceEventEmitter } from './events.js';
-import type { ControllerLogger, ImageResolver, PreparedImage } from './seams.js';
+import type { ControllerLogger, ImageResolver, InstanceVolumes, PreparedImage } from './seams.js';
 import { VmNetworks } from './vm-networks.js';
-import { readinessPort, vmGuestConfig } from './spec.js';
+import { hasVolumes, readinessPort, vmGuestConfig } from './spec.js';
 import { ControllerError, assertTransition, hasProcess, type InstanceState } from './states.js';
 import { RestartScheduler } from './restart.js';
 import { ScaleToZero, type WakeTarget } from './scale-to-zero.js';
@@ -37,6 +37,7 @@ export class Lifecycle {
   readonly driver: VmmDriver;
   readonly images: ImageResolver;
   readonly networks: VmNetworks;
+  readonly volumes: InstanceVolumes | undefined;
   readonly log: ControllerLogger;
   readonly #readyTimeoutMs: number;
   readonly #stopTimeoutMs: number;
@@ -64,6 +65,7 @@ export class Lifecycle {
     this.images = opts.images;
     this.log = opts.logger ?? silent;
     this.networks = new VmNetworks(opts.store, opts.network, this.log);
+    this.volumes = opts.volumes;
     this.#readyTimeoutMs = opts.readyTimeoutMs ?? 60_000;
     this.#stopTimeoutMs = opts.stopTimeoutMs ?? 10_000;
     this.#consoleOpts = opts.consoleLog ?? {};
@@ -126,7 +128,7 @@ export class Lifecycle {
       await this.consoleLog(rec).archive();
       await fsp.rm(runDir, { recursive: true, force: true });
       await fsp.mkdir(runDir, { recursive: true });
-      if (await this.scaleToZero.startAsleep(rec, this.vmConfig(rec, image))) return;
+      if (!hasVolumes(rec) && (await this.scaleToZero.startAsleep(rec, this.vmConfig(rec, image)))) return;
       const config = await this.networks.attach(id, this.vmConfig(rec, image));
       const t0 = performance.now();
       vm = await this.driver.boot(config, { signal: ac.signal });
@@ -165,17 +167,27 @@ export class Lifecycle {
     });
   }
 
+  /** Claims the instance's volumes for it (VOLUME_NOT_FOUND, VOLUME_IN_USE); a no-op without any. */
+  async claimVolumes(rec: InstanceRecord): Promise<void> {
+    if (!hasVolumes(rec)) return;
+    if (!this.volumes) throw new ControllerError('INVALID_SPEC', `instance "${rec.name}" mounts volumes, but this flickd has no volume manager`, { kind: 'user' });
+    await this.volumes.attach(rec.id, rec.volumes!);
+  }
+
   /** What the instance's VM runs with, before a network is attached. */
   vmConfig(rec: InstanceRecord, image: PreparedImage): VmConfig {
+    const guest = vmGuestConfig(rec, image.config);
+    const held = hasVolumes(rec) && this.volumes ? this.volumes.attachedTo(rec.id, rec.volumes!) : [];
     return {
       id: rec.id,
       runDir: path.join(rec.dir, 'run'),
       kernel: image.paths.vmlinux,
       initrd: image.paths.initrd,
       rootfs: image.paths.rootfs,
+      ...(held.length > 0 ? { drives: held.map((v) => ({ file: v.file, format: v.format, readOnly: v.readOnly, serial: v.id })) } : {}),
       memoryMb: rec.memoryMb,
       vcpus: rec.vcpus,
-      guest: vmGuestConfig(rec, image.config),
+      guest: held.length > 0 ? { ...guest, mounts: held.map((v) => ({ serial: v.id, path: v.path, readOnly: v.readOnly })) } : guest,
       ...(this.#accel ? { accel: this.#accel } : {}),
     };
   }
@@ -186,7 +198,8 @@ export class Lifecycle {
     const port = readinessPort(rec.service);
     if (port !== undefined) await vm.waitForPort(port, { timeoutMs: this.#readyTimeoutMs, signal });
     this.events.emit('boot', { id, name: rec.name, durationMs: performance.now() - t0 });
-    if (rec.scaleToZero.policy !== 'off' && rec.snapshots.template === undefined) await this.scaleToZero.takeTemplate(rec, vm);
+    // No template with volumes: its memory would only match the disk as it is now (spec.ts resolveScaleToZero).
+    if (rec.scaleToZero.policy !== 'off' && rec.snapshots.template === undefined && !hasVolumes(rec)) await this.scaleToZero.takeTemplate(rec, vm);
     this.transition(this.fresh(id), 'running', { startedAt: new Date().toISOString() });
     this.restarts.onRunning(id);
     this.scaleToZero.onRunning(this.fresh(id));

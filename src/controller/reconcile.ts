@@ -39,6 +39,8 @@ export async function reconcile(lc: Lifecycle): Promise<{ adopted: string[]; die
     else if (rec.state === 'draining') void lc.serialize(rec.id, async () => void lc.transition(lc.fresh(rec.id), 'running'));
   }
   await lc.networks.reconcile((id) => lc.live.has(id));
+  // Claims of instances removed while flickd was down (rm crashed between the record and the claim).
+  await lc.volumes?.sweep(new Set(lc.store.list().map((r) => r.id)));
   const unused = await lc.templates.sweep(lc.store.list());
   if (unused.length > 0) lc.log.info(`removed ${unused.length} template(s) no instance uses`);
   lc.log.info(`reconciled: ${adopted.length} VM(s) adopted, ${died.length} found dead`);

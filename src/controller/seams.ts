@@ -59,6 +59,37 @@ export interface InstanceNetwork {
   dispose(): Promise<void>;
 }
 
+/** A volume an instance mounts: `flick run -v NAME:/path[:ro]`. */
+export interface VolumeMountSpec {
+  name: string;
+  path: string;
+  readOnly: boolean;
+}
+
+/** A volume held by an instance, as its VM attaches it. */
+export interface HeldVolume extends VolumeMountSpec {
+  /** The disk's serial in the guest. */
+  id: string;
+  file: string;
+  format: 'qcow2';
+}
+
+/**
+ * Volumes (src/volumes): an instance claims its volumes at create and lets go
+ * at rm; they stay attached across stop, standby and flickd restarts. At most
+ * one holder writes a volume (VOLUME_IN_USE otherwise).
+ */
+export interface InstanceVolumes {
+  /** Claims all of `mounts` for `holder` or none (VOLUME_NOT_FOUND, VOLUME_IN_USE, VOLUME_INVALID). */
+  attach(holder: string, mounts: readonly VolumeMountSpec[]): Promise<HeldVolume[]>;
+  /** What `holder` holds, for its VM config (synchronous: read at every boot). */
+  attachedTo(holder: string, mounts: readonly VolumeMountSpec[]): HeldVolume[];
+  /** Lets go of everything `holder` holds; safe twice. */
+  detach(holder: string): Promise<void>;
+  /** At start: drops the claims of holders not in `keep`. */
+  sweep(keep: ReadonlySet<string>): Promise<unknown>;
+}
+
 export interface ControllerLogger {
   info(msg: string): void;
   warn(msg: string): void;

@@ -15,7 +15,7 @@ import {
   type TcpService,
 } from '../store/instance-record.js';
 import { LABEL_GID, LABEL_UID } from '../image/image-config.js';
-import type { ImageRunConfig, PreparedImage } from './seams.js';
+import type { ImageRunConfig, PreparedImage, VolumeMountSpec } from './seams.js';
 import { ControllerError } from './states.js';
 
 export interface InstanceConfig {
@@ -30,6 +30,8 @@ export interface InstanceConfig {
   autostart?: boolean;
   restartPolicy?: RestartPolicy;
   scaleToZero?: Partial<ScaleToZeroConfig>;
+  /** `-v NAME:/path[:ro]`: volumes mounted before the app starts. */
+  volumes?: VolumeMountSpec[];
 }
 
 export const DEFAULT_MEMORY_MB = 128;
@@ -87,12 +89,23 @@ export function resolveService(spec: InstanceConfig, name: string, image: Prepar
   return port === undefined ? { tcp } : { http: { hostname: `${name}.${DEFAULT_DOMAIN}`, guestPort: port }, tcp };
 }
 
-export function resolveScaleToZero(asked: Partial<ScaleToZeroConfig> | undefined): ScaleToZeroConfig {
+/**
+ * With volumes, scale to zero is always stateful: a shared template's memory
+ * holds the page cache and ext4 mount of the disk as it was when the template
+ * was taken, and waking it over a disk written since would corrupt the disk.
+ * The instance's own state at suspend is the only memory that matches its disk.
+ */
+export function resolveScaleToZero(asked: Partial<ScaleToZeroConfig> | undefined, hasVolumes = false): ScaleToZeroConfig {
   return {
     policy: asked?.policy ?? 'off',
     cooldownTimeMs: asked?.cooldownTimeMs ?? DEFAULT_COOLDOWN_MS,
-    stateful: asked?.stateful ?? false,
+    stateful: hasVolumes || (asked?.stateful ?? false),
   };
+}
+
+/** Whether the instance mounts volumes (then it never shares a template: see resolveScaleToZero). */
+export function hasVolumes(rec: Pick<InstanceRecord, 'volumes'>): boolean {
+  return (rec.volumes ?? []).length > 0;
 }
 
 /** The port whose first accepted connection means "ready" (undefined: ready once booted). */
@@ -177,7 +190,8 @@ export function newInstanceRecord(spec: InstanceConfig, name: string, image: Pre
     service: resolveService(spec, name, image),
     autostart: spec.autostart ?? true,
     restartPolicy: spec.restartPolicy ?? 'never',
-    scaleToZero: resolveScaleToZero(spec.scaleToZero),
+    scaleToZero: resolveScaleToZero(spec.scaleToZero, (spec.volumes ?? []).length > 0),
+    ...(spec.volumes && spec.volumes.length > 0 ? { volumes: spec.volumes } : {}),
     state: 'stopped',
     networkIndex: null,
     pid: null,

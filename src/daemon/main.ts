@@ -325,6 +325,7 @@ async function serve(config: ServeConfig): Promise<void> {
     // A push is refused up front when the disk is (nearly) full, rather than cut off by ENOSPC (src/limits).
     { prefix: '/v2/', handler: refuseWritesWhenDiskFull(createRegistryHandler(registry, config.log), config.dataDir), access: registryAccess(config.anonymousPull) },
     { prefix: '/v1/', handler: instances.handler },
+    { prefix: '/v1/volumes', handler: instances.volumesHandler },
     {
       prefix: '/v1/hosts',
       handler: createHostsHandler({

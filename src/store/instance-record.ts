@@ -3,6 +3,7 @@
 // Field names are camelCase here; the API turns them into its snake_case wire form.
 import type { InstanceState } from '../controller/states.js';
 import type { Snapshot, VmConfig } from '../vmm/driver.js';
+import type { VolumeMountSpec } from '../controller/seams.js';
 import type { InstanceCounters, RestartPolicy, ScaleToZeroConfig, ServiceConfig } from '../controller/state/instance-record.js';
 
 export type { HttpService, InstanceCounters, RestartPolicy, ScaleToZeroConfig, ScaleToZeroPolicy, ServiceConfig, TcpService } from '../controller/state/instance-record.js';
@@ -23,6 +24,8 @@ export interface InstanceRecord {
   autostart: boolean;
   restartPolicy: RestartPolicy;
   scaleToZero: ScaleToZeroConfig;
+  /** Volumes the instance holds from create to rm (absent in records from before volumes). */
+  volumes?: VolumeMountSpec[];
   state: InstanceState;
   /** Why the instance is failed (or why its last start failed). */
   error?: string;

@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { FlickError } from '../../errors.js';
 import { FlickApi, instanceUrl, type InstanceView } from '../api-client.js';
 import { Spinner, printJson, withOutputOption, type OutputFormat } from '../output.js';
+import { parseMountFlag, type VolumeMount } from '../../volumes/names.js';
 
 function usage(message: string): FlickError {
   return new FlickError('USAGE', message, { kind: 'user' });
@@ -101,6 +102,15 @@ export function parseEnv(text: string, env: NodeJS.ProcessEnv = process.env): [s
   return [key, v];
 }
 
+/** `-v NAME:/path[:ro]`. */
+export function parseVolumeFlag(flag: string): VolumeMount {
+  try {
+    return parseMountFlag(flag);
+  } catch (err) {
+    throw usage(`-v ${(err as Error).message}`);
+  }
+}
+
 const collect = <T>(parse: (s: string) => T) => (value: string, prev: T[] = []) => [...prev, parse(value)];
 
 /** Waits for `running` with a spinner; returns the instance. Shared with `flick start`. */
@@ -137,6 +147,7 @@ export function register(program: Command): void {
       return n;
     })
     .option('--scale-to-zero <spec>', 'policy=on|idle|off,cooldown-time=MS,stateful=true|false', parseScaleToZero)
+    .option('-v, --volume <NAME:/path[:ro]>', 'mount a volume (flick volume create) at a path before the app starts (repeatable)', collect(parseVolumeFlag))
     .option('--restart <policy>', 'restart policy: never, on-failure or always')
     .option('-d, --detach', 'do not wait until the instance answers')
     .option('--timeout <ms>', 'how long to wait for the instance to answer', (v) => Number(v), 120_000)
@@ -158,6 +169,7 @@ export function register(program: Command): void {
     if (opts.vcpus !== undefined) body.vcpus = opts.vcpus;
     if (opts.scaleToZero) body.scale_to_zero = opts.scaleToZero;
     if (opts.restart) body.restart_policy = opts.restart;
+    if (opts.volume) body.volumes = opts.volume.map((v) => ({ name: v.name, path: v.path, read_only: v.readOnly }));
     let inst = await api.create(body);
     if (!opts.detach) inst = await waitUntilRunning(api, inst, opts.timeout);
     if (opts.output === 'json') return printJson(inst);
@@ -177,6 +189,7 @@ interface RunOptions {
   vcpus?: number;
   scaleToZero?: ScaleToZeroFlag;
   restart?: string;
+  volume?: VolumeMount[];
   detach?: boolean;
   timeout: number;
   output: OutputFormat;
