@@ -8,7 +8,8 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { forwardRequestHeaders, forwardResponseHeaders, hostOf, malformedRequest, rawResponseHead, requestHasBody, withoutFraming, type ForwardedFor } from './headers.js';
 import type { AwakeTarget, InstanceGate, Refusal, Ticket, Waiter } from './gate.js';
-import type { Route, RouteTable } from './routes.js';
+import type { Balancer } from './balancer.js';
+import { isServiceRoute, type HttpTarget, type Route, type RouteTable, type ServiceRoute } from './routes.js';
 import type { Waker } from './waker.js';
 
 export interface ForwardContext {
@@ -26,6 +27,8 @@ export interface ForwardContext {
    * Undefined on the HTTPS listener itself.
    */
   httpsPort?: number | null;
+  /** Picks a service's member per request (balancer.ts). */
+  balancer: Balancer;
   /** A request body that sends nothing for this long (while the instance would read) is cut with 408 (nginx's client_body_timeout). */
   bodyIdleMs: number;
 }
@@ -45,6 +48,12 @@ export function handleRequest(ctx: ForwardContext, req: http.IncomingMessage, re
   }
   if (route.plain === 'redirect' && ctx.httpsPort !== undefined) {
     redirectToHttps(ctx.httpsPort, req, res);
+    return;
+  }
+  if (isServiceRoute(route)) {
+    const member = ctx.balancer.pick(route, req.socket);
+    if (member === undefined) answer(res, 503, noMembersMessage(route));
+    else new HttpExchange(ctx, member, req, res, route).start();
     return;
   }
   new HttpExchange(ctx, route, req, res).start();
@@ -71,11 +80,21 @@ export function handleUpgrade(ctx: ForwardContext, req: http.IncomingMessage, so
     else socket.end(rawResponseHead(308, 'Permanent Redirect', ['Location', to, 'Content-Length', '0', 'Connection', 'close']));
     return;
   }
-  new UpgradeExchange(ctx, route, req, socket, head).start();
+  // An upgraded connection is balanced once, for its whole life.
+  const member = isServiceRoute(route) ? ctx.balancer.pick(route, socket) : route;
+  if (member === undefined) {
+    answerRaw(socket, 503, noMembersMessage(route as ServiceRoute));
+    return;
+  }
+  new UpgradeExchange(ctx, member, req, socket, head).start();
+}
+
+function noMembersMessage(service: ServiceRoute): string {
+  return `service ${service.service} has no instances to serve this: see 'flick service get ${service.service}'\n`;
 }
 
 /** The route, or the host that matched none ('' when there was no Host header). */
-function routeOf(ctx: ForwardContext, req: http.IncomingMessage): Route | string {
+function routeOf(ctx: ForwardContext, req: http.IncomingMessage): HttpTarget | string {
   const host = hostOf(req.rawHeaders);
   if (host === undefined) return '';
   return ctx.routes.forHost(host, ctx.domain) ?? host;
@@ -132,8 +151,12 @@ export function trackConnection(waker: Waker, socket: TrackedSocket, instanceId:
 
 class HttpExchange implements Waiter {
   readonly #ctx: ForwardContext;
-  readonly #route: Route;
-  readonly #gate: InstanceGate;
+  #route: Route;
+  #gate: InstanceGate;
+  /** The service the route was picked from: a refused connection is tried on another member. */
+  readonly #service: ServiceRoute | undefined;
+  readonly #tried = new Set<string>();
+  #bodyStarted = false;
   readonly #req: http.IncomingMessage;
   readonly #res: http.ServerResponse;
   #ticket: Ticket | undefined;
@@ -143,12 +166,13 @@ class HttpExchange implements Waiter {
   #finished = false;
   #bodyTimer: NodeJS.Timeout | undefined;
 
-  constructor(ctx: ForwardContext, route: Route, req: http.IncomingMessage, res: http.ServerResponse) {
+  constructor(ctx: ForwardContext, route: Route, req: http.IncomingMessage, res: http.ServerResponse, service?: ServiceRoute) {
     this.#ctx = ctx;
     this.#route = route;
     this.#gate = ctx.gate(route.instanceId);
     this.#req = req;
     this.#res = res;
+    this.#service = service;
   }
 
   start(): void {
@@ -185,9 +209,29 @@ class HttpExchange implements Waiter {
     upstream.on('error', (err) => this.#onUpstreamError(err));
     if (!requestHasBody(req.rawHeaders)) upstream.end();
     else {
+      req.once('data', () => (this.#bodyStarted = true));
       req.pipe(upstream);
       this.#watchBody();
     }
+  }
+
+  /**
+   * A service member refused the connection: the request provably never reached it (no byte was
+   * written; a body is tried elsewhere only if none of it was read yet). Moves it to another member.
+   */
+  #tryAnotherMember(): boolean {
+    if (this.#service === undefined || this.#bodyStarted) return false;
+    this.#tried.add(this.#route.instanceId);
+    const next = this.#ctx.balancer.pick(this.#service, this.#req.socket, this.#tried);
+    if (next === undefined) return false;
+    if (this.#upstream !== undefined) this.#req.unpipe(this.#upstream);
+    this.#ctx.waker.requestFinished(this.#route.instanceId);
+    this.#route = next;
+    this.#gate = this.#ctx.gate(next.instanceId);
+    this.#gate.stats.requests += 1;
+    this.#ctx.waker.requestStarted(next.instanceId);
+    trackConnection(this.#ctx.waker, this.#req.socket, next.instanceId);
+    return true;
   }
 
   /** A slow body (slowloris on the body) holds an upstream connection of the instance: it gets bodyIdleMs between bytes. */
@@ -241,6 +285,10 @@ class HttpExchange implements Waiter {
     // retry once when the request had no body to replay.
     if (upstream?.reusedSocket && !this.#retried && !requestHasBody(this.#req.rawHeaders) && err.code === 'ECONNRESET') {
       this.#retried = true;
+      this.#dispatch();
+      return;
+    }
+    if (err.code === 'ECONNREFUSED' && this.#tryAnotherMember()) {
       this.#dispatch();
       return;
     }

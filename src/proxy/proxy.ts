@@ -12,6 +12,7 @@ import https from 'node:https';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type tls from 'node:tls';
+import { Balancer } from './balancer.js';
 import { SecureContexts } from './certificates.js';
 import { ProxyError } from './errors.js';
 import { InstanceGate, type GateConfig } from './gate.js';
@@ -96,7 +97,7 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
   const gate = (instanceId: string): InstanceGate => {
     let found = gates.get(instanceId);
     if (found === undefined) {
-      found = new InstanceGate(instanceId, config.waker, gateConfig);
+      found = new InstanceGate(instanceId, waker, gateConfig);
       gates.set(instanceId, found);
     }
     return found;
@@ -105,10 +106,26 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
 
   const upgraded = new Set<Duplex>();
   const domain = (config.domain ?? 'localhost').toLowerCase();
+  // The balancer counts in flight per instance from the proxy's own calls to the waker.
+  const balancer = new Balancer((id) => gates.get(id)?.current() !== undefined || config.waker.isAwake?.(id) === true);
+  const waker: Waker = {
+    ensureAwake: (id, signal) => config.waker.ensureAwake(id, signal),
+    requestStarted: (id) => {
+      balancer.started(id);
+      config.waker.requestStarted(id);
+    },
+    requestFinished: (id) => {
+      balancer.finished(id);
+      config.waker.requestFinished(id);
+    },
+    ...(config.waker.connectionOpened ? { connectionOpened: (id: string) => config.waker.connectionOpened?.(id) } : {}),
+    ...(config.waker.connectionClosed ? { connectionClosed: (id: string) => config.waker.connectionClosed?.(id) } : {}),
+  };
   const forwardCtx = (proto: 'http' | 'https'): ForwardContext => ({
     routes: config.routes,
     domain,
-    waker: config.waker,
+    waker,
+    balancer,
     gate,
     forwarded: { proto, trustForwarded: config.trustForwarded ?? false, via: config.via },
     upgraded,
@@ -131,7 +148,7 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
   const secure = config.tlsListen !== undefined ? serveHttp(forwardCtx('https'), secureOptions, config) : undefined;
   if (secure) servers.push(secure);
 
-  const tcp = new TcpListeners(config, { waker: config.waker, gate, quietMs: config.tcpQuietMs ?? 200 }, onError);
+  const tcp = new TcpListeners(config, { waker, gate, quietMs: config.tcpQuietMs ?? 200 }, onError);
   const unsubscribe = config.routes.subscribe((change: RouteChange) => {
     if (change.kind === 'instance-removed') {
       gates.get(change.instanceId)?.close(`instance ${change.instanceId} is no longer routed: it was removed`);

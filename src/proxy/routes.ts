@@ -16,6 +16,31 @@ export interface Route {
   plain?: 'serve' | 'redirect';
 }
 
+/**
+ * A service's host name: requests are balanced over its members (instances of
+ * one configuration) by src/proxy/balancer.ts, each then forwarded as to a Route.
+ */
+export interface ServiceRoute {
+  service: string;
+  /** Member instance ids, in a stable order. */
+  members: readonly string[];
+  targetPort: number;
+  /**
+   * In-flight requests per member before the next one goes to another member,
+   * waking a sleeping one if need be (autoscale's target). Default: no limit
+   * (awake members take everything; a service with none awake wakes one).
+   */
+  targetInFlight?: number;
+  certificate?: CertificatePair;
+  plain?: 'serve' | 'redirect';
+}
+
+export type HttpTarget = Route | ServiceRoute;
+
+export function isServiceRoute(target: HttpTarget): target is ServiceRoute {
+  return (target as ServiceRoute).members !== undefined;
+}
+
 export type RouteChange =
   | { kind: 'tcp-added'; port: number; route: Route }
   | { kind: 'tcp-removed'; port: number; route: Route }
@@ -28,6 +53,8 @@ export class RouteTable {
   readonly #http = new Map<string, Route>();
   /** Whole host names (lower case, no trailing dot), looked up before labels. */
   readonly #hosts = new Map<string, Route>();
+  /** Services by label (`<service>.<domain>`), looked up after instances. */
+  readonly #services = new Map<string, ServiceRoute>();
   readonly #tcp = new Map<number, Route>();
   readonly #listeners = new Set<(change: RouteChange) => void>();
 
@@ -53,6 +80,18 @@ export class RouteTable {
     }
     checkPort(route.targetPort, 'target');
     this.#hosts.set(key, copyRoute(route));
+  }
+
+  /** Route `<service>.<domain>` over the service's members; replaces the service's route (a member added or gone). */
+  setService(name: string, route: ServiceRoute): void {
+    const key = name.toLowerCase();
+    if (!NAME.test(key)) throw new ProxyError('invalid_route', `cannot route service "${name}": its name must be a DNS label (letters, digits, '-')`, { kind: 'user' });
+    checkPort(route.targetPort, 'target');
+    this.#services.set(key, { ...route, members: [...route.members] });
+  }
+
+  deleteService(name: string): void {
+    this.#services.delete(name.toLowerCase());
   }
 
   /** Listen on a host port and pipe its connections to an instance's port. */
@@ -90,14 +129,14 @@ export class RouteTable {
    * The route a `Host` header (or an SNI server name) addresses: the whole host
    * name first, then `<name>.<domain>`. `domain` must be lower case.
    */
-  forHost(host: string | undefined, domain: string): Route | undefined {
+  forHost(host: string | undefined, domain: string): HttpTarget | undefined {
     if (!host) return undefined;
     if (this.#hosts.size > 0) {
       const exact = this.#hosts.get(bareHost(host));
       if (exact !== undefined) return exact;
     }
     const name = instanceNameFromHost(host, domain);
-    return name === undefined ? undefined : this.#http.get(name);
+    return name === undefined ? undefined : (this.#http.get(name) ?? this.#services.get(name));
   }
 
   tcp(port: number): Route | undefined {

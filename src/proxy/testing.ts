@@ -17,6 +17,8 @@ export class FakeWaker implements Waker {
   minInFlight = 0;
   readonly connections = new Map<string, number>();
   readonly signals: AbortSignal[] = [];
+  /** Instances the fake controller reports running before any request (isAwake). */
+  running = new Set<string>();
   #pending: Array<() => void> = [];
   #asleep = new Map<string, AbortController>();
   /** Bumped when an instance's "VM" ends (standby), kept when it only pauses: the wake's session. */
@@ -55,6 +57,11 @@ export class FakeWaker implements Waker {
   /** Put an instance to hot standby: its VM only pauses and keeps its connections. */
   pause(instanceId: string): void {
     this.#asleep.get(instanceId)?.abort(PAUSED);
+  }
+
+  isAwake(id: string): boolean {
+    const asleep = this.#asleep.get(id);
+    return this.running.has(id) || (asleep !== undefined && !asleep.signal.aborted);
   }
 
   requestStarted(id: string): void {

@@ -43,6 +43,12 @@ export interface Waker {
    */
   requestStarted(instanceId: string): void;
   requestFinished(instanceId: string): void;
+  /**
+   * Whether the instance is running now (no wake needed), for balancing a
+   * service over its members before the proxy has sent any of them a request.
+   * Without it, only members the proxy has already reached count as awake.
+   */
+  isAwake?(instanceId: string): boolean;
   /** A client connection that has carried traffic for this instance opened or closed (policy `on` counts these). */
   connectionOpened?(instanceId: string): void;
   connectionClosed?(instanceId: string): void;

@@ -1,0 +1,90 @@
+// Component tests of service routes: requests balanced over a service's
+// members (real upstreams on port 0, a fake Waker), keep-alive pinning, a retry
+// on another member only when the connection was refused, and a burst against
+// sleeping members waking as many as the in-flight target needs.
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { test } from 'node:test';
+import { FakeWaker, request, startProxy, startUpstream, until } from './testing.js';
+
+async function closedPort(t: import('node:test').TestContext): Promise<number> {
+  const gone = await startUpstream(t, (_req, res) => res.end());
+  await new Promise<void>((resolve) => gone.server.close(() => resolve()));
+  return gone.port;
+}
+
+/** Counts, per member, the requests the proxy started for it (the fake waker's hosts are all 127.0.0.1, so members share one upstream). */
+function countStarts(waker: FakeWaker): Map<string, number> {
+  const started = new Map<string, number>();
+  const orig = waker.requestStarted.bind(waker);
+  waker.requestStarted = (id: string) => {
+    started.set(id, (started.get(id) ?? 0) + 1);
+    orig(id);
+  };
+  return started;
+}
+
+test('a service balances new connections over its members; a keep-alive client stays on one member', async (t) => {
+  const upstream = await startUpstream(t, (_req, res) => res.end('ok'));
+  const waker = new FakeWaker();
+  const started = countStarts(waker);
+  const { port, routes } = await startProxy(t, waker);
+  const members = ['m-1', 'm-2', 'm-3'];
+  // Three running replicas: each is used from the first requests on, before the proxy has reached any.
+  waker.running = new Set(members);
+  routes.setService('web', { service: 'web', members, targetPort: upstream.port });
+  const answers = await Promise.all(Array.from({ length: 30 }, () => request(port, { host: 'web.localhost' })));
+  assert.deepEqual(answers.map((a) => a.status), new Array(30).fill(200));
+  assert.deepEqual(members.map((m) => (started.get(m) ?? 0) >= 5), [true, true, true], `every member took a share: ${JSON.stringify([...started])}`);
+  // Sequential requests on new connections take the (idle) members in turn.
+  started.clear();
+  for (let i = 0; i < 30; i++) assert.equal((await request(port, { host: 'web.localhost' })).status, 200);
+  assert.deepEqual(members.map((m) => started.get(m)), [10, 10, 10]);
+  // A keep-alive client stays on one member.
+  started.clear();
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  for (let i = 0; i < 10; i++) assert.equal((await request(port, { host: 'web.localhost', agent })).status, 200);
+  assert.equal(started.size, 1, `pinned to one member: ${JSON.stringify([...started])}`);
+  agent.destroy();
+  await until(() => members.every((m) => (waker.inFlight.get(m) ?? 0) === 0), 'every request to finish');
+});
+
+test('a member that refuses the connection is skipped for that request; one that fails after the request reached it gives 502, not a retry', async (t) => {
+  const dead = await closedPort(t);
+  const waker = new FakeWaker();
+  const { port, routes } = await startProxy(t, waker);
+  routes.setService('web', { service: 'web', members: ['m-dead', 'm-live'], targetPort: dead });
+  // All members share the route's port, so both refuse here: the request fails only after trying each.
+  const bothDead = await request(port, { host: 'web.localhost' });
+  assert.equal(bothDead.status, 502);
+  assert.equal(waker.wakes.get('m-dead'), 1);
+  assert.equal(waker.wakes.get('m-live'), 1, 'the second member was tried after the first refused');
+
+  // Now one member whose app takes the request and then drops the connection: never retried elsewhere.
+  const dropper = await startUpstream(t, (req) => req.socket.destroy());
+  routes.setService('drop', { service: 'drop', members: ['d-1', 'd-2'], targetPort: dropper.port });
+  const dropped = await request(port, { host: 'drop.localhost' });
+  assert.equal(dropped.status, 502);
+  assert.equal(dropper.connections(), 1, 'the request reached one member only');
+  await until(() => ['m-dead', 'm-live', 'd-1', 'd-2'].every((m) => (waker.inFlight.get(m) ?? 0) === 0), 'every request to finish');
+});
+
+test('a burst against a sleeping service wakes as many members as the in-flight target needs, at once', async (t) => {
+  const upstream = await startUpstream(t, (_req, res) => setTimeout(() => res.end('ok'), 5));
+  const waker = new FakeWaker(false);
+  const { proxy, port, routes } = await startProxy(t, waker);
+  const members = ['a', 'b', 'c', 'd', 'e'];
+  routes.setService('burst', { service: 'burst', members, targetPort: upstream.port, targetInFlight: 10 });
+  const answers = Array.from({ length: 30 }, () => request(port, { host: 'burst.localhost' }));
+  await until(() => proxy.stats().reduce((n, s) => n + s.parkedNow, 0) === 30, '30 parked requests');
+  assert.equal([...waker.wakes.keys()].length, 3, `ceil(30 / 10) wakes: ${JSON.stringify([...waker.wakes])}`);
+  waker.release();
+  assert.deepEqual((await Promise.all(answers)).map((a) => a.status), new Array(30).fill(200));
+  assert.deepEqual(members.filter((m) => waker.wakes.has(m)).length, 3);
+  // An unknown service has no route; one with no members answers 503 saying so.
+  routes.setService('empty', { service: 'empty', members: [], targetPort: upstream.port });
+  const none = await request(port, { host: 'empty.localhost' });
+  assert.equal(none.status, 503);
+  assert.match(none.body, /service empty has no instances/);
+});
