@@ -107,7 +107,7 @@ test('blob: monolithic upload, HEAD, GET with Range, digest mismatch leaves noth
 
 test('chunked upload: PATCH with Content-Range, out-of-order chunk 416, status, PUT with final chunk', async () => {
   const data = Buffer.from('0123456789abcdefghij');
-  const post = await req('POST', '/v2/t/chunks/blobs/uploads/', { headers: { 'content-length': '0' } });
+  const post = await req('POST', '/v2/t/chunks/blobs/uploads/');
   assert.equal(post.status, 202);
   const loc = post.headers.get('location')!;
   assert.match(loc, /^\/v2\/t\/chunks\/blobs\/uploads\/[0-9a-f-]{36}$/);
