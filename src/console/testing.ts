@@ -64,11 +64,14 @@ export async function signIn(page: Page, base: string, token: string): Promise<v
 // Runs in the page (a string: this package compiles without the DOM's types).
 const RECORD_LATENCY = `(() => {
   window.__flickLatency = [];
+  const seen = new WeakMap();
   new MutationObserver((records) => {
     const now = Date.now();
     for (const r of records) {
       const el = r.target;
-      if (el.tagName !== 'TR' || !el.dataset.at) continue;
+      // One change can move two attributes (state and tier): count it once.
+      if (el.tagName !== 'TR' || !el.dataset.at || seen.get(el) === el.dataset.at) continue;
+      seen.set(el, el.dataset.at);
       window.__flickLatency.push({ name: el.dataset.name || '', state: el.dataset.state || '', tier: el.dataset.tier || '', ms: now - Date.parse(el.dataset.at) });
     }
   }).observe(document.body, { subtree: true, attributes: true, attributeFilter: ['data-state', 'data-tier'] });
