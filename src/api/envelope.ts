@@ -31,6 +31,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   RAM_EXHAUSTED: 507,
   NAME_UNKNOWN: 404,
   MANIFEST_UNKNOWN: 404,
+  CLUSTER_UNAVAILABLE: 503, // src/cluster: etcd unreachable, so nothing can be created or moved
+  NOT_OWNER: 409, // src/cluster: another host owns the instance now
 };
 
 /** HTTP status for an error: by code, else 400 for user errors and 500 for the rest. */

@@ -15,7 +15,8 @@ import { RouteTable } from '../proxy/routes.js';
 import type { ImageStore } from '../registry/image-store.js';
 import { InstanceStore } from '../store/instance-store.js';
 import { QemuDriver } from '../vmm/qemu/qemu-driver.js';
-import { createApiHandler, type ApiHandler } from './handler.js';
+import { createApiHandler, type ApiController, type ApiHandler } from './handler.js';
+import type { Waker } from '../proxy/waker.js';
 import { withLimits } from '../limits/host-limits.js';
 import { parsePool } from '../network/addresses.js';
 import { VolumeManager } from '../volumes/volume-manager.js';
@@ -50,6 +51,12 @@ export interface HostInstancesConfig {
   proxyOptional?: boolean;
   /** At most this many instances (flickd --max-instances); none: no quota. */
   maxInstances?: number;
+  /**
+   * A cluster's hooks (src/cluster/agent.ts): a Waker in front of the controller's
+   * (instances on other hosts are reached through their host's proxy), and a
+   * wrapper around the API's controller (a create first takes its name in the cluster).
+   */
+  cluster?: { waker: (local: Waker) => Waker; api: (c: ApiController) => ApiController };
   /** GET / requests an HTTP app gets before its template snapshot (flickd --template-warmup); default the controller's. */
   templateWarmupRequests?: number;
 }
@@ -61,6 +68,8 @@ export interface HostInstances {
   /** Mount under /v1/volumes. */
   volumesHandler: ApiHandler;
   proxy: Proxy | undefined;
+  /** The proxy's route table (a cluster adds the routes of other hosts' instances). */
+  routes: RouteTable | undefined;
   /** The metrics sources (/metrics, /v1/metrics). */
   metrics: MetricsSources;
   /** An instance as /v1 shows it, with its URL (the web console's feed). */
@@ -111,18 +120,19 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     ...(config.templateWarmupRequests !== undefined ? { templateWarmupRequests: config.templateWarmupRequests } : {}),
   });
   let proxy: Proxy | undefined;
+  let routes: RouteTable | undefined;
   let unsync = () => {};
   try {
     const { adopted, died } = await controller.reconcile();
     if (adopted.length + died.length > 0) log(`instances: re-adopted ${adopted.length} running VM(s); ${died.length} had died while flickd was down`);
     if (config.proxyListen) {
-      const routes = new RouteTable();
+      routes = new RouteTable();
       unsync = syncRoutes(controller, routes, (err) => log(`proxy route: ${describeError(err)}`));
       try {
         const tls = config.proxyTls;
         proxy = await createProxy({
           routes,
-          waker: controller.scaleToZero,
+          waker: config.cluster ? config.cluster.waker(controller.scaleToZero) : controller.scaleToZero,
           listen: config.proxyListen,
           ...(config.domain ? { domain: config.domain } : {}),
           ...(config.proxyMaxParked ? { maxParkedPerInstance: config.proxyMaxParked } : {}),
@@ -134,6 +144,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
         if (!config.proxyOptional) throw err;
         unsync();
         unsync = () => {};
+        routes = undefined;
         log(`proxy: not started: ${describeError(err)} (instances are reachable at their addresses; scale to zero needs the proxy)`);
       }
     }
@@ -158,11 +169,13 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
   };
   const handler = createApiHandler({
     // Quota, addresses, disk and RAM are checked before the controller makes anything (src/limits).
-    controller: withLimits(controller, {
-      dataDir: config.dataDir,
-      poolSize: parsePool(config.network?.pool ?? process.env.FLICK_NET_POOL).size,
-      ...(config.maxInstances !== undefined ? { maxInstances: config.maxInstances } : {}),
-    }),
+    controller: (config.cluster?.api ?? ((c: ApiController) => c))(
+      withLimits(controller, {
+        dataDir: config.dataDir,
+        poolSize: parsePool(config.network?.pool ?? process.env.FLICK_NET_POOL).size,
+        ...(config.maxInstances !== undefined ? { maxInstances: config.maxInstances } : {}),
+      }),
+    ),
     images: config.images,
     ...(p ? { proxyStats: () => p.stats() } : {}),
     urlFor,
@@ -173,6 +186,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     handler,
     volumesHandler: createVolumesHandler({ volumes, hasProcess: (id) => controller.list().some((r) => r.id === id && r.pid !== null) }),
     proxy,
+    routes,
     metrics,
     view: (rec) => instanceView(rec, urlFor(rec)),
     close() {

@@ -5,7 +5,8 @@
 // the lease lapsed (the host was cut off or stalled past the TTL) grants a new
 // one and reports `lost`, so the owner re-registers under the new id and stops
 // acting on what it no longer owns. Renewals that cannot reach etcd are
-// retried: a host keeps serving through an etcd outage.
+// retried: a host keeps serving through an etcd outage. The lease id is kept in
+// the data dir, so a flickd restarted within the TTL carries on with it.
 import { EtcdError, type EtcdClient } from './etcd-client.js';
 
 export interface HostLeaseOptions {
@@ -32,12 +33,26 @@ export class HostLease {
     this.#opts = opts;
   }
 
-  static async grant(etcd: EtcdClient, opts: HostLeaseOptions): Promise<HostLease> {
-    const { id } = await etcd.leaseGrant(opts.ttlSeconds);
+  /**
+   * A new lease, or `previous` (the lease of the flickd this one replaces, from
+   * the data dir) if it is still alive: a flickd restarted within its TTL keeps
+   * its lease, so the cluster never sees its host down.
+   */
+  static async grant(etcd: EtcdClient, opts: HostLeaseOptions, previous?: string): Promise<HostLease> {
+    let id: string | undefined;
+    if (previous) {
+      const ttl = await etcd.leaseKeepAlive(previous).catch(() => 0);
+      if (ttl > 0) id = previous;
+    }
+    id ??= (await etcd.leaseGrant(opts.ttlSeconds)).id;
     const lease = new HostLease(etcd, id, opts);
+    lease.adopted = id === previous;
     lease.#schedule();
     return lease;
   }
+
+  /** Whether this lease was kept from the flickd before (see grant). */
+  adopted = false;
 
   get id(): string {
     return this.#id;
@@ -71,11 +86,15 @@ export class HostLease {
     }
   }
 
-  /** Stops renewing and revokes the lease (what is attached to it goes now, not at the TTL). Safe to call twice. */
-  async release(): Promise<void> {
+  /**
+   * Stops renewing. `revoke`: the lease goes now (and what is attached to it);
+   * otherwise it lapses at its TTL unless a restarted flickd adopts it first.
+   * Safe to call twice.
+   */
+  async release(opts: { revoke?: boolean } = {}): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
     clearTimeout(this.#timer);
-    await this.#etcd.leaseRevoke(this.#id).catch(() => {});
+    if (opts.revoke) await this.#etcd.leaseRevoke(this.#id).catch(() => {});
   }
 }

@@ -1,9 +1,12 @@
 // GET /v1/hosts: the hosts of the cluster with their state, capacity and load
-// (one host, this one, when flickd runs alone). The envelope is the API's.
+// (one host, this one, when flickd runs alone); GET /v1/cluster/instances: every
+// instance of the cluster, the host that holds it and whether it is available.
+// The envelope is the API's.
 import os from 'node:os';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendData, sendError } from '../api/envelope.js';
 import { FlickError } from '../errors.js';
+import type { ClusterInstanceView } from './agent.js';
 import { memoryAvailableBytes, type HostView } from './membership.js';
 
 export interface HostViewJson {
@@ -34,8 +37,8 @@ export function hostViewJson(h: HostView, self: string): HostViewJson {
 }
 
 export interface HostsSource {
-  /** Cluster mode: the directory's hosts; undefined: flickd runs alone. */
-  cluster?: { self: string; list(): HostView[] };
+  /** Cluster mode: the directory's hosts and the catalog's instances; undefined: flickd runs alone. */
+  cluster?: { self: string; list(): HostView[]; instances(): ClusterInstanceView[] };
   /** Alone: how many instances this host holds. */
   instances: () => number;
 }
@@ -44,9 +47,15 @@ export function createHostsHandler(src: HostsSource): (req: IncomingMessage, res
   return async (req, res) => {
     req.resume();
     try {
-      const pathname = (req.url ?? '/').split('?', 1)[0];
-      if (pathname !== '/v1/hosts' && pathname !== '/v1/hosts/') throw new FlickError('NOT_FOUND', `nothing at ${pathname}: GET /v1/hosts lists the hosts`, { kind: 'user' });
-      if (req.method !== 'GET') throw new FlickError('METHOD_NOT_ALLOWED', `${req.method} is not allowed on /v1/hosts: use GET`, { kind: 'user' });
+      const pathname = (req.url ?? '/').split('?', 1)[0]!.replace(/\/$/, '');
+      if (pathname !== '/v1/hosts' && pathname !== '/v1/cluster/instances') {
+        throw new FlickError('NOT_FOUND', `nothing at ${pathname}: GET /v1/hosts lists the hosts, GET /v1/cluster/instances the cluster's instances`, { kind: 'user' });
+      }
+      if (req.method !== 'GET') throw new FlickError('METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${pathname}: use GET`, { kind: 'user' });
+      if (pathname === '/v1/cluster/instances') {
+        if (!src.cluster) throw new FlickError('NOT_FOUND', 'this flickd is not in a cluster (start it with --cluster-etcd): GET /v1/instances lists its instances', { kind: 'user' });
+        return sendData(res, 200, { instances: src.cluster.instances() });
+      }
       if (src.cluster) {
         const self = src.cluster.self;
         return sendData(res, 200, { cluster: true, hosts: src.cluster.list().map((h) => hostViewJson(h, self)) });

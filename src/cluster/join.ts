@@ -7,6 +7,8 @@
 // the namespaces; cgroups, jail folders and uid claims are keyed by the run
 // folder, which is under the host's own data dir).
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import os from 'node:os';
 import { storeToken } from '../daemon/auth.js';
 import { EtcdClient, type EtcdTls } from './etcd-client.js';
@@ -17,6 +19,8 @@ import { checkHostName, DEFAULT_CLUSTER_PREFIX, HostDirectory, Registration } fr
 export const DEFAULT_LEASE_TTL_SECONDS = 3;
 /** Host network ranges: 10.(64+k).0.0/16 for claim k; at most this many hosts share a machine's address space. */
 export const NETWORK_CLAIMS = 64;
+/** `<data-dir>/cluster-lease`: the host's lease id, for the next flickd to adopt. */
+export const LEASE_FILE = 'cluster-lease';
 
 export interface ClusterConfig {
   endpoints: string[];
@@ -33,6 +37,8 @@ export interface ClusterConfig {
 export interface ClusterConnection {
   etcd: EtcdClient;
   hostName: string;
+  /** The cluster's key prefix in etcd. */
+  prefix: string;
   /** The cluster's token: flickd authenticates with it (it is also in <data-dir>/token). */
   token: string;
   /** This host's VM network namespace prefix and address pool. */
@@ -46,7 +52,7 @@ export interface ClusterMember {
   hostName: string;
   lease: HostLease;
   directory: HostDirectory;
-  /** Withdraws the host (its liveness key now, not at the TTL) and stops following etcd. Safe twice. */
+  /** Stops renewing and following etcd; the host shows down once its lease lapses. Safe twice. */
   leave(): Promise<void>;
 }
 
@@ -65,19 +71,29 @@ export async function connectCluster(config: ClusterConfig, localToken: string):
     return {
       etcd,
       hostName,
+      prefix,
       token,
       network,
       async join(addresses, instances) {
         const ttl = config.leaseTtlSeconds ?? DEFAULT_LEASE_TTL_SECONDS;
         let registration: Registration | undefined;
-        const lease = await HostLease.grant(etcd, {
-          ttlSeconds: ttl,
-          onLost: async (previous, next) => {
-            config.log(`cluster: lease ${previous} lapsed (etcd unreachable or this host stalled for over ${ttl} s); re-registered under lease ${next}`);
-            await registration?.refresh();
+        const leaseFile = path.join(config.dataDir, LEASE_FILE);
+        const keep = (id: string) => fs.writeFileSync(leaseFile, `${id}\n`, { mode: 0o600 });
+        const previous = fs.existsSync(leaseFile) ? fs.readFileSync(leaseFile, 'utf8').trim() : undefined;
+        const lease = await HostLease.grant(
+          etcd,
+          {
+            ttlSeconds: ttl,
+            onLost: async (lapsed, next) => {
+              keep(next);
+              config.log(`cluster: lease ${lapsed} lapsed (etcd unreachable or this host stalled for over ${ttl} s); re-registered under lease ${next}`);
+              await registration?.refresh();
+            },
+            onTrouble: (err) => config.log(`cluster: renewing the lease: ${(err as Error).message}`),
           },
-          onTrouble: (err) => config.log(`cluster: renewing the lease: ${(err as Error).message}`),
-        });
+          previous,
+        );
+        keep(lease.id);
         const url = (port: number) => `http://${config.advertise.includes(':') ? `[${config.advertise}]` : config.advertise}:${port}`;
         try {
           registration = await Registration.register({
@@ -95,7 +111,7 @@ export async function connectCluster(config: ClusterConfig, localToken: string):
             log: config.log,
           });
         } catch (err) {
-          await lease.release();
+          await lease.release({ revoke: true });
           throw err;
         }
         const directory = new HostDirectory(etcd, prefix, (err) => config.log(`cluster: host list re-listed after: ${(err as Error).message}`));
@@ -108,12 +124,14 @@ export async function connectCluster(config: ClusterConfig, localToken: string):
           directory,
           leave: () =>
             (leaving ??= (async () => {
+              // The lease is not revoked: it lapses at its TTL unless the next flickd here adopts it
+              // (a restart keeps the host's instances its own; a host stopped for good is failed over).
               directory.stop();
-              await reg.close();
+              reg.stop();
               await lease.release();
             })()),
         };
-        config.log(`cluster: joined as "${hostName}" (lease ${lease.id}, ${config.endpoints.length} etcd endpoint(s), VM networks ${network.pool})`);
+        config.log(`cluster: joined as "${hostName}" (lease ${lease.id}${lease.adopted ? ', kept from the flickd before' : ''}, ${config.endpoints.length} etcd endpoint(s), VM networks ${network.pool})`);
         return member;
       },
       async close() {

@@ -141,13 +141,10 @@ export class Registration {
     return true;
   }
 
-  /** Stops refreshing and withdraws the liveness key (the record stays: the host is down, not gone). Safe twice. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  /** Stops refreshing; the liveness key goes with the lease. Safe twice. */
+  stop(): void {
     this.#closed = true;
     clearTimeout(this.#timer);
-    const key = aliveKey(this.#c.prefix, this.#c.record.name);
-    await this.#c.etcd.txn([{ key, target: 'LEASE', result: 'EQUAL', value: this.#c.lease.id }], [{ delete: { key } }]).catch(() => {});
   }
 }
 

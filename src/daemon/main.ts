@@ -24,6 +24,7 @@ import { checkCertificate } from '../proxy/certificates.js';
 import { ensureToken, TokenAuth, type Identity } from './auth.js';
 import { connectCluster, type ClusterConnection, type ClusterMember } from '../cluster/join.js';
 import { createHostsHandler } from '../cluster/hosts-api.js';
+import { ClusterAgent } from '../cluster/agent.js';
 import { PeerFetchingImageStore } from '../registry/peer-fetch.js';
 import type { ImageStore } from '../registry/image-store.js';
 import { createDaemonServer, type DaemonRoute } from './server.js';
@@ -295,9 +296,11 @@ async function serve(config: ServeConfig): Promise<void> {
 
   // Instances: re-adopts VMs a previous flickd left running before anyone can call the API.
   const proxyListen = config.proxyListen === 'off' ? undefined : parseListen(config.proxyListen ?? DEFAULT_PROXY_LISTEN);
+  const agent = c ? new ClusterAgent({ etcd: c.etcd, prefix: c.prefix, host: c.hostName, log: config.log }) : undefined;
   const instances = await startHostInstances({
     dataDir: config.dataDir,
     images: runnable,
+    ...(agent ? { cluster: agent.hooks() } : {}),
     // Tests pin their own prefix and pool (env); a cluster host otherwise uses the range it claimed.
     ...(c ? { network: { prefix: process.env.FLICK_NETNS_PREFIX ?? c.network.prefix, pool: process.env.FLICK_NET_POOL ?? c.network.pool } } : {}),
     log: config.log,
@@ -310,6 +313,10 @@ async function serve(config: ServeConfig): Promise<void> {
     ...(config.templateWarmupRequests !== undefined ? { templateWarmupRequests: config.templateWarmupRequests } : {}),
   });
 
+  const hostsHandler = createHostsHandler({
+    instances: () => instances.controller.list().length,
+    ...(c && agent ? { cluster: { self: c.hostName, list: () => member?.directory.list() ?? [], instances: () => agent.instances() } } : {}),
+  });
   // The host's HTTP surface, one line per mount. Order does not matter (longest prefix wins).
   const auth = new TokenAuth(token);
   // The web console: same listener and token; its feed listens to the controller's events.
@@ -326,13 +333,7 @@ async function serve(config: ServeConfig): Promise<void> {
     { prefix: '/v2/', handler: refuseWritesWhenDiskFull(createRegistryHandler(registry, config.log), config.dataDir), access: registryAccess(config.anonymousPull) },
     { prefix: '/v1/', handler: instances.handler },
     { prefix: '/v1/volumes', handler: instances.volumesHandler },
-    {
-      prefix: '/v1/hosts',
-      handler: createHostsHandler({
-        instances: () => instances.controller.list().length,
-        ...(c ? { cluster: { self: c.hostName, list: () => member?.directory.list() ?? [] } } : {}),
-      }),
-    },
+    ...['/v1/hosts', '/v1/cluster/'].map((prefix) => ({ prefix, handler: hostsHandler })),
     {
       prefix: '/metrics',
       handler: async (req, res) => {
@@ -350,7 +351,12 @@ async function serve(config: ServeConfig): Promise<void> {
   if (c) {
     try {
       member = await c.join({ apiPort: address.port, proxyPort: instances.proxy?.address.port }, () => instances.controller.list().length);
+      const m = member;
+      // Before serving: what the catalog gave to another host while this one was away is stopped here.
+      await agent!.start(instances.controller, instances.routes, () => m.lease.id);
+      agent!.follow(m.directory);
     } catch (err) {
+      agent?.stop();
       await c.close();
       await daemon.close();
       await instances.close();
@@ -375,7 +381,8 @@ async function serve(config: ServeConfig): Promise<void> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   webConsole.dispose(); // ends the console's event streams, which would hold the close for its grace period
-  await cluster?.close(); // withdraws the host now, not at its lease's TTL
+  agent?.stop();
+  await cluster?.close(); // stops renewing: a restart within the lease's TTL keeps the host's instances its own
   await daemon.close();
   await instances.close();
   await images.settle();

@@ -1,0 +1,367 @@
+// A host's part in the cluster, on top of the controller's public surface (it
+// never reaches into the controller or the proxy; both stay free of etcd):
+//   - creates through the API first take the instance's name in the catalog
+//     (catalog.ts, a fenced txn), so names are cluster-wide and a create answers
+//     503 CLUSTER_UNAVAILABLE while etcd is unreachable;
+//   - the proxy routes every other host's HTTP instances too: to that host's
+//     proxy, one hop, with the Host header as the client sent it, so the owner
+//     parks and wakes a sleeping instance as it does its own;
+//   - when a host's lease lapses, its stateless instances are created again on
+//     the best host left (most free memory; the others step in after 3 s if it
+//     does not), each move a fenced txn; stateful ones show `unavailable`;
+//   - a host stops every local instance the catalog gives to another host: at
+//     start, before it registers as up (a host that returns after a failover),
+//     and whenever it sees that happen later (after being cut off).
+import { FlickError, describeError } from '../errors.js';
+import { defaultName, type InstanceConfig } from '../controller/spec.js';
+import type { Controller } from '../controller/controller.js';
+import { routeName } from '../controller/routing.js';
+import type { ApiController } from '../api/handler.js';
+import type { RouteTable } from '../proxy/routes.js';
+import type { AwakeInstance, Waker } from '../proxy/waker.js';
+import { parseImageReference } from '../registry/names.js';
+import type { InstanceRecord } from '../store/instance-record.js';
+import { catalogPrefix, CatalogError, fencedDelete, fencedPut, parseEntry, type CatalogEntry, type Fence } from './catalog.js';
+import type { EtcdClient } from './etcd-client.js';
+import type { HostDirectory } from './membership.js';
+import { ReadModel } from './read-model.js';
+
+/** How long the other hosts leave the move of a dead host's instance to the chosen host before they try. */
+export const STEP_IN_AFTER_MS = 3000;
+const TICK_MS = 200;
+
+export type AgentController = Pick<Controller, 'list' | 'create' | 'rm' | 'events'>;
+
+export interface AgentConfig {
+  etcd: EtcdClient;
+  prefix: string;
+  host: string;
+  log: (line: string) => void;
+}
+
+/** An instance as the cluster sees it (GET /v1/cluster/instances). */
+export interface ClusterInstanceView {
+  name: string;
+  host: string;
+  id: string | null;
+  state: CatalogEntry['state'];
+  /** up: its host is up; moving: its host is down and it is being re-created elsewhere; unavailable: stateful, its host is down. */
+  availability: 'up' | 'moving' | 'unavailable';
+  reason: string | null;
+  stateful: boolean;
+  moved_from: string | null;
+}
+
+const remoteId = (owner: string, name: string) => `@${owner}/${name}`;
+
+export class ClusterAgent {
+  readonly #c: AgentConfig;
+  #catalog: ReadModel | undefined;
+  #controller: AgentController | undefined;
+  #routes: RouteTable | undefined;
+  #directory: HostDirectory | undefined;
+  #fence: Fence | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  /** name → remote route id the proxy holds now. */
+  readonly #remote = new Map<string, string>();
+  readonly #busy = new Set<string>();
+  readonly #downSince = new Map<string, number>();
+  #stopped = false;
+
+  constructor(config: AgentConfig) {
+    this.#c = config;
+  }
+
+  /** For startHostInstances: the proxy's Waker and the API's controller, bound to the agent once it starts. */
+  hooks(): { waker: (local: Waker) => Waker; api: (c: ApiController) => ApiController } {
+    return {
+      waker: (local) => ({
+        ensureAwake: (id, signal) => (id.startsWith('@') ? Promise.resolve(this.#remoteAwake(id)) : local.ensureAwake(id, signal)),
+        requestStarted: (id) => void (id.startsWith('@') || local.requestStarted(id)),
+        requestFinished: (id) => void (id.startsWith('@') || local.requestFinished(id)),
+        connectionOpened: (id) => void (id.startsWith('@') || local.connectionOpened?.(id)),
+        connectionClosed: (id) => void (id.startsWith('@') || local.connectionClosed?.(id)),
+      }),
+      api: (c) =>
+        new Proxy(c, {
+          get: (target, prop) => {
+            if (prop === 'create') return (spec: InstanceConfig) => this.create(target, spec);
+            if (prop === 'rm') return (ref: string, opts?: { force?: boolean }) => this.remove(target, ref, opts);
+            const v = Reflect.get(target, prop, target) as unknown;
+            return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+          },
+        }),
+    };
+  }
+
+  /**
+   * Follows the catalog and settles this host's instances with it: what the
+   * catalog gives to another host is stopped and removed here before this
+   * returns. Call after the controller re-adopted its VMs, before serving.
+   */
+  async start(controller: AgentController, routes: RouteTable | undefined, lease: () => string): Promise<void> {
+    this.#controller = controller;
+    this.#routes = routes;
+    this.#fence = { etcd: this.#c.etcd, prefix: this.#c.prefix, host: this.#c.host, lease };
+    this.#catalog = new ReadModel(this.#c.etcd, catalogPrefix(this.#c.prefix), { onGap: (err) => this.#c.log(`cluster: catalog re-listed after: ${describeError(err)}`) });
+    await this.#catalog.ready;
+    for (const rec of controller.list()) {
+      const found = this.#entry(rec.name);
+      if (!found) {
+        // An instance from before this host joined (or whose entry a failed create left out): publish it.
+        await fencedPut(this.#fence, this.#placed(rec, {}), 0).catch((err: unknown) => this.#c.log(`cluster: publishing instance "${rec.name}": ${describeError(err)}`));
+      } else if (found.entry.owner !== this.#c.host) {
+        await this.#dropStale(rec, found.entry.owner);
+      }
+    }
+  }
+
+  /** Once registered: follows hosts for failover and routes. */
+  follow(directory: HostDirectory): void {
+    this.#directory = directory;
+    this.#tick();
+  }
+
+  #tick(): void {
+    if (this.#stopped) return;
+    try {
+      this.#moveFromDeadHosts();
+      this.#syncRemoteRoutes();
+      this.#dropMovedAway();
+    } catch (err) {
+      this.#c.log(`cluster: ${describeError(err)}`);
+    }
+    this.#timer = setTimeout(() => this.#tick(), TICK_MS);
+    this.#timer.unref();
+  }
+
+  #entry(name: string): { entry: CatalogEntry; modRevision: number } | undefined {
+    const kv = this.#catalog?.get(`${catalogPrefix(this.#c.prefix)}${name}`);
+    const entry = kv && parseEntry(kv);
+    return entry && kv ? { entry, modRevision: kv.modRevision } : undefined;
+  }
+
+  #entries(): Array<{ entry: CatalogEntry; modRevision: number }> {
+    return (this.#catalog?.values() ?? []).flatMap((kv) => {
+      const entry = parseEntry(kv);
+      return entry ? [{ entry, modRevision: kv.modRevision }] : [];
+    });
+  }
+
+  #isUp(host: string): boolean {
+    return this.#directory?.get(host)?.load !== undefined;
+  }
+
+  /** Waits until the catalog holds revision `rev` (read your own writes before acting on them). */
+  async #caughtUp(rev: number): Promise<void> {
+    for (let i = 0; i < 500 && (this.#catalog?.revision ?? 0) < rev; i++) await new Promise((r) => setTimeout(r, 10));
+  }
+
+  #placed(rec: InstanceRecord, extra: Partial<CatalogEntry>): CatalogEntry {
+    const repo = parseImageReference(rec.image.ref)?.name;
+    return {
+      version: 1,
+      name: rec.name,
+      owner: this.#c.host,
+      id: rec.id,
+      state: 'placed',
+      config: {
+        image: repo ? `${repo}@${rec.image.digest}` : rec.image.ref,
+        name: rec.name,
+        args: rec.args,
+        env: rec.env,
+        memoryMb: rec.memoryMb,
+        vcpus: rec.vcpus,
+        service: rec.service,
+        autostart: rec.autostart,
+        restartPolicy: rec.restartPolicy,
+        scaleToZero: rec.scaleToZero,
+      },
+      stateful: rec.scaleToZero.stateful,
+      http: rec.service.http ? { hostname: rec.service.http.hostname, guestPort: rec.service.http.guestPort } : null,
+      updatedAt: new Date().toISOString(),
+      ...extra,
+    };
+  }
+
+  /** A create through the API: take the name in the cluster, create here, publish what was made. */
+  async create(target: ApiController, spec: InstanceConfig): Promise<InstanceRecord> {
+    const fence = this.#requireFence();
+    const name = spec.name ?? defaultName(spec.image);
+    const config = { ...spec, name };
+    const reserved: CatalogEntry = {
+      version: 1,
+      name,
+      owner: this.#c.host,
+      id: null,
+      state: 'creating',
+      config,
+      stateful: spec.scaleToZero?.stateful ?? false,
+      http: null,
+      updatedAt: new Date().toISOString(),
+    };
+    const rev = await fencedPut(fence, reserved, 0);
+    await this.#caughtUp(rev);
+    let rec: InstanceRecord;
+    try {
+      rec = await target.create(config);
+    } catch (err) {
+      await fencedDelete(fence, name, rev).catch(() => false);
+      throw err;
+    }
+    await this.#publish(rec, rev);
+    return rec;
+  }
+
+  async #publish(rec: InstanceRecord, rev: number, extra: Partial<CatalogEntry> = {}): Promise<void> {
+    try {
+      await this.#caughtUp(await fencedPut(this.#requireFence(), this.#placed(rec, extra), rev));
+    } catch (err) {
+      // The instance exists here; its entry says `creating` until the next start of this host publishes it.
+      this.#c.log(`cluster: publishing instance "${rec.name}": ${describeError(err)}`);
+    }
+  }
+
+  /** A removal through the API: the entry goes first (fenced), then the instance. */
+  async remove(target: ApiController, ref: string, opts?: { force?: boolean }): Promise<void> {
+    const rec = target.get(ref);
+    const found = this.#entry(rec.name);
+    if (found && found.entry.owner === this.#c.host) {
+      const fence = this.#requireFence();
+      const gone = await fencedDelete(fence, rec.name, found.modRevision).catch((err: unknown) => {
+        throw new CatalogError('CLUSTER_UNAVAILABLE', `removing instance "${rec.name}": the cluster's state (etcd) is unreachable: try again when it returns (${describeError(err)})`, { cause: err });
+      });
+      if (!gone) throw new CatalogError('NOT_OWNER', `instance "${rec.name}" changed in the cluster meanwhile: try again`);
+    }
+    await target.rm(ref, opts);
+  }
+
+  #requireFence(): Fence {
+    if (!this.#fence) throw new CatalogError('CLUSTER_UNAVAILABLE', 'this host has not joined its cluster yet: try again in a moment');
+    return this.#fence;
+  }
+
+  #remoteAwake(id: string): AwakeInstance {
+    const owner = id.slice(1, id.indexOf('/'));
+    const host = this.#directory?.get(owner);
+    if (!host?.load || !host.record.proxy) throw new FlickError('HOST_DOWN', `the instance's host ${owner} is down: a stateless instance is moved to another host within seconds`);
+    return { host: new URL(host.record.proxy).hostname.replace(/^\[|\]$/g, ''), asleep: new AbortController().signal };
+  }
+
+  /** Every other host's HTTP instances, routed to their host's proxy (the route's port is that proxy's). */
+  #syncRemoteRoutes(): void {
+    const routes = this.#routes;
+    if (!routes) return;
+    const want = new Map<string, { id: string; port: number; label: string }>();
+    for (const { entry } of this.#entries()) {
+      if (entry.owner === this.#c.host || entry.state !== 'placed' || !entry.http) continue;
+      const proxy = this.#directory?.get(entry.owner)?.record.proxy;
+      if (!proxy) continue;
+      want.set(entry.name, { id: remoteId(entry.owner, entry.name), port: Number(new URL(proxy).port), label: routeName(entry.http.hostname) });
+    }
+    for (const [name, id] of this.#remote) {
+      if (want.get(name)?.id !== id) {
+        routes.removeInstance(id);
+        this.#remote.delete(name);
+      }
+    }
+    for (const [name, r] of want) {
+      if (this.#remote.get(name) === r.id) continue;
+      try {
+        routes.setHttp(r.label, { instanceId: r.id, targetPort: r.port });
+        this.#remote.set(name, r.id);
+      } catch (err) {
+        this.#c.log(`cluster: routing "${name}" to its host: ${describeError(err)}`);
+      }
+    }
+  }
+
+  #moveFromDeadHosts(): void {
+    const now = Date.now();
+    for (const { entry, modRevision } of this.#entries()) {
+      if (entry.owner === this.#c.host || this.#isUp(entry.owner) || entry.stateful || this.#busy.has(entry.name)) {
+        this.#downSince.delete(entry.name);
+        continue;
+      }
+      const since = this.#downSince.get(entry.name) ?? now;
+      this.#downSince.set(entry.name, since);
+      if (this.#bestHost(entry.owner) !== this.#c.host && now - since < STEP_IN_AFTER_MS) continue;
+      this.#busy.add(entry.name);
+      void this.#takeOver(entry, modRevision).finally(() => this.#busy.delete(entry.name));
+    }
+  }
+
+  /** The up host with the most free memory (name breaks ties), other than `except`: every host picks the same. */
+  #bestHost(except: string): string | undefined {
+    let best: { name: string; free: number } | undefined;
+    for (const h of this.#directory?.list() ?? []) {
+      if (!h.load || h.record.name === except) continue;
+      const free = h.load.memoryFreeBytes;
+      if (!best || free > best.free || (free === best.free && h.record.name < best.name)) best = { name: h.record.name, free };
+    }
+    return best?.name;
+  }
+
+  async #takeOver(entry: CatalogEntry, modRevision: number): Promise<void> {
+    const fence = this.#requireFence();
+    const started = Date.now();
+    let rev: number;
+    try {
+      rev = await fencedPut(fence, { ...entry, owner: this.#c.host, id: null, state: 'creating', movedFrom: entry.owner, updatedAt: new Date().toISOString() }, modRevision);
+    } catch (err) {
+      if (err instanceof CatalogError && err.code === 'NAME_TAKEN') return; // another host moved it first
+      throw err;
+    }
+    await this.#caughtUp(rev);
+    this.#c.log(`cluster: host ${entry.owner} is down: creating its instance "${entry.name}" here`);
+    const controller = this.#controller!;
+    const stale = controller.list().find((r) => r.name === entry.name);
+    if (stale) await controller.rm(stale.id, { force: true });
+    try {
+      const rec = await controller.create(entry.config as unknown as InstanceConfig);
+      await this.#publish(rec, rev, { movedFrom: entry.owner });
+      this.#c.log(`cluster: instance "${entry.name}" moved from ${entry.owner} in ${Date.now() - started} ms`);
+    } catch (err) {
+      this.#c.log(`cluster: moving instance "${entry.name}" from ${entry.owner} failed: ${describeError(err)}`);
+      await fencedPut(fence, { ...entry, owner: this.#c.host, id: null, state: 'failed', error: describeError(err), movedFrom: entry.owner, updatedAt: new Date().toISOString() }, rev).catch(() => 0);
+    }
+  }
+
+  /** A local instance the catalog now gives to another host (moved while this host was cut off): stop it. */
+  #dropMovedAway(): void {
+    for (const rec of this.#controller?.list() ?? []) {
+      const found = this.#entry(rec.name);
+      if (!found || found.entry.owner === this.#c.host || this.#busy.has(rec.name)) continue;
+      this.#busy.add(rec.name);
+      void this.#dropStale(rec, found.entry.owner).finally(() => this.#busy.delete(rec.name));
+    }
+  }
+
+  async #dropStale(rec: InstanceRecord, owner: string): Promise<void> {
+    this.#c.log(`cluster: instance "${rec.name}" now belongs to host ${owner}: stopping and removing this host's copy (pid ${rec.pid ?? 'none'})`);
+    await this.#controller!.rm(rec.id, { force: true }).catch((err: unknown) => this.#c.log(`cluster: removing the stale copy of "${rec.name}": ${describeError(err)}`));
+  }
+
+  /** The catalog as GET /v1/cluster/instances shows it. */
+  instances(): ClusterInstanceView[] {
+    return this.#entries()
+      .map(({ entry }) => {
+        const up = this.#isUp(entry.owner);
+        const availability = up ? 'up' : entry.stateful ? 'unavailable' : 'moving';
+        const reason = up
+          ? (entry.error ?? null)
+          : entry.stateful
+            ? `host ${entry.owner} is down and this instance keeps its state there: it is back when its host is`
+            : `host ${entry.owner} is down: re-creating it on another host`;
+        return { name: entry.name, host: entry.owner, id: entry.id, state: entry.state, availability, reason, stateful: entry.stateful, moved_from: entry.movedFrom ?? null } satisfies ClusterInstanceView;
+      })
+      .sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  /** Safe twice. */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#catalog?.stop();
+  }
+}

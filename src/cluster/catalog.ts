@@ -1,0 +1,102 @@
+// The cluster's instance catalog in etcd: one key per instance name,
+//   <prefix>instances/<name> → { owner, id on the owner, the config to create it again, … }
+// Names are unique across the cluster. Every write of an entry is an ownership
+// write, fenced in one txn on two things: the entry's mod_revision as the writer
+// last saw it (CREATE == 0 for a new name), and the writer's own liveness key
+// being held by the writer's current lease, so a host whose lease lapsed (cut
+// off, stalled, killed) can no longer take, keep or hand on anything.
+import { z } from 'zod';
+import { FlickError } from '../errors.js';
+import { EtcdError, type EtcdClient, type KeyValue } from './etcd-client.js';
+import { aliveKey } from './membership.js';
+
+export type CatalogErrorCode = 'CLUSTER_UNAVAILABLE' | 'NAME_TAKEN' | 'NOT_OWNER';
+export class CatalogError extends FlickError<CatalogErrorCode> {}
+
+export const CatalogEntrySchema = z.object({
+  version: z.literal(1),
+  name: z.string(),
+  owner: z.string(),
+  /** The instance's id on its owner; null while it is being created there. */
+  id: z.string().nullable(),
+  /** creating: the owner took the name and is creating it; placed: it exists there; failed: the owner could not create it. */
+  state: z.enum(['creating', 'placed', 'failed']),
+  /** The controller's create input (InstanceConfig), the image pinned by digest once placed. */
+  config: z.record(z.string(), z.unknown()).and(z.object({ image: z.string() })),
+  /** Saves its own state at suspend: it lives where its state is and does not move when its host dies. */
+  stateful: z.boolean(),
+  /** The host name the proxies route to it (`web.localhost`), if it serves HTTP. */
+  http: z.object({ hostname: z.string(), guestPort: z.number() }).nullable(),
+  /** The host it was moved from, when it was re-created after its host died. */
+  movedFrom: z.string().optional(),
+  error: z.string().optional(),
+  updatedAt: z.string(),
+});
+export type CatalogEntry = z.infer<typeof CatalogEntrySchema>;
+
+export const catalogPrefix = (prefix: string) => `${prefix}instances/`;
+export const catalogKey = (prefix: string, name: string) => `${catalogPrefix(prefix)}${name}`;
+
+export function parseEntry(kv: KeyValue): CatalogEntry | undefined {
+  try {
+    return CatalogEntrySchema.safeParse(JSON.parse(kv.value)).data;
+  } catch {
+    return undefined;
+  }
+}
+
+function unavailable(err: unknown, what: string): never {
+  if (err instanceof EtcdError && err.code === 'ETCD_UNAVAILABLE') {
+    throw new CatalogError('CLUSTER_UNAVAILABLE', `${what}: the cluster's state (etcd) is unreachable, so nothing can be created or moved until it returns; running instances keep serving`, { cause: err });
+  }
+  throw err;
+}
+
+export interface Fence {
+  etcd: EtcdClient;
+  prefix: string;
+  /** This host's name and its lease now. */
+  host: string;
+  lease: () => string;
+}
+
+/**
+ * Writes `entry` if the key is still at `expected` (0: the name is free) and
+ * this host still holds its lease; the new mod_revision. NAME_TAKEN / NOT_OWNER otherwise.
+ */
+export async function fencedPut(f: Fence, entry: CatalogEntry, expected: number): Promise<number> {
+  const key = catalogKey(f.prefix, entry.name);
+  const alive = aliveKey(f.prefix, f.host);
+  const r = await f.etcd
+    .txn(
+      [
+        expected === 0 ? { key, target: 'CREATE', result: 'EQUAL', value: 0 } : { key, target: 'MOD', result: 'EQUAL', value: expected },
+        { key: alive, target: 'LEASE', result: 'EQUAL', value: f.lease() },
+      ],
+      [{ put: { key, value: JSON.stringify(entry) } }],
+      [{ range: { key } }, { range: { key: alive } }],
+    )
+    .catch((err: unknown) => unavailable(err, `instance "${entry.name}"`));
+  if (r.succeeded) return r.revision;
+  const [current, mine] = [r.ranges[0]?.[0], r.ranges[1]?.[0]];
+  if (!mine || mine.lease !== f.lease()) {
+    throw new CatalogError('NOT_OWNER', `instance "${entry.name}": this host's lease lapsed (it was cut off from etcd); it re-registers, then try again`);
+  }
+  const holder = current ? parseEntry(current) : undefined;
+  throw new CatalogError('NAME_TAKEN', `an instance named "${entry.name}" already exists in the cluster${holder ? ` (on host ${holder.owner})` : ''}: pick another --name or remove it with 'flick rm ${entry.name}'`, {
+    kind: 'user',
+  });
+}
+
+/** Deletes the entry if it is still at `expected` and this host holds its lease; whether it did. */
+export async function fencedDelete(f: Fence, name: string, expected: number): Promise<boolean> {
+  const key = catalogKey(f.prefix, name);
+  const r = await f.etcd.txn(
+    [
+      { key, target: 'MOD', result: 'EQUAL', value: expected },
+      { key: aliveKey(f.prefix, f.host), target: 'LEASE', result: 'EQUAL', value: f.lease() },
+    ],
+    [{ delete: { key } }],
+  );
+  return r.succeeded;
+}
