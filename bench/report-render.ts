@@ -96,6 +96,16 @@ export function rows(latest: Latest): Row[] {
     add(s, 'node app: microVM image size', mib(i.image_bytes), `container image ${mib(i.source_image_bytes)}`, '≤ 9 % of the container image', has(ratio) ? ratio <= 0.09 : undefined);
     add(s, 'node app: build time (`flick build`)', `${i.build_s} s`, '—', '—');
   }
+  const c = latest.results.console?.results;
+  if (c) {
+    const s = 'web console (issue 16)';
+    const ch = c.state_change_to_console_ms;
+    const peer = c.state_change_to_http_client_ms;
+    add(s, 'state change → console row, p95 (chromium)', `${ms(ch?.p95)} (p50 ${ms(ch?.p50)}, n ${ch?.n})`, `plain HTTP feed client p95 ${ms(peer?.p95)}`, '≤ 250 ms', has(ch?.p95) ? ch.p95 <= 250 : undefined);
+    add(s, 'first load: JS + CSS (gzip)', mib(c.first_load?.js_css_gzip_bytes), '—', '≤ 300 KB', has(c.first_load?.js_css_gzip_bytes) ? c.first_load.js_css_gzip_bytes <= 300_000 : undefined);
+    const ti = c.first_load?.interactive_ms;
+    add(s, 'first load → interactive, p95 (cold cache)', `${ms(ti?.p95)} (p50 ${ms(ti?.p50)})`, '—', '≤ 1 s', has(ti?.p95) ? ti.p95 <= 1000 : undefined);
+  }
   return out;
 }
 

@@ -12,6 +12,7 @@ const BENCHMARKS: Record<string, { file: string; about: string }> = {
   wake: { file: 'wake.js', about: 'scale to zero through the proxy: warm, hot and cold wake, a burst; container and bare node peers' },
   'wake-probe': { file: 'wake-probe.js', about: 'restore of a template -> first byte, minimal vs node, variants side by side (driver only)' },
   density: { file: 'density.js', about: 'N standby instances: create rate, RAM, disk, first and N-th wake; idle running instances' },
+  console: { file: 'console.js', about: 'web console in chromium: state change -> row (p95), first load bytes and time to interactive; peer: a plain HTTP feed client' },
   report: { file: 'report.js', about: 'every benchmark, then latest.json, latest.md and the wake chart (the default)' },
 };
 
