@@ -94,12 +94,17 @@ export function driveArgs(d: DriveConfig, i: number): string[] {
   return ['-drive', opts.join(','), '-device', `virtio-blk-device,drive=vol${i},serial=${d.serial}`];
 }
 
-/** The kernel command line of the guest contract (common brief), plus `ip=` when the VM has a NIC. */
-export function kernelCmdline(network: NetworkAttachment | undefined, extra: string[] = []): string {
+/**
+ * The kernel command line of the guest contract (common brief), plus `ip=` when the VM has a NIC
+ * and `tsc_early_khz=` when the TSC's frequency is known (tsc.ts: a guest left to calibrate it
+ * under a busy TCG host loses its TSC and ticks at 100 Hz while idle).
+ */
+export function kernelCmdline(network: NetworkAttachment | undefined, extra: string[] = [], tscKhz?: number): string {
   // tsc=reliable: the guest's TSC comes from the host (TCG) or is stable (KVM), so the
   // clocksource watchdog only wakes an idle guest twice a second, and a snapshot's
   // clock jump must not make it fall back to jiffies and a 100 Hz tick.
   const words = ['console=ttyS0', 'quiet', 'reboot=t', 'panic=-1', 'mitigations=off', 'tsc=reliable', 'rdinit=/init'];
+  if (tscKhz !== undefined) words.push(`tsc_early_khz=${tscKhz}`);
   if (network) words.push(`ip=${network.guestIp}::${network.gatewayIp}:${prefixToNetmask(network.prefixLength)}::eth0:off`);
   return [...words, ...extra].join(' ');
 }
