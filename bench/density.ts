@@ -4,25 +4,32 @@
 // it; disk per instance; the wake of the first and of the N-th), the largest
 // number of idle *running* minimal instances within a RAM and time bound (PSS
 // each), and the cost of one instance network namespace on its own (what N
-// standby instances pay in kernel objects). Writes bench/results/density.json
-// (issue 7):
+// standby instances pay in kernel objects); with N records, flickd's RSS, a
+// restart of flickd until it serves again (reconcile + proxy routes), the list
+// through the API and `flick ls`; and the idle cost of N node apps as Flick
+// standby vs containers vs bare processes (idle-cost.ts). A start that fails
+// is recorded with its reason, and the ramp stops there rather than piling up
+// more failures. Writes bench/results/density.json (issues 7, 18):
 //   {"results": {"standby_instances", "standby_ram_bytes", "standby_disk_bytes_each", "create_per_s",
-//    "running_instances", "running_pss_bytes_each", "running_cpu_percent_each", "wake_first_ms", "wake_last_ms"},
+//    "running_instances", "running_pss_bytes_each", "running_cpu_percent_each", "running_cpu_percent_worst",
+//    "wake_first_ms", "wake_last_ms", "flickd_rss_bytes", "restart_ms", "list_ms", "idle_cost"},
 //    "details": {...}}
 //
-//   node dist/bench/density.js [--n 10000] [--running-max 1000] [--running-mode clone|boot]
-//                              [--running-memory 64] [--minutes 60] [--netns-probe 200]
+//   node dist/bench/density.js [--n 100000] [--running-max 1000] [--running-mode clone|boot]
+//                              [--running-memory 64] [--minutes 60] [--netns-probe 200] [--idle-cost-n 50]
 import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
 import { NamespaceNetwork, sweepLeftovers } from '../src/network/namespace-network.js';
 import { runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 import path from 'node:path';
-import { APP_PORT, BenchHost, diskBytes, meminfo, pssBytes, rssBytes } from './flickd-host.js';
+import { APP_PORT, BenchHost, diskBytes, meminfo, pssBytes, rssBytes, settle } from './flickd-host.js';
+import { idleCost, type IdleCost } from './idle-cost.js';
 import { argValue, percentile, processCpuUs, writeResults } from './lib.js';
 
 const TAG = 'fbd';
 /** A /30 per instance: a /16 holds 16,384. */
 const POOL = '10.216.0.0/16';
 const IMAGE = 'bench/hello-min:1';
+const NODE_IMAGE = 'bench/hello-node:1';
 /** Boots in flight at once (2 cores: more only queue on the CPU). */
 const CONCURRENCY = 3;
 /** Cold wakes of the first and of the N-th instance, taking turns: one wake is too noisy a figure (±15 %). */
@@ -105,54 +112,79 @@ async function wakeMedians(host: BenchHost, names: string[], rounds: number): Pr
  */
 type RunningMode = 'clone' | 'boot';
 
-async function runningRamp(host: BenchHost, max: number, deadline: number, memoryMb: number, mode: RunningMode): Promise<{ count: number; pssEach: number | null; cpuEach: number | null; memAvailableDrop: number; stoppedBy: string }> {
+/** Why starts failed: each distinct reason (trimmed) with how many times it came. */
+class Failures {
+  readonly #byReason = new Map<string, { count: number; first: string }>();
+  count = 0;
+  add(name: string, err: unknown): void {
+    const reason = (err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').slice(0, 300);
+    const seen = this.#byReason.get(reason);
+    if (seen) seen.count++;
+    else this.#byReason.set(reason, { count: 1, first: name });
+    this.count++;
+  }
+  get first(): string | undefined {
+    const [reason, { first } = { first: '' }] = [...this.#byReason.entries()][0] ?? [];
+    return reason === undefined ? undefined : `${first} failed to start: ${reason}`;
+  }
+  toJSON(): Array<{ reason: string; count: number; first: string }> {
+    return [...this.#byReason.entries()].map(([reason, v]) => ({ reason, count: v.count, first: v.first }));
+  }
+}
+
+async function runningRamp(host: BenchHost, max: number, deadline: number, memoryMb: number, mode: RunningMode): Promise<{ count: number; pssEach: number | null; cpuEach: number | null; cpuWorst: number | null; memAvailableDrop: number; stoppedBy: string; failures: Failures }> {
   const floor = meminfo('MemTotal') * RAM_FLOOR_SHARE;
   const avail0 = meminfo('MemAvailable');
+  const failures = new Failures();
   let stoppedBy = `the ${max} asked for`;
   const stop = (): boolean => {
-    if (meminfo('MemAvailable') < floor) stoppedBy = `MemAvailable below ${Math.round(RAM_FLOOR_SHARE * 100)} % of RAM`;
+    if (failures.first) stoppedBy = failures.first;
+    else if (meminfo('MemAvailable') < floor) stoppedBy = `MemAvailable below ${Math.round(RAM_FLOOR_SHARE * 100)} % of RAM`;
     else if (Date.now() > deadline) stoppedBy = 'the time bound';
     else return false;
     return true;
   };
   const pids: number[] = [];
-  let failed = 0;
-  const count = await pool(max, CONCURRENCY, async (i) => {
+  await pool(max, CONCURRENCY, async (i) => {
     const name = `run-${i}`;
-    const r = await host.api('POST', '/v1/instances', {
-      image: IMAGE,
-      name,
-      memory_mb: memoryMb,
-      ports: [{ port: APP_PORT, protocol: 'http' }],
-      ...(mode === 'clone' ? { scale_to_zero: { policy: 'on', cooldown_time_ms: 86_400_000 } } : {}),
-    });
-    let view: any;
     try {
-      if (r.status !== 201) throw new Error(r.text);
+      const r = await host.api('POST', '/v1/instances', {
+        image: IMAGE,
+        name,
+        memory_mb: memoryMb,
+        ports: [{ port: APP_PORT, protocol: 'http' }],
+        ...(mode === 'clone' ? { scale_to_zero: { policy: 'on', cooldown_time_ms: 86_400_000 } } : {}),
+      });
+      if (r.status !== 201) throw new Error(`create: HTTP ${r.status} ${r.text}`);
       if (mode === 'clone') await host.firstByte(name); // wakes it unless it just booted
-      view = await host.waitFor(name, 'running', 300_000);
-    } catch {
-      view = undefined;
+      const view = await host.waitFor(name, 'running', 300_000);
+      if (!view?.pid) throw new Error(`running without a VMM process: ${JSON.stringify(view).slice(0, 200)}`);
+      pids.push(view.pid);
+    } catch (err) {
+      // Say why: the instance's own last error if it has one, else what the call said.
+      const view = await host.api('GET', `/v1/instances/${name}`).catch(() => undefined);
+      const own = view?.json?.data?.last_error ?? view?.json?.data?.error;
+      failures.add(name, own ? new Error(`${(err as Error).message} (instance: ${typeof own === 'string' ? own : JSON.stringify(own)})`) : err);
     }
-    if (view?.pid) pids.push(view.pid);
-    else failed++;
-    if ((i + 1) % 50 === 0) log(`  ${i + 1} running, MemAvailable ${(meminfo('MemAvailable') / 2 ** 30).toFixed(1)} GiB`);
+    if ((i + 1) % 50 === 0) log(`  ${i + 1} started, MemAvailable ${(meminfo('MemAvailable') / 2 ** 30).toFixed(1)} GiB`);
   }, stop);
-  // Idle for a moment so boot-time pages settle, then PSS each.
+  // Idle for a moment so boot-time pages settle, then PSS and CPU each.
   await new Promise((r) => setTimeout(r, 5000));
   const pss = pids.map(pssBytes).filter((x): x is number => x !== undefined);
-  const cpuEach = await idleCpuShare(pids, 10_000);
+  const cpu = await idleCpuShares(pids, 20_000);
   return {
-    count: count - failed,
+    count: pids.length,
     pssEach: pss.length > 0 ? Math.round(pss.reduce((a, b) => a + b, 0) / pss.length) : null,
-    cpuEach,
+    cpuEach: cpu.length > 0 ? round(cpu.reduce((a, b) => a + b, 0) / cpu.length, 3) : null,
+    cpuWorst: cpu.length > 0 ? round(Math.max(...cpu), 3) : null,
     memAvailableDrop: avail0 - meminfo('MemAvailable'),
-    stoppedBy: failed > 0 ? `${stoppedBy}; ${failed} failed to start` : stoppedBy,
+    stoppedBy,
+    failures,
   };
 }
 
-/** CPU time (user + system) of `pids` over `ms`, as the mean share of one core each (idle VMs should cost ~0). */
-async function idleCpuShare(pids: number[], ms: number): Promise<number | null> {
+/** CPU time (user + system) of each of `pids` over `ms`, as its share of one core in % (an idle VM should cost ~0). */
+async function idleCpuShares(pids: number[], ms: number): Promise<number[]> {
   const cpu = (pid: number): number | undefined => {
     try {
       return processCpuUs(pid);
@@ -161,29 +193,31 @@ async function idleCpuShare(pids: number[], ms: number): Promise<number | null> 
     }
   };
   const before = new Map(pids.map((pid) => [pid, cpu(pid)]));
+  const t0 = performance.now();
   await new Promise((r) => setTimeout(r, ms));
-  let used = 0;
-  let n = 0;
-  for (const pid of pids) {
-    const t0 = before.get(pid);
+  const elapsedUs = (performance.now() - t0) * 1000;
+  return pids.flatMap((pid) => {
+    const t0cpu = before.get(pid);
     const t1 = cpu(pid);
-    if (t0 === undefined || t1 === undefined) continue;
-    used += t1 - t0;
-    n++;
-  }
-  return n > 0 ? round((used / (ms * 1000) / n) * 100, 3) : null;
+    return t0cpu === undefined || t1 === undefined ? [] : [((t1 - t0cpu) / elapsedUs) * 100];
+  });
 }
 
-/** Waits (at most 30 s) until MemAvailable moves less than 16 MiB over 2 s: a baseline others' churn does not tilt much. */
-async function settle(): Promise<void> {
-  const t0 = Date.now();
-  let last = meminfo('MemAvailable');
-  while (Date.now() - t0 < 30_000) {
-    await new Promise((r) => setTimeout(r, 2000));
-    const now = meminfo('MemAvailable');
-    if (Math.abs(now - last) < 16 * 2 ** 20) return;
-    last = now;
-  }
+/** ms to list every instance through the API, one page of 100 (if the API pages), and `flick ls`. */
+async function listTimes(host: BenchHost): Promise<Record<string, number | string>> {
+  const time = async (fn: () => Promise<unknown>): Promise<number> => {
+    const t0 = performance.now();
+    await fn();
+    return round(performance.now() - t0);
+  };
+  const all = await time(() => host.must('GET', '/v1/instances'));
+  const page = await time(() => host.must('GET', '/v1/instances?limit=100&state=standby'));
+  let cli: number | string = 'failed';
+  const t0 = performance.now();
+  const ls = await host.flick(['ls', '--limit', '100']);
+  if (ls.code === 0) cli = round(performance.now() - t0);
+  else cli = `failed: ${ls.stderr.slice(0, 200)}`;
+  return { api_all: all, api_page_100: page, flick_ls_limit_100: cli };
 }
 
 async function removeAll(host: BenchHost, prefix: string): Promise<void> {
@@ -192,7 +226,8 @@ async function removeAll(host: BenchHost, prefix: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const n = Number(argValue(process.argv, 'n') ?? 10_000);
+  const n = Number(argValue(process.argv, 'n') ?? 100_000);
+  const idleCostN = Number(argValue(process.argv, 'idle-cost-n') ?? 50);
   const runningMax = Number(argValue(process.argv, 'running-max') ?? 1000);
   const minutes = Number(argValue(process.argv, 'minutes') ?? 60);
   const probeK = Number(argValue(process.argv, 'netns-probe') ?? 200);
@@ -206,7 +241,7 @@ async function main(): Promise<void> {
   const netns = await netnsProbe(probeK);
   log(`  ${JSON.stringify(netns)}`);
 
-  // No hot tier: every standby instance is cold (no process), the state 10,000 of them can be in.
+  // No hot tier: every standby instance is cold (no process), the state 100,000 of them can be in.
   const host = await BenchHost.start({ tag: TAG, pool: POOL, args: ['--hot-standby-budget', '0'], log });
   let results: Record<string, unknown>;
   let details: Record<string, unknown>;
@@ -219,28 +254,35 @@ async function main(): Promise<void> {
     const avail0 = meminfo('MemAvailable');
     const kernel0 = kernelBytes();
     const t0 = performance.now();
-    let failed = 0;
+    const createFailures = new Failures();
     let timedOut = false;
     const created = await pool(
       n,
       CONCURRENCY,
       async (i) => {
         const name = `sb-${i}`;
-        const r = await host.api('POST', '/v1/instances', {
-          image: IMAGE,
-          name,
-          memory_mb: 128,
-          ports: [{ port: APP_PORT, protocol: 'http' }],
-          scale_to_zero: { policy: 'on', cooldown_time_ms: 1 },
-        });
-        const ok = r.status === 201 && (await host.waitFor(name, 'standby', 300_000).then(() => true, () => false));
-        if (!ok) failed++;
-        if ((i + 1) % 100 === 0) log(`  ${i + 1} created, ${((i + 1) / ((performance.now() - t0) / 1000)).toFixed(1)}/s`);
+        try {
+          const r = await host.api('POST', '/v1/instances', {
+            image: IMAGE,
+            name,
+            memory_mb: 128,
+            ports: [{ port: APP_PORT, protocol: 'http' }],
+            scale_to_zero: { policy: 'on', cooldown_time_ms: 1 },
+          });
+          if (r.status !== 201) throw new Error(`create: HTTP ${r.status} ${r.text}`);
+          await host.waitFor(name, 'standby', 300_000);
+        } catch (err) {
+          createFailures.add(name, err);
+        }
+        if ((i + 1) % 5000 === 0) log(`  ${i + 1} created, ${((i + 1) / ((performance.now() - t0) / 1000)).toFixed(1)}/s, flickd RSS ${((rssBytes(host.pid!) ?? 0) / 2 ** 20).toFixed(0)} MiB`);
       },
-      () => (timedOut = Date.now() > start + (deadline - start) / 2), // half the time: the running ramp gets the rest
+      // Stop at the first failure (with its reason), or at half the time: the running ramp gets the rest.
+      () => createFailures.count > 0 || (timedOut = Date.now() > start + (deadline - start) / 2),
     );
     const seconds = (performance.now() - t0) / 1000;
+    const failed = createFailures.count;
     const standby = created - failed;
+    if (createFailures.first) log(`  stopped: ${createFailures.first}`);
     await settle();
     const ramDrop = avail0 - meminfo('MemAvailable');
     const flickdRss = rssBytes(host.pid!) ?? 0;
@@ -249,13 +291,32 @@ async function main(): Promise<void> {
     const diskDb = ['state.db', 'state.db-wal'].reduce((sum, f) => sum + diskBytes(path.join(host.dataDir, f)), 0);
     const disk = diskInstances + diskTemplates + diskDb;
     log(`  ${standby} in standby in ${seconds.toFixed(0)} s; MemAvailable -${(ramDrop / 2 ** 20).toFixed(0)} MiB, flickd RSS ${(flickdRss / 2 ** 20).toFixed(0)} MiB; disk ${(disk / 2 ** 20).toFixed(0)} MiB`);
+    const list = await listTimes(host);
+    log(`  list: ${JSON.stringify(list)}`);
+    log(`restart of flickd with ${standby} records`);
+    const restartMs = round(await host.restart());
+    const flickdRssRestarted = rssBytes(host.pid!) ?? 0;
+    log(`  serving again after ${restartMs} ms (flickd RSS ${(flickdRssRestarted / 2 ** 20).toFixed(0)} MiB)`);
     log('wake of the first and of the last instance');
     const [wakeFirst = null, wakeLast = null] = standby > 0 ? await wakeMedians(host, ['sb-0', `sb-${created - 1}`], WAKE_ROUNDS) : [];
+    const tRemove = performance.now();
     await removeAll(host, 'sb-');
+    log(`  removed ${created} in ${((performance.now() - tRemove) / 1000).toFixed(0)} s`);
+
+    let idle: IdleCost | { error: string } | null = null;
+    if (idleCostN > 0) {
+      try {
+        await host.pushNode(NODE_IMAGE);
+        idle = await idleCost(host, NODE_IMAGE, idleCostN, log);
+      } catch (err) {
+        idle = { error: (err as Error).message.slice(0, 500) };
+        log(`  idle cost failed: ${idle.error}`);
+      }
+    }
 
     log(`idle running minimal instances (-m ${runningMemoryMb}M, ${runningMode}): up to ${runningMax}, within the time left`);
     const running = await runningRamp(host, runningMax, deadline, runningMemoryMb, runningMode);
-    log(`  ${running.count} running (stopped by ${running.stoppedBy}), PSS each ${running.pssEach}, idle CPU each ${running.cpuEach} % of a core`);
+    log(`  ${running.count} running (stopped by ${running.stoppedBy}), PSS each ${running.pssEach}, idle CPU each ${running.cpuEach} % of a core (worst ${running.cpuWorst} %)`);
     await removeAll(host, 'run-');
 
     results = {
@@ -266,18 +327,28 @@ async function main(): Promise<void> {
       running_instances: running.count,
       running_pss_bytes_each: running.pssEach,
       running_cpu_percent_each: running.cpuEach,
+      running_cpu_percent_worst: running.cpuWorst,
       wake_first_ms: wakeFirst,
       wake_last_ms: wakeLast,
+      flickd_rss_bytes: flickdRss,
+      restart_ms: restartMs,
+      list_ms: list,
+      idle_cost: idle,
     };
     details = {
       date: new Date().toISOString(),
       accel,
-      asked: { n, running_max: runningMax, minutes, running_memory_mb: runningMemoryMb },
-      wake_first_last: `median of ${WAKE_ROUNDS} cold wakes of each, taking turns`,
+      asked: { n, running_max: runningMax, minutes, running_memory_mb: runningMemoryMb, idle_cost_n: idleCostN },
+      machine: 'shared: other engineers ran builds, tests and VMs on the same 2 cores meanwhile',
+      wake_first_last: `median of ${WAKE_ROUNDS} cold wakes of each, taking turns, after the restart`,
+      restart_measure: 'SIGTERM of flickd with every record in place, then spawn until it listens (it listens once reconcile is done and the proxy serves every route)',
+      flickd_rss_after_restart_bytes: flickdRssRestarted,
       standby: {
         created,
         failed,
         stopped_by_time_bound: timedOut,
+        stopped_by_failure: createFailures.first ?? null,
+        failures: createFailures.toJSON(),
         seconds: round(seconds),
         ram_measure: 'drop of MemAvailable from before the first create to after the last standby, each taken once MemAvailable is steady (flickd, kernel objects, page cache that cannot be dropped); noisy on a shared machine for small N: see flickd_rss_growth_bytes and kernel_growth_bytes',
         flickd_rss_bytes: flickdRss,
@@ -294,6 +365,8 @@ async function main(): Promise<void> {
       running: {
         mode: runningMode === 'clone' ? 'scale-to-zero instances woken by a request: clones of one shared template' : 'each booted from scratch',
         stopped_by: running.stoppedBy,
+        failures: running.failures.toJSON(),
+        cpu_measure: 'utime + stime of each VMM over 20 s idle, as a share of one core; each = mean, worst = the busiest VMM',
         memory_mb: runningMemoryMb,
         mem_available_drop_bytes: running.memAvailableDrop,
         mem_available_drop_bytes_each: running.count > 0 ? Math.round(running.memAvailableDrop / running.count) : null,

@@ -78,7 +78,7 @@ export class BenchHost {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.#child = child;
-    const logFile = fs.createWriteStream(path.join(this.dir, 'flickd.log'));
+    const logFile = fs.createWriteStream(path.join(this.dir, 'flickd.log'), { flags: 'a' });
     return new Promise((resolve, reject) => {
       let err = '';
       child.stderr!.setEncoding('utf8').on('data', (d: string) => {
@@ -97,6 +97,28 @@ export class BenchHost {
       });
       child.once('exit', (code) => reject(new Error(`flickd exited with ${code} while starting:\n${err}`)));
     });
+  }
+
+  /**
+   * Stops flickd (SIGTERM: running VMs stay for the next one to adopt) and starts
+   * it again on the same data dir; resolves with the ms from the new spawn until it
+   * listens, which it does once it has reconciled every record and its proxy
+   * serves their routes.
+   */
+  async restart(): Promise<number> {
+    const child = this.#child;
+    if (child && child.exitCode === null) {
+      await new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 60_000).unref();
+      });
+    }
+    this.base = '';
+    this.proxyPort = 0;
+    const t0 = performance.now();
+    await this.#spawn();
+    return performance.now() - t0;
   }
 
   async api(method: string, p: string, body?: unknown): Promise<ApiAnswer> {
@@ -265,6 +287,18 @@ export function meminfo(field: string): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync('/proc/meminfo', 'utf8'));
   if (!m) throw new Error(`/proc/meminfo has no ${field}`);
   return Number(m[1]) * 1024;
+}
+
+/** Waits (at most 30 s) until MemAvailable moves less than 16 MiB over 2 s: a baseline others' churn does not tilt much. */
+export async function settle(): Promise<void> {
+  const t0 = Date.now();
+  let last = meminfo('MemAvailable');
+  while (Date.now() - t0 < 30_000) {
+    await new Promise((r) => setTimeout(r, 2000));
+    const now = meminfo('MemAvailable');
+    if (Math.abs(now - last) < 16 * 2 ** 20) return;
+    last = now;
+  }
 }
 
 /** Bytes used on disk by a file or under a folder (allocated blocks, hard links counted once; 0 if absent). */

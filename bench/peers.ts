@@ -14,13 +14,13 @@ import { firstByteOnceListening } from './flickd-host.js';
 const run = promisify(execFile);
 /** The container image of examples/hello-node, built from its unchanged Dockerfile. */
 export const CONTAINER_IMAGE = 'localhost/flick-bench/hello-node:latest';
-const STORAGE = ['--storage-driver', 'overlay'];
+export const STORAGE = ['--storage-driver', 'overlay'];
 /**
  * Lowered limits: runc cannot raise RLIMIT_NOFILE/NPROC to podman's defaults
  * inside this machine's sandbox ("error setting rlimit type 7: operation not
  * permitted"); lowering is always allowed and the app needs few.
  */
-const ULIMITS = ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
+export const ULIMITS = ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
 
 /** Builds the container image unless podman has it (the same build flags `flick build` uses). */
 export async function ensureContainerImage(log: (l: string) => void): Promise<void> {
@@ -65,7 +65,7 @@ export async function containerColdStarts(runs: number, onRun: () => void = () =
 }
 
 /** The app's files (with its node_modules) copied out of the container image, for a bare run. */
-async function appCopy(): Promise<{ dir: string; dispose: () => void }> {
+export async function appCopy(): Promise<{ dir: string; dispose: () => void }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-bench-app-'));
   const name = `flick-bench-cp-${process.pid}`;
   try {
