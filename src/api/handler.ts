@@ -3,7 +3,7 @@
 // mounts it under /v1/ behind its token check.
 //
 //   POST   /v1/instances                      create (and start unless autostart=false)
-//   GET    /v1/instances                      list
+//   GET    /v1/instances[?limit=N&state=S&after=ID]   list (a page with `next` when limit is given: list-page.ts)
 //   GET    /v1/instances/{id|name}            one instance
 //   DELETE /v1/instances/{id|name}[?force=true]
 //   PUT    /v1/instances/{id|name}/start|stop
@@ -17,6 +17,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Controller } from '../controller/controller.js';
 import type { InstanceRecord } from '../store/instance-record.js';
 import { sendData, sendError } from './envelope.js';
+import { listPage } from './list-page.js';
 import { hostMetrics, oneInstanceMetrics, type MetricsController } from './metrics.js';
 import type { InstanceProxyStats } from '../proxy/stats.js';
 import { ApiError, CreateInstanceSchema, WaitQuerySchema, instanceView, parseBody, toInstanceConfig } from './schemas.js';
@@ -71,7 +72,10 @@ export function createApiHandler(opts: ApiHandlerOptions): ApiHandler {
       if (collection !== 'instances' || extra !== undefined) throw notFound(url.pathname);
 
       if (ref === undefined) {
-        if (method === 'GET') return sendData(res, 200, { instances: controller.list().map(view) });
+        if (method === 'GET') {
+          const page = listPage(controller.list(), url.searchParams);
+          return sendData(res, 200, { instances: page.records.map(view), ...(page.next !== undefined ? { next: page.next } : {}) });
+        }
         allow(method, ['GET', 'POST']);
         const body = parseBody(CreateInstanceSchema, await readJson(req, maxBody));
         const rec = await controller.create(toInstanceConfig(body));

@@ -71,6 +71,13 @@ export class FlickApi {
     return (await this.host.json('GET', '/v1/instances', envelope(z.object({ instances: z.array(InstanceViewSchema) })))).data.instances;
   }
 
+  /** One page of the list (GET /v1/instances?limit=…): `next` is the cursor of the page after it, or null. */
+  async listPage(q: { limit: number; state?: string; after?: string }): Promise<{ instances: InstanceView[]; next: string | null }> {
+    const params = new URLSearchParams({ limit: String(q.limit), ...(q.state ? { state: q.state } : {}), ...(q.after ? { after: q.after } : {}) });
+    const schema = envelope(z.object({ instances: z.array(InstanceViewSchema), next: z.string().nullable() }));
+    return (await this.host.json('GET', `/v1/instances?${params}`, schema)).data;
+  }
+
   async get(ref: string): Promise<InstanceView> {
     return (await this.host.json('GET', `/v1/instances/${encodeURIComponent(ref)}`, envelope(InstanceViewSchema))).data;
   }
