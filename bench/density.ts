@@ -92,16 +92,20 @@ async function netnsProbe(k: number): Promise<Record<string, number>> {
  * instance sleeps cold; later rounds put it back cold). The instances take
  * turns, so whatever else the host does meanwhile falls on all of them alike.
  */
-async function wakeMedians(host: BenchHost, names: string[], rounds: number): Promise<number[]> {
+async function wakeMedians(host: BenchHost, names: string[], rounds: number, failures: Failures): Promise<Array<number | null>> {
   const out = names.map((): number[] => []);
   for (let r = 0; r < rounds; r++) {
     for (const [i, name] of names.entries()) {
-      if (r > 0) await host.must('PUT', `/v1/instances/${name}/suspend?tier=cold`);
-      await host.waitFor(name, 'standby', 120_000);
-      out[i]!.push(await host.firstByte(name));
+      try {
+        if (r > 0) await host.api('PUT', `/v1/instances/${name}/suspend?tier=cold`);
+        await host.waitFor(name, 'standby', 120_000);
+        out[i]!.push(await host.firstByte(name));
+      } catch (err) {
+        failures.add(`wake of ${name}`, err); // recorded with its reason; the other rounds still count
+      }
     }
   }
-  return out.map((ms) => round(percentile(ms, 50)));
+  return out.map((ms) => (ms.length > 0 ? round(percentile(ms, 50)) : null));
 }
 
 /**
@@ -298,7 +302,9 @@ async function main(): Promise<void> {
     const flickdRssRestarted = rssBytes(host.pid!) ?? 0;
     log(`  serving again after ${restartMs} ms (flickd RSS ${(flickdRssRestarted / 2 ** 20).toFixed(0)} MiB)`);
     log('wake of the first and of the last instance');
-    const [wakeFirst = null, wakeLast = null] = standby > 0 ? await wakeMedians(host, ['sb-0', `sb-${created - 1}`], WAKE_ROUNDS) : [];
+    const wakeFailures = new Failures();
+    const [wakeFirst = null, wakeLast = null] = standby > 0 ? await wakeMedians(host, ['sb-0', `sb-${created - 1}`], WAKE_ROUNDS, wakeFailures) : [];
+    if (wakeFailures.first) log(`  ${wakeFailures.count} wakes failed, first: ${wakeFailures.first}`);
     const tRemove = performance.now();
     await removeAll(host, 'sb-');
     log(`  removed ${created} in ${((performance.now() - tRemove) / 1000).toFixed(0)} s`);
@@ -341,6 +347,7 @@ async function main(): Promise<void> {
       asked: { n, running_max: runningMax, minutes, running_memory_mb: runningMemoryMb, idle_cost_n: idleCostN },
       machine: 'shared: other engineers ran builds, tests and VMs on the same 2 cores meanwhile',
       wake_first_last: `median of ${WAKE_ROUNDS} cold wakes of each, taking turns, after the restart`,
+      wake_failures: wakeFailures.toJSON(),
       restart_measure: 'SIGTERM of flickd with every record in place, then spawn until it listens (it listens once reconcile is done and the proxy serves every route)',
       flickd_rss_after_restart_bytes: flickdRssRestarted,
       standby: {
