@@ -160,6 +160,17 @@ test('`flick console` prints a link that signs a new browser in once', async () 
   }
 });
 
+test('volumes and hosts: the API\'s lists, shown as the API has them', async () => {
+  const made = await api('POST', '/v1/volumes', { name: 'consoledata', size: '64M' });
+  assert.equal(made.status, 201, made.text);
+  await page.goto(`${flickd!.base}/console/#/volumes`);
+  await page.locator('tr[data-key] th', { hasText: 'consoledata' }).waitFor();
+  assert.match((await page.locator('tr[data-key]', { hasText: 'consoledata' }).textContent()) ?? '', /64 MiB/);
+  await page.goto(`${flickd!.base}/console/#/hosts`);
+  await page.locator('tr[data-key]', { hasText: 'this host' }).waitFor();
+  assert.equal((await api('DELETE', '/v1/volumes/consoledata')).status, 200);
+});
+
 test('the console sends its security headers and caches only what is hashed', async () => {
   const index = await fetch(`${flickd!.base}/console/`);
   const csp = index.headers.get('content-security-policy') ?? '';

@@ -27,7 +27,7 @@ import { createHostsHandler } from '../cluster/hosts-api.js';
 import { ClusterAgent } from '../cluster/agent.js';
 import { PeerFetchingImageStore } from '../registry/peer-fetch.js';
 import type { ImageStore } from '../registry/image-store.js';
-import { createDaemonServer, type DaemonRoute } from './server.js';
+import { createDaemonServer, findRoute, type DaemonRoute } from './server.js';
 import { createWebConsole } from '../console/console.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/flick';
@@ -323,7 +323,11 @@ async function serve(config: ServeConfig): Promise<void> {
   const webConsole = createWebConsole({
     controller: instances.controller,
     view: instances.view,
-    api: instances.handler,
+    // The page calls the REST API (instances, volumes, hosts) through the console, with its session.
+    api: (req, res) => {
+      const route = findRoute(routes, (req.url ?? '/').split('?', 1)[0]!);
+      return route && route.prefix.startsWith('/v1') ? route.handler(req, res) : instances.handler(req, res);
+    },
     images: { list: () => images.list(), manifestPath: async (name, digest) => (await registry.getManifest(name, digest)).path },
     auth,
   });

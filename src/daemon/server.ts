@@ -33,12 +33,19 @@ export interface DaemonServer {
 
 export const tokenOnly = (_req: IncomingMessage, id: Identity): boolean => id.kind === 'token';
 
+/** The route for `pathname`: the longest prefix that matches ('/v2/' also takes '/v2'). */
+export function findRoute(routes: readonly DaemonRoute[], pathname: string): DaemonRoute | undefined {
+  let best: DaemonRoute | undefined;
+  for (const r of routes) if ((pathname.startsWith(r.prefix) || `${pathname}/` === r.prefix) && r.prefix.length > (best?.prefix.length ?? -1)) best = r;
+  return best;
+}
+
 export function createDaemonServer(config: DaemonServerConfig): DaemonServer {
-  const routes = [...config.routes].sort((a, b) => b.prefix.length - a.prefix.length);
+  const routes = config.routes;
   const log = config.log ?? (() => undefined);
   const server = http.createServer((req, res) => {
     const pathname = (req.url ?? '/').split('?', 1)[0] ?? '/';
-    const route = routes.find((r) => pathname.startsWith(r.prefix) || `${pathname}/` === r.prefix);
+    const route = findRoute(routes, pathname);
     if (!route) return sendError(res, 404, 'NOT_FOUND', `nothing at ${pathname}: flickd serves /v1/ (API), /v2/ (OCI registry) and /console/ (web console)`);
     const identity = config.auth.identify(req);
     if (!(route.access ?? tokenOnly)(req, identity)) {

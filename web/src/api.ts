@@ -112,6 +112,7 @@ export interface InstanceView {
   started_at: string | null;
   stopped_at: string | null;
   rss_bytes?: number | null;
+  volumes?: Array<{ name: string; path: string; read_only: boolean }>;
 }
 
 export interface HistogramView {
@@ -129,3 +130,29 @@ export interface InstanceMetrics {
   page_outs: number;
   proxy: { requests: number; parked_now: number; wake_wait_ms: HistogramView } | null;
 }
+
+export interface VolumeView {
+  id: string;
+  name: string;
+  size_bytes: number;
+  allocated_bytes: number;
+  state: string;
+  attached_to: Array<{ instance: string; read_only: boolean }>;
+  cloned_from: string | null;
+  created_at: string;
+}
+
+export interface HostView {
+  name: string;
+  state: 'up' | 'down';
+  self: boolean;
+  api: string | null;
+  proxy: string | null;
+  capacity: { memory_bytes: number; vcpus: number };
+  load: { memory_free_bytes: number; load_avg_1m: number; instances: number } | null;
+  joined_at: string | null;
+  last_seen: string | null;
+}
+
+export const volumes = () => call<{ volumes: VolumeView[] }>('GET', 'v1/volumes');
+export const hosts = () => call<{ cluster: boolean; hosts: HostView[] }>('GET', 'v1/hosts');

@@ -45,9 +45,10 @@ export interface RunFields {
   cooldownMs: string;
   stateful: boolean;
   args: string; // one per line
+  volumes: string; // one NAME:/path[:ro] per line
 }
 
-export const EMPTY_RUN: RunFields = { image: '', name: '', port: '', env: '', memoryMb: '', vcpus: '', policy: '', cooldownMs: '', stateful: false, args: '' };
+export const EMPTY_RUN: RunFields = { image: '', name: '', port: '', env: '', memoryMb: '', vcpus: '', policy: '', cooldownMs: '', stateful: false, args: '', volumes: '' };
 
 const lines = (s: string) => s.split('\n').map((l) => l.trim()).filter(Boolean);
 
@@ -65,6 +66,13 @@ export function runBody(f: RunFields): Record<string, unknown> {
   if (f.port.trim()) {
     const [port, guest] = f.port.trim().split(':');
     body.ports = [{ port: num(port ?? ''), guest_port: num(guest ?? port ?? ''), protocol: 'http' }];
+  }
+  const vols = lines(f.volumes);
+  if (vols.length) {
+    body.volumes = vols.map((l) => {
+      const [name = '', path = '', mode] = l.split(':');
+      return { name, path, ...(mode === 'ro' ? { read_only: true } : {}) };
+    });
   }
   if (f.memoryMb.trim()) body.memory_mb = num(f.memoryMb);
   if (f.vcpus.trim()) body.vcpus = num(f.vcpus);
@@ -90,6 +98,7 @@ export function runCommand(f: RunFields): string {
   if (f.name.trim()) w.push('--name', f.name.trim());
   if (f.port.trim()) w.push('-p', `${f.port.trim()}/http`);
   for (const e of lines(f.env)) w.push('-e', e);
+  for (const v of lines(f.volumes)) w.push('-v', v);
   if (f.memoryMb.trim()) w.push('-m', `${f.memoryMb.trim()}M`);
   if (f.vcpus.trim()) w.push('--vcpus', f.vcpus.trim());
   const s2z = [f.policy ? `policy=${f.policy}` : '', f.cooldownMs.trim() ? `cooldown-time=${f.cooldownMs.trim()}` : '', f.stateful ? 'stateful=true' : ''].filter(Boolean);

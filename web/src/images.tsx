@@ -19,7 +19,7 @@ export function ImagesView() {
       {list && list.length === 0 && <p class="empty">No images. Build one with <code>flick build</code> and push it with <code>flick push</code>.</p>}
       {list && list.length > 0 && (
         <div class="table-wrap">
-          <table class="images">
+          <table class="cards-on-phone images">
             <thead>
               <tr>
                 <th scope="col">Image</th>

@@ -43,6 +43,7 @@ export function InstanceDetail({ name }: { name: string }) {
     ['env', Object.entries(i.env).map(([k, v]) => `${k}=${v}`).join(' ') || '–'],
     ['http', i.service.http ? `${i.service.http.hostname} → guest :${i.service.http.guest_port}` : '–'],
     ['tcp', i.service.tcp.map((t) => `${t.port} → ${t.guest_port}`).join(', ') || '–'],
+    ['volumes', (i.volumes ?? []).map((v) => `${v.name} at ${v.path}${v.read_only ? ' (ro)' : ''}`).join(', ') || '–'],
     ['scale to zero', `${i.scale_to_zero.policy}, cooldown ${ms(i.scale_to_zero.cooldown_time_ms)}${i.scale_to_zero.stateful ? ', stateful' : ''}`],
     ['restart', i.restart_policy],
     ['address', i.address ?? '–'],

@@ -28,7 +28,7 @@ export function InstancesView() {
         <p class="empty">No instances yet. Push an image and run it from here, or with <code>flick run</code>.</p>
       ) : (
         <div class="table-wrap">
-          <table class="instances">
+          <table class="cards-on-phone instances">
             <thead>
               <tr>
                 <th scope="col">Name</th>

@@ -85,6 +85,11 @@ export function RunForm() {
           <small id="h-env">One NAME=value per line</small>
         </div>
         <div class="field wide">
+          <label for="f-volumes">Volumes</label>
+          <textarea id="f-volumes" name="volumes" rows={2} value={f.volumes} onInput={set('volumes')} aria-describedby="h-volumes" />
+          <small id="h-volumes">One NAME:/path (or NAME:/path:ro) per line, mounted before the app starts; see Volumes</small>
+        </div>
+        <div class="field wide">
           <label for="f-args">Arguments</label>
           <textarea id="f-args" name="args" rows={2} value={f.args} onInput={set('args')} aria-describedby="h-args" />
           <small id="h-args">One per line; replaces the image's CMD</small>
