@@ -142,6 +142,7 @@ export interface VolumeView {
   created_at: string;
 }
 
+/** GET /v1/hosts's host (src/cluster/hosts-api.ts HostViewJson; the page cannot compile that module: it needs node's types, which clash with the DOM's). */
 export interface HostView {
   name: string;
   state: 'up' | 'down';
