@@ -11,13 +11,13 @@ import { firstByte as firstByteAt } from './flickd-host.js';
 import os from 'node:os';
 import path from 'node:path';
 import { buildInitrd } from '../src/guest/init.js';
-import { requireKernel } from '../src/guest/kernel.js';
-import { buildFixtureRootfs, FIXTURE_PROGRAM } from '../src/guest/testing/fixture-rootfs.js';
+import { buildFixtureRootfs } from '../src/guest/testing/fixture-rootfs.js';
 import { NamespaceNetwork, sweepLeftovers } from '../src/network/namespace-network.js';
 import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 import type { MicroVm, NetworkAttachment, VmConfig } from '../src/vmm/driver.js';
 import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
 import { jailByDefault } from '../src/vmm/qemu/jail.js';
+import { minimalVmConfig } from './minimal-vm.js';
 import { argValue, printTable, summarize, writeResults } from './lib.js';
 
 const TAG = 'fbv';
@@ -38,17 +38,7 @@ async function main(): Promise<void> {
   const accel = await driver.accelerator();
   const [initrd, rootfs] = await Promise.all([buildInitrd(), buildFixtureRootfs({ kind: 'hello-server' })]);
   const live = new Set<MicroVm>();
-  const config = (id: string, n: NetworkAttachment): VmConfig => ({
-    id,
-    runDir: path.join(tmp, id),
-    kernel: requireKernel().vmlinux,
-    initrd: initrd.initrd,
-    rootfs,
-    memoryMb: 128,
-    vcpus: 1,
-    guest: { argv: [FIXTURE_PROGRAM['hello-server'], String(PORT)], env: [], cwd: '/', uid: 0, gid: 0, hostname: id },
-    network: n,
-  });
+  const config = (id: string, n: NetworkAttachment): VmConfig => minimalVmConfig({ tmp, id, initrd: initrd.initrd, rootfs, port: PORT, network: n });
   const boot: number[] = [];
   const restore: number[] = [];
   const resume: number[] = [];

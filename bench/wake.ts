@@ -6,8 +6,10 @@
 // same node app (podman + runc) and a bare `node server.js`. Writes
 // bench/results/wake.json (issue 6):
 //   {"accel", "results": {"warm_ms", "wake_hot_ms", "wake_cold_ms", "warm_min_ms", "wake_hot_min_ms",
-//    "wake_cold_min_ms", "container_cold_ms" ({p50,p90,p99,n}), "hot_ram_bytes_each",
-//    "burst": {requests, ok, wakes, p50_ms, p99_ms}}, "details": {...}, "samples": {...}}
+//    "wake_cold_min_ms", "container_cold_ms" ({p50,p90,p99,n}), "hot_ram_bytes_each", "primed_ram_bytes_each",
+//    "burst": {requests, ok, wakes, p50_ms, p99_ms, warm_rps, p99_bound_ms}}, "details": {...}, "samples": {...}}
+// burst.warm_rps: the same instance's throughput under the same burst while running, in the
+// same run; p99_bound_ms = cold wake p50 + 1.2 × requests / warm_rps (issue 18).
 //
 //   node dist/bench/wake.js [--runs N] [--burst N] [--skip-peers]
 import net from 'node:net';
@@ -16,6 +18,7 @@ import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
 import { APP_PORT, BenchHost, pssBytes } from './flickd-host.js';
 import { argValue, percentile, printTable, writeResults } from './lib.js';
 import { bareNodeStarts, containerColdStarts, ensureContainerImage } from './peers.js';
+import { primedRamEach } from './primed-ram.js';
 
 export interface Distribution {
   p50: number;
@@ -164,10 +167,18 @@ export interface BurstResult {
   p99_ms: number;
 }
 
-/** `n` concurrent requests against a sleeping instance; each timed to its first byte. */
-async function burst(host: BenchHost, name: string, n: number): Promise<BurstResult & { statuses: Record<string, number> }> {
-  await host.must('PUT', `/v1/instances/${name}/suspend?tier=cold`);
-  await host.waitFor(name, 'standby', 60_000);
+/**
+ * `n` concurrent requests against a sleeping instance (`asleep`: put to cold
+ * standby first) or a running one (the instance's own warm throughput, the
+ * bound a burst is held to); each timed to its first byte.
+ */
+async function burst(host: BenchHost, name: string, n: number, asleep = true): Promise<BurstResult & { statuses: Record<string, number>; last_ms: number }> {
+  if (asleep) {
+    await host.must('PUT', `/v1/instances/${name}/suspend?tier=cold`);
+    await host.waitFor(name, 'standby', 60_000);
+  } else {
+    await host.firstByte(name); // awake, and served once
+  }
   const before = (await host.must('GET', `/v1/instances/${name}`)).wakes as number;
   const t0 = performance.now();
   const statuses: Record<string, number> = {};
@@ -201,7 +212,7 @@ async function burst(host: BenchHost, name: string, n: number): Promise<BurstRes
   );
   const after = (await host.must('GET', `/v1/instances/${name}`)).wakes as number;
   const r = (x: number) => Number(x.toFixed(1));
-  return { requests: n, ok: okTimes.length, wakes: after - before, p50_ms: r(percentile(okTimes, 50)), p99_ms: r(percentile(okTimes, 99)), statuses };
+  return { requests: n, ok: okTimes.length, wakes: after - before, p50_ms: r(percentile(okTimes, 50)), p99_ms: r(percentile(okTimes, 99)), statuses, last_ms: r(Math.max(0, ...okTimes)) };
 }
 
 async function main(): Promise<void> {
@@ -214,6 +225,7 @@ async function main(): Promise<void> {
   const samples: Record<string, number[]> = {};
   const runsOf: Record<string, WakeRuns> = {};
   let burstResult: Awaited<ReturnType<typeof burst>>;
+  let warmBurst: Awaited<ReturnType<typeof burst>>;
   try {
     log(`flickd at ${host.base}, proxy on 127.0.0.1:${host.proxyPort}; pushing the images`);
     await host.pushMinimal(IMAGES.min);
@@ -230,6 +242,8 @@ async function main(): Promise<void> {
         if (w.otherTier > 0) notes.push(`${app} ${tier}: ${w.otherTier} of ${runs} runs found the instance in the other tier; left out`);
       }
     }
+    log(`the same ${burstN} requests against the same node instance running: its warm throughput`);
+    warmBurst = await burst(host, 'node-cold', burstN, false);
     log(`burst of ${burstN} requests against a sleeping node instance`);
     burstResult = await burst(host, 'node-cold', burstN);
   } finally {
@@ -257,8 +271,14 @@ async function main(): Promise<void> {
     samples.bare_node = await bareNodeStarts(runs, () => process.stdout.write('.'));
     process.stdout.write('\n');
   }
+  log('primed VMs (restored paused from a template, no guest code run): PSS each');
+  const primed = await primedRamEach(3);
   const d = (k: string) => distribution(samples[k] ?? []);
-  const { statuses, ...burstFigures } = burstResult;
+  const { statuses, last_ms: _last, ...burstCold } = burstResult;
+  const warmRps = warmBurst.ok > 0 && warmBurst.last_ms > 0 ? Number(((warmBurst.ok / warmBurst.last_ms) * 1000).toFixed(1)) : null;
+  // The goal (issue 18): p99 within one cold wake plus the app's own time to serve the burst (20 % slack).
+  const p99Bound = warmRps ? Number((distribution(samples.wake_cold_node ?? []).p50 + (1.2 * burstN * 1000) / warmRps).toFixed(1)) : null;
+  const burstFigures = { ...burstCold, warm_rps: warmRps, p99_bound_ms: p99Bound };
   const results = {
     warm_ms: d('warm_node'),
     wake_hot_ms: d('wake_hot_node'),
@@ -268,6 +288,7 @@ async function main(): Promise<void> {
     wake_cold_min_ms: d('wake_cold_min'),
     container_cold_ms: d('container_cold'),
     hot_ram_bytes_each: runsOf.hot_node?.hotPss ?? null,
+    primed_ram_bytes_each: primed.each,
     burst: burstFigures,
   };
   const details = {
@@ -283,7 +304,10 @@ async function main(): Promise<void> {
       ram_bytes_each_min: runsOf.resident_min?.hotPss ?? null,
     },
     hot_ram_measure: 'PSS of the paused VMM process in hot standby after its guest RAM was paged out (/proc/<pid>/smaps_rollup), median over runs; node app (the _min figure: the minimal server)',
+    primed_ram: { ...primed, measure: 'PSS of each of 3 clones of the minimal server restored paused (RestoreOptions.paused) from a template, 1 s after loading; no pool in flickd yet' },
     burst_statuses: statuses,
+    burst_warm: { ...warmBurst, measure: 'the same burst against the same instance running (after one request), before it is put to sleep; warm_rps = answered / time to the last first byte' },
+    machine: 'shared: other engineers ran builds, tests and VMs on the same 2 cores meanwhile',
     cooldown_ms: COOLDOWN_MS,
     memory_mb: MEMORY_MB,
     flickd_args: FLICKD_ARGS,
@@ -306,6 +330,7 @@ async function main(): Promise<void> {
   ]);
   console.log(`burst: ${JSON.stringify(burstFigures)} statuses ${JSON.stringify(statuses)}`);
   console.log(`hot standby PSS, paged out: node ${mb(results.hot_ram_bytes_each)}, minimal ${mb(details.hot_ram_bytes_each_min)}; RAM resident: node ${mb(details.hot_resident.ram_bytes_each)}, minimal ${mb(details.hot_resident.ram_bytes_each_min)}`);
+  console.log(`primed VM PSS each (minimal): ${mb(results.primed_ram_bytes_each)}; burst warm throughput ${warmRps} req/s, p99 bound ${p99Bound} ms`);
   for (const n of notes) console.log(`note: ${n}`);
   console.log(`accelerator: ${accel}; results in ${await writeResults('wake', { accel, results, details, samples })}`);
 }
