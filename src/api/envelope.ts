@@ -20,6 +20,7 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   NAME_TAKEN: 409,
   VOLUME_INVALID: 400,
   VOLUME_NOT_FOUND: 404,
+  SERVICE_NOT_FOUND: 404,
   VOLUME_EXISTS: 409,
   VOLUME_IN_USE: 409, // one writer at a time: the volume is attached elsewhere
   ILLEGAL_TRANSITION: 409,

@@ -36,6 +36,8 @@ export interface ApiHandlerOptions {
   token?: string;
   /** The URL a user reaches an instance at (the proxy knows it); shown in instance views. */
   urlFor?: (rec: InstanceRecord) => string | undefined;
+  /** The service an instance is a member of (src/services), shown in its view. */
+  serviceOf?: (instanceId: string) => string | undefined;
   /** Largest request body accepted. */
   maxBodyBytes?: number;
   /** The ingress proxy's per-instance counters, for the metrics routes. */
@@ -46,7 +48,7 @@ export type ApiHandler = (req: IncomingMessage, res: ServerResponse) => Promise<
 
 export function createApiHandler(opts: ApiHandlerOptions): ApiHandler {
   const { controller, images } = opts;
-  const view = (rec: InstanceRecord) => instanceView(rec, opts.urlFor?.(rec));
+  const view = (rec: InstanceRecord) => instanceView(rec, opts.urlFor?.(rec), opts.serviceOf?.(rec.id));
   const maxBody = opts.maxBodyBytes ?? 1024 * 1024;
 
   return async (req, res) => {

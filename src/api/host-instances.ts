@@ -21,6 +21,8 @@ import { withLimits } from '../limits/host-limits.js';
 import { parsePool } from '../network/addresses.js';
 import { VolumeManager } from '../volumes/volume-manager.js';
 import { createVolumesHandler } from './volumes.js';
+import { createServicesHandler } from './services.js';
+import { Services } from '../services/services.js';
 import type { MetricsSources } from './metrics.js';
 import { instanceView } from './schemas.js';
 import type { InstanceRecord } from '../store/instance-record.js';
@@ -67,6 +69,9 @@ export interface HostInstances {
   handler: ApiHandler;
   /** Mount under /v1/volumes. */
   volumesHandler: ApiHandler;
+  /** Mount under /v1/services. */
+  servicesHandler: ApiHandler;
+  services: Services;
   proxy: Proxy | undefined;
   /** The proxy's route table (a cluster adds the routes of other hosts' instances). */
   routes: RouteTable | undefined;
@@ -95,6 +100,19 @@ export function imageResolver(images: ImageStore): ImageResolver {
       };
       return { digest: img.digest, config, paths: img.paths };
     },
+  };
+}
+
+/** The controller's scale to zero as the proxy's Waker, telling the balancer which members run before it reaches them. */
+function proxyWaker(controller: Controller): Waker {
+  const s2z = controller.scaleToZero;
+  return {
+    ensureAwake: (id, signal) => s2z.ensureAwake(id, signal),
+    requestStarted: (id) => s2z.requestStarted(id),
+    requestFinished: (id) => s2z.requestFinished(id),
+    connectionOpened: (id) => s2z.connectionOpened(id),
+    connectionClosed: (id) => s2z.connectionClosed(id),
+    isAwake: (id) => controller.store.get(id)?.state === 'running',
   };
 }
 
@@ -132,7 +150,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
         const tls = config.proxyTls;
         proxy = await createProxy({
           routes,
-          waker: config.cluster ? config.cluster.waker(controller.scaleToZero) : controller.scaleToZero,
+          waker: config.cluster ? config.cluster.waker(proxyWaker(controller)) : proxyWaker(controller),
           listen: config.proxyListen,
           ...(config.domain ? { domain: config.domain } : {}),
           ...(config.proxyMaxParked ? { maxParkedPerInstance: config.proxyMaxParked } : {}),
@@ -153,6 +171,9 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     store.close();
     throw err;
   }
+  // Services are members of instances; their routes go to the proxy (src/services).
+  const services = new Services({ controller, dataDir: config.dataDir, ...(routes ? { routes } : {}), log });
+  await services.start();
   const proxyPort = proxy?.address.port;
   const httpsPort = proxy?.tlsAddress?.port;
   const domain = config.domain ?? 'localhost';
@@ -179,18 +200,22 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     images: config.images,
     ...(p ? { proxyStats: () => p.stats() } : {}),
     urlFor,
+    serviceOf: (id) => services.serviceOf(id),
   });
   let closing: Promise<void> | undefined;
   return {
     controller,
     handler,
     volumesHandler: createVolumesHandler({ volumes, hasProcess: (id) => controller.list().some((r) => r.id === id && r.pid !== null) }),
+    servicesHandler: createServicesHandler({ services, urlFor: (name) => (proxyPort !== undefined ? `http://${name}.${domain}:${proxyPort}` : undefined) }),
+    services,
     proxy,
     routes,
     metrics,
-    view: (rec) => instanceView(rec, urlFor(rec)),
+    view: (rec) => instanceView(rec, urlFor(rec), services.serviceOf(rec.id)),
     close() {
       closing ??= (async () => {
+        services.dispose();
         unsync();
         await proxy?.close();
         await controller.dispose();

@@ -142,10 +142,12 @@ export const WaitQuerySchema = z.object({
 });
 
 /** The instance as the API shows it (snake_case; internals like the VmConfig stay inside). */
-export function instanceView(rec: InstanceRecord, url?: string): Record<string, unknown> {
+export function instanceView(rec: InstanceRecord, url?: string, serviceName?: string): Record<string, unknown> {
   return {
     id: rec.id,
     name: rec.name,
+    // The service (src/services) the instance is a member of.
+    service_name: serviceName ?? null,
     state: rec.state,
     image: rec.image.ref,
     image_digest: rec.image.digest,

@@ -50,6 +50,19 @@ export const HostListSchema = z.object({
 });
 export type HostListView = z.infer<typeof HostListSchema>;
 
+/** A service as /v1/services shows it (src/api/services.ts). */
+export const ServiceViewSchema = z
+  .object({
+    name: z.string(),
+    image: z.string(),
+    replicas: z.number(),
+    url: z.string().nullable(),
+    instances: z.array(z.object({ id: z.string(), name: z.string(), state: z.string(), image: z.string() }).passthrough()),
+    created_at: z.string(),
+  })
+  .passthrough();
+export type ServiceView = z.infer<typeof ServiceViewSchema>;
+
 const envelope = <T extends z.ZodType>(data: T) => z.object({ status: z.literal('success'), data });
 
 export class FlickApi {
@@ -65,6 +78,22 @@ export class FlickApi {
 
   async create(body: Record<string, unknown>): Promise<InstanceView> {
     return (await this.host.json('POST', '/v1/instances', envelope(InstanceViewSchema), body)).data;
+  }
+
+  async createService(body: Record<string, unknown>): Promise<ServiceView> {
+    return (await this.host.json('POST', '/v1/services', envelope(ServiceViewSchema), body)).data;
+  }
+
+  async services(): Promise<ServiceView[]> {
+    return (await this.host.json('GET', '/v1/services', envelope(z.object({ services: z.array(ServiceViewSchema) })))).data.services;
+  }
+
+  async service(name: string): Promise<ServiceView> {
+    return (await this.host.json('GET', `/v1/services/${encodeURIComponent(name)}`, envelope(ServiceViewSchema))).data;
+  }
+
+  async rmService(name: string): Promise<void> {
+    await this.host.json('DELETE', `/v1/services/${encodeURIComponent(name)}`, envelope(z.unknown()));
   }
 
   async list(): Promise<InstanceView[]> {

@@ -20,6 +20,7 @@ import { register as registerLogs } from './commands/logs.js';
 import { register as registerStart } from './commands/start.js';
 import { register as registerStop } from './commands/stop.js';
 import { register as registerRm } from './commands/rm.js';
+import { register as registerServices } from './commands/services.js';
 import { register as registerConsole } from './commands/console.js';
 import { register as registerVolume } from './commands/volume.js';
 
@@ -45,6 +46,7 @@ export function buildProgram(): Command {
   registerStart(program);
   registerStop(program);
   registerRm(program);
+  registerServices(program);
   registerConsole(program);
   registerVolume(program);
   return program;

@@ -81,6 +81,7 @@ export class ClusterAgent {
         requestFinished: (id) => void (id.startsWith('@') || local.requestFinished(id)),
         connectionOpened: (id) => void (id.startsWith('@') || local.connectionOpened?.(id)),
         connectionClosed: (id) => void (id.startsWith('@') || local.connectionClosed?.(id)),
+        isAwake: (id) => id.startsWith('@') || local.isAwake?.(id) === true,
       }),
       api: (c) =>
         new Proxy(c, {

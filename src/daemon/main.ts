@@ -337,6 +337,7 @@ async function serve(config: ServeConfig): Promise<void> {
     { prefix: '/v2/', handler: refuseWritesWhenDiskFull(createRegistryHandler(registry, config.log), config.dataDir), access: registryAccess(config.anonymousPull) },
     { prefix: '/v1/', handler: instances.handler },
     { prefix: '/v1/volumes', handler: instances.volumesHandler },
+    { prefix: '/v1/services', handler: instances.servicesHandler },
     ...['/v1/hosts', '/v1/cluster/'].map((prefix) => ({ prefix, handler: hostsHandler })),
     {
       prefix: '/metrics',

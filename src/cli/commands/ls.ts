@@ -30,6 +30,7 @@ export function register(program: Command): void {
       renderTable<InstanceView>(instances, [
         { header: 'NAME', value: (i) => i.name },
         { header: 'STATE', value: (i) => stateText(i) },
+        { header: 'SERVICE', value: (i) => (typeof i.service_name === 'string' ? i.service_name : '-') },
         { header: 'IMAGE', value: (i) => i.image },
         { header: 'MEMORY', value: (i) => `${i.memory_mb}M` },
         { header: 'SCALE-TO-ZERO', value: (i) => (i.scale_to_zero.policy === 'off' ? 'off' : `${i.scale_to_zero.policy}${i.scale_to_zero.stateful ? ',stateful' : ''}`) },

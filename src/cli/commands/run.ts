@@ -149,6 +149,11 @@ export function register(program: Command): void {
     .option('--scale-to-zero <spec>', 'policy=on|idle|off,cooldown-time=MS,stateful=true|false', parseScaleToZero)
     .option('-v, --volume <NAME:/path[:ro]>', 'mount a volume (flick volume create) at a path before the app starts (repeatable)', collect(parseVolumeFlag))
     .option('--restart <policy>', 'restart policy: never, on-failure or always')
+    .option('--replicas <n>', 'make a service of N instances behind one host name, <name>.localhost (needs --name)', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) throw usage(`--replicas "${v}" is not a whole number ≥ 1: e.g. --replicas 3`);
+      return n;
+    })
     .option('-d, --detach', 'do not wait until the instance answers')
     .option('--timeout <ms>', 'how long to wait for the instance to answer', (v) => Number(v), 120_000)
     .passThroughOptions();
@@ -170,12 +175,26 @@ export function register(program: Command): void {
     if (opts.scaleToZero) body.scale_to_zero = opts.scaleToZero;
     if (opts.restart) body.restart_policy = opts.restart;
     if (opts.volume) body.volumes = opts.volume.map((v) => ({ name: v.name, path: v.path, read_only: v.readOnly }));
+    if (opts.replicas !== undefined) return runService(api, body, opts);
     let inst = await api.create(body);
     if (!opts.detach) inst = await waitUntilRunning(api, inst, opts.timeout);
     if (opts.output === 'json') return printJson(inst);
     const url = instanceUrl(inst);
     process.stdout.write(`${inst.name} ${inst.state}${url ? ` at ${url}` : ''}\n`);
   });
+}
+
+/** `--replicas N`: a service; waits until every member runs (unless -d), then prints the service. */
+async function runService(api: FlickApi, body: Record<string, unknown>, opts: RunOptions): Promise<void> {
+  if (opts.name === undefined) throw usage('--replicas makes a service, which needs a name: add --name NAME');
+  let service = await api.createService({ ...body, replicas: opts.replicas });
+  if (!opts.detach) {
+    for (const member of service.instances) await api.wait(member.id, 'running', opts.timeout);
+    service = await api.service(service.name);
+  }
+  if (opts.output === 'json') return printJson(service);
+  const running = service.instances.filter((i) => i.state === 'running').length;
+  process.stdout.write(`${service.name} ${running}/${service.replicas} running${service.url ? ` at ${service.url}` : ''}\n`);
 }
 
 interface RunOptions {
@@ -189,6 +208,7 @@ interface RunOptions {
   vcpus?: number;
   scaleToZero?: ScaleToZeroFlag;
   restart?: string;
+  replicas?: number;
   volume?: VolumeMount[];
   detach?: boolean;
   timeout: number;

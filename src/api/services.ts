@@ -1,0 +1,89 @@
+// The REST API's services, /v1/services: each request one call on the
+// services library (src/services), answered in the /v1 envelope. A service's
+// members are instances: their own views are under /v1/instances.
+//
+//   POST   /v1/services            {"name", "replicas", ...the fields of POST /v1/instances}
+//   GET    /v1/services            list
+//   GET    /v1/services/{name}     one service, with its members
+//   DELETE /v1/services/{name}     remove it and its members
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { z } from 'zod';
+import type { InstanceRecord } from '../store/instance-record.js';
+import type { Services } from '../services/services.js';
+import { MAX_REPLICAS } from '../services/services.js';
+import type { ServiceRecord } from '../services/service-store.js';
+import { sendData, sendError } from './envelope.js';
+import { readJson } from './handler.js';
+import { ApiError, CreateInstanceSchema, parseBody, toInstanceConfig } from './schemas.js';
+
+export interface ServicesApiOptions {
+  services: Pick<Services, 'create' | 'list' | 'get' | 'rm' | 'members'>;
+  /** The URL the service answers at (the proxy knows it). */
+  urlFor?: (name: string) => string | undefined;
+}
+
+export const CreateServiceSchema = CreateInstanceSchema.extend({
+  name: z.string({ error: 'name must be a string: the service\'s name, e.g. "web"' }),
+  replicas: z
+    .number({ error: `replicas must be a whole number from 1 to ${MAX_REPLICAS}, e.g. 3` })
+    .int({ error: `replicas must be a whole number from 1 to ${MAX_REPLICAS}, e.g. 3` })
+    .min(1, { error: 'replicas must be at least 1' })
+    .max(MAX_REPLICAS, { error: `replicas must be at most ${MAX_REPLICAS}` }),
+});
+
+/** A service as the API shows it (snake_case). */
+export function serviceView(s: ServiceRecord, members: InstanceRecord[], url: string | undefined): Record<string, unknown> {
+  return {
+    name: s.name,
+    image: s.template.image,
+    replicas: s.replicas,
+    url: url ?? null,
+    instances: members.map((m) => ({ id: m.id, name: m.name, state: m.state, image: m.image.ref })),
+    created_at: s.createdAt,
+    updated_at: s.updatedAt,
+  };
+}
+
+export function createServicesHandler(opts: ServicesApiOptions): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const { services } = opts;
+  const view = (s: ServiceRecord) => serviceView(s, services.members(s.name), opts.urlFor?.(s.name));
+  return async (req, res) => {
+    try {
+      const url = new URL(req.url ?? '/', 'http://flickd');
+      const parts = url.pathname.replace(/^\/v1\/services\/?/, '').split('/').filter(Boolean);
+      if (!/^\/v1\/services(\/|$)/.test(url.pathname) || parts.length > 1) throw new ApiError('NOT_FOUND', `no API route ${url.pathname}: services are at /v1/services[/{name}]`, { kind: 'user' });
+      const method = req.method ?? 'GET';
+      const name = parts[0] === undefined ? undefined : decodeName(parts[0]);
+      if (name === undefined) {
+        if (method === 'GET') return sendData(res, 200, { services: services.list().map(view) });
+        allow(method, ['GET', 'POST']);
+        const body = parseBody(CreateServiceSchema, await readJson(req, 1024 * 1024));
+        const { replicas, ...instanceBody } = body;
+        const { name: _name, ...instance } = toInstanceConfig(instanceBody);
+        return sendData(res, 201, view(await services.create({ name: body.name, replicas, instance })));
+      }
+      if (method === 'GET') return sendData(res, 200, view(services.get(name)));
+      allow(method, ['GET', 'DELETE']);
+      const removed = await services.rm(name);
+      return sendData(res, 200, { name: removed.name, state: 'removed' });
+    } catch (err) {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      sendError(res, err);
+    }
+  };
+}
+
+function decodeName(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new ApiError('BAD_REQUEST', `invalid request: the path segment "${segment}" is not valid percent-encoding`, { kind: 'user' });
+  }
+}
+
+function allow(method: string, methods: string[]): void {
+  if (!methods.includes(method)) throw new ApiError('METHOD_NOT_ALLOWED', `method ${method} is not allowed here: use ${methods.join(' or ')}`, { kind: 'user' });
+}

@@ -1,0 +1,44 @@
+// `flick services`: the services on the host, one line each; `flick service get NAME`
+// and `flick service rm NAME`: one service, and its removal with its instances.
+import type { Command } from 'commander';
+import { FlickApi, type ServiceView } from '../api-client.js';
+import { printJson, renderFields, renderTable, withOutputOption, type OutputFormat } from '../output.js';
+
+const running = (s: ServiceView) => `${s.instances.filter((i) => i.state === 'running').length}/${s.instances.length}`;
+
+export function register(program: Command): void {
+  withOutputOption(program.command('services').description('list the services on the host (flick run --replicas N)')).action(async (opts: { output: OutputFormat }) => {
+    const services = await FlickApi.fromEnvironment().services();
+    if (opts.output === 'json') return printJson(services);
+    process.stdout.write(
+      renderTable<ServiceView>(services, [
+        { header: 'NAME', value: (s) => s.name },
+        { header: 'REPLICAS', value: (s) => String(s.replicas) },
+        { header: 'RUNNING', value: running },
+        { header: 'IMAGE', value: (s) => s.image },
+        { header: 'URL', value: (s) => s.url ?? '-' },
+      ]),
+    );
+  });
+  const service = program.command('service').description('show or remove one service');
+  withOutputOption(service.command('get').description('show one service and its instances').argument('<name>', 'the service')).action(async (name: string, opts: { output: OutputFormat }) => {
+    const s = await FlickApi.fromEnvironment().service(name);
+    if (opts.output === 'json') return printJson(s);
+    process.stdout.write(
+      renderFields([
+        ['name', s.name],
+        ['image', s.image],
+        ['url', s.url ?? undefined],
+        ['replicas', s.replicas],
+        ['running', running(s)],
+        ['instances', s.instances.map((i) => `${i.name} (${i.state})`).join(', ')],
+        ['created', s.created_at],
+      ]),
+    );
+  });
+  withOutputOption(service.command('rm').description('remove a service and its instances').argument('<name>', 'the service')).action(async (name: string, opts: { output: OutputFormat }) => {
+    await FlickApi.fromEnvironment().rmService(name);
+    if (opts.output === 'json') return printJson({ name, state: 'removed' });
+    process.stdout.write(`${name} removed\n`);
+  });
+}

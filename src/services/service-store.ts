@@ -1,0 +1,63 @@
+// Where services are persisted: one JSON document (`<dataDir>/services.json`,
+// versioned), rewritten atomically on every change (temp file, fsync, rename),
+// so a flickd killed mid-change finds either the old or the new set.
+import fs from 'node:fs';
+import path from 'node:path';
+import { writeFileAtomic } from '../registry/fs-atomic.js';
+import type { InstanceConfig } from '../controller/spec.js';
+
+export const SERVICE_RECORD_VERSION = 1;
+
+export interface ServiceRecord {
+  version: typeof SERVICE_RECORD_VERSION;
+  name: string;
+  /** What every member is made from (its name and host name are the member's own). */
+  template: Omit<InstanceConfig, 'name'>;
+  /** How many members the service keeps. */
+  replicas: number;
+  /** Member instance ids, oldest first. */
+  members: string[];
+  createdAt: string;
+  updatedAt: string;
+}
+
+export class ServiceStore {
+  readonly #file: string;
+  #records = new Map<string, ServiceRecord>();
+  /** Writes in order: each waits for the one before it. */
+  #writing: Promise<void> = Promise.resolve();
+
+  constructor(dataDir: string) {
+    this.#file = path.join(dataDir, 'services.json');
+    if (fs.existsSync(this.#file)) {
+      const doc = JSON.parse(fs.readFileSync(this.#file, 'utf8')) as { version: number; services: ServiceRecord[] };
+      for (const r of doc.services) this.#records.set(r.name, r);
+    }
+  }
+
+  list(): ServiceRecord[] {
+    return [...this.#records.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  get(name: string): ServiceRecord | undefined {
+    return this.#records.get(name);
+  }
+
+  /** Inserts or replaces; resolves once the change is on disk. */
+  put(record: ServiceRecord): Promise<void> {
+    this.#records.set(record.name, record);
+    return this.#flush();
+  }
+
+  delete(name: string): Promise<void> {
+    this.#records.delete(name);
+    return this.#flush();
+  }
+
+  #flush(): Promise<void> {
+    const doc = JSON.stringify({ version: SERVICE_RECORD_VERSION, services: this.list() });
+    const write = this.#writing.catch(() => undefined).then(() => writeFileAtomic(this.#file, doc, 0o600));
+    this.#writing = write;
+    return write;
+  }
+}

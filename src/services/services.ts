@@ -1,0 +1,179 @@
+// Services: a name, its routes and a set of instances of one configuration
+// (its members). A library (no HTTP, no argv) on the instance controller's
+// public surface (create, rm, list, get, events): a member is an ordinary
+// instance named `<service>-<4 hex>`, reachable at its own host name too, and
+// the service's host name `<service>.<domain>` is a proxy route balanced over
+// the members (src/proxy/balancer.ts).
+//
+// Nothing half-made: a service is stored before its members are created, and
+// if one cannot be created those already made are removed with it. At flickd
+// start, members that no longer exist are dropped and the routes set again.
+import crypto from 'node:crypto';
+import type { Controller } from '../controller/controller.js';
+import type { InstanceConfig } from '../controller/spec.js';
+import { DEFAULT_DOMAIN, validateName } from '../controller/spec.js';
+import { describeError, FlickError } from '../errors.js';
+import type { InstanceRecord } from '../store/instance-record.js';
+import { SERVICE_RECORD_VERSION, ServiceStore, type ServiceRecord } from './service-store.js';
+
+export type ServiceErrorCode = 'SERVICE_NOT_FOUND' | 'NAME_TAKEN' | 'INVALID_SPEC';
+
+export class ServiceError extends FlickError<ServiceErrorCode> {}
+
+/** What the services need of the controller: its public surface only. */
+export type ServiceController = Pick<Controller, 'create' | 'rm' | 'list' | 'get' | 'events'>;
+
+/** Where service routes go (the proxy's RouteTable). */
+export interface ServiceRouteSink {
+  setService(name: string, route: { service: string; members: readonly string[]; targetPort: number; certificate?: { cert: string; key: string }; plain?: 'redirect' }): void;
+  deleteService(name: string): void;
+}
+
+export interface ServiceSpec {
+  name: string;
+  replicas: number;
+  instance: Omit<InstanceConfig, 'name'>;
+}
+
+export const MAX_REPLICAS = 64;
+
+export class Services {
+  readonly #controller: ServiceController;
+  readonly #store: ServiceStore;
+  readonly #routes: ServiceRouteSink | undefined;
+  readonly #log: (line: string) => void;
+  readonly #unsubscribe: () => void;
+
+  constructor(opts: { controller: ServiceController; dataDir: string; routes?: ServiceRouteSink; log?: (line: string) => void }) {
+    this.#controller = opts.controller;
+    this.#store = new ServiceStore(opts.dataDir);
+    this.#routes = opts.routes;
+    this.#log = opts.log ?? (() => undefined);
+    // A member removed on its own (flick rm) leaves the service.
+    this.#unsubscribe = opts.controller.events.on('removed', (e) => {
+      for (const s of this.#store.list()) {
+        if (!s.members.includes(e.id)) continue;
+        const next = { ...s, members: s.members.filter((m) => m !== e.id), updatedAt: new Date().toISOString() };
+        this.#store.put(next).catch((err: unknown) => this.#log(`service ${s.name}: ${describeError(err)}`));
+        this.#route(next);
+      }
+    });
+  }
+
+  /** At flickd start: members that no longer exist are dropped; every service's route is set. */
+  async start(): Promise<void> {
+    const existing = new Set(this.#controller.list().map((r) => r.id));
+    for (const s of this.#store.list()) {
+      const members = s.members.filter((m) => existing.has(m));
+      if (members.length !== s.members.length) {
+        this.#log(`service ${s.name}: ${s.members.length - members.length} member(s) were gone`);
+        await this.#store.put({ ...s, members, updatedAt: new Date().toISOString() });
+      }
+      this.#route(this.#store.get(s.name)!);
+    }
+  }
+
+  list(): ServiceRecord[] {
+    return this.#store.list();
+  }
+
+  get(name: string): ServiceRecord {
+    const s = this.#store.get(name);
+    if (s === undefined) throw new ServiceError('SERVICE_NOT_FOUND', `service "${name}" not found: list services with 'flick services'`, { kind: 'user' });
+    return s;
+  }
+
+  /** The members' records (those that still exist), oldest first. */
+  members(name: string): InstanceRecord[] {
+    const byId = new Map(this.#controller.list().map((r) => [r.id, r]));
+    return this.get(name).members.map((id) => byId.get(id)).filter((r): r is InstanceRecord => r !== undefined);
+  }
+
+  /** The service an instance belongs to, if any. */
+  serviceOf(instanceId: string): string | undefined {
+    return this.#store.list().find((s) => s.members.includes(instanceId))?.name;
+  }
+
+  /** Stores the service, then creates its members (their VMs start in the background); all or nothing. */
+  async create(spec: ServiceSpec): Promise<ServiceRecord> {
+    validateName(spec.name);
+    if (spec.name.length > 58) throw new ServiceError('INVALID_SPEC', `service name "${spec.name}" is too long: at most 58 characters, so that its members' names (<name>-xxxx) are valid`, { kind: 'user' });
+    if (!Number.isInteger(spec.replicas) || spec.replicas < 1 || spec.replicas > MAX_REPLICAS) {
+      throw new ServiceError('INVALID_SPEC', `replicas ${spec.replicas} is not a whole number from 1 to ${MAX_REPLICAS}: e.g. --replicas 3`, { kind: 'user' });
+    }
+    if (this.#store.get(spec.name) !== undefined) throw new ServiceError('NAME_TAKEN', `service "${spec.name}" already exists: remove it with 'flick service rm ${spec.name}' or pick another name`, { kind: 'user' });
+    if (this.#controller.list().some((r) => r.name === spec.name)) {
+      throw new ServiceError('NAME_TAKEN', `an instance is named "${spec.name}", and a service's host name would shadow it: pick another name`, { kind: 'user' });
+    }
+    if (spec.instance.service?.http?.hostname !== undefined) {
+      throw new ServiceError('INVALID_SPEC', `a service answers at <name>.${DEFAULT_DOMAIN}: drop --domain for a service with replicas`, { kind: 'user' });
+    }
+    const now = new Date().toISOString();
+    let record: ServiceRecord = { version: SERVICE_RECORD_VERSION, name: spec.name, template: spec.instance, replicas: spec.replicas, members: [], createdAt: now, updatedAt: now };
+    await this.#store.put(record);
+    try {
+      for (let i = 0; i < spec.replicas; i++) {
+        const member = await this.#controller.create(this.#memberConfig(record));
+        record = { ...record, members: [...record.members, member.id], updatedAt: new Date().toISOString() };
+        await this.#store.put(record);
+      }
+    } catch (err) {
+      await this.#removeAll(record);
+      throw err;
+    }
+    this.#route(record);
+    this.#log(`service ${record.name}: created with ${record.replicas} instance(s)`);
+    return record;
+  }
+
+  /** Removes every member (stopping it) and the service. */
+  async rm(name: string): Promise<ServiceRecord> {
+    const record = this.get(name);
+    await this.#removeAll(record);
+    return record;
+  }
+
+  dispose(): void {
+    this.#unsubscribe();
+  }
+
+  /** The route and the record go first, so the members' own removal events find no service to update. */
+  async #removeAll(record: ServiceRecord): Promise<void> {
+    this.#routes?.deleteService(record.name);
+    await this.#store.delete(record.name);
+    for (const id of record.members) {
+      try {
+        await this.#controller.rm(id, { force: true });
+      } catch (err) {
+        if (!(err instanceof FlickError && err.code === 'INSTANCE_NOT_FOUND')) throw err;
+      }
+    }
+  }
+
+  #memberConfig(record: ServiceRecord): InstanceConfig {
+    const name = `${record.name}-${crypto.randomBytes(2).toString('hex')}`;
+    const t = record.template;
+    return {
+      ...t,
+      name,
+      ...(t.service?.http ? { service: { ...t.service, http: { ...t.service.http, hostname: `${name}.${DEFAULT_DOMAIN}` } } } : {}),
+    };
+  }
+
+  #route(record: ServiceRecord): void {
+    if (this.#routes === undefined) return;
+    const first = this.members(record.name)[0];
+    const http = first?.service.http;
+    if (http === undefined) {
+      this.#routes.setService(record.name, { service: record.name, members: [], targetPort: 80 });
+      return;
+    }
+    this.#routes.setService(record.name, {
+      service: record.name,
+      members: record.members,
+      targetPort: http.guestPort,
+      ...(http.tls ? { certificate: http.tls } : {}),
+      ...(http.plain ? { plain: http.plain } : {}),
+    });
+  }
+}

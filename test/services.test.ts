@@ -1,0 +1,127 @@
+// Services for real: `flick run --name web --replicas 3` against a real flickd
+// makes three microVMs behind web.localhost; requests through the proxy reach
+// all three; `flick services`, `flick service get`, `flick ls` show them; a
+// stopped member's refused connections are retried on the others (no failed
+// request); `flick service rm` removes the service and its instances.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { api, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
+import { PACKAGE_ROOT } from '../src/paths.js';
+
+const PREFIX = 'fsvc-t-';
+const POOL = '10.223.0.0/24';
+const IMAGE = 'fixtures/hello:1';
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-services-'));
+const dataDir = path.join(tmp, 'data');
+let f: FlickdUnderTest;
+let proxyPort = 0;
+
+before(async () => {
+  await removeFlickd(undefined, PREFIX, dataDir);
+  f = await startFlickd({ dataDir, prefix: PREFIX, pool: POOL, args: ['--proxy-listen', '127.0.0.1:0'] });
+  proxyPort = Number(/proxy: listening on http:\/\/[^:]+:(\d+)/.exec(f.log())?.[1] ?? 0);
+  assert.ok(proxyPort > 0, `flickd says where its proxy listens:\n${f.log()}`);
+  await pushFixtureImage(f, IMAGE, 'hello-server');
+});
+
+after(async () => {
+  await removeFlickd(f, PREFIX, dataDir);
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+function flick(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 'flick'), ...args], { env: { ...process.env, FLICK_HOST: f.base, FLICK_TOKEN: f.token, XDG_CONFIG_HOME: path.join(tmp, 'config') }, timeout: 240_000 }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as unknown as { code: number }).code : 1;
+      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+
+/** GET / through the proxy on a new connection: status and the answering guest's hostname (its instance name). */
+function viaProxy(host: string): Promise<{ status: number; hostname: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port: proxyPort, path: '/', agent: false, headers: { host }, timeout: 60_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, hostname: /hostname (\S+)/.exec(body)?.[1] ?? '', body }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${host} timed out`)));
+    req.on('error', reject);
+  });
+}
+
+test('flick run --replicas 3 makes a service of three instances; the proxy sends requests to all of them', async () => {
+  const run = await flick('run', '--name', 'web', '--replicas', '3', IMAGE);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, new RegExp(`^web 3/3 running at http://web\\.localhost:${proxyPort}`));
+  const service = (await api(f, 'GET', '/v1/services/web')).json.data;
+  assert.equal(service.instances.length, 3);
+  const names = service.instances.map((i: any) => i.name).sort();
+  for (const n of names) assert.match(n, /^web-[0-9a-f]{4}$/);
+
+  const answers = [];
+  for (let i = 0; i < 30; i++) answers.push(await viaProxy('web.localhost'));
+  assert.deepEqual(answers.map((a) => a.status), new Array(30).fill(200));
+  const seen = new Map<string, number>();
+  for (const a of answers) seen.set(a.hostname, (seen.get(a.hostname) ?? 0) + 1);
+  assert.deepEqual([...seen.keys()].sort(), names, `every replica answered: ${JSON.stringify([...seen])}`);
+  for (const n of names) assert.ok(seen.get(n)! >= 5, `${n} took a fair share: ${JSON.stringify([...seen])}`);
+  // Each member still answers at its own name too.
+  assert.equal((await viaProxy(`${names[0]}.localhost`)).hostname, names[0]);
+});
+
+test('flick services, flick service get and flick ls show the service and each instance\'s service (-o json too)', async () => {
+  const list = await flick('services', '-o', 'json');
+  assert.equal(list.code, 0, list.stderr);
+  const services = JSON.parse(list.stdout);
+  assert.deepEqual(services.map((s: any) => [s.name, s.replicas, s.instances.length]), [['web', 3, 3]]);
+  const table = await flick('services');
+  assert.match(table.stdout, /^NAME\s+REPLICAS\s+RUNNING\s+IMAGE\s+URL\nweb\s+3\s+3\/3\s+fixtures\/hello:1\s+http:\/\/web\.localhost:\d+\n$/);
+  const get = await flick('service', 'get', 'web');
+  assert.match(get.stdout, /running:\s+3\/3/);
+  const ls = JSON.parse((await flick('ls', '-o', 'json')).stdout);
+  assert.deepEqual(ls.map((i: any) => i.service_name), ['web', 'web', 'web']);
+  assert.match((await flick('ls')).stdout, /SERVICE[\s\S]*web-[0-9a-f]{4}\s+running\s+web/);
+});
+
+test('a member that stops is skipped: its refused connections go to the others and no request fails', async () => {
+  const members = (await api(f, 'GET', '/v1/services/web')).json.data.instances;
+  const stopped = members[0].name;
+  const stop = await flick('stop', stopped);
+  assert.equal(stop.code, 0, stop.stderr);
+  const answers = [];
+  for (let i = 0; i < 20; i++) answers.push(await viaProxy('web.localhost'));
+  assert.deepEqual(answers.map((a) => a.status), new Array(20).fill(200), answers.map((a) => a.body).join('\n'));
+  assert.ok(!answers.some((a) => a.hostname === stopped), 'nothing answered from the stopped member');
+  assert.equal(new Set(answers.map((a) => a.hostname)).size, 2);
+});
+
+test('bad service requests exit non-zero with what to do, and create nothing', async () => {
+  const table: Array<[string[], number, RegExp]> = [
+    [['run', '--replicas', '2', IMAGE], 64, /needs a name: add --name NAME/],
+    [['run', '--name', 'x', '--replicas', '0', IMAGE], 64, /--replicas "0"/],
+    [['run', '--name', 'web', '--replicas', '2', IMAGE], 1, /service "web" already exists/],
+    [['run', '--name', 'big', '--replicas', '65', IMAGE], 65, /replicas must be at most 64/],
+    [['service', 'get', 'nope'], 66, /service "nope" not found: list services with 'flick services'/],
+  ];
+  for (const [args, code, message] of table) {
+    const r = await flick(...args);
+    assert.equal(r.code, code, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+  }
+  assert.deepEqual((await api(f, 'GET', '/v1/services')).json.data.services.map((s: any) => s.name), ['web']);
+});
+
+test('flick service rm removes the service and its instances; its host name is no longer routed', async () => {
+  const rm = await flick('service', 'rm', 'web');
+  assert.equal(rm.code, 0, rm.stderr);
+  assert.deepEqual((await api(f, 'GET', '/v1/instances')).json.data.instances, []);
+  assert.deepEqual((await api(f, 'GET', '/v1/services')).json.data.services, []);
+  assert.equal((await viaProxy('web.localhost')).status, 404);
+});
