@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import fc from 'fast-check';
-import { api, createRunning, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
+import { api, createRunning, removeFlickd, startFlickdWithFixture, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { HOSTILE_CASES, rawRequest } from '../src/proxy/testing-hostile.js';
 
 const PREFIX = 'fphost-t-';
@@ -28,11 +28,7 @@ let f: FlickdUnderTest;
 let proxyPort = 0;
 
 before(async () => {
-  await removeFlickd(undefined, PREFIX, dataDir);
-  f = await startFlickd({ dataDir, prefix: PREFIX, pool: POOL, args: ['--proxy-listen', '127.0.0.1:0'] });
-  proxyPort = Number(/proxy: listening on http:\/\/[^:]+:(\d+)/.exec(f.log())?.[1] ?? 0);
-  assert.ok(proxyPort > 0, `flickd says where its proxy listens:\n${f.log()}`);
-  await pushFixtureImage(f, IMAGE, 'hello-server');
+  ({ f, proxyPort } = await startFlickdWithFixture({ dataDir, prefix: PREFIX, pool: POOL, image: IMAGE }));
   await Promise.all([createRunning(f, IMAGE, { name: 'target' }), createRunning(f, IMAGE, { name: 'bystander' })]);
 });
 

@@ -10,8 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { api, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
-import { PACKAGE_ROOT } from '../src/paths.js';
+import { api, proxyPortOf, runFlick, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { makeTestCa, type TestCa, type TestCertificate } from '../src/proxy/testing-certs.js';
 
 const PREFIX = 'ftls-t-';
@@ -37,9 +36,8 @@ before(async () => {
     pool: POOL,
     args: ['--proxy-listen', '127.0.0.1:0', '--proxy-tls-cert', fallback.certFile, '--proxy-tls-key', fallback.keyFile, '--proxy-tls-listen', '127.0.0.1:0'],
   });
-  plainPort = Number(/proxy: listening on http:\/\/[^:]+:(\d+)/.exec(f.log())?.[1] ?? 0);
-  httpsPort = Number(/proxy: listening on https:\/\/[^:]+:(\d+)/.exec(f.log())?.[1] ?? 0);
-  assert.ok(plainPort > 0 && httpsPort > 0, `flickd says where its proxy listens:\n${f.log()}`);
+  plainPort = proxyPortOf(f);
+  httpsPort = proxyPortOf(f, 'https');
   await pushFixtureImage(f, IMAGE, 'hello-server');
 });
 
@@ -64,7 +62,7 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env):
   });
 }
 
-const flick = (...args: string[]) => run(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 'flick'), ...args], { ...process.env, FLICK_HOST: f.base, FLICK_TOKEN: f.token, XDG_CONFIG_HOME: path.join(tmp, 'config') });
+const flick = (...args: string[]) => runFlick(f, path.join(tmp, 'config'), ...args);
 
 /** curl as a user would run it, with the host name resolved to the proxy's loopback address. */
 function curl(url: string, ...extra: string[]): Promise<Run> {

@@ -4,14 +4,12 @@
 // stopped member's refused connections are retried on the others (no failed
 // request); `flick service rm` removes the service and its instances.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { api, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
-import { PACKAGE_ROOT } from '../src/paths.js';
+import { api, removeFlickd, runFlick, startFlickdWithFixture, type FlickdUnderTest } from '../src/daemon/testing.js';
 
 const PREFIX = 'fsvc-t-';
 const POOL = '10.223.0.0/24';
@@ -22,11 +20,7 @@ let f: FlickdUnderTest;
 let proxyPort = 0;
 
 before(async () => {
-  await removeFlickd(undefined, PREFIX, dataDir);
-  f = await startFlickd({ dataDir, prefix: PREFIX, pool: POOL, args: ['--proxy-listen', '127.0.0.1:0'] });
-  proxyPort = Number(/proxy: listening on http:\/\/[^:]+:(\d+)/.exec(f.log())?.[1] ?? 0);
-  assert.ok(proxyPort > 0, `flickd says where its proxy listens:\n${f.log()}`);
-  await pushFixtureImage(f, IMAGE, 'hello-server');
+  ({ f, proxyPort } = await startFlickdWithFixture({ dataDir, prefix: PREFIX, pool: POOL, image: IMAGE }));
 });
 
 after(async () => {
@@ -34,14 +28,7 @@ after(async () => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-function flick(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 'flick'), ...args], { env: { ...process.env, FLICK_HOST: f.base, FLICK_TOKEN: f.token, XDG_CONFIG_HOME: path.join(tmp, 'config') }, timeout: 240_000 }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as unknown as { code: number }).code : 1;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
+const flick = (...args: string[]) => runFlick(f, path.join(tmp, 'config'), ...args);
 
 /** GET / through the proxy on a new connection: status and the answering guest's hostname (its instance name). */
 function viaProxy(host: string): Promise<{ status: number; hostname: string; body: string }> {

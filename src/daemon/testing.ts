@@ -169,3 +169,28 @@ export async function killInNamespaces(prefix: string): Promise<void> {
     }
   }
 }
+
+/** The port flickd says its proxy listens on (`scheme` https: its HTTPS listener); throws if it said none. */
+export function proxyPortOf(f: FlickdUnderTest, scheme: 'http' | 'https' = 'http'): number {
+  const port = Number(new RegExp(`proxy: listening on ${scheme}://[^:]+:(\\d+)`).exec(f.log())?.[1] ?? 0);
+  if (!(port > 0)) throw new Error(`flickd did not say where its ${scheme} proxy listens:\n${f.log()}`);
+  return port;
+}
+
+/** Runs the flick CLI against `f` as a user would (config under `configDir`); never rejects. */
+export function runFlick(f: FlickdUnderTest, configDir: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 'flick'), ...args], { env: { ...process.env, FLICK_HOST: f.base, FLICK_TOKEN: f.token, XDG_CONFIG_HOME: configDir }, timeout: 240_000 }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as unknown as { code: number }).code : 1;
+      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+
+/** A test file's flickd: leftovers of an earlier run swept, flickd started with its proxy on a free port, the hello fixture pushed as `image`. */
+export async function startFlickdWithFixture(opts: { dataDir: string; prefix: string; pool: string; image: string; args?: string[] }): Promise<{ f: FlickdUnderTest; proxyPort: number }> {
+  await removeFlickd(undefined, opts.prefix, opts.dataDir);
+  const f = await startFlickd({ dataDir: opts.dataDir, prefix: opts.prefix, pool: opts.pool, args: ['--proxy-listen', '127.0.0.1:0', ...(opts.args ?? [])] });
+  await pushFixtureImage(f, opts.image, 'hello-server');
+  return { f, proxyPort: proxyPortOf(f) };
+}
