@@ -22,7 +22,7 @@ import type { AwakeInstance, Waker } from '../proxy/waker.js';
 import { parseImageReference } from '../registry/names.js';
 import type { InstanceRecord } from '../store/instance-record.js';
 import { catalogPrefix, CatalogError, fencedDelete, fencedPut, parseEntry, type CatalogEntry, type Fence } from './catalog.js';
-import type { EtcdClient } from './etcd-client.js';
+import type { EtcdClient, KeyValue } from './etcd-client.js';
 import type { HostDirectory } from './membership.js';
 import { ReadModel } from './read-model.js';
 
@@ -66,6 +66,10 @@ export class ClusterAgent {
   readonly #remote = new Map<string, string>();
   readonly #busy = new Set<string>();
   readonly #downSince = new Map<string, number>();
+  /** Parsed entries by the catalog's key-value objects (replaced on every change). */
+  readonly #parsed = new WeakMap<KeyValue, CatalogEntry | null>();
+  /** The hosts and their proxies as last routed to. */
+  #hosts = '';
   #stopped = false;
 
   constructor(config: AgentConfig) {
@@ -104,7 +108,12 @@ export class ClusterAgent {
     this.#controller = controller;
     this.#routes = routes;
     this.#fence = { etcd: this.#c.etcd, prefix: this.#c.prefix, host: this.#c.host, lease };
-    this.#catalog = new ReadModel(this.#c.etcd, catalogPrefix(this.#c.prefix), { onGap: (err) => this.#c.log(`cluster: catalog re-listed after: ${describeError(err)}`) });
+    const prefixLength = catalogPrefix(this.#c.prefix).length;
+    this.#catalog = new ReadModel(this.#c.etcd, catalogPrefix(this.#c.prefix), {
+      onGap: (err) => this.#c.log(`cluster: catalog re-listed after: ${describeError(err)}`),
+      // Routes follow the catalog as it changes, not at the next tick: route propagation is one watch event.
+      onChange: (change) => this.#syncRemoteRoutes([(change.type === 'put' ? change.kv.key : change.key).slice(prefixLength)]),
+    });
     await this.#catalog.ready;
     for (const rec of controller.list()) {
       const found = this.#entry(rec.name);
@@ -127,7 +136,11 @@ export class ClusterAgent {
     if (this.#stopped) return;
     try {
       this.#moveFromDeadHosts();
-      this.#syncRemoteRoutes();
+      const hosts = (this.#directory?.list() ?? []).map((h) => `${h.record.name}=${h.load ? h.record.proxy : '-'}`).join(',');
+      if (hosts !== this.#hosts) {
+        this.#hosts = hosts;
+        this.#syncRemoteRoutes();
+      }
       this.#dropMovedAway();
     } catch (err) {
       this.#c.log(`cluster: ${describeError(err)}`);
@@ -136,15 +149,21 @@ export class ClusterAgent {
     this.#timer.unref();
   }
 
+  #parse(kv: KeyValue): CatalogEntry | undefined {
+    let entry = this.#parsed.get(kv);
+    if (entry === undefined) this.#parsed.set(kv, (entry = parseEntry(kv) ?? null));
+    return entry ?? undefined;
+  }
+
   #entry(name: string): { entry: CatalogEntry; modRevision: number } | undefined {
     const kv = this.#catalog?.get(`${catalogPrefix(this.#c.prefix)}${name}`);
-    const entry = kv && parseEntry(kv);
+    const entry = kv && this.#parse(kv);
     return entry && kv ? { entry, modRevision: kv.modRevision } : undefined;
   }
 
   #entries(): Array<{ entry: CatalogEntry; modRevision: number }> {
     return (this.#catalog?.values() ?? []).flatMap((kv) => {
-      const entry = parseEntry(kv);
+      const entry = this.#parse(kv);
       return entry ? [{ entry, modRevision: kv.modRevision }] : [];
     });
   }
@@ -249,28 +268,28 @@ export class ClusterAgent {
     return { host: new URL(host.record.proxy).hostname.replace(/^\[|\]$/g, ''), asleep: new AbortController().signal };
   }
 
-  /** Every other host's HTTP instances, routed to their host's proxy (the route's port is that proxy's). */
-  #syncRemoteRoutes(): void {
+  /**
+   * Every other host's HTTP instances, routed to their host's proxy (the route's
+   * port is that proxy's): one entry at a time as the catalog changes, all of
+   * them when the set of hosts changes.
+   */
+  #syncRemoteRoutes(names?: Iterable<string>): void {
     const routes = this.#routes;
     if (!routes) return;
-    const want = new Map<string, { id: string; port: number; label: string }>();
-    for (const { entry } of this.#entries()) {
-      if (entry.owner === this.#c.host || entry.state !== 'placed' || !entry.http) continue;
-      const proxy = this.#directory?.get(entry.owner)?.record.proxy;
-      if (!proxy) continue;
-      want.set(entry.name, { id: remoteId(entry.owner, entry.name), port: Number(new URL(proxy).port), label: routeName(entry.http.hostname) });
-    }
-    for (const [name, id] of this.#remote) {
-      if (want.get(name)?.id !== id) {
-        routes.removeInstance(id);
+    for (const name of names ?? new Set([...this.#remote.keys(), ...this.#entries().map((e) => e.entry.name)])) {
+      const entry = this.#entry(name)?.entry;
+      const proxy = entry && entry.owner !== this.#c.host && entry.state === 'placed' && entry.http ? this.#directory?.get(entry.owner)?.record.proxy : undefined;
+      const id = proxy && entry ? remoteId(entry.owner, entry.name) : undefined;
+      const held = this.#remote.get(name);
+      if (held === id) continue;
+      if (held !== undefined) {
+        routes.removeInstance(held);
         this.#remote.delete(name);
       }
-    }
-    for (const [name, r] of want) {
-      if (this.#remote.get(name) === r.id) continue;
+      if (id === undefined || !entry?.http || !proxy) continue;
       try {
-        routes.setHttp(r.label, { instanceId: r.id, targetPort: r.port });
-        this.#remote.set(name, r.id);
+        routes.setHttp(routeName(entry.http.hostname), { instanceId: id, targetPort: Number(new URL(proxy).port) });
+        this.#remote.set(name, id);
       } catch (err) {
         this.#c.log(`cluster: routing "${name}" to its host: ${describeError(err)}`);
       }
@@ -279,8 +298,9 @@ export class ClusterAgent {
 
   #moveFromDeadHosts(): void {
     const now = Date.now();
+    const up = new Set((this.#directory?.list() ?? []).filter((h) => h.load).map((h) => h.record.name));
     for (const { entry, modRevision } of this.#entries()) {
-      if (entry.owner === this.#c.host || this.#isUp(entry.owner) || entry.stateful || this.#busy.has(entry.name)) {
+      if (entry.owner === this.#c.host || up.has(entry.owner) || entry.stateful || this.#busy.has(entry.name)) {
         this.#downSince.delete(entry.name);
         continue;
       }
@@ -288,7 +308,9 @@ export class ClusterAgent {
       this.#downSince.set(entry.name, since);
       if (this.#bestHost(entry.owner) !== this.#c.host && now - since < STEP_IN_AFTER_MS) continue;
       this.#busy.add(entry.name);
-      void this.#takeOver(entry, modRevision).finally(() => this.#busy.delete(entry.name));
+      void this.#takeOver(entry, modRevision)
+        .catch((err: unknown) => this.#c.log(`cluster: moving instance "${entry.name}": ${describeError(err)}`))
+        .finally(() => this.#busy.delete(entry.name));
     }
   }
 

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { z } from 'zod';
 import { FlickError } from '../errors.js';
-import type { EtcdClient } from './etcd-client.js';
+import type { EtcdClient, KeyValue } from './etcd-client.js';
 import type { HostLease } from './host-lease.js';
 import { ReadModel } from './read-model.js';
 
@@ -165,16 +165,28 @@ export class HostDirectory {
   list(): HostView[] {
     const out: HostView[] = [];
     for (const kv of this.#hosts.values()) {
-      const record = parse(HostRecordSchema, kv.value);
-      if (!record) continue;
-      const alive = this.#alive.get(aliveKey(this.#prefix, record.name));
-      out.push({ record, load: alive ? parse(HostLoadSchema, alive.value) : undefined });
+      const record = this.#parse(HostRecordSchema, kv);
+      if (record) out.push({ record, load: this.#load(record.name) });
     }
     return out.sort((a, b) => (a.record.name < b.record.name ? -1 : 1));
   }
 
   get(name: string): HostView | undefined {
-    return this.list().find((h) => h.record.name === name);
+    const kv = this.#hosts.get(hostKey(this.#prefix, name));
+    const record = kv && this.#parse(HostRecordSchema, kv);
+    return record ? { record, load: this.#load(name) } : undefined;
+  }
+
+  #load(name: string): HostLoad | undefined {
+    const alive = this.#alive.get(aliveKey(this.#prefix, name));
+    return alive && this.#parse(HostLoadSchema, alive);
+  }
+
+  /** Parsed once per stored version: the proxy asks on every request it forwards to a peer. */
+  readonly #parsed = new WeakMap<KeyValue, unknown>();
+  #parse<T>(schema: z.ZodType<T>, kv: KeyValue): T | undefined {
+    if (!this.#parsed.has(kv)) this.#parsed.set(kv, parse(schema, kv.value));
+    return this.#parsed.get(kv) as T | undefined;
   }
 
   /** Hosts up now, other than `self`. */
