@@ -37,7 +37,7 @@ export async function ensureContainerImage(log: (l: string) => void): Promise<vo
   ]
     .filter(([h]) => fs.existsSync(h!))
     .flatMap(([h, c]) => ['-v', `${h}:${c}:ro`]);
-  await run('buildah', [...STORAGE, 'bud', '--isolation', 'chroot', '--format', 'oci', ...mounts, '-t', CONTAINER_IMAGE, path.join(PACKAGE_ROOT, 'examples', 'hello-node')], { maxBuffer: 64 << 20 });
+  await run('buildah', [...STORAGE, 'bud', '--isolation', 'chroot', '--pull=false', '--format', 'oci', ...mounts, '-t', CONTAINER_IMAGE, path.join(PACKAGE_ROOT, 'examples', 'hello-node')], { maxBuffer: 64 << 20 });
 }
 
 function exitOf(child: ChildProcess): Promise<void> {

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -47,12 +48,12 @@ function build(app: string, tag: string, extra: { buildArgs?: Map<string, string
   return buildImage({ context: path.join(APPS, app), tag, layout, tracer: qemuTraceRunner, ...extra });
 }
 
-/** Boots a stored image with the real driver in its own network namespace; GET / until it answers; returns the body. */
-async function bootAndGet(ref: string, memoryMb = 128): Promise<string> {
+/** Boots a stored image with the real driver in its own network namespace; once its port accepts, `talk` to it (default GET /) and return what it said. */
+async function bootAndGet(ref: string, memoryMb = 128, o: { port?: number; talk?: (host: string, port: number) => Promise<string> } = {}): Promise<string> {
   const info = await imageInfo(layout, await layout.resolve(ref));
   const { manifest } = await layout.resolve(ref);
   const blob = (mediaType: string) => layout.blobPath(manifest.layers.find((l) => l.mediaType.startsWith(mediaType))!.digest);
-  const port = Number.parseInt(info.config.exposed_ports[0]!, 10);
+  const port = o.port ?? Number.parseInt(info.config.exposed_ports[0]!, 10);
   const id = `img-${nextSlot}`;
   const slot = nextSlot++;
   const attachment = await network.attach(id, slot);
@@ -78,7 +79,7 @@ async function bootAndGet(ref: string, memoryMb = 128): Promise<string> {
     vms.add(vm);
     try {
       await vm.waitForPort(port, { timeoutMs: 120_000 });
-      return await get(attachment.hostReachableIp, port);
+      return await (o.talk ?? get)(attachment.hostReachableIp, port);
     } finally {
       await vm.kill();
       vms.delete(vm);
@@ -86,6 +87,23 @@ async function bootAndGet(ref: string, memoryMb = 128): Promise<string> {
   } finally {
     await network.detach(id, slot);
   }
+}
+
+/** One Redis command over a raw TCP connection (RESP inline form); resolves with the first reply line. */
+function redis(command: string): (host: string, port: number) => Promise<string> {
+  return (host, port) =>
+    new Promise((resolve, reject) => {
+      const s = net.connect(port, host, () => s.write(`${command}\r\n`));
+      let got = '';
+      s.setEncoding('utf8').on('data', (d: string) => {
+        got += d;
+        if (got.includes('\r\n')) {
+          s.destroy();
+          resolve(got.split('\r\n')[0]!);
+        }
+      });
+      s.on('error', reject);
+    });
 }
 
 function get(host: string, port: number): Promise<string> {
@@ -119,6 +137,30 @@ test('a node app with an npm dependency: ENV, WORKDIR, COPY --chown, .dockerigno
   assert.deepEqual(manifest.layers.map((l) => l.mediaType), [FLICK_KERNEL, FLICK_INITRD, FLICK_ROOTFS_SQUASHFS]);
   const body = JSON.parse(await bootAndGet('node-npm:1', 256)) as Record<string, unknown>;
   assert.deepEqual(body, { greeting: 'hi from node', dep: '1m', owner: 1000, secret: false, cwd: '/srv/app' });
+});
+
+/** The product page's Dockerfile, byte for byte: a user's file needs no change. */
+const PRODUCT_PAGE_DOCKERFILE = 'FROM node:20-slim\nWORKDIR /app\nCOPY . .\nRUN npm ci --omit=dev\nCMD ["node","server.js"]\n';
+
+test("the product page's Dockerfile, unchanged (FROM node:20-slim, no EXPOSE): the local base stands in, the traced run finds the port, the image answers", async () => {
+  const example = path.join(PACKAGE_ROOT, 'examples', 'hello-node');
+  assert.equal(fs.readFileSync(path.join(example, 'Dockerfile'), 'utf8'), PRODUCT_PAGE_DOCKERFILE);
+  const lines: string[] = [];
+  const r = await buildImage({ context: example, tag: 'hello-node:1', layout, tracer: qemuTraceRunner, progress: (l) => lines.push(l) });
+  assert.ok(lines.some((l) => /FROM node:20-slim \(line 1\): .*local base from 'flick base build' stands in: Debian bookworm .*node v20/.test(l) || /FROM node:20-slim \(line 1\): pulled/.test(l)), lines.join('\n'));
+  assert.ok(lines.some((l) => /ready \(port 8080 listens, answers HTTP\)/.test(l)), lines.join('\n'));
+  assert.equal(r.minimization, 'traced');
+  assert.match(await bootAndGet('hello-node:1', 256, { port: 8080 }), /^hello from flick \(up \d+ms\)/);
+});
+
+test('a TCP service that never speaks HTTP (Redis from apt, EXPOSE 6379): ready at its listen, minimized, and answers PING', async () => {
+  const r = await build('redis', 'redis:1');
+  assert.equal(r.minimization, 'traced', r.fallbackReason);
+  assert.ok(r.sizeBytes < r.sourceImageBytes / 10, `microVM image ${r.sizeBytes} B vs container image ${r.sourceImageBytes} B`);
+  assert.equal(await bootAndGet('redis:1', 128, { talk: redis('PING') }), '+PONG');
+  const files = rootfsPaths(await rootfsOf('redis:1'));
+  assert.ok(files.has('/usr/bin/redis-server') || files.has('/usr/bin/redis-check-rdb'), 'the server binary is kept');
+  assert.ok(!files.has('/usr/bin/apt-get'));
 });
 
 test('a multi-stage C build into FROM scratch, run as ENTRYPOINT + CMD', async () => {
@@ -161,7 +203,7 @@ test('when the minimized image fails its boot check, the build says so and ships
     layout,
     // The full tree is 139 MiB: zstd packs it in a third of xz's time, and the format is not what this test is about.
     format: 'squashfs-zstd',
-    tracer: { trace: qemuTraceRunner.trace, check: async () => 'simulated: port 8080 never answered' },
+    tracer: { trace: qemuTraceRunner.trace, check: async () => ({ kind: 'timeout', text: 'simulated: port 8080 never answered', output: '' }) },
     progress: (l) => lines.push(l),
   });
   assert.equal(r.minimization, 'full-fallback');
@@ -207,6 +249,16 @@ const badCases: { name: string; dockerfile?: string; context?: string; line?: nu
   { name: 'a failing RUN step', dockerfile: 'FROM localhost/flick/debian:bookworm\nRUN echo about to fail && false\nCMD ["true"]\n', line: 2, expect: /RUN echo about to fail/ },
   { name: 'an empty context', dockerfile: 'FROM localhost/flick/debian:bookworm\nCMD ["true"]\n', context: 'empty', expect: /build context .* is empty/ },
 ];
+
+test('an app that exits during the traced run: the build fails with its own output and says how to build anyway', async () => {
+  const before = (await layout.list()).map((i) => i.ref);
+  const r = flickBuild(path.join(APPS, 'exits'), undefined);
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /exited during the traced run .*code 3/);
+  assert.match(r.stderr, /config error: DATABASE_URL is not set/);
+  assert.match(r.stderr, /--allow-unready/);
+  assert.deepEqual((await layout.list()).map((i) => i.ref), before);
+});
 
 for (const c of badCases) {
   test(`bad input, ${c.name}: a clear error naming the line, a non-zero exit, no partial image`, async () => {

@@ -69,6 +69,7 @@ static void parse_config(char *p, size_t len) {
       vol->ro = !strcmp(c1 + 1, "ro");
       vol->path = c2 + 1;
     }
+    else if (!strcmp(rec, "listen")) cfg.listen = !strcmp(v, "1");
   }
   if (cfg.argc == 0) fail(1, "config disk: no argv");
 }

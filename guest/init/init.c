@@ -6,7 +6,7 @@
 // Any failure is printed on the console as "flick-init: ...", sent as
 // "error ..." and "exit <1 or 127>", and ends the VM: it never hangs.
 //
-// Build: musl-gcc -static -Os -o init init.c config.c control.c trace.c volumes.c
+// Build: musl-gcc -static -Os -o init init.c config.c control.c trace.c volumes.c listen.c
 #include "init.h"
 
 #include <errno.h>
@@ -270,6 +270,10 @@ int main(void) {
         {.fd = tfd, .events = POLLIN},
     };
     int timeout = ctl_hup ? 1000 : -1;  // belt and braces, should a SIGIO ever be missed
+    if (cfg.listen) {
+      listen_poll();
+      if (timeout < 0 || timeout > LISTEN_POLL_MS) timeout = LISTEN_POLL_MS;
+    }
     if (stopping) {
       struct timespec now;
       clock_gettime(CLOCK_MONOTONIC, &now);

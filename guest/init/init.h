@@ -3,6 +3,7 @@
 //   config.c   the config disk (format defined in src/guest/config.ts)
 //   control.c  the control port to the host, and how the VM ends
 //   trace.c    trace mode: which files the app opens
+//   listen.c   listen reports: which TCP ports the app listens on
 #pragma once
 #define _GNU_SOURCE
 #include <stddef.h>
@@ -34,6 +35,7 @@ struct config {
   int trace;
   struct volume volumes[CFG_MAX_VOLUMES];
   int nvolumes;
+  int listen;  // report listening TCP ports (listen.c)
 };
 extern struct config cfg;
 
@@ -63,3 +65,7 @@ __attribute__((noreturn, format(printf, 2, 3))) void fail(int code, const char *
 // trace.c
 int trace_start(void);      // a fanotify fd watching the root mount
 void trace_drain(int fd);   // sends "open <path>" once per new path
+
+// listen.c
+#define LISTEN_POLL_MS 50
+void listen_poll(void);  // sends "listen <port>" once per new listening TCP port

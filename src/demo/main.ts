@@ -26,7 +26,7 @@ async function main(): Promise<void> {
   show((await flick(['host', 'up', '--proxy-listen', PROXY])).stdout);
 
   heading(2, `Build ${APP} from its unchanged Dockerfile`);
-  // The Dockerfile says FROM localhost/flick/node:20: built here once, cached after.
+  // The Dockerfile says FROM node:20-slim: without Docker Hub a local base stands in, built here once, cached after.
   show((await flick(['base', 'build', '--node'], { progress: false })).stdout);
   await flick(['build', APP], { progress: true });
 

@@ -21,11 +21,12 @@ test('the disk starts with the magic, version 1 and the payload length, padded t
   assert.ok(disk.subarray(16 + len).every((b) => b === 0), 'padding is zeros');
 });
 
-test('contents round-trip, including newlines, UTF-8, trace and nameservers', () => {
+test('contents round-trip, including newlines, UTF-8, trace, listen and nameservers', () => {
   const config: ConfigDiskContents = {
     ...base,
     argv: ['sh', '-c', 'echo "a\nb"', 'ünïcode'],
     trace: true,
+    listen: true,
     nameservers: ['10.0.2.3', 'fd00::1'],
     mounts: [{ serial: '0a1b2c3d4e5f', path: '/data', readOnly: false }, { serial: 'ffeedd', path: '/srv/a:b', readOnly: true }],
   };

@@ -6,7 +6,7 @@
 //   bytes 8..11   format version, u32 little-endian (CONFIG_DISK_VERSION)
 //   bytes 12..15  payload length in bytes, u32 little-endian
 //   payload       records "key=value\0" (UTF-8). `argv`, `env` and `nameserver`
-//                 repeat, in order; `cwd`, `uid`, `gid`, `hostname`, `trace` once;
+//                 repeat, in order; `cwd`, `uid`, `gid`, `hostname`, `trace`, `listen` once;
 //                 `volume=<serial>:<ro|rw>:<path>` repeats, one per volume to mount.
 //   padding       zero bytes up to a multiple of 512 (one sector).
 //
@@ -35,6 +35,8 @@ export class GuestConfigError extends FlickError<GuestConfigErrorCode> {}
 export interface ConfigDiskContents extends GuestConfig {
   /** Trace mode: the init reports every file the app opens or execs (`open <path>`). */
   trace?: boolean;
+  /** Listen reports: the init sends `listen <port>` once per TCP port the app starts listening on. */
+  listen?: boolean;
   /** Written to /etc/resolv.conf when the image has none (else the kernel's ip= DNS, if any). */
   nameservers?: string[];
 }
@@ -96,6 +98,7 @@ export function encodeConfigPayload(config: ConfigDiskContents): Buffer {
     records.push(`volume=${m.serial}:${m.readOnly ? 'ro' : 'rw'}:${m.path}`);
   }
   if (config.trace) records.push('trace=1');
+  if (config.listen) records.push('listen=1');
   const payload = Buffer.from(records.map((r) => `${r}\0`).join(''), 'utf8');
   if (payload.length > MAX_PAYLOAD_BYTES) {
     invalid(`argv and env take ${payload.length} bytes, more than the ${MAX_PAYLOAD_BYTES} the guest accepts: shorten them`);
@@ -141,6 +144,7 @@ export function decodeConfigDisk(disk: Buffer): ConfigDiskContents {
       const [serial = '', mode, ...p] = value.split(':');
       (out.mounts ??= []).push({ serial, readOnly: mode === 'ro', path: p.join(':') });
     }
+    else if (key === 'listen') out.listen = value === '1';
   }
   return out;
 }

@@ -3,7 +3,7 @@
 // (`-chardev socket,id=ctl,path=<runDir>/ctl.sock,server=on,wait=off`).
 // Line-based ASCII, one message per line (the guest side is guest/init/init.c):
 //   host -> guest  `time <unix_seconds>.<9-digit nanos>`   `poweroff`
-//   guest -> host  `hello`  `started <pid>`  `exit <code>`  `open <path>` (trace mode)
+//   guest -> host  `hello`  `started <pid>`  `exit <code>`  `open <path>` (trace mode)  `listen <port>` (listen=1)
 //                  `ok <command>`  `error <text>` (`error <command>: <text>` answers a command)
 // QEMU's socket chardev serves one client at a time; a channel lives as long
 // as its QEMU process (a restored VM gets a new QEMU and a new channel).
@@ -24,6 +24,7 @@ export type GuestMessage =
   | { type: 'started'; pid: number }
   | { type: 'exit'; code: number }
   | { type: 'open'; path: string }
+  | { type: 'listen'; port: number }
   | { type: 'ok'; command: string }
   | { type: 'error'; text: string; command?: HostCommand['type'] };
 
@@ -55,6 +56,8 @@ export function decodeGuestMessage(line: string): GuestMessage {
     case 'open':
       if (!rest.startsWith('/')) throw protocolError(line, 'expected an absolute path');
       return { type: 'open', path: rest };
+    case 'listen':
+      return { type: 'listen', port: int(65535) };
     case 'ok':
       if (rest === '') throw protocolError(line, 'ok names the command it answers');
       return { type: 'ok', command: rest };
@@ -79,6 +82,8 @@ export function encodeGuestMessage(m: GuestMessage): string {
       return `exit ${m.code}\n`;
     case 'open':
       return `open ${m.path}\n`;
+    case 'listen':
+      return `listen ${m.port}\n`;
     case 'ok':
       return `ok ${m.command}\n`;
     case 'error':

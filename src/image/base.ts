@@ -1,7 +1,10 @@
-// Base images made on this host, so Dockerfiles can say `FROM localhost/flick/node:20`
-// without Docker Hub: Debian minbase by debootstrap, plus the host's node and npm,
-// or plus python3-minimal. The debootstrap tree is cached (as a tar) under
-// cacheDir()/base/<key>.tar; a second build only re-commits it when the image is gone.
+// Base images made on this host under the names Dockerfiles use (`FROM node:20-slim`,
+// `debian:bookworm`, `python:3-slim`…, as docker.io/library/… the way short names
+// resolve), so an unchanged Dockerfile builds without Docker Hub: Debian minbase by
+// debootstrap, plus the host's node and npm, or plus Debian's python3. Each carries
+// a label saying what it is, which `flick build` reports when one stands in for a
+// name. The debootstrap tree is cached (as a tar) under cacheDir()/base/<key>.tar;
+// a second build only re-commits it when the image is gone.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -13,14 +16,24 @@ import { ImageError } from './image-error.js';
 
 /** Bump when the recipe below changes the resulting trees. */
 const RECIPE_VERSION = '1';
+/** Python's tree: the whole standard library and `python`, as the python images have. */
+const PYTHON_PACKAGES = ['python3', 'python-is-python3'];
 const SUITE = 'bookworm';
 const KEY_LABEL = 'dev.flick.base-key';
+/** What a local base is, in words ("Debian bookworm minbase + this host's node v20.20.2 and npm 10.8.2"). */
+export const STAND_IN_LABEL = 'dev.flick.base';
 const BASE_ENV = ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8'];
 
-export const DEBIAN_BASE = `localhost/flick/debian:${SUITE}`;
-export const PYTHON_BASE = 'localhost/flick/python:3';
-export function nodeBaseName(): string {
-  return `localhost/flick/node:${process.versions.node.split('.')[0]}`;
+const HUB = 'docker.io/library';
+/** Every name each base is tagged with: the official images' usual tags, then Flick's own older name. */
+export const DEBIAN_NAMES = [SUITE, `${SUITE}-slim`, '12', '12-slim'].map((t) => `${HUB}/debian:${t}`).concat(`localhost/flick/debian:${SUITE}`);
+const PYTHON_VERSION = '3.11';
+export const PYTHON_NAMES = ['3', '3-slim', PYTHON_VERSION, `${PYTHON_VERSION}-slim`, `3-${SUITE}`, `3-slim-${SUITE}`, `${PYTHON_VERSION}-slim-${SUITE}`]
+  .map((t) => `${HUB}/python:${t}`)
+  .concat('localhost/flick/python:3');
+export function nodeNames(): string[] {
+  const major = process.versions.node.split('.')[0]!;
+  return [major, `${major}-slim`, `${major}-${SUITE}`, `${major}-${SUITE}-slim`].map((t) => `${HUB}/node:${t}`).concat(`localhost/flick/node:${major}`);
 }
 
 export interface BaseBuildOptions {
@@ -90,19 +103,24 @@ async function debootstrapTar(include: string[], progress: (l: string) => void):
   }
 }
 
-async function hasBase(name: string, key: string): Promise<boolean> {
-  const img = await inspectImage(name);
-  return img?.config.Labels?.[KEY_LABEL] === key;
+/** Makes sure every name is tagged on the base with `key`: committed once, the rest re-tagged (cheap). */
+async function ensureBase(names: string[], key: string, commit: () => Promise<void>, progress: (l: string) => void): Promise<void> {
+  const isCurrent = async (n: string) => (await inspectImage(n))?.config.Labels?.[KEY_LABEL] === key;
+  if (!(await isCurrent(names[0]!))) {
+    progress(`base: committing ${names[0]}`);
+    await commit();
+  }
+  for (const n of names.slice(1)) if (!(await isCurrent(n))) await run('buildah', [...STORAGE, 'tag', names[0]!, n]);
 }
 
-/** Commits `tars` (added in order at /) on top of `from` as `name`. */
-async function commitBase(name: string, from: string, tars: string[], key: string): Promise<void> {
+/** Commits `tars` (added in order at /) on top of `from` as `names[0]`, tagged with the other names too. */
+async function commitBase(names: string[], from: string, tars: string[], key: string, description: string): Promise<void> {
   const ctr = (await run('buildah', [...STORAGE, 'from', '--pull-never', from])).stdout.trim();
   try {
     for (const t of tars) await run('buildah', [...STORAGE, 'add', ctr, t, '/']);
     const env = BASE_ENV.flatMap((e) => ['--env', e]);
-    await run('buildah', [...STORAGE, 'config', ...env, '--label', `${KEY_LABEL}=${key}`, ctr]);
-    await run('buildah', [...STORAGE, 'commit', '--quiet', ctr, name]);
+    await run('buildah', [...STORAGE, 'config', ...env, '--label', `${KEY_LABEL}=${key}`, '--label', `${STAND_IN_LABEL}=${description}`, ctr]);
+    await run('buildah', [...STORAGE, 'commit', '--quiet', ctr, names[0]!]);
   } finally {
     await run('buildah', [...STORAGE, 'rm', ctr]).catch(() => {});
   }
@@ -131,41 +149,39 @@ async function hostNodeTar(dir: string): Promise<string> {
   }
 }
 
-/** Builds the requested base images (Debian always) and returns their names. */
+/** Builds the requested base images (Debian always; all three when neither node nor python is asked for) and returns their names. */
 export async function buildBaseImages(opts: BaseBuildOptions = {}): Promise<string[]> {
   const progress = opts.progress ?? (() => {});
+  const all = !opts.node && !opts.python;
   const built: string[] = [];
+  const mirror = debianMirror();
   const debian = await debootstrapTar([], progress);
-  if (!(await hasBase(DEBIAN_BASE, debian.key))) {
-    progress(`base: committing ${DEBIAN_BASE}`);
-    await commitBase(DEBIAN_BASE, 'scratch', [debian.tar], debian.key);
-  }
-  built.push(DEBIAN_BASE);
-  if (opts.node) {
-    const name = nodeBaseName();
+  const debianWords = `Debian ${SUITE} minbase (debootstrap from ${mirror})`;
+  await ensureBase(DEBIAN_NAMES, debian.key, () => commitBase(DEBIAN_NAMES, 'scratch', [debian.tar], debian.key, debianWords), progress);
+  built.push(...DEBIAN_NAMES);
+  if (opts.node || all) {
+    const names = nodeNames();
     const key = `${debian.key}-node-${process.versions.node}`;
-    if (!(await hasBase(name, key))) {
-      progress(`base: committing ${name} (host node ${process.version} and npm)`);
+    const words = `${debianWords} + this host's node ${process.version} and npm`;
+    await ensureBase(names, key, async () => {
       const dir = path.join(cacheDir(), 'base');
       const tar = await hostNodeTar(dir);
       try {
-        await commitBase(name, DEBIAN_BASE, [tar], key);
+        await commitBase(names, DEBIAN_NAMES[0]!, [tar], key, words);
       } finally {
         await fsp.rm(tar, { force: true });
       }
-    }
-    built.push(name);
+    }, progress);
+    built.push(...names);
   }
-  if (opts.python) {
-    const py = await debootstrapTar(['python3-minimal'], progress);
-    if (!(await hasBase(PYTHON_BASE, py.key))) {
-      progress(`base: committing ${PYTHON_BASE}`);
-      await commitBase(PYTHON_BASE, 'scratch', [py.tar], py.key);
-    }
-    built.push(PYTHON_BASE);
+  if (opts.python || all) {
+    const py = await debootstrapTar(PYTHON_PACKAGES, progress);
+    const words = `Debian ${SUITE} minbase (debootstrap from ${mirror}) + ${PYTHON_PACKAGES.join(', ')} ${PYTHON_VERSION}`;
+    await ensureBase(PYTHON_NAMES, py.key, () => commitBase(PYTHON_NAMES, 'scratch', [py.tar], py.key, words), progress);
+    built.push(...PYTHON_NAMES);
   }
   if (opts.push) {
-    for (const name of built) {
+    for (const name of built.filter((n) => n.startsWith('localhost/'))) {
       const target = `${opts.push}/${name.replace(/^localhost\//, '')}`;
       progress(`base: pushing ${name} to ${target}`);
       const creds = opts.creds ? ['--creds', opts.creds] : [];

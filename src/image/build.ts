@@ -9,10 +9,11 @@ import path from 'node:path';
 import { requireKernel } from '../guest/kernel.js';
 import { buildInitrd } from '../guest/init.js';
 import type { GuestConfig } from '../vmm/driver.js';
-import { type ContainerConfig, imageSize, inspectImage, mountImage, pullImage, removeImage } from './buildah.js';
+import { type ContainerConfig, imageSize, inspectImage, mountImage, removeImage } from './buildah.js';
 import { buildahBud, copiedPaths } from './buildah-build.js';
 import { computeKeepSet } from './closure.js';
 import { planDockerfile } from './dockerfile.js';
+import { provideBaseImages } from './from-images.js';
 import { ImageError } from './image-error.js';
 import { buildImageConfig, commandOf, resolveUser, servicePort } from './image-config.js';
 import {
@@ -23,12 +24,35 @@ import { type Descriptor, OciLayout, normalizeRef } from './oci-layout.js';
 import { DEFAULT_FORMAT, type RootfsFormat, mediaTypeFor, packRootfs } from './pack.js';
 import { stageFull, stageKept, stripLargeElfs } from './rootfs.js';
 
-/** Boots candidate root filesystems; implemented over the VMM driver in trace-runner.ts (a seam so tests can fake it). */
+/** What readiness waits for in a build's boots. */
+export interface ReadyProbe {
+  /** The EXPOSEd port that must listen; undefined: any port (or, if none ever listens, running a while). */
+  port: number | undefined;
+}
+
+/** Why a boot never became ready: the app exited, the VM failed, or time ran out. `output` is the console's tail (the app's own output). */
+export interface Unready {
+  kind: 'exited' | 'vm' | 'timeout';
+  text: string;
+  output: string;
+}
+
+export interface BootRun {
+  /** Paths the app opened until it was ready (trace mode). */
+  opened: string[];
+  unready?: Unready;
+  /** The port that listened (undefined: the app never listened). */
+  readyPort?: number;
+  /** Whether `GET /` on that port got an HTTP answer. */
+  answeredHttp: boolean;
+}
+
+/** Boots candidate root filesystems; implemented over QEMU in trace-runner.ts (a seam so tests can fake it). */
 export interface TraceRunner {
-  /** Boots `rootfs` in trace mode; resolves with the paths the app opened until it was ready, or why it never was. */
-  trace(rootfs: string, guest: GuestConfig, port: number | undefined): Promise<{ opened: string[]; failure: string | undefined }>;
-  /** Boots `rootfs` normally; resolves undefined when the app became ready, else why not. */
-  check(rootfs: string, guest: GuestConfig, port: number | undefined): Promise<string | undefined>;
+  /** Boots `rootfs` in trace mode until the app is ready (or why it never was). */
+  trace(rootfs: string, guest: GuestConfig, probe: ReadyProbe): Promise<BootRun>;
+  /** Boots `rootfs` normally; resolves undefined when the app became ready as in the `traced` run, else why not. */
+  check(rootfs: string, guest: GuestConfig, probe: ReadyProbe, traced: BootRun): Promise<Unready | undefined>;
 }
 
 export interface BuildOptions {
@@ -46,6 +70,8 @@ export interface BuildOptions {
   /** user:password for registries FROM pulls from (flickd accepts flick:<token>). */
   creds?: string;
   progress?: (line: string) => void;
+  /** Build even if the traced run's app exits (packing the full root filesystem); else that is an APP_EXITED error. */
+  allowUnready?: boolean;
   /** Aborting stops the build at its next step and removes what it made so far. */
   signal?: AbortSignal;
 }
@@ -83,17 +109,7 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
   const plan = planDockerfile(dockerfile, context, buildArgs);
   // Fail before the slow part if the guest kernel the image will carry is not built.
   const kernel = requireKernel();
-  for (const base of plan.baseImages) {
-    if (await inspectImage(base.ref)) continue;
-    progress(`pulling ${base.ref} (line ${base.line})`);
-    await pullImage(base.ref, o.creds).catch((cause: unknown) => {
-      throw new ImageError(
-        'BASE_IMAGE_MISSING',
-        `${plan.file}:${base.line}: FROM ${base.ref}: the image is neither in local storage nor pullable: build it ('flick base build --node') or fix the name`,
-        { kind: 'user', cause },
-      );
-    });
-  }
+  await provideBaseImages(plan, o.creds, progress);
 
   const scratch = await fsp.mkdtemp(path.join(os.tmpdir(), 'flick-build-'));
   const tmpTag = `localhost/flick-build/${crypto.randomBytes(6).toString('hex')}:latest`;
@@ -135,7 +151,7 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
     if (o.minimize === false) {
       await packFull();
     } else {
-      let traced: string[] | undefined;
+      let traced: BootRun | undefined;
       if (o.tracer) {
         const stage = path.join(scratch, 'trace');
         await fsp.mkdir(stage);
@@ -143,20 +159,30 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
         const traceImg = path.join(scratch, 'trace.img');
         await packRootfs(stage, traceImg, 'erofs-plain');
         await fsp.rm(stage, { recursive: true, force: true });
-        progress(`tracing a real run of ${JSON.stringify(argv)} in a microVM until ${port ? `port ${port} answers` : 'it has run for a while'}`);
-        const t = await o.tracer.trace(traceImg, guest, port);
+        const probe: ReadyProbe = { port };
+        progress(`tracing a real run of ${JSON.stringify(argv)} in a microVM until ${port ? `port ${port} listens` : 'it listens on a port'}`);
+        const t = await o.tracer.trace(traceImg, guest, probe);
         await fsp.rm(traceImg, { force: true });
-        if (t.failure !== undefined) {
+        if (t.unready?.kind === 'exited' && !o.allowUnready) {
+          throw new ImageError(
+            'APP_EXITED',
+            `the app ${JSON.stringify(argv)} exited during the traced run of the built image (${t.unready.text}); its output:\n` +
+              `${t.unready.output.split('\n').map((l) => `  ${l}`).join('\n')}\n` +
+              "fix the app or its CMD (or build anyway with --allow-unready, which keeps the full root filesystem)",
+            { kind: 'user' },
+          );
+        }
+        if (t.unready) {
           // The app may need what only `flick run` gives it (env, args): the image must still build.
-          fallbackReason = `the traced run of the full image did not become ready: ${t.failure}`;
+          fallbackReason = `the traced run of the full image did not become ready: ${t.unready.text}${t.unready.output ? `; console: ${t.unready.output.slice(-600)}` : ''}`;
         } else {
-          traced = t.opened;
-          progress(`the app opened ${traced.length} files`);
-          if (process.env.FLICK_DEBUG) for (const p of traced) progress(`  opened ${p}`);
+          traced = t;
+          progress(`ready${t.readyPort !== undefined ? ` (port ${t.readyPort} listens${t.answeredHttp ? ', answers HTTP' : ''})` : ''}; the app opened ${t.opened.length} files`);
+          if (process.env.FLICK_DEBUG) for (const p of t.opened) progress(`  opened ${p}`);
         }
       }
       if (fallbackReason === undefined) {
-        const keep = computeKeepSet({ root, argv, env: guest.env, workingDir: guest.cwd, copiedPaths: copiedPaths(plan, '/'), ...(traced ? { tracedPaths: traced } : {}) });
+        const keep = computeKeepSet({ root, argv, env: guest.env, workingDir: guest.cwd, copiedPaths: copiedPaths(plan, '/'), ...(traced ? { tracedPaths: traced.opened } : {}) });
         const stage = path.join(scratch, 'min');
         await fsp.mkdir(stage);
         await stageKept(root, stage, keep);
@@ -167,8 +193,8 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
         minimization = traced ? 'traced' : 'closure';
         if (o.tracer) {
           progress('checking that the minimized image becomes ready');
-          const failure = await o.tracer.check(rootfs, guest, port);
-          if (failure !== undefined) fallbackReason = `the minimized image did not become ready: ${failure}`;
+          const failure = await o.tracer.check(rootfs, guest, { port: port ?? traced?.readyPort }, traced ?? { opened: [], answeredHttp: false });
+          if (failure !== undefined) fallbackReason = `the minimized image did not become ready: ${failure.text}${failure.output ? `; console: ${failure.output.slice(-600)}` : ''}`;
         }
       }
       if (fallbackReason !== undefined) {

@@ -36,7 +36,8 @@ export async function buildahBud(o: BudOptions): Promise<string> {
   const iidfile = path.join(o.scratchDir, 'iid');
   const mounts = HOST_MOUNTS.filter(([h]) => fs.existsSync(h)).flatMap(([h, c]) => ['-v', `${h}:${c}:ro`]);
   const args = [
-    ...STORAGE, 'bud', '--isolation', 'chroot', '--layers=false', '--rm', '--force-rm', '--format', 'oci',
+    // FROM images are already local (from-images.ts): use them, as `docker build` does, without asking a registry again.
+    ...STORAGE, 'bud', '--isolation', 'chroot', '--pull=false', '--layers=false', '--rm', '--force-rm', '--format', 'oci',
     '-f', o.dockerfile, '-t', o.tag, '--iidfile', iidfile, ...mounts,
     ...[...o.buildArgs].flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]),
     o.context,

@@ -10,6 +10,7 @@ export type ImageErrorCode =
   | 'BASE_IMAGE_MISSING' // a FROM image cannot be found or pulled (names the line)
   | 'NO_COMMAND' // the final image has neither ENTRYPOINT nor CMD
   | 'BUILD_STEP_FAILED' // a Dockerfile step failed inside buildah (names the line)
+  | 'APP_EXITED' // the app exited during the build's traced run (carries its output)
   | 'USER_UNKNOWN' // USER names a user or group the image's /etc/passwd or /etc/group lacks
   | 'TOOL_FAILED' // a helper program (buildah, mksquashfs, debootstrap) failed
   | 'IMAGE_NOT_FOUND' // no image by that name in the local layout

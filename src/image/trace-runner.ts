@@ -1,110 +1,172 @@
 // The build-time microVM runs: a traced boot of the full image (the init's
 // trace mode reports every file the app opens as `open <path>` on the control
 // port) and a boot check of the minimized image. Both are one-shot boots with
-// QEMU's user-mode network (a loopback port forward), so a build needs no
-// taps or namespaces; the guest helper's plain boot owns the QEMU process.
-// Readiness: the app's EXPOSEd port answers (or holds a connection open) after
-// the init reported `started`; without a port, the app has run for a while.
+// QEMU's user-mode network, so a build needs no taps or namespaces; the guest
+// helper's plain boot owns the QEMU process.
+//
+// Readiness says nothing to the app: the init reports each TCP port the app
+// starts listening on (`listen <port>`, guest/init/listen.c), and the app is
+// ready when its EXPOSEd port listens (without EXPOSE: any port), or, if it
+// never listens, once it has run for a while without exiting. The run stops
+// there. Then one `GET /` through a port forward added at that moment (QEMU's
+// `hostfwd_add`) walks an HTTP app's request path, so the files its first
+// request needs are traced too; a non-HTTP server just answers it with an error
+// (Redis: "-ERR", no security warning, since it carries no Host header). If the
+// traced run got an HTTP answer, the check of the minimized image needs one too.
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { freePort } from '../network/free-port.js';
 import type { GuestMessage } from '../guest/control.js';
 import { buildInitrd } from '../guest/init.js';
 import { requireKernel } from '../guest/kernel.js';
 import { bootPlain } from '../guest/plain-qemu.js';
 import type { GuestConfig } from '../vmm/driver.js';
-import type { TraceRunner } from './build.js';
+import type { BootRun, ReadyProbe, TraceRunner, Unready } from './build.js';
 
 /** Boot on TCG here takes ~5.5 s for node (FINDINGS); leave room for slow imports on a busy host. */
-const READY_TIMEOUT_MS = 120_000;
-/** An app without a port counts as ready once it has run this long without exiting. */
-const NO_PORT_SETTLE_MS = 5_000;
+const READY_TIMEOUT_MS = 180_000;
+/** An app that never listens counts as ready once it has run this long without exiting. */
+const NO_LISTEN_SETTLE_MS = 20_000;
+/** A first request under TCG on a loaded host can take seconds. */
+const PROBE_TIMEOUT_MS = 30_000;
+const GUEST_IP = '10.0.2.15';
 
-/**
- * One probe through the user-mode forward, which accepts on the host even when
- * nothing listens in the guest and then closes: ready means the guest sent a
- * byte (an HTTP answer) or kept the connection open (a server that waits for
- * its client to speak first).
- */
-function probe(port: number): Promise<boolean> {
+/** One `GET /` through the forward: whether the answer began like HTTP. */
+function httpProbe(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect(port, '127.0.0.1');
-    const done = (ok: boolean) => {
+    let got = '';
+    const done = () => {
       clearTimeout(timer);
       s.destroy();
-      resolve(ok);
+      resolve(got.startsWith('HTTP/'));
     };
-    const timer = setTimeout(() => done(true), 2000);
-    s.on('connect', () => s.write('GET / HTTP/1.0\r\nHost: localhost\r\n\r\n'));
-    s.on('data', () => done(true));
-    s.on('close', () => done(false));
-    s.on('error', () => done(false));
+    const timer = setTimeout(done, PROBE_TIMEOUT_MS);
+    s.setEncoding('latin1');
+    s.on('connect', () => s.write('GET / HTTP/1.0\r\nUser-Agent: flick-build\r\n\r\n'));
+    s.on('data', (d: string) => {
+      got += d;
+      if (got.length >= 5) done();
+    });
+    s.on('close', done);
+    s.on('error', done);
   });
 }
 
-interface BootOutcome {
-  opened: string[];
-  /** undefined when ready, else why not. */
-  failure: string | undefined;
+/** One HMP command through QEMU's QMP socket (`human-monitor-command`); resolves with its output (QEMU prints errors there). */
+function monitorCommand(socket: string, command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(socket);
+    let buf = '';
+    let step = 0;
+    const finish = (err: Error | undefined, out = '') => {
+      clearTimeout(timer);
+      s.destroy();
+      if (err) reject(err);
+      else resolve(out);
+    };
+    const timer = setTimeout(() => finish(new Error(`QEMU monitor: no answer to "${command}"`)), 10_000);
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => {
+      buf += d;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const msg = JSON.parse(buf.slice(0, nl)) as { QMP?: unknown; return?: unknown; error?: { desc?: string } };
+        buf = buf.slice(nl + 1);
+        if (msg.error) return finish(new Error(`QEMU monitor: ${msg.error.desc ?? 'error'}`));
+        if (step === 0 && msg.QMP) {
+          step = 1;
+          s.write('{"execute":"qmp_capabilities"}\n');
+        } else if (step === 1 && 'return' in msg) {
+          step = 2;
+          s.write(`${JSON.stringify({ execute: 'human-monitor-command', arguments: { 'command-line': command } })}\n`);
+        } else if (step === 2 && 'return' in msg) {
+          return finish(undefined, String(msg.return ?? '').trim());
+        }
+      }
+    });
+    s.on('error', (err) => finish(err));
+  });
 }
 
-async function bootUntilReady(rootfs: string, guest: GuestConfig, port: number | undefined, trace: boolean): Promise<BootOutcome> {
-  const hostPort = await freePort();
-  const qemuArgs = ['-netdev', `user,id=n0,restrict=on${port ? `,hostfwd=tcp:127.0.0.1:${hostPort}-:${port}` : ''}`, '-device', 'virtio-net-device,netdev=n0'];
+async function bootUntilReady(rootfs: string, guest: GuestConfig, probe: ReadyProbe, trace: boolean): Promise<BootRun> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'flick-trace-'));
+  const monitor = path.join(dir, 'monitor.sock');
+  const qemuArgs = ['-netdev', 'user,id=n0,restrict=on', '-device', 'virtio-net-device,netdev=n0', '-qmp', `unix:${monitor},server=on,wait=off`];
   const vm = await bootPlain({
     rootfs,
-    guest: { ...guest, trace },
+    guest: { ...guest, trace, listen: true },
     memoryMb: 512,
     qemuArgs,
-    kernelArgs: ['ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off'],
+    kernelArgs: [`ip=${GUEST_IP}::10.0.2.2:255.255.255.0::eth0:off`],
   });
   const opened = new Set<string>();
+  const listening: number[] = [];
   let started = false;
-  let exited: string | undefined;
+  let exited: Unready | undefined;
+  const output = () => (fs.existsSync(vm.consoleLog) ? fs.readFileSync(vm.consoleLog, 'utf8').trim().slice(-3000) : '');
   const onMessage = (m: GuestMessage) => {
     if (m.type === 'open') opened.add(m.path);
+    else if (m.type === 'listen') listening.push(m.port);
     else if (m.type === 'started') started = true;
-    else if (m.type === 'exit') exited = `the app exited with code ${m.code}`;
-    else if (m.type === 'error') exited = `the guest init failed: ${m.text}`;
+    else if (m.type === 'exit') exited ??= { kind: 'exited', text: `the app exited with code ${m.code}`, output: '' };
+    else if (m.type === 'error') exited = { kind: 'vm', text: `the guest init failed: ${m.text}`, output: '' };
   };
   vm.control.on('message', onMessage);
   let qemuGone = false;
   void vm.exited.then(() => (qemuGone = true));
-  const consoleTail = () => {
-    const text = fs.existsSync(vm.consoleLog) ? fs.readFileSync(vm.consoleLog, 'utf8').trim().slice(-600) : '';
-    return text ? `; console: ${text}` : '';
-  };
+  const result = (unready?: Unready, readyPort?: number, answeredHttp = false): BootRun => ({
+    opened: [...opened],
+    ...(unready ? { unready: { ...unready, output: output() } } : {}),
+    ...(readyPort !== undefined ? { readyPort } : {}),
+    answeredHttp,
+  });
   try {
     const deadline = Date.now() + READY_TIMEOUT_MS;
     let startedAt: number | undefined;
     while (Date.now() < deadline) {
-      if (exited) return { opened: [...opened], failure: `${exited}${consoleTail()}` };
-      if (qemuGone) return { opened: [...opened], failure: `the microVM powered off${consoleTail()}` };
+      if (exited) return result(exited);
+      if (qemuGone) return result({ kind: 'vm', text: 'the microVM powered off', output: '' });
       if (started) {
         startedAt ??= Date.now();
-        if (port ? await probe(hostPort) : Date.now() - startedAt > NO_PORT_SETTLE_MS) {
+        const port = probe.port !== undefined ? listening.find((p) => p === probe.port) : listening[0];
+        if (port !== undefined || (probe.port === undefined && listening.length === 0 && Date.now() - startedAt > NO_LISTEN_SETTLE_MS)) {
+          let answeredHttp = false;
+          if (port !== undefined) {
+            const hostPort = await freePort();
+            const said = await monitorCommand(monitor, `hostfwd_add n0 tcp:127.0.0.1:${hostPort}-${GUEST_IP}:${port}`);
+            if (said) return result({ kind: 'vm', text: `QEMU refused a port forward to the guest's port ${port}: ${said}`, output: '' });
+            answeredHttp = await httpProbe(hostPort);
+          }
           // Let trailing `open` lines (reported asynchronously) arrive.
           await new Promise((r) => setTimeout(r, 300));
-          if (exited) return { opened: [...opened], failure: `${exited}${consoleTail()}` };
-          return { opened: [...opened], failure: undefined };
+          if (exited) return result(exited);
+          return result(undefined, port, answeredHttp);
         }
       }
-      await new Promise((r) => setTimeout(r, 250));
+      await new Promise((r) => setTimeout(r, 100));
     }
-    return { opened: [...opened], failure: `not ready after ${READY_TIMEOUT_MS / 1000} s${consoleTail()}` };
+    const what = probe.port !== undefined ? `its port ${probe.port} did not listen` : 'it did not listen on any port';
+    return result({ kind: 'timeout', text: `not ready after ${READY_TIMEOUT_MS / 1000} s: ${what}${listening.length ? ` (it listens on ${listening.join(', ')})` : ''}`, output: '' });
   } finally {
     vm.control.off('message', onMessage);
     await vm.dispose();
+    await fsp.rm(dir, { recursive: true, force: true });
   }
 }
 
 export const qemuTraceRunner: TraceRunner = {
-  async trace(rootfs, guest, port) {
-    const r = await bootUntilReady(rootfs, guest, port, true);
-    return { opened: r.opened, failure: r.failure };
+  trace(rootfs, guest, probe) {
+    return bootUntilReady(rootfs, guest, probe, true);
   },
-  async check(rootfs, guest, port) {
-    return (await bootUntilReady(rootfs, guest, port, false)).failure;
+  async check(rootfs, guest, probe, traced) {
+    const r = await bootUntilReady(rootfs, guest, probe, false);
+    if (r.unready) return r.unready;
+    if (traced.answeredHttp && !r.answeredHttp) return { kind: 'timeout', text: `port ${r.readyPort} listens, but GET / got no HTTP answer as in the traced run`, output: '' };
+    return undefined;
   },
 };
 

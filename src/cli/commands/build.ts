@@ -24,7 +24,8 @@ export function register(program: Command): void {
     .option('--build-arg <K=V>', 'set a build-time ARG (repeatable)', collect, [])
     .option('--no-minimize', 'keep the whole root filesystem instead of only what the app uses')
     .option('--creds <user:password>', "credentials for the registry FROM pulls from (flickd accepts flick:<token>)")
-    .action(async (context: string, opts: { file?: string; tag?: string; buildArg: string[]; minimize: boolean; creds?: string }) => {
+    .option('--allow-unready', 'build even if the app exits during the traced run (keeps the full root filesystem)')
+    .action(async (context: string, opts: { file?: string; tag?: string; buildArg: string[]; minimize: boolean; creds?: string; allowUnready?: boolean }) => {
       const buildArgs = new Map<string, string>();
       for (const kv of opts.buildArg) {
         const i = kv.indexOf('=');
@@ -49,6 +50,7 @@ export function register(program: Command): void {
         ...(opts.tag ? { tag: opts.tag } : {}),
         ...(tracer ? { tracer } : {}),
         ...(opts.creds ? { creds: opts.creds } : {}),
+        ...(opts.allowUnready ? { allowUnready: true } : {}),
         signal: abort.signal,
         progress: (l) => process.stderr.write(`${l}\n`),
       });
