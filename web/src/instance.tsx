@@ -77,6 +77,14 @@ export function InstanceDetail({ name }: { name: string }) {
         <div class="panel">
           <h2>Wake latency</h2>
           {metrics ? <WakeHistogram hot={metrics.wake_latency_ms.hot} cold={metrics.wake_latency_ms.cold} /> : <p class="empty">Loading…</p>}
+          {metrics && (
+            <p class="sub" data-testid="wake-means">
+              {(['hot', 'cold'] as const).map((t) => {
+                const h = metrics.wake_latency_ms[t];
+                return `${t}: ${h.count} wake${h.count === 1 ? '' : 's'}${h.count ? `, mean ${ms(h.sum_ms / h.count)}` : ''}`;
+              }).join(' · ')}
+            </p>
+          )}
           <p class="sub">From the wake decision until the app can take the request; since flickd started.</p>
         </div>
         <div class="panel">
@@ -84,6 +92,7 @@ export function InstanceDetail({ name }: { name: string }) {
           {wakes.length === 0 ? (
             <p class="empty">No wakes yet{s2z ? '' : ' (scale to zero is off)'}.</p>
           ) : (
+            <div class="scroll" tabIndex={0} aria-label="Recent wakes, newest first">
             <table class="wakes" data-testid="recent-wakes">
               <thead><tr><th scope="col">When</th><th scope="col">Tier</th><th scope="col" class="num">Latency</th></tr></thead>
               <tbody>
@@ -92,6 +101,7 @@ export function InstanceDetail({ name }: { name: string }) {
                 ))}
               </tbody>
             </table>
+            </div>
           )}
         </div>
       </div>
