@@ -149,6 +149,21 @@ test('every host routes every instance: h1 and h3 reach web on h2 through h2\'s 
   assert.match(dup.json.error.message, /already exists in the cluster \(on host h2\)/);
 });
 
+test('any host places a create and acts on any host\'s instance: POST via h1 with ?host=h3 lands on h3; get and rm via h1 go there', async () => {
+  const made = await api(host('h1'), 'POST', '/v1/instances?host=h3', { image: IMAGE, name: 'placed', memory_mb: 128, autostart: false });
+  assert.equal(made.status, 201, made.text);
+  assert.equal((await api(host('h3'), 'GET', '/v1/instances/placed')).status, 200, 'the record is on h3');
+  assert.equal((await api(host('h1'), 'GET', '/v1/instances/placed')).json.data.id, made.json.data.id, 'h1 answers for h3\'s instance');
+  const listed = (await api(host('h2'), 'GET', '/v1/cluster/instances')).json.data.instances;
+  assert.equal(listed.find((i: any) => i.name === 'placed')?.host, 'h3');
+  const bad = await api(host('h1'), 'POST', '/v1/instances?host=nowhere', { image: IMAGE, memory_mb: 128 });
+  assert.equal(bad.status, 404, bad.text);
+  assert.match(bad.json.error.message, /host "nowhere" is not an up host of this cluster/);
+  assert.equal((await api(host('h1'), 'DELETE', '/v1/instances/placed')).status, 200);
+  assert.equal((await api(host('h3'), 'GET', '/v1/instances/placed')).status, 404, 'removed on h3');
+  assert.equal((await api(host('h2'), 'GET', '/v1/cluster/instances')).json.data.instances.some((i: any) => i.name === 'placed'), false);
+});
+
 test('losing one etcd member of three changes nothing: every host stays up, its lease renewed', async () => {
   const member = etcd.members[0]!;
   await member.kill();

@@ -34,6 +34,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   MANIFEST_UNKNOWN: 404,
   CLUSTER_UNAVAILABLE: 503, // src/cluster: etcd unreachable, so nothing can be created or moved
   NOT_OWNER: 409, // src/cluster: another host owns the instance now
+  HOST_DOWN: 503, // src/cluster: the host that holds the instance is down
+  HOST_UNKNOWN: 404, // src/cluster: ?host= names no up host
 };
 
 /** HTTP status for an error: by code, else 400 for user errors and 500 for the rest. */

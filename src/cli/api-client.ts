@@ -76,8 +76,9 @@ export class FlickApi {
     return new FlickApi(new HostClient(resolveHostConfig(hostOverride)));
   }
 
-  async create(body: Record<string, unknown>): Promise<InstanceView> {
-    return (await this.host.json('POST', '/v1/instances', envelope(InstanceViewSchema), body)).data;
+  /** `host`: in a cluster, the host to place it on (default: the best one). */
+  async create(body: Record<string, unknown>, host?: string): Promise<InstanceView> {
+    return (await this.host.json('POST', `/v1/instances${host ? `?host=${encodeURIComponent(host)}` : ''}`, envelope(InstanceViewSchema), body)).data;
   }
 
   async createService(body: Record<string, unknown>): Promise<ServiceView> {

@@ -365,6 +365,11 @@ export class ClusterAgent {
     await this.#controller!.rm(rec.id, { force: true }).catch((err: unknown) => this.#c.log(`cluster: removing the stale copy of "${rec.name}": ${describeError(err)}`));
   }
 
+  /** The host the catalog gives instance `ref` (a name, or an id on its host) to, if any. */
+  ownerOf(ref: string): string | undefined {
+    return this.#entry(ref)?.entry.owner ?? this.#entries().find((e) => e.entry.id === ref)?.entry.owner;
+  }
+
   /** The catalog as GET /v1/cluster/instances shows it. */
   instances(): ClusterInstanceView[] {
     return this.#entries()

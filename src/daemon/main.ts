@@ -25,6 +25,7 @@ import { ensureToken, TokenAuth, type Identity } from './auth.js';
 import { connectCluster, type ClusterConnection, type ClusterMember } from '../cluster/join.js';
 import { createHostsHandler } from '../cluster/hosts-api.js';
 import { ClusterAgent } from '../cluster/agent.js';
+import { createForwarder } from '../cluster/api-forward.js';
 import { PeerFetchingImageStore } from '../registry/peer-fetch.js';
 import type { ImageStore } from '../registry/image-store.js';
 import { createDaemonServer, findRoute, type DaemonRoute } from './server.js';
@@ -339,6 +340,22 @@ async function serve(config: ServeConfig): Promise<void> {
     { prefix: '/v1/volumes', handler: instances.volumesHandler },
     { prefix: '/v1/services', handler: instances.servicesHandler },
     ...['/v1/hosts', '/v1/cluster/'].map((prefix) => ({ prefix, handler: hostsHandler })),
+    // In a cluster, creates are placed and calls for another host's instance go there (src/cluster/api-forward.ts).
+    ...(c && agent
+      ? [
+          {
+            prefix: '/v1/instances',
+            handler: createForwarder({
+              self: c.hostName,
+              token,
+              directory: () => member?.directory,
+              ownerOf: (ref) => agent.ownerOf(ref),
+              holds: (ref) => instances.controller.list().some((r) => r.id === ref || r.name === ref),
+              local: instances.handler,
+            }),
+          },
+        ]
+      : []),
     {
       prefix: '/metrics',
       handler: async (req, res) => {

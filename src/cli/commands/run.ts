@@ -154,6 +154,7 @@ export function register(program: Command): void {
       if (!Number.isInteger(n) || n < 1) throw usage(`--replicas "${v}" is not a whole number ≥ 1: e.g. --replicas 3`);
       return n;
     })
+    .option('--host <name>', 'in a cluster: the host to run it on (default: the best host, see flick hosts)')
     .option('-d, --detach', 'do not wait until the instance answers')
     .option('--timeout <ms>', 'how long to wait for the instance to answer', (v) => Number(v), 120_000)
     .passThroughOptions();
@@ -176,7 +177,7 @@ export function register(program: Command): void {
     if (opts.restart) body.restart_policy = opts.restart;
     if (opts.volume) body.volumes = opts.volume.map((v) => ({ name: v.name, path: v.path, read_only: v.readOnly }));
     if (opts.replicas !== undefined) return runService(api, body, opts);
-    let inst = await api.create(body);
+    let inst = await api.create(body, opts.host);
     if (!opts.detach) inst = await waitUntilRunning(api, inst, opts.timeout);
     if (opts.output === 'json') return printJson(inst);
     const url = instanceUrl(inst);
@@ -199,6 +200,7 @@ async function runService(api: FlickApi, body: Record<string, unknown>, opts: Ru
 
 interface RunOptions {
   name?: string;
+  host?: string;
   port?: PortFlag[];
   domain?: string;
   tlsCert?: string;
