@@ -10,7 +10,16 @@
 // Several endpoints: a call goes to the last endpoint that answered and moves on to the
 // next on a connection error or a 5xx, so one member of three may die unnoticed.
 import fs from 'node:fs';
-import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
+
+/**
+ * undici is loaded on first use, not on import: loading it installs undici 7 as
+ * the process's global fetch dispatcher, which refuses the hand-set
+ * Content-Length that Node's own fetch accepts (`flick push` sends one), and
+ * every CLI command imports this module through the daemon's constants.
+ */
+let undiciModule: Promise<typeof import('undici')> | undefined;
+const loadUndici = () => (undiciModule ??= import('undici'));
 import { FlickError } from '../errors.js';
 
 export type EtcdErrorCode = 'ETCD_UNAVAILABLE' | 'ETCD_REQUEST_FAILED' | 'ETCD_COMPACTED' | 'ETCD_LEASE_NOT_FOUND' | 'ETCD_INVALID_ENDPOINT';
@@ -119,7 +128,8 @@ function rangeBody(key: string, prefix?: boolean): Record<string, unknown> {
 
 export class EtcdClient {
   readonly endpoints: readonly string[];
-  readonly #dispatcher: Dispatcher | undefined;
+  #dispatcher: Dispatcher | undefined;
+  readonly #connect: { ca?: Buffer; cert?: Buffer; key?: Buffer } | undefined;
   readonly #timeoutMs: number;
   #current = 0;
   #closed = false;
@@ -145,15 +155,13 @@ export class EtcdClient {
     this.endpoints = config.endpoints.map((e) => e.replace(/\/+$/, ''));
     this.#timeoutMs = config.timeoutMs ?? 5000;
     const tls = config.tls;
-    this.#dispatcher =
+    this.#connect =
       tls && (tls.caFile || tls.certFile)
-        ? new Agent({
-            connect: {
-              ...(tls.caFile ? { ca: fs.readFileSync(tls.caFile) } : {}),
-              ...(tls.certFile ? { cert: fs.readFileSync(tls.certFile) } : {}),
-              ...(tls.keyFile ? { key: fs.readFileSync(tls.keyFile) } : {}),
-            },
-          })
+        ? {
+            ...(tls.caFile ? { ca: fs.readFileSync(tls.caFile) } : {}),
+            ...(tls.certFile ? { cert: fs.readFileSync(tls.certFile) } : {}),
+            ...(tls.keyFile ? { key: fs.readFileSync(tls.keyFile) } : {}),
+          }
         : undefined;
   }
 
@@ -201,9 +209,11 @@ export class EtcdClient {
     throw new EtcdError('ETCD_UNAVAILABLE', `etcd is unreachable at ${this.endpoints.join(', ')} (${last instanceof Error ? last.message : String(last)}): check that the etcd members are up`, { cause: last });
   }
 
-  #post(endpoint: string, path: string, body: unknown, signal: AbortSignal) {
+  async #post(endpoint: string, path: string, body: unknown, signal: AbortSignal) {
     if (this.#closed) throw new EtcdError('ETCD_UNAVAILABLE', 'the etcd client is closed');
-    return undiciFetch(`${endpoint}${path}`, {
+    const undici = await loadUndici();
+    if (this.#connect && !this.#dispatcher) this.#dispatcher = new undici.Agent({ connect: this.#connect });
+    return undici.fetch(`${endpoint}${path}`, {
       method: 'POST',
       body: JSON.stringify(body),
       headers: { 'content-type': 'application/json' },
