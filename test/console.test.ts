@@ -160,6 +160,24 @@ test('`flick console` prints a link that signs a new browser in once', async () 
   }
 });
 
+test('a service from the form (replicas), its members live in the services view, removed with a confirmation', async () => {
+  await page.goto(`${flickd!.base}/console/#/run`);
+  await page.getByLabel('Image').fill(IMAGE);
+  await page.getByLabel('Name').fill('svc');
+  await page.getByLabel('Replicas').fill('2');
+  assert.equal((await page.getByTestId('cli-command').textContent())?.trim(), `flick run --name svc --replicas 2 ${IMAGE}`);
+  await page.getByRole('button', { name: 'Run' }).click();
+  await page.waitForURL(/#\/services$/);
+  const svc = page.locator('tr[data-key="svc"]');
+  await svc.waitFor();
+  assert.equal(await svc.locator('.members a').count(), 2, 'two members');
+  await svc.getByText('2 running / 2').waitFor({ timeout: 120_000 }); // member states from the live feed
+  await svc.getByRole('button', { name: 'Remove service svc' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Remove' }).click();
+  await svc.waitFor({ state: 'detached', timeout: 60_000 });
+  assert.equal((await api('GET', '/v1/services/svc')).status, 404);
+});
+
 test('volumes and hosts: the API\'s lists, shown as the API has them', async () => {
   const made = await api('POST', '/v1/volumes', { name: 'consoledata', size: '64M' });
   assert.equal(made.status, 201, made.text);

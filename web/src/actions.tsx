@@ -1,6 +1,7 @@
-// Start, stop and remove (with a confirmation dialog), shared by the list and the detail view.
-import { useRef, useState } from 'preact/hooks';
+// Start, stop and remove (with a confirmation), shared by the list and the detail view.
+import { useState } from 'preact/hooks';
 import { ApiError, instances, type InstanceView } from './api';
+import { ConfirmButton } from './confirm';
 
 const RUNNING_LIKE = new Set(['running', 'starting', 'standby', 'stopping']);
 
@@ -10,7 +11,6 @@ export function StateBadge({ i }: { i: InstanceView }) {
 }
 
 export function Actions({ i, onRemoved, onError }: { i: InstanceView; onRemoved?: () => void; onError(message: string | undefined): void }) {
-  const dialog = useRef<HTMLDialogElement>(null);
   const [busy, setBusy] = useState(false);
   const act = async (what: () => Promise<unknown>) => {
     setBusy(true);
@@ -35,34 +35,20 @@ export function Actions({ i, onRemoved, onError }: { i: InstanceView; onRemoved?
           Start
         </button>
       )}
-      <button type="button" class="danger" disabled={busy} onClick={() => dialog.current?.showModal()} aria-label={`Remove ${i.name}`}>
-        Remove
-      </button>
-      <dialog ref={dialog} aria-labelledby={`rm-${i.id}`}>
-        <form
-          method="dialog"
-          onSubmit={(e) => {
-            const confirmed = (e.submitter as HTMLButtonElement | null)?.value === 'remove';
-            if (confirmed) void act(async () => {
-              await instances.remove(i.name);
-              onRemoved?.();
-            });
-          }}
-        >
-          <h2 id={`rm-${i.id}`}>Remove {i.name}?</h2>
-          <p>
-            {up ? 'It is ' + i.state + ': it will be stopped first. ' : ''}Its disk state, snapshots and logs go with it. This cannot be undone.
-          </p>
-          <div class="row">
-            <button type="submit" value="cancel" autoFocus>
-              Cancel
-            </button>
-            <button type="submit" value="remove" class="danger">
-              Remove
-            </button>
-          </div>
-        </form>
-      </dialog>
+      <ConfirmButton
+        label="Remove"
+        ariaLabel={`Remove ${i.name}`}
+        title={`Remove ${i.name}?`}
+        disabled={busy}
+        onConfirm={() =>
+          void act(async () => {
+            await instances.remove(i.name);
+            onRemoved?.();
+          })
+        }
+      >
+        {up ? `It is ${i.state}: it will be stopped first. ` : ''}Its disk state, snapshots and logs go with it. This cannot be undone.
+      </ConfirmButton>
     </span>
   );
 }

@@ -113,6 +113,7 @@ export interface InstanceView {
   stopped_at: string | null;
   rss_bytes?: number | null;
   volumes?: Array<{ name: string; path: string; read_only: boolean }>;
+  service_name?: string | null;
 }
 
 export interface HistogramView {
@@ -157,3 +158,18 @@ export interface HostView {
 
 export const volumes = () => call<{ volumes: VolumeView[] }>('GET', 'v1/volumes');
 export const hosts = () => call<{ cluster: boolean; hosts: HostView[] }>('GET', 'v1/hosts');
+
+export interface ServiceView {
+  name: string;
+  image: string;
+  replicas: number;
+  url: string | null;
+  instances: Array<{ id: string; name: string; state: string; image: string }>;
+  created_at: string;
+}
+
+export const services = {
+  list: () => call<{ services: ServiceView[] }>('GET', 'v1/services'),
+  create: (body: Record<string, unknown>) => call<ServiceView>('POST', 'v1/services', body),
+  remove: (name: string) => call<unknown>('DELETE', `v1/services/${ref(name)}`),
+};

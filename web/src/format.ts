@@ -46,9 +46,10 @@ export interface RunFields {
   stateful: boolean;
   args: string; // one per line
   volumes: string; // one NAME:/path[:ro] per line
+  replicas: string; // empty: one instance; N: a service of N
 }
 
-export const EMPTY_RUN: RunFields = { image: '', name: '', port: '', env: '', memoryMb: '', vcpus: '', policy: '', cooldownMs: '', stateful: false, args: '', volumes: '' };
+export const EMPTY_RUN: RunFields = { image: '', name: '', port: '', env: '', memoryMb: '', vcpus: '', policy: '', cooldownMs: '', stateful: false, args: '', volumes: '', replicas: '' };
 
 const lines = (s: string) => s.split('\n').map((l) => l.trim()).filter(Boolean);
 
@@ -74,6 +75,7 @@ export function runBody(f: RunFields): Record<string, unknown> {
       return { name, path, ...(mode === 'ro' ? { read_only: true } : {}) };
     });
   }
+  if (f.replicas.trim()) body.replicas = num(f.replicas);
   if (f.memoryMb.trim()) body.memory_mb = num(f.memoryMb);
   if (f.vcpus.trim()) body.vcpus = num(f.vcpus);
   if (f.policy || f.cooldownMs.trim() || f.stateful) {
@@ -96,6 +98,7 @@ function num(s: string): number | string {
 export function runCommand(f: RunFields): string {
   const w: string[] = ['flick', 'run'];
   if (f.name.trim()) w.push('--name', f.name.trim());
+  if (f.replicas.trim()) w.push('--replicas', f.replicas.trim());
   if (f.port.trim()) w.push('-p', `${f.port.trim()}/http`);
   for (const e of lines(f.env)) w.push('-e', e);
   for (const v of lines(f.volumes)) w.push('-v', v);

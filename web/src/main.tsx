@@ -1,6 +1,6 @@
 // The console's shell: sign-in, the top bar and the views. Hash routes
 // (#/instances, #/instances/<name>, #/run, #/images) so flickd serves one page.
-// A new view (services, once the API has them) is one entry in VIEWS.
+// A new view is one entry in VIEWS.
 import { render, type ComponentChildren } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import 'uplot/dist/uPlot.min.css';
@@ -13,6 +13,7 @@ import { InstanceDetail } from './instance';
 import { RunForm } from './run-form';
 import { ImagesView } from './images';
 import { VolumesView } from './volumes';
+import { ServicesView } from './services';
 import { HostsView } from './hosts';
 import { bytes } from './format';
 
@@ -24,6 +25,7 @@ interface ViewEntry {
 
 const VIEWS: ViewEntry[] = [
   { path: 'instances', label: 'Instances', render: (rest) => (rest[0] ? <InstanceDetail name={rest[0]} /> : <InstancesView />) },
+  { path: 'services', label: 'Services', render: () => <ServicesView /> },
   { path: 'run', label: 'Run', render: () => <RunForm /> },
   { path: 'images', label: 'Images', render: () => <ImagesView /> },
   { path: 'volumes', label: 'Volumes', render: () => <VolumesView /> },

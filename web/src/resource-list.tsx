@@ -8,7 +8,8 @@ import { ApiError } from './api';
 export interface Column<T> {
   label: string;
   num?: boolean;
-  cell(row: T): ComponentChildren;
+  /** `reload` fetches the list again (after an action in the row). */
+  cell(row: T, reload: () => void): ComponentChildren;
 }
 
 export function ResourceList<T>(props: { title: string; load(): Promise<T[]>; columns: Column<T>[]; rowKey(row: T): string; empty: ComponentChildren; note?: ComponentChildren }) {
@@ -22,6 +23,7 @@ export function ResourceList<T>(props: { title: string; load(): Promise<T[]>; co
     }, (e: unknown) => setError(e instanceof ApiError ? e.message : String(e)));
   }, [tick]);
   const [first, ...rest] = props.columns;
+  const reload = () => setTick((n) => n + 1);
   const id = `${props.title.toLowerCase()}-h`;
   return (
     <section aria-labelledby={id}>
@@ -29,7 +31,7 @@ export function ResourceList<T>(props: { title: string; load(): Promise<T[]>; co
         <h1 id={id}>{props.title}</h1>
         {rows && <span class="count">{rows.length}</span>}
         <span class="spacer" />
-        <button type="button" onClick={() => setTick(tick + 1)}>Refresh</button>
+        <button type="button" onClick={reload}>Refresh</button>
       </div>
       {props.note}
       {error && <p class="error" role="alert">{error}</p>}
@@ -45,8 +47,8 @@ export function ResourceList<T>(props: { title: string; load(): Promise<T[]>; co
             <tbody>
               {rows.map((r) => (
                 <tr key={props.rowKey(r)} data-key={props.rowKey(r)}>
-                  <th scope="row" data-label={first.label}>{first.cell(r)}</th>
-                  {rest.map((c) => <td class={c.num ? 'num' : undefined} data-label={c.label}>{c.cell(r)}</td>)}
+                  <th scope="row" data-label={first.label}>{first.cell(r, reload)}</th>
+                  {rest.map((c) => <td class={c.num ? 'num' : undefined} data-label={c.label}>{c.cell(r, reload)}</td>)}
                 </tr>
               ))}
             </tbody>

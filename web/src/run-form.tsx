@@ -2,24 +2,29 @@
 // same POST /v1/instances, so the API's own messages say what is wrong. The
 // equivalent command line is shown (and copied) as the form is filled in.
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, images, instances, type ImageView } from './api';
+import { ApiError, images, instances, services, type ImageView } from './api';
 import { CopyCommand } from './copy';
 import { EMPTY_RUN, runBody, runCommand, type RunFields } from './format';
 
 export function RunForm() {
   const [f, setF] = useState<RunFields>(EMPTY_RUN);
-  const [list, setList] = useState<ImageView[]>([]);
+  const [list, setList] = useState<ImageView[] | undefined>();
   const [error, setError] = useState<string | undefined>();
   const [busy, setBusy] = useState(false);
   useEffect(() => {
+    // The form appears once the images are known, with the first one filled in (nothing typed yet to overwrite).
     images().then((r) => {
-      setList(r.images);
       setF((old) => (old.image || !r.images[0] ? old : { ...old, image: r.images[0].ref }));
-    }, (e: unknown) => setError(e instanceof ApiError ? e.message : String(e)));
+      setList(r.images);
+    }, (e: unknown) => {
+      setList([]);
+      setError(e instanceof ApiError ? e.message : String(e));
+    });
   }, []);
   const set = <K extends keyof RunFields>(k: K) => (e: Event) => {
     const t = e.currentTarget as HTMLInputElement;
-    setF({ ...f, [k]: (t.type === 'checkbox' ? t.checked : t.value) as RunFields[K] });
+    const value = (t.type === 'checkbox' ? t.checked : t.value) as RunFields[K];
+    setF((old) => ({ ...old, [k]: value }));
   };
   const text = (k: keyof RunFields, label: string, hint: string, extra: Record<string, string> = {}) => (
     <div class="field">
@@ -33,7 +38,8 @@ export function RunForm() {
       <div class="head">
         <h1 id="run-h">Run an instance</h1>
       </div>
-      <form
+      {list === undefined && <p class="empty">Loading images…</p>}
+      {list !== undefined && <form
         class="run"
         noValidate
         onSubmit={async (e) => {
@@ -41,8 +47,15 @@ export function RunForm() {
           setBusy(true);
           setError(undefined);
           try {
-            const made = await instances.create(runBody(f));
-            location.hash = `#/instances/${encodeURIComponent(made.name)}`;
+            const body = runBody(f);
+            // With replicas it is a service (POST /v1/services), as `flick run --replicas N` makes one.
+            if (body.replicas !== undefined) {
+              await services.create(body);
+              location.hash = '#/services';
+            } else {
+              const made = await instances.create(body);
+              location.hash = `#/instances/${encodeURIComponent(made.name)}`;
+            }
           } catch (err) {
             setError(err instanceof ApiError ? err.message : String(err));
           } finally {
@@ -54,16 +67,17 @@ export function RunForm() {
           <label for="f-image">Image</label>
           <input id="f-image" name="image" list="images-list" value={f.image} onInput={set('image')} aria-describedby="h-image" required />
           <datalist id="images-list">
-            {list.map((i) => (
+            {list?.map((i) => (
               <option value={i.ref} />
             ))}
           </datalist>
-          <small id="h-image">An image pushed to this host ({list.length} here), e.g. hello:latest</small>
+          <small id="h-image">An image pushed to this host ({list?.length ?? 0} here), e.g. hello:latest</small>
         </div>
         {text('name', 'Name', 'Also the host name <name>.localhost; default IMAGE-xxxx')}
         {text('port', 'HTTP port', 'PORT or PORT:GUEST the app serves HTTP on, e.g. 8080 (default: the image\'s EXPOSE)', { inputmode: 'numeric' })}
         {text('memoryMb', 'Memory (MiB)', 'Guest memory, e.g. 256', { inputmode: 'numeric' })}
         {text('vcpus', 'vCPUs', 'Virtual CPUs, e.g. 1', { inputmode: 'numeric' })}
+        {text('replicas', 'Replicas', 'Empty: one instance. N: a service of N instances behind <name>.localhost (needs a name)', { inputmode: 'numeric' })}
         <div class="field">
           <label for="f-policy">Scale to zero</label>
           <select id="f-policy" name="policy" value={f.policy} onChange={set('policy')}>
@@ -109,7 +123,7 @@ export function RunForm() {
           </button>
           <a href="#/instances">Cancel</a>
         </div>
-      </form>
+      </form>}
     </section>
   );
 }
