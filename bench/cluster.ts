@@ -21,7 +21,7 @@ import path from 'node:path';
 import { EtcdClient } from '../src/cluster/etcd-client.js';
 import { startEtcdCluster } from '../src/cluster/etcd-cluster.js';
 import { ReadModel } from '../src/cluster/read-model.js';
-import { api, createRunning, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
+import { api, createRunning, proxyPortOf, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { sweepLeftovers } from '../src/network/namespace-network.js';
 import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
 import { argValue, percentile, printTable, writeResults } from './lib.js';
@@ -53,7 +53,7 @@ async function startHost(h: HostName): Promise<FlickdUnderTest> {
 }
 
 const host = (h: HostName) => hosts.get(h)!;
-const proxyPort = (h: HostName) => Number(/proxy: listening on http:\/\/[^:]+:(\d+)/.exec(host(h).log())?.[1]);
+const proxyPort = (h: HostName) => proxyPortOf(host(h));
 
 function viaProxy(h: HostName, name: string, timeoutMs = 30_000): Promise<{ status: number; ms: number }> {
   const t0 = performance.now();

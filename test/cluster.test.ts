@@ -2,9 +2,10 @@
 // processes joined to it (each its own data dir, ports, namespace prefix and
 // address pool), a Flick image pushed to one host and run on another (fetched
 // from the peer, digest-verified, booted as a real microVM), requests through
-// every host's proxy (one hop to the owner, which wakes it from standby), one
-// etcd member killed, etcd stopped and started under running hosts (creates
-// 503), and the owner's flickd killed with SIGKILL: its stateless instance is
+// every host's proxy (one hop to the owner, which wakes it from standby), a
+// create placed through one host on another, one etcd member killed, etcd
+// stopped and started under running hosts (creates 503), one host cut off from
+// etcd (through TCP relays) and healed, and the owner's flickd killed with SIGKILL: its stateless instance is
 // created again on another host and serves through the proxies, and the
 // returning flickd stops its stale VM before it serves.
 import assert from 'node:assert/strict';
@@ -14,8 +15,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { EtcdClient } from '../src/cluster/etcd-client.js';
-import { startEtcdCluster, type EtcdCluster } from '../src/cluster/etcd-cluster.js';
-import { api, appGet, createRunning, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
+import { startEtcdCluster, startRelay, type EtcdCluster, type TcpRelay } from '../src/cluster/etcd-cluster.js';
+import { api, appGet, createRunning, proxyPortOf, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { sweepLeftovers } from '../src/network/namespace-network.js';
 
 const IMAGE = 'fixtures/hello:1';
@@ -26,6 +27,8 @@ const prefixOf = (h: HostName) => `fkc-t${h.slice(1)}-`;
 const poolOf = (h: HostName) => `10.225.${h.slice(1)}.0/24`;
 const dataDirOf = (h: HostName) => path.join(tmp, h);
 let etcd: EtcdCluster;
+/** h3 reaches etcd through these, so a test can cut h3 (and only h3) off from it. */
+let relays: TcpRelay[] = [];
 const hosts = new Map<HostName, FlickdUnderTest>();
 
 async function startHost(h: HostName): Promise<FlickdUnderTest> {
@@ -33,14 +36,14 @@ async function startHost(h: HostName): Promise<FlickdUnderTest> {
     dataDir: dataDirOf(h),
     prefix: prefixOf(h),
     pool: poolOf(h),
-    args: ['--proxy-listen', '127.0.0.1:0', '--cluster-etcd', etcd.endpoints.join(','), '--host-name', h, '--advertise', '127.0.0.1'],
+    args: ['--proxy-listen', '127.0.0.1:0', '--cluster-etcd', (h === 'h3' ? relays.map((r) => r.url) : etcd.endpoints).join(','), '--host-name', h, '--advertise', '127.0.0.1'],
   });
   hosts.set(h, f);
   return f;
 }
 
 const host = (h: HostName) => hosts.get(h)!;
-const proxyPort = (h: HostName) => Number(/proxy: listening on http:\/\/[^:]+:(\d+)/.exec(host(h).log())?.[1]);
+const proxyPort = (h: HostName) => proxyPortOf(host(h));
 
 /** GET / through host h's proxy for instance `name`: status and body. */
 function viaProxy(h: HostName, name: string): Promise<{ status: number; body: string }> {
@@ -83,11 +86,13 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
 before(async () => {
   for (const h of HOSTS) await sweepLeftovers(prefixOf(h));
   etcd = await startEtcdCluster({ dir: path.join(tmp, 'etcd') });
+  relays = await Promise.all(etcd.endpoints.map((e) => startRelay(e)));
   for (const h of HOSTS) await startHost(h);
 });
 
 after(async () => {
   for (const h of HOSTS) await removeFlickd(hosts.get(h), prefixOf(h), dataDirOf(h));
+  await Promise.all(relays.map((r) => r.close()));
   await etcd?.stop();
   fs.rmSync(tmp, { recursive: true, force: true });
 });
@@ -205,6 +210,35 @@ test('etcd stopped: hosts keep serving what they hold; etcd started: every host 
     await client.close();
   }
   process.stderr.write(`cluster test: etcd back → every host listed up in ${Date.now() - healed - 4000} ms (+4 s past the TTL, still registered)\n`);
+});
+
+test('a network cut between h3 and etcd (not the others): h3\'s instance moves; healed, h3 stops its copy and is up again', async () => {
+  const mine = await createRunning(host('h3'), IMAGE, { name: 'cut' });
+  assert.equal((await api(host('h3'), 'GET', '/v1/instances/cut')).json.data.id, mine.id, 'placed on h3 (a tie goes to the host asked)');
+  assert.equal((await viaProxy('h1', 'cut')).status, 200);
+  for (const r of relays) r.cut();
+  let healed = false;
+  try {
+    await until('h3 down, as the others see it', async () => ((await hostStates('h1')).h3 === 'down' ? true : undefined), 15_000);
+    const moved = await until('cut created again elsewhere', async () => {
+      const i = ((await api(host('h1'), 'GET', '/v1/cluster/instances')).json.data.instances as any[]).find((x) => x.name === 'cut');
+      return i && i.host !== 'h3' && i.state === 'placed' ? i : undefined;
+    }, 60_000);
+    assert.equal(moved.moved_from, 'h3');
+    await until('cut through h1 from its new host', async () => ((await viaProxy('h1', 'cut')).status === 200 ? true : undefined), 60_000);
+    // Cut off, h3 cannot learn it lost cut: its copy runs on until it reconnects (the known window).
+    assert.ok(alive(mine.pid), 'h3 keeps its copy while cut off');
+    for (const r of relays) r.heal();
+    healed = true;
+    await until('h3 to stop its stale copy', async () => (!alive(mine.pid) ? true : undefined), 30_000);
+    await until('h3 up again', async () => ((await hostStates('h1')).h3 === 'up' ? true : undefined), 15_000);
+    assert.match(host('h3').log(), /lease \S+ lapsed/);
+    assert.equal((await api(host('h3'), 'GET', '/v1/instances')).json.data.instances.some((i: any) => i.name === 'cut'), false);
+    assert.equal((await viaProxy('h3', 'cut')).status, 200, 'h3 routes cut to its new host');
+    await api(host('h1'), 'DELETE', '/v1/instances/cut?force=true');
+  } finally {
+    if (!healed) for (const r of relays) r.heal();
+  }
 });
 
 test('kill -9 of the owner: web serves from another host within seconds; the returning host stops its stale VM', async () => {
