@@ -1,5 +1,6 @@
 // The guest kernel: Debian's linux-source-6.1 built with `make tinyconfig` plus
-// Flick's fragment (guest/kernel/flick.config) into a PVH-bootable vmlinux.
+// Flick's fragment (guest/kernel/flick.config) into a PVH-bootable vmlinux,
+// after applying guest/kernel/patches/*.patch (in name order) to the source.
 // Cached under <cache>/kernel/<key>/vmlinux, where the key hashes the source
 // tarball's identity, the fragment and this recipe's version, so a second run
 // is a stat() and a change to the fragment builds a new kernel beside the old.
@@ -16,6 +17,15 @@ import { GUEST_SOURCE_DIR, cacheDir } from '../paths.js';
 const RECIPE_VERSION = '1';
 const SOURCE_TARBALL = '/usr/src/linux-source-6.1.tar.xz';
 export const KERNEL_FRAGMENT = path.join(GUEST_SOURCE_DIR, 'kernel', 'flick.config');
+const PATCH_DIR = path.join(GUEST_SOURCE_DIR, 'kernel', 'patches');
+
+function kernelPatches(): string[] {
+  try {
+    return fs.readdirSync(PATCH_DIR).filter((f) => f.endsWith('.patch')).sort().map((f) => path.join(PATCH_DIR, f));
+  } catch {
+    return [];
+  }
+}
 
 export type KernelErrorCode = 'KERNEL_SOURCE_MISSING' | 'KERNEL_CONFIG_REJECTED' | 'KERNEL_BUILD_FAILED' | 'KERNEL_NOT_BUILT';
 export class KernelError extends FlickError<KernelErrorCode> {}
@@ -47,6 +57,7 @@ export function kernelArtifact(): KernelArtifact {
   h.update(`recipe ${RECIPE_VERSION}\n`);
   h.update(`source ${sourceIdentity()}\n`);
   h.update(fs.readFileSync(KERNEL_FRAGMENT));
+  for (const p of kernelPatches()) h.update(`\npatch ${path.basename(p)}\n`).update(fs.readFileSync(p));
   const key = h.digest('hex').slice(0, 16);
   const dir = path.join(cacheDir(), 'kernel', key);
   return { key, vmlinux: path.join(dir, 'vmlinux'), config: path.join(dir, 'config') };
@@ -120,6 +131,10 @@ export async function buildKernel(opts: BuildKernelOptions = {}): Promise<Kernel
   try {
     progress(`guest kernel ${k.key}: unpacking ${SOURCE_TARBALL}`);
     await run('tar', ['-xJf', SOURCE_TARBALL, '-C', scratch, '--strip-components=1'], scratch, log);
+    for (const p of kernelPatches()) {
+      progress(`guest kernel: applying ${path.basename(p)}`);
+      await run('patch', ['-p1', '--forward', '--batch', '-i', p], scratch, log);
+    }
     progress('guest kernel: configuring (tinyconfig + guest/kernel/flick.config)');
     await run('make', ['tinyconfig'], scratch, log);
     await run('scripts/kconfig/merge_config.sh', ['-m', '.config', KERNEL_FRAGMENT], scratch, log);

@@ -86,7 +86,9 @@ test('volumes: virtio-blk after the config disk, found by serial, flushes honour
   assert.deepEqual(devices.slice(0, 4), ['virtio-blk-device,drive=rootfs', 'virtio-blk-device,drive=config', 'virtio-blk-device,drive=vol0,serial=a1b2c3', 'virtio-blk-device,drive=vol1,serial=d4e5f6']);
 });
 
-test('a known TSC frequency goes to the guest, so it never calibrates (and loses) its TSC', () => {
-  assert.match(kernelCmdline(undefined, [], 2596122), / tsc_early_khz=2596122( |$)/);
-  assert.doesNotMatch(kernelCmdline(undefined), /tsc_early_khz/);
+test('known timer rates go to the guest, so it never calibrates (and loses) its TSC or APIC timer', () => {
+  const line = kernelCmdline(undefined, [], { tscKhz: 2596122, lapicTimerPeriod: 10_000_000 });
+  assert.match(line, / tsc_early_khz=2596122( |$)/);
+  assert.match(line, / lapic_timer_period=10000000( |$)/);
+  assert.doesNotMatch(kernelCmdline(undefined), /tsc_early_khz|lapic_timer_period/);
 });

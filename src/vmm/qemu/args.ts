@@ -5,6 +5,7 @@
 // privately. Devices are virtio-mmio; their order is part of a snapshot's
 // identity, so boot and restore build them with this one function.
 import type { Accelerator, DriveConfig, NetworkAttachment } from '../driver.js';
+import type { GuestTimers } from './tsc.js';
 
 export interface RunDirFiles {
   qmpSocket: string;
@@ -96,15 +97,16 @@ export function driveArgs(d: DriveConfig, i: number): string[] {
 
 /**
  * The kernel command line of the guest contract (common brief), plus `ip=` when the VM has a NIC
- * and `tsc_early_khz=` when the TSC's frequency is known (tsc.ts: a guest left to calibrate it
- * under a busy TCG host loses its TSC and ticks at 100 Hz while idle).
+ * and the timer rates that are known (tsc.ts: a guest left to calibrate them under a busy TCG
+ * host loses its TSC or its APIC timer and ticks at 100 Hz while idle).
  */
-export function kernelCmdline(network: NetworkAttachment | undefined, extra: string[] = [], tscKhz?: number): string {
+export function kernelCmdline(network: NetworkAttachment | undefined, extra: string[] = [], timers: GuestTimers = {}): string {
   // tsc=reliable: the guest's TSC comes from the host (TCG) or is stable (KVM), so the
   // clocksource watchdog only wakes an idle guest twice a second, and a snapshot's
   // clock jump must not make it fall back to jiffies and a 100 Hz tick.
   const words = ['console=ttyS0', 'quiet', 'reboot=t', 'panic=-1', 'mitigations=off', 'tsc=reliable', 'rdinit=/init'];
-  if (tscKhz !== undefined) words.push(`tsc_early_khz=${tscKhz}`);
+  if (timers.tscKhz !== undefined) words.push(`tsc_early_khz=${timers.tscKhz}`);
+  if (timers.lapicTimerPeriod !== undefined) words.push(`lapic_timer_period=${timers.lapicTimerPeriod}`);
   if (network) words.push(`ip=${network.guestIp}::${network.gatewayIp}:${prefixToNetmask(network.prefixLength)}::eth0:off`);
   return [...words, ...extra].join(' ');
 }

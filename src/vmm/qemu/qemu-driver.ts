@@ -12,7 +12,7 @@ import { probeAccelerator } from './accel.js';
 import { buildQemuArgs, DEFAULT_TB_SIZE_MB, kernelCmdline } from './args.js';
 import { findJail, jailByDefault } from './jail.js';
 import { sendStream } from './migration-stream.js';
-import { hostTscKhz } from './tsc.js';
+import { tcgGuestTimers } from './tsc.js';
 import { QemuProcess, processArgs, tail } from './qemu-process.js';
 import { QmpClient } from './qmp-client.js';
 import { MigrationEventDataSchema, StatusInfoSchema } from './qmp-schema.js';
@@ -191,8 +191,8 @@ export class QemuDriver implements VmmDriver {
         vcpus: config.vcpus,
         kernel: config.kernel,
         initrd: config.initrd,
-        // Under KVM the guest learns the TSC's rate from kvm-clock; under TCG it is the host's.
-        cmdline: kernelCmdline(config.network, config.extraKernelArgs, accel === 'tcg' ? hostTscKhz() : undefined),
+        // Under KVM the guest learns its timers' rates from kvm-clock and the TSC deadline timer.
+        cmdline: kernelCmdline(config.network, config.extraKernelArgs, accel === 'tcg' ? tcgGuestTimers(config.kernel) : {}),
         rootfs: config.rootfs,
         configDisk: rd.configDisk,
         drives: config.drives,

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { tscKhzFromCpuinfo, tscKhzFromKernelLog } from './tsc.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { tcgGuestTimers, tscKhzFromCpuinfo, tscKhzFromKernelLog } from './tsc.js';
 
 const cpu = (flags: string, mhz = '2596.122') => `processor\t: 0\ncpu MHz\t\t: ${mhz}\nflags\t\t: fpu tsc ${flags}\n\nprocessor\t: 1\ncpu MHz\t\t: 1.000\n`;
 
@@ -18,4 +21,15 @@ test('the kernel log prefers the refined calibration, then the detected TSC', ()
   assert.equal(tscKhzFromKernelLog(lines.slice(0, 2)), 2593990);
   assert.equal(tscKhzFromKernelLog(lines.slice(0, 1)), 2400000);
   assert.equal(tscKhzFromKernelLog(['nothing here']), undefined);
+});
+
+test('the APIC timer period follows the kernel build config beside the vmlinux', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-tsc-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'config'), 'CONFIG_X=y\nCONFIG_HZ=250\n');
+    assert.equal(tcgGuestTimers(path.join(dir, 'vmlinux')).lapicTimerPeriod, 4_000_000);
+    assert.equal(tcgGuestTimers(path.join(dir, 'none', 'vmlinux')).lapicTimerPeriod, undefined);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1,13 +1,51 @@
-// The host's TSC frequency, handed to every TCG guest as `tsc_early_khz=` so
-// the guest never calibrates its TSC itself. Under TCG a guest's rdtsc reads the
+// The guest's timer rates, handed to every TCG guest on its command line so it
+// never calibrates them itself: the host's TSC frequency (`tsc_early_khz=`) and
+// QEMU's APIC timer rate (`lapic_timer_period=`, a parameter Flick's kernel
+// patch adds: guest/kernel/patches/lapic-timer-period.patch). Under TCG a guest's rdtsc reads the
 // host's TSC, but the guest's own calibration (against the emulated PIT; the
 // microvm machine has no HPET and, with acpi=off, no PM timer) fails whenever
 // the host is busy: the guest then marks its TSC unstable, falls back to the
 // jiffies clocksource, cannot run high-resolution timers or stop its tick, and
 // takes 100 timer interrupts a second while idle (~1.2 % of a host core per VM
-// under TCG, measured; the "idle VMs that spin"). With the frequency given, the
-// guest keeps the TSC clocksource, runs tickless and idles at ~0.
+// under TCG, measured; the "idle VMs that spin"). Its APIC timer calibration
+// against the PIT is as fragile: a few per cent off under load, it fails its
+// verification ("APIC timer disabled due to verification failure") and the
+// guest ticks at 100 Hz through the PIT (~1 in 8 boots on a busy host). With
+// both rates given, the guest keeps the TSC clocksource, runs tickless and
+// idles at ~0.
 import fs from 'node:fs';
+import path from 'node:path';
+
+/** QEMU's emulated local APIC counts its bus clock at 1 GHz (hw/intc/apic.c: one count per ns before the divider). */
+const QEMU_APIC_BUS_HZ = 1_000_000_000;
+
+export interface GuestTimers {
+  tscKhz?: number;
+  /** APIC bus clocks per guest jiffy. */
+  lapicTimerPeriod?: number;
+}
+
+/** The timer rates for a TCG guest of `kernel` (its build config, `config` beside the vmlinux, says its HZ). */
+export function tcgGuestTimers(kernel: string): GuestTimers {
+  const hz = kernelHz(path.join(path.dirname(kernel), 'config'));
+  return { tscKhz: hostTscKhz(), ...(hz ? { lapicTimerPeriod: Math.round(QEMU_APIC_BUS_HZ / hz) } : {}) };
+}
+
+const hzByConfig = new Map<string, number | undefined>();
+
+function kernelHz(configFile: string): number | undefined {
+  if (!hzByConfig.has(configFile)) {
+    let hz: number | undefined;
+    try {
+      const v = Number(/^CONFIG_HZ=(\d+)$/m.exec(fs.readFileSync(configFile, 'utf8'))?.[1]);
+      hz = v > 0 ? v : undefined;
+    } catch {
+      hz = undefined; // a kernel built elsewhere: it calibrates its APIC timer itself
+    }
+    hzByConfig.set(configFile, hz);
+  }
+  return hzByConfig.get(configFile);
+}
 
 let cached: number | undefined | null = null;
 
