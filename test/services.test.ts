@@ -112,3 +112,43 @@ test('flick service rm removes the service and its instances; its host name is n
   assert.deepEqual((await api(f, 'GET', '/v1/services')).json.data.services, []);
   assert.equal((await viaProxy('web.localhost')).status, 404);
 });
+
+/** The service's view, polled until `check` holds (or the deadline). */
+async function serviceUntil(name: string, check: (s: any) => boolean, what: string, timeoutMs = 60_000): Promise<any> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const s = (await api(f, 'GET', `/v1/services/${name}`)).json.data;
+    if (check(s)) return s;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(s)}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+test('autoscale from zero: a burst wakes more than one instance at once and every request is answered; idle, the service returns to min', async () => {
+  const run = await flick('run', '--name', 'burst', '--autoscale', 'min=0,max=4,target-inflight=2,cooldown-time=1500', IMAGE);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /^burst \d\/4 running(, \d in standby)? at http:\/\/burst\.localhost:\d+/);
+  const idle = await serviceUntil('burst', (s) => s.awake === 0 && s.instances.length === 4, 'the service at zero');
+  assert.deepEqual(idle.autoscale, { min: 0, max: 4, target_inflight: 2, cooldown_time_ms: 1500 });
+  const wakesBefore = new Map<string, number>();
+  for (const i of (await api(f, 'GET', '/v1/instances')).json.data.instances) wakesBefore.set(i.id, i.wakes);
+
+  const answers = await Promise.all(Array.from({ length: 40 }, () => viaProxy('burst.localhost')));
+  assert.deepEqual(answers.map((a) => a.status), new Array(40).fill(200), answers.map((a) => a.body).find((b) => !/^hello/.test(b)));
+  const woke = (await api(f, 'GET', '/v1/instances')).json.data.instances.filter((i: any) => i.service_name === 'burst' && i.wakes > (wakesBefore.get(i.id) ?? 0));
+  assert.ok(woke.length > 1, `the burst woke ${woke.length} instance(s)`);
+  const busy = (await api(f, 'GET', '/v1/services/burst')).json.data;
+  assert.ok(busy.scale_events.up >= woke.length, JSON.stringify(busy.scale_events));
+  assert.match(busy.scale_events.recent.find((e: any) => e.direction === 'up').reason, /woke \((cold|hot), \d+ ms\): a request found every awake instance at 2 in flight/);
+
+  // Idle again: each instance goes to standby after its cooldown, and the service is back at min (0).
+  const after = await serviceUntil('burst', (s) => s.awake === 0, 'the service back at min', 60_000);
+  assert.ok(after.scale_events.down >= woke.length, JSON.stringify(after.scale_events));
+  const get = await flick('service', 'get', 'burst');
+  assert.match(get.stdout, /scale events: \d+ up, \d+ down\n[\s\S]*down burst-[0-9a-f]{4}: to standby after 1500 ms without requests/);
+  const metrics = await fetch(`${f.base}/metrics`, { headers: { authorization: `Bearer ${f.token}` } }).then((r) => r.text());
+  assert.match(metrics, /flick_service_scale_events_total\{service="burst",direction="up"\} [1-9]/);
+  assert.match(metrics, /flick_service_instances\{service="burst",state="standby"\} 4/);
+  assert.match(f.log(), /service burst: scale up: burst-[0-9a-f]{4}: woke/);
+  assert.equal((await flick('service', 'rm', 'burst')).code, 0);
+});

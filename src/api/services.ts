@@ -2,7 +2,8 @@
 // services library (src/services), answered in the /v1 envelope. A service's
 // members are instances: their own views are under /v1/instances.
 //
-//   POST   /v1/services            {"name", "replicas", ...the fields of POST /v1/instances}
+//   POST   /v1/services            {"name", "replicas" | "autoscale": {min, max, target_inflight, cooldown_time_ms},
+//                                    ...the fields of POST /v1/instances}
 //   GET    /v1/services            list
 //   GET    /v1/services/{name}     one service, with its members
 //   DELETE /v1/services/{name}     remove it and its members
@@ -12,12 +13,13 @@ import type { InstanceRecord } from '../store/instance-record.js';
 import type { Services } from '../services/services.js';
 import { MAX_REPLICAS } from '../services/services.js';
 import type { ServiceRecord } from '../services/service-store.js';
+import type { ScaleEvent } from '../services/autoscale.js';
 import { sendData, sendError } from './envelope.js';
 import { readJson } from './handler.js';
 import { ApiError, CreateInstanceSchema, parseBody, toInstanceConfig } from './schemas.js';
 
 export interface ServicesApiOptions {
-  services: Pick<Services, 'create' | 'list' | 'get' | 'rm' | 'members'>;
+  services: Pick<Services, 'create' | 'list' | 'get' | 'rm' | 'members' | 'scaleEvents'>;
   /** The URL the service answers at (the proxy knows it). */
   urlFor?: (name: string) => string | undefined;
 }
@@ -28,15 +30,31 @@ export const CreateServiceSchema = CreateInstanceSchema.extend({
     .number({ error: `replicas must be a whole number from 1 to ${MAX_REPLICAS}, e.g. 3` })
     .int({ error: `replicas must be a whole number from 1 to ${MAX_REPLICAS}, e.g. 3` })
     .min(1, { error: 'replicas must be at least 1' })
-    .max(MAX_REPLICAS, { error: `replicas must be at most ${MAX_REPLICAS}` }),
+    .max(MAX_REPLICAS, { error: `replicas must be at most ${MAX_REPLICAS}` })
+    .optional(),
+  autoscale: z
+    .strictObject(
+      {
+        min: z.number({ error: 'autoscale.min must be a whole number, e.g. 0' }).optional(),
+        max: z.number({ error: 'autoscale.max must be a whole number, e.g. 8' }).optional(),
+        target_inflight: z.number({ error: 'autoscale.target_inflight must be a whole number, e.g. 10' }).optional(),
+        cooldown_time_ms: z.number({ error: 'autoscale.cooldown_time_ms must be a whole number of milliseconds, e.g. 2000' }).optional(),
+      },
+      { error: 'autoscale must be an object like {"min": 0, "max": 8, "target_inflight": 10, "cooldown_time_ms": 2000}' },
+    )
+    .optional(),
 });
 
 /** A service as the API shows it (snake_case). */
-export function serviceView(s: ServiceRecord, members: InstanceRecord[], url: string | undefined): Record<string, unknown> {
+export function serviceView(s: ServiceRecord, members: InstanceRecord[], url: string | undefined, scale?: { recent: ScaleEvent[]; totals: { up: number; down: number } }): Record<string, unknown> {
+  const a = s.autoscale;
   return {
     name: s.name,
     image: s.template.image,
     replicas: s.replicas,
+    autoscale: a ? { min: a.min, max: a.max, target_inflight: a.targetInFlight, cooldown_time_ms: a.cooldownTimeMs } : null,
+    awake: members.filter((m) => m.state === 'running').length,
+    scale_events: scale ? { up: scale.totals.up, down: scale.totals.down, recent: scale.recent } : null,
     url: url ?? null,
     instances: members.map((m) => ({ id: m.id, name: m.name, state: m.state, image: m.image.ref })),
     created_at: s.createdAt,
@@ -46,7 +64,7 @@ export function serviceView(s: ServiceRecord, members: InstanceRecord[], url: st
 
 export function createServicesHandler(opts: ServicesApiOptions): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const { services } = opts;
-  const view = (s: ServiceRecord) => serviceView(s, services.members(s.name), opts.urlFor?.(s.name));
+  const view = (s: ServiceRecord) => serviceView(s, services.members(s.name), opts.urlFor?.(s.name), s.autoscale ? services.scaleEvents(s.name) : undefined);
   return async (req, res) => {
     try {
       const url = new URL(req.url ?? '/', 'http://flickd');
@@ -58,9 +76,21 @@ export function createServicesHandler(opts: ServicesApiOptions): (req: IncomingM
         if (method === 'GET') return sendData(res, 200, { services: services.list().map(view) });
         allow(method, ['GET', 'POST']);
         const body = parseBody(CreateServiceSchema, await readJson(req, 1024 * 1024));
-        const { replicas, ...instanceBody } = body;
+        const { replicas, autoscale, ...instanceBody } = body;
+        if (replicas === undefined && autoscale === undefined) throw new ApiError('BAD_REQUEST', 'invalid request: a service needs replicas (e.g. 3) or autoscale (e.g. {"min": 0, "max": 8})', { kind: 'user' });
+        if (replicas !== undefined && autoscale !== undefined) throw new ApiError('BAD_REQUEST', 'invalid request: give replicas or autoscale, not both (autoscale keeps max instances)', { kind: 'user' });
         const { name: _name, ...instance } = toInstanceConfig(instanceBody);
-        return sendData(res, 201, view(await services.create({ name: body.name, replicas, instance })));
+        const policy = autoscale
+          ? {
+              autoscale: {
+                ...(autoscale.min !== undefined ? { min: autoscale.min } : {}),
+                ...(autoscale.max !== undefined ? { max: autoscale.max } : {}),
+                ...(autoscale.target_inflight !== undefined ? { targetInFlight: autoscale.target_inflight } : {}),
+                ...(autoscale.cooldown_time_ms !== undefined ? { cooldownTimeMs: autoscale.cooldown_time_ms } : {}),
+              },
+            }
+          : {};
+        return sendData(res, 201, view(await services.create({ name: body.name, replicas: replicas ?? 1, instance, ...policy })));
       }
       if (method === 'GET') return sendData(res, 200, view(services.get(name)));
       allow(method, ['GET', 'DELETE']);

@@ -360,7 +360,7 @@ async function serve(config: ServeConfig): Promise<void> {
       prefix: '/metrics',
       handler: async (req, res) => {
         req.resume();
-        const body = renderPrometheus(hostMetrics(instances.metrics));
+        const body = renderPrometheus(hostMetrics(instances.metrics)) + instances.services.prometheus();
         res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
         res.end(body);
       },

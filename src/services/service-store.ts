@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../registry/fs-atomic.js';
 import type { InstanceConfig } from '../controller/spec.js';
+import type { AutoscaleConfig } from './autoscale.js';
 
 export const SERVICE_RECORD_VERSION = 1;
 
@@ -13,8 +14,10 @@ export interface ServiceRecord {
   name: string;
   /** What every member is made from (its name and host name are the member's own). */
   template: Omit<InstanceConfig, 'name'>;
-  /** How many members the service keeps. */
+  /** How many members the service keeps (with autoscale: its max). */
   replicas: number;
+  /** Autoscale's policy (autoscale.ts); absent: every member always runs. */
+  autoscale?: AutoscaleConfig;
   /** Member instance ids, oldest first. */
   members: string[];
   createdAt: string;

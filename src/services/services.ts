@@ -8,12 +8,14 @@
 // Nothing half-made: a service is stored before its members are created, and
 // if one cannot be created those already made are removed with it. At flickd
 // start, members that no longer exist are dropped and the routes set again.
+// Autoscale (autoscale.ts) is a policy on the same members.
 import crypto from 'node:crypto';
 import type { Controller } from '../controller/controller.js';
 import type { InstanceConfig } from '../controller/spec.js';
 import { DEFAULT_DOMAIN, validateName } from '../controller/spec.js';
 import { describeError, FlickError } from '../errors.js';
 import type { InstanceRecord } from '../store/instance-record.js';
+import { resolveAutoscale, ScaleEvents, type AutoscaleConfig, type ScaleEvent } from './autoscale.js';
 import { SERVICE_RECORD_VERSION, ServiceStore, type ServiceRecord } from './service-store.js';
 
 export type ServiceErrorCode = 'SERVICE_NOT_FOUND' | 'NAME_TAKEN' | 'INVALID_SPEC';
@@ -31,9 +33,14 @@ export interface ServiceRouteSink {
 
 export interface ServiceSpec {
   name: string;
+  /** Ignored with `autoscale` (the service keeps its max). */
   replicas: number;
   instance: Omit<InstanceConfig, 'name'>;
+  autoscale?: Partial<AutoscaleConfig>;
 }
+
+/** How long a new autoscaled service waits for its shared template before creating the rest. */
+const TEMPLATE_WAIT_MS = 300_000;
 
 export const MAX_REPLICAS = 64;
 
@@ -43,6 +50,7 @@ export class Services {
   readonly #routes: ServiceRouteSink | undefined;
   readonly #log: (line: string) => void;
   readonly #unsubscribe: () => void;
+  readonly #scale: ScaleEvents;
 
   constructor(opts: { controller: ServiceController; dataDir: string; routes?: ServiceRouteSink; log?: (line: string) => void }) {
     this.#controller = opts.controller;
@@ -58,6 +66,37 @@ export class Services {
         this.#route(next);
       }
     });
+    this.#scale = new ScaleEvents(
+      opts.controller.events,
+      (id) => {
+        const s = this.#store.list().find((r) => r.members.includes(id));
+        if (s?.autoscale === undefined) return undefined;
+        return { service: s.name, policy: s.autoscale, awake: this.members(s.name).filter((m) => m.state === 'running').length };
+      },
+      this.#log,
+    );
+  }
+
+  /** The scale events of an autoscaled service, oldest first, and their totals. */
+  scaleEvents(name: string): { recent: ScaleEvent[]; totals: { up: number; down: number } } {
+    return { recent: this.#scale.recent(name), totals: this.#scale.totals(name) };
+  }
+
+  /** Prometheus text: members by state and scale events, per service. */
+  prometheus(): string {
+    const out = [
+      '# HELP flick_service_instances Instances of a service, by state.',
+      '# TYPE flick_service_instances gauge',
+    ];
+    const events = ['# HELP flick_service_scale_events_total Scale events of an autoscaled service (a member woke: up; went to standby: down).', '# TYPE flick_service_scale_events_total counter'];
+    for (const s of this.#store.list()) {
+      const byState = new Map<string, number>();
+      for (const m of this.members(s.name)) byState.set(m.state, (byState.get(m.state) ?? 0) + 1);
+      for (const [state, n] of byState) out.push(`flick_service_instances{service="${s.name}",state="${state}"} ${n}`);
+      const t = this.#scale.totals(s.name);
+      events.push(`flick_service_scale_events_total{service="${s.name}",direction="up"} ${t.up}`, `flick_service_scale_events_total{service="${s.name}",direction="down"} ${t.down}`);
+    }
+    return `${[...out, ...events].join('\n')}\n`;
   }
 
   /** At flickd start: members that no longer exist are dropped; every service's route is set. */
@@ -108,14 +147,18 @@ export class Services {
     if (spec.instance.service?.http?.hostname !== undefined) {
       throw new ServiceError('INVALID_SPEC', `a service answers at <name>.${DEFAULT_DOMAIN}: drop --domain for a service with replicas`, { kind: 'user' });
     }
+    const autoscale = spec.autoscale ? resolveAutoscale(spec.autoscale, MAX_REPLICAS) : undefined;
+    const replicas = autoscale?.max ?? spec.replicas;
     const now = new Date().toISOString();
-    let record: ServiceRecord = { version: SERVICE_RECORD_VERSION, name: spec.name, template: spec.instance, replicas: spec.replicas, members: [], createdAt: now, updatedAt: now };
+    let record: ServiceRecord = { version: SERVICE_RECORD_VERSION, name: spec.name, template: spec.instance, replicas, ...(autoscale ? { autoscale } : {}), members: [], createdAt: now, updatedAt: now };
     await this.#store.put(record);
     try {
-      for (let i = 0; i < spec.replicas; i++) {
-        const member = await this.#controller.create(this.#memberConfig(record));
+      for (let i = 0; i < replicas; i++) {
+        const member = await this.#controller.create(this.#memberConfig(record, i));
         record = { ...record, members: [...record.members, member.id], updatedAt: new Date().toISOString() };
         await this.#store.put(record);
+        // The first scale-to-zero member takes the shared template; the others then start in cold standby from it.
+        if (autoscale !== undefined && i === autoscale.min && replicas > i + 1) await this.#templateOf(member.id);
       }
     } catch (err) {
       await this.#removeAll(record);
@@ -130,11 +173,13 @@ export class Services {
   async rm(name: string): Promise<ServiceRecord> {
     const record = this.get(name);
     await this.#removeAll(record);
+    this.#scale.forget(name);
     return record;
   }
 
   dispose(): void {
     this.#unsubscribe();
+    this.#scale.dispose();
   }
 
   /** The route and the record go first, so the members' own removal events find no service to update. */
@@ -150,12 +195,27 @@ export class Services {
     }
   }
 
-  #memberConfig(record: ServiceRecord): InstanceConfig {
+  /** Waits until the member has its template snapshot (or can no longer take one). */
+  async #templateOf(id: string): Promise<void> {
+    const deadline = Date.now() + TEMPLATE_WAIT_MS;
+    while (Date.now() < deadline) {
+      const rec = this.#controller.get(id);
+      if (rec.snapshots.template !== undefined) return;
+      if (rec.state === 'failed' || rec.state === 'stopped') throw new ServiceError('INVALID_SPEC', `service instance ${rec.name} did not start (${rec.error ?? rec.state}): see 'flick logs ${rec.name}'`, { kind: 'user' });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    this.#log(`service: instance ${id} took no template within ${TEMPLATE_WAIT_MS} ms; the other instances boot on their own`);
+  }
+
+  /** Member `index`: with autoscale, the first `min` always run and the rest scale to zero after the cooldown. */
+  #memberConfig(record: ServiceRecord, index: number): InstanceConfig {
     const name = `${record.name}-${crypto.randomBytes(2).toString('hex')}`;
     const t = record.template;
+    const a = record.autoscale;
     return {
       ...t,
       name,
+      ...(a ? { scaleToZero: index < a.min ? { policy: 'off' as const } : { policy: 'on' as const, cooldownTimeMs: a.cooldownTimeMs, stateful: false } } : {}),
       ...(t.service?.http ? { service: { ...t.service, http: { ...t.service.http, hostname: `${name}.${DEFAULT_DOMAIN}` } } } : {}),
     };
   }
@@ -172,6 +232,7 @@ export class Services {
       service: record.name,
       members: record.members,
       targetPort: http.guestPort,
+      ...(record.autoscale ? { targetInFlight: record.autoscale.targetInFlight } : {}),
       ...(http.tls ? { certificate: http.tls } : {}),
       ...(http.plain ? { plain: http.plain } : {}),
     });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseEnv, parseMemory, parsePort, parseScaleToZero } from './run.js';
+import { parseAutoscale, parseEnv, parseMemory, parsePort, parseScaleToZero } from './run.js';
 
 const usage = (re: RegExp) => (err: any) => err.code === 'USAGE' && re.test(err.message);
 
@@ -37,4 +37,12 @@ test('-e K=V, and -e K from the environment', () => {
   assert.deepEqual(parseEnv('HOME2', { HOME2: '/root' }), ['HOME2', '/root']);
   assert.throws(() => parseEnv('NOPE', {}), usage(/not set/));
   assert.throws(() => parseEnv('1X=2'), usage(/variable name/));
+});
+
+test('--autoscale key=value lists', () => {
+  assert.deepEqual(parseAutoscale('min=0,max=8,target-inflight=10,cooldown-time=2s'), { min: 0, max: 8, target_inflight: 10, cooldown_time_ms: 2000 });
+  assert.deepEqual(parseAutoscale('max=4'), { max: 4 });
+  assert.throws(() => parseAutoscale('max=many'), usage(/max="many" is not a whole number: e\.g\. max=8/));
+  assert.throws(() => parseAutoscale('cooldown-time=soon'), usage(/cooldown-time=2000/));
+  assert.throws(() => parseAutoscale('size=3'), usage(/unknown key "size"/));
 });

@@ -91,6 +91,47 @@ export function parseScaleToZero(text: string): ScaleToZeroFlag {
   return out;
 }
 
+export interface AutoscaleFlag {
+  min?: number;
+  max?: number;
+  target_inflight?: number;
+  cooldown_time_ms?: number;
+}
+
+/** `min=0,max=8,target-inflight=10,cooldown-time=2s` (any subset; durations in ms or s). */
+export function parseAutoscale(text: string): AutoscaleFlag {
+  const out: AutoscaleFlag = {};
+  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const eq = part.indexOf('=');
+    const key = eq < 0 ? part : part.slice(0, eq);
+    const value = eq < 0 ? '' : part.slice(eq + 1);
+    const whole = () => {
+      if (!/^\d+$/.test(value)) throw usage(`--autoscale ${key}="${value}" is not a whole number: e.g. ${key}=${key === 'min' ? 0 : key === 'max' ? 8 : 10}`);
+      return Number(value);
+    };
+    switch (key) {
+      case 'min':
+        out.min = whole();
+        break;
+      case 'max':
+        out.max = whole();
+        break;
+      case 'target-inflight':
+        out.target_inflight = whole();
+        break;
+      case 'cooldown-time': {
+        const m = /^(\d+)(ms|s)?$/.exec(value);
+        if (!m) throw usage(`--autoscale cooldown-time="${value}" is not a duration: write milliseconds, e.g. cooldown-time=2000 (or 2s)`);
+        out.cooldown_time_ms = Number(m[1]) * (m[2] === 's' ? 1000 : 1);
+        break;
+      }
+      default:
+        throw usage(`--autoscale: unknown key "${key}": use min=N, max=N, target-inflight=N, cooldown-time=MS`);
+    }
+  }
+  return out;
+}
+
 /** `K=V`, or `K` alone to pass K from this shell's environment. */
 export function parseEnv(text: string, env: NodeJS.ProcessEnv = process.env): [string, string] {
   const eq = text.indexOf('=');
@@ -155,6 +196,7 @@ export function register(program: Command): void {
       return n;
     })
     .option('--host <name>', 'in a cluster: the host to run it on (default: the best host, see flick hosts)')
+    .option('--autoscale <spec>', 'a service that grows and shrinks: min=N,max=N,target-inflight=N,cooldown-time=MS (needs --name)', parseAutoscale)
     .option('-d, --detach', 'do not wait until the instance answers')
     .option('--timeout <ms>', 'how long to wait for the instance to answer', (v) => Number(v), 120_000)
     .passThroughOptions();
@@ -176,7 +218,7 @@ export function register(program: Command): void {
     if (opts.scaleToZero) body.scale_to_zero = opts.scaleToZero;
     if (opts.restart) body.restart_policy = opts.restart;
     if (opts.volume) body.volumes = opts.volume.map((v) => ({ name: v.name, path: v.path, read_only: v.readOnly }));
-    if (opts.replicas !== undefined) return runService(api, body, opts);
+    if (opts.replicas !== undefined || opts.autoscale !== undefined) return runService(api, body, opts);
     let inst = await api.create(body, opts.host);
     if (!opts.detach) inst = await waitUntilRunning(api, inst, opts.timeout);
     if (opts.output === 'json') return printJson(inst);
@@ -187,15 +229,18 @@ export function register(program: Command): void {
 
 /** `--replicas N`: a service; waits until every member runs (unless -d), then prints the service. */
 async function runService(api: FlickApi, body: Record<string, unknown>, opts: RunOptions): Promise<void> {
-  if (opts.name === undefined) throw usage('--replicas makes a service, which needs a name: add --name NAME');
-  let service = await api.createService({ ...body, replicas: opts.replicas });
+  if (opts.name === undefined) throw usage(`${opts.autoscale ? '--autoscale' : '--replicas'} makes a service, which needs a name: add --name NAME`);
+  if (opts.autoscale !== undefined && opts.replicas !== undefined) throw usage('--replicas and --autoscale: give one (autoscale keeps max instances)');
+  let service = await api.createService({ ...body, ...(opts.autoscale ? { autoscale: opts.autoscale } : { replicas: opts.replicas }) });
   if (!opts.detach) {
-    for (const member of service.instances) await api.wait(member.id, 'running', opts.timeout);
+    // Members in standby are ready too: the proxy wakes them.
+    for (const member of service.instances) if (member.state !== 'standby' && member.state !== 'running') await api.wait(member.id, 'running', opts.timeout);
     service = await api.service(service.name);
   }
   if (opts.output === 'json') return printJson(service);
   const running = service.instances.filter((i) => i.state === 'running').length;
-  process.stdout.write(`${service.name} ${running}/${service.replicas} running${service.url ? ` at ${service.url}` : ''}\n`);
+  const standby = service.instances.filter((i) => i.state === 'standby').length;
+  process.stdout.write(`${service.name} ${running}/${service.replicas} running${standby > 0 ? `, ${standby} in standby` : ''}${service.url ? ` at ${service.url}` : ''}\n`);
 }
 
 interface RunOptions {
@@ -211,6 +256,7 @@ interface RunOptions {
   scaleToZero?: ScaleToZeroFlag;
   restart?: string;
   replicas?: number;
+  autoscale?: AutoscaleFlag;
   volume?: VolumeMount[];
   detach?: boolean;
   timeout: number;

@@ -6,6 +6,19 @@ import { printJson, renderFields, renderTable, withOutputOption, type OutputForm
 
 const running = (s: ServiceView) => `${s.instances.filter((i) => i.state === 'running').length}/${s.instances.length}`;
 
+function autoscaleText(s: ServiceView): string | undefined {
+  const a = s.autoscale as { min: number; max: number; target_inflight: number; cooldown_time_ms: number } | null | undefined;
+  return a ? `min ${a.min}, max ${a.max}, target ${a.target_inflight} in flight, cooldown ${a.cooldown_time_ms} ms` : undefined;
+}
+
+/** The totals, then the last few events with their reasons, one per line. */
+function scaleText(s: ServiceView): string | undefined {
+  const e = s.scale_events as { up: number; down: number; recent: Array<{ at: string; direction: string; instance: string; awake: number; reason: string }> } | null | undefined;
+  if (!e) return undefined;
+  const lines = e.recent.slice(-10).map((x) => `\n  ${x.at} ${x.direction.padEnd(4)} ${x.instance}: ${x.reason} (${x.awake} awake)`);
+  return `${e.up} up, ${e.down} down${lines.join('')}`;
+}
+
 export function register(program: Command): void {
   withOutputOption(program.command('services').description('list the services on the host (flick run --replicas N)')).action(async (opts: { output: OutputFormat }) => {
     const services = await FlickApi.fromEnvironment().services();
@@ -31,7 +44,9 @@ export function register(program: Command): void {
         ['url', s.url ?? undefined],
         ['replicas', s.replicas],
         ['running', running(s)],
+        ['autoscale', autoscaleText(s)],
         ['instances', s.instances.map((i) => `${i.name} (${i.state})`).join(', ')],
+        ['scale events', scaleText(s)],
         ['created', s.created_at],
       ]),
     );
