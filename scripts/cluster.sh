@@ -14,6 +14,17 @@ INITIAL=$(for i in 0 1 2; do printf 'etcd%s=http://127.0.0.1:%s,' "$i" $((23800 
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+start_host() {
+  local h=$1 api=$((7450 + 10 * $1))
+  alive "$DIR/h$h.pid" && return 0
+  nohup node bin/flickd --data-dir "$DIR/h$h" --listen "127.0.0.1:$api" --proxy-listen "127.0.0.1:$((api + 1))" \
+    --cluster-etcd "$ENDPOINTS" --host-name "h$h" --advertise 127.0.0.1 >>"$DIR/h$h.log" 2>&1 &
+  echo $! >"$DIR/h$h.pid"
+  for _ in $(seq 300); do [ "$(grep -c 'listening on http' "$DIR/h$h.log")" -gt "$(cat "$DIR/h$h.starts" 2>/dev/null || echo 0)" ] && break; alive "$DIR/h$h.pid" || break; sleep 0.2; done
+  alive "$DIR/h$h.pid" || { echo "cluster: host h$h did not start: see $DIR/h$h.log" >&2; tail -5 "$DIR/h$h.log" >&2; exit 70; }
+  grep -c 'listening on http' "$DIR/h$h.log" >"$DIR/h$h.starts"
+}
+
 up() {
   command -v etcd >/dev/null || { echo "cluster: etcd is not installed: run 'bash scripts/setup.sh'" >&2; exit 69; }
   [ -f dist/src/daemon/main.js ] || { echo "cluster: Flick is not built: run 'bash scripts/setup.sh'" >&2; exit 69; }
@@ -32,15 +43,7 @@ up() {
     curl -sf "http://127.0.0.1:$((23790 + i))/health" | grep -q '"true"' || { echo "cluster: etcd$i did not become healthy: see $DIR/etcd$i.log" >&2; exit 70; }
   done
   echo "cluster: etcd up at $ENDPOINTS"
-  for h in $(seq $N); do
-    api=$((7450 + 10 * h)); proxy=$((api + 1))
-    alive "$DIR/h$h.pid" && continue
-    nohup node bin/flickd --data-dir "$DIR/h$h" --listen "127.0.0.1:$api" --proxy-listen "127.0.0.1:$proxy" \
-      --cluster-etcd "$ENDPOINTS" --host-name "h$h" --advertise 127.0.0.1 >"$DIR/h$h.log" 2>&1 &
-    echo $! >"$DIR/h$h.pid"
-    for _ in $(seq 300); do grep -q 'listening on' "$DIR/h$h.log" && break; alive "$DIR/h$h.pid" || break; sleep 0.2; done
-    grep -q 'listening on' "$DIR/h$h.log" || { echo "cluster: host h$h did not start: see $DIR/h$h.log" >&2; tail -5 "$DIR/h$h.log" >&2; exit 70; }
-  done
+  for h in $(seq $N); do start_host "$h"; done
   echo "cluster: hosts up; the cluster's token is in $DIR/h1/token (the same on every host)"
   for h in $(seq $N); do
     echo "  h$h: FLICK_HOST=http://127.0.0.1:$((7450 + 10 * h)) FLICK_TOKEN=\$(cat $DIR/h$h/token)   proxy http://<name>.localhost:$((7451 + 10 * h))"
@@ -48,6 +51,9 @@ up() {
 }
 
 down() {
+  [ -d "$DIR" ] || { echo "cluster: nothing to stop ($DIR does not exist)"; return 0; }
+  # A host whose flickd died left its VMs and networks: start it again so it removes them itself.
+  for h in $(seq $N); do [ -d "$DIR/h$h" ] && ! alive "$DIR/h$h.pid" && alive "$DIR/etcd0.pid" && start_host "$h"; done
   for h in $(seq $N); do
     api=$((7450 + 10 * h))
     if alive "$DIR/h$h.pid"; then
