@@ -96,7 +96,9 @@ async function pushBlob(config: PushConfig, blob: Descriptor): Promise<void> {
   const stateFile = path.join(config.stateDir, `${createHash('sha256').update(`${name}\n${blob.digest}`).digest('hex').slice(0, 32)}.json`);
   let upload = await resumeUpload(client, stateFile, signal);
   if (!upload) {
-    const res = await client.check(await client.request('POST', `/v2/${name}/blobs/uploads/`, { headers: { 'content-length': '0' }, ...sig }), `starting upload of ${blob.digest}`);
+    // No hand-set Content-Length on bodiless requests: fetch sends 0 itself, and undici 7's dispatcher
+    // (installed process-wide once anything imports undici) refuses a hand-set one there.
+    const res = await client.check(await client.request('POST', `/v2/${name}/blobs/uploads/`, sig), `starting upload of ${blob.digest}`);
     upload = { location: requireLocation(res), offset: 0 };
     await fsp.mkdir(config.stateDir, { recursive: true });
     await writeFileAtomic(stateFile, JSON.stringify({ version: 1, location: upload.location }));
@@ -124,7 +126,7 @@ async function pushBlob(config: PushConfig, blob: Descriptor): Promise<void> {
     config.onEvent?.({ kind: 'progress', digest: blob.digest, size: blob.size, done: offset });
   }
   const sep = location.includes('?') ? '&' : '?';
-  const put = await client.request('PUT', `${location}${sep}digest=${encodeURIComponent(blob.digest)}`, { headers: { 'content-length': '0' }, ...sig });
+  const put = await client.request('PUT', `${location}${sep}digest=${encodeURIComponent(blob.digest)}`, sig);
   await fsp.rm(stateFile, { force: true });
   await client.check(put, `finishing upload of ${blob.digest}`);
   config.onEvent?.({ kind: 'done', digest: blob.digest, size: blob.size });
