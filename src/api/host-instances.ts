@@ -61,6 +61,8 @@ export interface HostInstancesConfig {
   cluster?: { waker: (local: Waker) => Waker; api: (c: ApiController) => ApiController };
   /** GET / requests an HTTP app gets before its template snapshot (flickd --template-warmup); default the controller's. */
   templateWarmupRequests?: number;
+  /** How long a booting app may take to accept a connection (flickd --ready-timeout); default the controller's. */
+  readyTimeoutMs?: number;
 }
 
 export interface HostInstances {
@@ -136,6 +138,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     logger: { info: log, warn: log },
     ...(config.hotStandby ? { hotStandby: config.hotStandby } : {}),
     ...(config.templateWarmupRequests !== undefined ? { templateWarmupRequests: config.templateWarmupRequests } : {}),
+    ...(config.readyTimeoutMs !== undefined ? { readyTimeoutMs: config.readyTimeoutMs } : {}),
   });
   let proxy: Proxy | undefined;
   let routes: RouteTable | undefined;

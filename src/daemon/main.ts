@@ -44,7 +44,7 @@ const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-list
               [--hot-standby-budget SIZE] [--hot-page-out-after MS] [--hot-keep-resident SIZE|N%]
               [--proxy-max-parked N]
               [--metrics-anonymous-loopback] [--max-instances N] [--netns-pool N]
-              [--template-warmup N]
+              [--template-warmup N] [--ready-timeout MS]
               [--cluster-etcd URL[,URL…] --host-name NAME --advertise ADDR
                [--cluster-etcd-ca FILE --cluster-etcd-cert FILE --cluster-etcd-key FILE]]
        flickd gc [--data-dir DIR]
@@ -69,6 +69,8 @@ const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-list
   --template-warmup N         GET / requests (User-Agent: ${WARMUP_USER_AGENT}) an HTTP app serves before
                               its template snapshot, so cold wakes skip its first-request work
                               (default ${DEFAULT_TEMPLATE_WARMUP_REQUESTS}; 0: the template is taken at first readiness)
+  --ready-timeout MS          how long a booting app may take to accept a connection on its port
+                              (default 60000; a database's first start runs initdb, minutes under TCG)
   --cluster-etcd URL[,URL…]   join the cluster whose state is in this etcd (its members' client URLs);
                               without it flickd is a host of its own
   --host-name NAME            this host's name in the cluster (a DNS label; default: the machine's name)
@@ -137,6 +139,7 @@ export async function main(argv: string[]): Promise<void> {
         'proxy-max-parked': { type: 'string' },
         'netns-pool': { type: 'string' },
         'template-warmup': { type: 'string' },
+        'ready-timeout': { type: 'string' },
         'cluster-etcd': { type: 'string' },
         'host-name': { type: 'string' },
         advertise: { type: 'string' },
@@ -176,6 +179,8 @@ export async function main(argv: string[]): Promise<void> {
     if (maxInstances !== undefined && !/^\d+$/.test(maxInstances)) throw new Error(`--max-instances "${maxInstances}" is not a whole number, e.g. 100`);
     const warmup = args.values['template-warmup'];
     if (warmup !== undefined && !/^\d+$/.test(warmup)) throw new Error(`--template-warmup "${warmup}" is not a whole number of requests, e.g. ${DEFAULT_TEMPLATE_WARMUP_REQUESTS}`);
+    const readyTimeout = args.values['ready-timeout'];
+    if (readyTimeout !== undefined && !/^[1-9]\d*$/.test(readyTimeout)) throw new Error(`--ready-timeout "${readyTimeout}" is not a positive whole number of milliseconds, e.g. 300000`);
     const netnsPool = args.values['netns-pool'];
     if (netnsPool !== undefined && !/^\d+$/.test(netnsPool)) throw new Error(`--netns-pool "${netnsPool}" is not a whole number, e.g. ${DEFAULT_NETNS_POOL_SIZE}`);
     if (pageOut !== undefined && !/^\d+$/.test(pageOut)) throw new Error(`--hot-page-out-after "${pageOut}" is not a whole number of milliseconds, e.g. 10000`);
@@ -193,6 +198,7 @@ export async function main(argv: string[]): Promise<void> {
       ...(maxInstances !== undefined ? { maxInstances: Number(maxInstances) } : {}),
       ...(netnsPool !== undefined ? { netnsPool: Number(netnsPool) } : {}),
       ...(warmup !== undefined ? { templateWarmupRequests: Number(warmup) } : {}),
+      ...(readyTimeout !== undefined ? { readyTimeoutMs: Number(readyTimeout) } : {}),
       hotStandby: {
         ...(budget !== undefined ? { budgetBytes: parseSize(budget) } : {}),
         ...(pageOut !== undefined ? { pageOutAfterMs: Number(pageOut) } : {}),
@@ -265,6 +271,7 @@ export interface ServeConfig {
   /** Ready-made VM networks (src/network/namespace-pool.ts); undefined: the default. */
   netnsPool?: number;
   templateWarmupRequests?: number;
+  readyTimeoutMs?: number;
   log: (line: string) => void;
 }
 
@@ -312,6 +319,7 @@ async function serve(config: ServeConfig): Promise<void> {
     ...(config.maxInstances !== undefined ? { maxInstances: config.maxInstances } : {}),
     ...(config.netnsPool !== undefined ? { netnsPool: config.netnsPool } : {}),
     ...(config.templateWarmupRequests !== undefined ? { templateWarmupRequests: config.templateWarmupRequests } : {}),
+    ...(config.readyTimeoutMs !== undefined ? { readyTimeoutMs: config.readyTimeoutMs } : {}),
   });
 
   const hostsHandler = createHostsHandler({

@@ -64,6 +64,8 @@ export interface InstanceSpec {
   autostart: boolean;
   restartPolicy: RestartPolicy;
   scaleToZero: ScaleToZeroConfig;
+  /** Volumes the instance holds from create to rm (`-v NAME:/path[:ro]`; src/volumes). */
+  volumes?: Array<{ name: string; path: string; readOnly: boolean }>;
 }
 
 /** What the owning host observed and did. Written by that host only, always revision-checked. */

@@ -1,0 +1,221 @@
+// PostgreSQL on a volume, through a real flickd (issue 13): examples/postgres
+// (Debian's postgresql-15, built once and cached: src/volumes/testing.ts) on a
+// 1 GiB volume with stateful scale to zero, and its peer in the same run, the
+// host's own PostgreSQL 15 started cold as a process. Each figure times the
+// same client (`psql -c 'SELECT 1'` over TCP), so both sides pay its start.
+//
+//   wake → first query (hot: paused VMM; cold: own state restored), through the proxy
+//   host: `pg_ctl start` → first query answered (pg_isready polled every 5 ms)
+//   pgbench TPS through the proxy vs the instance's address directly (alternating rounds)
+//   N standby instances, each on its own volume: host RAM and disk each
+// Writes bench/results/postgres.json:
+//   {"accel", "results": {"wake_hot_ms", "wake_cold_ms", "host_cold_start_ms" (each {p50,p90,p99,n}),
+//    "pgbench_tps_proxy", "pgbench_tps_direct", "standby_instances", "standby_ram_bytes",
+//    "standby_disk_bytes_each", "fork_ms"}, "details": {...}}
+//
+//   node dist/bench/postgres.js [--n 20] [--standby 3] [--pgbench-seconds 10]
+import { execFile, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { freePort } from '../src/network/free-port.js';
+import { psql, pushPostgresImage } from '../src/volumes/testing.js';
+import { BenchHost, diskBytes, meminfo } from './flickd-host.js';
+import { argValue, percentile, printTable, writeResults } from './lib.js';
+
+const exec = promisify(execFile);
+const PG_BIN = '/usr/lib/postgresql/15/bin';
+const IMAGE = 'postgres:15';
+const log = (l: string) => console.log(l);
+
+interface Dist {
+  p50: number;
+  p90: number;
+  p99: number;
+  n: number;
+}
+const dist = (xs: number[]): Dist => ({ p50: round(percentile(xs, 50)), p90: round(percentile(xs, 90)), p99: round(percentile(xs, 99)), n: xs.length });
+const round = (x: number, d = 1) => Number(x.toFixed(d));
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
+
+/** The host's own PostgreSQL: a cluster in a temp folder, run as the postgres user (pg_ctl refuses root). */
+class HostPostgres {
+  readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-bench-hostpg-'));
+  readonly data = path.join(this.dir, 'data');
+  port = 0;
+
+  async init(): Promise<void> {
+    fs.chownSync(this.dir, uid('postgres'), uid('postgres'));
+    this.port = await freePort();
+    this.#as(['initdb', '-D', this.data, '--auth=trust', '--username=postgres', '--no-instructions']);
+    fs.appendFileSync(path.join(this.data, 'postgresql.conf'), `port = ${this.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '${this.dir}'\nshared_buffers = 32MB\n`);
+  }
+
+  /** pg_ctl start → the first SELECT 1 answered over TCP. */
+  async coldStart(): Promise<number> {
+    const t0 = performance.now();
+    this.#as(['pg_ctl', 'start', '-D', this.data, '-W', '-l', path.join(this.dir, 'log')]);
+    for (;;) {
+      if (spawnSync(`${PG_BIN}/pg_isready`, ['-q', '-h', '127.0.0.1', '-p', String(this.port)]).status === 0) break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await psql('127.0.0.1', this.port, 'SELECT 1');
+    return performance.now() - t0;
+  }
+
+  stop(): void {
+    this.#as(['pg_ctl', 'stop', '-D', this.data, '-m', 'fast', '-w']);
+  }
+
+  close(): void {
+    spawnSync('runuser', ['-u', 'postgres', '--', `${PG_BIN}/pg_ctl`, 'stop', '-D', this.data, '-m', 'immediate']);
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  #as(args: string[]): void {
+    const [cmd, ...rest] = args;
+    const r = spawnSync('runuser', ['-u', 'postgres', '--', `${PG_BIN}/${cmd}`, ...rest], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr}`);
+  }
+}
+
+function uid(user: string): number {
+  const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${user}:`));
+  return Number(line?.split(':')[2] ?? 0);
+}
+
+async function pgbench(host: string, port: number, seconds: number): Promise<number> {
+  const r = await exec('pgbench', ['-h', host, '-p', String(port), '-U', 'postgres', '-c', '4', '-j', '2', '-T', String(seconds), 'postgres'], { timeout: (seconds + 120) * 1000 });
+  const m = /tps = ([\d.]+) \(without initial connection time\)/.exec(r.stdout);
+  if (!m) throw new Error(`pgbench said: ${r.stdout}`);
+  return Number(m[1]);
+}
+
+async function main(): Promise<void> {
+  const n = Number(argValue(process.argv, 'n') ?? 20);
+  const standbyN = Number(argValue(process.argv, 'standby') ?? 3);
+  const benchSeconds = Number(argValue(process.argv, 'pgbench-seconds') ?? 10);
+  const host = await BenchHost.start({ tag: 'fbp', pool: '10.220.0.0/22', args: ['--hot-standby-budget', '4G', '--ready-timeout', '600000'], log });
+  const hostPg = new HostPostgres();
+  try {
+    log('pushing the PostgreSQL image (built once and cached)');
+    await pushPostgresImage(host.base, host.token, IMAGE, log);
+    const port = await freePort();
+    await host.must('POST', '/v1/volumes', { name: 'pgdata', size: '1G' });
+    await host.must('POST', '/v1/instances', {
+      image: IMAGE,
+      name: 'pg',
+      memory_mb: 256,
+      ports: [{ port, guest_port: 5432, protocol: 'tcp' }],
+      volumes: [{ name: 'pgdata', path: '/data' }],
+      scale_to_zero: { policy: 'idle', cooldown_time_ms: 600_000, stateful: true },
+    });
+    const booted = await host.waitFor('pg', 'running', 600_000);
+    const accel = /using (KVM|TCG)/i.exec(fs.readFileSync(path.join(host.dir, 'flickd.log'), 'utf8'))?.[1]?.toLowerCase() ?? 'tcg';
+    await psql('127.0.0.1', port, 'SELECT 1');
+
+    // Wakes: suspend explicitly (the cooldown is long), then time the first query through the proxy.
+    const hot: number[] = [];
+    const cold: number[] = [];
+    const warm: number[] = [];
+    for (let i = 0; i < n; i++) {
+      for (const [tier, xs] of [['cold', cold], ['hot', hot]] as const) {
+        await host.must('PUT', `/v1/instances/pg/suspend?tier=${tier}`);
+        xs.push(await timed(() => psql('127.0.0.1', port, 'SELECT 1')));
+        warm.push(await timed(() => psql('127.0.0.1', port, 'SELECT 1')));
+      }
+      log(`round ${i + 1}/${n}: cold ${round(cold.at(-1)!)} ms, hot ${round(hot.at(-1)!)} ms, warm ${round(warm.at(-1)!)} ms`);
+    }
+
+    // The peer: the host's own PostgreSQL, started cold as a process n times.
+    await hostPg.init();
+    const hostCold: number[] = [];
+    for (let i = 0; i < n; i++) {
+      hostCold.push(await hostPg.coldStart());
+      hostPg.stop();
+    }
+
+    // pgbench through the proxy and directly, alternating.
+    const direct = (await host.must('GET', '/v1/instances/pg')).address as string;
+    await exec('pgbench', ['-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'postgres'], { timeout: 600_000 });
+    const tpsProxy: number[] = [];
+    const tpsDirect: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      tpsProxy.push(await pgbench('127.0.0.1', port, benchSeconds));
+      tpsDirect.push(await pgbench(direct, 5432, benchSeconds));
+    }
+
+    // Standby instances, each with its own volume: every one boots (initdb) once, then goes cold.
+    const availBefore = meminfo('MemAvailable');
+    const diskBefore = diskBytes(host.dataDir);
+    for (let i = 0; i < standbyN; i++) {
+      const name = `pg${i}`;
+      await host.must('POST', '/v1/volumes', { name: `v${i}`, size: '1G' });
+      await host.must('POST', '/v1/instances', { image: IMAGE, name, memory_mb: 256, ports: [{ port: await freePort(), guest_port: 5432, protocol: 'tcp' }], volumes: [{ name: `v${i}`, path: '/data' }], scale_to_zero: { policy: 'idle', cooldown_time_ms: 600_000, stateful: true } });
+      await host.waitFor(name, 'running', 600_000);
+      await host.must('PUT', `/v1/instances/${name}/suspend?tier=cold`);
+      log(`standby ${i + 1}/${standbyN}`);
+    }
+    const standbyRam = Math.max(0, availBefore - meminfo('MemAvailable'));
+    const standbyDiskEach = Math.round((diskBytes(host.dataDir) - diskBefore) / Math.max(1, standbyN));
+
+    const results = {
+      wake_hot_ms: dist(hot),
+      wake_cold_ms: dist(cold),
+      host_cold_start_ms: dist(hostCold),
+      pgbench_tps_proxy: round(percentile(tpsProxy, 50)),
+      pgbench_tps_direct: round(percentile(tpsDirect, 50)),
+      standby_instances: standbyN,
+      standby_ram_bytes: standbyRam,
+      standby_disk_bytes_each: standbyDiskEach,
+      fork_ms: null,
+    };
+    printTable([
+      ['PostgreSQL 15 (' + accel.toUpperCase() + ', shared 2-core machine)', 'p50', 'p90', 'p99', 'n'],
+      ['wake hot → SELECT 1 answered (ms, proxy)', results.wake_hot_ms.p50, results.wake_hot_ms.p90, results.wake_hot_ms.p99, hot.length],
+      ['wake cold → SELECT 1 answered (ms, proxy)', results.wake_cold_ms.p50, results.wake_cold_ms.p90, results.wake_cold_ms.p99, cold.length],
+      ['host pg_ctl start → SELECT 1 answered (ms)', results.host_cold_start_ms.p50, results.host_cold_start_ms.p90, results.host_cold_start_ms.p99, hostCold.length],
+      ['warm SELECT 1 (ms, proxy, psql start included)', round(percentile(warm, 50)), round(percentile(warm, 90)), round(percentile(warm, 99)), warm.length],
+    ]);
+    printTable([
+      ['pgbench (TPC-B, scale 1, 4 clients)', 'tps'],
+      ['through the proxy', results.pgbench_tps_proxy],
+      ['direct to the instance', results.pgbench_tps_direct],
+      ['proxy / direct', `${round((100 * results.pgbench_tps_proxy) / results.pgbench_tps_direct)} %`],
+    ]);
+    printTable([
+      ['standby PostgreSQL instances (cold, own volume each)', 'value'],
+      ['instances', standbyN],
+      ['host RAM, all of them (MemAvailable drop)', `${round(standbyRam / 2 ** 20)} MiB`],
+      ['disk each (volume + saved state)', `${round(standbyDiskEach / 2 ** 20)} MiB`],
+      ['fork', 'not built'],
+    ]);
+    const file = await writeResults('postgres', {
+      accel,
+      results,
+      details: {
+        machine: 'shared by 7 engineers running tests and builds at the same time: compare ratios within this run only',
+        warm_select_ms: dist(warm),
+        boot_to_running_ms: booted.started_at ? new Date(booted.started_at).getTime() - new Date(booted.created_at).getTime() : null,
+        pgbench_rounds: { proxy: tpsProxy, direct: tpsDirect },
+        samples: { wake_hot_ms: hot.map((x) => round(x)), wake_cold_ms: cold.map((x) => round(x)), host_cold_start_ms: hostCold.map((x) => round(x)) },
+        fork: 'flick fork is not built yet',
+      },
+    });
+    log(`wrote ${file}`);
+  } finally {
+    hostPg.close();
+    await host.close();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
