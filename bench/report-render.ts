@@ -98,6 +98,15 @@ export function rows(latest: Latest): Row[] {
     add(s, 'restore of a template → first byte, p50', ms(v.restore_ms?.p50), `cold boot ${ms(v.boot_ms?.p50)}`, '≤ 80 ms', has(v.restore_ms?.p50) ? v.restore_ms.p50 <= 80 : undefined);
     add(s, 'paused → resume → first byte, p50', ms(v.resume_ms?.p50), '—', '≤ 5 ms', has(v.resume_ms?.p50) ? v.resume_ms.p50 <= 5 : undefined);
   }
+  const sv = latest.results.service?.results;
+  if (sv) {
+    const s = 'services (issue 14)';
+    const bs = sv.burst_service;
+    const b1 = sv.burst_single;
+    add(s, `burst of ${num(bs?.requests)} at zero against a service (autoscale max=4): answered, wakes`, `${num(bs?.ok)} / ${num(bs?.requests)}, ${bs?.wakes} wakes`, `single instance ${num(b1?.ok)} / ${num(b1?.requests)}, ${b1?.wakes} wake`, 'all answered', has(bs?.ok) ? bs.ok === bs.requests : undefined);
+    add(s, 'the burst\'s p99 (p50)', `${ms(bs?.p99_ms)} (${ms(bs?.p50_ms)})`, `single instance ${ms(b1?.p99_ms)} (${ms(b1?.p50_ms)})`, '≤ ½ of the single instance\'s', has(bs?.p99_ms) && has(b1?.p99_ms) ? bs.p99_ms <= b1.p99_ms / 2 : undefined);
+    add(s, 'rolling deploy under load', sv.deploy === null ? 'not built' : `${sv.deploy?.failed} failed`, '—', '0 failed, p99 ≤ 2× before', sv.deploy === null ? undefined : sv.deploy?.failed === 0);
+  }
   const cl = latest.results.cluster?.results;
   if (cl) {
     const s = 'cluster (issue 15; 3 hosts and 3 etcd members on one machine)';

@@ -18,11 +18,12 @@ import { argValue } from './lib.js';
 import { renderMarkdown, renderSvg, type Latest, type Series } from './report-render.js';
 
 /** In the order they run: the cheap ones first, density (the longest) last. */
-const ORDER = ['image', 'vmm', 'proxy', 'wake', 'console', 'density', 'jail', 'cluster', 'postgres'] as const;
+const ORDER = ['image', 'vmm', 'proxy', 'wake', 'service', 'console', 'density', 'jail', 'cluster', 'postgres'] as const;
 const QUICK_ARGS: Record<string, string[]> = {
   vmm: ['--runs', '4'],
   proxy: ['--runs', '1', '--duration', '2s'],
   wake: ['--runs', '5', '--burst', '200'],
+  service: ['--burst', '200', '--rounds', '1'],
   console: ['--changes', '6', '--loads', '3'],
   postgres: ['--n', '5', '--standby', '2', '--pgbench-seconds', '5'],
   density: ['--n', '100', '--running-max', '10', '--netns-probe', '50', '--minutes', '10'],

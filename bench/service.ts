@@ -1,0 +1,142 @@
+// Services (issue 14): a burst of N concurrent requests (default 1,000) against
+// a service at zero (`--autoscale min=0,max=4`) beside the same burst against a
+// single scale-to-zero instance at zero, in the same run, taking turns (both the
+// minimal static hello server, which serves one connection at a time): answers,
+// wakes, p50/p99 to the first byte. A rolling deploy is not built yet: `deploy` is null.
+//
+// Writes bench/results/service.json: {"accel", "results": {"burst_service": {requests, ok,
+// wakes, p50_ms, p99_ms}, "burst_single": {…}, "deploy": null}, "details": {...}}.
+//   node dist/bench/service.js [--burst N] [--rounds N] [--target N]
+import http from 'node:http';
+import os from 'node:os';
+import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
+import { BenchHost } from './flickd-host.js';
+import { argValue, percentile, printTable, writeResults } from './lib.js';
+
+const IMAGE = 'bench/hello:1';
+const MAX = 4;
+const COOLDOWN_MS = 1000;
+
+interface Burst {
+  requests: number;
+  ok: number;
+  wakes: number;
+  p50_ms: number;
+  p99_ms: number;
+}
+
+const log = (line: string) => console.log(`service: ${line}`);
+
+/** `n` requests at once through the proxy to `host`, each on its own connection, timed to its first byte. */
+async function fire(port: number, host: string, n: number): Promise<{ ok: number[]; statuses: Record<string, number> }> {
+  const t0 = performance.now();
+  const ok: number[] = [];
+  const statuses: Record<string, number> = {};
+  await Promise.all(
+    Array.from({ length: n }, () =>
+      new Promise<void>((resolve) => {
+        const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false, headers: { host }, timeout: 120_000 }, (res) => {
+          const ms = performance.now() - t0;
+          const k = String(res.statusCode);
+          statuses[k] = (statuses[k] ?? 0) + 1;
+          if (res.statusCode === 200) ok.push(ms);
+          res.resume();
+          res.on('end', resolve);
+          res.on('error', () => resolve());
+        });
+        req.on('timeout', () => req.destroy(new Error('timeout')));
+        req.on('error', (err: NodeJS.ErrnoException) => {
+          const k = err.code ?? err.message;
+          statuses[k] = (statuses[k] ?? 0) + 1;
+          resolve();
+        });
+      }),
+    ),
+  );
+  return { ok, statuses };
+}
+
+async function wakesOf(host: BenchHost, ids: string[]): Promise<number> {
+  let n = 0;
+  for (const id of ids) n += (await host.must('GET', `/v1/instances/${id}`)).wakes as number;
+  return n;
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+function summary(n: number, ok: number[], wakes: number): Burst {
+  const r = (x: number) => Number(x.toFixed(1));
+  return { requests: n, ok: ok.length, wakes, p50_ms: r(percentile(ok, 50)), p99_ms: r(percentile(ok, 99)) };
+}
+
+async function main(): Promise<void> {
+  const n = Number(argValue(process.argv, 'burst') ?? 1000);
+  const rounds = Number(argValue(process.argv, 'rounds') ?? 2);
+  const target = Number(argValue(process.argv, 'target') ?? 10);
+  const accel = await new QemuDriver({ log: () => {} }).accelerator();
+  const host = await BenchHost.start({ tag: 'bsvc-', pool: '10.224.0.0/22', log });
+  try {
+    await host.pushMinimal(IMAGE);
+    await host.must('POST', '/v1/instances', { image: IMAGE, name: 'single', scale_to_zero: { policy: 'on', cooldown_time_ms: COOLDOWN_MS } });
+    await host.waitFor('single', 'running');
+    await host.must('POST', '/v1/services', { image: IMAGE, name: 'svc', autoscale: { min: 0, max: MAX, target_inflight: target, cooldown_time_ms: COOLDOWN_MS } });
+    const members = ((await host.must('GET', '/v1/services/svc')).instances as Array<{ id: string }>).map((m) => m.id);
+    const single: { ok: number[]; wakes: number; statuses: Record<string, number> }[] = [];
+    const service: typeof single = [];
+    for (let round = 0; round < rounds; round++) {
+      // Taking turns, each from zero: every instance in cold standby first.
+      await host.must('PUT', '/v1/instances/single/suspend?tier=cold');
+      await host.waitFor('single', 'standby', 60_000);
+      const w0 = await wakesOf(host, ['single']);
+      const a = await fire(host.proxyPort, 'single.localhost', n);
+      single.push({ ...a, wakes: (await wakesOf(host, ['single'])) - w0 });
+      log(`round ${round + 1}: single instance: ${a.ok.length}/${n} ok, p99 ${percentile(a.ok, 99).toFixed(0)} ms ${JSON.stringify(a.statuses)}`);
+
+      for (const id of members) await host.api('PUT', `/v1/instances/${id}/suspend?tier=cold`);
+      await until('the service at zero', async () => (await host.must('GET', '/v1/services/svc')).awake === 0);
+      for (const id of members) await host.waitFor(id, 'standby', 60_000);
+      const v0 = await wakesOf(host, members);
+      const b = await fire(host.proxyPort, 'svc.localhost', n);
+      service.push({ ...b, wakes: (await wakesOf(host, members)) - v0 });
+      log(`round ${round + 1}: service (max ${MAX}): ${b.ok.length}/${n} ok, p99 ${percentile(b.ok, 99).toFixed(0)} ms ${JSON.stringify(b.statuses)}`);
+    }
+    // The median round of each (by p99), so one slow round on a shared machine does not decide.
+    const pick = (rs: typeof single) => [...rs].sort((x, y) => percentile(x.ok, 99) - percentile(y.ok, 99))[Math.floor((rs.length - 1) / 2)]!;
+    const s = pick(single);
+    const v = pick(service);
+    const results = { burst_service: summary(n, v.ok, v.wakes), burst_single: summary(n, s.ok, s.wakes), deploy: null };
+    printTable([
+      ['burst at zero', 'requests', 'ok', 'wakes', 'p50 ms', 'p99 ms'],
+      [`service, autoscale max=${MAX}, target ${target}`, n, results.burst_service.ok, results.burst_service.wakes, results.burst_service.p50_ms, results.burst_service.p99_ms],
+      ['single instance', n, results.burst_single.ok, results.burst_single.wakes, results.burst_single.p50_ms, results.burst_single.p99_ms],
+    ]);
+    const ratio = results.burst_single.p99_ms > 0 ? results.burst_service.p99_ms / results.burst_single.p99_ms : null;
+    console.log(`service p99 / single p99 = ${ratio?.toFixed(2)} (goal ≤ 0.5); accelerator: ${accel}; load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (a shared machine)`);
+    const details = {
+      app: 'minimal static hello server (one connection at a time)',
+      max: MAX,
+      target_inflight: target,
+      cooldown_ms: COOLDOWN_MS,
+      rounds,
+      p99_ratio: ratio === null ? null : Number(ratio.toFixed(3)),
+      statuses: { service: service.map((r) => r.statuses), single: single.map((r) => r.statuses) },
+      rounds_p99_ms: { service: service.map((r) => Number(percentile(r.ok, 99).toFixed(1))), single: single.map((r) => Number(percentile(r.ok, 99).toFixed(1))) },
+      deploy: 'not measured: rolling deploys (flick deploy) are not built yet',
+      loadavg: os.loadavg(),
+    };
+    console.log(`results in ${await writeResults('service', { accel, results, details })}`);
+  } finally {
+    await host.close();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
