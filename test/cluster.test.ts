@@ -246,6 +246,9 @@ test('kill -9 of the owner: web serves from another host within seconds; the ret
   // Awake, so a VM process runs on h2 and outlives its flickd.
   assert.equal((await viaProxy('h2', 'web')).status, 200);
   const stalePid = (await api(host('h2'), 'GET', '/v1/instances/web')).json.data.pid as number;
+  // A stateful instance beside it (never started: its state would be on h2): it must not move.
+  const keeper = await api(host('h2'), 'POST', '/v1/instances?host=h2', { image: IMAGE, name: 'keeper', memory_mb: 128, autostart: false, scale_to_zero: { policy: 'on', stateful: true } });
+  assert.equal(keeper.status, 201, keeper.text);
   assert.ok(stalePid > 0 && alive(stalePid));
   const killed = Date.now();
   await host('h2').stop('SIGKILL');
@@ -261,11 +264,16 @@ test('kill -9 of the owner: web serves from another host within seconds; the ret
   assert.equal(moved.moved_from, 'h2');
   assert.equal((await viaProxy('h3', 'web')).status, 200, 'h3 routes to the new owner');
   assert.equal((await hostStates('h1')).h2, 'down');
+  const kept = ((await api(host('h3'), 'GET', '/v1/cluster/instances')).json.data.instances as any[]).find((i) => i.name === 'keeper');
+  assert.deepEqual([kept.host, kept.availability], ['h2', 'unavailable']);
+  assert.match(kept.reason, /host h2 is down and this instance keeps its state .*back when its host is/);
   // The VM h2 left runs on without its flickd (unreachable: no proxy routes to it) until h2 returns.
   assert.ok(alive(stalePid), 'the stale VM is still there before h2 returns');
   await startHost('h2');
   assert.equal(alive(stalePid), false, `h2 stopped its stale copy of web before it served:\n${host('h2').log()}`);
-  assert.equal((await api(host('h2'), 'GET', '/v1/instances')).json.data.instances.length, 0);
+  assert.deepEqual((await api(host('h2'), 'GET', '/v1/instances')).json.data.instances.map((i: any) => i.name), ['keeper'], 'h2 keeps its stateful instance, and only it');
+  const back = ((await api(host('h1'), 'GET', '/v1/cluster/instances')).json.data.instances as any[]).find((i) => i.name === 'keeper');
+  assert.deepEqual([back.host, back.availability], ['h2', 'up']);
   const owner = host(moved.host as HostName);
   const copy = (await api(owner, 'GET', '/v1/instances/web')).json.data;
   assert.ok(copy.pid && alive(copy.pid), 'one copy runs, on the new owner');

@@ -196,6 +196,7 @@ export class ClusterAgent {
         autostart: rec.autostart,
         restartPolicy: rec.restartPolicy,
         scaleToZero: rec.scaleToZero,
+        ...(rec.volumes && rec.volumes.length > 0 ? { volumes: rec.volumes } : {}),
       },
       stateful: rec.scaleToZero.stateful,
       http: rec.service.http ? { hostname: rec.service.http.hostname, guestPort: rec.service.http.guestPort } : null,
@@ -216,7 +217,8 @@ export class ClusterAgent {
       id: null,
       state: 'creating',
       config,
-      stateful: spec.scaleToZero?.stateful ?? false,
+      // An instance with a volume lives where its volume is (and scale to zero is stateful with one).
+      stateful: (spec.scaleToZero?.stateful ?? false) || (spec.volumes?.length ?? 0) > 0,
       http: null,
       updatedAt: new Date().toISOString(),
     };
@@ -379,7 +381,7 @@ export class ClusterAgent {
         const reason = up
           ? (entry.error ?? null)
           : entry.stateful
-            ? `host ${entry.owner} is down and this instance keeps its state there: it is back when its host is`
+            ? `host ${entry.owner} is down and this instance keeps its state (or a volume) there: it is back when its host is`
             : `host ${entry.owner} is down: re-creating it on another host`;
         return { name: entry.name, host: entry.owner, id: entry.id, state: entry.state, availability, reason, stateful: entry.stateful, moved_from: entry.movedFrom ?? null } satisfies ClusterInstanceView;
       })

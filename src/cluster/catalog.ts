@@ -23,7 +23,7 @@ export const CatalogEntrySchema = z.object({
   state: z.enum(['creating', 'placed', 'failed']),
   /** The controller's create input (InstanceConfig), the image pinned by digest once placed. */
   config: z.record(z.string(), z.unknown()).and(z.object({ image: z.string() })),
-  /** Saves its own state at suspend: it lives where its state is and does not move when its host dies. */
+  /** Saves its own state at suspend, or mounts a volume: it lives where its state is and does not move when its host dies. */
   stateful: z.boolean(),
   /** The host name the proxies route to it (`web.localhost`), if it serves HTTP. */
   http: z.object({ hostname: z.string(), guestPort: z.number() }).nullable(),
