@@ -105,19 +105,6 @@ export function imageResolver(images: ImageStore): ImageResolver {
   };
 }
 
-/** The controller's scale to zero as the proxy's Waker, telling the balancer which members run before it reaches them. */
-function proxyWaker(controller: Controller): Waker {
-  const s2z = controller.scaleToZero;
-  return {
-    ensureAwake: (id, signal) => s2z.ensureAwake(id, signal),
-    requestStarted: (id) => s2z.requestStarted(id),
-    requestFinished: (id) => s2z.requestFinished(id),
-    connectionOpened: (id) => s2z.connectionOpened(id),
-    connectionClosed: (id) => s2z.connectionClosed(id),
-    isAwake: (id) => controller.store.get(id)?.state === 'running',
-  };
-}
-
 export async function startHostInstances(config: HostInstancesConfig): Promise<HostInstances> {
   const { log } = config;
   const store = InstanceStore.open(path.join(config.dataDir, 'state.db'));
@@ -153,7 +140,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
         const tls = config.proxyTls;
         proxy = await createProxy({
           routes,
-          waker: config.cluster ? config.cluster.waker(proxyWaker(controller)) : proxyWaker(controller),
+          waker: config.cluster ? config.cluster.waker(controller.waker()) : controller.waker(),
           listen: config.proxyListen,
           ...(config.domain ? { domain: config.domain } : {}),
           ...(config.proxyMaxParked ? { maxParkedPerInstance: config.proxyMaxParked } : {}),

@@ -24,7 +24,7 @@ function setup() {
   const controller: MetricsController = {
     list: () => recs,
     get: (ref: string) => recs.find((r) => r.id === ref || r.name === ref)!,
-    metrics,
+    metrics: (id) => metrics.snapshot(id),
     hotStandby: () => ({ budgetBytes: 1000, pageOutAfterMs: 0, keepResident: { bytes: 0 }, usedBytes: 400, instances: ['a1'] }),
   };
   const stats = newStats('a1');

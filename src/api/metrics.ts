@@ -63,7 +63,7 @@ function histogramView(h: Pick<LatencyHistogram, 'bucketsMs' | 'counts' | 'sumMs
 }
 
 export function instanceMetrics(src: MetricsSources, rec: InstanceRecord, proxy: InstanceProxyStats | undefined): InstanceMetricsView {
-  const m = src.controller.metrics.snapshot(rec.id);
+  const m = src.controller.metrics(rec.id);
   return {
     id: rec.id,
     name: rec.name,

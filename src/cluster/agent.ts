@@ -30,7 +30,7 @@ import { ReadModel } from './read-model.js';
 export const STEP_IN_AFTER_MS = 3000;
 const TICK_MS = 200;
 
-export type AgentController = Pick<Controller, 'list' | 'create' | 'rm' | 'events'>;
+export type AgentController = Pick<Controller, 'list' | 'create' | 'rm' | 'on'>;
 
 export interface AgentConfig {
   etcd: EtcdClient;

@@ -16,7 +16,7 @@ import type { RecentWake } from './wire.js';
 export const WAKES_KEPT = 20;
 
 export interface FeedController {
-  events: { on<K extends keyof InstanceEvents>(type: K, listener: (e: InstanceEvents[K]) => void): () => void };
+  on<K extends keyof InstanceEvents>(type: K, listener: (e: InstanceEvents[K]) => void): () => void;
   list(): InstanceRecord[];
   get(idOrName: string): InstanceRecord;
   hotStandby(): { budgetBytes: number; usedBytes: number; instances: string[] };
@@ -44,7 +44,7 @@ export class ConsoleFeed {
     this.#opts = opts;
     const c = opts.controller;
     this.#off = [
-      c.events.on('state', (e) => {
+      c.on('state', (e) => {
         let rec: InstanceRecord;
         try {
           rec = c.get(e.id);
@@ -53,12 +53,12 @@ export class ConsoleFeed {
         }
         this.#send('instance', { at: e.at, from: e.from, to: e.to, instance: opts.view(rec), hot_standby: this.#hot() });
       }),
-      c.events.on('removed', (e) => {
+      c.on('removed', (e) => {
         this.#wakes.delete(e.id);
         this.#rss.delete(e.id);
         this.#send('removed', { id: e.id, name: e.name });
       }),
-      c.events.on('wake', (e) => {
+      c.on('wake', (e) => {
         const w: RecentWake = { tier: e.mode === 'resume' ? 'hot' : 'cold', mode: e.mode, duration_ms: e.durationMs, at: new Date().toISOString() };
         const list = [w, ...(this.#wakes.get(e.id) ?? [])].slice(0, WAKES_KEPT);
         this.#wakes.set(e.id, list);

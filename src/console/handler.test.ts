@@ -17,7 +17,7 @@ fs.writeFileSync(path.join(assetsDir, 'index.html'), '<!doctype html><title>t</t
 fs.writeFileSync(path.join(assetsDir, 'assets', 'app-abc123.js'), 'console.log(1)');
 
 const apiCalls: string[] = [];
-const controller: FeedController = { events: { on: () => () => undefined }, list: () => [], get: () => { throw new Error('none'); }, hotStandby: () => ({ budgetBytes: 1, usedBytes: 0, instances: [] }) };
+const controller: FeedController = { on: () => () => undefined, list: () => [], get: () => { throw new Error('none'); }, hotStandby: () => ({ budgetBytes: 1, usedBytes: 0, instances: [] }) };
 const sessions = new SessionStore();
 const feed = new ConsoleFeed({ controller, view: () => ({}) });
 const handler = createConsoleHandler({

@@ -2,10 +2,10 @@
 // instance, and the cooldown timer that suspends an instance once it is idle.
 import { describeError } from '../errors.js';
 import type { InstanceRecord } from '../store/instance-record.js';
-import type { WakeTarget } from './wake-target.js';
+import type { InstanceHost } from './instance-host.js';
 
 export class Activity {
-  readonly #t: WakeTarget;
+  readonly #t: InstanceHost;
   /** What the cooldown does when it expires (ScaleToZero.suspend). */
   readonly #suspend: (id: string) => Promise<void>;
   readonly #inFlight = new Map<string, number>();
@@ -13,7 +13,7 @@ export class Activity {
   readonly #connections = new Map<string, number>();
   readonly #idleTimers = new Map<string, NodeJS.Timeout>();
 
-  constructor(target: WakeTarget, suspend: (id: string) => Promise<void>) {
+  constructor(target: InstanceHost, suspend: (id: string) => Promise<void>) {
     this.#t = target;
     this.#suspend = suspend;
   }
@@ -35,7 +35,7 @@ export class Activity {
     const n = Math.max(0, (this.#inFlight.get(id) ?? 0) - 1);
     this.#inFlight.set(id, n);
     if (n === 0) {
-      const rec = this.#t.store.get(id);
+      const rec = this.#t.get(id);
       if (rec) this.#scheduleIdle(rec);
     }
   }
@@ -53,7 +53,7 @@ export class Activity {
     const n = Math.max(0, (this.#connections.get(id) ?? 0) - 1);
     this.#connections.set(id, n);
     if (n === 0 && (this.#inFlight.get(id) ?? 0) === 0) {
-      const rec = this.#t.store.get(id);
+      const rec = this.#t.get(id);
       if (rec) this.#scheduleIdle(rec);
     }
   }

@@ -51,7 +51,7 @@ test('an app that crashes is marked failed, and on-failure restarts it', async (
   await c.wait('r', 'running');
   const seen: string[] = [];
   const restarted = new Promise<void>((resolve) =>
-    c.events.on('state', (e) => {
+    c.on('state', (e) => {
       seen.push(e.to);
       if (e.to === 'running') resolve();
     }),
@@ -69,7 +69,7 @@ test('with restart policy never, a crash leaves the instance failed with its exi
   const { c, driver } = setup('never');
   await c.create({ image: 'hello:1', name: 'n' });
   await c.wait('n', 'running');
-  const failed = new Promise<void>((resolve) => c.events.on('state', (e) => e.to === 'failed' && resolve()));
+  const failed = new Promise<void>((resolve) => c.on('state', (e) => e.to === 'failed' && resolve()));
   driver.vms[0]!.crash(2);
   await failed;
   const rec = c.get('n');

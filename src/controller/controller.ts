@@ -2,76 +2,46 @@
 // instance's lifecycle; this file is its public face (queries and commands).
 // The VM side (queue, boot, halt, watch, restart) is lifecycle.ts, the
 // re-adoption at flickd start reconcile.ts, scale to zero scale-to-zero.ts.
-import fsp from 'node:fs/promises';
-import path from 'node:path';
 import type { InstanceRecord } from '../store/instance-record.js';
-import type { InstanceStore } from '../store/instance-store.js';
-import type { VmConfig, VmmDriver } from '../vmm/driver.js';
-import type { ConsoleLogOptions } from './console-log.js';
-import { InstanceEventEmitter } from './events.js';
-import type { ControllerLogger, ImageResolver, InstanceNetwork, InstanceVolumes } from './seams.js';
+import type { Waker } from '../proxy/waker.js';
+import { InstanceEventEmitter, type InstanceEvents } from './events.js';
 import { defaultName, guestConfigFor, hasVolumes, newInstanceRecord, validateName, type InstanceConfig } from './spec.js';
 import { waitForState } from './wait.js';
 import { ControllerError, hasProcess, type InstanceState } from './states.js';
-import type { ScaleToZero } from './scale-to-zero.js';
 import type { HotStandbyConfig } from './hot-standby.js';
-import type { ControllerMetrics } from './metrics.js';
-import type { TemplateStore } from './templates.js';
+import type { InstanceControllerMetrics } from './metrics.js';
+import type { ControllerOptions } from './options.js';
 import { Lifecycle } from './lifecycle.js';
 import { reconcile } from './reconcile.js';
 
-export interface ControllerOptions {
-  store: InstanceStore;
-  driver: VmmDriver;
-  images: ImageResolver;
-  network: InstanceNetwork;
-  /** Volumes (src/volumes); without it, instances cannot mount any. */
-  volumes?: InstanceVolumes;
-  /** Instances live under `<dataDir>/instances/<id>/`. */
-  dataDir: string;
-  logger?: ControllerLogger;
-  /** How long a booting guest may take to accept a connection (TCG is slow: node needs ~6 s). */
-  readyTimeoutMs?: number;
-  /** How long a graceful stop waits before killing. */
-  stopTimeoutMs?: number;
-  restartBackoff?: { initialMs: number; maxMs: number };
-  consoleLog?: ConsoleLogOptions;
-  accel?: VmConfig['accel'];
-  /** The hot standby tier: RAM budget (0: every suspend is cold) and when to page out. Default: 10% of host RAM, 10 s. */
-  hotStandby?: Partial<HotStandbyConfig>;
-  /** Where the cgroup v1 hierarchies are mounted (memory page-out of hot standby). */
-  cgroupRoot?: string;
-  /** GET / requests an HTTP app gets before its template snapshot (template-warmup.ts). Default 3; 0: none. */
-  templateWarmupRequests?: number;
-}
+export type { ControllerOptions } from './options.js';
 
+/**
+ * The controller's whole surface: queries, commands, events, and the Waker
+ * the proxy wakes instances through. No public fields: what it keeps (the
+ * state store, the VMs, scale to zero's timers) is reached only through these.
+ */
 export class Controller {
-  readonly events = new InstanceEventEmitter();
-  readonly store: InstanceStore;
-  readonly scaleToZero: ScaleToZero;
-  readonly templates: TemplateStore;
-  readonly metrics: ControllerMetrics;
+  readonly #events = new InstanceEventEmitter();
+  readonly #store: ControllerOptions['store'];
   readonly #lc: Lifecycle;
   readonly #dataDir: string;
 
   constructor(opts: ControllerOptions) {
-    this.store = opts.store;
+    this.#store = opts.store;
     this.#dataDir = opts.dataDir;
-    this.#lc = new Lifecycle(opts, this.events);
-    this.templates = this.#lc.templates;
-    this.metrics = this.#lc.metrics;
-    this.scaleToZero = this.#lc.scaleToZero;
+    this.#lc = new Lifecycle(opts, this.#events);
   }
 
   // ---- queries ----
 
   list(): InstanceRecord[] {
-    return this.store.list();
+    return this.#store.list();
   }
 
   /** By id or by name; INSTANCE_NOT_FOUND (a user error) otherwise. */
   get(idOrName: string): InstanceRecord {
-    const rec = this.store.get(idOrName) ?? this.store.getByName(idOrName);
+    const rec = this.#store.get(idOrName) ?? this.#store.getByName(idOrName);
     if (rec === undefined) {
       throw new ControllerError('INSTANCE_NOT_FOUND', `instance "${idOrName}" not found: list instances with 'flick ls'`, { kind: 'user' });
     }
@@ -80,7 +50,26 @@ export class Controller {
 
   /** Resolves with the record once the instance is in `state`; START_FAILED if it fails instead. */
   wait(idOrName: string, state: InstanceState, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<InstanceRecord> {
-    return waitForState(this.store, this.events, this.get(idOrName), state, opts);
+    return waitForState(this.#store, this.#events, this.get(idOrName), state, opts);
+  }
+
+  /**
+   * Listens to instance events (state changes, removals, wakes, boots,
+   * snapshots), called synchronously after the change is persisted; returns
+   * the function that stops listening.
+   */
+  on<K extends keyof InstanceEvents>(type: K, listener: (event: InstanceEvents[K]) => void): () => void {
+    return this.#events.on(type, listener);
+  }
+
+  /** The controller's own numbers for one instance (wake latency by tier, suspends, page-outs), a copy. */
+  metrics(id: string): InstanceControllerMetrics {
+    return this.#lc.metrics.snapshot(id);
+  }
+
+  /** What the ingress proxy wakes instances through, and tells about requests and connections. */
+  waker(): Waker {
+    return this.#lc.scaleToZero;
   }
 
   /** The console log (oldest first); with `follow`, new output until `signal` aborts. */
@@ -105,41 +94,33 @@ export class Controller {
     const { id, createdAt: now } = record;
     guestConfigFor(record, image.config); // fails now, as a 400, rather than at boot
     if (record.autostart && !hasVolumes(record)) {
-      const asleep = await this.scaleToZero.asleepAtCreate(record, this.#lc.vmConfig(record, image), this.#lc.templateKey(record, image));
+      const asleep = await this.#lc.scaleToZero.asleepAtCreate(record, this.#lc.vmConfig(record, image), this.#lc.templateKeyWith(record, image));
       if (asleep) {
-        this.store.insert(asleep);
-        this.events.emit('state', { id, name, from: null, to: 'standby', at: now });
+        this.#store.insert(asleep);
+        this.#events.emit('state', { id, name, from: null, to: 'standby', at: now });
         return asleep;
       }
     }
     // Claimed before the record exists: a refused volume (409) leaves nothing behind.
     await this.#lc.claimVolumes(record);
     try {
-      this.store.insert(record);
+      this.#store.insert(record);
     } catch (err) {
       await this.#lc.volumes?.detach(id);
       throw err;
     }
-    this.events.emit('state', { id, name, from: null, to: 'stopped', at: now });
+    this.#events.emit('state', { id, name, from: null, to: 'stopped', at: now });
     return record.autostart ? this.start(id) : record;
   }
 
   /** Moves the instance to `starting` and boots it in the background; `wait(id, 'running')` to know when it is ready. */
   start(idOrName: string): Promise<InstanceRecord> {
-    const { id } = this.get(idOrName);
-    this.#lc.restarts.cancel(id);
-    return this.#lc.startWith(id, (rec) => this.#lc.transition(rec, 'starting', { error: undefined }, 'start'));
+    return this.#lc.start(this.get(idOrName).id);
   }
 
   /** Graceful stop: the guest gets `poweroff`, the app SIGTERM; killed after stopTimeoutMs. */
   async stop(idOrName: string): Promise<InstanceRecord> {
-    const { id } = this.get(idOrName);
-    this.#lc.restarts.cancel(id);
-    this.#lc.booting.get(id)?.abort();
-    return this.#lc.serialize(id, async () => {
-      const rec = this.#lc.transition(this.#lc.fresh(id), 'stopping', {}, 'stop');
-      return this.#lc.halt(rec, { kill: false });
-    });
+    return this.#lc.stop(this.get(idOrName).id);
   }
 
   /** Removes the instance; one with a VM needs `force` (which stops it first). */
@@ -151,21 +132,7 @@ export class Controller {
         details: { from: state },
       });
     }
-    this.#lc.restarts.cancel(id);
-    this.#lc.booting.get(id)?.abort();
-    await this.#lc.serialize(id, async () => {
-      let rec = this.#lc.fresh(id);
-      if (hasProcess(rec.state) || rec.state === 'standby') rec = await this.#lc.halt(this.#lc.transition(rec, 'stopping', {}, 'stop'), { kill: true });
-      await this.#lc.networks.release(id);
-      await fsp.rm(rec.dir, { recursive: true, force: true });
-      this.store.delete(id);
-      // After the record: a crash in between leaves a claim that the next start's sweep drops.
-      await this.#lc.volumes?.detach(id);
-      this.scaleToZero.forget(id);
-      // The last instance of a configuration takes its shared template with it.
-      if (await this.templates.releaseIfUnused(rec.snapshots.template?.dir, (dir) => this.store.usesTemplate(dir))) this.#lc.log.info(`template ${path.basename(rec.snapshots.template!.dir)} removed with its last instance`);
-      this.events.emit('removed', { id, name: rec.name });
-    });
+    await this.#lc.remove(id);
   }
 
   /**
@@ -179,13 +146,13 @@ export class Controller {
     if (rec.scaleToZero.policy === 'off') {
       throw new ControllerError('ILLEGAL_TRANSITION', `cannot suspend instance "${rec.name}": its scale to zero is off: create it with a policy (--scale-to-zero on)`, { kind: 'user' });
     }
-    await this.scaleToZero.suspend(rec.id, { ...(opts.tier ? { tier: opts.tier } : {}), force: true });
+    await this.#lc.scaleToZero.suspend(rec.id, { ...(opts.tier ? { tier: opts.tier } : {}), force: true });
     return this.get(rec.id);
   }
 
   /** The hot standby tier: its budget, what it holds now, and who is in it (least recently suspended first). */
   hotStandby(): HotStandbyConfig & { usedBytes: number; instances: string[] } {
-    const hot = this.scaleToZero.hot;
+    const hot = this.#lc.scaleToZero.hot;
     return { ...hot.config, usedBytes: hot.usedBytes(), instances: hot.ids() };
   }
 

@@ -1,25 +1,26 @@
 // The VM side of the instance lifecycle, under the Controller's commands: the
 // per-instance queue, persisted state transitions, boot → ready → running,
-// halt, watching VMs end, and the restart policy applied when one ends unasked.
+// stop and removal, watching VMs end, and the restart policy applied when one
+// ends unasked. It is the InstanceHost scale to zero acts through.
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describeError } from '../errors.js';
 import type { InstanceRecord } from '../store/instance-record.js';
 import type { InstanceStore } from '../store/instance-store.js';
-import type { MicroVm, VmConfig, VmExit, VmmDriver } from '../vmm/driver.js';
+import type { MicroVm, RestoreOptions, Snapshot, VmConfig, VmExit, VmmDriver } from '../vmm/driver.js';
 import { ConsoleLog, type ConsoleLogOptions } from './console-log.js';
-import type { ControllerOptions } from './controller.js';
+import type { ControllerOptions } from './options.js';
 import type { InstanceEventEmitter } from './events.js';
+import type { InstanceHost, StatusPatch } from './instance-host.js';
 import type { ControllerLogger, ImageResolver, InstanceVolumes, PreparedImage } from './seams.js';
 import { VmNetworks } from './vm-networks.js';
 import { hasVolumes, readinessPort, vmGuestConfig } from './spec.js';
 import { ControllerError, assertTransition, hasProcess, type InstanceState } from './states.js';
 import { RestartScheduler } from './restart.js';
-import { ScaleToZero, type WakeTarget } from './scale-to-zero.js';
-import { DEFAULT_KEEP_RESIDENT, DEFAULT_PAGE_OUT_AFTER_MS, type HotStandbyConfig } from './hot-standby.js';
+import { ScaleToZero } from './scale-to-zero.js';
+import { DEFAULT_KEEP_RESIDENT, DEFAULT_PAGE_OUT_AFTER_MS } from './hot-standby.js';
 import { DEFAULT_TEMPLATE_WARMUP_REQUESTS } from './template-warmup.js';
-import { MemoryReclaimer } from './memory-reclaim.js';
 import { ControllerMetrics } from './metrics.js';
 import { TemplateStore, templateKey } from './templates.js';
 
@@ -31,7 +32,7 @@ interface LiveVm {
 
 const silent: ControllerLogger = { info() {}, warn() {} };
 
-export class Lifecycle {
+export class Lifecycle implements InstanceHost {
   readonly events: InstanceEventEmitter;
   readonly store: InstanceStore;
   readonly driver: VmmDriver;
@@ -53,8 +54,6 @@ export class Lifecycle {
   readonly scaleToZero: ScaleToZero;
   readonly templates: TemplateStore;
   readonly metrics: ControllerMetrics;
-  readonly #reclaimer: MemoryReclaimer;
-  readonly #hotConfig: HotStandbyConfig;
   readonly #templateWarmupRequests: number;
   #disposed = false;
 
@@ -74,14 +73,13 @@ export class Lifecycle {
     this.#rotateTimer = setInterval(() => void this.#rotateLogs(), 5000).unref();
     this.templates = new TemplateStore(opts.dataDir);
     this.metrics = new ControllerMetrics(this.events);
-    this.#reclaimer = new MemoryReclaimer(opts.cgroupRoot ? { cgroupRoot: opts.cgroupRoot } : {});
     this.#templateWarmupRequests = opts.templateWarmupRequests ?? DEFAULT_TEMPLATE_WARMUP_REQUESTS;
-    this.#hotConfig = {
+    const hot = {
       budgetBytes: opts.hotStandby?.budgetBytes ?? Math.floor(os.totalmem() / 10),
       pageOutAfterMs: opts.hotStandby?.pageOutAfterMs ?? DEFAULT_PAGE_OUT_AFTER_MS,
       keepResident: opts.hotStandby?.keepResident ?? DEFAULT_KEEP_RESIDENT,
     };
-    this.scaleToZero = new ScaleToZero(this.#wakeTarget());
+    this.scaleToZero = new ScaleToZero(this, { templates: this.templates, metrics: this.metrics, hot, templateWarmupRequests: this.#templateWarmupRequests });
   }
 
   /** Stops timers and lets go of the VMs without stopping them (a restarted flickd adopts them). */
@@ -152,11 +150,12 @@ export class Lifecycle {
     }
   }
 
-  async #templateKeyOf(rec: InstanceRecord): Promise<string> {
-    return this.templateKey(rec, await this.images.resolve(`${rec.image.ref.replace(/[:@].*$/, '')}@${rec.image.digest}`));
+  async templateKey(rec: InstanceRecord): Promise<string> {
+    return this.templateKeyWith(rec, await this.images.resolve(`${rec.image.ref.replace(/[:@].*$/, '')}@${rec.image.digest}`));
   }
 
-  templateKey(rec: InstanceRecord, image: PreparedImage): string {
+  /** The template key of `rec` run from `image` (what its guest memory depends on). */
+  templateKeyWith(rec: InstanceRecord, image: PreparedImage): string {
     return templateKey({
       imageDigest: rec.image.digest,
       memoryMb: rec.memoryMb,
@@ -203,6 +202,38 @@ export class Lifecycle {
     this.transition(this.fresh(id), 'running', { startedAt: new Date().toISOString() });
     this.restarts.onRunning(id);
     this.scaleToZero.onRunning(this.fresh(id));
+  }
+
+  /** Controller.start: cancels a pending restart, moves to `starting`, boots in the background. */
+  start(id: string): Promise<InstanceRecord> {
+    this.restarts.cancel(id);
+    return this.startWith(id, (rec) => this.transition(rec, 'starting', { error: undefined }, 'start'));
+  }
+
+  /** Graceful stop (Controller.stop): cancels a pending restart and an in-flight boot first. */
+  stop(id: string): Promise<InstanceRecord> {
+    this.restarts.cancel(id);
+    this.booting.get(id)?.abort();
+    return this.serialize(id, async () => this.halt(this.transition(this.fresh(id), 'stopping', {}, 'stop'), { kill: false }));
+  }
+
+  /** Removes the instance (Controller.rm, which checked `force`): kills its VM if it has one, then its network, folder and record. */
+  async remove(id: string): Promise<void> {
+    this.restarts.cancel(id);
+    this.booting.get(id)?.abort();
+    await this.serialize(id, async () => {
+      let rec = this.fresh(id);
+      if (hasProcess(rec.state) || rec.state === 'standby') rec = await this.halt(this.transition(rec, 'stopping', {}, 'stop'), { kill: true });
+      await this.networks.release(id);
+      await fsp.rm(rec.dir, { recursive: true, force: true });
+      this.store.delete(id);
+      // After the record: a crash in between leaves a claim that the next start's sweep drops.
+      await this.volumes?.detach(id);
+      this.scaleToZero.forget(id);
+      // The last instance of a configuration takes its shared template with it.
+      if (await this.templates.releaseIfUnused(rec.snapshots.template?.dir, (dir) => this.store.usesTemplate(dir))) this.log.info(`template ${path.basename(rec.snapshots.template!.dir)} removed with its last instance`);
+      this.events.emit('removed', { id, name: rec.name });
+    });
   }
 
   /** Ends the VM (if any) of an instance in `stopping`, releases its network, and records `stopped`. */
@@ -262,7 +293,6 @@ export class Lifecycle {
     this.live.set(id, live);
     void vm.exited.then((exit) => {
       if (this.live.get(id) === live) this.live.delete(id);
-      if (!this.#disposed) void this.#reclaimer.forget(id);
       if (live.expectExit || this.#disposed) return;
       return this.serialize(id, () => this.exited(id, exit));
     });
@@ -283,6 +313,10 @@ export class Lifecycle {
     return run;
   }
 
+  get(id: string): InstanceRecord | undefined {
+    return this.store.get(id);
+  }
+
   fresh(id: string): InstanceRecord {
     const rec = this.store.get(id);
     if (rec === undefined) throw new ControllerError('INSTANCE_NOT_FOUND', `instance ${id} was removed meanwhile`, { kind: 'user' });
@@ -290,11 +324,42 @@ export class Lifecycle {
   }
 
   /** Persists the new state first, then tells listeners. */
-  transition(rec: InstanceRecord, to: InstanceState, patch: Partial<InstanceRecord> = {}, verb?: string): InstanceRecord {
+  transition(rec: InstanceRecord, to: InstanceState, patch: StatusPatch = {}, verb?: string): InstanceRecord {
     assertTransition(rec.name, rec.state, to, verb);
     const next = this.store.update(rec.id, { ...patch, state: to });
     this.events.emit('state', { id: rec.id, name: rec.name, from: rec.state, to, at: next.updatedAt });
     return next;
+  }
+
+  update(rec: InstanceRecord, patch: StatusPatch): InstanceRecord {
+    return this.store.update(rec.id, patch);
+  }
+
+  releaseNetwork(id: string): Promise<void> {
+    return this.networks.release(id);
+  }
+
+  vm(id: string): MicroVm | undefined {
+    return this.live.get(id)?.vm;
+  }
+
+  async restore(rec: InstanceRecord, snapshot: Snapshot, mode: RestoreOptions['mode']): Promise<MicroVm> {
+    const config = await this.networks.attach(rec.id, rec.vm!);
+    const vm = await this.driver.restore(config, snapshot, { mode });
+    this.watch(rec.id, vm);
+    try {
+      this.update(this.fresh(rec.id), { pid: vm.pid });
+    } catch (err) {
+      await this.kill(rec.id, vm);
+      throw err;
+    }
+    return vm;
+  }
+
+  async kill(id: string, vm: MicroVm): Promise<void> {
+    const live = this.live.get(id);
+    if (live) live.expectExit = true;
+    await vm.kill();
   }
 
   consoleLog(rec: InstanceRecord): ConsoleLog {
@@ -306,34 +371,6 @@ export class Lifecycle {
       const rec = this.store.get(id);
       if (rec) await this.consoleLog(rec).rotateIfLarge().catch((err) => this.log.warn(`log rotation of ${rec.name}: ${describeError(err)}`));
     }
-  }
-
-  /** What scale-to-zero needs from the controller, and nothing more. */
-  #wakeTarget(): WakeTarget {
-    return {
-      store: this.store,
-      driver: this.driver,
-      events: this.events,
-      log: this.log,
-      readyTimeoutMs: this.#readyTimeoutMs,
-      live: (id) => this.live.get(id)?.vm,
-      watch: (id, vm) => void this.watch(id, vm),
-      expectExit: (id) => {
-        const live = this.live.get(id);
-        if (live) live.expectExit = true;
-      },
-      serialize: (id, fn) => this.serialize(id, fn),
-      transition: (rec, to, patch) => this.transition(rec, to, patch),
-      fresh: (id) => this.fresh(id),
-      templates: this.templates,
-      templateKey: (rec) => this.#templateKeyOf(rec),
-      attachNetwork: (id, config) => this.networks.attach(id, config),
-      releaseNetwork: (id) => this.networks.release(id),
-      reclaimer: this.#reclaimer,
-      metrics: this.metrics,
-      hot: this.#hotConfig,
-      templateWarmupRequests: this.#templateWarmupRequests,
-    };
   }
 }
 

@@ -15,6 +15,9 @@ export interface HttpRoute {
   plain?: 'redirect';
 }
 
+/** What routing reads of the controller (its public surface): the instances, then their creations and removals. */
+export type RouteSource = Pick<Controller, 'list' | 'get' | 'on'>;
+
 export interface RouteSink {
   setHttp(name: string, route: HttpRoute): void;
   setHttpHost(host: string, route: HttpRoute): void;
@@ -43,7 +46,7 @@ export function applyRoutes(sink: RouteSink, rec: InstanceRecord): void {
 }
 
 /** Routes every stored instance now and follows creations and removals; returns the unsubscribe function. */
-export function syncRoutes(controller: Pick<Controller, 'events' | 'list' | 'store'>, sink: RouteSink, onError: (err: unknown) => void = () => {}): () => void {
+export function syncRoutes(controller: RouteSource, sink: RouteSink, onError: (err: unknown) => void = () => {}): () => void {
   const apply = (rec: InstanceRecord) => {
     try {
       applyRoutes(sink, rec);
@@ -52,12 +55,17 @@ export function syncRoutes(controller: Pick<Controller, 'events' | 'list' | 'sto
     }
   };
   for (const rec of controller.list()) apply(rec);
-  const offState = controller.events.on('state', (e) => {
+  const offState = controller.on('state', (e) => {
     if (e.from !== null) return; // routes depend only on the (immutable) service; set them once, at creation
-    const rec = controller.store.get(e.id);
-    if (rec) apply(rec);
+    let rec: InstanceRecord;
+    try {
+      rec = controller.get(e.id);
+    } catch {
+      return; // removed in the meantime
+    }
+    apply(rec);
   });
-  const offRemoved = controller.events.on('removed', (e) => sink.removeInstance(e.id));
+  const offRemoved = controller.on('removed', (e) => sink.removeInstance(e.id));
   return () => {
     offState();
     offRemoved();

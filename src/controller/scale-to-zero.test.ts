@@ -6,6 +6,9 @@ import { test } from 'node:test';
 import { PAUSED } from '../proxy/waker.js';
 import { FakeDriver, FakeNetwork, setup, tmp } from './testing.js';
 
+/** The proxy's wake signal: never aborted here. */
+const live = new AbortController().signal;
+
 test('scale to zero: template at first readiness, suspend to standby, one wake for many callers', async () => {
   const { c, driver, network } = setup('s2z');
   await c.create({ image: 'hello:1', name: 'z', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 } });
@@ -13,23 +16,24 @@ test('scale to zero: template at first readiness, suspend to standby, one wake f
   assert.ok(rec.snapshots.template, 'template snapshot taken');
   assert.ok(fs.existsSync(rec.snapshots.template.memoryFile), 'template RAM copied');
   assert.equal(driver.vms[0]!.paused, false, 'resumed after the snapshot');
-  await c.scaleToZero.suspend(rec.id);
+  await c.suspend(rec.id);
   assert.equal(c.get('z').state, 'standby');
-  const ups = await Promise.all(Array.from({ length: 20 }, () => c.scaleToZero.ensureAwake(rec.id)));
+  const ups = await Promise.all(Array.from({ length: 20 }, () => c.waker().ensureAwake(rec.id, live)));
   assert.equal(driver.restores.length, 1, 'exactly one wake');
   assert.equal(driver.restores[0]!.mode, 'clone');
-  assert.deepEqual({ host: ups[0]!.host, port: ups[0]!.port }, { host: c.get('z').vm!.network!.hostReachableIp, port: 8080 });
+  assert.deepEqual({ host: ups[0]!.host, session: ups[0]!.session }, { host: c.get('z').vm!.network!.hostReachableIp, session: String(c.get('z').pid) });
+  assert.ok(ups.every((u) => u.host === ups[0]!.host && u.asleep === ups[0]!.asleep), 'every caller got the one awake period');
   assert.equal(ups[0]!.asleep.aborted, false);
   rec = c.get('z');
   assert.equal(rec.state, 'running');
   assert.equal(rec.counters.wakes, 1);
   // A request in flight keeps it awake.
-  c.scaleToZero.requestStarted(rec.id);
-  await c.scaleToZero.suspend(rec.id);
+  c.waker().requestStarted(rec.id);
+  await c.suspend(rec.id);
   assert.equal(c.get('z').state, 'running');
   assert.equal(ups[0]!.asleep.aborted, false);
-  c.scaleToZero.requestFinished(rec.id);
-  await c.scaleToZero.suspend(rec.id);
+  c.waker().requestFinished(rec.id);
+  await c.suspend(rec.id);
   assert.equal(c.get('z').state, 'standby');
   assert.equal(ups[0]!.asleep.aborted, true, 'the proxy learns the address is dead');
   assert.equal(network.held.size, 0, 'cold standby holds no network');
@@ -44,13 +48,13 @@ test('a cold-standby instance holds no network; a wake takes a ready one from th
   const rec = await c.create({ image: 'hello:1', name: 'p', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 } });
   const booted = await c.wait('p', 'running');
   const bootAddress = booted.vm!.network!.hostReachableIp;
-  await c.scaleToZero.suspend(rec.id);
+  await c.suspend(rec.id);
   const asleep = c.get('p');
   assert.deepEqual([asleep.state, asleep.standbyTier, asleep.networkIndex, asleep.vm?.network], ['standby', 'cold', null, undefined]);
   assert.equal(network.held.size, 0);
   const ready = [...network.ready];
   const made = network.made;
-  const up = await c.scaleToZero.ensureAwake(rec.id);
+  const up = await c.waker().ensureAwake(rec.id, live);
   const awake = c.get('p');
   assert.equal(awake.networkIndex, ready[0], 'the oldest ready network');
   assert.equal(driver.vms.at(-1)!.config.network!.netns, `ns-${ready[0]}`, 'the VM was restored into it');
@@ -79,7 +83,7 @@ test('300 instances created from one template are 300 cold standbys without netw
   assert.equal(network.made, made, 'no namespace was made for them');
   assert.equal(driver.vms.length, 1, 'and no VM booted');
   const last = created.at(-1)!;
-  const up = await c.scaleToZero.ensureAwake(last.id);
+  const up = await c.waker().ensureAwake(last.id, live);
   assert.equal(c.get(last.id).state, 'running');
   assert.equal(up.host, c.get(last.id).vm!.network!.hostReachableIp);
   assert.equal(driver.restores.at(-1)!.mode, 'clone');
@@ -90,11 +94,11 @@ test('stateful scale to zero saves the own state at suspend and wakes into it', 
   const { c, driver } = setup('s2z-stateful');
   const rec = await c.create({ image: 'hello:1', name: 'st', scaleToZero: { policy: 'on', stateful: true, cooldownTimeMs: 60_000 } });
   await c.wait('st', 'running');
-  await c.scaleToZero.suspend(rec.id);
+  await c.suspend(rec.id);
   const asleep = c.get('st');
   assert.equal(asleep.state, 'standby');
   assert.ok(asleep.snapshots.own && fs.existsSync(asleep.snapshots.own.memoryFile));
-  await c.scaleToZero.ensureAwake(rec.id);
+  await c.waker().ensureAwake(rec.id, live);
   assert.equal(driver.restores[0]!.mode, 'own');
   assert.equal(c.get('st').state, 'running');
   // Stopping ends the own state; the next start boots fresh.
@@ -108,32 +112,32 @@ test('hot standby keeps the paused VM: a wake is a resume, counted as hot; stop 
   await c.wait('h', 'running');
   // The VM that booted (and holds its boot's translations) goes cold at its first standby; the
   // restored one that serves from then on is the one kept hot.
-  await c.scaleToZero.suspend(rec.id);
+  await c.suspend(rec.id);
   assert.deepEqual([c.get('h').standbyTier, c.get('h').pid], ['cold', null], "a booted VM's first standby is cold");
-  await c.scaleToZero.ensureAwake(rec.id);
+  await c.waker().ensureAwake(rec.id, live);
   assert.equal(driver.restores.length, 1);
   const vm = driver.vms[1]!;
-  const before = await c.scaleToZero.ensureAwake(rec.id);
+  const before = await c.waker().ensureAwake(rec.id, live);
   assert.equal(before.session, String(vm.pid), 'the session is the VM process');
-  await c.scaleToZero.suspend(rec.id);
+  await c.suspend(rec.id);
   assert.equal(before.asleep.reason, PAUSED, 'the proxy is told the VM only paused: its connections live on');
   const asleep = c.get('h');
   assert.equal(asleep.state, 'standby');
   assert.equal(asleep.standbyTier, 'hot');
   assert.equal(asleep.pid, vm.pid, 'the process stays');
   assert.equal(vm.paused, true);
-  const [after] = await Promise.all([c.scaleToZero.ensureAwake(rec.id), c.scaleToZero.ensureAwake(rec.id)]);
+  const [after] = await Promise.all([c.waker().ensureAwake(rec.id, live), c.waker().ensureAwake(rec.id, live)]);
   assert.equal(after.session, before.session, 'the same process after a hot wake');
   assert.equal(driver.restores.length, 1, 'no restore');
   assert.equal(vm.paused, false);
   const woken = c.get('h');
   assert.deepEqual([woken.state, woken.counters.wakesHot, woken.counters.wakesCold], ['running', 1, 1]);
-  assert.equal(c.metrics.snapshot(rec.id).wakes.hot, 1);
+  assert.equal(c.metrics(rec.id).wakes.hot, 1);
   // A hot instance asked to go cold is demoted: the process ends, the next wake restores.
   await c.suspend('h');
   await c.suspend('h', { tier: 'cold' });
   assert.deepEqual([c.get('h').standbyTier, c.get('h').pid], ['cold', null]);
-  const cold = await c.scaleToZero.ensureAwake(rec.id);
+  const cold = await c.waker().ensureAwake(rec.id, live);
   assert.notEqual(cold.session, after.session, 'a demoted instance wakes in another process: the proxy drops what it kept');
   assert.equal(driver.restores.length, 2);
   assert.equal(c.get('h').counters.wakesCold, 2);
@@ -150,13 +154,13 @@ test('over the hot standby budget the least recently suspended instance is demot
   const b = await c.create({ image: 'hello:1', name: 'b', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 }, args: ['/server', 'b'] });
   await c.wait('a', 'running');
   await c.wait('b', 'running');
-  await c.scaleToZero.suspend(a.id, { tier: 'hot' });
+  await c.suspend(a.id, { tier: 'hot' });
   assert.equal(c.get('a').standbyTier, 'hot');
-  await c.scaleToZero.suspend(b.id, { tier: 'hot' });
+  await c.suspend(b.id, { tier: 'hot' });
   for (let i = 0; i < 100 && c.get('a').standbyTier !== 'cold'; i++) await new Promise((r) => setTimeout(r, 5));
   assert.deepEqual([c.get('a').standbyTier, c.get('a').pid], ['cold', null], 'the older one went cold');
   assert.equal(c.get('b').standbyTier, 'hot');
-  assert.equal(c.metrics.snapshot(a.id).demotions, 1);
+  assert.equal(c.metrics(a.id).demotions, 1);
 });
 
 test('instances of one image and configuration share one template; the last rm removes it', async () => {
@@ -173,7 +177,7 @@ test('instances of one image and configuration share one template; the last rm r
   assert.equal(driver.vms.length, 1, 'one boot for two instances');
   assert.equal(two.snapshots.template!.dir, template.dir, 'the same template');
   assert.equal(driver.vms[0]!.config.guest.hostname, 'hello', 'the guest hostname is the image name, not the instance name');
-  await c.scaleToZero.ensureAwake(two.id);
+  await c.waker().ensureAwake(two.id, live);
   assert.equal(driver.restores[0]!.snapshot.dir, template.dir);
   assert.equal(driver.restores[0]!.mode, 'clone');
   // Another configuration gets its own template.
@@ -211,8 +215,8 @@ test('a restarted flickd re-adopts a hot-standby VM; one that died meanwhile lea
   await second.c.reconcile();
   assert.deepEqual([second.c.get('kept').state, second.c.get('kept').standbyTier], ['standby', 'hot']);
   assert.deepEqual([second.c.get('lost').state, second.c.get('lost').standbyTier, second.c.get('lost').pid], ['standby', 'cold', null]);
-  await second.c.scaleToZero.ensureAwake(kept.id);
+  await second.c.waker().ensureAwake(kept.id, live);
   assert.equal(second.c.get('kept').counters.wakesHot, 1, 'the adopted paused VM is resumed, not restored');
-  await second.c.scaleToZero.ensureAwake(lost.id);
+  await second.c.waker().ensureAwake(lost.id, live);
   assert.equal(second.c.get('lost').counters.wakesCold, 1);
 });

@@ -1,4 +1,5 @@
-// Scale to zero, the proxy's Waker: this file is its face and the suspend path
+// Scale to zero, the proxy's Waker (Controller.waker() hands it out): this
+// file is its face and the suspend path
 // (after a cooldown with no request in flight). Templates: template-snapshot.ts;
 // wake: wake.ts; in-flight accounting and cooldown: activity.ts.
 //
@@ -12,57 +13,69 @@
 import { describeError } from '../errors.js';
 import type { InstanceRecord } from '../store/instance-record.js';
 import type { MicroVm, VmConfig } from '../vmm/driver.js';
+import type { AwakeInstance, Waker } from '../proxy/waker.js';
 import { Activity } from './activity.js';
-import type { HotStandby } from './hot-standby.js';
+import type { HotStandby, HotStandbyConfig } from './hot-standby.js';
+import type { InstanceHost } from './instance-host.js';
 import { StandbyTiers } from './standby-tiers.js';
-import type { StandbyTier } from './metrics.js';
-import { asleepAtCreate, startAsleep, takeTemplate } from './template-snapshot.js';
-import { Waker } from './wake.js';
-import type { Upstream, WakeTarget } from './wake-target.js';
+import type { ControllerMetrics, StandbyTier } from './metrics.js';
+import { asleepAtCreate, startAsleep, takeTemplate, type TemplateContext } from './template-snapshot.js';
+import type { TemplateStore } from './templates.js';
+import { WakePath } from './wake.js';
 
-export type { Upstream, WakeTarget } from './wake-target.js';
+export interface ScaleToZeroOptions {
+  templates: TemplateStore;
+  metrics: ControllerMetrics;
+  hot: HotStandbyConfig;
+  /** GET / requests an HTTP app gets before its template is taken (template-warmup.ts); 0: none. */
+  templateWarmupRequests: number;
+}
 
-export class ScaleToZero {
-  readonly #t: WakeTarget;
+export class ScaleToZero implements Waker {
+  readonly #t: InstanceHost;
+  readonly #metrics: ControllerMetrics;
+  readonly #templates: TemplateContext;
   readonly #activity: Activity;
-  readonly #waker: Waker;
-  readonly tiers: StandbyTiers;
+  readonly #wakes: WakePath;
+  readonly #tiers: StandbyTiers;
 
-  constructor(target: WakeTarget) {
-    this.#t = target;
-    this.tiers = new StandbyTiers(target);
-    this.#activity = new Activity(target, (id) => this.suspend(id));
-    this.#waker = new Waker(target, this.tiers.hot, (rec) => this.onRunning(rec));
+  constructor(host: InstanceHost, opts: ScaleToZeroOptions) {
+    this.#t = host;
+    this.#metrics = opts.metrics;
+    this.#templates = { host, templates: opts.templates, warmupRequests: opts.templateWarmupRequests };
+    this.#tiers = new StandbyTiers(host, opts.hot, opts.metrics);
+    this.#activity = new Activity(host, (id) => this.suspend(id));
+    this.#wakes = new WakePath(host, this.#tiers.hot, (rec) => this.onRunning(rec));
   }
 
   /** The hot tier: which instances keep a paused process, the budget, page-out timers. */
   get hot(): HotStandby {
-    return this.tiers.hot;
+    return this.#tiers.hot;
   }
 
   /** Finds or takes the shared template of `rec`'s configuration (template-snapshot.ts). */
   takeTemplate(rec: InstanceRecord, vm: MicroVm): Promise<void> {
-    return takeTemplate(this.#t, rec, vm);
+    return takeTemplate(this.#templates, rec, vm);
   }
 
   /** Start into cold standby when a template exists; false if the instance must boot (template-snapshot.ts). */
   startAsleep(rec: InstanceRecord, config: VmConfig): Promise<boolean> {
-    return startAsleep(this.#t, rec, config);
+    return startAsleep(this.#templates, rec, config);
   }
 
   /** `rec` as create stores it when its template exists; undefined when it must boot (template-snapshot.ts). */
   asleepAtCreate(rec: InstanceRecord, config: VmConfig, key: string): Promise<InstanceRecord | undefined> {
-    return asleepAtCreate(this.#t, rec, config, key);
+    return asleepAtCreate(this.#templates, rec, config, key);
   }
 
   /** The proxy's entry: where to send a request for `id`, waking the instance if it sleeps. */
-  ensureAwake(id: string, signal?: AbortSignal): Promise<Upstream> {
-    return this.#waker.ensureAwake(id, signal);
+  ensureAwake(id: string, signal?: AbortSignal): Promise<AwakeInstance> {
+    return this.#wakes.ensureAwake(id, signal);
   }
 
   /** Restores a standby instance (template or own state). Concurrent calls share one wake. */
-  wake(id: string): Promise<Upstream> {
-    return this.#waker.wake(id);
+  wake(id: string): Promise<AwakeInstance> {
+    return this.#wakes.wake(id);
   }
 
   /**
@@ -71,34 +84,34 @@ export class ScaleToZero {
    * instance already in hot standby, `tier: 'cold'` demotes it.
    */
   suspend(id: string, opts: { tier?: StandbyTier; force?: boolean } = {}): Promise<void> {
-    const rec0 = this.#t.store.get(id);
+    const rec0 = this.#t.get(id);
     if (rec0?.state === 'standby' && rec0.standbyTier === 'hot' && opts.tier === 'cold') return this.demote(id);
     return this.#t.serialize(id, async () => {
-      let rec = this.#t.store.get(id);
+      let rec = this.#t.get(id);
       if (rec === undefined || rec.state !== 'running' || this.#activity.inFlight(id) > 0) return;
       if (rec.scaleToZero.policy === 'off') return;
       if (rec.scaleToZero.policy === 'on' && !opts.force && this.#activity.connections(id) > 0) return;
       if (!rec.scaleToZero.stateful && rec.snapshots.template === undefined) return;
-      const vm = this.#t.live(id);
+      const vm = this.#t.vm(id);
       if (vm === undefined) return;
-      const tier: StandbyTier = opts.tier ?? (this.hot.enabled && !bootHeavy(vm) ? 'hot' : 'cold');
+      // A VM the driver says is heavy when paused (booted under TCG) goes cold at its first standby.
+      const tier: StandbyTier = opts.tier ?? (this.hot.enabled && !vm.heavyWhenPaused ? 'hot' : 'cold');
       // In the same turn as the in-flight check: from here the proxy forwards nothing to this VM.
-      this.#waker.sleep(id, tier === 'hot' ? 'paused' : 'ended');
+      this.#wakes.sleep(id, tier === 'hot' ? 'paused' : 'ended');
       this.#activity.clearIdle(id);
       rec = this.#t.transition(rec, 'draining');
       try {
         await vm.pause();
         if (tier === 'hot') {
           this.#t.transition(this.#t.fresh(id), 'standby', { standbyTier: 'hot' });
-          this.#t.metrics.of(id).suspends.hot += 1;
+          this.#metrics.of(id).suspends.hot += 1;
           this.hot.add(id);
           return;
         }
-        await this.tiers.endPaused(this.#t.fresh(id), vm);
-        this.#t.metrics.of(id).suspends.cold += 1;
+        await this.#tiers.endPaused(this.#t.fresh(id), vm);
+        this.#metrics.of(id).suspends.cold += 1;
       } catch (err) {
-        this.#t.expectExit(id);
-        await vm.kill();
+        await this.#t.kill(id, vm);
         this.#t.transition(this.#t.fresh(id), 'failed', { pid: null, standbyTier: undefined, error: `suspend failed: ${describeError(err)}` });
       }
     });
@@ -106,12 +119,17 @@ export class ScaleToZero {
 
   /** Hot → cold (see standby-tiers.ts). */
   demote(id: string): Promise<void> {
-    return this.tiers.demote(id);
+    return this.#tiers.demote(id);
   }
 
   /** A hot-standby VM died on its own (see standby-tiers.ts). */
   onHotVmDied(id: string): Promise<void> {
-    return this.tiers.onHotVmDied(id);
+    return this.#tiers.onHotVmDied(id);
+  }
+
+  /** Whether the instance runs now (no wake needed): the proxy's balancer counts it awake. */
+  isAwake(id: string): boolean {
+    return this.#t.get(id)?.state === 'running';
   }
 
   requestStarted(id: string): void {
@@ -138,7 +156,7 @@ export class ScaleToZero {
   /** The instance's VM is gone (stop, crash): addresses handed out so far are dead. */
   onStopped(id: string): void {
     this.#activity.clearIdle(id);
-    this.#waker.sleep(id);
+    this.#wakes.sleep(id);
     this.hot.remove(id);
   }
 
@@ -151,15 +169,4 @@ export class ScaleToZero {
     this.#activity.dispose();
     this.hot.dispose();
   }
-}
-
-/**
- * A VM booted in its process under TCG keeps its boot's translations: in hot
- * standby it holds ~40 MB (minimal) / ~60 MB (node) more than one restored from
- * a snapshot (measured, paged out: 92 vs 52 MiB, 152 vs 92 MiB). So its first
- * standby is cold, and every later hot standby is a restored, lighter process;
- * the price is that one wake is cold.
- */
-function bootHeavy(vm: MicroVm): boolean {
-  return vm.booted && vm.accel === 'tcg';
 }

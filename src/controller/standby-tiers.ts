@@ -1,24 +1,26 @@
 // The two tiers of standby, below the wake/suspend logic of scale-to-zero.ts:
 // ending a paused VM into cold standby (saving a stateful instance's own state
 // first), demoting a hot instance to cold, paging a hot instance's guest RAM
-// out (memory-reclaim.ts), and what happens when a paused VM dies by itself.
+// out (MicroVm.reclaimMemory), and what happens when a paused VM dies by itself.
 // The hot tier's bookkeeping (budget, LRU, page-out timers) is hot-standby.ts.
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { describeError } from '../errors.js';
 import type { InstanceRecord } from '../store/instance-record.js';
 import type { MicroVm } from '../vmm/driver.js';
-import { HotStandby, keepResidentBytes } from './hot-standby.js';
-import type { WakeTarget } from './wake-target.js';
+import { HotStandby, keepResidentBytes, type HotStandbyConfig } from './hot-standby.js';
+import type { InstanceHost } from './instance-host.js';
+import type { ControllerMetrics } from './metrics.js';
 
 export class StandbyTiers {
-  readonly #t: WakeTarget;
+  readonly #t: InstanceHost;
+  readonly #metrics: ControllerMetrics;
   readonly hot: HotStandby;
 
-  constructor(target: WakeTarget) {
+  constructor(target: InstanceHost, hot: HotStandbyConfig, metrics: ControllerMetrics) {
     this.#t = target;
-    this.hot = new HotStandby(target.hot, {
+    this.#metrics = metrics;
+    this.hot = new HotStandby(hot, {
       usage: (id) => this.#usage(id),
       pageOut: (id) => this.pageOut(id),
       demote: (id) => this.demote(id),
@@ -30,16 +32,15 @@ export class StandbyTiers {
   demote(id: string): Promise<void> {
     return this.#t.serialize(id, async () => {
       this.hot.remove(id);
-      const rec = this.#t.store.get(id);
-      const vm = this.#t.live(id);
+      const rec = this.#t.get(id);
+      const vm = this.#t.vm(id);
       if (rec === undefined || rec.state !== 'standby' || rec.standbyTier !== 'hot' || vm === undefined) return;
       try {
         await this.endPaused(rec, vm);
-        this.#t.metrics.of(id).demotions += 1;
+        this.#metrics.of(id).demotions += 1;
         this.#t.log.info(`instance ${rec.name}: hot standby demoted to cold`);
       } catch (err) {
-        this.#t.expectExit(id);
-        await vm.kill();
+        await this.#t.kill(id, vm);
         this.#t.transition(this.#t.fresh(id), 'failed', { pid: null, standbyTier: undefined, error: `demotion to cold standby failed: ${describeError(err)}` });
       }
     });
@@ -58,25 +59,23 @@ export class StandbyTiers {
       snapshots.own = await vm.createSnapshot(dir);
       this.#t.events.emit('snapshot', { id, name: rec.name, kind: 'own', durationMs: performance.now() - t0 });
     }
-    this.#t.expectExit(id);
-    await vm.kill();
+    await this.#t.kill(id, vm);
     // Cold standby holds no network: the next wake takes one from the pool.
     await this.#t.releaseNetwork(id);
     const cur = this.#t.fresh(id);
     // A suspend comes here from `draining`, a demotion from `standby`.
-    if (cur.state === 'standby') this.#t.store.update(id, { pid: null, snapshots, standbyTier: 'cold' });
+    if (cur.state === 'standby') this.#t.update(cur, { pid: null, snapshots, standbyTier: 'cold' });
     else this.#t.transition(cur, 'standby', { pid: null, snapshots, standbyTier: 'cold' });
   }
 
-  /** Gives a hot instance's guest RAM back to the host (see memory-reclaim.ts). */
+  /** Gives a hot instance's guest RAM back to the host, but for its most recently used part (MicroVm.reclaimMemory). */
   pageOut(id: string): Promise<void> {
     return this.#t.serialize(id, async () => {
-      const rec = this.#t.store.get(id);
-      const vm = this.#t.live(id);
+      const rec = this.#t.get(id);
+      const vm = this.#t.vm(id);
       if (rec === undefined || rec.state !== 'standby' || rec.standbyTier !== 'hot' || vm === undefined) return;
-      const ownFile = path.join(vm.config.runDir, 'mem');
-      const r = await this.#t.reclaimer.pageOut(id, vm.pid, fs.existsSync(ownFile) ? ownFile : undefined, keepResidentBytes(this.hot.config.keepResident, rec.memoryMb));
-      const m = this.#t.metrics.of(id);
+      const r = await vm.reclaimMemory(keepResidentBytes(this.hot.config.keepResident, rec.memoryMb));
+      const m = this.#metrics.of(id);
       m.pageOuts += 1;
       m.hotBytesAfterPageOut = r.afterBytes ?? null;
       this.#t.log.info(
@@ -88,19 +87,19 @@ export class StandbyTiers {
   /** A hot-standby VM died on its own: a stateless instance just becomes cold; a stateful one lost its state. */
   async onHotVmDied(id: string): Promise<void> {
     this.hot.remove(id);
-    if (this.#t.store.get(id)?.state !== 'standby') return;
+    if (this.#t.get(id)?.state !== 'standby') return;
     await this.#t.releaseNetwork(id);
     const rec = this.#t.fresh(id);
     if (rec.scaleToZero.stateful) this.#t.transition(rec, 'failed', { pid: null, standbyTier: undefined, error: 'the paused VM of this hot-standby instance exited; its state is lost' });
-    else this.#t.store.update(id, { pid: null, standbyTier: 'cold' });
+    else this.#t.update(rec, { pid: null, standbyTier: 'cold' });
   }
 
   #usage(id: string): number {
-    const rec = this.#t.store.get(id);
-    const vm = this.#t.live(id);
+    const rec = this.#t.get(id);
+    const vm = this.#t.vm(id);
     const estimate = ((rec?.memoryMb ?? 128) + 64) * 1024 * 1024;
     if (vm === undefined) return 0;
-    return this.#t.reclaimer.usageBytes(id, vm.pid) ?? estimate;
+    return vm.memoryUsage() ?? estimate;
   }
 }
 

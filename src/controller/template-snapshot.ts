@@ -4,8 +4,17 @@ import path from 'node:path';
 import { describeError } from '../errors.js';
 import type { InstanceRecord } from '../store/instance-record.js';
 import type { MicroVm, VmConfig } from '../vmm/driver.js';
+import type { InstanceHost } from './instance-host.js';
+import type { TemplateStore } from './templates.js';
 import { warmUp } from './template-warmup.js';
-import type { WakeTarget } from './wake-target.js';
+
+/** What taking and finding templates works with. */
+export interface TemplateContext {
+  host: InstanceHost;
+  templates: TemplateStore;
+  /** GET / requests an HTTP app gets before its template is taken; 0: none. */
+  warmupRequests: number;
+}
 
 /**
  * Finds or takes the shared template of `rec`'s configuration and records it.
@@ -13,8 +22,8 @@ import type { WakeTarget } from './wake-target.js';
  * VM, saves device state with a sparse copy of the RAM file (`keepRunning`:
  * the VM goes on in its own file) and resumes it.
  */
-export async function takeTemplate(t: WakeTarget, rec: InstanceRecord, vm: MicroVm): Promise<void> {
-  const key = await t.templateKey(rec);
+export async function takeTemplate(t: TemplateContext, rec: InstanceRecord, vm: MicroVm): Promise<void> {
+  const key = await t.host.templateKey(rec);
   const t0 = performance.now();
   try {
     const { snapshot, taken } = await t.templates.ensure(key, async (dir) => {
@@ -26,26 +35,27 @@ export async function takeTemplate(t: WakeTarget, rec: InstanceRecord, vm: Micro
         await vm.resume();
       }
     });
-    t.store.update(rec.id, { snapshots: { ...t.fresh(rec.id).snapshots, template: snapshot } });
+    const cur = t.host.fresh(rec.id);
+    t.host.update(cur, { snapshots: { ...cur.snapshots, template: snapshot } });
     if (!taken) return;
     const durationMs = performance.now() - t0;
-    t.events.emit('snapshot', { id: rec.id, name: rec.name, kind: 'template', durationMs });
-    t.log.info(`instance ${rec.name}: template snapshot ${key} in ${durationMs.toFixed(1)} ms (paused meanwhile)`);
+    t.host.events.emit('snapshot', { id: rec.id, name: rec.name, kind: 'template', durationMs });
+    t.host.log.info(`instance ${rec.name}: template snapshot ${key} in ${durationMs.toFixed(1)} ms (paused meanwhile)`);
   } catch (err) {
     // Without a template the instance still runs; it just cannot sleep statelessly.
-    t.log.warn(`instance ${rec.name}: template snapshot failed, scale to zero stays off until the next start: ${describeError(err)}`);
+    t.host.log.warn(`instance ${rec.name}: template snapshot failed, scale to zero stays off until the next start: ${describeError(err)}`);
   }
 }
 
 /** Before a template: a few GET / so the app's first-request work is in the template, not in every wake. */
-async function warmUpBeforeTemplate(t: WakeTarget, rec: InstanceRecord, vm: MicroVm): Promise<void> {
+async function warmUpBeforeTemplate(t: TemplateContext, rec: InstanceRecord, vm: MicroVm): Promise<void> {
   const http = rec.service.http;
   const host = vm.config.network?.hostReachableIp;
-  const requests = t.templateWarmupRequests;
+  const requests = t.warmupRequests;
   if (http === undefined || host === undefined || requests === 0) return;
   const t0 = performance.now();
   const answered = await warmUp({ host, port: http.guestPort, hostname: http.hostname }, requests);
-  t.log.info(`instance ${rec.name}: ${answered} of ${requests} warm-up requests answered in ${(performance.now() - t0).toFixed(0)} ms before its template`);
+  t.host.log.info(`instance ${rec.name}: ${answered} of ${requests} warm-up requests answered in ${(performance.now() - t0).toFixed(0)} ms before its template`);
 }
 
 /**
@@ -54,11 +64,11 @@ async function warmUpBeforeTemplate(t: WakeTarget, rec: InstanceRecord, vm: Micr
  * request wakes it from the template (stateful: from its own copy of it).
  * Returns false if there is no template yet and the instance must boot.
  */
-export async function startAsleep(t: WakeTarget, rec: InstanceRecord, config: VmConfig): Promise<boolean> {
+export async function startAsleep(t: TemplateContext, rec: InstanceRecord, config: VmConfig): Promise<boolean> {
   if (rec.scaleToZero.policy === 'off') return false;
-  const patch = await asleep(t, rec, config, await t.templateKey(rec));
+  const patch = await asleep(t, rec, config, await t.host.templateKey(rec));
   if (patch === undefined) return false;
-  t.transition(t.fresh(rec.id), 'standby', patch);
+  t.host.transition(t.host.fresh(rec.id), 'standby', patch);
   return true;
 }
 
@@ -67,14 +77,14 @@ export async function startAsleep(t: WakeTarget, rec: InstanceRecord, config: Vm
  * standby, no VM, no network. Undefined when it must boot first. The
  * controller's create stores this in one write.
  */
-export async function asleepAtCreate(t: WakeTarget, rec: InstanceRecord, config: VmConfig, key: string): Promise<InstanceRecord | undefined> {
+export async function asleepAtCreate(t: TemplateContext, rec: InstanceRecord, config: VmConfig, key: string): Promise<InstanceRecord | undefined> {
   if (rec.scaleToZero.policy === 'off') return undefined;
   const patch = await asleep(t, rec, config, key);
   return patch && { ...rec, ...patch, state: 'standby' };
 }
 
 /** A cold standby's record fields (config without a network: a wake attaches one). */
-async function asleep(t: WakeTarget, rec: InstanceRecord, config: VmConfig, key: string): Promise<Partial<InstanceRecord> | undefined> {
+async function asleep(t: TemplateContext, rec: InstanceRecord, config: VmConfig, key: string): Promise<Partial<InstanceRecord> | undefined> {
   const template = t.templates.find(key);
   if (template === undefined) return undefined;
   const snapshots = { ...rec.snapshots, template };

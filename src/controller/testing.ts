@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after } from 'node:test';
 import { InstanceStore } from '../store/instance-store.js';
-import { VmmError, type MicroVm, type NetworkAttachment, type Snapshot, type VmConfig, type VmExit, type VmmDriver } from '../vmm/driver.js';
+import { VmmError, type MicroVm, type ReclaimResult, type NetworkAttachment, type Snapshot, type VmConfig, type VmExit, type VmmDriver } from '../vmm/driver.js';
 import { Controller } from './controller.js';
 import type { HeldNetwork, ImageResolver, InstanceNetwork, NetworkLease } from './seams.js';
 
@@ -18,6 +18,11 @@ export class FakeVm implements MicroVm {
   readonly pid = FakeVm.nextPid++;
   readonly accel = 'tcg' as const;
   booted = true;
+  /** As the QEMU driver says it: a VM booted under TCG is heavy when paused. */
+  get heavyWhenPaused(): boolean {
+    return this.booted && this.accel === 'tcg';
+  }
+  reclaimed: number[] = [];
   readonly exited: Promise<VmExit>;
   paused = false;
   saved = false;
@@ -52,6 +57,14 @@ export class FakeVm implements MicroVm {
     fs.copyFileSync(path.join(this.config.runDir, 'memory'), path.join(dir, 'mem'));
     if (!opts.keepRunning) this.saved = true;
     return { dir, stateFile: path.join(dir, 'state'), memoryFile: path.join(dir, 'mem'), memoryMb: 128, vcpus: 1, createdAt: '' };
+  }
+  async reclaimMemory(keepBytes: number): Promise<ReclaimResult> {
+    assert.ok(this.paused, 'memory is reclaimed only from a paused VM');
+    this.reclaimed.push(keepBytes);
+    return { beforeBytes: undefined, afterBytes: undefined, durationMs: 0 };
+  }
+  memoryUsage(): number | undefined {
+    return undefined;
   }
   async syncClock(): Promise<void> {}
   released = false;
@@ -142,7 +155,7 @@ export function setup(name: string, opts: { db?: string; driver?: FakeDriver; ne
   const network = opts.network ?? new FakeNetwork();
   // Hot standby off unless a test asks: the cold tier is what most tests check.
   const hotStandby = { budgetBytes: opts.hotBudgetBytes ?? 0, pageOutAfterMs: 60_000 };
-  const c = new Controller({ store, driver, images, network, dataDir, restartBackoff: { initialMs: 1, maxMs: 5 }, hotStandby, cgroupRoot: path.join(dataDir, 'no-cgroups') });
+  const c = new Controller({ store, driver, images, network, dataDir, restartBackoff: { initialMs: 1, maxMs: 5 }, hotStandby });
   after(async () => {
     await c.dispose();
     store.close();

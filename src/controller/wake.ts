@@ -1,6 +1,7 @@
 // Scale to zero's wake path: where the proxy sends a request (`ensureAwake`),
 // waking a standby instance hot (resume) or cold (restore) first; concurrent
-// wakes of one instance share one promise. Also hands out and revokes Upstreams.
+// wakes of one instance share one promise. Also hands out, and revokes, the
+// proxy's AwakeInstances.
 import { describeError } from '../errors.js';
 import type { InstanceRecord } from '../store/instance-record.js';
 import type { MicroVm } from '../vmm/driver.js';
@@ -8,26 +9,26 @@ import type { HotStandby } from './hot-standby.js';
 import type { StandbyTier } from './metrics.js';
 import { readinessPort } from './spec.js';
 import { ControllerError } from './states.js';
-import type { Upstream, WakeTarget } from './wake-target.js';
-import { PAUSED } from '../proxy/waker.js';
+import type { InstanceHost } from './instance-host.js';
+import { PAUSED, type AwakeInstance } from '../proxy/waker.js';
 
-export class Waker {
-  readonly #t: WakeTarget;
+export class WakePath {
+  readonly #t: InstanceHost;
   readonly #hot: HotStandby;
   /** Called when a wake leaves the instance running (its cooldown starts). */
   readonly #onRunning: (rec: InstanceRecord) => void;
   /** One per awake period of an instance; aborted when it goes to standby or stops. */
   readonly #awake = new Map<string, AbortController>();
-  readonly #wakes = new Map<string, Promise<Upstream>>();
+  readonly #wakes = new Map<string, Promise<AwakeInstance>>();
 
-  constructor(target: WakeTarget, hot: HotStandby, onRunning: (rec: InstanceRecord) => void) {
+  constructor(target: InstanceHost, hot: HotStandby, onRunning: (rec: InstanceRecord) => void) {
     this.#t = target;
     this.#hot = hot;
     this.#onRunning = onRunning;
   }
 
   /** The proxy's entry: where to send a request for `id`, waking the instance if it sleeps. */
-  async ensureAwake(id: string, signal?: AbortSignal): Promise<Upstream> {
+  async ensureAwake(id: string, signal?: AbortSignal): Promise<AwakeInstance> {
     for (;;) {
       signal?.throwIfAborted();
       const rec = this.#t.fresh(id);
@@ -47,7 +48,7 @@ export class Waker {
   }
 
   /** Restores a standby instance (template or own state). Concurrent calls share one wake. */
-  wake(id: string): Promise<Upstream> {
+  wake(id: string): Promise<AwakeInstance> {
     let p = this.#wakes.get(id);
     if (p === undefined) {
       p = this.#t.serialize(id, () => this.#wake(id)).finally(() => this.#wakes.delete(id));
@@ -56,23 +57,22 @@ export class Waker {
     return p;
   }
 
-  async #wake(id: string): Promise<Upstream> {
+  async #wake(id: string): Promise<AwakeInstance> {
     const rec = this.#t.fresh(id);
     if (rec.state === 'running') return this.#upstream(rec);
     if (rec.state !== 'standby') throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" is ${rec.state}, not in standby: start it with 'flick start ${rec.name}'`, { kind: 'user' });
-    const vm = this.#t.live(id);
+    const vm = this.#t.vm(id);
     if (rec.standbyTier === 'hot' && vm !== undefined) {
       try {
         return await this.#wakeHot(rec, vm);
       } catch (err) {
         this.#t.log.warn(`instance ${rec.name}: hot wake failed, waking cold: ${describeError(err)}`);
-        this.#t.expectExit(id);
-        await vm.kill();
+        await this.#t.kill(id, vm);
         if (rec.scaleToZero.stateful) {
           this.#t.transition(this.#t.fresh(id), 'failed', { pid: null, standbyTier: undefined, error: `wake failed: ${describeError(err)}` });
           throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" could not wake: ${describeError(err)}`, { cause: err });
         }
-        this.#t.store.update(id, { pid: null, standbyTier: 'cold', state: 'standby' });
+        this.#t.update(this.#t.fresh(id), { pid: null, standbyTier: 'cold', state: 'standby' });
         await this.#t.releaseNetwork(id);
       }
     }
@@ -80,7 +80,7 @@ export class Waker {
   }
 
   /** Hot: the paused process goes on. The clock answer is awaited: the app must not see a request with a stale clock. */
-  async #wakeHot(rec: InstanceRecord, vm: MicroVm): Promise<Upstream> {
+  async #wakeHot(rec: InstanceRecord, vm: MicroVm): Promise<AwakeInstance> {
     const t0 = performance.now();
     this.#hot.remove(rec.id);
     const starting = this.#t.transition(rec, 'starting');
@@ -88,7 +88,7 @@ export class Waker {
     return this.#woke(starting, 'hot', t0);
   }
 
-  async #wakeCold(rec: InstanceRecord): Promise<Upstream> {
+  async #wakeCold(rec: InstanceRecord): Promise<AwakeInstance> {
     const t0 = performance.now();
     const id = rec.id;
     const snapshot = rec.scaleToZero.stateful ? rec.snapshots.own : rec.snapshots.template;
@@ -99,31 +99,26 @@ export class Waker {
     let vm: MicroVm | undefined;
     try {
       // A cold standby holds no network: this one (ready-made, from the pool) carries a new host address.
-      const config = await this.#t.attachNetwork(id, rec.vm!);
-      vm = await this.#t.driver.restore(config, snapshot, { mode: rec.scaleToZero.stateful ? 'own' : 'clone' });
-      this.#t.watch(id, vm);
-      this.#t.store.update(id, { pid: vm.pid });
+      vm = await this.#t.restore(rec, snapshot, rec.scaleToZero.stateful ? 'own' : 'clone');
       // No readiness probe: every snapshot was taken with the app listening (the template at
       // readiness, own state while running), and a probe is a connection the app would see.
       if (rec.scaleToZero.stateful) {
         // The snapshot was consumed: the VM runs in its RAM file now.
-        const snapshots = { ...this.#t.fresh(id).snapshots };
+        const cur = this.#t.fresh(id);
+        const snapshots = { ...cur.snapshots };
         delete snapshots.own;
-        this.#t.store.update(id, { snapshots });
+        this.#t.update(cur, { snapshots });
       }
       return this.#woke(this.#t.fresh(id), 'cold', t0);
     } catch (err) {
-      if (vm) {
-        this.#t.expectExit(id);
-        await vm.kill();
-      }
+      if (vm) await this.#t.kill(id, vm);
       await this.#t.releaseNetwork(id);
       this.#t.transition(this.#t.fresh(id), 'failed', { pid: null, standbyTier: undefined, error: `wake failed: ${describeError(err)}` });
       throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" could not wake: ${describeError(err)}`, { cause: err });
     }
   }
 
-  #woke(cur: InstanceRecord, tier: StandbyTier, t0: number): Upstream {
+  #woke(cur: InstanceRecord, tier: StandbyTier, t0: number): AwakeInstance {
     const c = cur.counters;
     const counters = { ...c, wakes: c.wakes + 1, ...(tier === 'hot' ? { wakesHot: (c.wakesHot ?? 0) + 1 } : { wakesCold: (c.wakesCold ?? 0) + 1 }) };
     const next = this.#t.transition(cur, 'running', { counters, standbyTier: undefined });
@@ -134,7 +129,7 @@ export class Waker {
   }
 
   /**
-   * Revokes the Upstreams handed out for the instance's current awake period.
+   * Revokes the AwakeInstances handed out for the instance's current awake period.
    * `paused`: the VM only pauses (hot standby) and keeps its guest's TCP
    * connections, which the proxy may use again after the wake.
    */
@@ -143,15 +138,14 @@ export class Waker {
     this.#awake.delete(id);
   }
 
-  #upstream(rec: InstanceRecord): Upstream {
+  #upstream(rec: InstanceRecord): AwakeInstance {
     const host = rec.vm?.network?.hostReachableIp;
-    const port = readinessPort(rec.service);
-    if (host === undefined || port === undefined) {
+    if (host === undefined || readinessPort(rec.service) === undefined) {
       throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" has no network service to route to: create it with a port (-p)`, { kind: 'user' });
     }
     let ac = this.#awake.get(rec.id);
     if (ac === undefined) this.#awake.set(rec.id, (ac = new AbortController()));
-    return { host, port, asleep: ac.signal, ...(rec.pid !== null ? { session: String(rec.pid) } : {}) };
+    return { host, asleep: ac.signal, ...(rec.pid !== null ? { session: String(rec.pid) } : {}) };
   }
 
   #nextState(id: string, signal?: AbortSignal): Promise<void> {

@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { InstanceGate, type AwakeTarget, type GateConfig, type Refusal, type Waiter } from './gate.js';
+import { InstanceGate, type UpstreamPool, type GateConfig, type Refusal, type Waiter } from './gate.js';
 import { FakeWaker } from './testing.js';
 
 const config: GateConfig = { maxParked: 3, wakeTimeoutMs: 60_000, retryAfterSeconds: 2, agent: { keepAlive: true } };
 
 class Recorder implements Waiter {
-  forwarded: AwakeTarget | undefined;
+  forwarded: UpstreamPool | undefined;
   refused: Refusal | undefined;
   constructor(readonly log: string[], readonly name: string) {}
-  forward(target: AwakeTarget): void {
+  forward(target: UpstreamPool): void {
     this.forwarded = target;
     this.log.push(`forward ${this.name}`);
   }

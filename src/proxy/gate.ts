@@ -21,7 +21,7 @@ import { newStats, observe, type InstanceProxyStats } from './stats.js';
 import { PAUSED, type AwakeInstance, type Waker } from './waker.js';
 
 /** A reachable instance: its address and the pool of upstream sockets to it. */
-export interface AwakeTarget {
+export interface UpstreamPool {
   host: string;
   /** Keep-alive pool for this awake period; destroyed when the instance goes to standby. */
   agent: http.Agent;
@@ -35,7 +35,7 @@ export interface Refusal {
 
 /** Something waiting for the instance: an HTTP request, an upgrade, a TCP connection. */
 export interface Waiter {
-  forward(target: AwakeTarget): void;
+  forward(target: UpstreamPool): void;
   refuse(refusal: Refusal): void;
 }
 
@@ -59,13 +59,13 @@ export interface GateConfig {
 /** The pool of a paused VM's awake period, kept for the next one of the same session. */
 interface KeptPool {
   session: string;
-  target: AwakeTarget;
+  target: UpstreamPool;
 }
 
-type GateState =
+type GatePhase =
   | { kind: 'asleep'; kept?: KeptPool }
   | { kind: 'waking'; controller: AbortController; timer: NodeJS.Timeout; kept?: KeptPool }
-  | { kind: 'awake'; target: AwakeTarget; session: string | undefined; asleep: AbortSignal; onAsleep: () => void }
+  | { kind: 'awake'; target: UpstreamPool; session: string | undefined; asleep: AbortSignal; onAsleep: () => void }
   | { kind: 'closed' };
 
 export class InstanceGate {
@@ -73,7 +73,7 @@ export class InstanceGate {
   readonly stats: InstanceProxyStats;
   readonly #waker: Waker;
   readonly #config: GateConfig;
-  #state: GateState = { kind: 'asleep' };
+  #state: GatePhase = { kind: 'asleep' };
   #queue: Ticket[] = [];
   #leftInQueue = 0;
   readonly #dropListeners = new Set<(reason: DropReason) => void>();
@@ -86,7 +86,7 @@ export class InstanceGate {
   }
 
   /** The instance's address and pool if it is known to be awake (the fast path), else undefined. */
-  current(): AwakeTarget | undefined {
+  current(): UpstreamPool | undefined {
     return this.#state.kind === 'awake' ? this.#state.target : undefined;
   }
 
@@ -163,7 +163,7 @@ export class InstanceGate {
   #wake(kept: KeptPool | undefined): void {
     const controller = new AbortController();
     const timer = setTimeout(() => this.#timedOut(state), this.#config.wakeTimeoutMs);
-    const state: GateState = { kind: 'waking', controller, timer, ...(kept ? { kept } : {}) };
+    const state: GatePhase = { kind: 'waking', controller, timer, ...(kept ? { kept } : {}) };
     this.#state = state;
     this.stats.wakes += 1;
     let pending: Promise<AwakeInstance>;
@@ -178,7 +178,7 @@ export class InstanceGate {
     );
   }
 
-  #woke(waking: GateState, awake: AwakeInstance): void {
+  #woke(waking: GatePhase, awake: AwakeInstance): void {
     if (this.#state !== waking || waking.kind !== 'waking') return; // timed out or closed meanwhile
     clearTimeout(waking.timer);
     const kept = waking.kept;
@@ -189,7 +189,7 @@ export class InstanceGate {
       this.#refuseAll({ status: 502, message: `instance ${this.instanceId} went back to standby while waking: retry` });
       return;
     }
-    let target: AwakeTarget;
+    let target: UpstreamPool;
     if (kept !== undefined && kept.session === awake.session && kept.target.host === awake.host) {
       target = kept.target; // the same VM process, resumed: its guest still has these connections
       setIdleTimeout(target.agent, this.#config.agent.timeout ?? 0);
@@ -197,7 +197,7 @@ export class InstanceGate {
       kept?.target.agent.destroy();
       target = { host: awake.host, agent: new http.Agent(this.#config.agent) };
     }
-    const state: GateState = { kind: 'awake', target, session: awake.session, asleep: awake.asleep, onAsleep: () => this.#fellAsleep(state) };
+    const state: GatePhase = { kind: 'awake', target, session: awake.session, asleep: awake.asleep, onAsleep: () => this.#fellAsleep(state) };
     this.#state = state;
     awake.asleep.addEventListener('abort', state.onAsleep, { once: true });
     // Swap the queue out first: a forward that fails synchronously may park again.
@@ -214,7 +214,7 @@ export class InstanceGate {
     }
   }
 
-  #failed(waking: GateState, err: unknown): void {
+  #failed(waking: GatePhase, err: unknown): void {
     if (this.#state !== waking || waking.kind !== 'waking') return;
     clearTimeout(waking.timer);
     waking.kept?.target.agent.destroy();
@@ -223,7 +223,7 @@ export class InstanceGate {
     this.#refuseAll({ status: 502, message: `instance ${this.instanceId} could not be woken: ${describeError(err)}` });
   }
 
-  #timedOut(waking: GateState): void {
+  #timedOut(waking: GatePhase): void {
     if (this.#state !== waking || waking.kind !== 'waking') return;
     waking.kept?.target.agent.destroy();
     this.#state = { kind: 'asleep' };
@@ -235,7 +235,7 @@ export class InstanceGate {
     });
   }
 
-  #fellAsleep(awake: GateState): void {
+  #fellAsleep(awake: GatePhase): void {
     if (this.#state !== awake || awake.kind !== 'awake') return;
     if (awake.asleep.reason === PAUSED && awake.session !== undefined) {
       // Paused, not ended: idle pooled connections wait for the same VM's next awake period.

@@ -7,7 +7,7 @@ import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { forwardRequestHeaders, forwardResponseHeaders, hostOf, malformedRequest, rawResponseHead, requestHasBody, withoutFraming, type ForwardedFor } from './headers.js';
-import type { AwakeTarget, InstanceGate, Refusal, Ticket, Waiter } from './gate.js';
+import type { UpstreamPool, InstanceGate, Refusal, Ticket, Waiter } from './gate.js';
 import type { Balancer } from './balancer.js';
 import { isServiceRoute, type HttpTarget, type Route, type RouteTable, type ServiceRoute } from './routes.js';
 import type { Waker } from './waker.js';
@@ -191,7 +191,7 @@ class HttpExchange implements Waiter {
     else this.#ticket = this.#gate.park(this);
   }
 
-  forward(target: AwakeTarget): void {
+  forward(target: UpstreamPool): void {
     const req = this.#req;
     this.#headers ??= forwardRequestHeaders(req.rawHeaders, undefined, this.#ctx.forwarded, req.socket.remoteAddress);
     const upstream = http.request({
@@ -342,7 +342,7 @@ class UpgradeExchange implements Waiter {
     else this.#ticket = this.#gate.park(this);
   }
 
-  forward(target: AwakeTarget): void {
+  forward(target: UpstreamPool): void {
     const req = this.#req;
     const headers = forwardRequestHeaders(req.rawHeaders, req.headers.upgrade ?? 'websocket', this.#ctx.forwarded, req.socket.remoteAddress);
     const upstream = http.request({

@@ -17,7 +17,7 @@
 // that the instance has not answered keep it in flight, so a slow answer is
 // never cut by a suspend; a client that only ever sends keeps the instance awake.
 import net from 'node:net';
-import type { AwakeTarget, DropReason, InstanceGate, Refusal, Ticket, Waiter } from './gate.js';
+import type { UpstreamPool, DropReason, InstanceGate, Refusal, Ticket, Waiter } from './gate.js';
 import type { Route } from './routes.js';
 import type { Waker } from './waker.js';
 
@@ -78,7 +78,7 @@ export class TcpSession implements Waiter {
     this.#acquire();
   }
 
-  forward(target: AwakeTarget): void {
+  forward(target: UpstreamPool): void {
     this.#ticket = undefined;
     if (this.#closed) return;
     const upstream = net.connect({ host: target.host, port: this.#route.targetPort, noDelay: true, allowHalfOpen: true });

@@ -23,7 +23,7 @@ export type ServiceErrorCode = 'SERVICE_NOT_FOUND' | 'NAME_TAKEN' | 'INVALID_SPE
 export class ServiceError extends FlickError<ServiceErrorCode> {}
 
 /** What the services need of the controller: its public surface only. */
-export type ServiceController = Pick<Controller, 'create' | 'rm' | 'list' | 'get' | 'events'>;
+export type ServiceController = Pick<Controller, 'create' | 'rm' | 'list' | 'get' | 'on'>;
 
 /** Where service routes go (the proxy's RouteTable). */
 export interface ServiceRouteSink {
@@ -58,7 +58,7 @@ export class Services {
     this.#routes = opts.routes;
     this.#log = opts.log ?? (() => undefined);
     // A member removed on its own (flick rm) leaves the service.
-    this.#unsubscribe = opts.controller.events.on('removed', (e) => {
+    this.#unsubscribe = opts.controller.on('removed', (e) => {
       for (const s of this.#store.list()) {
         if (!s.members.includes(e.id)) continue;
         const next = { ...s, members: s.members.filter((m) => m !== e.id), updatedAt: new Date().toISOString() };

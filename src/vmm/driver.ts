@@ -10,9 +10,6 @@ export type VmmErrorCode =
   | 'DISK_MISSING' // the root filesystem (or initrd) does not exist
   | 'BOOT_FAILED' // the VMM process failed to start or died while booting
   | 'NOT_READY' // the guest did not accept a connection on its port in time
-  | 'QMP_ERROR' // QEMU answered a command with an error
-  | 'QMP_CLOSED' // the QMP connection closed (QEMU died) while a command was pending
-  | 'QMP_PROTOCOL' // the monitor sent something that is not QMP (bad greeting, malformed JSON)
   | 'VM_EXITED' // the operation needs a live VMM process and there is none
   | 'INVALID_STATE' // e.g. snapshot of a running VM, resume of a running VM
   | 'SNAPSHOT_FAILED'
@@ -111,6 +108,14 @@ export interface Snapshot {
   createdAt: string;
 }
 
+/** What a memory reclaim did. */
+export interface ReclaimResult {
+  /** Host RAM the process held before and after (undefined: the driver cannot tell). */
+  beforeBytes: number | undefined;
+  afterBytes: number | undefined;
+  durationMs: number;
+}
+
 /** How a VM ended. */
 export interface VmExit {
   /** The app's exit code, as reported by the guest init; undefined if the guest never said. */
@@ -152,6 +157,13 @@ export interface MicroVm {
    * MB more than a restored one, for as long as it lives.
    */
   readonly booted: boolean;
+  /**
+   * Whether this process, paused in hot standby, would hold markedly more host
+   * RAM than one restored from a snapshot (the driver knows: under TCG a booted
+   * guest keeps its boot's translations, tens of MB). Scale to zero sends such a
+   * VM to cold standby rather than hot.
+   */
+  readonly heavyWhenPaused: boolean;
   /** Settles once the VMM process is gone and its files are cleaned up. Never rejects. */
   readonly exited: Promise<VmExit>;
   /** Resolves when the guest accepts a TCP connection on `port` (through network.hostReachableIp). */
@@ -167,6 +179,14 @@ export interface MicroVm {
    * can be resumed (a template taken from a VM that goes on serving).
    */
   createSnapshot(dir: string, opts?: { keepRunning?: boolean }): Promise<Snapshot>;
+  /**
+   * Precondition: paused (a running guest would fault its RAM straight back
+   * in). Gives the guest's RAM back to the host, all but `keepBytes` of what it
+   * touched most recently (its next wake's working set); 0 gives back all it can.
+   */
+  reclaimMemory(keepBytes: number): Promise<ReclaimResult>;
+  /** Host RAM the VMM process holds now, or undefined if the driver cannot tell. */
+  memoryUsage(): number | undefined;
   /** Sets the guest's wall clock to the host's (needed after every restore or long pause). */
   syncClock(): Promise<void>;
   /** Asks the guest to power off, then kills the process after `timeoutMs`. */

@@ -14,9 +14,10 @@ import { findJail, jailByDefault } from './jail.js';
 import { sendStream } from './migration-stream.js';
 import { tcgGuestTimers } from './tsc.js';
 import { QemuProcess, processArgs, tail } from './qemu-process.js';
-import { QmpClient } from './qmp-client.js';
+import { QmpClient, QmpError } from './qmp-client.js';
 import { MigrationEventDataSchema, StatusInfoSchema } from './qmp-schema.js';
 import { QemuMicroVm, fileExists } from './qemu-vm.js';
+import { MemoryReclaimer } from './memory-reclaim.js';
 import { cleanRunDir, removeIfEmpty, runDirFiles, type RunDir } from './run-dir.js';
 
 export interface QemuDriverConfig {
@@ -30,6 +31,8 @@ export interface QemuDriverConfig {
   startTimeoutMs?: number;
   /** Run every QEMU in a jail of its own (jail.ts). Default: on unless FLICK_JAIL=off. */
   jail?: boolean;
+  /** Where the cgroup v1 hierarchies are mounted (memory reclaim of paused VMs). Default /sys/fs/cgroup. */
+  cgroupRoot?: string;
 }
 
 const ID_PATTERN = /^[a-z0-9-]{1,40}$/;
@@ -38,10 +41,12 @@ const QMP_POLL_MS = 2;
 export class QemuDriver implements VmmDriver {
   readonly name = 'qemu-microvm';
   readonly #cfg: QemuDriverConfig;
+  readonly #reclaimer: MemoryReclaimer;
   #accel: Promise<Accelerator> | undefined;
 
   constructor(config: QemuDriverConfig = {}) {
     this.#cfg = config;
+    this.#reclaimer = new MemoryReclaimer(config.cgroupRoot ? { cgroupRoot: config.cgroupRoot } : {});
   }
 
   accelerator(): Promise<Accelerator> {
@@ -64,7 +69,7 @@ export class QemuDriver implements VmmDriver {
       const caps = setCapabilities(qmp);
       await qmp.execute('cont');
       await caps;
-      return new QemuMicroVm({ config, accel, process, qmp, control, runDir: rd, state: 'running', ownsMemory: true, freshBoot: true });
+      return new QemuMicroVm({ config, accel, process, qmp, control, runDir: rd, state: 'running', ownsMemory: true, freshBoot: true, reclaimer: this.#reclaimer });
     });
   }
 
@@ -117,7 +122,7 @@ export class QemuDriver implements VmmDriver {
         throw new VmmError('RESTORE_FAILED', `restore of VM ${config.id}: QEMU reported the incoming migration ${status}: ${tail(rd.qemuLog, 300)}`);
       }
       const ownsMemory = opts.mode === 'own';
-      const parts = { config: vmConfig, accel, process, qmp, control, runDir: rd, ownsMemory, ramFile: ownsMemory ? memory.path : undefined, freshBoot: false };
+      const parts = { config: vmConfig, accel, process, qmp, control, runDir: rd, ownsMemory, ramFile: ownsMemory ? memory.path : undefined, freshBoot: false, reclaimer: this.#reclaimer };
       // A VM made paused owes its clock to the first resume (QemuMicroVm).
       if (cont === undefined) return new QemuMicroVm({ ...parts, state: 'paused' });
       // Only now: a line sent while the port's state is still loading can sit unread in the
@@ -151,7 +156,7 @@ export class QemuDriver implements VmmDriver {
       qmp = await QmpClient.connect(rd.qmpSocket, { timeoutMs: 2000 });
       const status = StatusInfoSchema.parse(await qmp.execute('query-status'));
       const control = await ControlChannel.connect(rd.ctlSocket, { timeoutMs: 1000 }).catch(() => undefined);
-      const vm = new QemuMicroVm({ config, accel, process, qmp, control, runDir: rd, state: status.running ? 'running' : 'paused', ownsMemory, freshBoot: false });
+      const vm = new QemuMicroVm({ config, accel, process, qmp, control, runDir: rd, state: status.running ? 'running' : 'paused', ownsMemory, freshBoot: false, reclaimer: this.#reclaimer });
       return vm;
     } catch (cause) {
       qmp?.close();
@@ -245,7 +250,7 @@ async function connectQmp(socket: string, timeoutMs: number, signal?: AbortSigna
     try {
       return await QmpClient.connect(socket, { timeoutMs: Math.max(1, deadline - Date.now()), signal });
     } catch (err) {
-      if (!(err instanceof VmmError) || err.code !== 'QMP_CLOSED' || Date.now() >= deadline) throw err;
+      if (!(err instanceof QmpError) || err.code !== 'QMP_CLOSED' || Date.now() >= deadline) throw err;
     }
     await new Promise((r) => setTimeout(r, QMP_POLL_MS));
   }

@@ -7,8 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { VmmError } from '../driver.js';
-import { QmpClient } from './qmp-client.js';
+import { QmpClient, QmpError } from './qmp-client.js';
 
 const GREETING = '{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": ["oob"]}}\n';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-qmp-'));
@@ -102,7 +101,7 @@ test('waitForEvent skips events its predicate rejects', async () => {
 test('an error reply rejects that command with QMP_ERROR and the class QEMU gave', async () => {
   const qmp = await fakeQmp((cmd, conn) => conn.write(`${JSON.stringify({ error: { class: 'CommandNotFound', desc: 'no such command' }, id: cmd.id })}\n`));
   const client = await QmpClient.connect(qmp.path);
-  await assert.rejects(client.execute('bogus'), (err: VmmError) => {
+  await assert.rejects(client.execute('bogus'), (err: QmpError) => {
     assert.equal(err.code, 'QMP_ERROR');
     assert.equal(err.details?.class, 'CommandNotFound');
     return true;
@@ -121,24 +120,24 @@ test('QEMU dying mid-command rejects every pending command and waiter with QMP_C
   const waiter = client.waitForEvent('MIGRATION');
   await new Promise((r) => setTimeout(r, 20));
   kill();
-  for (const p of [a, b, waiter]) await assert.rejects(p, (err: VmmError) => err.code === 'QMP_CLOSED');
+  for (const p of [a, b, waiter]) await assert.rejects(p, (err: QmpError) => err.code === 'QMP_CLOSED');
   assert.equal((await client.closed).code, 'QMP_CLOSED');
-  await assert.rejects(client.execute('cont'), (err: VmmError) => err.code === 'QMP_CLOSED');
+  await assert.rejects(client.execute('cont'), (err: QmpError) => err.code === 'QMP_CLOSED');
 });
 
 test('malformed JSON from the monitor fails pending commands with QMP_PROTOCOL', async () => {
   const qmp = await fakeQmp((_cmd, conn) => conn.write('{"return": oops\n'));
   const client = await QmpClient.connect(qmp.path);
-  await assert.rejects(client.execute('query-status'), (err: VmmError) => err.code === 'QMP_PROTOCOL');
+  await assert.rejects(client.execute('query-status'), (err: QmpError) => err.code === 'QMP_PROTOCOL');
 });
 
 test('a greeting that is not QMP is refused', async () => {
   const qmp = await fakeQmp(() => {}, 'SSH-2.0-OpenSSH\n');
-  await assert.rejects(QmpClient.connect(qmp.path), (err: VmmError) => err.code === 'QMP_PROTOCOL');
+  await assert.rejects(QmpClient.connect(qmp.path), (err: QmpError) => err.code === 'QMP_PROTOCOL');
 });
 
 test('nothing listening gives QMP_CLOSED', async () => {
-  await assert.rejects(QmpClient.connect(path.join(tmp, 'absent.sock')), (err: VmmError) => err.code === 'QMP_CLOSED');
+  await assert.rejects(QmpClient.connect(path.join(tmp, 'absent.sock')), (err: QmpError) => err.code === 'QMP_CLOSED');
 });
 
 test('a timeout or an abort rejects only that command; a late reply is ignored', async () => {
@@ -148,11 +147,11 @@ test('a timeout or an abort rejects only that command; a late reply is ignored',
     else reply(conn, cmd.id, 'fast');
   });
   const client = await QmpClient.connect(qmp.path);
-  await assert.rejects(client.execute('slow', undefined, { timeoutMs: 20 }), (err: VmmError) => err.code === 'TIMEOUT');
+  await assert.rejects(client.execute('slow', undefined, { timeoutMs: 20 }), (err: QmpError) => err.code === 'QMP_TIMEOUT');
   const ac = new AbortController();
   const aborted = client.execute('slow', undefined, { signal: ac.signal });
   ac.abort();
-  await assert.rejects(aborted, (err: VmmError) => err.code === 'TIMEOUT');
+  await assert.rejects(aborted, (err: QmpError) => err.code === 'QMP_TIMEOUT');
   for (const h of held) h();
   assert.equal(await client.execute('quick'), 'fast');
   client.close();

@@ -6,8 +6,17 @@
 // Spec: https://www.qemu.org/docs/master/interop/qmp-spec.html
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { VmmError } from '../driver.js';
+import { FlickError } from '../../errors.js';
 import { QmpEventSchema, QmpGreetingSchema, QmpMessageSchema, type QmpEvent, type QmpGreeting } from './qmp-schema.js';
+
+export type QmpErrorCode =
+  | 'QMP_ERROR' // QEMU answered a command with an error
+  | 'QMP_CLOSED' // the QMP connection closed (QEMU died) while a command was pending
+  | 'QMP_PROTOCOL' // the monitor sent something that is not QMP (bad greeting, malformed JSON)
+  | 'QMP_TIMEOUT'; // no answer in time, or the call was aborted
+
+/** The QEMU driver's own monitor errors; the VMM seam's callers see them only as a `cause`, or as a QmpError's message. */
+export class QmpError extends FlickError<QmpErrorCode> {}
 
 export interface QmpCallOptions {
   signal?: AbortSignal;
@@ -23,13 +32,13 @@ interface Pending {
 export class QmpClient {
   readonly greeting: QmpGreeting;
   /** Settles (never rejects) when the connection is gone, with the reason. */
-  readonly closed: Promise<VmmError>;
+  readonly closed: Promise<QmpError>;
   #socket: net.Socket;
   #pending = new Map<string, Pending>();
   #events = new EventEmitter();
   #nextId = 1;
-  #closeError: VmmError | undefined;
-  #resolveClosed!: (err: VmmError) => void;
+  #closeError: QmpError | undefined;
+  #resolveClosed!: (err: QmpError) => void;
 
   private constructor(socket: net.Socket, greeting: QmpGreeting, rest: string) {
     this.#socket = socket;
@@ -48,7 +57,7 @@ export class QmpClient {
       }
     });
     socket.on('error', () => {}); // 'close' follows and carries the verdict
-    socket.on('close', () => this.#fail(new VmmError('QMP_CLOSED', 'QMP connection closed: the QEMU process exited or closed its monitor')));
+    socket.on('close', () => this.#fail(new QmpError('QMP_CLOSED', 'QMP connection closed: the QEMU process exited or closed its monitor')));
   }
 
   /**
@@ -70,12 +79,12 @@ export class QmpClient {
           const parsed = QmpGreetingSchema.safeParse(safeJson(buf.slice(0, i)));
           if (!parsed.success) {
             socket.destroy();
-            reject(new VmmError('QMP_PROTOCOL', `QMP greeting on ${socketPath} is not valid: is this a QEMU monitor socket?`));
+            reject(new QmpError('QMP_PROTOCOL', `QMP greeting on ${socketPath} is not valid: is this a QEMU monitor socket?`));
             return;
           }
           resolve({ greeting: parsed.data, rest: buf.slice(i + 1) });
         };
-        const onError = (err: Error) => reject(err instanceof VmmError ? err : closedError(socketPath, err));
+        const onError = (err: Error) => reject(err instanceof QmpError ? err : closedError(socketPath, err));
         const onClose = () => reject(closedError(socketPath));
         socket.on('data', onData).on('error', onError).on('close', onClose);
       });
@@ -154,7 +163,7 @@ export class QmpClient {
     const parsed = QmpMessageSchema.safeParse(json);
     if (!parsed.success) {
       // A monitor that sends something else cannot be trusted to match replies any more.
-      this.#fail(new VmmError('QMP_PROTOCOL', `QMP sent a message that is not valid QMP (${line.slice(0, 120)}): the QEMU process is not usable; kill it`));
+      this.#fail(new QmpError('QMP_PROTOCOL', `QMP sent a message that is not valid QMP (${line.slice(0, 120)}): the QEMU process is not usable; kill it`));
       this.#socket.destroy();
       return;
     }
@@ -171,7 +180,7 @@ export class QmpClient {
     this.#pending.delete(id);
     if ('error' in msg) {
       pending.reject(
-        new VmmError('QMP_ERROR', `QEMU refused ${pending.command}: ${msg.error.desc} (${msg.error.class})`, {
+        new QmpError('QMP_ERROR', `QEMU refused ${pending.command}: ${msg.error.desc} (${msg.error.class})`, {
           details: { command: pending.command, class: msg.error.class, desc: msg.error.desc },
         }),
       );
@@ -180,12 +189,12 @@ export class QmpClient {
     }
   }
 
-  #fail(err: VmmError): void {
+  #fail(err: QmpError): void {
     if (this.#closeError) return;
     this.#closeError = err;
     for (const [id, p] of this.#pending) {
       this.#pending.delete(id);
-      p.reject(new VmmError(err.code, `${err.message} while ${p.command} was pending`, { cause: err }));
+      p.reject(new QmpError(err.code, `${err.message} while ${p.command} was pending`, { cause: err }));
     }
     this.#resolveClosed(err);
   }
@@ -199,8 +208,8 @@ function safeJson(text: string): unknown {
   }
 }
 
-function closedError(socketPath: string, cause?: Error): VmmError {
-  return new VmmError('QMP_CLOSED', `cannot talk QMP on ${socketPath}: ${cause?.message ?? 'connection closed'}; is the QEMU process running?`, {
+function closedError(socketPath: string, cause?: Error): QmpError {
+  return new QmpError('QMP_CLOSED', `cannot talk QMP on ${socketPath}: ${cause?.message ?? 'connection closed'}; is the QEMU process running?`, {
     cause,
   });
 }
@@ -210,7 +219,7 @@ export function startTimeout(opts: QmpCallOptions, onFire: (err: Error) => void,
   let timer: NodeJS.Timeout | undefined;
   const onAbort = () => {
     disarm();
-    onFire(new VmmError('TIMEOUT', `${what} was aborted`, { cause: opts.signal?.reason }));
+    onFire(new QmpError('QMP_TIMEOUT', `${what} was aborted`, { cause: opts.signal?.reason }));
   };
   const disarm = () => {
     if (timer) clearTimeout(timer);
@@ -224,7 +233,7 @@ export function startTimeout(opts: QmpCallOptions, onFire: (err: Error) => void,
   if (opts.timeoutMs !== undefined) {
     timer = setTimeout(() => {
       disarm();
-      onFire(new VmmError('TIMEOUT', `${what} got no answer within ${opts.timeoutMs} ms: QEMU may be hung; kill it`));
+      onFire(new QmpError('QMP_TIMEOUT', `${what} got no answer within ${opts.timeoutMs} ms: QEMU may be hung; kill it`));
     }, opts.timeoutMs);
   }
   return disarm;

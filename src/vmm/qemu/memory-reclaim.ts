@@ -1,4 +1,5 @@
-// Giving a paused VM's guest RAM back to the host (hot standby). Guest RAM of
+// Giving a paused QEMU's guest RAM back to the host (MicroVm.reclaimMemory,
+// for hot standby), and reading what it holds. Guest RAM of
 // a booted or stateful VM is a MAP_SHARED file, so once the VM is paused its
 // pages can go back to that file: fsync writes the dirty ones, and
 // `memory.force_empty` on the VM's own v1 memory cgroup makes the kernel drop
@@ -8,21 +9,15 @@
 // Kernel interface: https://docs.kernel.org/admin-guide/cgroup-v1/memory.html
 //
 // The cgroup is the jail's `<flickd's group>/flick/<vm id>-<hash>` when QEMU
-// runs in a jail (src/vmm/qemu/jail.ts made it and removes it). Without a jail
+// runs in a jail (jail.ts made it and removes it). Without a jail
 // (FLICK_JAIL=off) this module makes that same group, moves QEMU in with its
 // charges, and removes it once the VM is gone.
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { CGROUP_PARENT } from '../vmm/qemu/jail.js';
-import { cgroupDirs } from '../security/cgroup-v1.js';
-
-export interface ReclaimResult {
-  /** memory.usage_in_bytes before and after (undefined: no cgroup to read). */
-  beforeBytes: number | undefined;
-  afterBytes: number | undefined;
-  durationMs: number;
-}
+import type { ReclaimResult } from '../driver.js';
+import { CGROUP_PARENT } from './jail.js';
+import { cgroupDirs } from '../../security/cgroup-v1.js';
 
 export class MemoryReclaimer {
   readonly #root: string;
