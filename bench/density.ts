@@ -23,7 +23,7 @@ import { runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 import path from 'node:path';
 import { APP_PORT, BenchHost, diskBytes, meminfo, pssBytes, rssBytes, settle } from './flickd-host.js';
 import { idleCost, type IdleCost } from './idle-cost.js';
-import { argValue, percentile, processCpuUs, writeResults } from './lib.js';
+import { argValue, forEachLimit, percentile, processCpuUs, writeResults } from './lib.js';
 
 const TAG = 'fbd';
 /** A /30 per instance: a /16 holds 16,384. */
@@ -39,21 +39,6 @@ const RAM_FLOOR_SHARE = 0.2;
 
 const log = (l: string) => console.log(l);
 const round = (x: number, d = 1) => Number(x.toFixed(d));
-
-/** Runs `fn(i)` for i in [0, n) with at most `limit` at once; stops early when `stop()` says so. */
-async function pool(n: number, limit: number, fn: (i: number) => Promise<void>, stop: () => boolean = () => false): Promise<number> {
-  let next = 0;
-  let done = 0;
-  const worker = async (): Promise<void> => {
-    while (next < n && !stop()) {
-      const i = next++;
-      await fn(i);
-      done++;
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, n) }, worker));
-  return done;
-}
 
 /** Kernel memory that network namespaces grow: slab, per-CPU areas, kernel stacks, page tables. */
 function kernelBytes(): number {
@@ -149,7 +134,7 @@ async function runningRamp(host: BenchHost, max: number, deadline: number, memor
     return true;
   };
   const pids: number[] = [];
-  await pool(max, CONCURRENCY, async (i) => {
+  await forEachLimit(max, CONCURRENCY, async (i) => {
     const name = `run-${i}`;
     try {
       const r = await host.api('POST', '/v1/instances', {
@@ -226,7 +211,7 @@ async function listTimes(host: BenchHost): Promise<Record<string, number | strin
 
 async function removeAll(host: BenchHost, prefix: string): Promise<void> {
   const all: any[] = (await host.must('GET', '/v1/instances')).instances.filter((i: any) => i.name.startsWith(prefix));
-  await pool(all.length, 8, async (i) => void (await host.api('DELETE', `/v1/instances/${all[i].id}?force=true`)));
+  await forEachLimit(all.length, 8, async (i) => void (await host.api('DELETE', `/v1/instances/${all[i].id}?force=true`)));
 }
 
 async function main(): Promise<void> {
@@ -260,7 +245,7 @@ async function main(): Promise<void> {
     const t0 = performance.now();
     const createFailures = new Failures();
     let timedOut = false;
-    const created = await pool(
+    const created = await forEachLimit(
       n,
       CONCURRENCY,
       async (i) => {

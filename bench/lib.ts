@@ -5,11 +5,16 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../src/paths.js';
 
-export interface Summary {
+/** Percentiles of a sample (nearest rank, rounded) and its size. */
+export interface Distribution {
   p50: number;
   p90: number;
+  p99: number;
   n: number;
 }
+
+/** A distribution without its tail, for samples too small to have one. */
+export type Summary = Omit<Distribution, 'p99'>;
 
 /** Nearest-rank percentile of `values` (p in 0..100). */
 export function percentile(values: number[], p: number): number {
@@ -19,9 +24,29 @@ export function percentile(values: number[], p: number): number {
   return sorted[Math.min(rank, sorted.length) - 1] as number;
 }
 
-export function summarize(values: number[], digits = 1): Summary {
+export function distribution(values: number[], digits = 1): Distribution {
   const round = (x: number) => Number(x.toFixed(digits));
-  return { p50: round(percentile(values, 50)), p90: round(percentile(values, 90)), n: values.length };
+  return { p50: round(percentile(values, 50)), p90: round(percentile(values, 90)), p99: round(percentile(values, 99)), n: values.length };
+}
+
+export function summarize(values: number[], digits = 1): Summary {
+  const { p99: _tail, ...summary } = distribution(values, digits);
+  return summary;
+}
+
+/** Runs `fn(i)` for i in [0, n) with at most `limit` at once; stops early when `stop()` says so. Resolves with how many ran. */
+export async function forEachLimit(n: number, limit: number, fn: (i: number) => Promise<void>, stop: () => boolean = () => false): Promise<number> {
+  let next = 0;
+  let done = 0;
+  const worker = async (): Promise<void> => {
+    while (next < n && !stop()) {
+      const i = next++;
+      await fn(i);
+      done++;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, n) }, worker));
+  return done;
 }
 
 /** Prints rows as an aligned table; the first row is the header. */

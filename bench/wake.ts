@@ -16,21 +16,9 @@ import net from 'node:net';
 import { runPool } from '../src/network/run-scoped.js';
 import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
 import { APP_PORT, BenchHost, pssBytes } from './flickd-host.js';
-import { argValue, percentile, printTable, writeResults } from './lib.js';
+import { argValue, distribution, percentile, printTable, writeResults, type Distribution } from './lib.js';
 import { bareNodeStarts, containerColdStarts, ensureContainerImage } from './peers.js';
 import { primedRamEach } from './primed-ram.js';
-
-export interface Distribution {
-  p50: number;
-  p90: number;
-  p99: number;
-  n: number;
-}
-
-export function distribution(values: number[]): Distribution {
-  const r = (x: number) => Number(x.toFixed(1));
-  return { p50: r(percentile(values, 50)), p90: r(percentile(values, 90)), p99: r(percentile(values, 99)), n: values.length };
-}
 
 type Tier = 'hot' | 'cold';
 type App = 'node' | 'min';

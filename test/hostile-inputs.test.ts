@@ -83,10 +83,18 @@ async function stillHealthy(): Promise<void> {
 /**
  * A server error to hostile input is a bug (an unhandled case); a 4xx or a closed connection is a
  * refusal, and so is 507 Insufficient Storage, flickd's deliberate answer to a body larger than its
- * free disk (src/limits).
+ * free disk (src/limits). A request left hanging (no answer, connection still open when the time is
+ * up) is neither: it is a failure.
  */
 function refusedOrHandled(a: RawAnswer, what: string): void {
+  assert.ok(!a.timedOut, `${what}: hung (no answer and no close in time)`);
   assert.ok(a.status === undefined || a.status < 500 || a.status === 507, `${what}: ${a.status}`);
+}
+
+/** Refused: a 4xx or a closed connection, in time (a hung request is a failure). */
+function refused(a: RawAnswer, what: string): void {
+  assert.ok(!a.timedOut, `${what}: hung (no answer and no close in time)`);
+  assert.ok(a.status === undefined || (a.status >= 400 && a.status < 500), `${what}: ${a.status}`);
 }
 
 const pathChars = fc.oneof(
@@ -160,7 +168,7 @@ test('chunked garbage, a huge Content-Length and lying lengths end in a refusal 
     }
     // Both lengths at once (request smuggling): refused.
     const a = await raw(`POST ${p} HTTP/1.1\r\nHost: x\r\n${auth()}Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /v1/instances HTTP/1.1\r\n\r\n`);
-    assert.ok(a.status === undefined || (a.status >= 400 && a.status < 500), `smuggling on ${p}: ${a.status}`);
+    refused(a, `smuggling on ${p}`);
   }
   await stillHealthy();
 });
@@ -221,7 +229,7 @@ test('path-traversal and odd names as image names, tags and instance names are r
       ['GET', `/v2/${name.replace(/[\s\u0000]/g, '')}/manifests/latest`],
     ] as const) {
       const a = await raw(`${method} ${p} HTTP/1.1\r\nHost: x\r\n${auth()}Content-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`);
-      assert.ok(a.status === undefined || (a.status >= 400 && a.status < 500), `${method} ${p}: ${a.status}`);
+      refused(a, `${method} ${p}`);
     }
     // As an instance name and as an image reference through /v1.
     const asName = await api(f, 'POST', '/v1/instances', { image: IMAGE, name, autostart: false });
@@ -232,7 +240,7 @@ test('path-traversal and odd names as image names, tags and instance names are r
     }
     // As an instance reference in the URL.
     const get = await raw(`GET /v1/instances/${enc(name)}/log HTTP/1.1\r\nHost: x\r\n${auth()}Connection: close\r\n\r\n`);
-    assert.ok(get.status === undefined || (get.status >= 400 && get.status < 500), `GET instance ${JSON.stringify(name)}: ${get.status}`);
+    refused(get, `GET instance ${JSON.stringify(name)}`);
   }
   // Nothing was written beside the data dir, and the only instance is the one we made.
   assert.deepEqual(fs.readdirSync(tmp), ['data']);

@@ -17,6 +17,7 @@ import { formatIpv4, GATEWAY_IP, parseIpv4 } from '../src/network/addresses.js';
 import { limitsFor } from '../src/security/cgroup-v1.js';
 import { api, appGet, createRunning, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { DEFAULT_TB_SIZE_MB } from '../src/vmm/qemu/args.js';
+import { DEFAULT_LISTEN, parseListen } from '../src/daemon/main.js';
 
 const run = promisify(execFile);
 const PREFIX = 'fsec-t-';
@@ -31,7 +32,9 @@ let b: any;
 
 before(async () => {
   await removeFlickd(undefined, PREFIX, dataDir);
-  flickd = await startFlickd({ dataDir, prefix: PREFIX, pool: POOL });
+  // `--listen :0`: a free port, and flickd's own default for the host (the harness's own
+  // 127.0.0.1 is overridden), so the loopback test below checks what flickd chooses.
+  flickd = await startFlickd({ dataDir, prefix: PREFIX, pool: POOL, args: ['--listen', ':0'] });
   await pushFixtureImage(flickd, IMAGE, 'prober');
   a = await createRunning(flickd, IMAGE, { name: 'sec-a', memory_mb: MEMORY_MB });
   b = await createRunning(flickd, IMAGE, { name: 'sec-b', memory_mb: MEMORY_MB });
@@ -151,8 +154,25 @@ test('nothing on flickd answers without the token', async () => {
   assert.equal((await api(f, 'GET', `/v1/instances/${a.id}`)).status, 200, 'the instance is still there');
 });
 
-test("flickd listens on loopback by default", () => {
+test("flickd listens on loopback by default", async () => {
+  // Its default listen address is loopback, and so is the host it picks when only a port is given (as here).
+  assert.equal(parseListen(DEFAULT_LISTEN).host, '127.0.0.1');
   assert.match(flickd!.base, /^http:\/\/127\.0\.0\.1:\d+$/);
+  const port = Number(new URL(flickd!.base).port);
+  // The socket itself: bound to 127.0.0.1 only (not 0.0.0.0 or ::), as the kernel reports it.
+  const { stdout } = await run('ss', ['-Hltn', `sport = :${port}`]);
+  const locals = stdout.trim().split('\n').filter(Boolean).map((l) => l.trim().split(/\s+/)[3]);
+  assert.deepEqual(locals, [`127.0.0.1:${port}`]);
+  // And it is not reachable at the host's other addresses.
+  const others = Object.values(os.networkInterfaces()).flat().filter((i) => i && i.family === 'IPv4' && !i.internal).map((i) => i!.address);
+  for (const ip of others.slice(0, 3)) {
+    const reached = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ host: ip, port, timeout: 2000 }, () => (s.destroy(), resolve(true)));
+      s.on('error', () => resolve(false));
+      s.on('timeout', () => (s.destroy(), resolve(false)));
+    });
+    assert.equal(reached, false, `flickd answered on ${ip}:${port}`);
+  }
 });
 
 test('a guest reaches nothing: not the API, the registry, host services, the namespace or another guest', async (t) => {

@@ -69,7 +69,8 @@ function bad(problem: string): ApiError {
   return new ApiError('BAD_REQUEST', `invalid request: ${problem}`, { kind: 'user' });
 }
 
-export class ApiError extends FlickError<'BAD_REQUEST' | 'INVALID_JSON' | 'NOT_FOUND' | 'METHOD_NOT_ALLOWED' | 'UNAUTHORIZED'> {}
+export type ApiErrorCode = 'BAD_REQUEST' | 'INVALID_JSON' | 'NOT_FOUND' | 'METHOD_NOT_ALLOWED' | 'UNAUTHORIZED';
+export class ApiError extends FlickError<ApiErrorCode> {}
 
 /** Parses with `schema`, or throws BAD_REQUEST whose message lists every problem by field. */
 export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { FlickError } from '../errors.js';
+import { CliError } from './cli-error.js';
 
 export const DEFAULT_HOST_URL = 'http://127.0.0.1:7450';
 
@@ -43,7 +44,7 @@ export function resolveHostConfig(override?: string): HostConfig {
     const raw = fs.readFileSync(hostConfigPath(), 'utf8');
     const parsed = HostFileSchema.safeParse(JSON.parse(raw));
     if (!parsed.success) {
-      throw new FlickError('USAGE', `${hostConfigPath()} is not a valid Flick host file: run 'flick host up' again or remove it`, {
+      throw new CliError('USAGE', `${hostConfigPath()} is not a valid Flick host file: run 'flick host up' again or remove it`, {
         kind: 'user',
       });
     }

@@ -7,6 +7,7 @@ import { Readable as NodeReadable } from 'node:stream';
 import type { z } from 'zod';
 import { FlickError, describeError } from '../errors.js';
 import type { HostConfig } from './host-config.js';
+import { CliError } from './cli-error.js';
 
 export type HostClientErrorCode = 'UNAVAILABLE' | 'UNAUTHORIZED' | 'NOT_FOUND' | 'HOST_ERROR' | 'BAD_RESPONSE' | (string & {});
 
@@ -50,7 +51,7 @@ export class HostClient {
       } as RequestInit);
     } catch (err) {
       if (init.signal?.aborted) throw err;
-      throw new FlickError('UNAVAILABLE', `cannot reach flickd at ${this.url}: ${describeError((err as { cause?: unknown }).cause ?? err)}: start it with 'flick host up' or set FLICK_HOST`, {
+      throw new CliError('UNAVAILABLE', `cannot reach flickd at ${this.url}: ${describeError((err as { cause?: unknown }).cause ?? err)}: start it with 'flick host up' or set FLICK_HOST`, {
         cause: err,
       });
     }
@@ -70,7 +71,7 @@ export class HostClient {
     });
     await this.check(res, `${method} ${path}`);
     const parsed = schema.safeParse(await res.json().catch(() => undefined));
-    if (!parsed.success) throw new FlickError('BAD_RESPONSE', `${method} ${path}: flickd answered something unexpected: ${parsed.error.issues[0]?.message}`);
+    if (!parsed.success) throw new CliError('BAD_RESPONSE', `${method} ${path}: flickd answered something unexpected: ${parsed.error.issues[0]?.message}`);
     return parsed.data;
   }
 
@@ -86,7 +87,7 @@ export class HostClient {
       // Not JSON: the status alone has to do.
     }
     if (res.status === 401) {
-      return new FlickError('UNAUTHORIZED', `${what}: flickd refused the token: set FLICK_TOKEN to the host's token (in <data-dir>/token on the host)`, { kind: 'user' });
+      return new CliError('UNAUTHORIZED', `${what}: flickd refused the token: set FLICK_TOKEN to the host's token (in <data-dir>/token on the host)`, { kind: 'user' });
     }
     const kind = res.status >= 400 && res.status < 500 ? 'user' : 'system';
     return new FlickError(code ?? (res.status === 404 ? 'NOT_FOUND' : 'HOST_ERROR'), `${what}: ${message ?? `flickd answered ${res.status} ${res.statusText}`}`, {

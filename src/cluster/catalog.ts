@@ -10,7 +10,7 @@ import { FlickError } from '../errors.js';
 import { EtcdError, type EtcdClient, type KeyValue } from './etcd-client.js';
 import { aliveKey } from './membership.js';
 
-export type CatalogErrorCode = 'CLUSTER_UNAVAILABLE' | 'NAME_TAKEN' | 'NOT_OWNER';
+export type CatalogErrorCode = 'CLUSTER_UNAVAILABLE' | 'NAME_TAKEN' | 'NOT_OWNER' | 'HOST_DOWN' | 'HOST_UNKNOWN';
 export class CatalogError extends FlickError<CatalogErrorCode> {}
 
 export const CatalogEntrySchema = z.object({

@@ -37,7 +37,7 @@ test('stop ends the VM and releases its network; a second stop is ILLEGAL_TRANSI
 
 test('create refuses an unknown image, a bad name and a duplicate name, and stores nothing for them', async () => {
   const { c } = setup('bad');
-  await assert.rejects(c.create({ image: 'nope:1' }), (err: any) => err.code === 'IMAGE_NOT_FOUND');
+  await assert.rejects(c.create({ image: 'nope:1' }), (err: any) => err.code === 'IMAGE_NOT_FOUND' && err.kind === 'user' && /flick push nope:1/.test(err.message));
   await assert.rejects(c.create({ image: 'hello:1', name: 'Bad_Name' }), (err: any) => err.code === 'INVALID_SPEC');
   await c.create({ image: 'hello:1', name: 'dup', autostart: false });
   await assert.rejects(c.create({ image: 'hello:1', name: 'dup' }), (err: any) => err.code === 'NAME_TAKEN');

@@ -7,14 +7,13 @@ export const INSTANCE_STATES = ['starting', 'running', 'draining', 'standby', 's
 export type InstanceState = (typeof INSTANCE_STATES)[number];
 
 export type ControllerErrorCode =
-  | 'ILLEGAL_TRANSITION' // e.g. stop of a stopped instance
+  | 'ILLEGAL_TRANSITION' // e.g. stop of a stopped instance, a wake of one that is not in standby
   | 'INSTANCE_NOT_FOUND'
-  | 'NAME_TAKEN'
   | 'INVALID_SPEC' // a create request the controller cannot run (bad port, no command)
-  | 'NO_ADDRESS' // the host ran out of instance addresses
-  | 'START_FAILED' // boot or readiness failed
-  | 'WAKE_FAILED'
-  | 'WAIT_TIMEOUT';
+  | 'START_FAILED' // boot or readiness failed (what `wait` for running reports)
+  | 'SNAPSHOT_FAILED' // a snapshot or a copy of one could not be written (disk)
+  | 'WAKE_FAILED' // a standby instance could not be restored or resumed
+  | 'WAIT_TIMEOUT'; // `wait` gave up: its timeout passed or its caller left
 
 export class ControllerError extends FlickError<ControllerErrorCode> {}
 

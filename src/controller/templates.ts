@@ -150,7 +150,7 @@ export class TemplateStore {
       await cp(['--reflink=auto', '--sparse=always', template.memoryFile, memoryFile]);
     } catch (cause) {
       await fsp.rm(dir, { recursive: true, force: true });
-      throw new ControllerError('START_FAILED', `copying template ${template.dir} for a stateful instance failed: ${(cause as Error).message}; check free disk space`, { cause });
+      throw new ControllerError('SNAPSHOT_FAILED', `copying template ${template.dir} for a stateful instance failed: ${(cause as Error).message}; check free disk space`, { cause });
     }
     const snap: Snapshot = { ...template, dir, stateFile, memoryFile, createdAt: new Date().toISOString() };
     await fsp.writeFile(path.join(dir, 'snapshot.json'), `${JSON.stringify({ version: 1, ...snap }, null, 2)}\n`);

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { after } from 'node:test';
 import { InstanceStore } from '../store/instance-store.js';
 import { VmmError, type MicroVm, type ReclaimResult, type NetworkAttachment, type Snapshot, type VmConfig, type VmExit, type VmmDriver } from '../vmm/driver.js';
+import { ImageStoreError } from '../registry/image-store.js';
 import { Controller } from './controller.js';
 import type { HeldNetwork, ImageResolver, InstanceNetwork, NetworkLease } from './seams.js';
 
@@ -143,7 +144,8 @@ export class FakeNetwork implements InstanceNetwork {
 
 export const images: ImageResolver = {
   async resolve(ref) {
-    if (!ref.startsWith('hello')) throw Object.assign(new Error(`image ${ref} not found`), { code: 'IMAGE_NOT_FOUND' });
+    // As the registry's image store answers (the ImageResolver contract: a user error whose code ends in NOT_FOUND).
+    if (!ref.startsWith('hello')) throw new ImageStoreError('IMAGE_NOT_FOUND', `image "${ref}" not found in the host registry: push it with 'flick push ${ref}'`, { kind: 'user' });
     return { digest: 'sha256:abc', config: { Cmd: ['/server'], ExposedPorts: { '8080/tcp': {} } }, paths: { vmlinux: 'k', initrd: 'i', rootfs: 'r' } };
   },
 };

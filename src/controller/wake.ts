@@ -42,7 +42,7 @@ export class WakePath {
           await this.#nextState(id, signal); // a suspend or boot in progress: look again when it settles
           continue;
         default:
-          throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" is ${rec.state}: start it with 'flick start ${rec.name}'`, { kind: 'user' });
+          throw new ControllerError('ILLEGAL_TRANSITION', `instance "${rec.name}" is ${rec.state}: start it with 'flick start ${rec.name}'`, { kind: 'user', details: { from: rec.state, to: 'running' } });
       }
     }
   }
@@ -60,7 +60,9 @@ export class WakePath {
   async #wake(id: string): Promise<AwakeInstance> {
     const rec = this.#t.fresh(id);
     if (rec.state === 'running') return this.#upstream(rec);
-    if (rec.state !== 'standby') throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" is ${rec.state}, not in standby: start it with 'flick start ${rec.name}'`, { kind: 'user' });
+    if (rec.state !== 'standby') {
+      throw new ControllerError('ILLEGAL_TRANSITION', `instance "${rec.name}" is ${rec.state}, not in standby: start it with 'flick start ${rec.name}'`, { kind: 'user', details: { from: rec.state, to: 'starting' } });
+    }
     const vm = this.#t.vm(id);
     if (rec.standbyTier === 'hot' && vm !== undefined) {
       try {

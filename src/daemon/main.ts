@@ -32,7 +32,9 @@ import { createDaemonServer, findRoute, type DaemonRoute } from './server.js';
 import { createWebConsole } from '../console/console.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/flick';
-export const DEFAULT_LISTEN = '127.0.0.1:7450';
+/** The host flickd listens on when none is given: loopback only (see the threat model in the README). */
+export const DEFAULT_LISTEN_HOST = '127.0.0.1';
+export const DEFAULT_LISTEN = `${DEFAULT_LISTEN_HOST}:7450`;
 /** The ingress proxy's default address: next to the API's port; instances are `http://<name>.localhost:7451`. */
 export const DEFAULT_PROXY_LISTEN = '127.0.0.1:7451';
 
@@ -102,7 +104,7 @@ export function parseListen(listen: string): { host: string; port: number } {
   const m = listen.match(/^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/);
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw new Error(`--listen "${listen}" is not HOST:PORT (e.g. ${DEFAULT_LISTEN})`);
-  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+  return { host: m[1] ?? (m[2] || DEFAULT_LISTEN_HOST), port };
 }
 
 /** Registry access: the token holder always; with --anonymous-pull, also reads from loopback without credentials. */

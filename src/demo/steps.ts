@@ -7,7 +7,8 @@ import path from 'node:path';
 import { FlickError } from '../errors.js';
 import { PACKAGE_ROOT } from '../paths.js';
 
-export class DemoError extends FlickError<'STEP_FAILED' | 'NO_ANSWER' | 'TIMEOUT'> {}
+export type DemoErrorCode = 'STEP_FAILED' | 'NO_ANSWER' | 'TIMEOUT';
+export class DemoError extends FlickError<DemoErrorCode> {}
 
 const tty = process.stdout.isTTY === true;
 const paint = (code: string) => (s: string) => (tty ? `\x1b[${code}m${s}\x1b[0m` : s);

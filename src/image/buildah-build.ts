@@ -8,7 +8,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { STORAGE } from './buildah.js';
 import type { DockerfilePlan, Step } from './dockerfile.js';
-import { runTool } from './exec.js';
+import { runTool, toolFailure } from './exec.js';
 import { ImageError } from './image-error.js';
 
 /** Host file → where RUN steps see it (read-only). Only those that exist on the host are mounted. */
@@ -56,10 +56,11 @@ export async function buildahBud(o: BudOptions): Promise<string> {
   if (r.code !== 0) {
     const output = r.tail.filter((l) => !/^(STEP|\[\d)/.test(l)).slice(-12).join('\n  ');
     const where = current ? `${o.plan.file}:${current.line}: ${current.keyword} ${current.text}` : o.plan.file;
-    throw new ImageError('BUILD_STEP_FAILED', `${where}: the step failed (buildah exit ${r.code}):\n  ${output}\nfix the step and build again`, {
+    const err = new ImageError('BUILD_STEP_FAILED', `${where}: the step failed (buildah exit ${r.code}):\n  ${output}\nfix the step and build again`, {
       kind: 'user',
       details: { line: current?.line },
     });
+    throw toolFailure(err, r.tail, where);
   }
   return (await fsp.readFile(iidfile, 'utf8')).trim().replace(/^sha256:/, '');
 }

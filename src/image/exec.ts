@@ -1,6 +1,7 @@
 // Runs the host tools the image pipeline drives (buildah, mksquashfs,
 // debootstrap, tar) as child processes, each owned until it exits.
 import { spawn } from 'node:child_process';
+import { diskFullError } from '../limits/limits.js';
 import { ImageError } from './image-error.js';
 
 export interface RunOptions {
@@ -84,13 +85,29 @@ export function runTool(cmd: string, args: string[], opts: RunOptions = {}): Pro
   });
 }
 
-/** Runs a tool and rejects with TOOL_FAILED (carrying its last output lines) unless it exits 0. */
+/**
+ * Whether a tool that failed said it ran out of disk (ENOSPC, EDQUOT). A tool
+ * reports the errno only in its output, so this is where it is seen: the
+ * callers of runTool turn such a failure into DISK_FULL (src/limits).
+ */
+export function toolRanOutOfDisk(lines: readonly string[]): boolean {
+  return lines.some((l) => /\b(no space left on device|disk quota exceeded)\b/i.test(l));
+}
+
+/** The failure `err` of a tool as DISK_FULL when its output says the disk is full, else `err` itself. */
+export function toolFailure(err: ImageError, lines: readonly string[], what: string): Error {
+  return toolRanOutOfDisk(lines) ? diskFullError(err, what) : err;
+}
+
+/** Runs a tool and rejects with TOOL_FAILED (carrying its last output lines; DISK_FULL if it ran out of disk) unless it exits 0. */
 export async function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
   const r = await runTool(cmd, args, opts);
   if (r.code !== 0) {
-    throw new ImageError('TOOL_FAILED', `${cmd} ${args.slice(0, 3).join(' ')} failed (exit ${r.code}): ${r.tail.slice(-8).join('\n')}`, {
+    const what = `${cmd} ${args.slice(0, 3).join(' ')}`;
+    const err = new ImageError('TOOL_FAILED', `${what} failed (exit ${r.code}): ${r.tail.slice(-8).join('\n')}`, {
       details: { cmd, args, code: r.code },
     });
+    throw toolFailure(err, r.tail, what);
   }
   return r;
 }

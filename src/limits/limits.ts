@@ -55,14 +55,17 @@ export function checkDisk(what: string, dir: string, needBytes: number, space: D
   );
 }
 
-/** True for "no space left on device" and "disk quota exceeded", also as the cause of a wrapping error; false for a DISK_FULL already said. */
+/**
+ * True for a write that failed with ENOSPC or EDQUOT (its errno), also as the
+ * cause of a wrapping error; false for a DISK_FULL already said. A tool that
+ * reports it only in its output is recognised where that output is read
+ * (src/image/exec.ts), never here from a message.
+ */
 export function isDiskFull(err: unknown): boolean {
   if (err instanceof LimitError) return false;
   for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOSPC' || code === 'EDQUOT') return true;
-    // Tools (buildah, mksquashfs) report it only in their output, which their wrapping errors quote.
-    if (/\bno space left on device\b/i.test(e.message) && !(e instanceof LimitError)) return true;
   }
   return false;
 }

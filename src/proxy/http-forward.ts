@@ -149,6 +149,32 @@ export function trackConnection(waker: Waker, socket: TrackedSocket, instanceId:
   waker.connectionOpened(instanceId);
 }
 
+/** A request (or upgrade) for `route` arrives: counted at its gate, in flight for the waker, its client connection tracked. */
+function admit(ctx: ForwardContext, gate: InstanceGate, route: Route, socket: Socket | Duplex): void {
+  gate.stats.requests += 1;
+  ctx.waker.requestStarted(route.instanceId);
+  trackConnection(ctx.waker, socket, route.instanceId);
+}
+
+/** The request to the instance at `target`, over `agent` (the gate's pool) or, for upgrades, a socket of its own. */
+function upstreamRequest(target: UpstreamPool, route: Route, req: http.IncomingMessage, headers: string[], agent?: http.Agent): http.ClientRequest {
+  return http.request({
+    host: target.host,
+    port: route.targetPort,
+    method: req.method,
+    path: req.url,
+    headers,
+    agent, // undefined: node's global agent, as for any request without one
+    setHost: false,
+    noDelay: true,
+  } as http.RequestOptions);
+}
+
+/** The 502 text for an instance that did not answer. */
+function noAnswer(route: Route, err: NodeJS.ErrnoException): string {
+  return `instance ${route.instanceId} did not answer on port ${route.targetPort}: ${err.code ?? err.message}\n`;
+}
+
 class HttpExchange implements Waiter {
   readonly #ctx: ForwardContext;
   #route: Route;
@@ -176,10 +202,7 @@ class HttpExchange implements Waiter {
   }
 
   start(): void {
-    const id = this.#route.instanceId;
-    this.#gate.stats.requests += 1;
-    this.#ctx.waker.requestStarted(id);
-    trackConnection(this.#ctx.waker, this.#req.socket, id);
+    admit(this.#ctx, this.#gate, this.#route, this.#req.socket);
     // 'close' comes once on every path: answered, refused, or the client went away.
     this.#res.once('close', () => this.#onClose());
     this.#dispatch();
@@ -194,16 +217,7 @@ class HttpExchange implements Waiter {
   forward(target: UpstreamPool): void {
     const req = this.#req;
     this.#headers ??= forwardRequestHeaders(req.rawHeaders, undefined, this.#ctx.forwarded, req.socket.remoteAddress);
-    const upstream = http.request({
-      host: target.host,
-      port: this.#route.targetPort,
-      method: req.method,
-      path: req.url,
-      headers: this.#headers,
-      agent: target.agent,
-      setHost: false,
-      noDelay: true,
-    } as http.RequestOptions);
+    const upstream = upstreamRequest(target, this.#route, req, this.#headers, target.agent);
     this.#upstream = upstream;
     upstream.on('response', (upRes) => this.#onResponse(upRes));
     upstream.on('error', (err) => this.#onUpstreamError(err));
@@ -228,9 +242,7 @@ class HttpExchange implements Waiter {
     this.#ctx.waker.requestFinished(this.#route.instanceId);
     this.#route = next;
     this.#gate = this.#ctx.gate(next.instanceId);
-    this.#gate.stats.requests += 1;
-    this.#ctx.waker.requestStarted(next.instanceId);
-    trackConnection(this.#ctx.waker, this.#req.socket, next.instanceId);
+    admit(this.#ctx, this.#gate, next, this.#req.socket);
     return true;
   }
 
@@ -292,7 +304,7 @@ class HttpExchange implements Waiter {
       this.#dispatch();
       return;
     }
-    answer(this.#res, 502, `instance ${this.#route.instanceId} did not answer on port ${this.#route.targetPort}: ${err.code ?? err.message}\n`);
+    answer(this.#res, 502, noAnswer(this.#route, err));
   }
 
   #onClose(): void {
@@ -327,10 +339,8 @@ class UpgradeExchange implements Waiter {
 
   start(): void {
     const id = this.#route.instanceId;
-    this.#gate.stats.requests += 1;
     // An upgraded connection is one long request: the instance must not sleep under an open websocket.
-    this.#ctx.waker.requestStarted(id);
-    trackConnection(this.#ctx.waker, this.#socket, id);
+    admit(this.#ctx, this.#gate, this.#route, this.#socket);
     this.#socket.once('close', () => {
       if (this.#ticket !== undefined) this.#gate.leave(this.#ticket);
       this.#upstream?.destroy();
@@ -345,21 +355,11 @@ class UpgradeExchange implements Waiter {
   forward(target: UpstreamPool): void {
     const req = this.#req;
     const headers = forwardRequestHeaders(req.rawHeaders, req.headers.upgrade ?? 'websocket', this.#ctx.forwarded, req.socket.remoteAddress);
-    const upstream = http.request({
-      host: target.host,
-      port: this.#route.targetPort,
-      method: req.method,
-      path: req.url,
-      headers,
-      setHost: false,
-      noDelay: true,
-    } as http.RequestOptions);
+    const upstream = upstreamRequest(target, this.#route, req, headers);
     this.#upstream = upstream;
     upstream.on('upgrade', (upRes, upSocket, upHead) => this.#onUpgrade(upRes, upSocket, upHead));
     upstream.on('response', (upRes) => this.#onRefused(upRes));
-    upstream.on('error', (err: NodeJS.ErrnoException) => {
-      answerRaw(this.#socket, 502, `instance ${this.#route.instanceId} did not answer on port ${this.#route.targetPort}: ${err.code ?? err.message}\n`);
-    });
+    upstream.on('error', (err: NodeJS.ErrnoException) => answerRaw(this.#socket, 502, noAnswer(this.#route, err)));
     upstream.end();
   }
 

@@ -12,6 +12,10 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { z } from 'zod';
 import { FlickError } from '../errors.js';
+
+export type TransferErrorCode = 'BAD_RESPONSE' | 'DIGEST_INVALID';
+/** A peer registry answered something the distribution spec does not allow. */
+export class TransferError extends FlickError<TransferErrorCode> {}
 import { writeFileAtomic } from './fs-atomic.js';
 import { MANIFEST_MEDIA_TYPES, parseManifest, type Descriptor, type ParsedManifest } from './manifest-schema.js';
 import type { OciLayout } from './oci-layout.js';
@@ -151,7 +155,7 @@ async function resumeUpload(client: TransferClient, stateFile: string, signal?: 
 
 function requireLocation(res: Response): string {
   const loc = res.headers.get('location');
-  if (!loc) throw new FlickError('BAD_RESPONSE', `the registry answered ${res.status} without a Location header`);
+  if (!loc) throw new TransferError('BAD_RESPONSE', `the registry answered ${res.status} without a Location header`);
   return loc;
 }
 
@@ -182,7 +186,7 @@ async function pullManifest(config: PullConfig, reference: string): Promise<Desc
   const bytes = Buffer.from(await res.arrayBuffer());
   const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
   if (reference.includes(':') && reference !== digest) {
-    throw new FlickError('DIGEST_INVALID', `manifest ${reference} arrived with digest ${digest}: the registry sent other content`);
+    throw new TransferError('DIGEST_INVALID', `manifest ${reference} arrived with digest ${digest}: the registry sent other content`);
   }
   const parsed = parseManifest(bytes, res.headers.get('content-type') ?? undefined);
   if (parsed.kind === 'index') {
@@ -194,7 +198,7 @@ async function pullManifest(config: PullConfig, reference: string): Promise<Desc
         continue;
       }
       const b = await client.check(await client.request('GET', `/v2/${name}/blobs/${blob.digest}`, sig), `pulling blob ${blob.digest}`);
-      if (!b.body) throw new FlickError('BAD_RESPONSE', `blob ${blob.digest} came without a body`);
+      if (!b.body) throw new TransferError('BAD_RESPONSE', `blob ${blob.digest} came without a body`);
       const stream = Readable.fromWeb(b.body as Parameters<typeof Readable.fromWeb>[0]);
       await layout.writeBlob(blob.digest, stream, (done) => config.onEvent?.({ kind: 'progress', digest: blob.digest, size: blob.size, done }));
       config.onEvent?.({ kind: 'done', digest: blob.digest, size: blob.size });

@@ -64,9 +64,9 @@ test('usesTemplate follows inserts, updates and deletes', () => {
   s.close();
 });
 
-test('update of an unknown id fails with NOT_FOUND; delete reports whether it removed', () => {
+test('update of an unknown id fails with RECORD_NOT_FOUND (a system error, not a 404); delete reports whether it removed', () => {
   const s = InstanceStore.open(':memory:');
-  assert.throws(() => s.update('nope', { state: 'running' }), (err: any) => err.code === 'NOT_FOUND');
+  assert.throws(() => s.update('nope', { state: 'running' }), (err: any) => err.code === 'RECORD_NOT_FOUND' && err.kind === 'system');
   s.insert(record('x'));
   assert.equal(s.delete('x'), true);
   assert.equal(s.delete('x'), false);

@@ -103,7 +103,7 @@ export class InstanceStore {
   /** Applies `patch` to the stored record and returns the new record; `updatedAt` is set here. */
   update(id: string, patch: Partial<Omit<InstanceRecord, 'id' | 'version' | 'createdAt'>>): InstanceRecord {
     const current = this.#byId.get(id);
-    if (current === undefined) throw new StoreError('NOT_FOUND', `instance ${id} is not in the store`);
+    if (current === undefined) throw new StoreError('RECORD_NOT_FOUND', `instance ${id} is not in the store`);
     const next: InstanceRecord = { ...current, ...patch, updatedAt: new Date().toISOString() };
     if (next.name !== current.name && this.#idByName.has(next.name)) {
       throw new StoreError('NAME_TAKEN', `an instance named "${next.name}" already exists: pick another name`, { kind: 'user' });

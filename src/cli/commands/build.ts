@@ -2,9 +2,9 @@
 // an unchanged Dockerfile in, a specialized microVM image in the local layout out.
 // Progress goes to stderr; the image reference goes to stdout.
 import type { Command } from 'commander';
-import { FlickError } from '../../errors.js';
 import { buildImage } from '../../image/build.js';
 import { defaultTraceRunner } from '../../image/trace-runner.js';
+import { CliError } from '../cli-error.js';
 
 function collect(value: string, prev: string[]): string[] {
   return [...prev, value];
@@ -29,7 +29,7 @@ export function register(program: Command): void {
       const buildArgs = new Map<string, string>();
       for (const kv of opts.buildArg) {
         const i = kv.indexOf('=');
-        if (i <= 0) throw new FlickError('USAGE', `--build-arg ${kv}: expected KEY=VALUE`, { kind: 'user' });
+        if (i <= 0) throw new CliError('USAGE', `--build-arg ${kv}: expected KEY=VALUE`, { kind: 'user' });
         buildArgs.set(kv.slice(0, i), kv.slice(i + 1));
       }
       // Ctrl-C stops the build at its next step and removes its scratch files and buildah image; a second one exits at once.
@@ -37,7 +37,7 @@ export function register(program: Command): void {
       const onSignal = () => {
         if (abort.signal.aborted) process.exit(130);
         process.stderr.write('stopping the build (press Ctrl-C again to exit at once)\n');
-        abort.abort(new FlickError('USAGE', 'build interrupted', { kind: 'user' }));
+        abort.abort(new CliError('INTERRUPTED', 'build interrupted', { kind: 'user' }));
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);

@@ -9,11 +9,12 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { DEFAULT_DATA_DIR, DEFAULT_LISTEN, parseListen } from '../../daemon/main.js';
-import { FlickError, describeError } from '../../errors.js';
+import { describeError } from '../../errors.js';
 import { PACKAGE_ROOT } from '../../paths.js';
 import { hostConfigPath, writeHostConfig } from '../host-config.js';
 import { HostClient } from '../http-client.js';
 import { Spinner, printJson, renderFields, withOutputOption, type OutputFormat } from '../output.js';
+import { CliError } from '../cli-error.js';
 
 interface HostPaths {
   dataDir: string;
@@ -113,10 +114,10 @@ async function up(opts: { dataDir: string; listen: string; foreground?: boolean;
   try {
     while (!(await answers(url))) {
       if (exited !== undefined) {
-        throw new FlickError('HOST_START_FAILED', `flickd exited (code ${exited}) while starting:\n${tail(p.logFile)}\n(full log: ${p.logFile})`);
+        throw new CliError('HOST_START_FAILED', `flickd exited (code ${exited}) while starting:\n${tail(p.logFile)}\n(full log: ${p.logFile})`);
       }
       if (Date.now() > deadline) {
-        throw new FlickError('HOST_START_FAILED', `flickd did not answer at ${url} within ${opts.timeout} ms: see ${p.logFile}`);
+        throw new CliError('HOST_START_FAILED', `flickd did not answer at ${url} within ${opts.timeout} ms: see ${p.logFile}`);
       }
       await sleep(100);
     }
@@ -141,7 +142,7 @@ async function down(opts: { dataDir: string; timeout: number }): Promise<void> {
   process.kill(pid, 'SIGTERM');
   const deadline = Date.now() + opts.timeout;
   while (runningPid(p) !== undefined) {
-    if (Date.now() > deadline) throw new FlickError('HOST_STOP_FAILED', `flickd (pid ${pid}) did not exit within ${opts.timeout} ms: see ${p.logFile}, or 'kill -9 ${pid}'`);
+    if (Date.now() > deadline) throw new CliError('HOST_STOP_FAILED', `flickd (pid ${pid}) did not exit within ${opts.timeout} ms: see ${p.logFile}, or 'kill -9 ${pid}'`);
     await sleep(100);
   }
   fs.rmSync(p.pidFile, { force: true });

@@ -1,8 +1,8 @@
 // `flick images [-o table|json]`: the microVM images built on this machine (the local OCI layout).
 import type { Command } from 'commander';
-import { FlickError } from '../../errors.js';
 import { formatBytes, imageInfo } from '../../image/image-info.js';
 import { OciLayout } from '../../image/oci-layout.js';
+import { CliError } from '../cli-error.js';
 
 export function register(program: Command): void {
   program
@@ -10,7 +10,7 @@ export function register(program: Command): void {
     .description('list the microVM images built on this machine')
     .option('-o, --output <format>', 'table or json', 'table')
     .action(async (opts: { output: string }) => {
-      if (opts.output !== 'table' && opts.output !== 'json') throw new FlickError('USAGE', `-o ${opts.output}: use table or json`, { kind: 'user' });
+      if (opts.output !== 'table' && opts.output !== 'json') throw new CliError('USAGE', `-o ${opts.output}: use table or json`, { kind: 'user' });
       const layout = new OciLayout();
       const infos = await Promise.all((await layout.list()).map((img) => imageInfo(layout, img)));
       if (opts.output === 'json') {

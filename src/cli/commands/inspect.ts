@@ -1,8 +1,8 @@
 // `flick inspect [-o json] IMAGE`: one local image's sizes, provenance and run config.
 import type { Command } from 'commander';
-import { FlickError } from '../../errors.js';
 import { formatBytes, imageInfo } from '../../image/image-info.js';
 import { OciLayout } from '../../image/oci-layout.js';
+import { CliError } from '../cli-error.js';
 
 export function register(program: Command): void {
   program
@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .argument('<image>', 'NAME[:TAG] or a digest prefix')
     .option('-o, --output <format>', 'text or json', 'text')
     .action(async (ref: string, opts: { output: string }) => {
-      if (opts.output !== 'text' && opts.output !== 'json') throw new FlickError('USAGE', `-o ${opts.output}: use text or json`, { kind: 'user' });
+      if (opts.output !== 'text' && opts.output !== 'json') throw new CliError('USAGE', `-o ${opts.output}: use text or json`, { kind: 'user' });
       const layout = new OciLayout();
       const i = await imageInfo(layout, await layout.resolve(ref));
       if (opts.output === 'json') {

@@ -1,7 +1,6 @@
 // `flick pull IMAGE [--host URL]`: fetches an image from a Flick host's registry
 // into the local image layout (src/image/layout-path.ts), skipping blobs already there.
 import type { Command } from 'commander';
-import { FlickError } from '../../errors.js';
 import { localImageLayoutDir } from '../../image/layout-path.js';
 import { parseImageReference } from '../../registry/names.js';
 import { OciLayout } from '../../registry/oci-layout.js';
@@ -9,6 +8,7 @@ import { pullImage } from '../../registry/transfer.js';
 import { resolveHostConfig } from '../host-config.js';
 import { HostClient } from '../http-client.js';
 import { progressReporter } from '../progress.js';
+import { CliError } from '../cli-error.js';
 
 export function register(program: Command): void {
   program
@@ -18,7 +18,7 @@ export function register(program: Command): void {
     .option('--host <url>', 'flickd URL (default: FLICK_HOST or the host config)')
     .action(async (image: string, opts: { host?: string }) => {
       const ref = parseImageReference(image);
-      if (!ref) throw new FlickError('USAGE', `invalid image "${image}": use name[:tag] or name@sha256:…`, { kind: 'user' });
+      if (!ref) throw new CliError('USAGE', `invalid image "${image}": use name[:tag] or name@sha256:…`, { kind: 'user' });
       const reference = ref.digest ?? ref.tag ?? 'latest';
       // An image pulled by digest alone is named by its digest's first 12 hex digits.
       const refName = `${ref.name}:${ref.tag ?? ref.digest!.slice('sha256:'.length, 'sha256:'.length + 12)}`;

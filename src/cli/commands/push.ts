@@ -4,7 +4,6 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { FlickError } from '../../errors.js';
 import { localImageLayoutDir } from '../../image/layout-path.js';
 import { formatImageReference, parseImageReference } from '../../registry/names.js';
 import { OciLayout } from '../../registry/oci-layout.js';
@@ -12,6 +11,7 @@ import { pushImage } from '../../registry/transfer.js';
 import { resolveHostConfig } from '../host-config.js';
 import { HostClient } from '../http-client.js';
 import { progressReporter } from '../progress.js';
+import { CliError } from '../cli-error.js';
 
 /** Upload URLs of unfinished pushes (XDG state dir). */
 export function uploadStateDir(): string {
@@ -27,13 +27,13 @@ export function register(program: Command): void {
     .action(async (image: string, opts: { host?: string }) => {
       const ref = parseImageReference(image);
       if (!ref || ref.digest !== undefined || ref.tag === undefined) {
-        throw new FlickError('USAGE', `invalid image "${image}": use name[:tag] (lowercase name, e.g. myapp:latest)`, { kind: 'user' });
+        throw new CliError('USAGE', `invalid image "${image}": use name[:tag] (lowercase name, e.g. myapp:latest)`, { kind: 'user' });
       }
       const refName = `${ref.name}:${ref.tag}`;
       const layout = new OciLayout(localImageLayoutDir());
       const source = await layout.find({ refName });
       if (!source) {
-        throw new FlickError('IMAGE_NOT_FOUND', `image "${refName}" not found in ${layout.dir}: build it with 'flick build -t ${refName} .'`, { kind: 'user' });
+        throw new CliError('IMAGE_NOT_FOUND', `image "${refName}" not found in ${layout.dir}: build it with 'flick build -t ${refName} .'`, { kind: 'user' });
       }
       const client = new HostClient(resolveHostConfig(opts.host));
       const { digest } = await pushImage({

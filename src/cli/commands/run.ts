@@ -5,13 +5,13 @@
 // accepts connections, and prints where to reach it.
 import fs from 'node:fs';
 import type { Command } from 'commander';
-import { FlickError } from '../../errors.js';
 import { FlickApi, instanceUrl, type InstanceView } from '../api-client.js';
 import { Spinner, printJson, withOutputOption, type OutputFormat } from '../output.js';
 import { parseMountFlag, type VolumeMount } from '../../volumes/names.js';
+import { CliError } from '../cli-error.js';
 
-function usage(message: string): FlickError {
-  return new FlickError('USAGE', message, { kind: 'user' });
+function usage(message: string): CliError {
+  return new CliError('USAGE', message, { kind: 'user' });
 }
 
 /** "256", "256M", "256MiB", "1G", "1.5GiB" → MiB (a bare number is MiB). */
