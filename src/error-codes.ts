@@ -10,6 +10,7 @@ import type { CatalogErrorCode } from './cluster/catalog.js';
 import type { EtcdErrorCode } from './cluster/etcd-client.js';
 import type { MembershipErrorCode } from './cluster/membership.js';
 import type { StateErrorCode } from './controller/state/state-store.js';
+import type { ServiceErrorCode } from './services/services.js';
 import type { ControllerErrorCode } from './controller/states.js';
 import type { DemoErrorCode } from './demo/steps.js';
 import type { ControlErrorCode } from './guest/control.js';
@@ -37,6 +38,7 @@ import type { QmpErrorCode } from './vmm/qemu/qmp-client.js';
 export type HostErrorCode =
   | ApiErrorCode
   | ControllerErrorCode
+  | ServiceErrorCode
   | StateErrorCode
   | StoreErrorCode
   | VolumeErrorCode

@@ -48,10 +48,11 @@ const STATUS_BY_CODE: Readonly<Record<HostErrorCode, number | typeof BY_KIND>> =
   ETCD_INVALID_ENDPOINT: BY_KIND,
   HOST_NAME_TAKEN: BY_KIND,
   HOST_NAME_INVALID: BY_KIND,
+  // services
+  SERVICE_NOT_FOUND: 404,
   // volumes
   VOLUME_INVALID: 400,
   VOLUME_NOT_FOUND: 404,
-  SERVICE_NOT_FOUND: 404,
   VOLUME_EXISTS: 409,
   VOLUME_IN_USE: 409, // one writer at a time: the volume is attached elsewhere
   VOLUME_FAILED: BY_KIND,
@@ -98,6 +99,7 @@ const STATUS_BY_CODE: Readonly<Record<HostErrorCode, number | typeof BY_KIND>> =
   BUILD_STEP_FAILED: BY_KIND,
   USER_UNKNOWN: BY_KIND,
   TOOL_FAILED: BY_KIND,
+  APP_EXITED: BY_KIND,
   INVALID_REFERENCE: BY_KIND,
   // guest
   CONTROL_CONNECT_FAILED: BY_KIND,
