@@ -60,7 +60,7 @@ export class ScaleEvents {
    * `lookup(instanceId)`: the member's service, its policy and how many of its
    * members are awake now, or undefined for an instance of no autoscaled service.
    */
-  constructor(events: InstanceEventEmitter, lookup: (id: string) => { service: string; policy: AutoscaleConfig; awake: number } | undefined, log: (line: string) => void) {
+  constructor(events: Pick<InstanceEventEmitter, 'on'>, lookup: (id: string) => { service: string; policy: AutoscaleConfig; awake: number } | undefined, log: (line: string) => void) {
     const record = (id: string, name: string, direction: 'up' | 'down', reason: (p: AutoscaleConfig, awake: number) => string): void => {
       const found = lookup(id);
       if (found === undefined) return;

@@ -67,7 +67,7 @@ export class Services {
       }
     });
     this.#scale = new ScaleEvents(
-      opts.controller.events,
+      opts.controller,
       (id) => {
         const s = this.#store.list().find((r) => r.members.includes(id));
         if (s?.autoscale === undefined) return undefined;
