@@ -106,7 +106,7 @@ class Failures {
   readonly #byReason = new Map<string, { count: number; first: string }>();
   count = 0;
   add(name: string, err: unknown): void {
-    const reason = (err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').slice(0, 300);
+    const reason = (err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').slice(0, 800);
     const seen = this.#byReason.get(reason);
     if (seen) seen.count++;
     else this.#byReason.set(reason, { count: 1, first: name });
@@ -119,6 +119,15 @@ class Failures {
   toJSON(): Array<{ reason: string; count: number; first: string }> {
     return [...this.#byReason.entries()].map(([reason, v]) => ({ reason, count: v.count, first: v.first }));
   }
+}
+
+/** What the call said, with the last lines of the instance's console log (the guest's and its VMM's last words). */
+async function whyFailed(host: BenchHost, name: string, err: unknown): Promise<Error> {
+  const log = await fetch(`${host.base}/v1/instances/${name}/log`, { headers: { authorization: `Bearer ${host.token}` } })
+    .then((r) => (r.ok ? r.text() : ''))
+    .catch(() => '');
+  const tail = log.trim().split('\n').slice(-4).join(' | ');
+  return new Error(`${err instanceof Error ? err.message : String(err)}${tail ? ` (console: ${tail.slice(-400)})` : ''}`);
 }
 
 async function runningRamp(host: BenchHost, max: number, deadline: number, memoryMb: number, mode: RunningMode): Promise<{ count: number; pssEach: number | null; cpuEach: number | null; cpuWorst: number | null; memAvailableDrop: number; stoppedBy: string; failures: Failures }> {
@@ -150,10 +159,7 @@ async function runningRamp(host: BenchHost, max: number, deadline: number, memor
       if (!view?.pid) throw new Error(`running without a VMM process: ${JSON.stringify(view).slice(0, 200)}`);
       pids.push(view.pid);
     } catch (err) {
-      // Say why: the instance's own last error if it has one, else what the call said.
-      const view = await host.api('GET', `/v1/instances/${name}`).catch(() => undefined);
-      const own = view?.json?.data?.last_error ?? view?.json?.data?.error;
-      failures.add(name, own ? new Error(`${(err as Error).message} (instance: ${typeof own === 'string' ? own : JSON.stringify(own)})`) : err);
+      failures.add(name, await whyFailed(host, name, err));
     }
     if ((i + 1) % 50 === 0) log(`  ${i + 1} started, MemAvailable ${(meminfo('MemAvailable') / 2 ** 30).toFixed(1)} GiB`);
   }, stop);
@@ -261,7 +267,7 @@ async function main(): Promise<void> {
           if (r.status !== 201) throw new Error(`create: HTTP ${r.status} ${r.text}`);
           await host.waitFor(name, 'standby', 300_000);
         } catch (err) {
-          createFailures.add(name, err);
+          createFailures.add(name, await whyFailed(host, name, err));
         }
         if ((i + 1) % 5000 === 0) log(`  ${i + 1} created, ${((i + 1) / ((performance.now() - t0) / 1000)).toFixed(1)}/s, flickd RSS ${((rssBytes(host.pid!) ?? 0) / 2 ** 20).toFixed(0)} MiB`);
       },
