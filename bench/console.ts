@@ -65,6 +65,7 @@ async function main(): Promise<void> {
   const dataDir = path.join(tmp, 'data');
   await sweepLeftovers(PREFIX);
   const accel = await new QemuDriver({}).accelerator();
+  const loadBefore = os.loadavg(); // the figures move with the machine's load (a shared 2-core host here)
   let f: FlickdUnderTest | undefined;
   const browser = await launchConsoleBrowser();
   try {
@@ -124,6 +125,7 @@ async function main(): Promise<void> {
       goals: { state_change_p95_ms: GOAL_CHANGE_P95_MS, js_css_gzip_bytes: GOAL_BYTES, interactive_ms: GOAL_INTERACTIVE_MS },
       cycles,
       loads,
+      load_before: loadBefore.map((x) => Number(x.toFixed(2))),
     };
     const r = results;
     printTable([
@@ -133,6 +135,7 @@ async function main(): Promise<void> {
       ['first load -> interactive (ms)', r.first_load.interactive_ms.p50, r.first_load.interactive_ms.p95, r.first_load.interactive_ms.max, r.first_load.interactive_ms.n, `<= ${GOAL_INTERACTIVE_MS}`],
       ['first load JS+CSS gzip (KiB)', (r.first_load.js_css_gzip_bytes / 1024).toFixed(1), '', '', 1, `<= 300 KB`],
     ]);
+    console.log(`load average before: ${loadBefore.map((x) => x.toFixed(2)).join(' ')}`);
     console.log(`accelerator: ${accel}; results in ${await writeResults('console', { accel, results })}`);
   } finally {
     await browser.close();

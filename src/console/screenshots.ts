@@ -51,10 +51,13 @@ async function main(): Promise<void> {
     await createRunning(f, IMAGE, { name: 'worker', scale_to_zero: manual });
     await api(f, 'PUT', '/v1/instances/worker/suspend?tier=cold');
     await api(f, 'POST', '/v1/volumes', { name: 'pgdata', size: '1G' });
+    await api(f, 'POST', '/v1/services', { name: 'shop', replicas: 3, image: IMAGE, memory_mb: 128, scale_to_zero: manual });
 
     const page = await desktop.newPage();
     await signIn(page, f.base, f.token);
     await page.locator('tr[data-name="worker"][data-state="standby"]').waitFor();
+    await page.locator('tr[data-name^="shop-"]').nth(2).waitFor({ timeout: 120_000 });
+    await get(proxy, 'shop'); // one member wakes; the others sleep on
     await new Promise((r) => setTimeout(r, 2500)); // a memory sample
     await page.screenshot({ path: path.join(out, 'console-instances.png') });
     await page.goto(`${f.base}/console/#/instances/web`);
@@ -71,6 +74,9 @@ async function main(): Promise<void> {
     await page.getByLabel('Environment').fill('NODE_ENV=production');
     await page.getByLabel('Volumes').fill('pgdata:/var/lib/data');
     await page.screenshot({ path: path.join(out, 'console-run.png'), fullPage: true });
+    await page.goto(`${f.base}/console/#/services`);
+    await page.locator('tr[data-key="shop"]').getByText('1 running / 3').waitFor({ timeout: 60_000 });
+    await page.screenshot({ path: path.join(out, 'console-services.png') });
     await page.goto(`${f.base}/console/#/images`);
     await page.locator('tr[data-ref]').first().waitFor();
     await page.screenshot({ path: path.join(out, 'console-images.png') });
@@ -85,6 +91,7 @@ async function main(): Promise<void> {
     console.log(`screenshots in ${out}`);
   } finally {
     await desktop.close();
+    if (f) await api(f, 'DELETE', '/v1/services/shop').catch(() => undefined);
     if (f) await api(f, 'DELETE', '/v1/volumes/pgdata').catch(() => undefined);
     await removeFlickd(f, PREFIX, dataDir);
     fs.rmSync(tmp, { recursive: true, force: true });

@@ -47,7 +47,10 @@ export function InstancesView() {
                   <tr key={i.id} data-name={i.name} data-state={i.state} data-tier={i.standby_tier ?? ''} data-at={live.changedAt.get(i.id) ?? ''}>
                     <th scope="row" data-label="Name">
                       <a href={`#/instances/${encodeURIComponent(i.name)}`}>{i.name}</a>
-                      <div class="sub">{i.image}</div>
+                      <div class="sub">
+                        {i.image}
+                        {i.service_name && <> · service <a href="#/services">{i.service_name}</a></>}
+                      </div>
                     </th>
                     <td data-label="State">
                       <StateBadge i={i} />
