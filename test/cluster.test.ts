@@ -181,7 +181,7 @@ test('losing one etcd member of three changes nothing: every host stays up, its 
   }
 });
 
-test('etcd stopped: hosts keep serving what they hold; etcd started: every host is up again', async () => {
+test('etcd stopped: hosts keep serving what they hold, even across a restart; etcd started: every host is up again', async () => {
   const running = (await api(host('h2'), 'GET', '/v1/instances/web/wait?state=running&timeout_ms=1000')).json.data ?? (await api(host('h2'), 'GET', '/v1/instances/web')).json.data;
   await Promise.all(etcd.members.map((m) => m.kill()));
   try {
@@ -193,6 +193,11 @@ test('etcd stopped: hosts keep serving what they hold; etcd started: every host 
     const refused = await api(host('h3'), 'POST', '/v1/instances', { image: IMAGE, name: 'later', memory_mb: 128 });
     assert.equal(refused.status, 503, refused.text);
     assert.match(refused.json.error.message, /etcd\) is unreachable.*running instances keep serving/);
+    // A host restarted while etcd is down serves what it holds, and joins once etcd is back.
+    await host('h2').stop('SIGTERM');
+    await startHost('h2');
+    assert.match(host('h2').log(), /serving this host's instances as it knew them, joining once etcd answers/);
+    assert.equal((await viaProxy('h2', 'web')).status, 200, 'h2, restarted while etcd is down, serves web');
   } finally {
     await Promise.all(etcd.members.map((m) => m.start()));
   }

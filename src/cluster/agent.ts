@@ -22,7 +22,7 @@ import type { AwakeInstance, Waker } from '../proxy/waker.js';
 import { parseImageReference } from '../registry/names.js';
 import type { InstanceRecord } from '../store/instance-record.js';
 import { catalogPrefix, CatalogError, fencedDelete, fencedPut, parseEntry, type CatalogEntry, type Fence } from './catalog.js';
-import type { EtcdClient, KeyValue } from './etcd-client.js';
+import { EtcdError, type EtcdClient, type KeyValue } from './etcd-client.js';
 import type { HostDirectory } from './membership.js';
 import { ReadModel } from './read-model.js';
 
@@ -109,12 +109,21 @@ export class ClusterAgent {
     this.#routes = routes;
     this.#fence = { etcd: this.#c.etcd, prefix: this.#c.prefix, host: this.#c.host, lease };
     const prefixLength = catalogPrefix(this.#c.prefix).length;
-    this.#catalog = new ReadModel(this.#c.etcd, catalogPrefix(this.#c.prefix), {
-      onGap: (err) => this.#c.log(`cluster: catalog re-listed after: ${describeError(err)}`),
-      // Routes follow the catalog as it changes, not at the next tick: route propagation is one watch event.
-      onChange: (change) => this.#syncRemoteRoutes([(change.type === 'put' ? change.kv.key : change.key).slice(prefixLength)]),
-    });
-    await this.#catalog.ready;
+    for (;;) {
+      this.#catalog = new ReadModel(this.#c.etcd, catalogPrefix(this.#c.prefix), {
+        onGap: (err) => this.#c.log(`cluster: catalog re-listed after: ${describeError(err)}`),
+        // Routes follow the catalog as it changes, not at the next tick: route propagation is one watch event.
+        onChange: (change) => this.#syncRemoteRoutes([(change.type === 'put' ? change.kv.key : change.key).slice(prefixLength)]),
+      });
+      try {
+        await this.#catalog.ready;
+        break;
+      } catch (err) {
+        // etcd went away between the join and the first list: wait for it (this host serves meanwhile).
+        if (this.#stopped || !(err instanceof EtcdError && err.code === 'ETCD_UNAVAILABLE')) throw err;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
     for (const rec of controller.list()) {
       const found = this.#entry(rec.name);
       if (!found) {

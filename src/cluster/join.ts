@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import { storeToken } from '../daemon/auth.js';
-import { EtcdClient, type EtcdTls } from './etcd-client.js';
+import { EtcdClient, EtcdError, type EtcdTls } from './etcd-client.js';
 import { HostLease } from './host-lease.js';
 import { checkHostName, DEFAULT_CLUSTER_PREFIX, HostDirectory, Registration } from './membership.js';
 
@@ -19,6 +19,8 @@ import { checkHostName, DEFAULT_CLUSTER_PREFIX, HostDirectory, Registration } fr
 export const DEFAULT_LEASE_TTL_SECONDS = 3;
 /** Host network ranges: 10.(64+k).0.0/16 for claim k; at most this many hosts share a machine's address space. */
 export const NETWORK_CLAIMS = 64;
+/** `<data-dir>/cluster-state.json`: what this host got when it last joined (its network range), for a start while etcd is down. */
+export const STATE_FILE = 'cluster-state.json';
 /** `<data-dir>/cluster-lease`: the host's lease id, for the next flickd to adopt. */
 export const LEASE_FILE = 'cluster-lease';
 
@@ -43,7 +45,9 @@ export interface ClusterConnection {
   token: string;
   /** This host's VM network namespace prefix and address pool. */
   network: { prefix: string; pool: string };
-  /** Registers the host (after flickd listens: its URLs carry the bound ports). */
+  /** etcd was unreachable at start: the host serves what it holds and join() waits for etcd. */
+  offline: boolean;
+  /** Registers the host (after flickd listens: its URLs carry the bound ports); retries while etcd is unreachable. */
   join(addresses: { apiPort: number; proxyPort: number | undefined }, instances: () => number): Promise<ClusterMember>;
   close(): Promise<void>;
 }
@@ -61,20 +65,55 @@ export async function connectCluster(config: ClusterConfig, localToken: string):
   const prefix = config.prefix ?? DEFAULT_CLUSTER_PREFIX;
   const etcd = new EtcdClient({ endpoints: config.endpoints, ...(config.tls ? { tls: config.tls } : {}) });
   try {
-    const token = await clusterToken(etcd, prefix, localToken);
-    if (token !== localToken) {
-      storeToken(config.dataDir, token);
-      config.log(`cluster: this host now uses the cluster's token (in ${config.dataDir}/token)`);
+    const stateFile = path.join(config.dataDir, STATE_FILE);
+    let token = localToken;
+    let network: { prefix: string; pool: string };
+    let offline = false;
+    try {
+      token = await clusterToken(etcd, prefix, localToken);
+      if (token !== localToken) {
+        storeToken(config.dataDir, token);
+        config.log(`cluster: this host now uses the cluster's token (in ${config.dataDir}/token)`);
+      }
+      network = await claimNetwork(etcd, prefix, hostName, config.dataDir);
+      fs.writeFileSync(stateFile, `${JSON.stringify({ version: 1, network })}\n`, { mode: 0o600 });
+    } catch (err) {
+      // A host that joined before serves what it holds through an etcd outage, even across its own restart.
+      const known = readJoined(stateFile);
+      if (!(err instanceof EtcdError && err.code === 'ETCD_UNAVAILABLE') || !known) throw err;
+      network = known.network;
+      offline = true;
+      config.log(`cluster: ${err.message}; serving this host's instances as it knew them, joining once etcd answers`);
     }
-    const network = await claimNetwork(etcd, prefix, hostName, config.dataDir);
     let member: ClusterMember | undefined;
+    let closed = false;
     return {
       etcd,
       hostName,
       prefix,
       token,
       network,
+      offline,
       async join(addresses, instances) {
+        for (let logged = false; ; logged = true) {
+          try {
+            return await joinOnce(addresses, instances);
+          } catch (err) {
+            if (closed || !(err instanceof EtcdError && err.code === 'ETCD_UNAVAILABLE')) throw err;
+            if (!logged) config.log(`cluster: joining: ${err.message}; retrying every second`);
+            await new Promise((r) => setTimeout(r, 1000));
+          }
+        }
+      },
+      async close() {
+        closed = true;
+        await member?.leave();
+        await etcd.close();
+      },
+    };
+
+    async function joinOnce(addresses: { apiPort: number; proxyPort: number | undefined }, instances: () => number): Promise<ClusterMember> {
+      {
         const ttl = config.leaseTtlSeconds ?? DEFAULT_LEASE_TTL_SECONDS;
         let registration: Registration | undefined;
         const leaseFile = path.join(config.dataDir, LEASE_FILE);
@@ -133,12 +172,8 @@ export async function connectCluster(config: ClusterConfig, localToken: string):
         };
         config.log(`cluster: joined as "${hostName}" (lease ${lease.id}${lease.adopted ? ', kept from the flickd before' : ''}, ${config.endpoints.length} etcd endpoint(s), VM networks ${network.pool})`);
         return member;
-      },
-      async close() {
-        await member?.leave();
-        await etcd.close();
-      },
-    };
+      }
+    }
   } catch (err) {
     await etcd.close();
     throw err;
@@ -169,4 +204,14 @@ async function claimNetwork(etcd: EtcdClient, prefix: string, hostName: string, 
     if (r.succeeded || r.ranges[0]?.[0]?.value === owner) return { prefix: nsPrefix, pool: `10.${64 + k}.0.0/16` };
   }
   throw new Error(`all ${NETWORK_CLAIMS} host network ranges of the cluster are claimed: set FLICK_NET_POOL for this host`);
+}
+
+function readJoined(file: string): { network: { prefix: string; pool: string } } | undefined {
+  try {
+    const s = JSON.parse(fs.readFileSync(file, 'utf8')) as { version?: number; network?: { prefix?: unknown; pool?: unknown } };
+    if (s.version !== 1 || typeof s.network?.prefix !== 'string' || typeof s.network.pool !== 'string') return undefined;
+    return { network: { prefix: s.network.prefix, pool: s.network.pool } };
+  } catch {
+    return undefined;
+  }
 }

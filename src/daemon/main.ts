@@ -380,15 +380,20 @@ async function serve(config: ServeConfig): Promise<void> {
   const daemon = createDaemonServer({ routes, auth, log: config.log });
   const address = await daemon.listen(host, port);
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  if (c) {
-    try {
+  if (c && agent) {
+    const joinCluster = async () => {
       member = await c.join({ apiPort: address.port, proxyPort: instances.proxy?.address.port }, () => instances.controller.list().length);
       const m = member;
       // Before serving: what the catalog gave to another host while this one was away is stopped here.
-      await agent!.start(instances.controller, instances.routes, () => m.lease.id);
-      agent!.follow(m.directory);
+      await agent.start(instances.controller, instances.routes, () => m.lease.id);
+      agent.follow(m.directory);
+    };
+    try {
+      // etcd down at start (a host that joined before): serve what this host holds, join when etcd answers.
+      if (c.offline) void joinCluster().catch((err: unknown) => config.log(`cluster: joining failed: ${describeError(err)}`));
+      else await joinCluster();
     } catch (err) {
-      agent?.stop();
+      agent.stop();
       await c.close();
       await daemon.close();
       await instances.close();
