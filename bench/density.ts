@@ -304,7 +304,7 @@ async function main(): Promise<void> {
     if (idleCostN > 0) {
       try {
         await host.pushNode(NODE_IMAGE);
-        idle = await idleCost(host, NODE_IMAGE, idleCostN, log);
+        idle = await idleCost(host, NODE_IMAGE, idleCostN, log, standby > 0 ? Math.max(0, Math.round((flickdRss - flickdRss0) / standby)) : 0);
       } catch (err) {
         idle = { error: (err as Error).message.slice(0, 500) };
         log(`  idle cost failed: ${idle.error}`);

@@ -32,6 +32,8 @@ export interface IdleCost {
   container: CopyCost;
   bare_process: CopyCost;
   running_flick_pss_bytes_each: number | null;
+  standby_ram_bytes_each: number;
+  container_ram_bytes_each: number;
   standby_ram_share_of_container: number;
   awake_fraction_break_even: number;
   wake_cold_ms: number | null;
@@ -142,7 +144,12 @@ async function standby(host: BenchHost, image: string, n: number): Promise<{ cos
   };
 }
 
-export async function idleCost(host: BenchHost, nodeImage: string, n: number, log: (l: string) => void): Promise<IdleCost> {
+/**
+ * `standbyRecordBytes`: flickd's RSS growth per record over a large standby
+ * phase (density's N), the cost of one standby instance that N = 50 is too few
+ * to see on a host whose MemAvailable moves by hundreds of MB meanwhile.
+ */
+export async function idleCost(host: BenchHost, nodeImage: string, n: number, log: (l: string) => void, standbyRecordBytes = 0): Promise<IdleCost> {
   log(`idle cost: ${n} node apps as Flick standby instances`);
   const s = await standby(host, nodeImage, n);
   log(`  ${JSON.stringify(s.cost)}; running PSS ${s.runningPss}, cold wake ${s.wakeMs} ms`);
@@ -152,21 +159,34 @@ export async function idleCost(host: BenchHost, nodeImage: string, n: number, lo
   log(`idle cost: ${n} bare node processes`);
   const b = await bareProcesses(n);
   log(`  ${JSON.stringify(b)}`);
-  // Standby RAM is a floor of 0 on a noisy host: a negative drop means "lost in the noise".
-  const standbyRam = Math.max(0, s.cost.ram_bytes_each, s.cost.flickd_rss_growth_bytes_each);
-  const running = s.runningPss ?? c.ram_bytes_each;
+  return idleCostFigures(n, s, c, b, standbyRecordBytes);
+}
+
+/** The derived figures: per-copy RAM as PSS where there is a process (MemAvailable is too noisy on a shared host), standby as flickd's growth per record. */
+export function idleCostFigures(
+  n: number,
+  s: { cost: IdleCost['standby']; runningPss: number | null; wakeMs: number | null },
+  c: CopyCost,
+  b: CopyCost,
+  standbyRecordBytes: number,
+): IdleCost {
+  const standbyRam = Math.max(0, s.cost.flickd_rss_growth_bytes_each, standbyRecordBytes);
+  const containerRam = c.pss_bytes_each ?? c.ram_bytes_each;
+  const running = s.runningPss ?? containerRam;
   // Flick's RAM over a day: standby for (1 - f), running for f; the container's: always.
-  const breakEven = running <= standbyRam ? 1 : Math.min(1, Math.max(0, (c.ram_bytes_each - standbyRam) / (running - standbyRam)));
+  const breakEven = running <= standbyRam ? 1 : Math.min(1, Math.max(0, (containerRam - standbyRam) / (running - standbyRam)));
   return {
     n,
     standby: s.cost,
     container: c,
     bare_process: b,
     running_flick_pss_bytes_each: s.runningPss,
-    standby_ram_share_of_container: round(standbyRam / c.ram_bytes_each, 5),
+    standby_ram_bytes_each: standbyRam,
+    container_ram_bytes_each: containerRam,
+    standby_ram_share_of_container: round(standbyRam / containerRam, 5),
     awake_fraction_break_even: round(breakEven, 3),
     wake_cold_ms: s.wakeMs,
     measure:
-      'RAM each: drop of MemAvailable over the N copies once steady (standby: the larger of that and flickd RSS growth, floor 0); CPU each: CPU time of the processes keeping the copies (flickd; node + conmon; node) over 20 s / N; break-even: the share of a day an app may run (as a woken Flick clone, its PSS) before its RAM-time exceeds an always-on idle container',
+      'ram_bytes_each: drop of MemAvailable over the N copies once steady (noisy on a shared host; can be negative); pss_bytes_each: PSS of the copies\' processes (container: node + conmon); standby_ram_bytes_each: flickd RSS growth per record (the larger of this phase and the big standby phase, floor 0); container_ram_bytes_each: container PSS; CPU each: CPU time of the processes keeping the copies (flickd; node + conmon; node) over 20 s / N; awake_fraction_break_even: the share of a day an app may run (as a woken Flick clone, its PSS) before its RAM-time exceeds an always-on idle container\'s',
   };
 }
