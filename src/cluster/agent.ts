@@ -21,13 +21,15 @@ import type { RouteTable } from '../proxy/routes.js';
 import type { AwakeInstance, Waker } from '../proxy/waker.js';
 import { parseImageReference } from '../registry/names.js';
 import type { InstanceRecord } from '../store/instance-record.js';
-import { catalogPrefix, CatalogError, fencedDelete, fencedPut, parseEntry, type CatalogEntry, type Fence } from './catalog.js';
+import { catalogPrefix, CatalogError, clusterInstanceView, fencedDelete, fencedPut, parseEntry, type CatalogEntry, type ClusterInstanceView, type Fence } from './catalog.js';
 import { EtcdError, type EtcdClient, type KeyValue } from './etcd-client.js';
 import type { HostDirectory } from './membership.js';
 import { ReadModel } from './read-model.js';
 
 /** How long the other hosts leave the move of a dead host's instance to the chosen host before they try. */
 export const STEP_IN_AFTER_MS = 3000;
+/** After a failed move, the next try waits this long (the entry's updatedAt is set to that time). */
+export const RETRY_MOVE_MS = 30_000;
 const TICK_MS = 200;
 
 export type AgentController = Pick<Controller, 'list' | 'create' | 'rm' | 'on'>;
@@ -37,19 +39,6 @@ export interface AgentConfig {
   prefix: string;
   host: string;
   log: (line: string) => void;
-}
-
-/** An instance as the cluster sees it (GET /v1/cluster/instances). */
-export interface ClusterInstanceView {
-  name: string;
-  host: string;
-  id: string | null;
-  state: CatalogEntry['state'];
-  /** up: its host is up; moving: its host is down and it is being re-created elsewhere; unavailable: stateful, its host is down. */
-  availability: 'up' | 'moving' | 'unavailable';
-  reason: string | null;
-  stateful: boolean;
-  moved_from: string | null;
 }
 
 const remoteId = (owner: string, name: string) => `@${owner}/${name}`;
@@ -315,6 +304,8 @@ export class ClusterAgent {
         this.#downSince.delete(entry.name);
         continue;
       }
+      // A move that failed (e.g. no up host has the image) is tried again once its entry's time has come.
+      if (entry.error !== undefined && Date.parse(entry.updatedAt) > now) continue;
       const since = this.#downSince.get(entry.name) ?? now;
       this.#downSince.set(entry.name, since);
       if (this.#bestHost(entry.owner) !== this.#c.host && now - since < STEP_IN_AFTER_MS) continue;
@@ -356,8 +347,11 @@ export class ClusterAgent {
       await this.#publish(rec, rev, { movedFrom: entry.owner });
       this.#c.log(`cluster: instance "${entry.name}" moved from ${entry.owner} in ${Date.now() - started} ms`);
     } catch (err) {
-      this.#c.log(`cluster: moving instance "${entry.name}" from ${entry.owner} failed: ${describeError(err)}`);
-      await fencedPut(fence, { ...entry, owner: this.#c.host, id: null, state: 'failed', error: describeError(err), movedFrom: entry.owner, updatedAt: new Date().toISOString() }, rev).catch(() => 0);
+      // Hand it back to its host (which keeps its copy when it returns) and let every host wait before trying again.
+      this.#c.log(`cluster: moving instance "${entry.name}" from ${entry.owner} failed: ${describeError(err)}; it stays ${entry.owner}'s, next try in ${RETRY_MOVE_MS / 1000} s`);
+      const made = controller.list().find((r) => r.name === entry.name);
+      if (made) await controller.rm(made.id, { force: true }).catch(() => {});
+      await fencedPut(fence, { ...entry, error: `moving it to ${this.#c.host} failed: ${describeError(err)}`, updatedAt: new Date(Date.now() + RETRY_MOVE_MS).toISOString() }, rev).catch(() => 0);
     }
   }
 
@@ -384,16 +378,7 @@ export class ClusterAgent {
   /** The catalog as GET /v1/cluster/instances shows it. */
   instances(): ClusterInstanceView[] {
     return this.#entries()
-      .map(({ entry }) => {
-        const up = this.#isUp(entry.owner);
-        const availability = up ? 'up' : entry.stateful ? 'unavailable' : 'moving';
-        const reason = up
-          ? (entry.error ?? null)
-          : entry.stateful
-            ? `host ${entry.owner} is down and this instance keeps its state (or a volume) there: it is back when its host is`
-            : `host ${entry.owner} is down: re-creating it on another host`;
-        return { name: entry.name, host: entry.owner, id: entry.id, state: entry.state, availability, reason, stateful: entry.stateful, moved_from: entry.movedFrom ?? null } satisfies ClusterInstanceView;
-      })
+      .map(({ entry }) => clusterInstanceView(entry, this.#isUp(entry.owner)))
       .sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 

@@ -100,3 +100,26 @@ export async function fencedDelete(f: Fence, name: string, expected: number): Pr
   );
   return r.succeeded;
 }
+
+/** An instance as the cluster sees it (GET /v1/cluster/instances). */
+export interface ClusterInstanceView {
+  name: string;
+  host: string;
+  id: string | null;
+  state: CatalogEntry['state'];
+  /** up: its host is up; moving: its host is down and it is being re-created elsewhere; unavailable: stateful, its host is down. */
+  availability: 'up' | 'moving' | 'unavailable';
+  reason: string | null;
+  stateful: boolean;
+  moved_from: string | null;
+}
+
+export function clusterInstanceView(entry: CatalogEntry, ownerUp: boolean): ClusterInstanceView {
+  const availability = ownerUp ? 'up' : entry.stateful ? 'unavailable' : 'moving';
+  const reason = ownerUp
+    ? (entry.error ?? null)
+    : entry.stateful
+      ? `host ${entry.owner} is down and this instance keeps its state (or a volume) there: it is back when its host is`
+      : `host ${entry.owner} is down: re-creating it on another host${entry.error ? ` (last try: ${entry.error})` : ''}`;
+  return { name: entry.name, host: entry.owner, id: entry.id, state: entry.state, availability, reason, stateful: entry.stateful, moved_from: entry.movedFrom ?? null };
+}

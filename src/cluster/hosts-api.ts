@@ -6,7 +6,7 @@ import os from 'node:os';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendData, sendError } from '../api/envelope.js';
 import { FlickError } from '../errors.js';
-import type { ClusterInstanceView } from './agent.js';
+import type { ClusterInstanceView } from './catalog.js';
 import { memoryAvailableBytes, type HostView } from './membership.js';
 
 export interface HostViewJson {
