@@ -28,7 +28,10 @@ test('the APIC timer period follows the kernel build config beside the vmlinux',
   try {
     fs.writeFileSync(path.join(dir, 'config'), 'CONFIG_X=y\nCONFIG_HZ=250\n');
     assert.equal(tcgGuestTimers(path.join(dir, 'vmlinux')).lapicTimerPeriod, 4_000_000);
-    assert.equal(tcgGuestTimers(path.join(dir, 'none', 'vmlinux')).lapicTimerPeriod, undefined);
+    // An image's kernel blob has no config beside it: Flick's fragment says HZ.
+    fs.writeFileSync(path.join(dir, 'fragment'), 'CONFIG_HZ_100=y\n');
+    assert.equal(tcgGuestTimers(path.join(dir, 'none', 'vmlinux'), path.join(dir, 'fragment')).lapicTimerPeriod, 10_000_000);
+    assert.equal(tcgGuestTimers(path.join(dir, 'none', 'vmlinux'), path.join(dir, 'nofragment')).lapicTimerPeriod, undefined);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -15,6 +15,7 @@
 // idles at ~0.
 import fs from 'node:fs';
 import path from 'node:path';
+import { KERNEL_FRAGMENT } from '../../guest/kernel.js';
 
 /** QEMU's emulated local APIC counts its bus clock at 1 GHz (hw/intc/apic.c: one count per ns before the divider). */
 const QEMU_APIC_BUS_HZ = 1_000_000_000;
@@ -25,9 +26,14 @@ export interface GuestTimers {
   lapicTimerPeriod?: number;
 }
 
-/** The timer rates for a TCG guest of `kernel` (its build config, `config` beside the vmlinux, says its HZ). */
-export function tcgGuestTimers(kernel: string): GuestTimers {
-  const hz = kernelHz(path.join(path.dirname(kernel), 'config'));
+/**
+ * The timer rates for a TCG guest of `kernel`. Its HZ comes from its build config
+ * (`config` beside a vmlinux in the kernel cache), else from Flick's kernel
+ * fragment: an image carries the kernel `flick build` took from this host's
+ * cache, as a blob with no config beside it.
+ */
+export function tcgGuestTimers(kernel: string, fragment = KERNEL_FRAGMENT): GuestTimers {
+  const hz = kernelHz(path.join(path.dirname(kernel), 'config')) ?? kernelHz(fragment);
   return { tscKhz: hostTscKhz(), ...(hz ? { lapicTimerPeriod: Math.round(QEMU_APIC_BUS_HZ / hz) } : {}) };
 }
 
@@ -37,7 +43,8 @@ function kernelHz(configFile: string): number | undefined {
   if (!hzByConfig.has(configFile)) {
     let hz: number | undefined;
     try {
-      const v = Number(/^CONFIG_HZ=(\d+)$/m.exec(fs.readFileSync(configFile, 'utf8'))?.[1]);
+      const text = fs.readFileSync(configFile, 'utf8');
+      const v = Number(/^CONFIG_HZ=(\d+)$/m.exec(text)?.[1] ?? /^CONFIG_HZ_(\d+)=y$/m.exec(text)?.[1]);
       hz = v > 0 ? v : undefined;
     } catch {
       hz = undefined; // a kernel built elsewhere: it calibrates its APIC timer itself
