@@ -11,6 +11,7 @@ import type { EtcdErrorCode } from './cluster/etcd-client.js';
 import type { MembershipErrorCode } from './cluster/membership.js';
 import type { StateErrorCode } from './controller/state/state-store.js';
 import type { ServiceErrorCode } from './services/services.js';
+import type { DeployErrorCode } from './services/deploy.js';
 import type { ControllerErrorCode } from './controller/states.js';
 import type { DemoErrorCode } from './demo/steps.js';
 import type { ControlErrorCode } from './guest/control.js';
@@ -39,6 +40,7 @@ export type HostErrorCode =
   | ApiErrorCode
   | ControllerErrorCode
   | ServiceErrorCode
+  | DeployErrorCode
   | StateErrorCode
   | StoreErrorCode
   | VolumeErrorCode

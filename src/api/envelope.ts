@@ -50,6 +50,7 @@ const STATUS_BY_CODE: Readonly<Record<HostErrorCode, number | typeof BY_KIND>> =
   HOST_NAME_INVALID: BY_KIND,
   // services
   SERVICE_NOT_FOUND: 404,
+  DEPLOY_FAILED: 409, // the new instances never became ready; rolled back
   // volumes
   VOLUME_INVALID: 400,
   VOLUME_NOT_FOUND: 404,

@@ -162,7 +162,8 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     throw err;
   }
   // Services are members of instances; their routes go to the proxy (src/services).
-  const services = new Services({ controller, dataDir: config.dataDir, ...(routes ? { routes } : {}), log });
+  const px = proxy;
+  const services = new Services({ controller, dataDir: config.dataDir, ...(routes ? { routes } : {}), log, inFlight: (id) => px?.inFlight(id) ?? 0 });
   await services.start();
   const proxyPort = proxy?.address.port;
   const httpsPort = proxy?.tlsAddress?.port;

@@ -7,6 +7,8 @@
 //   GET    /v1/services            list
 //   GET    /v1/services/{name}     one service, with its members
 //   DELETE /v1/services/{name}     remove it and its members
+//   POST   /v1/services/{name}/deploy  {"image", "max_surge", "max_unavailable"}: a rolling deploy;
+//                                    answers when every instance runs the image, or 409 after rolling back
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import type { InstanceRecord } from '../store/instance-record.js';
@@ -19,7 +21,7 @@ import { readJson } from './handler.js';
 import { ApiError, CreateInstanceSchema, parseBody, toInstanceConfig } from './schemas.js';
 
 export interface ServicesApiOptions {
-  services: Pick<Services, 'create' | 'list' | 'get' | 'rm' | 'members' | 'scaleEvents'>;
+  services: Pick<Services, 'create' | 'list' | 'get' | 'rm' | 'members' | 'scaleEvents' | 'deploy'>;
   /** The URL the service answers at (the proxy knows it). */
   urlFor?: (name: string) => string | undefined;
 }
@@ -45,6 +47,12 @@ export const CreateServiceSchema = CreateInstanceSchema.extend({
     .optional(),
 });
 
+const count = (field: string) => z.number({ error: `${field} must be a whole number, e.g. 1` }).int({ error: `${field} must be a whole number, e.g. 1` }).min(0, { error: `${field} must not be negative` });
+const DeploySchema = z.strictObject(
+  { image: z.string({ error: 'image must name an image pushed to this host, e.g. "app:2"' }).min(1, { error: 'image must not be empty' }), max_surge: count('max_surge').optional(), max_unavailable: count('max_unavailable').optional() },
+  { error: 'the body must be an object like {"image": "app:2", "max_surge": 1}' },
+);
+
 /** A service as the API shows it (snake_case). */
 export function serviceView(s: ServiceRecord, members: InstanceRecord[], url: string | undefined, scale?: { recent: ScaleEvent[]; totals: { up: number; down: number } }): Record<string, unknown> {
   const a = s.autoscale;
@@ -57,6 +65,7 @@ export function serviceView(s: ServiceRecord, members: InstanceRecord[], url: st
     scale_events: scale ? { up: scale.totals.up, down: scale.totals.down, recent: scale.recent } : null,
     url: url ?? null,
     instances: members.map((m) => ({ id: m.id, name: m.name, state: m.state, image: m.image.ref })),
+    deploying: s.deploy ? { image: s.deploy.image, started_at: s.deploy.startedAt } : null,
     created_at: s.createdAt,
     updated_at: s.updatedAt,
   };
@@ -69,6 +78,16 @@ export function createServicesHandler(opts: ServicesApiOptions): (req: IncomingM
     try {
       const url = new URL(req.url ?? '/', 'http://flickd');
       const parts = url.pathname.replace(/^\/v1\/services\/?/, '').split('/').filter(Boolean);
+      if (parts.length === 2 && parts[1] === 'deploy') {
+        allow(req.method ?? 'GET', ['POST']);
+        const body = parseBody(DeploySchema, await readJson(req, 64 * 1024));
+        const done = await services.deploy(decodeName(parts[0]!), {
+          image: body.image,
+          ...(body.max_surge !== undefined ? { maxSurge: body.max_surge } : {}),
+          ...(body.max_unavailable !== undefined ? { maxUnavailable: body.max_unavailable } : {}),
+        });
+        return sendData(res, 200, view(done));
+      }
       if (!/^\/v1\/services(\/|$)/.test(url.pathname) || parts.length > 1) throw new ApiError('NOT_FOUND', `no API route ${url.pathname}: services are at /v1/services[/{name}]`, { kind: 'user' });
       const method = req.method ?? 'GET';
       const name = parts[0] === undefined ? undefined : decodeName(parts[0]);

@@ -93,6 +93,10 @@ export class FlickApi {
     return (await this.host.json('GET', `/v1/services/${encodeURIComponent(name)}`, envelope(ServiceViewSchema))).data;
   }
 
+  async deploy(name: string, body: Record<string, unknown>): Promise<ServiceView> {
+    return (await this.host.json('POST', `/v1/services/${encodeURIComponent(name)}/deploy`, envelope(ServiceViewSchema), body)).data;
+  }
+
   async rmService(name: string): Promise<void> {
     await this.host.json('DELETE', `/v1/services/${encodeURIComponent(name)}`, envelope(z.unknown()));
   }

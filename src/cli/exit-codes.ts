@@ -130,6 +130,7 @@ const EXIT_BY_CODE: Readonly<Record<FlickErrorCode, number | typeof BY_KIND>> = 
   NOT_OWNER: EXIT_FAILURE,
   STALE_REVISION: EXIT_FAILURE,
   START_FAILED: EXIT_FAILURE,
+  DEPLOY_FAILED: EXIT_FAILURE, // rolled back: the request was fine, the new image was not
   INTERRUPTED: EXIT_INTERRUPTED,
   DENIED: EXIT_NOPERM,
   UNAUTHORIZED: EXIT_NOPERM,

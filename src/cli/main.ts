@@ -21,6 +21,7 @@ import { register as registerStart } from './commands/start.js';
 import { register as registerStop } from './commands/stop.js';
 import { register as registerRm } from './commands/rm.js';
 import { register as registerServices } from './commands/services.js';
+import { register as registerDeploy } from './commands/deploy.js';
 import { register as registerConsole } from './commands/console.js';
 import { register as registerVolume } from './commands/volume.js';
 
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
   registerStop(program);
   registerRm(program);
   registerServices(program);
+  registerDeploy(program);
   registerConsole(program);
   registerVolume(program);
   return program;

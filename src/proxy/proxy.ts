@@ -74,6 +74,8 @@ export interface Proxy {
   readonly tlsAddress: { host: string; port: number } | undefined;
   /** Counters per instance that has seen traffic (copies). */
   stats(): InstanceProxyStats[];
+  /** Requests (upgrades, TCP exchanges) in flight for an instance now, parked ones included: a deploy drains an instance to 0 before removing it. */
+  inFlight(instanceId: string): number;
   /** Resolves once every TCP listener opened or closed by route changes so far is bound or closed. */
   settled(): Promise<void>;
   /** Stop listening, refuse parked requests, close every connection. Safe to call twice. */
@@ -185,6 +187,7 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
     address: { host: config.listen.host, port: bound.port },
     tlsAddress: tlsBound,
     stats: () => [...gates.values()].map((g) => snapshotStats(g.stats)),
+    inFlight: (id) => balancer.inFlight(id),
     settled: () => tcp.settled(),
     close: () =>
       (closing ??= (async () => {

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { writeFileAtomic } from '../registry/fs-atomic.js';
 import type { InstanceConfig } from '../controller/spec.js';
 import type { AutoscaleConfig } from './autoscale.js';
+import type { DeployState } from './deploy.js';
 
 export const SERVICE_RECORD_VERSION = 1;
 
@@ -20,6 +21,8 @@ export interface ServiceRecord {
   autoscale?: AutoscaleConfig;
   /** Member instance ids, oldest first. */
   members: string[];
+  /** A rolling deploy in progress (deploy.ts); absent otherwise. */
+  deploy?: DeployState;
   createdAt: string;
   updatedAt: string;
 }

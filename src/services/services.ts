@@ -15,6 +15,7 @@ import type { InstanceConfig } from '../controller/spec.js';
 import { DEFAULT_DOMAIN, validateName } from '../controller/spec.js';
 import { describeError, FlickError } from '../errors.js';
 import type { InstanceRecord } from '../store/instance-record.js';
+import { rollBack, rollingDeploy, type DeployHost } from './deploy.js';
 import { resolveAutoscale, ScaleEvents, type AutoscaleConfig, type ScaleEvent } from './autoscale.js';
 import { SERVICE_RECORD_VERSION, ServiceStore, type ServiceRecord } from './service-store.js';
 
@@ -24,6 +25,10 @@ export class ServiceError extends FlickError<ServiceErrorCode> {}
 
 /** What the services need of the controller: its public surface only. */
 export type ServiceController = Pick<Controller, 'create' | 'rm' | 'list' | 'get' | 'on'>;
+
+/** How long a deploy's new member may take to become ready, and an old one to drain. */
+const DEPLOY_READY_MS = 180_000;
+const DEPLOY_DRAIN_MS = 30_000;
 
 /** Where service routes go (the proxy's RouteTable). */
 export interface ServiceRouteSink {
@@ -51,16 +56,19 @@ export class Services {
   readonly #log: (line: string) => void;
   readonly #unsubscribe: () => void;
   readonly #scale: ScaleEvents;
+  readonly #inFlight: (id: string) => number;
 
-  constructor(opts: { controller: ServiceController; dataDir: string; routes?: ServiceRouteSink; log?: (line: string) => void }) {
+  constructor(opts: { controller: ServiceController; dataDir: string; routes?: ServiceRouteSink; log?: (line: string) => void; inFlight?: (instanceId: string) => number }) {
     this.#controller = opts.controller;
+    this.#inFlight = opts.inFlight ?? (() => 0);
     this.#store = new ServiceStore(opts.dataDir);
     this.#routes = opts.routes;
     this.#log = opts.log ?? (() => undefined);
     // A member removed on its own (flick rm) leaves the service.
     this.#unsubscribe = opts.controller.on('removed', (e) => {
       for (const s of this.#store.list()) {
-        if (!s.members.includes(e.id)) continue;
+        // A deploy owns its service's members and route while it runs.
+        if (!s.members.includes(e.id) || s.deploy !== undefined) continue;
         const next = { ...s, members: s.members.filter((m) => m !== e.id), updatedAt: new Date().toISOString() };
         this.#store.put(next).catch((err: unknown) => this.#log(`service ${s.name}: ${describeError(err)}`));
         this.#route(next);
@@ -102,6 +110,9 @@ export class Services {
   /** At flickd start: members that no longer exist are dropped; every service's route is set. */
   async start(): Promise<void> {
     const existing = new Set(this.#controller.list().map((r) => r.id));
+    for (const s of this.#store.list()) {
+      if (s.deploy !== undefined) await this.#recoverDeploy(s, existing);
+    }
     for (const s of this.#store.list()) {
       const members = s.members.filter((m) => existing.has(m));
       if (members.length !== s.members.length) {
@@ -167,6 +178,62 @@ export class Services {
     this.#route(record);
     this.#log(`service ${record.name}: created with ${record.replicas} instance(s)`);
     return record;
+  }
+
+  /** A rolling deploy of `image` (deploy.ts); resolves when every member runs it, or rejects after rolling back. */
+  deploy(name: string, opts: { image: string; maxSurge?: number; maxUnavailable?: number; readyTimeoutMs?: number }): Promise<ServiceRecord> {
+    this.get(name);
+    return rollingDeploy(this.#deployHost(name), {
+      image: opts.image,
+      maxSurge: opts.maxSurge ?? 1,
+      maxUnavailable: opts.maxUnavailable ?? 0,
+      readyTimeoutMs: opts.readyTimeoutMs ?? DEPLOY_READY_MS,
+      drainTimeoutMs: DEPLOY_DRAIN_MS,
+    });
+  }
+
+  #deployHost(name: string): DeployHost {
+    return {
+      record: () => this.get(name),
+      save: (r) => this.#store.put(r),
+      createMember: (r, image, index) => this.#controller.create(this.#memberConfig({ ...r, template: { ...r.template, image } }, index)),
+      ready: (id, ms) => this.#ready(id, ms),
+      removeMember: async (id) => {
+        try {
+          await this.#controller.rm(id, { force: true });
+        } catch (err) {
+          if (!(err instanceof FlickError && err.code === 'INSTANCE_NOT_FOUND')) throw err;
+        }
+      },
+      route: (members) => this.#route({ ...this.get(name), members }),
+      inFlight: (id) => this.#inFlight(id),
+      log: this.#log,
+    };
+  }
+
+  /** Running, or in standby (a scale-to-zero member needs no wake to be ready); a failed one rejects. */
+  async #ready(id: string, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const rec = this.#controller.get(id);
+      if (rec.state === 'running' || rec.state === 'standby') return;
+      if (rec.state === 'failed' || rec.state === 'stopped') throw new Error(`instance ${rec.name} is ${rec.state}${rec.error ? `: ${rec.error}` : ''}`);
+      if (Date.now() > deadline) throw new Error(`instance ${rec.name} was not ready within ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /** At start, a deploy a killed flickd left: rolled back while an old member is left, else completed. */
+  async #recoverDeploy(s: ServiceRecord, existing: Set<string>): Promise<void> {
+    const d = s.deploy!;
+    const oldLeft = d.old.filter((id) => existing.has(id));
+    if (oldLeft.length > 0) {
+      await rollBack(this.#deployHost(s.name), s, oldLeft, 'flickd stopped during the deploy');
+      return;
+    }
+    const { deploy: _done, ...rest } = s;
+    await this.#store.put({ ...rest, template: { ...s.template, image: d.image }, members: d.created.filter((id) => existing.has(id)), updatedAt: new Date().toISOString() });
+    this.#log(`service ${s.name}: the deploy of ${d.image} flickd was stopped in had replaced every instance: completed`);
   }
 
   /** Removes every member (stopping it) and the service. */

@@ -1,0 +1,120 @@
+// Rolling deploys of a service: `flick deploy web IMAGE [--max-surge N] [--max-unavailable N]`.
+//
+// Step by step, `max-surge + max-unavailable` old members at a time: first up to
+// `max-unavailable` old members leave the route; then as many new members (the
+// new image, the service's configuration otherwise) are created and must become
+// ready (running) before they join the route; then the old members of the step
+// leave the route, their in-flight requests finish (drained to 0), and they are
+// removed. A service whose members all sleep (autoscale at zero) deploys without
+// waking any: the new members take their own template and wait in standby.
+//
+// Nothing is lost to a crash: the deploy is stored in the service's record
+// before any step (`deploy.old`, `deploy.created`). If a new member never becomes
+// ready, every new member is removed and the old ones serve on (rolled back,
+// with the reason). A flickd killed mid-deploy finds the record at start and
+// rolls back while an old member is left, else completes (services.ts: start()).
+import { describeError, FlickError } from '../errors.js';
+import type { InstanceRecord } from '../store/instance-record.js';
+import type { ServiceRecord } from './service-store.js';
+
+export interface DeployOptions {
+  image: string;
+  maxSurge: number;
+  maxUnavailable: number;
+  /** How long a new member may take to become ready. */
+  readyTimeoutMs: number;
+  /** How long an old member's in-flight requests may take to finish. */
+  drainTimeoutMs: number;
+}
+
+export interface DeployState {
+  image: string;
+  startedAt: string;
+  /** The members before the deploy. */
+  old: string[];
+  /** New members created so far. */
+  created: string[];
+}
+
+/** What a deploy needs from the services library (its own record, members and route). */
+export interface DeployHost {
+  record(): ServiceRecord;
+  save(record: ServiceRecord): Promise<void>;
+  /** Creates a member of the record's template with `image`, returning its record. */
+  createMember(record: ServiceRecord, image: string, index: number): Promise<InstanceRecord>;
+  /** Resolves when the member is ready (running, or in standby with a template); rejects if it fails. */
+  ready(id: string, timeoutMs: number): Promise<void>;
+  removeMember(id: string): Promise<void>;
+  /** Sets the service's route to exactly these members. */
+  route(members: string[]): void;
+  inFlight(id: string): number;
+  log(line: string): void;
+}
+
+export type DeployErrorCode = 'DEPLOY_FAILED' | 'INVALID_SPEC';
+
+export class DeployError extends FlickError<DeployErrorCode> {}
+
+export async function rollingDeploy(host: DeployHost, opts: DeployOptions): Promise<ServiceRecord> {
+  if (!Number.isInteger(opts.maxSurge) || !Number.isInteger(opts.maxUnavailable) || opts.maxSurge < 0 || opts.maxUnavailable < 0 || opts.maxSurge + opts.maxUnavailable < 1) {
+    throw new DeployError('INVALID_SPEC', `--max-surge ${opts.maxSurge} --max-unavailable ${opts.maxUnavailable}: whole numbers ≥ 0, at least one of them ≥ 1 (e.g. --max-surge 1)`, { kind: 'user' });
+  }
+  let rec = host.record();
+  if (rec.deploy !== undefined) throw new DeployError('DEPLOY_FAILED', `service "${rec.name}" is being deployed already (to ${rec.deploy.image}): wait for it to end`, { kind: 'user' });
+  const old = [...rec.members];
+  rec = { ...rec, deploy: { image: opts.image, startedAt: new Date().toISOString(), old, created: [] }, updatedAt: new Date().toISOString() };
+  await host.save(rec);
+  const serving = new Set(old);
+  const routed = () => host.route([...serving]);
+  const step = opts.maxSurge + opts.maxUnavailable;
+  try {
+    for (let i = 0; i < old.length; i += step) {
+      const batch = old.slice(i, i + step);
+      // Up to max-unavailable old members leave before their replacements exist.
+      // Never the last one serving: the service always has a way to answer.
+      const early = batch.slice(0, Math.max(0, Math.min(opts.maxUnavailable, batch.length, serving.size - 1)));
+      for (const id of early) await retire(host, serving, id, opts, routed);
+      const fresh: string[] = [];
+      for (let k = 0; k < batch.length; k++) {
+        const member = await host.createMember(rec, opts.image, i + k);
+        fresh.push(member.id);
+        rec = { ...rec, deploy: { ...rec.deploy!, created: [...rec.deploy!.created, member.id] }, updatedAt: new Date().toISOString() };
+        await host.save(rec);
+      }
+      for (const id of fresh) await host.ready(id, opts.readyTimeoutMs);
+      for (const id of fresh) serving.add(id);
+      routed();
+      for (const id of batch) if (serving.has(id)) await retire(host, serving, id, opts, routed);
+      rec = { ...rec, members: [...serving] };
+      await host.save(rec);
+    }
+  } catch (err) {
+    await rollBack(host, rec, old.filter((id) => serving.has(id)), describeError(err));
+    throw new DeployError('DEPLOY_FAILED', `deploy of ${opts.image} to service "${rec.name}" rolled back: the new instances did not become ready (${describeError(err)}); the old ones still serve: see 'flick logs' of the new instance, fix the image and deploy again`, { cause: err, kind: 'user' });
+  }
+  const { deploy: _done, ...rest } = rec;
+  const done: ServiceRecord = { ...rest, template: { ...rec.template, image: opts.image }, members: [...serving], updatedAt: new Date().toISOString() };
+  await host.save(done);
+  host.route(done.members);
+  host.log(`service ${done.name}: deployed ${opts.image} (${done.members.length} instance(s))`);
+  return done;
+}
+
+/** Takes an old member out of the route, lets its in-flight requests finish, removes it. */
+async function retire(host: DeployHost, serving: Set<string>, id: string, opts: DeployOptions, routed: () => void): Promise<void> {
+  serving.delete(id);
+  routed();
+  const deadline = Date.now() + opts.drainTimeoutMs;
+  while (host.inFlight(id) > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  await host.removeMember(id);
+}
+
+/** Routes the old members still there (`oldLeft`) and removes every new member. */
+export async function rollBack(host: Pick<DeployHost, 'route' | 'removeMember' | 'save' | 'log'>, rec: ServiceRecord, oldLeft: string[], why: string): Promise<void> {
+  const created = new Set(rec.deploy?.created ?? []);
+  host.route(oldLeft);
+  for (const id of created) await host.removeMember(id).catch(() => undefined);
+  const { deploy: _gone, ...rest } = rec;
+  await host.save({ ...rest, members: oldLeft, updatedAt: new Date().toISOString() });
+  host.log(`service ${rec.name}: deploy of ${rec.deploy?.image} rolled back: ${why}`);
+}

@@ -1,0 +1,130 @@
+// Rolling deploys for real: a service of 3 microVMs under a steady load of
+// ≥ 100 requests/s through the proxy (bounded, loopback) is deployed onto a new
+// image with `flick deploy`: no answer is other than 200, and every request that
+// starts after the deploy is answered by a new instance. A deploy of an image
+// whose app never listens rolls back by itself, saying so, and the old instances
+// serve on. flickd killed -9 in the middle of a deploy rolls it back (or
+// completes it) at its next start, and the service serves.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { api, proxyPortOf, pushFixtureImage, removeFlickd, runFlick, startFlickd, startFlickdWithFixture, type FlickdUnderTest } from '../src/daemon/testing.js';
+
+const PREFIX = 'fdep-t-';
+const POOL = '10.225.0.0/24';
+const OLD = 'fixtures/hello:1';
+const NEW = 'fixtures/hello:2';
+const BROKEN = 'fixtures/broken:1';
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-deploy-'));
+const dataDir = path.join(tmp, 'data');
+let f: FlickdUnderTest;
+let proxyPort = 0;
+
+before(async () => {
+  ({ f, proxyPort } = await startFlickdWithFixture({ dataDir, prefix: PREFIX, pool: POOL, image: OLD }));
+  await pushFixtureImage(f, NEW, 'hello-server');
+  await pushFixtureImage(f, BROKEN, 'exit-code');
+  const run = await flick('run', '--name', 'web', '--replicas', '3', OLD);
+  assert.equal(run.code, 0, run.stderr);
+});
+
+after(async () => {
+  await removeFlickd(f, PREFIX, dataDir);
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+const flick = (...args: string[]) => runFlick(f, path.join(tmp, 'config'), ...args);
+
+interface Shot {
+  startedAt: number;
+  status: number | string;
+  hostname: string;
+}
+
+function get(): Promise<Shot> {
+  const startedAt = Date.now();
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port: proxyPort, path: '/', agent: false, headers: { host: 'web.localhost' }, timeout: 30_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ startedAt, status: res.statusCode ?? 0, hostname: /hostname (\S+)/.exec(body)?.[1] ?? '' }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (err: NodeJS.ErrnoException) => resolve({ startedAt, status: err.code ?? err.message, hostname: '' }));
+  });
+}
+
+/** A request every 5 ms (≤ 200/s, at most `max`) until `stop` resolves; every answer. */
+async function load(stop: Promise<unknown>, max = 20_000): Promise<Shot[]> {
+  const shots: Array<Promise<Shot>> = [];
+  let done = false;
+  void stop.finally(() => (done = true));
+  while (!done && shots.length < max) {
+    shots.push(get());
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return Promise.all(shots);
+}
+
+const service = async () => (await api(f, 'GET', '/v1/services/web')).json.data;
+
+test('a rolling deploy under steady load: no answer other than 200, and every later request is answered by a new instance', async () => {
+  const before = (await service()).instances.map((i: any) => i.name);
+  const t0 = Date.now();
+  const deploying = flick('deploy', 'web', NEW);
+  const shots = await load(deploying);
+  const deploy = await deploying;
+  const t1 = Date.now();
+  assert.equal(deploy.code, 0, deploy.stderr);
+  assert.match(deploy.stdout, /^web: every instance runs fixtures\/hello:2/);
+  const rate = shots.length / ((t1 - t0) / 1000);
+  assert.ok(rate >= 100, `steady load of ${rate.toFixed(0)} requests/s`);
+  const bad = shots.filter((s) => s.status !== 200);
+  assert.deepEqual(bad, [], `${bad.length} of ${shots.length} requests failed`);
+  const after = await service();
+  assert.deepEqual(after.instances.map((i: any) => i.image), [NEW, NEW, NEW]);
+  const fresh = new Set(after.instances.map((i: any) => i.name));
+  for (const n of before) assert.ok(!fresh.has(n), 'every old instance was replaced');
+  const later = await Promise.all(Array.from({ length: 30 }, () => get()));
+  assert.ok(later.every((s) => s.status === 200 && fresh.has(s.hostname)), `answers after the deploy: ${JSON.stringify(later.map((s) => s.hostname))}`);
+  assert.equal((await api(f, 'GET', '/v1/instances')).json.data.instances.length, 3, 'the old instances are gone');
+});
+
+test('a deploy of an image whose app never listens rolls back by itself with a clear message; the old instances serve on', async () => {
+  const before = (await service()).instances.map((i: any) => i.name).sort();
+  const r = await flick('deploy', 'web', BROKEN);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /deploy of fixtures\/broken:1 to service "web" rolled back: the new instances did not become ready \(.*\); the old ones still serve/);
+  const after = await service();
+  assert.deepEqual(after.instances.map((i: any) => i.name).sort(), before);
+  assert.equal(after.deploying, null);
+  assert.equal((await api(f, 'GET', '/v1/instances')).json.data.instances.length, 3, 'the failed new instance was removed');
+  const answers = await Promise.all(Array.from({ length: 20 }, () => get()));
+  assert.ok(answers.every((a) => a.status === 200), JSON.stringify(answers.map((a) => a.status)));
+});
+
+test('flickd killed -9 during a deploy: at its next start the deploy is rolled back or completed, and the service serves', async () => {
+  const before = (await service()).instances.map((i: any) => i.name).sort();
+  // Started over the API (the CLI would lose its flickd); killed once the first new instance exists.
+  void api(f, 'POST', '/v1/services/web/deploy', { image: OLD }).catch(() => undefined);
+  const deadline = Date.now() + 120_000;
+  while ((await api(f, 'GET', '/v1/instances')).json.data.instances.length < 4) {
+    assert.ok(Date.now() < deadline, 'a new instance appeared');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await f.stop('SIGKILL');
+  f = await startFlickd({ dataDir, prefix: PREFIX, pool: POOL, args: ['--proxy-listen', '127.0.0.1:0'] });
+  proxyPort = proxyPortOf(f);
+  const after = await service();
+  assert.equal(after.deploying, null, 'no deploy is left half-done');
+  const names = after.instances.map((i: any) => i.name).sort();
+  const images = new Set(after.instances.map((i: any) => i.image));
+  assert.equal(images.size, 1, `one image: ${JSON.stringify(after.instances)}`);
+  if (images.has(NEW)) assert.deepEqual(names, before, 'rolled back to the old instances');
+  assert.match(f.log(), /service web: (deploy of .* rolled back: flickd stopped during the deploy|the deploy of .* completed)/);
+  const answers = await Promise.all(Array.from({ length: 20 }, () => get()));
+  assert.ok(answers.every((a) => a.status === 200), JSON.stringify(answers.map((a) => a.status)));
+});
