@@ -82,6 +82,8 @@ test('volumes: virtio-blk after the config disk, found by serial, flushes honour
   assert.ok(!drives[2]!.includes('readonly'));
   assert.match(drives[3]!, /readonly=on$/);
   for (const d of drives) assert.ok(!/cache=unsafe|no-flush/.test(d), d);
+  // The jailed QEMU cannot reopen a volume by path: a snapshot's inactivation must keep its fd.
+  assert.match(drives[2]!, /file.auto-read-only=off/);
   const devices = values(args, '-device');
   assert.deepEqual(devices.slice(0, 4), ['virtio-blk-device,drive=rootfs', 'virtio-blk-device,drive=config', 'virtio-blk-device,drive=vol0,serial=a1b2c3', 'virtio-blk-device,drive=vol1,serial=d4e5f6']);
 });

@@ -88,9 +88,13 @@ export function buildQemuArgs(l: QemuLaunch): string[] {
  * QEMU or the host dying (never cache=unsafe, which drops flushes). A full host
  * disk pauses the VM (werror=enospc: QEMU stops it with an io-error status)
  * instead of failing the guest's write; read errors go to the guest.
+ * file.auto-read-only=off: -drive turns it on, and then the inactivation at the
+ * end of a snapshot (no write permission needed) reopens the file read-only
+ * *by path*, which a QEMU chrooted into its run folder cannot ("bdrv_inactivate_all()
+ * failed"); off, the file keeps its read-write descriptor from start-up.
  */
 export function driveArgs(d: DriveConfig, i: number): string[] {
-  const opts = [`id=vol${i}`, `file=${d.file}`, `format=${d.format}`, 'if=none', 'cache=writeback', 'aio=threads', 'discard=unmap', 'detect-zeroes=unmap', 'werror=enospc', 'rerror=report'];
+  const opts = [`id=vol${i}`, `file=${d.file}`, `format=${d.format}`, 'if=none', 'cache=writeback', 'aio=threads', 'discard=unmap', 'detect-zeroes=unmap', 'werror=enospc', 'rerror=report', 'file.auto-read-only=off'];
   if (d.readOnly) opts.push('readonly=on');
   return ['-drive', opts.join(','), '-device', `virtio-blk-device,drive=vol${i},serial=${d.serial}`];
 }
