@@ -6,19 +6,21 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import { api as apiOf, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { freePort } from '../src/network/free-port.js';
-import { sweepLeftovers } from '../src/network/namespace-network.js';
+import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { psql as psqlAt, pushPostgresImage } from '../src/volumes/testing.js';
 
 const exec = promisify(execFile);
-const PREFIX = 'pgvt-';
-const POOL = '10.219.0.0/24';
+// Run-scoped (src/network/run-scoped.ts): two runs of this file at once (two worktrees) never sweep each other's.
+const PREFIX = runPrefix('pgvt');
+const POOL = runPool(219);
 const IMAGE = 'postgres:15';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-pg-'));
 const dataDir = path.join(tmp, 'data');
@@ -29,11 +31,28 @@ let pgPort = 0;
 const FLICKD_ARGS = ['--proxy-listen', '127.0.0.1:0', '--hot-standby-budget', '0', '--ready-timeout', '600000'];
 
 before(async () => {
-  await sweepLeftovers(PREFIX);
+  await sweepDeadRuns('pgvt');
   flickd = await startFlickd({ dataDir, prefix: PREFIX, pool: POOL, args: FLICKD_ARGS });
   await pushPostgresImage(flickd.base, flickd.token, IMAGE);
-  pgPort = await freePort();
+  pgPort = await stablePort();
 });
+
+/**
+ * A free port below the kernel's ephemeral range (32768-60999): the instance keeps
+ * it across a flickd kill -9, and while no flickd listens there a port-0 listener
+ * of another process on this shared machine must not take it (measured: psql got
+ * an HTTP answer on a freePort() port after the restart).
+ */
+async function stablePort(): Promise<number> {
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * 10000);
+    const free = await new Promise<boolean>((resolve) => {
+      const s = net.createServer().once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+}
 
 after(async () => {
   await removeFlickd(flickd, PREFIX, dataDir);
@@ -169,7 +188,7 @@ test(':ro mounts refuse writes', async () => {
   while ((await api('GET', '/v1/instances/ro')).json.data.state === 'starting' && Date.now() < deadline) await new Promise((res) => setTimeout(res, 500));
   const log = (await api('GET', '/v1/instances/ro/log')).text;
   assert.match(log, /Read-only file system/);
-  assert.match(log, /REFUSED\n15/);
+  assert.match(log, /REFUSED\r?\n15/);
   assert.equal((await api('DELETE', '/v1/instances/ro')).status, 200);
 });
 

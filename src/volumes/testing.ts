@@ -52,9 +52,9 @@ export async function pushPostgresImage(host: string, token: string, as: string,
 
 /**
  * The host's psql against `host:port` (TCP), one statement string, rows as
- * `-At` prints them. A server still starting (its port open, recovery or
- * initdb not done: "the database system is starting up") is retried for up
- * to `startupMs`; any other error rejects at once.
+ * `-At` prints them. A server still starting (its port open, initdb or crash
+ * recovery not done: "the database system is starting up" / "not yet accepting
+ * connections") is retried for up to `startupMs`; any other error rejects at once.
  */
 export async function psql(host: string, port: number, sql: string, startupMs = 120_000): Promise<string> {
   const deadline = Date.now() + startupMs;
@@ -66,7 +66,7 @@ export async function psql(host: string, port: number, sql: string, startupMs = 
       });
       return r.stdout.trim();
     } catch (err) {
-      if (!/the database system is starting up/.test(String((err as { stderr?: string }).stderr)) || Date.now() > deadline) throw err;
+      if (!/the database system is (starting up|not yet accepting connections)/.test(String((err as { stderr?: string }).stderr)) || Date.now() > deadline) throw err;
       await new Promise((r) => setTimeout(r, 200));
     }
   }
