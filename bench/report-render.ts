@@ -105,7 +105,8 @@ export function rows(latest: Latest): Row[] {
     const b1 = sv.burst_single;
     add(s, `burst of ${num(bs?.requests)} at zero against a service (autoscale max=4): answered, wakes`, `${num(bs?.ok)} / ${num(bs?.requests)}, ${bs?.wakes} wakes`, `single instance ${num(b1?.ok)} / ${num(b1?.requests)}, ${b1?.wakes} wake`, 'all answered', has(bs?.ok) ? bs.ok === bs.requests : undefined);
     add(s, 'the burst\'s p99 (p50)', `${ms(bs?.p99_ms)} (${ms(bs?.p50_ms)})`, `single instance ${ms(b1?.p99_ms)} (${ms(b1?.p50_ms)})`, '≤ ½ of the single instance\'s', has(bs?.p99_ms) && has(b1?.p99_ms) ? bs.p99_ms <= b1.p99_ms / 2 : undefined);
-    add(s, 'rolling deploy under load', sv.deploy === null ? 'not built' : `${sv.deploy?.failed} failed`, '—', '0 failed, p99 ≤ 2× before', sv.deploy === null ? undefined : sv.deploy?.failed === 0);
+    const d = sv.deploy;
+    add(s, 'rolling deploy of 3 replicas under load: failed requests, p99 during', d ? `${d.failed} of ${num(d.requests)} failed, p99 ${ms(d.p99_ms_during)} (${ms(d.duration_ms)} long)` : 'n/a', d ? `p99 before ${ms(d.p99_ms_before)}` : '—', '0 failed, p99 ≤ 2× before', d ? d.failed === 0 && d.p99_ms_during <= 2 * d.p99_ms_before : undefined);
   }
   const cl = latest.results.cluster?.results;
   if (cl) {
