@@ -24,7 +24,7 @@ PACKAGES=(
   etcd-server etcd-client    # a cluster's state (src/cluster; its tests start their own members)
   qemu-utils e2fsprogs       # volumes: qemu-img (qcow2, copy-on-write clones), mkfs.ext4
   postgresql-15 postgresql-client  # examples/postgres and its tests: the guest's server, the host's psql/pgbench/pg_ctl peer
-  curl ca-certificates
+  curl ca-certificates openssl  # the TLS tests: curl --cacert against a CA they make with openssl
   chromium                   # the web console's browser tests (driven by playwright-core)
 )
 missing=()
