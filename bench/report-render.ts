@@ -119,10 +119,17 @@ export function rows(latest: Latest): Row[] {
   }
   const i = latest.results.image?.results;
   if (i) {
-    const s = 'image (issue 3)';
-    const ratio = i.image_bytes / i.source_image_bytes;
-    add(s, 'node app: microVM image size', mib(i.image_bytes), `container image ${mib(i.source_image_bytes)}`, '≤ 9 % of the container image', has(ratio) ? ratio <= 0.09 : undefined);
+    const s = 'image (issues 3, 17)';
+    // The whole image as pushed (every layer, the kernel and init included); older results only had the root filesystem.
+    const total = i.image_total_bytes ?? i.image_bytes;
+    const ratio = total / i.source_image_bytes;
+    const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+    add(s, 'node app: microVM image, every layer as pushed', `${mb(total)} (${(100 * ratio).toFixed(1)} %)`, `container image ${mb(i.source_image_bytes)}`, '≤ 25 MB and ≤ 9 % of the container image', has(ratio) ? ratio <= 0.09 && total <= 25e6 : undefined);
     add(s, 'node app: build time (`flick build`)', `${i.build_s} s`, '—', '—');
+    if (has(i.redis_total_bytes)) {
+      const r = i.redis_total_bytes / i.redis_source_image_bytes;
+      add(s, 'Redis (Debian redis-server): microVM image, every layer', `${mb(i.redis_total_bytes)} (${(100 * r).toFixed(1)} %)`, `container image ${mb(i.redis_source_image_bytes)}`, '≤ 5 % of the container image', r <= 0.05);
+    }
   }
   const c = latest.results.console?.results;
   if (c) {

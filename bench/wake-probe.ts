@@ -19,6 +19,7 @@ import path from 'node:path';
 import { buildInitrd } from '../src/guest/init.js';
 import { requireKernel } from '../src/guest/kernel.js';
 import { buildFixtureRootfs, FIXTURE_PROGRAM } from '../src/guest/testing/fixture-rootfs.js';
+import { partOf, unpackLayer } from '../src/image/layer-codec.js';
 import { normalizeRef, OciLayout } from '../src/image/oci-layout.js';
 import { NamespaceNetwork, sweepLeftovers } from '../src/network/namespace-network.js';
 import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
@@ -72,21 +73,24 @@ interface AppFiles {
   guest: Omit<GuestConfig, 'hostname'>;
 }
 
-/** The node hello app as `flick build` stored it: its kernel, initrd and rootfs blobs, and its run config. */
-async function nodeApp(): Promise<AppFiles> {
+/** The node hello app as `flick build` stored it: its kernel, initrd and rootfs layers unpacked into `dir`, and its run config. */
+async function nodeApp(dir: string): Promise<AppFiles> {
   const layout = new OciLayout();
   const img = (await layout.list()).find((i) => i.ref === normalizeRef(NODE_IMAGE));
   if (!img) throw new Error(`${NODE_IMAGE} is not in ${layout.dir}: build it with 'bin/flick build -t ${NODE_IMAGE} examples/hello-node'`);
-  const layer = (kind: string) => {
-    const l = img.manifest.layers.find((x) => x.mediaType.includes(`.${kind}.`));
+  fs.mkdirSync(dir, { recursive: true });
+  const layer = async (kind: 'vmlinux' | 'initrd' | 'rootfs') => {
+    const l = img.manifest.layers.find((x) => partOf(x.mediaType) === kind);
     if (!l) throw new Error(`${NODE_IMAGE} has no ${kind} layer`);
-    return layout.blobPath(l.digest);
+    const file = path.join(dir, kind);
+    await unpackLayer(layout.blobPath(l.digest), l.mediaType, file);
+    return file;
   };
   const config = JSON.parse(fs.readFileSync(layout.blobPath(img.manifest.config.digest), 'utf8')).config;
   return {
-    kernel: layer('kernel'),
-    initrd: layer('initrd'),
-    rootfs: layer('rootfs'),
+    kernel: await layer('vmlinux'),
+    initrd: await layer('initrd'),
+    rootfs: await layer('rootfs'),
     guest: { argv: [...(config.Entrypoint ?? []), ...(config.Cmd ?? [])], env: config.Env ?? [], cwd: config.WorkingDir || '/', uid: 0, gid: 0 },
   };
 }
@@ -108,7 +112,7 @@ async function main(): Promise<void> {
       rootfs: minRootfs,
       guest: { argv: [FIXTURE_PROGRAM['hello-server'], String(PORT)], env: [], cwd: '/', uid: 0, gid: 0 },
     }),
-    node: nodeApp,
+    node: () => nodeApp(path.join(tmp, 'node-image')),
   };
   const live = new Set<MicroVm>();
   const results: Record<string, { restore: number[]; fb: number[]; second: number[] }> = {};

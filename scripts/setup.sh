@@ -18,6 +18,7 @@ PACKAGES=(
   buildah skopeo podman fuse-overlayfs uidmap  # daemonless builds and real OCI peers
   debootstrap                # local base images (no Docker Hub here)
   erofs-utils squashfs-tools # read-only root filesystems
+  icu-devtools binutils      # icupkg and readelf/strip: trimming node's built-in ICU data, stripping binaries
   iproute2 iptables          # taps, namespaces, isolation
   wrk                        # proxy benchmark
   runc                       # the container peer in the wake benchmark (crun fails on hybrid cgroups)

@@ -17,7 +17,8 @@ import { PACKAGE_ROOT } from '../src/paths.js';
 import { buildBaseImages } from '../src/image/base.js';
 import { buildImage, type BuildResult } from '../src/image/build.js';
 import { imageInfo } from '../src/image/image-info.js';
-import { FLICK_ARTIFACT, FLICK_INITRD, FLICK_KERNEL, FLICK_ROOTFS_SQUASHFS } from '../src/image/media-types.js';
+import { partOf, plainMediaType, unpackLayer } from '../src/image/layer-codec.js';
+import { FLICK_ARTIFACT, FLICK_INITRD_XZ, FLICK_KERNEL_XZ, FLICK_ROOTFS_EROFS_XZ, FLICK_ROOTFS_SQUASHFS } from '../src/image/media-types.js';
 import { OciLayout } from '../src/image/oci-layout.js';
 import { qemuTraceRunner } from '../src/image/trace-runner.js';
 import type { MicroVm } from '../src/vmm/driver.js';
@@ -51,19 +52,18 @@ function build(app: string, tag: string, extra: { buildArgs?: Map<string, string
 /** Boots a stored image with the real driver in its own network namespace; once its port accepts, `talk` to it (default GET /) and return what it said. */
 async function bootAndGet(ref: string, memoryMb = 128, o: { port?: number; talk?: (host: string, port: number) => Promise<string> } = {}): Promise<string> {
   const info = await imageInfo(layout, await layout.resolve(ref));
-  const { manifest } = await layout.resolve(ref);
-  const blob = (mediaType: string) => layout.blobPath(manifest.layers.find((l) => l.mediaType.startsWith(mediaType))!.digest);
   const port = o.port ?? Number.parseInt(info.config.exposed_ports[0]!, 10);
   const id = `img-${nextSlot}`;
   const slot = nextSlot++;
+  const parts = await unpacked(ref, path.join(tmp, `${id}-parts`));
   const attachment = await network.attach(id, slot);
   try {
     const vm = await driver.boot({
       id,
       runDir: path.join(tmp, id),
-      kernel: blob(FLICK_KERNEL),
-      initrd: blob(FLICK_INITRD),
-      rootfs: blob('application/vnd.flick.rootfs'),
+      kernel: parts.vmlinux,
+      initrd: parts.initrd,
+      rootfs: parts.rootfs,
       memoryMb,
       vcpus: 1,
       network: attachment,
@@ -74,6 +74,7 @@ async function bootAndGet(ref: string, memoryMb = 128, o: { port?: number; talk?
         uid: info.config.uid ?? 0,
         gid: info.config.gid ?? 0,
         hostname: id,
+        ...(info.config.healthcheck ? { healthcheck: info.config.healthcheck } : {}),
       },
     });
     vms.add(vm);
@@ -117,24 +118,55 @@ function get(host: string, port: number): Promise<string> {
   });
 }
 
-/** Paths inside a squashfs root filesystem. */
-function rootfsPaths(rootfs: string): Set<string> {
-  const r = spawnSync('unsquashfs', ['-lc', '-d', '', rootfs], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  return new Set(r.stdout.split('\n').filter(Boolean));
+/** The image's layers as the host runs them: unpacked into `dir`. */
+async function unpacked(ref: string, dir: string): Promise<Record<'vmlinux' | 'initrd' | 'rootfs', string> & { rootfsType: string }> {
+  const { manifest } = await layout.resolve(ref);
+  fs.mkdirSync(dir, { recursive: true });
+  const out = { vmlinux: '', initrd: '', rootfs: '', rootfsType: '' };
+  for (const l of manifest.layers) {
+    const part = partOf(l.mediaType);
+    if (!part) continue;
+    out[part] = path.join(dir, part);
+    if (!fs.existsSync(out[part])) await unpackLayer(layout.blobPath(l.digest), l.mediaType, out[part]);
+    if (part === 'rootfs') out.rootfsType = plainMediaType(l.mediaType);
+  }
+  return out;
 }
 
-async function rootfsOf(ref: string): Promise<string> {
-  const { manifest } = await layout.resolve(ref);
-  return layout.blobPath(manifest.layers.find((l) => l.mediaType === FLICK_ROOTFS_SQUASHFS)!.digest);
+/** Paths inside an image's root filesystem (erofs or squashfs). */
+async function rootfsPaths(ref: string): Promise<Set<string>> {
+  const dir = fs.mkdtempSync(path.join(tmp, 'rootfs-'));
+  try {
+    const parts = await unpacked(ref, dir);
+    if (parts.rootfsType === FLICK_ROOTFS_SQUASHFS) {
+      const r = spawnSync('unsquashfs', ['-lc', '-d', '', parts.rootfs], { encoding: 'utf8', maxBuffer: 64 << 20 });
+      return new Set(r.stdout.split('\n').filter(Boolean));
+    }
+    const tree = path.join(dir, 'tree');
+    const r = spawnSync('fsck.erofs', [`--extract=${tree}`, parts.rootfs], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const out = new Set<string>();
+    const walk = (d: string) => {
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+        const p = path.join(d, e.name);
+        out.add(`/${path.relative(tree, p)}`);
+        if (e.isDirectory()) walk(p);
+      }
+    };
+    walk(tree);
+    return out;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 test('a node app with an npm dependency: ENV, WORKDIR, COPY --chown, .dockerignore, minimized far below its container image', async () => {
   const r = await build('node-npm', 'node-npm:1');
-  assert.equal(r.minimization, 'traced');
+  assert.equal(r.minimization, 'traced', r.fallbackReason);
   assert.ok(r.sizeBytes < r.sourceImageBytes / 5, `microVM image ${r.sizeBytes} B vs container image ${r.sourceImageBytes} B`);
   const { manifest } = await layout.resolve('node-npm:1');
   assert.equal(manifest.artifactType, FLICK_ARTIFACT);
-  assert.deepEqual(manifest.layers.map((l) => l.mediaType), [FLICK_KERNEL, FLICK_INITRD, FLICK_ROOTFS_SQUASHFS]);
+  assert.deepEqual(manifest.layers.map((l) => l.mediaType), [FLICK_KERNEL_XZ, FLICK_INITRD_XZ, FLICK_ROOTFS_EROFS_XZ]);
   const body = JSON.parse(await bootAndGet('node-npm:1', 256)) as Record<string, unknown>;
   assert.deepEqual(body, { greeting: 'hi from node', dep: '1m', owner: 1000, secret: false, cwd: '/srv/app' });
 });
@@ -149,7 +181,7 @@ test("the product page's Dockerfile, unchanged (FROM node:20-slim, no EXPOSE): t
   const r = await buildImage({ context: example, tag: 'hello-node:1', layout, tracer: qemuTraceRunner, progress: (l) => lines.push(l) });
   assert.ok(lines.some((l) => /FROM node:20-slim \(line 1\): .*local base from 'flick base build' stands in: Debian bookworm .*node v20/.test(l) || /FROM node:20-slim \(line 1\): pulled/.test(l)), lines.join('\n'));
   assert.ok(lines.some((l) => /ready \(port 8080 listens, answers HTTP\)/.test(l)), lines.join('\n'));
-  assert.equal(r.minimization, 'traced');
+  assert.equal(r.minimization, 'traced', r.fallbackReason);
   assert.match(await bootAndGet('hello-node:1', 256, { port: 8080 }), /^hello from flick \(up \d+ms\)/);
 });
 
@@ -158,16 +190,27 @@ test('a TCP service that never speaks HTTP (Redis from apt, EXPOSE 6379): ready 
   assert.equal(r.minimization, 'traced', r.fallbackReason);
   assert.ok(r.sizeBytes < r.sourceImageBytes / 10, `microVM image ${r.sizeBytes} B vs container image ${r.sourceImageBytes} B`);
   assert.equal(await bootAndGet('redis:1', 128, { talk: redis('PING') }), '+PONG');
-  const files = rootfsPaths(await rootfsOf('redis:1'));
+  const files = await rootfsPaths('redis:1');
   assert.ok(files.has('/usr/bin/redis-server') || files.has('/usr/bin/redis-check-rdb'), 'the server binary is kept');
   assert.ok(!files.has('/usr/bin/apt-get'));
+});
+
+test('HEALTHCHECK: an app that listens before it is healthy is not ready until its check passes in the guest', async () => {
+  const lines: string[] = [];
+  const r = await buildImage({ context: path.join(APPS, 'healthcheck'), tag: 'healthcheck:1', layout, tracer: qemuTraceRunner, progress: (l) => lines.push(l) });
+  assert.equal(r.minimization, 'traced', r.fallbackReason);
+  const info = await imageInfo(layout, await layout.resolve('healthcheck:1'));
+  assert.deepEqual(info.config.healthcheck?.argv, ['test', '-f', '/tmp/ready']);
+  assert.equal(info.config.healthcheck?.intervalMs, 5000);
+  // The first request after readiness (what the controller waits for before routing) is already healthy.
+  assert.equal(await bootAndGet('healthcheck:1', 256), 'ready\n');
 });
 
 test('a multi-stage C build into FROM scratch, run as ENTRYPOINT + CMD', async () => {
   const r = await build('c-scratch', 'c-scratch:1');
   assert.equal(r.minimization, 'traced');
   assert.equal(await bootAndGet('c-scratch:1'), 'hello-from-scratch\n');
-  const files = rootfsPaths(await rootfsOf('c-scratch:1'));
+  const files = await rootfsPaths('c-scratch:1');
   assert.ok(files.has('/server'));
   assert.ok(!files.has('/usr/bin/gcc'), 'the build stage must not leak into the image');
 });
@@ -182,7 +225,7 @@ test('a Python web app with a shell-form CMD, USER nobody, ADD --chown and an AR
   assert.deepEqual([info.config.uid, info.config.gid], [65534, 65534]);
   const year = new Date().getUTCFullYear();
   assert.equal(await bootAndGet('python-web:default'), `hello-default uid=65534 gid=65534 year=${year} motd_owner=65534\n`);
-  const files = rootfsPaths(await rootfsOf('python-web:default'));
+  const files = await rootfsPaths('python-web:default');
   assert.ok(files.has('/usr/lib/python3.11/socket.py'), 'an imported module (not ELF, found only by the trace) is kept');
   assert.ok(!files.has('/usr/bin/apt-get'), 'tools the app never runs are dropped');
 });
@@ -209,7 +252,7 @@ test('when the minimized image fails its boot check, the build says so and ships
   assert.equal(r.minimization, 'full-fallback');
   assert.match(r.fallbackReason ?? '', /simulated: port 8080 never answered/);
   assert.ok(lines.some((l) => /falling back to the full root filesystem/.test(l)));
-  const files = rootfsPaths(await rootfsOf('python-web:fallback'));
+  const files = await rootfsPaths('python-web:fallback');
   assert.ok(files.has('/usr/bin/apt-get'));
   assert.match(await bootAndGet('python-web:fallback'), /^hello-default uid=65534 /);
 });

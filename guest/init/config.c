@@ -70,6 +70,14 @@ static void parse_config(char *p, size_t len) {
       vol->path = c2 + 1;
     }
     else if (!strcmp(rec, "listen")) cfg.listen = !strcmp(v, "1");
+    else if (!strcmp(rec, "health")) {
+      if (cfg.nhealth >= 64) fail(1, "config disk: more than 64 health entries");
+      cfg.health[cfg.nhealth++] = v;
+    } else if (!strcmp(rec, "health_interval_ms")) cfg.health_interval_ms = atol(v);
+    else if (!strcmp(rec, "health_timeout_ms")) cfg.health_timeout_ms = atol(v);
+    else if (!strcmp(rec, "health_start_ms")) cfg.health_start_ms = atol(v);
+    else if (!strcmp(rec, "health_retries")) cfg.health_retries = atoi(v);
+    else if (!strcmp(rec, "stopsignal")) cfg.stopsignal = atoi(v);
   }
   if (cfg.argc == 0) fail(1, "config disk: no argv");
 }

@@ -3,7 +3,7 @@
 //   host->guest  "time <sec>.<9-digit nanos>"  -> "ok time"
 //                "poweroff"                     -> "ok poweroff"; SIGTERM app, SIGKILL after 5 s
 //   guest->host  "hello", "started <pid>", "exit <code>", "open <path>" (trace
-//                mode), "listen <port>" (listen=1), "ok <command>", "error <text>"; an error that answers a
+//                mode), "listen <port>" (listen=1), "healthy"/"unhealthy" (HEALTHCHECK), "ok <command>", "error <text>"; an error that answers a
 //                command reads "error <command>: <text>"
 // Writes never block: lines wait in a queue until the host is connected.
 // While no host is connected the port reports POLLHUP on every poll(), so the

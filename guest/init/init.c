@@ -6,7 +6,7 @@
 // Any failure is printed on the console as "flick-init: ...", sent as
 // "error ..." and "exit <1 or 127>", and ends the VM: it never hangs.
 //
-// Build: musl-gcc -static -Os -o init init.c config.c control.c trace.c volumes.c listen.c
+// Build: musl-gcc -static -Os -o init init.c config.c control.c trace.c volumes.c listen.c health.c
 #include "init.h"
 
 #include <errno.h>
@@ -150,7 +150,7 @@ static void default_env(const char *key, const char *value) {
 }
 
 // execvp semantics, but with the app's PATH rather than init's.
-static const char *resolve_program(const char *name) {
+const char *resolve_program(const char *name) {
   if (strchr(name, '/')) return name;
   static char buf[PATH_MAX];
   const char *p = getenv_in(cfg.env, "PATH");
@@ -221,7 +221,7 @@ static pid_t start_app(void) {
 void request_stop(void) {
   if (stopping) return;
   stopping = 1;
-  kill(app_pid, SIGTERM);
+  kill(app_pid, cfg.stopsignal > 0 ? cfg.stopsignal : SIGTERM);
   clock_gettime(CLOCK_MONOTONIC, &stop_deadline);
   stop_deadline.tv_sec += STOP_GRACE_MS / 1000;
 }
@@ -260,6 +260,7 @@ int main(void) {
   setup_names();
   int tfd = cfg.trace ? trace_start() : -1;  // before the app starts, so its exec is seen
   app_pid = start_app();
+  health_begin();
   ctl_send("started %d", app_pid);
 
   int code = -1;
@@ -270,6 +271,8 @@ int main(void) {
         {.fd = tfd, .events = POLLIN},
     };
     int timeout = ctl_hup ? 1000 : -1;  // belt and braces, should a SIGIO ever be missed
+    long hw = health_wait_ms();
+    if (hw >= 0 && (timeout < 0 || hw < timeout)) timeout = (int)hw;
     if (cfg.listen) {
       listen_poll();
       if (timeout < 0 || timeout > LISTEN_POLL_MS) timeout = LISTEN_POLL_MS;
@@ -304,8 +307,11 @@ int main(void) {
     // Reap every child: the app, and orphans reparented to PID 1.
     int status;
     pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
       if (pid == app_pid) code = exit_code_of(status);
+      else health_reaped(pid, status);
+    }
+    health_tick(stopping);
   }
   if (tfd >= 0) trace_drain(tfd);
   console("app exited with code %d", code);

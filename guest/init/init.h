@@ -4,6 +4,7 @@
 //   control.c  the control port to the host, and how the VM ends
 //   trace.c    trace mode: which files the app opens
 //   listen.c   listen reports: which TCP ports the app listens on
+//   health.c   the image's HEALTHCHECK, run in the guest
 #pragma once
 #define _GNU_SOURCE
 #include <stddef.h>
@@ -36,12 +37,18 @@ struct config {
   struct volume volumes[CFG_MAX_VOLUMES];
   int nvolumes;
   int listen;  // report listening TCP ports (listen.c)
+  char *health[65];  // the HEALTHCHECK's argv, NULL-terminated (health.c)
+  int nhealth;
+  long health_interval_ms, health_timeout_ms, health_start_ms;
+  int health_retries;
+  int stopsignal;  // STOPSIGNAL, default SIGTERM
 };
 extern struct config cfg;
 
 // init.c
 void console(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void request_stop(void);  // the host asked for poweroff (or PID 1 got SIGTERM)
+void request_stop(void);
+const char *resolve_program(const char *name);  // PATH lookup in the app's env  // the host asked for poweroff (or PID 1 got SIGTERM)
 void unmount_volumes(void);  // before the VM ends: the journal is committed, the disk clean
 
 // volumes.c: mounts each configured volume (found by its virtio serial) in the root filesystem.
@@ -69,3 +76,9 @@ void trace_drain(int fd);   // sends "open <path>" once per new path
 // listen.c
 #define LISTEN_POLL_MS 50
 void listen_poll(void);  // sends "listen <port>" once per new listening TCP port
+
+// health.c
+void health_begin(void);           // once the app has started
+long health_wait_ms(void);         // until the next check or timeout; -1 without a HEALTHCHECK
+void health_tick(int stopping);    // starts a due check, kills one past its timeout
+int health_reaped(pid_t pid, int status);  // 1 if pid was the check

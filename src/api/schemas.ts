@@ -166,6 +166,10 @@ export function instanceView(rec: InstanceRecord, url?: string, serviceName?: st
     restart_policy: rec.restartPolicy,
     scale_to_zero: { policy: rec.scaleToZero.policy, cooldown_time_ms: rec.scaleToZero.cooldownTimeMs, stateful: rec.scaleToZero.stateful },
     volumes: (rec.volumes ?? []).map((v) => ({ name: v.name, path: v.path, read_only: v.readOnly })),
+    // The image's HEALTHCHECK as the guest runs it (a fresh boot is ready once it first passes).
+    healthcheck: rec.vm?.guest.healthcheck
+      ? { command: rec.vm.guest.healthcheck.argv, interval_ms: rec.vm.guest.healthcheck.intervalMs, timeout_ms: rec.vm.guest.healthcheck.timeoutMs, retries: rec.vm.guest.healthcheck.retries }
+      : null,
     snapshots: { template: rec.snapshots.template !== undefined, own: rec.snapshots.own !== undefined },
     // The shared template's id (instances of one image and configuration share it).
     template: rec.snapshots.template ? rec.snapshots.template.dir.split('/').pop() : null,

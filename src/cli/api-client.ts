@@ -21,6 +21,7 @@ export const InstanceViewSchema = z
       tcp: z.array(z.object({ port: z.number(), guest_port: z.number() })),
     }),
     scale_to_zero: z.object({ policy: z.string(), cooldown_time_ms: z.number(), stateful: z.boolean() }),
+    healthcheck: z.object({ command: z.array(z.string()), interval_ms: z.number() }).passthrough().nullable().optional(),
     wakes: z.number().optional(),
     boots: z.number().optional(),
     restarts: z.number().optional(),

@@ -12,8 +12,9 @@ export interface ImageRunConfig {
   WorkingDir?: string;
   User?: string;
   ExposedPorts?: Record<string, unknown> | null;
-  /** `flick build` resolves USER to numeric ids at build time: `dev.flick.uid` / `dev.flick.gid`. */
+  /** `flick build` resolves USER to numeric ids at build time: `dev.flick.uid` / `dev.flick.gid`; HEALTHCHECK: `dev.flick.healthcheck`. */
   Labels?: Record<string, string> | null;
+  StopSignal?: string | null;
 }
 
 /** An image from the host registry, unpacked into files QEMU can use. */

@@ -15,6 +15,7 @@ import {
   type TcpService,
 } from '../store/instance-record.js';
 import { LABEL_GID, LABEL_UID } from '../image/image-config.js';
+import { healthcheckOf, signalNumber } from '../image/healthcheck.js';
 import type { ImageRunConfig, PreparedImage, VolumeMountSpec } from './seams.js';
 import { ControllerError } from './states.js';
 
@@ -130,6 +131,8 @@ export function guestConfigFor(record: Pick<InstanceRecord, 'name' | 'args' | 'e
   }
   for (const [k, v] of Object.entries(record.env)) env.set(k, v);
   const { uid, gid } = userIds(config);
+  const healthcheck = healthcheckOf(config.Labels);
+  const stopSignal = signalNumber(config.StopSignal);
   return {
     argv,
     env: [...env].map(([k, v]) => `${k}=${v}`),
@@ -137,6 +140,8 @@ export function guestConfigFor(record: Pick<InstanceRecord, 'name' | 'args' | 'e
     uid,
     gid,
     hostname: record.name,
+    ...(healthcheck ? { healthcheck } : {}),
+    ...(stopSignal !== undefined && stopSignal !== 15 ? { stopSignal } : {}),
   };
 }
 

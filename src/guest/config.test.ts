@@ -27,6 +27,8 @@ test('contents round-trip, including newlines, UTF-8, trace, listen and nameserv
     argv: ['sh', '-c', 'echo "a\nb"', 'ünïcode'],
     trace: true,
     listen: true,
+    healthcheck: { argv: ['/bin/sh', '-c', 'test -f /tmp/ready'], intervalMs: 30_000, timeoutMs: 5000, startPeriodMs: 0, retries: 3 },
+    stopSignal: 2,
     nameservers: ['10.0.2.3', 'fd00::1'],
     mounts: [{ serial: '0a1b2c3d4e5f', path: '/data', readOnly: false }, { serial: 'ffeedd', path: '/srv/a:b', readOnly: true }],
   };

@@ -8,6 +8,9 @@
 //   payload       records "key=value\0" (UTF-8). `argv`, `env` and `nameserver`
 //                 repeat, in order; `cwd`, `uid`, `gid`, `hostname`, `trace`, `listen` once;
 //                 `volume=<serial>:<ro|rw>:<path>` repeats, one per volume to mount.
+//                 `health` repeats (the HEALTHCHECK's argv), with `health_interval_ms`,
+//                 `health_timeout_ms`, `health_start_ms`, `health_retries` once;
+//                 `stopsignal` once.
 //   padding       zero bytes up to a multiple of 512 (one sector).
 //
 // The init skips keys it does not know, so optional keys can be added without
@@ -97,6 +100,24 @@ export function encodeConfigPayload(config: ConfigDiskContents): Buffer {
     if (!m.path.startsWith('/') || m.path.length > 200 || m.path.includes('\n')) invalid(`volume path "${m.path.slice(0, 40)}" is not an absolute path`);
     records.push(`volume=${m.serial}:${m.readOnly ? 'ro' : 'rw'}:${m.path}`);
   }
+  if (config.healthcheck) {
+    const hc = config.healthcheck;
+    if (hc.argv.length === 0 || hc.argv.length > 64) invalid('healthcheck argv must have 1 to 64 entries');
+    hc.argv.forEach((a, i) => {
+      checkValue(`healthcheck argv[${i}]`, a);
+      records.push(`health=${a}`);
+    });
+    for (const [k, v] of [['interval', hc.intervalMs], ['timeout', hc.timeoutMs], ['start', hc.startPeriodMs]] as const) {
+      if (!Number.isInteger(v) || v < 0 || v > 86_400_000) invalid(`healthcheck ${k} ${v} ms is not 0..86400000`);
+      records.push(`health_${k}_ms=${v}`);
+    }
+    if (!Number.isInteger(hc.retries) || hc.retries < 1 || hc.retries > 1000) invalid(`healthcheck retries ${hc.retries} is not 1..1000`);
+    records.push(`health_retries=${hc.retries}`);
+  }
+  if (config.stopSignal !== undefined) {
+    if (!Number.isInteger(config.stopSignal) || config.stopSignal < 1 || config.stopSignal > 64) invalid(`stop signal ${config.stopSignal} is not 1..64`);
+    records.push(`stopsignal=${config.stopSignal}`);
+  }
   if (config.trace) records.push('trace=1');
   if (config.listen) records.push('listen=1');
   const payload = Buffer.from(records.map((r) => `${r}\0`).join(''), 'utf8');
@@ -140,6 +161,12 @@ export function decodeConfigDisk(disk: Buffer): ConfigDiskContents {
     else if (key === 'uid') out.uid = Number(value);
     else if (key === 'gid') out.gid = Number(value);
     else if (key === 'trace') out.trace = value === '1';
+    else if (key === 'health') (out.healthcheck ??= { argv: [], intervalMs: 0, timeoutMs: 0, startPeriodMs: 0, retries: 1 }).argv.push(value);
+    else if (key === 'health_interval_ms' && out.healthcheck) out.healthcheck.intervalMs = Number(value);
+    else if (key === 'health_timeout_ms' && out.healthcheck) out.healthcheck.timeoutMs = Number(value);
+    else if (key === 'health_start_ms' && out.healthcheck) out.healthcheck.startPeriodMs = Number(value);
+    else if (key === 'health_retries' && out.healthcheck) out.healthcheck.retries = Number(value);
+    else if (key === 'stopsignal') out.stopSignal = Number(value);
     else if (key === 'volume') {
       const [serial = '', mode, ...p] = value.split(':');
       (out.mounts ??= []).push({ serial, readOnly: mode === 'ro', path: p.join(':') });

@@ -23,6 +23,8 @@ test('guest messages decode from the lines the init writes, and encode back', ()
     ['open /usr/lib/libc.so.6', { type: 'open', path: '/usr/lib/libc.so.6' }],
     ['open /a path/with spaces', { type: 'open', path: '/a path/with spaces' }],
     ['listen 6379', { type: 'listen', port: 6379 }],
+    ['healthy', { type: 'healthy' }],
+    ['unhealthy', { type: 'unhealthy' }],
     ['ok time', { type: 'ok', command: 'time' }],
     ['ok poweroff', { type: 'ok', command: 'poweroff' }],
     ['error time: bad value x', { type: 'error', command: 'time', text: 'bad value x' }],

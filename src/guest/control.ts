@@ -4,6 +4,7 @@
 // Line-based ASCII, one message per line (the guest side is guest/init/init.c):
 //   host -> guest  `time <unix_seconds>.<9-digit nanos>`   `poweroff`
 //   guest -> host  `hello`  `started <pid>`  `exit <code>`  `open <path>` (trace mode)  `listen <port>` (listen=1)
+//                  `healthy` / `unhealthy` (the image's HEALTHCHECK, run by the init)
 //                  `ok <command>`  `error <text>` (`error <command>: <text>` answers a command)
 // QEMU's socket chardev serves one client at a time; a channel lives as long
 // as its QEMU process (a restored VM gets a new QEMU and a new channel).
@@ -25,6 +26,8 @@ export type GuestMessage =
   | { type: 'exit'; code: number }
   | { type: 'open'; path: string }
   | { type: 'listen'; port: number }
+  | { type: 'healthy' }
+  | { type: 'unhealthy' }
   | { type: 'ok'; command: string }
   | { type: 'error'; text: string; command?: HostCommand['type'] };
 
@@ -58,6 +61,10 @@ export function decodeGuestMessage(line: string): GuestMessage {
       return { type: 'open', path: rest };
     case 'listen':
       return { type: 'listen', port: int(65535) };
+    case 'healthy':
+    case 'unhealthy':
+      if (rest !== '') throw protocolError(line, `${word} takes no argument`);
+      return { type: word };
     case 'ok':
       if (rest === '') throw protocolError(line, 'ok names the command it answers');
       return { type: 'ok', command: rest };
@@ -84,6 +91,9 @@ export function encodeGuestMessage(m: GuestMessage): string {
       return `open ${m.path}\n`;
     case 'listen':
       return `listen ${m.port}\n`;
+    case 'healthy':
+    case 'unhealthy':
+      return `${m.type}\n`;
     case 'ok':
       return `ok ${m.command}\n`;
     case 'error':
@@ -136,7 +146,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   #waiters = new Set<Waiter>();
   #closed = false;
   /** One-shot messages, kept so that a late waitFor() still sees them. */
-  #seen = new Map<'hello' | 'started' | 'exit', GuestMessage>();
+  #seen = new Map<'hello' | 'started' | 'exit' | 'healthy', GuestMessage>();
 
   private constructor(socket: net.Socket) {
     super();
@@ -190,7 +200,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     type: T,
     opts: { timeoutMs?: number; signal?: AbortSignal } = {},
   ): Promise<Extract<GuestMessage, { type: T }>> {
-    const seen = type === 'hello' || type === 'started' || type === 'exit' ? this.#seen.get(type) : undefined;
+    const seen = type === 'hello' || type === 'started' || type === 'exit' || type === 'healthy' ? this.#seen.get(type) : undefined;
     if (seen) return Promise.resolve(seen as Extract<GuestMessage, { type: T }>);
     return this.#wait((m) => m.type === type, `"${type}"`, opts) as Promise<Extract<GuestMessage, { type: T }>>;
   }
@@ -275,7 +285,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
         this.emit('protocolError', err as ControlError);
         continue;
       }
-      if (m.type === 'hello' || m.type === 'started' || m.type === 'exit') this.#seen.set(m.type, m);
+      if (m.type === 'hello' || m.type === 'started' || m.type === 'exit' || m.type === 'healthy') this.#seen.set(m.type, m);
       let answered = false;
       for (const w of [...this.#waiters]) {
         if (!w.match(m) || (w.exclusive && answered)) continue;

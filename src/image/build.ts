@@ -13,15 +13,18 @@ import { type ContainerConfig, imageSize, inspectImage, mountImage, removeImage 
 import { buildahBud, copiedPaths } from './buildah-build.js';
 import { computeKeepSet } from './closure.js';
 import { planDockerfile } from './dockerfile.js';
+import { LABEL_HEALTHCHECK, healthcheckLabel, signalNumber } from './healthcheck.js';
 import { provideBaseImages } from './from-images.js';
 import { ImageError } from './image-error.js';
 import { buildImageConfig, commandOf, resolveUser, servicePort } from './image-config.js';
 import {
   ANNOTATION_CREATED, ANNOTATION_KERNEL_KEY, ANNOTATION_MINIMIZED, ANNOTATION_SOURCE_IMAGE, ANNOTATION_SOURCE_IMAGE_BYTES,
-  FLICK_ARTIFACT, FLICK_INITRD, FLICK_KERNEL, OCI_CONFIG, OCI_MANIFEST,
+  FLICK_ARTIFACT, FLICK_INITRD_XZ, FLICK_KERNEL_XZ, OCI_CONFIG, OCI_MANIFEST,
 } from './media-types.js';
 import { type Descriptor, OciLayout, normalizeRef } from './oci-layout.js';
-import { DEFAULT_FORMAT, type RootfsFormat, mediaTypeFor, packRootfs } from './pack.js';
+import { DEFAULT_FORMAT, type RootfsFormat, packRootfs, rootfsLayer } from './pack.js';
+import { DEFAULT_ICU_LOCALES, localesFromEnv, trimIcuInTree } from './icu-trim.js';
+import { initrdLayerFile, kernelLayerFile } from './layer-codec.js';
 import { stageFull, stageKept, stripLargeElfs } from './rootfs.js';
 
 /** What readiness waits for in a build's boots. */
@@ -70,6 +73,8 @@ export interface BuildOptions {
   /** user:password for registries FROM pulls from (flickd accepts flick:<token>). */
   creds?: string;
   progress?: (line: string) => void;
+  /** Locales whose ICU data an executable's built-in copy keeps (icu-trim.ts); default en plus the image's LANG; ['all'] keeps it whole. */
+  icuLocales?: string[];
   /** Build even if the traced run's app exits (packing the full root filesystem); else that is an APP_EXITED error. */
   allowUnready?: boolean;
   /** Aborting stops the build at its next step and removes what it made so far. */
@@ -131,7 +136,19 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
     dispose = mounted.dispose;
     const root = mounted.mountPoint;
     const ids = resolveUser(root, c.User ?? undefined);
-    const guest: GuestConfig = { argv, env: c.Env ?? [], cwd: c.WorkingDir || '/', uid: ids.uid, gid: ids.gid, hostname: ref.split(':')[0]!.replace(/[^a-z0-9-]/g, '-').slice(0, 63) };
+    const healthcheck = plan.healthcheck ?? undefined;
+    const stopSignal = signalNumber(c.StopSignal);
+    if (c.StopSignal && stopSignal === undefined) {
+      throw new ImageError('DOCKERFILE_INVALID', `${plan.file}: STOPSIGNAL ${c.StopSignal} is not a signal Flick knows: use a name like SIGINT or a number`, { kind: 'user' });
+    }
+    const guest: GuestConfig = {
+      argv, env: c.Env ?? [], cwd: c.WorkingDir || '/', uid: ids.uid, gid: ids.gid, hostname: ref.split(':')[0]!.replace(/[^a-z0-9-]/g, '-').slice(0, 63),
+      ...(healthcheck ? { healthcheck } : {}),
+      ...(stopSignal !== undefined ? { stopSignal } : {}),
+    };
+    for (const v of Object.keys(c.Volumes ?? {})) {
+      progress(`VOLUME ${v}: what the app writes there is lost when its instance stops; keep it with 'flick run -v NAME:${v} ${ref}'`);
+    }
     const port = servicePort(c);
     const format = o.format ?? DEFAULT_FORMAT;
     const rootfs = path.join(scratch, 'rootfs.img');
@@ -187,6 +204,10 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
         await fsp.mkdir(stage);
         await stageKept(root, stage, keep);
         const saved = await stripLargeElfs(stage);
+        const locales = o.icuLocales ?? [...new Set([...DEFAULT_ICU_LOCALES, ...localesFromEnv(guest.env)])];
+        for (const t of await trimIcuInTree(stage, locales)) {
+          progress(`${t.file}: built-in ICU data trimmed to locales ${locales.join(',')} (${(t.beforeBytes / 1e6).toFixed(1)} → ${(t.afterBytes / 1e6).toFixed(1)} MB; --icu-locales all keeps it whole)`);
+        }
         progress(`keeping ${keep.paths.size} paths${saved > 0 ? `, ${(saved / 2 ** 20).toFixed(1)} MiB of symbols stripped` : ''}; packing (${format})`);
         await packRootfs(stage, rootfs, format);
         await fsp.rm(stage, { recursive: true, force: true });
@@ -207,12 +228,14 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
     dispose = undefined;
 
     const initrd = await buildInitrd();
+    progress('compressing the layers');
+    const rootfsFile = await rootfsLayer(rootfs, format);
     const layers: Descriptor[] = [
-      await layout.addFile(kernel.vmlinux, FLICK_KERNEL),
-      await layout.addFile(initrd.initrd, FLICK_INITRD),
-      await layout.addFile(rootfs, mediaTypeFor(format)),
+      await layout.addFile(await kernelLayerFile(kernel.vmlinux), FLICK_KERNEL_XZ),
+      await layout.addFile(await initrdLayerFile(initrd.initrd), FLICK_INITRD_XZ),
+      await layout.addFile(rootfsFile.file, rootfsFile.mediaType),
     ];
-    const config = await layout.addJson(buildImageConfig(c, ids, layers.map((l) => l.digest)), OCI_CONFIG);
+    const config = await layout.addJson(buildImageConfig(c, ids, layers.map((l) => l.digest), healthcheck ? { [LABEL_HEALTHCHECK]: healthcheckLabel(healthcheck) } : {}), OCI_CONFIG);
     const manifest = {
       schemaVersion: 2,
       mediaType: OCI_MANIFEST,

@@ -91,3 +91,10 @@ test('substitute: $VAR, ${VAR}, ${VAR:-default}, unknown → empty', () => {
   const vars = new Map([['A', 'x'], ['E', '']]);
   assert.equal(substitute('$A-${A}-${B:-d}-${E:-e}-$C.', vars), 'x-x-d-e-.');
 });
+
+test('HEALTHCHECK with its options, as the final stage declares it; a bad one names its line', () => {
+  const p = plan('FROM x\nHEALTHCHECK --interval=5s --retries=2 CMD ["test", "-f", "/tmp/ready"]\nCMD ["app"]');
+  assert.deepEqual(p.healthcheck, { argv: ['test', '-f', '/tmp/ready'], intervalMs: 5000, timeoutMs: 30_000, startPeriodMs: 0, retries: 2 });
+  assert.equal(plan('FROM x\nHEALTHCHECK CMD true\nHEALTHCHECK NONE\nCMD ["app"]').healthcheck, null);
+  assert.throws(() => plan('FROM x\nHEALTHCHECK --interval=soon CMD true\nCMD ["app"]'), /Dockerfile:2: HEALTHCHECK: --interval=soon/);
+});

@@ -6,6 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import dockerignoreModule from '@balena/dockerignore';
 import { DockerfileParser, ModifiableInstruction, type Instruction } from 'dockerfile-ast';
+import type { GuestHealthcheck } from '../vmm/driver.js';
+import { parseHealthcheck } from './healthcheck.js';
 import { ImageError } from './image-error.js';
 
 // The package is CommonJS (`module.exports = factory`) but its types declare a default export.
@@ -42,6 +44,8 @@ export interface DockerfilePlan {
   finalSetsCommand: boolean;
   /** Whether the final stage's ancestry ends at `scratch` (so nothing can be inherited). */
   finalFromScratch: boolean;
+  /** The final stage's HEALTHCHECK (the last one wins): null for NONE, undefined when it has none. */
+  healthcheck?: GuestHealthcheck | null;
 }
 
 function fail(code: 'DOCKERFILE_INVALID' | 'COPY_SOURCE_MISSING', file: string, line: number, why: string): never {
@@ -83,7 +87,12 @@ export function planDockerfile(dockerfile: string, context: string, buildArgs: M
     const need = MIN_ARGS[keyword] ?? 1;
     if (args.length < need) fail('DOCKERFILE_INVALID', file, line, `${keyword} requires ${need === 1 ? 'an argument' : `at least ${need} arguments`}`);
     if (keyword === 'ENV' && args.length === 1 && !args[0]!.includes('=')) fail('DOCKERFILE_INVALID', file, line, 'ENV needs NAME=VALUE (or NAME VALUE)');
-    const step: Step = { keyword, line, text: (ins.getRawArgumentsContent() ?? '').trim() };
+    let text = (ins.getRawArgumentsContent() ?? '').trim();
+    // dockerfile-ast keeps HEALTHCHECK's options apart from its arguments: put them back in front.
+    if (keyword === 'HEALTHCHECK' && ins instanceof ModifiableInstruction) {
+      text = [...ins.getFlags().map((f) => `--${f.getName()}=${f.getValue() ?? ''}`), text].join(' ');
+    }
+    const step: Step = { keyword, line, text };
     if (keyword === 'FROM') {
       const positional = args.filter((a) => !a.startsWith('--'));
       if (positional.length !== 1 && !(positional.length === 3 && positional[1]!.toUpperCase() === 'AS')) {
@@ -128,7 +137,13 @@ export function planDockerfile(dockerfile: string, context: string, buildArgs: M
     }
     i = parent;
   }
-  const plan = { file, stages, baseImages, finalSetsCommand, finalFromScratch };
+  const plan: DockerfilePlan = { file, stages, baseImages, finalSetsCommand, finalFromScratch };
+  const hcStep = stages[stages.length - 1]!.steps.filter((st) => st.keyword === 'HEALTHCHECK').at(-1);
+  if (hcStep) {
+    const hc = parseHealthcheck(hcStep.text);
+    if (typeof hc === 'string') fail('DOCKERFILE_INVALID', file, hcStep.line, `HEALTHCHECK: ${hc}`);
+    plan.healthcheck = hc;
+  }
   if (!finalSetsCommand && finalFromScratch) {
     fail('DOCKERFILE_INVALID', file, stages[stages.length - 1]!.steps[0]!.line, 'the final stage has no CMD or ENTRYPOINT, so the microVM would have nothing to run: add one');
   }

@@ -26,6 +26,8 @@ export const ImageConfigSchema = z
         User: z.string().optional(),
         ExposedPorts: z.record(z.string(), z.object({}).passthrough()).optional(),
         Labels: z.record(z.string(), z.string()).optional(),
+        StopSignal: z.string().optional(),
+        Volumes: z.record(z.string(), z.object({}).passthrough()).optional(),
       })
       .passthrough(),
     rootfs: z.object({ type: z.literal('layers'), diff_ids: z.array(z.string()) }),
@@ -91,7 +93,7 @@ export function servicePort(c: { ExposedPorts?: Record<string, unknown> | null }
   return undefined;
 }
 
-export function buildImageConfig(c: ContainerConfig, ids: { uid: number; gid: number }, diffIds: string[]): ImageConfig {
+export function buildImageConfig(c: ContainerConfig, ids: { uid: number; gid: number }, diffIds: string[], extraLabels: Record<string, string> = {}): ImageConfig {
   const ports: Record<string, Record<string, never>> = {};
   for (const k of Object.keys(c.ExposedPorts ?? {})) ports[k] = {};
   return {
@@ -105,7 +107,9 @@ export function buildImageConfig(c: ContainerConfig, ids: { uid: number; gid: nu
       WorkingDir: c.WorkingDir || '/',
       ...(c.User ? { User: c.User } : {}),
       ExposedPorts: ports,
-      Labels: { ...(c.Labels ?? {}), [LABEL_UID]: String(ids.uid), [LABEL_GID]: String(ids.gid) },
+      ...(c.StopSignal ? { StopSignal: c.StopSignal } : {}),
+      ...(c.Volumes && Object.keys(c.Volumes).length > 0 ? { Volumes: Object.fromEntries(Object.keys(c.Volumes).map((v) => [v, {}])) } : {}),
+      Labels: { ...(c.Labels ?? {}), ...extraLabels, [LABEL_UID]: String(ids.uid), [LABEL_GID]: String(ids.gid) },
     },
     rootfs: { type: 'layers', diff_ids: diffIds },
   };

@@ -25,8 +25,14 @@ export const FLICK_INITRD = 'application/vnd.flick.initrd.v1+cpio';
 /** The app's read-only root filesystem. */
 export const FLICK_ROOTFS_EROFS = 'application/vnd.flick.rootfs.v1+erofs';
 export const FLICK_ROOTFS_SQUASHFS = 'application/vnd.flick.rootfs.v1+squashfs';
+/** The same parts xz-compressed, as `flick build` pushes them (layer-codec.ts unpacks them where they run). */
+export const FLICK_KERNEL_XZ = 'application/vnd.flick.kernel.v1.elf+xz';
+export const FLICK_INITRD_XZ = 'application/vnd.flick.initrd.v1.cpio+xz';
+export const FLICK_ROOTFS_EROFS_XZ = 'application/vnd.flick.rootfs.v1.erofs+xz';
 
-export const FLICK_LAYER_TYPES = [FLICK_KERNEL, FLICK_INITRD, FLICK_ROOTFS_EROFS, FLICK_ROOTFS_SQUASHFS] as const;
+export const FLICK_LAYER_TYPES = [
+  FLICK_KERNEL, FLICK_INITRD, FLICK_ROOTFS_EROFS, FLICK_ROOTFS_SQUASHFS, FLICK_KERNEL_XZ, FLICK_INITRD_XZ, FLICK_ROOTFS_EROFS_XZ,
+] as const;
 
 /** Annotations on a Flick manifest. https://github.com/opencontainers/image-spec/blob/main/annotations.md */
 export const ANNOTATION_SOURCE_IMAGE_BYTES = 'dev.flick.source-image-bytes';

@@ -13,6 +13,8 @@ export const OciRunConfigSchema = z
     User: z.string().nullish(),
     ExposedPorts: z.record(z.string(), z.unknown()).nullish(),
     Labels: z.record(z.string(), z.string()).nullish(),
+    StopSignal: z.string().nullish(),
+    Volumes: z.record(z.string(), z.unknown()).nullish(),
   })
   .passthrough();
 export type OciRunConfig = z.infer<typeof OciRunConfigSchema>;

@@ -7,12 +7,14 @@
 // Readiness says nothing to the app: the init reports each TCP port the app
 // starts listening on (`listen <port>`, guest/init/listen.c), and the app is
 // ready when its EXPOSEd port listens (without EXPOSE: any port), or, if it
-// never listens, once it has run for a while without exiting. The run stops
+// never listens, once it has run for a while without exiting and its guest has
+// gone idle. The run stops
 // there. Then one `GET /` through a port forward added at that moment (QEMU's
 // `hostfwd_add`) walks an HTTP app's request path, so the files its first
 // request needs are traced too; a non-HTTP server just answers it with an error
 // (Redis: "-ERR", no security warning, since it carries no Host header). If the
 // traced run got an HTTP answer, the check of the minimized image needs one too.
+// With a HEALTHCHECK, ready also needs its first success (run by the init in the guest).
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
@@ -26,10 +28,26 @@ import { bootPlain } from '../guest/plain-qemu.js';
 import type { GuestConfig } from '../vmm/driver.js';
 import type { BootRun, ReadyProbe, TraceRunner, Unready } from './build.js';
 
-/** Boot on TCG here takes ~5.5 s for node (FINDINGS); leave room for slow imports on a busy host. */
-const READY_TIMEOUT_MS = 180_000;
-/** An app that never listens counts as ready once it has run this long without exiting. */
-const NO_LISTEN_SETTLE_MS = 20_000;
+/** Boot on TCG takes ~5.5 s for node on a quiet host, and over 50 s on a loaded one (2 cores, load 22): room for that. */
+const READY_TIMEOUT_MS = 300_000;
+/**
+ * An app that never listens counts as ready once it has run this long without
+ * exiting and its guest has been idle for IDLE_MS: QEMU used under a tenth of a
+ * core meanwhile (done loading). Wall time alone is no measure: on a loaded host
+ * under TCG, node went 32 s between two file opens while it loaded.
+ */
+const NO_LISTEN_SETTLE_MS = 15_000;
+const IDLE_MS = 5_000;
+
+/** CPU seconds a process has used (utime + stime from /proc, USER_HZ 100). */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').pop()!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
 /** A first request under TCG on a loaded host can take seconds. */
 const PROBE_TIMEOUT_MS = 30_000;
 const GUEST_IP = '10.0.2.15';
@@ -106,12 +124,16 @@ async function bootUntilReady(rootfs: string, guest: GuestConfig, probe: ReadyPr
   const opened = new Set<string>();
   const listening: number[] = [];
   let started = false;
+  const cpu: { at: number; s: number }[] = [];
+  // With a HEALTHCHECK, readiness also waits for its first success in the guest.
+  let healthy = !guest.healthcheck;
   let exited: Unready | undefined;
   const output = () => (fs.existsSync(vm.consoleLog) ? fs.readFileSync(vm.consoleLog, 'utf8').trim().slice(-3000) : '');
   const onMessage = (m: GuestMessage) => {
     if (m.type === 'open') opened.add(m.path);
     else if (m.type === 'listen') listening.push(m.port);
     else if (m.type === 'started') started = true;
+    else if (m.type === 'healthy') healthy = true;
     else if (m.type === 'exit') exited ??= { kind: 'exited', text: `the app exited with code ${m.code}`, output: '' };
     else if (m.type === 'error') exited = { kind: 'vm', text: `the guest init failed: ${m.text}`, output: '' };
   };
@@ -133,7 +155,11 @@ async function bootUntilReady(rootfs: string, guest: GuestConfig, probe: ReadyPr
       if (started) {
         startedAt ??= Date.now();
         const port = probe.port !== undefined ? listening.find((p) => p === probe.port) : listening[0];
-        if (port !== undefined || (probe.port === undefined && listening.length === 0 && Date.now() - startedAt > NO_LISTEN_SETTLE_MS)) {
+        cpu.push({ at: Date.now(), s: cpuSeconds(vm.process.pid) });
+        const ago = cpu.find((c) => c.at >= Date.now() - IDLE_MS - 200);
+        const quiet = ago !== undefined && Date.now() - ago.at >= IDLE_MS - 300 && cpu.at(-1)!.s - ago.s < IDLE_MS / 1000 / 10;
+        const settled = probe.port === undefined && listening.length === 0 && (guest.healthcheck ? healthy : quiet && Date.now() - startedAt > NO_LISTEN_SETTLE_MS);
+        if (healthy && (port !== undefined || settled)) {
           let answeredHttp = false;
           if (port !== undefined) {
             const hostPort = await freePort();
@@ -149,7 +175,9 @@ async function bootUntilReady(rootfs: string, guest: GuestConfig, probe: ReadyPr
       }
       await new Promise((r) => setTimeout(r, 100));
     }
-    const what = probe.port !== undefined ? `its port ${probe.port} did not listen` : 'it did not listen on any port';
+    const what = !healthy
+      ? `its HEALTHCHECK ${JSON.stringify(guest.healthcheck!.argv)} never passed`
+      : probe.port !== undefined ? `its port ${probe.port} did not listen` : 'it did not listen on any port';
     return result({ kind: 'timeout', text: `not ready after ${READY_TIMEOUT_MS / 1000} s: ${what}${listening.length ? ` (it listens on ${listening.join(', ')})` : ''}`, output: '' });
   } finally {
     vm.control.off('message', onMessage);

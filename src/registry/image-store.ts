@@ -1,9 +1,9 @@
 // Flick images as the controller sees them: runnable files on local disk, found
 // by reference. When a manifest whose artifactType is FLICK_ARTIFACT lands in the
 // registry, its kernel, initrd and root filesystem blobs are laid out as plain
-// files in <data-dir>/images/<alg>-<hex>/{vmlinux,initrd,rootfs} (hard links to
-// the blobs, which are stored uncompressed and read-only; copies across file
-// systems) right after the PUT returns, so the first start pays nothing.
+// files in <data-dir>/images/<alg>-<hex>/{vmlinux,initrd,rootfs} right after the
+// PUT returns, so the first start pays nothing: compressed layers (`+xz`) unpacked,
+// plain ones hard-linked to their read-only blobs (copied across file systems).
 // The directory appears by rename, complete or not at all.
 import { randomUUID } from 'node:crypto';
 import fsp from 'node:fs/promises';
@@ -11,7 +11,8 @@ import path from 'node:path';
 import { z } from 'zod';
 import { OciRunConfigSchema } from '../image/oci-config.js';
 import { FlickError, describeError } from '../errors.js';
-import { FLICK_ARTIFACT, FLICK_INITRD, FLICK_KERNEL, FLICK_ROOTFS_EROFS, FLICK_ROOTFS_SQUASHFS } from '../image/media-types.js';
+import { partOf, plainMediaType, unpackLayer } from '../image/layer-codec.js';
+import { FLICK_ARTIFACT, FLICK_ROOTFS_SQUASHFS } from '../image/media-types.js';
 import { exists, readdirOrEmpty } from './fs-atomic.js';
 import { parseManifest, type ImageManifest } from './manifest-schema.js';
 import { formatImageReference, parseDigest, parseImageReference } from './names.js';
@@ -60,13 +61,6 @@ export interface ImageStore {
 
 export type ImageStoreErrorCode = 'IMAGE_NOT_FOUND' | 'IMAGE_INVALID' | 'IMAGE_PREPARE_FAILED';
 export class ImageStoreError extends FlickError<ImageStoreErrorCode> {}
-
-const PART_FILES: Record<string, keyof FlickImagePaths> = {
-  [FLICK_KERNEL]: 'vmlinux',
-  [FLICK_INITRD]: 'initrd',
-  [FLICK_ROOTFS_EROFS]: 'rootfs',
-  [FLICK_ROOTFS_SQUASHFS]: 'rootfs',
-};
 
 export function isFlickManifest(m: { artifactType?: string | undefined }): boolean {
   return m.artifactType === FLICK_ARTIFACT;
@@ -117,7 +111,7 @@ export class RegistryImageStore implements ImageStore {
     }
     const dir = await this.prepare(stored.digest, manifest.manifest);
     const config = ImageConfigSchema.parse(JSON.parse(await fsp.readFile(path.join(dir, 'config.json'), 'utf8')));
-    const rootfsType = manifest.manifest.layers.some((l) => l.mediaType === FLICK_ROOTFS_SQUASHFS) ? 'squashfs' : 'erofs';
+    const rootfsType = manifest.manifest.layers.some((l) => plainMediaType(l.mediaType) === FLICK_ROOTFS_SQUASHFS) ? 'squashfs' : 'erofs';
     return {
       ref: `${parsed.name}@${stored.digest}`,
       name: parsed.name,
@@ -159,10 +153,10 @@ export class RegistryImageStore implements ImageStore {
   async #prepare(digest: string, manifest: ImageManifest): Promise<string> {
     const final = path.join(this.imagesDir, imageDirName(digest));
     if (await exists(final)) return final;
-    const parts = new Map<keyof FlickImagePaths, string>();
+    const parts = new Map<keyof FlickImagePaths, { digest: string; mediaType: string }>();
     for (const layer of manifest.layers) {
-      const file = PART_FILES[layer.mediaType];
-      if (file && !parts.has(file)) parts.set(file, layer.digest);
+      const file = partOf(layer.mediaType);
+      if (file && !parts.has(file)) parts.set(file, layer);
     }
     for (const need of ['vmlinux', 'initrd', 'rootfs'] as const) {
       if (!parts.has(need)) throw new ImageStoreError('IMAGE_INVALID', `Flick image ${digest} has no ${need} layer: rebuild it with 'flick build'`, { kind: 'user' });
@@ -171,8 +165,8 @@ export class RegistryImageStore implements ImageStore {
     const tmp = path.join(this.imagesDir, `.tmp-${randomUUID()}`);
     try {
       await fsp.mkdir(tmp);
-      for (const [file, blob] of parts) await linkOrCopy(this.#registry.blobPath(blob), path.join(tmp, file));
-      await linkOrCopy(this.#registry.blobPath(manifest.config.digest), path.join(tmp, 'config.json'));
+      for (const [file, layer] of parts) await unpackLayer(this.#registry.blobPath(layer.digest), layer.mediaType, path.join(tmp, file));
+      await unpackLayer(this.#registry.blobPath(manifest.config.digest), manifest.config.mediaType, path.join(tmp, 'config.json'));
       await fsp.rename(tmp, final).catch(async (err) => {
         // Another preparation (a restarted flickd) finished first: same content.
         if (!(await exists(final))) throw err;
@@ -188,15 +182,5 @@ export class RegistryImageStore implements ImageStore {
   /** Image directories present on disk (for garbage collection). */
   async listPrepared(): Promise<string[]> {
     return (await readdirOrEmpty(this.imagesDir)).filter((n) => !n.startsWith('.'));
-  }
-}
-
-async function linkOrCopy(from: string, to: string): Promise<void> {
-  try {
-    await fsp.link(from, to);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EXDEV' && (err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
-    await fsp.copyFile(from, to);
-    await fsp.chmod(to, 0o444);
   }
 }

@@ -32,6 +32,20 @@ export interface GuestConfig {
   hostname: string;
   /** Volumes the init mounts before the app starts, each found by its disk's serial (VmConfig.drives). */
   mounts?: GuestMount[];
+  /** The image's HEALTHCHECK, which the init runs in the guest; readiness then also waits for its first success. */
+  healthcheck?: GuestHealthcheck;
+  /** The signal the init stops the app with (the image's STOPSIGNAL; default SIGTERM, 15). */
+  stopSignal?: number;
+}
+
+/** A HEALTHCHECK as the guest init runs it (src/image/healthcheck.ts reads it from the Dockerfile). */
+export interface GuestHealthcheck {
+  argv: string[];
+  intervalMs: number;
+  timeoutMs: number;
+  startPeriodMs: number;
+  /** Consecutive failures after which the app is unhealthy. */
+  retries: number;
 }
 
 /** One volume as the guest init mounts it (ext4). */

@@ -1,6 +1,6 @@
 // `flick images [-o table|json]`: the microVM images built on this machine (the local OCI layout).
 import type { Command } from 'commander';
-import { formatBytes, imageInfo } from '../../image/image-info.js';
+import { formatMB, imageInfo } from '../../image/image-info.js';
 import { OciLayout } from '../../image/oci-layout.js';
 import { CliError } from '../cli-error.js';
 
@@ -17,10 +17,11 @@ export function register(program: Command): void {
         process.stdout.write(`${JSON.stringify(infos, null, 2)}\n`);
         return;
       }
+      // SIZE is the whole image as pushed: every layer, the kernel and init included.
       const rows = [['NAME', 'DIGEST', 'SIZE', 'CONTAINER IMAGE', 'RATIO', 'MINIMIZED', 'CREATED']];
       for (const i of infos) {
-        const ratio = i.source_image_bytes ? `${((100 * i.size_bytes) / i.source_image_bytes).toFixed(1)} %` : '-';
-        rows.push([i.ref, i.digest.slice(7, 19), formatBytes(i.size_bytes), formatBytes(i.source_image_bytes), ratio, i.minimized ?? '-', i.created ?? '-']);
+        const ratio = i.source_image_bytes ? `${((100 * i.total_bytes) / i.source_image_bytes).toFixed(1)} %` : '-';
+        rows.push([i.ref, i.digest.slice(7, 19), formatMB(i.total_bytes), formatMB(i.source_image_bytes), ratio, i.minimized ?? '-', i.created ?? '-']);
       }
       const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
       for (const r of rows) process.stdout.write(`${r.map((v, c) => v.padEnd(widths[c]!)).join('  ').trimEnd()}\n`);

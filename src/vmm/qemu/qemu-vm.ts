@@ -136,12 +136,26 @@ export class QemuMicroVm implements MicroVm {
     for (;;) {
       this.#mustBeAlive('wait for a port');
       opts.signal?.throwIfAborted();
-      if (await tryConnect(host, port, Math.min(CONNECT_ATTEMPT_MS, Math.max(1, deadline - Date.now())))) return;
+      if (await tryConnect(host, port, Math.min(CONNECT_ATTEMPT_MS, Math.max(1, deadline - Date.now())))) return this.#healthy(deadline, opts.signal);
       if (Date.now() >= deadline) {
         throw new VmmError('NOT_READY', `VM ${this.id}: nothing accepted connections on ${host}:${port} within ${timeoutMs} ms: check the app listens on port ${port} (see ${this.#p.runDir.consoleLog})`);
       }
       await new Promise((r) => setTimeout(r, CONNECT_RETRY_MS));
     }
+  }
+
+  /** With a HEALTHCHECK, a freshly booted guest is ready once the init reports its first success (restored ones already were). */
+  async #healthy(deadline: number, signal: AbortSignal | undefined): Promise<void> {
+    if (!this.config.guest.healthcheck || !this.#p.freshBoot || !this.#p.control) return;
+    const exited = this.exited.then(() => {
+      throw new VmmError('NOT_READY', `VM ${this.id} ended before its HEALTHCHECK passed (see ${this.#p.runDir.consoleLog})`);
+    });
+    await Promise.race([
+      this.#p.control.waitFor('healthy', { timeoutMs: Math.max(1, deadline - Date.now()), ...(signal ? { signal } : {}) }).catch((err: unknown) => {
+        throw new VmmError('NOT_READY', `VM ${this.id}: its HEALTHCHECK ${JSON.stringify(this.config.guest.healthcheck!.argv)} did not pass in time (${(err as Error).message})`, { cause: err });
+      }),
+      exited,
+    ]);
   }
 
   async pause(): Promise<void> {
