@@ -13,7 +13,7 @@ fi
 # Debian packages. Keep this list the one place that names them.
 PACKAGES=(
   qemu-system-x86            # the VMM: microvm machine, QMP
-  linux-source-6.1 bc flex bison libelf-dev libssl-dev xz-utils make gcc libc6-dev  # guest kernel build
+  linux-source-6.1 bc flex bison libelf-dev libssl-dev xz-utils make gcc libc6-dev patch  # guest kernel build (patch: guest/kernel/patches)
   musl-tools                 # static guest init
   buildah skopeo podman fuse-overlayfs uidmap  # daemonless builds and real OCI peers
   debootstrap                # local base images (no Docker Hub here)
