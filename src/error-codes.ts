@@ -29,7 +29,6 @@ import type { TransferErrorCode } from './registry/transfer.js';
 import type { CgroupErrorCode } from './security/cgroup-v1.js';
 import type { JailerErrorCode } from './security/jailer.js';
 import type { UidPoolErrorCode } from './security/uid-pool.js';
-import type { StoreErrorCode } from './store/store-error.js';
 import type { VmmErrorCode } from './vmm/driver.js';
 import type { VolumeErrorCode } from './volumes/volume-error.js';
 import type { JailErrorCode } from './vmm/qemu/jail.js';
@@ -42,7 +41,6 @@ export type HostErrorCode =
   | ServiceErrorCode
   | DeployErrorCode
   | StateErrorCode
-  | StoreErrorCode
   | VolumeErrorCode
   | EtcdErrorCode
   | CatalogErrorCode

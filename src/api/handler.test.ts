@@ -5,24 +5,28 @@ import { after, before, test } from 'node:test';
 import { ControllerError, assertTransition } from '../controller/states.js';
 import type { InstanceConfig } from '../controller/spec.js';
 import { FlickError } from '../errors.js';
-import type { InstanceRecord } from '../store/instance-record.js';
-import { testRecord } from '../store/testing.js';
+import type { InstanceRecord } from '../controller/state/instance-record.js';
+import { testRecord } from '../controller/state/testing.js';
 import { createApiHandler, type ApiController } from './handler.js';
 import { readAnswer } from '../daemon/testing.js';
 
 function record(name: string, spec: Partial<InstanceConfig> = {}): InstanceRecord {
   const now = new Date().toISOString();
   return testRecord(name, {
-    image: { ref: spec.image ?? 'hello:latest', digest: 'sha256:ab' },
-    env: spec.env ?? {},
-    memoryMb: spec.memoryMb ?? 128,
-    service: { http: { hostname: `${name}.localhost`, guestPort: 8080 }, tcp: [] },
-    state: 'running',
-    networkIndex: 0,
-    pid: 1,
-    dir: '/x',
-    counters: { boots: 1, wakes: 0, restarts: 0 },
-    startedAt: now,
+    spec: {
+      image: { ref: spec.image ?? 'hello:latest', digest: 'sha256:ab' },
+      env: spec.env ?? {},
+      memoryMb: spec.memoryMb ?? 128,
+      service: { http: { hostname: `${name}.localhost`, guestPort: 8080 }, tcp: [] },
+    },
+    status: {
+      state: 'running',
+      networkIndex: 0,
+      pid: 1,
+      dir: '/x',
+      counters: { boots: 1, wakes: 0, restarts: 0 },
+      startedAt: now,
+    },
   });
 }
 
@@ -43,19 +47,20 @@ class FakeController implements ApiController {
     if (!spec.image.startsWith('hello')) throw new FlickError('IMAGE_NOT_FOUND', `image "${spec.image}" not found in the host registry: push it with 'flick push ${spec.image}'`, { kind: 'user' });
     const name = spec.name ?? 'gen';
     if (this.instances.has(name)) throw new FlickError('NAME_TAKEN', `an instance named "${name}" already exists`, { kind: 'user' });
-    const r = { ...record(name, spec), state: 'starting' as const };
+    const base = record(name, spec);
+    const r = { ...base, status: { ...base.status, state: 'starting' as const } };
     this.instances.set(name, r);
     return r;
   }
   async start(ref: string) {
     const r = this.get(ref);
-    assertTransition(r.name, r.state, 'starting', 'start');
-    return Object.assign(r, { state: 'starting' as const });
+    assertTransition(r.name, r.status.state, 'starting', 'start');
+    return Object.assign(r, { status: { ...r.status, state: 'starting' as const } });
   }
   async stop(ref: string) {
     const r = this.get(ref);
-    assertTransition(r.name, r.state, 'stopping', 'stop');
-    return Object.assign(r, { state: 'stopped' as const });
+    assertTransition(r.name, r.status.state, 'stopping', 'stop');
+    return Object.assign(r, { status: { ...r.status, state: 'stopped' as const } });
   }
   async rm(ref: string) {
     this.instances.delete(this.get(ref).name);
@@ -71,12 +76,12 @@ class FakeController implements ApiController {
   }
   async suspend(ref: string) {
     const r = this.get(ref);
-    assertTransition(r.name, r.state, 'draining', 'suspend');
-    return Object.assign(r, { state: 'standby' as const });
+    assertTransition(r.name, r.status.state, 'draining', 'suspend');
+    return Object.assign(r, { status: { ...r.status, state: 'standby' as const } });
   }
-  async wait(ref: string, state: InstanceRecord['state'], opts: { timeoutMs?: number } = {}) {
+  async wait(ref: string, state: InstanceRecord['status']['state'], opts: { timeoutMs?: number } = {}) {
     const r = this.get(ref);
-    if (r.state === state) return r;
+    if (r.status.state === state) return r;
     throw new ControllerError('WAIT_TIMEOUT', `instance "${ref}" did not become ${state} within ${opts.timeoutMs} ms`, { kind: 'user' });
   }
 }

@@ -15,7 +15,7 @@
 //   GET    /v1/images
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Controller } from '../controller/controller.js';
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord } from '../controller/state/instance-record.js';
 import { sendData, sendError } from './envelope.js';
 import { listPage } from './list-page.js';
 import { hostMetrics, oneInstanceMetrics, type MetricsController } from './metrics.js';

@@ -13,7 +13,7 @@ import { NamespacePool } from '../network/namespace-pool.js';
 import { createProxy, type Proxy } from '../proxy/proxy.js';
 import { RouteTable } from '../proxy/routes.js';
 import type { ImageStore } from '../registry/image-store.js';
-import { InstanceStore } from '../store/instance-store.js';
+import { SqliteStateStore } from '../store/sqlite-state-store.js';
 import { QemuDriver } from '../vmm/qemu/qemu-driver.js';
 import { createApiHandler, type ApiController, type ApiHandler } from './handler.js';
 import type { Waker } from '../proxy/waker.js';
@@ -25,7 +25,7 @@ import { createServicesHandler } from './services.js';
 import { Services } from '../services/services.js';
 import type { MetricsSources } from './metrics.js';
 import { instanceView } from './schemas.js';
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord } from '../controller/state/instance-record.js';
 
 export interface HostInstancesConfig {
   dataDir: string;
@@ -107,7 +107,7 @@ export function imageResolver(images: ImageStore): ImageResolver {
 
 export async function startHostInstances(config: HostInstancesConfig): Promise<HostInstances> {
   const { log } = config;
-  const store = InstanceStore.open(path.join(config.dataDir, 'state.db'));
+  const store = SqliteStateStore.open(path.join(config.dataDir, 'state.db'));
   const volumes = new VolumeManager({ dataDir: config.dataDir });
   const controller = new Controller({
     volumes,
@@ -158,7 +158,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     }
   } catch (err) {
     await controller.dispose();
-    store.close();
+    await store.close();
     throw err;
   }
   // Services are members of instances; their routes go to the proxy (src/services).
@@ -172,7 +172,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
   const metrics: MetricsSources = { controller, ...(p ? { proxyStats: () => p.stats() } : {}) };
   // The proxy's URL when there is one: that is where scale to zero works.
   const urlFor = (rec: InstanceRecord): string | undefined => {
-    const http = rec.service.http;
+    const http = rec.spec.service.http;
     if (proxyPort === undefined || http === undefined) return undefined;
     const host = http.hostname.endsWith(`.${DEFAULT_DOMAIN}`) ? `${routeName(http.hostname)}.${domain}` : http.hostname;
     // An instance with a certificate of its own, or that redirects plain HTTP, is shown at its HTTPS address.
@@ -197,7 +197,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
   return {
     controller,
     handler,
-    volumesHandler: createVolumesHandler({ volumes, hasProcess: (id) => controller.list().some((r) => r.id === id && r.pid !== null) }),
+    volumesHandler: createVolumesHandler({ volumes, hasProcess: (id) => controller.list().some((r) => r.id === id && r.status.pid !== null) }),
     servicesHandler: createServicesHandler({ services, urlFor: (name) => (proxyPort !== undefined ? `http://${name}.${domain}:${proxyPort}` : undefined) }),
     services,
     proxy,
@@ -210,7 +210,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
         unsync();
         await proxy?.close();
         await controller.dispose();
-        store.close();
+        await store.close();
       })();
       return closing;
     },

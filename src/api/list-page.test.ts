@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { testRecord } from '../store/testing.js';
-import type { InstanceRecord } from '../store/instance-record.js';
+import { testRecord } from '../controller/state/testing.js';
+import type { InstanceRecord } from '../controller/state/instance-record.js';
 import { listPage } from './list-page.js';
 
-const recs: InstanceRecord[] = Array.from({ length: 7 }, (_, i) => testRecord(`i${i}`, { id: `id${i}`, state: i % 2 === 0 ? 'standby' : 'running' }));
+const recs: InstanceRecord[] = Array.from({ length: 7 }, (_, i) => testRecord(`i${i}`, { id: `id${i}`, status: { state: i % 2 === 0 ? 'standby' : 'running' } }));
 const q = (s: string) => new URLSearchParams(s);
 
 test('no limit: the whole list, no cursor', () => {

@@ -6,7 +6,7 @@
 // not shift a page; an `after` no longer listed (removed) is a 400, not a guess.
 import { z } from 'zod';
 import { INSTANCE_STATES } from '../controller/states.js';
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord } from '../controller/state/instance-record.js';
 import { ApiError, parseBody } from './schemas.js';
 
 export const MAX_PAGE = 10_000;
@@ -41,10 +41,10 @@ export function listPage(all: readonly InstanceRecord[], params: URLSearchParams
   let i = start;
   for (; i < all.length && (q.limit === undefined || out.length < q.limit); i++) {
     const r = all[i]!;
-    if (q.state === undefined || r.state === q.state) out.push(r);
+    if (q.state === undefined || r.status.state === q.state) out.push(r);
   }
   if (q.limit === undefined) return { records: out };
   // More to come only if some later record matches.
-  const more = out.length === q.limit && all.slice(i).some((r) => q.state === undefined || r.state === q.state);
+  const more = out.length === q.limit && all.slice(i).some((r) => q.state === undefined || r.status.state === q.state);
   return { records: out, next: more ? out[out.length - 1]!.id : null };
 }

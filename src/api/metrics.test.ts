@@ -3,18 +3,12 @@ import { test } from 'node:test';
 import { InstanceEventEmitter } from '../controller/events.js';
 import { ControllerMetrics } from '../controller/metrics.js';
 import { newStats, observe } from '../proxy/stats.js';
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord, InstanceStatus } from '../controller/state/instance-record.js';
+import { testRecord } from '../controller/state/testing.js';
 import { hostMetrics, renderPrometheus, type MetricsController } from './metrics.js';
 
-function record(id: string, name: string, patch: Partial<InstanceRecord> = {}): InstanceRecord {
-  return {
-    id,
-    name,
-    state: 'standby',
-    standbyTier: 'hot',
-    counters: { boots: 1, wakes: 3, restarts: 0, wakesHot: 2, wakesCold: 1 },
-    ...patch,
-  } as InstanceRecord;
+function record(id: string, name: string, status: Partial<InstanceStatus> = {}): InstanceRecord {
+  return testRecord(name, { id, status: { state: 'standby', standbyTier: 'hot', counters: { boots: 1, wakes: 3, restarts: 0, wakesHot: 2, wakesCold: 1 }, ...status } });
 }
 
 function setup() {

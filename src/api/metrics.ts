@@ -10,7 +10,7 @@ import type { Controller } from '../controller/controller.js';
 import type { InstanceControllerMetrics, LatencyHistogram } from '../controller/metrics.js';
 import { INSTANCE_STATES } from '../controller/states.js';
 import type { InstanceProxyStats } from '../proxy/stats.js';
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord } from '../controller/state/instance-record.js';
 
 export type MetricsController = Pick<Controller, 'list' | 'get' | 'metrics' | 'hotStandby'>;
 
@@ -31,7 +31,7 @@ export interface HistogramView {
 export interface InstanceMetricsView {
   id: string;
   name: string;
-  state: InstanceRecord['state'];
+  state: InstanceRecord['status']['state'];
   standby_tier: 'hot' | 'cold' | null;
   boot_ms: number | null;
   wakes: { hot: number; cold: number; total: number };
@@ -67,11 +67,11 @@ export function instanceMetrics(src: MetricsSources, rec: InstanceRecord, proxy:
   return {
     id: rec.id,
     name: rec.name,
-    state: rec.state,
-    standby_tier: rec.state === 'standby' ? (rec.standbyTier ?? 'cold') : null,
+    state: rec.status.state,
+    standby_tier: rec.status.state === 'standby' ? (rec.status.standbyTier ?? 'cold') : null,
     boot_ms: m.bootMs,
     // The record's counters persist across flickd restarts; the histograms do not.
-    wakes: { hot: rec.counters.wakesHot ?? 0, cold: rec.counters.wakesCold ?? 0, total: rec.counters.wakes },
+    wakes: { hot: rec.status.counters.wakesHot ?? 0, cold: rec.status.counters.wakesCold ?? 0, total: rec.status.counters.wakes },
     wake_latency_ms: { hot: histogramView(m.wakeLatency.hot), cold: histogramView(m.wakeLatency.cold) },
     last_wake: m.lastWake,
     suspends: m.suspends,

@@ -5,7 +5,7 @@ import { DEFAULT_DOMAIN, type InstanceConfig } from '../controller/spec.js';
 import { checkCertificate, summarizeCertificate } from '../proxy/certificates.js';
 import { INSTANCE_STATES } from '../controller/states.js';
 import { FlickError } from '../errors.js';
-import type { HttpService, InstanceRecord } from '../store/instance-record.js';
+import type { HttpService, InstanceRecord } from '../controller/state/instance-record.js';
 
 const port = (field: string) =>
   z.number({ error: `${field} must be a TCP port number (1-65535), e.g. 8080` }).int({ error: `${field} must be a whole number, e.g. 8080` }).min(1, { error: `${field} must be at least 1` }).max(65535, { error: `${field} must be at most 65535` });
@@ -149,42 +149,42 @@ export function instanceView(rec: InstanceRecord, url?: string, serviceName?: st
     name: rec.name,
     // The service (src/services) the instance is a member of.
     service_name: serviceName ?? null,
-    state: rec.state,
-    image: rec.image.ref,
-    image_digest: rec.image.digest,
-    args: rec.args,
-    env: rec.env,
-    memory_mb: rec.memoryMb,
-    vcpus: rec.vcpus,
+    state: rec.status.state,
+    image: rec.spec.image.ref,
+    image_digest: rec.spec.image.digest,
+    args: rec.spec.args,
+    env: rec.spec.env,
+    memory_mb: rec.spec.memoryMb,
+    vcpus: rec.spec.vcpus,
     service: {
-      http: rec.service.http ? httpView(rec.service.http) : null,
-      tcp: rec.service.tcp.map((t) => ({ port: t.hostPort, guest_port: t.guestPort })),
+      http: rec.spec.service.http ? httpView(rec.spec.service.http) : null,
+      tcp: rec.spec.service.tcp.map((t) => ({ port: t.hostPort, guest_port: t.guestPort })),
     },
     url: url ?? null,
-    address: rec.vm?.network?.hostReachableIp ?? null,
-    autostart: rec.autostart,
-    restart_policy: rec.restartPolicy,
-    scale_to_zero: { policy: rec.scaleToZero.policy, cooldown_time_ms: rec.scaleToZero.cooldownTimeMs, stateful: rec.scaleToZero.stateful },
-    volumes: (rec.volumes ?? []).map((v) => ({ name: v.name, path: v.path, read_only: v.readOnly })),
+    address: rec.status.vm?.network?.hostReachableIp ?? null,
+    autostart: rec.spec.autostart,
+    restart_policy: rec.spec.restartPolicy,
+    scale_to_zero: { policy: rec.spec.scaleToZero.policy, cooldown_time_ms: rec.spec.scaleToZero.cooldownTimeMs, stateful: rec.spec.scaleToZero.stateful },
+    volumes: (rec.spec.volumes ?? []).map((v) => ({ name: v.name, path: v.path, read_only: v.readOnly })),
     // The image's HEALTHCHECK as the guest runs it (a fresh boot is ready once it first passes).
-    healthcheck: rec.vm?.guest.healthcheck
-      ? { command: rec.vm.guest.healthcheck.argv, interval_ms: rec.vm.guest.healthcheck.intervalMs, timeout_ms: rec.vm.guest.healthcheck.timeoutMs, retries: rec.vm.guest.healthcheck.retries }
+    healthcheck: rec.status.vm?.guest.healthcheck
+      ? { command: rec.status.vm.guest.healthcheck.argv, interval_ms: rec.status.vm.guest.healthcheck.intervalMs, timeout_ms: rec.status.vm.guest.healthcheck.timeoutMs, retries: rec.status.vm.guest.healthcheck.retries }
       : null,
-    snapshots: { template: rec.snapshots.template !== undefined, own: rec.snapshots.own !== undefined },
+    snapshots: { template: rec.status.snapshots.template !== undefined, own: rec.status.snapshots.own !== undefined },
     // The shared template's id (instances of one image and configuration share it).
-    template: rec.snapshots.template ? rec.snapshots.template.dir.split('/').pop() : null,
-    standby_tier: rec.state === 'standby' ? (rec.standbyTier ?? 'cold') : null,
-    pid: rec.pid,
-    boots: rec.counters.boots,
-    wakes: rec.counters.wakes,
-    wakes_hot: rec.counters.wakesHot ?? 0,
-    wakes_cold: rec.counters.wakesCold ?? 0,
-    restarts: rec.counters.restarts,
-    last_exit_code: rec.lastExitCode,
-    error: rec.error ?? null,
+    template: rec.status.snapshots.template ? rec.status.snapshots.template.dir.split('/').pop() : null,
+    standby_tier: rec.status.state === 'standby' ? (rec.status.standbyTier ?? 'cold') : null,
+    pid: rec.status.pid,
+    boots: rec.status.counters.boots,
+    wakes: rec.status.counters.wakes,
+    wakes_hot: rec.status.counters.wakesHot ?? 0,
+    wakes_cold: rec.status.counters.wakesCold ?? 0,
+    restarts: rec.status.counters.restarts,
+    last_exit_code: rec.status.lastExitCode,
+    error: rec.status.error ?? null,
     created_at: rec.createdAt,
-    started_at: rec.startedAt,
-    stopped_at: rec.stoppedAt,
+    started_at: rec.status.startedAt,
+    stopped_at: rec.status.stoppedAt,
   };
 }
 

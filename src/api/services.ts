@@ -11,7 +11,7 @@
 //                                    answers when every instance runs the image, or 409 after rolling back
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord } from '../controller/state/instance-record.js';
 import type { Services } from '../services/services.js';
 import { MAX_REPLICAS } from '../services/services.js';
 import type { ServiceRecord } from '../services/service-store.js';
@@ -61,10 +61,10 @@ export function serviceView(s: ServiceRecord, members: InstanceRecord[], url: st
     image: s.template.image,
     replicas: s.replicas,
     autoscale: a ? { min: a.min, max: a.max, target_inflight: a.targetInFlight, cooldown_time_ms: a.cooldownTimeMs } : null,
-    awake: members.filter((m) => m.state === 'running').length,
+    awake: members.filter((m) => m.status.state === 'running').length,
     scale_events: scale ? { up: scale.totals.up, down: scale.totals.down, recent: scale.recent } : null,
     url: url ?? null,
-    instances: members.map((m) => ({ id: m.id, name: m.name, state: m.state, image: m.image.ref })),
+    instances: members.map((m) => ({ id: m.id, name: m.name, state: m.status.state, image: m.spec.image.ref })),
     deploying: s.deploy ? { image: s.deploy.image, started_at: s.deploy.startedAt } : null,
     created_at: s.createdAt,
     updated_at: s.updatedAt,

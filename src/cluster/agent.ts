@@ -20,7 +20,7 @@ import type { ApiController } from '../api/handler.js';
 import type { RouteTable } from '../proxy/routes.js';
 import type { AwakeInstance, Waker } from '../proxy/waker.js';
 import { parseImageReference } from '../registry/names.js';
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord } from '../controller/state/instance-record.js';
 import { catalogPrefix, CatalogError, clusterInstanceView, fencedDelete, fencedPut, parseEntry, type CatalogEntry, type ClusterInstanceView, type Fence } from './catalog.js';
 import { EtcdError, type EtcdClient, type KeyValue } from './etcd-client.js';
 import type { HostDirectory } from './membership.js';
@@ -176,7 +176,7 @@ export class ClusterAgent {
   }
 
   #placed(rec: InstanceRecord, extra: Partial<CatalogEntry>): CatalogEntry {
-    const repo = parseImageReference(rec.image.ref)?.name;
+    const repo = parseImageReference(rec.spec.image.ref)?.name;
     return {
       version: 1,
       name: rec.name,
@@ -184,20 +184,20 @@ export class ClusterAgent {
       id: rec.id,
       state: 'placed',
       config: {
-        image: repo ? `${repo}@${rec.image.digest}` : rec.image.ref,
+        image: repo ? `${repo}@${rec.spec.image.digest}` : rec.spec.image.ref,
         name: rec.name,
-        args: rec.args,
-        env: rec.env,
-        memoryMb: rec.memoryMb,
-        vcpus: rec.vcpus,
-        service: rec.service,
-        autostart: rec.autostart,
-        restartPolicy: rec.restartPolicy,
-        scaleToZero: rec.scaleToZero,
-        ...(rec.volumes && rec.volumes.length > 0 ? { volumes: rec.volumes } : {}),
+        args: rec.spec.args,
+        env: rec.spec.env,
+        memoryMb: rec.spec.memoryMb,
+        vcpus: rec.spec.vcpus,
+        service: rec.spec.service,
+        autostart: rec.spec.autostart,
+        restartPolicy: rec.spec.restartPolicy,
+        scaleToZero: rec.spec.scaleToZero,
+        ...(rec.spec.volumes && rec.spec.volumes.length > 0 ? { volumes: rec.spec.volumes } : {}),
       },
-      stateful: rec.scaleToZero.stateful,
-      http: rec.service.http ? { hostname: rec.service.http.hostname, guestPort: rec.service.http.guestPort } : null,
+      stateful: rec.spec.scaleToZero.stateful,
+      http: rec.spec.service.http ? { hostname: rec.spec.service.http.hostname, guestPort: rec.spec.service.http.guestPort } : null,
       updatedAt: new Date().toISOString(),
       ...extra,
     };
@@ -366,7 +366,7 @@ export class ClusterAgent {
   }
 
   async #dropStale(rec: InstanceRecord, owner: string): Promise<void> {
-    this.#c.log(`cluster: instance "${rec.name}" now belongs to host ${owner}: stopping and removing this host's copy (pid ${rec.pid ?? 'none'})`);
+    this.#c.log(`cluster: instance "${rec.name}" now belongs to host ${owner}: stopping and removing this host's copy (pid ${rec.status.pid ?? 'none'})`);
     await this.#controller!.rm(rec.id, { force: true }).catch((err: unknown) => this.#c.log(`cluster: removing the stale copy of "${rec.name}": ${describeError(err)}`));
   }
 

@@ -3,7 +3,7 @@
 // flickd's main adds `route` to its listener and calls `dispose` at shutdown.
 import type { DaemonRoute } from '../daemon/server.js';
 import type { TokenAuth } from '../daemon/auth.js';
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord } from '../controller/state/instance-record.js';
 import { ConsoleAssets } from './assets.js';
 import { ConsoleFeed, type FeedController } from './feed.js';
 import { createConsoleHandler } from './handler.js';

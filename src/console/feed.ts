@@ -9,7 +9,7 @@
 // The recent wakes (the last WAKES_KEPT per instance) live here, in memory.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstanceEvents } from '../controller/events.js';
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord } from '../controller/state/instance-record.js';
 import { rssBytes } from './proc-rss.js';
 import type { RecentWake } from './wire.js';
 
@@ -127,7 +127,7 @@ export class ConsoleFeed {
   #sampleMemory(): void {
     const changed: Record<string, number | null> = {};
     for (const rec of this.#opts.controller.list()) {
-      const rss = rec.pid ? (rssBytes(rec.pid) ?? null) : null;
+      const rss = rec.status.pid ? (rssBytes(rec.status.pid) ?? null) : null;
       if (this.#rss.get(rec.id) !== rss) {
         this.#rss.set(rec.id, rss);
         changed[rec.id] = rss;

@@ -1,7 +1,7 @@
 // Scale to zero's in-flight accounting: requests and client connections per
 // instance, and the cooldown timer that suspends an instance once it is idle.
 import { describeError } from '../errors.js';
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord } from './state/instance-record.js';
 import type { InstanceHost } from './instance-host.js';
 
 export class Activity {
@@ -76,11 +76,11 @@ export class Activity {
 
   #scheduleIdle(rec: InstanceRecord): void {
     this.clearIdle(rec.id);
-    if (rec.scaleToZero.policy === 'off') return;
+    if (rec.spec.scaleToZero.policy === 'off') return;
     const timer = setTimeout(() => {
       this.#idleTimers.delete(rec.id);
       void this.#suspend(rec.id).catch((err) => this.#t.log.warn(`instance ${rec.name}: suspend: ${describeError(err)}`));
-    }, rec.scaleToZero.cooldownTimeMs);
+    }, rec.spec.scaleToZero.cooldownTimeMs);
     this.#idleTimers.set(rec.id, timer);
   }
 }

@@ -8,16 +8,16 @@ import { FakeDriver, FakeNetwork, setup, tmp } from './testing.js';
 test('create boots the VM, waits for the exposed port, and the instance ends up running', async () => {
   const { c, driver, network } = setup('create');
   const created = await c.create({ image: 'hello:latest', name: 'web', env: { A: '1' } });
-  assert.equal(created.state, 'starting');
+  assert.equal(created.status.state, 'starting');
   const rec = await c.wait('web', 'running', { timeoutMs: 5000 });
-  assert.equal(rec.service.http?.hostname, 'web.localhost');
-  assert.equal(rec.service.http?.guestPort, 8080);
+  assert.equal(rec.spec.service.http?.hostname, 'web.localhost');
+  assert.equal(rec.spec.service.http?.guestPort, 8080);
   assert.deepEqual(driver.vms[0]!.config.guest.argv, ['/server']);
   assert.deepEqual(driver.vms[0]!.config.guest.env, ['A=1']);
-  assert.equal(rec.pid, driver.vms[0]!.pid);
-  assert.deepEqual([...network.held.keys()], [rec.vm!.network!.netns]);
-  assert.equal(network.held.get(rec.vm!.network!.netns!), rec.networkIndex);
-  assert.equal(rec.counters.boots, 1);
+  assert.equal(rec.status.pid, driver.vms[0]!.pid);
+  assert.deepEqual([...network.held.keys()], [rec.status.vm!.network!.netns]);
+  assert.equal(network.held.get(rec.status.vm!.network!.netns!), rec.status.networkIndex);
+  assert.equal(rec.status.counters.boots, 1);
 });
 
 test('stop ends the VM and releases its network; a second stop is ILLEGAL_TRANSITION', async () => {
@@ -25,14 +25,14 @@ test('stop ends the VM and releases its network; a second stop is ILLEGAL_TRANSI
   await c.create({ image: 'hello:1', name: 'a' });
   await c.wait('a', 'running');
   const stopped = await c.stop('a');
-  assert.equal(stopped.state, 'stopped');
-  assert.equal(stopped.pid, null);
-  assert.equal(stopped.networkIndex, null);
+  assert.equal(stopped.status.state, 'stopped');
+  assert.equal(stopped.status.pid, null);
+  assert.equal(stopped.status.networkIndex, null);
   assert.equal(network.held.size, 0);
   await assert.rejects(c.stop('a'), (err: any) => err.code === 'ILLEGAL_TRANSITION' && /it is stopped/.test(err.message));
   const again = await c.start('a');
-  assert.equal(again.state, 'starting');
-  assert.equal((await c.wait('a', 'running')).counters.boots, 2);
+  assert.equal(again.status.state, 'starting');
+  assert.equal((await c.wait('a', 'running')).status.counters.boots, 2);
 });
 
 test('create refuses an unknown image, a bad name and a duplicate name, and stores nothing for them', async () => {
@@ -60,8 +60,8 @@ test('an app that crashes is marked failed, and on-failure restarts it', async (
   await restarted;
   assert.deepEqual(seen, ['failed', 'starting', 'running']);
   const rec = await c.wait('r', 'running');
-  assert.equal(rec.counters.restarts, 1);
-  assert.equal(rec.lastExitCode, 3);
+  assert.equal(rec.status.counters.restarts, 1);
+  assert.equal(rec.status.lastExitCode, 3);
   assert.equal(driver.vms.length, 2);
 });
 
@@ -73,9 +73,9 @@ test('with restart policy never, a crash leaves the instance failed with its exi
   driver.vms[0]!.crash(2);
   await failed;
   const rec = c.get('n');
-  assert.equal(rec.state, 'failed');
-  assert.equal(rec.lastExitCode, 2);
-  assert.match(rec.error ?? '', /code 2/);
+  assert.equal(rec.status.state, 'failed');
+  assert.equal(rec.status.lastExitCode, 2);
+  assert.match(rec.status.error ?? '', /code 2/);
 });
 
 test('rm of a running instance needs force; rm -f removes record, files and network', async () => {
@@ -85,7 +85,7 @@ test('rm of a running instance needs force; rm -f removes record, files and netw
   await assert.rejects(c.rm('x'), (err: any) => err.code === 'ILLEGAL_TRANSITION' && /rm -f x/.test(err.message));
   await c.rm('x', { force: true });
   assert.throws(() => c.get('x'), (err: any) => err.code === 'INSTANCE_NOT_FOUND');
-  assert.equal(fs.existsSync(rec.dir), false);
+  assert.equal(fs.existsSync(rec.status.dir), false);
   assert.equal(network.held.size, 0);
 });
 
@@ -96,7 +96,7 @@ test('stop during boot aborts it and the instance ends stopped, not failed', asy
   await c.create({ image: 'hello:1', name: 's' });
   await new Promise((r) => setTimeout(r, 20));
   const rec = await c.stop('s');
-  assert.equal(rec.state, 'stopped');
+  assert.equal(rec.status.state, 'stopped');
   assert.equal(driver.alive.size, 0);
 });
 
@@ -111,7 +111,7 @@ test('a restarted controller re-adopts live VMs and marks dead ones', async () =
   await first.c.wait('dead', 'running');
   // flickd is "killed": the controller lets go without stopping anything.
   await first.c.dispose();
-  first.store.close();
+  await first.store.close();
   assert.ok(driver.vms.every((v) => v.released), 'a disposed controller lets go of its VMs without stopping them');
   const deadVm = driver.vms.find((v) => v.config.guest.hostname === 'dead')!;
   await deadVm.kill();
@@ -119,23 +119,23 @@ test('a restarted controller re-adopts live VMs and marks dead ones', async () =
   const result = await second.c.reconcile();
   assert.equal(result.adopted.length, 1);
   assert.equal(result.died.length, 1);
-  assert.equal(second.c.get('alive').state, 'running');
-  assert.equal(second.c.get('dead').state, 'failed');
-  assert.deepEqual([...network.held.keys()], [second.c.get('alive').vm!.network!.netns], "the dead VM's network is released");
-  assert.equal(second.c.get('dead').networkIndex, null);
+  assert.equal(second.c.get('alive').status.state, 'running');
+  assert.equal(second.c.get('dead').status.state, 'failed');
+  assert.deepEqual([...network.held.keys()], [second.c.get('alive').status.vm!.network!.netns], "the dead VM's network is released");
+  assert.equal(second.c.get('dead').status.networkIndex, null);
   // The adopted VM is watched again: its crash is noticed.
   const failed = second.c.wait('alive', 'failed');
   driver.vms.find((v) => v.config.guest.hostname === 'alive')!.crash(9);
-  assert.equal((await failed).lastExitCode, 9);
+  assert.equal((await failed).status.lastExitCode, 9);
 });
 
 test('logs yields the console output, rotated files first', async () => {
   const { c } = setup('logs');
   const rec = await c.create({ image: 'hello:1', name: 'l', autostart: false });
-  fs.mkdirSync(path.join(rec.dir, 'logs'), { recursive: true });
-  fs.writeFileSync(path.join(rec.dir, 'logs', 'console.1.log'), 'old\n');
-  fs.mkdirSync(path.join(rec.dir, 'run'), { recursive: true });
-  fs.writeFileSync(path.join(rec.dir, 'run', 'console.log'), 'new\n');
+  fs.mkdirSync(path.join(rec.status.dir, 'logs'), { recursive: true });
+  fs.writeFileSync(path.join(rec.status.dir, 'logs', 'console.1.log'), 'old\n');
+  fs.mkdirSync(path.join(rec.status.dir, 'run'), { recursive: true });
+  fs.writeFileSync(path.join(rec.status.dir, 'run', 'console.log'), 'new\n');
   let text = '';
   for await (const chunk of c.logs('l')) text += chunk.toString();
   assert.equal(text, 'old\nnew\n');

@@ -1,8 +1,9 @@
 // The instance controller: a library (no HTTP, no argv) that owns every
-// instance's lifecycle; this file is its public face (queries and commands).
-// The VM side (queue, boot, halt, watch, restart) is lifecycle.ts, the
-// re-adoption at flickd start reconcile.ts, scale to zero scale-to-zero.ts.
-import type { InstanceRecord } from '../store/instance-record.js';
+// instance's lifecycle; this file is its public face (queries, commands,
+// events, the proxy's Waker). The VM side (queue, boot, halt, watch, restart)
+// is lifecycle.ts, the re-adoption at flickd start reconcile.ts, scale to zero
+// scale-to-zero.ts; records live behind the state seam it declares (state/).
+import type { InstanceRecord } from './state/instance-record.js';
 import type { Waker } from '../proxy/waker.js';
 import { InstanceEventEmitter, type InstanceEvents } from './events.js';
 import { defaultName, guestConfigFor, hasVolumes, newInstanceRecord, validateName, type InstanceConfig } from './spec.js';
@@ -93,24 +94,25 @@ export class Controller {
     const record = newInstanceRecord(spec, name, image, this.#dataDir);
     const { id, createdAt: now } = record;
     guestConfigFor(record, image.config); // fails now, as a 400, rather than at boot
-    if (record.autostart && !hasVolumes(record)) {
+    if (record.spec.autostart && !hasVolumes(record)) {
       const asleep = await this.#lc.scaleToZero.asleepAtCreate(record, this.#lc.vmConfig(record, image), this.#lc.templateKeyWith(record, image));
       if (asleep) {
-        this.#store.insert(asleep);
+        const stored = await this.#store.create(asleep);
         this.#events.emit('state', { id, name, from: null, to: 'standby', at: now });
-        return asleep;
+        return stored;
       }
     }
     // Claimed before the record exists: a refused volume (409) leaves nothing behind.
     await this.#lc.claimVolumes(record);
+    let stored: InstanceRecord;
     try {
-      this.#store.insert(record);
+      stored = await this.#store.create(record);
     } catch (err) {
       await this.#lc.volumes?.detach(id);
       throw err;
     }
     this.#events.emit('state', { id, name, from: null, to: 'stopped', at: now });
-    return record.autostart ? this.start(id) : record;
+    return stored.spec.autostart ? this.start(id) : stored;
   }
 
   /** Moves the instance to `starting` and boots it in the background; `wait(id, 'running')` to know when it is ready. */
@@ -125,7 +127,11 @@ export class Controller {
 
   /** Removes the instance; one with a VM needs `force` (which stops it first). */
   async rm(idOrName: string, opts: { force?: boolean } = {}): Promise<void> {
-    const { id, name, state } = this.get(idOrName);
+    const {
+      id,
+      name,
+      status: { state },
+    } = this.get(idOrName);
     if (!opts.force && (hasProcess(state) || state === 'standby')) {
       throw new ControllerError('ILLEGAL_TRANSITION', `cannot remove instance "${name}": it is ${state}: stop it first ('flick stop ${name}') or use 'flick rm -f ${name}'`, {
         kind: 'user',
@@ -143,7 +149,7 @@ export class Controller {
    */
   async suspend(idOrName: string, opts: { tier?: 'hot' | 'cold' } = {}): Promise<InstanceRecord> {
     const rec = this.get(idOrName);
-    if (rec.scaleToZero.policy === 'off') {
+    if (rec.spec.scaleToZero.policy === 'off') {
       throw new ControllerError('ILLEGAL_TRANSITION', `cannot suspend instance "${rec.name}": its scale to zero is off: create it with a policy (--scale-to-zero on)`, { kind: 'user' });
     }
     await this.#lc.scaleToZero.suspend(rec.id, { ...(opts.tier ? { tier: opts.tier } : {}), force: true });

@@ -4,14 +4,14 @@
 // implements it; nothing outside src/controller sees it (the outside uses
 // Controller's methods). Records come from the state seam (state/); every
 // write here is one status write, in the same turn as the decision that made it.
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord, InstanceStatus } from './state/instance-record.js';
 import type { MicroVm, RestoreOptions, Snapshot } from '../vmm/driver.js';
 import type { InstanceEventEmitter } from './events.js';
 import type { ControllerLogger } from './seams.js';
 import type { InstanceState } from './states.js';
 
-/** A status write: every field but the record's identity. */
-export type StatusPatch = Partial<Omit<InstanceRecord, 'id' | 'version' | 'createdAt' | 'name'>>;
+/** A status write: the fields of the status it replaces (the spec is the user's, never written here). */
+export type StatusPatch = Partial<InstanceStatus>;
 
 export interface InstanceHost {
   readonly events: InstanceEventEmitter;

@@ -6,8 +6,8 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describeError } from '../errors.js';
-import type { InstanceRecord } from '../store/instance-record.js';
-import type { InstanceStore } from '../store/instance-store.js';
+import type { InstanceRecord, NewInstanceRecord } from './state/instance-record.js';
+import type { StateStore } from './state/state-store.js';
 import type { MicroVm, RestoreOptions, Snapshot, VmConfig, VmExit, VmmDriver } from '../vmm/driver.js';
 import { ConsoleLog, type ConsoleLogOptions } from './console-log.js';
 import type { ControllerOptions } from './options.js';
@@ -34,7 +34,7 @@ const silent: ControllerLogger = { info() {}, warn() {} };
 
 export class Lifecycle implements InstanceHost {
   readonly events: InstanceEventEmitter;
-  readonly store: InstanceStore;
+  readonly store: StateStore;
   readonly driver: VmmDriver;
   readonly images: ImageResolver;
   readonly networks: VmNetworks;
@@ -121,8 +121,8 @@ export class Lifecycle implements InstanceHost {
     let vm: MicroVm | undefined;
     try {
       let rec = this.fresh(id);
-      const image = await this.images.resolve(`${rec.image.ref.replace(/[:@].*$/, '')}@${rec.image.digest}`);
-      const runDir = path.join(rec.dir, 'run');
+      const image = await this.images.resolve(`${rec.spec.image.ref.replace(/[:@].*$/, '')}@${rec.spec.image.digest}`);
+      const runDir = path.join(rec.status.dir, 'run');
       await this.consoleLog(rec).archive();
       await fsp.rm(runDir, { recursive: true, force: true });
       await fsp.mkdir(runDir, { recursive: true });
@@ -131,7 +131,8 @@ export class Lifecycle implements InstanceHost {
       const t0 = performance.now();
       vm = await this.driver.boot(config, { signal: ac.signal });
       this.watch(id, vm);
-      rec = this.store.update(id, { pid: vm.pid, vm: config, counters: { ...rec.counters, boots: rec.counters.boots + 1 } });
+      const cur = this.fresh(id);
+      rec = this.update(cur, { pid: vm.pid, vm: config, counters: { ...cur.status.counters, boots: cur.status.counters.boots + 1 } });
       await this.awaitReady(id, vm, ac.signal, t0);
     } catch (err) {
       const live = this.live.get(id);
@@ -151,41 +152,41 @@ export class Lifecycle implements InstanceHost {
   }
 
   async templateKey(rec: InstanceRecord): Promise<string> {
-    return this.templateKeyWith(rec, await this.images.resolve(`${rec.image.ref.replace(/[:@].*$/, '')}@${rec.image.digest}`));
+    return this.templateKeyWith(rec, await this.images.resolve(`${rec.spec.image.ref.replace(/[:@].*$/, '')}@${rec.spec.image.digest}`));
   }
 
   /** The template key of `rec` run from `image` (what its guest memory depends on). */
-  templateKeyWith(rec: InstanceRecord, image: PreparedImage): string {
+  templateKeyWith(rec: NewInstanceRecord, image: PreparedImage): string {
     return templateKey({
-      imageDigest: rec.image.digest,
-      memoryMb: rec.memoryMb,
-      vcpus: rec.vcpus,
+      imageDigest: rec.spec.image.digest,
+      memoryMb: rec.spec.memoryMb,
+      vcpus: rec.spec.vcpus,
       guest: vmGuestConfig(rec, image.config),
-      port: readinessPort(rec.service),
-      warmupRequests: rec.service.http ? this.#templateWarmupRequests : 0,
+      port: readinessPort(rec.spec.service),
+      warmupRequests: rec.spec.service.http ? this.#templateWarmupRequests : 0,
     });
   }
 
   /** Claims the instance's volumes for it (VOLUME_NOT_FOUND, VOLUME_IN_USE); a no-op without any. */
-  async claimVolumes(rec: InstanceRecord): Promise<void> {
+  async claimVolumes(rec: NewInstanceRecord): Promise<void> {
     if (!hasVolumes(rec)) return;
     if (!this.volumes) throw new ControllerError('INVALID_SPEC', `instance "${rec.name}" mounts volumes, but this flickd has no volume manager`, { kind: 'user' });
-    await this.volumes.attach(rec.id, rec.volumes!);
+    await this.volumes.attach(rec.id, rec.spec.volumes!);
   }
 
   /** What the instance's VM runs with, before a network is attached. */
-  vmConfig(rec: InstanceRecord, image: PreparedImage): VmConfig {
+  vmConfig(rec: NewInstanceRecord, image: PreparedImage): VmConfig {
     const guest = vmGuestConfig(rec, image.config);
-    const held = hasVolumes(rec) && this.volumes ? this.volumes.attachedTo(rec.id, rec.volumes!) : [];
+    const held = hasVolumes(rec) && this.volumes ? this.volumes.attachedTo(rec.id, rec.spec.volumes!) : [];
     return {
       id: rec.id,
-      runDir: path.join(rec.dir, 'run'),
+      runDir: path.join(rec.status.dir, 'run'),
       kernel: image.paths.vmlinux,
       initrd: image.paths.initrd,
       rootfs: image.paths.rootfs,
       ...(held.length > 0 ? { drives: held.map((v) => ({ file: v.file, format: v.format, readOnly: v.readOnly, serial: v.id })) } : {}),
-      memoryMb: rec.memoryMb,
-      vcpus: rec.vcpus,
+      memoryMb: rec.spec.memoryMb,
+      vcpus: rec.spec.vcpus,
       guest: held.length > 0 ? { ...guest, mounts: held.map((v) => ({ serial: v.id, path: v.path, readOnly: v.readOnly })) } : guest,
       ...(this.#accel ? { accel: this.#accel } : {}),
     };
@@ -194,11 +195,11 @@ export class Lifecycle implements InstanceHost {
   /** Waits for the service port, takes the template snapshot at first readiness, then `running`. */
   async awaitReady(id: string, vm: MicroVm, signal: AbortSignal, t0 = performance.now()): Promise<void> {
     const rec = this.fresh(id);
-    const port = readinessPort(rec.service);
+    const port = readinessPort(rec.spec.service);
     if (port !== undefined) await vm.waitForPort(port, { timeoutMs: this.#readyTimeoutMs, signal });
     this.events.emit('boot', { id, name: rec.name, durationMs: performance.now() - t0 });
     // No template with volumes: its memory would only match the disk as it is now (spec.ts resolveScaleToZero).
-    if (rec.scaleToZero.policy !== 'off' && rec.snapshots.template === undefined && !hasVolumes(rec)) await this.scaleToZero.takeTemplate(rec, vm);
+    if (rec.spec.scaleToZero.policy !== 'off' && rec.status.snapshots.template === undefined && !hasVolumes(rec)) await this.scaleToZero.takeTemplate(rec, vm);
     this.transition(this.fresh(id), 'running', { startedAt: new Date().toISOString() });
     this.restarts.onRunning(id);
     this.scaleToZero.onRunning(this.fresh(id));
@@ -223,15 +224,15 @@ export class Lifecycle implements InstanceHost {
     this.booting.get(id)?.abort();
     await this.serialize(id, async () => {
       let rec = this.fresh(id);
-      if (hasProcess(rec.state) || rec.state === 'standby') rec = await this.halt(this.transition(rec, 'stopping', {}, 'stop'), { kill: true });
+      if (hasProcess(rec.status.state) || rec.status.state === 'standby') rec = await this.halt(this.transition(rec, 'stopping', {}, 'stop'), { kill: true });
       await this.networks.release(id);
-      await fsp.rm(rec.dir, { recursive: true, force: true });
-      this.store.delete(id);
+      await fsp.rm(rec.status.dir, { recursive: true, force: true });
+      await this.store.remove(id, this.fresh(id).revision);
       // After the record: a crash in between leaves a claim that the next start's sweep drops.
       await this.volumes?.detach(id);
       this.scaleToZero.forget(id);
       // The last instance of a configuration takes its shared template with it.
-      if (await this.templates.releaseIfUnused(rec.snapshots.template?.dir, (dir) => this.store.usesTemplate(dir))) this.log.info(`template ${path.basename(rec.snapshots.template!.dir)} removed with its last instance`);
+      if (await this.templates.releaseIfUnused(rec.status.snapshots.template?.dir, (dir) => this.store.usesTemplate(dir))) this.log.info(`template ${path.basename(rec.status.snapshots.template!.dir)} removed with its last instance`);
       this.events.emit('removed', { id, name: rec.name });
     });
   }
@@ -246,7 +247,7 @@ export class Lifecycle implements InstanceHost {
     }
     await this.networks.release(rec.id);
     this.scaleToZero.onStopped(rec.id);
-    const snapshots = { ...rec.snapshots };
+    const snapshots = { ...rec.status.snapshots };
     if (snapshots.own) {
       await fsp.rm(snapshots.own.dir, { recursive: true, force: true });
       delete snapshots.own; // a stop ends the instance's own state; the template stays valid
@@ -257,32 +258,32 @@ export class Lifecycle implements InstanceHost {
       snapshots,
       standbyTier: undefined,
       stoppedAt: new Date().toISOString(),
-      lastExitCode: exitCode(exit) ?? rec.lastExitCode,
+      lastExitCode: exitCode(exit) ?? rec.status.lastExitCode,
     });
   }
 
   /** A VM ended that nobody asked to end: record how, release its network, apply the restart policy. */
   async exited(id: string, exit: VmExit, when = ''): Promise<void> {
     let rec = this.store.get(id);
-    if (rec?.state === 'standby') return this.scaleToZero.onHotVmDied(id);
-    if (rec === undefined || !hasProcess(rec.state)) return;
+    if (rec?.status.state === 'standby') return this.scaleToZero.onHotVmDied(id);
+    if (rec === undefined || !hasProcess(rec.status.state)) return;
     const code = exitCode(exit);
     await this.networks.release(id);
     rec = this.fresh(id);
     // A clean exit of the app (or the end of a stop flickd had begun) is `stopped`; anything else failed.
-    const to: InstanceState = code === 0 || rec.state === 'stopping' ? 'stopped' : 'failed';
+    const to: InstanceState = code === 0 || rec.status.state === 'stopping' ? 'stopped' : 'failed';
     const error = to === 'failed' ? `the VM exited ${when || 'unexpectedly'}${code === undefined ? '' : ` with code ${code}`}` : undefined;
     const next = this.transition(rec, to, { pid: null, vm: null, lastExitCode: code ?? null, stoppedAt: new Date().toISOString(), error });
     this.scaleToZero.onStopped(id);
     this.log.warn(`instance ${rec.name} ${to === 'failed' ? error : `exited with code ${code}`}`);
-    if (rec.state !== 'stopping') this.restarts.onExit(next, to);
+    if (rec.status.state !== 'stopping') this.restarts.onExit(next, to);
   }
 
   async #restart(id: string): Promise<void> {
     const rec = this.store.get(id);
     if (rec === undefined || this.#disposed) return;
     await this.startWith(id, (r) =>
-      this.transition(r, 'starting', { error: undefined, counters: { ...r.counters, restarts: r.counters.restarts + 1 } }, 'restart'),
+      this.transition(r, 'starting', { error: undefined, counters: { ...r.status.counters, restarts: r.status.counters.restarts + 1 } }, 'restart'),
     ).catch((err) => this.log.info(`instance ${rec.name}: restart skipped: ${describeError(err)}`));
   }
 
@@ -325,14 +326,14 @@ export class Lifecycle implements InstanceHost {
 
   /** Persists the new state first, then tells listeners. */
   transition(rec: InstanceRecord, to: InstanceState, patch: StatusPatch = {}, verb?: string): InstanceRecord {
-    assertTransition(rec.name, rec.state, to, verb);
-    const next = this.store.update(rec.id, { ...patch, state: to });
-    this.events.emit('state', { id: rec.id, name: rec.name, from: rec.state, to, at: next.updatedAt });
+    assertTransition(rec.name, rec.status.state, to, verb);
+    const next = this.store.updateStatus(rec.id, rec.revision, { ...patch, state: to });
+    this.events.emit('state', { id: rec.id, name: rec.name, from: rec.status.state, to, at: next.updatedAt });
     return next;
   }
 
   update(rec: InstanceRecord, patch: StatusPatch): InstanceRecord {
-    return this.store.update(rec.id, patch);
+    return this.store.updateStatus(rec.id, rec.revision, patch);
   }
 
   releaseNetwork(id: string): Promise<void> {
@@ -344,7 +345,7 @@ export class Lifecycle implements InstanceHost {
   }
 
   async restore(rec: InstanceRecord, snapshot: Snapshot, mode: RestoreOptions['mode']): Promise<MicroVm> {
-    const config = await this.networks.attach(rec.id, rec.vm!);
+    const config = await this.networks.attach(rec.id, rec.status.vm!);
     const vm = await this.driver.restore(config, snapshot, { mode });
     this.watch(rec.id, vm);
     try {
@@ -363,7 +364,7 @@ export class Lifecycle implements InstanceHost {
   }
 
   consoleLog(rec: InstanceRecord): ConsoleLog {
-    return new ConsoleLog(rec.dir, path.join(rec.dir, 'run'), this.#consoleOpts);
+    return new ConsoleLog(rec.status.dir, path.join(rec.status.dir, 'run'), this.#consoleOpts);
   }
 
   async #rotateLogs(): Promise<void> {

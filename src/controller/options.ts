@@ -1,14 +1,15 @@
 // What a Controller is built from (flickd's host-instances.ts, the tests'
 // testing.ts): the seams it consumes and its timings. Its own file so that the
 // controller's parts (lifecycle.ts, reconcile.ts) depend on it, not on controller.ts.
-import type { InstanceStore } from '../store/instance-store.js';
+import type { StateStore } from './state/state-store.js';
 import type { VmConfig, VmmDriver } from '../vmm/driver.js';
 import type { ConsoleLogOptions } from './console-log.js';
 import type { HotStandbyConfig } from './hot-standby.js';
 import type { ControllerLogger, ImageResolver, InstanceNetwork, InstanceVolumes } from './seams.js';
 
 export interface ControllerOptions {
-  store: InstanceStore;
+  /** Where records live (src/store's SQLite; a cluster's etcd): the controller never sees which. */
+  store: StateStore;
   driver: VmmDriver;
   images: ImageResolver;
   network: InstanceNetwork;

@@ -1,7 +1,7 @@
 // At flickd start: re-adopts the VMs a previous flickd left running (hot
 // standbys included), settles those that died meanwhile, and sweeps unused networks and templates.
 import { describeError } from '../errors.js';
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord } from './state/instance-record.js';
 import type { MicroVm } from '../vmm/driver.js';
 import type { Lifecycle } from './lifecycle.js';
 import { hasProcess } from './states.js';
@@ -15,15 +15,15 @@ export async function reconcile(lc: Lifecycle): Promise<{ adopted: string[]; die
   const adopted: string[] = [];
   const died: string[] = [];
   for (const rec of lc.store.list()) {
-    if (rec.state === 'standby' && rec.pid !== null) {
+    if (rec.status.state === 'standby' && rec.status.pid !== null) {
       await adoptHotStandby(lc, rec);
       continue;
     }
-    if (!hasProcess(rec.state)) continue;
+    if (!hasProcess(rec.status.state)) continue;
     let vm: MicroVm | undefined;
-    if (rec.pid !== null && rec.vm !== null) {
-      vm = await lc.driver.adopt(rec.vm, rec.pid).catch((err) => {
-        lc.log.info(`instance ${rec.name}: VM ${rec.pid} is gone (${describeError(err)})`);
+    if (rec.status.pid !== null && rec.status.vm !== null) {
+      vm = await lc.driver.adopt(rec.status.vm, rec.status.pid).catch((err) => {
+        lc.log.info(`instance ${rec.name}: VM ${rec.status.pid} is gone (${describeError(err)})`);
         return undefined;
       });
     }
@@ -34,9 +34,9 @@ export async function reconcile(lc: Lifecycle): Promise<{ adopted: string[]; die
     }
     adopted.push(rec.id);
     lc.watch(rec.id, vm);
-    if (rec.state === 'stopping') void lc.serialize(rec.id, async () => void (await lc.halt(lc.fresh(rec.id), { kill: false })));
-    else if (rec.state === 'starting') void lc.serialize(rec.id, () => lc.awaitReady(rec.id, vm!, new AbortController().signal));
-    else if (rec.state === 'draining') void lc.serialize(rec.id, async () => void lc.transition(lc.fresh(rec.id), 'running'));
+    if (rec.status.state === 'stopping') void lc.serialize(rec.id, async () => void (await lc.halt(lc.fresh(rec.id), { kill: false })));
+    else if (rec.status.state === 'starting') void lc.serialize(rec.id, () => lc.awaitReady(rec.id, vm!, new AbortController().signal));
+    else if (rec.status.state === 'draining') void lc.serialize(rec.id, async () => void lc.transition(lc.fresh(rec.id), 'running'));
   }
   await lc.networks.reconcile((id) => lc.live.has(id));
   // Claims of instances removed while flickd was down (rm crashed between the record and the claim).
@@ -49,7 +49,7 @@ export async function reconcile(lc: Lifecycle): Promise<{ adopted: string[]; die
 
 /** A hot-standby VM a previous flickd left paused: adopt it, or fall back to cold (stateless) / failed (stateful). */
 async function adoptHotStandby(lc: Lifecycle, rec: InstanceRecord): Promise<void> {
-  const vm = rec.vm ? await lc.driver.adopt(rec.vm, rec.pid!).catch(() => undefined) : undefined;
+  const vm = rec.status.vm ? await lc.driver.adopt(rec.status.vm, rec.status.pid!).catch(() => undefined) : undefined;
   if (vm) {
     lc.watch(rec.id, vm);
     lc.scaleToZero.hot.add(rec.id);

@@ -2,7 +2,7 @@
 // `always` starts it again and `on-failure` does so unless it exited with 0.
 // Restarts back off exponentially while the instance keeps crashing; a run of
 // STABLE_MS or more resets the backoff.
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord, InstanceSpec } from './state/instance-record.js';
 
 export const STABLE_MS = 10_000;
 
@@ -16,7 +16,7 @@ export function backoffDelay(backoff: Backoff, streak: number): number {
   return Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(streak, 30));
 }
 
-export function shouldRestart(policy: InstanceRecord['restartPolicy'], outcome: 'failed' | 'stopped'): boolean {
+export function shouldRestart(policy: InstanceSpec['restartPolicy'], outcome: 'failed' | 'stopped'): boolean {
   return policy === 'always' || (policy === 'on-failure' && outcome === 'failed');
 }
 
@@ -38,7 +38,7 @@ export class RestartScheduler {
 
   /** Schedules a restart if the policy asks for one; returns the delay, or undefined. */
   onExit(rec: InstanceRecord, outcome: 'failed' | 'stopped'): number | undefined {
-    if (!shouldRestart(rec.restartPolicy, outcome)) return undefined;
+    if (!shouldRestart(rec.spec.restartPolicy, outcome)) return undefined;
     const since = this.#runningSince.get(rec.id);
     if (since !== undefined && Date.now() - since >= STABLE_MS) this.#streak.delete(rec.id);
     this.#runningSince.delete(rec.id);

@@ -3,7 +3,7 @@
 // stay reachable, so the proxy can park its requests and wake it); routes go
 // when the instance is removed. The table is the proxy's RouteTable, declared
 // here by what the controller needs of it.
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord } from './state/instance-record.js';
 import type { Controller } from './controller.js';
 import { DEFAULT_DOMAIN } from './spec.js';
 
@@ -36,13 +36,13 @@ function isDefaultDomainHost(hostname: string): boolean {
 }
 
 export function applyRoutes(sink: RouteSink, rec: InstanceRecord): void {
-  const http = rec.service.http;
+  const http = rec.spec.service.http;
   if (http) {
     const route: HttpRoute = { instanceId: rec.id, targetPort: http.guestPort, ...(http.tls ? { certificate: http.tls } : {}), ...(http.plain ? { plain: http.plain } : {}) };
     if (isDefaultDomainHost(http.hostname)) sink.setHttp(routeName(http.hostname), route);
     else sink.setHttpHost(http.hostname, route);
   }
-  for (const t of rec.service.tcp) sink.setTcp(t.hostPort, { instanceId: rec.id, targetPort: t.guestPort });
+  for (const t of rec.spec.service.tcp) sink.setTcp(t.hostPort, { instanceId: rec.id, targetPort: t.guestPort });
 }
 
 /** Routes every stored instance now and follows creations and removals; returns the unsubscribe function. */

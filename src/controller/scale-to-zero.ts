@@ -11,7 +11,7 @@
 // paused. Policy `on` suspends only with no open client connection; `idle`
 // also with idle ones open (the proxy re-wakes under them on their next byte).
 import { describeError } from '../errors.js';
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord, NewInstanceRecord } from './state/instance-record.js';
 import type { MicroVm, VmConfig } from '../vmm/driver.js';
 import type { AwakeInstance, Waker } from '../proxy/waker.js';
 import { Activity } from './activity.js';
@@ -64,7 +64,7 @@ export class ScaleToZero implements Waker {
   }
 
   /** `rec` as create stores it when its template exists; undefined when it must boot (template-snapshot.ts). */
-  asleepAtCreate(rec: InstanceRecord, config: VmConfig, key: string): Promise<InstanceRecord | undefined> {
+  asleepAtCreate(rec: NewInstanceRecord, config: VmConfig, key: string): Promise<NewInstanceRecord | undefined> {
     return asleepAtCreate(this.#templates, rec, config, key);
   }
 
@@ -85,13 +85,13 @@ export class ScaleToZero implements Waker {
    */
   suspend(id: string, opts: { tier?: StandbyTier; force?: boolean } = {}): Promise<void> {
     const rec0 = this.#t.get(id);
-    if (rec0?.state === 'standby' && rec0.standbyTier === 'hot' && opts.tier === 'cold') return this.demote(id);
+    if (rec0?.status.state === 'standby' && rec0.status.standbyTier === 'hot' && opts.tier === 'cold') return this.demote(id);
     return this.#t.serialize(id, async () => {
       let rec = this.#t.get(id);
-      if (rec === undefined || rec.state !== 'running' || this.#activity.inFlight(id) > 0) return;
-      if (rec.scaleToZero.policy === 'off') return;
-      if (rec.scaleToZero.policy === 'on' && !opts.force && this.#activity.connections(id) > 0) return;
-      if (!rec.scaleToZero.stateful && rec.snapshots.template === undefined) return;
+      if (rec === undefined || rec.status.state !== 'running' || this.#activity.inFlight(id) > 0) return;
+      if (rec.spec.scaleToZero.policy === 'off') return;
+      if (rec.spec.scaleToZero.policy === 'on' && !opts.force && this.#activity.connections(id) > 0) return;
+      if (!rec.spec.scaleToZero.stateful && rec.status.snapshots.template === undefined) return;
       const vm = this.#t.vm(id);
       if (vm === undefined) return;
       // A VM the driver says is heavy when paused (booted under TCG) goes cold at its first standby.
@@ -129,7 +129,7 @@ export class ScaleToZero implements Waker {
 
   /** Whether the instance runs now (no wake needed): the proxy's balancer counts it awake. */
   isAwake(id: string): boolean {
-    return this.#t.get(id)?.state === 'running';
+    return this.#t.get(id)?.status.state === 'running';
   }
 
   requestStarted(id: string): void {

@@ -8,12 +8,14 @@ import path from 'node:path';
 import {
   INSTANCE_RECORD_VERSION,
   type InstanceRecord,
+  type InstanceSpec,
+  type NewInstanceRecord,
   type RestartPolicy,
   type ScaleToZeroConfig,
   type HttpService,
   type ServiceConfig,
   type TcpService,
-} from '../store/instance-record.js';
+} from './state/instance-record.js';
 import { LABEL_GID, LABEL_UID } from '../image/image-config.js';
 import { healthcheckOf, signalNumber } from '../image/healthcheck.js';
 import type { ImageRunConfig, PreparedImage, VolumeMountSpec } from './seams.js';
@@ -105,8 +107,8 @@ export function resolveScaleToZero(asked: Partial<ScaleToZeroConfig> | undefined
 }
 
 /** Whether the instance mounts volumes (then it never shares a template: see resolveScaleToZero). */
-export function hasVolumes(rec: Pick<InstanceRecord, 'volumes'>): boolean {
-  return (rec.volumes ?? []).length > 0;
+export function hasVolumes(rec: { spec: Pick<InstanceSpec, 'volumes'> }): boolean {
+  return (rec.spec.volumes ?? []).length > 0;
 }
 
 /** The port whose first accepted connection means "ready" (undefined: ready once booted). */
@@ -115,9 +117,9 @@ export function readinessPort(service: ServiceConfig): number | undefined {
 }
 
 /** Builds what the guest init runs from the image config and the instance's overrides. */
-export function guestConfigFor(record: Pick<InstanceRecord, 'name' | 'args' | 'env'>, config: ImageRunConfig): GuestConfig {
+export function guestConfigFor(record: Pick<InstanceRecord, 'name'> & { spec: Pick<InstanceSpec, 'args' | 'env'> }, config: ImageRunConfig): GuestConfig {
   const entrypoint = config.Entrypoint ?? [];
-  const argv = [...entrypoint, ...(record.args.length > 0 ? record.args : (config.Cmd ?? []))];
+  const argv = [...entrypoint, ...(record.spec.args.length > 0 ? record.spec.args : (config.Cmd ?? []))];
   if (argv.length === 0) {
     throw new ControllerError('INVALID_SPEC', `image has no Entrypoint or Cmd and no args were given: pass the command after the image, e.g. 'flick run IMAGE /app/server'`, {
       kind: 'user',
@@ -129,7 +131,7 @@ export function guestConfigFor(record: Pick<InstanceRecord, 'name' | 'args' | 'e
     const i = kv.indexOf('=');
     if (i > 0) env.set(kv.slice(0, i), kv.slice(i + 1));
   }
-  for (const [k, v] of Object.entries(record.env)) env.set(k, v);
+  for (const [k, v] of Object.entries(record.spec.env)) env.set(k, v);
   const { uid, gid } = userIds(config);
   const healthcheck = healthcheckOf(config.Labels);
   const stopSignal = signalNumber(config.StopSignal);
@@ -150,10 +152,10 @@ export function guestConfigFor(record: Pick<InstanceRecord, 'name' | 'args' | 'e
  * image's name, not the instance's: the hostname lives in guest memory, and
  * every instance of one image and configuration wakes from one shared template.
  */
-export function vmGuestConfig(record: Pick<InstanceRecord, 'name' | 'args' | 'env' | 'image' | 'scaleToZero'>, config: ImageRunConfig): GuestConfig {
+export function vmGuestConfig(record: Pick<InstanceRecord, 'name'> & { spec: Pick<InstanceSpec, 'args' | 'env' | 'image' | 'scaleToZero'> }, config: ImageRunConfig): GuestConfig {
   const guest = guestConfigFor(record, config);
-  if (record.scaleToZero.policy === 'off') return guest;
-  const base = record.image.ref.replace(/[:@].*$/, '').split('/').pop()!.toLowerCase().replace(/[^a-z0-9-]+/g, '-').slice(0, 63);
+  if (record.spec.scaleToZero.policy === 'off') return guest;
+  const base = record.spec.image.ref.replace(/[:@].*$/, '').split('/').pop()!.toLowerCase().replace(/[^a-z0-9-]+/g, '-').slice(0, 63);
   return { ...guest, hostname: base || 'app' };
 }
 
@@ -179,35 +181,38 @@ export function parseUser(user: string): { uid: number; gid: number } {
   throw new ControllerError('INVALID_SPEC', `image USER "${user}" is a name: use numeric ids in the Dockerfile, e.g. 'USER 1000:1000'`, { kind: 'user' });
 }
 
-/** A new instance's record (state `stopped`), defaults filled in from the image. */
-export function newInstanceRecord(spec: InstanceConfig, name: string, image: PreparedImage, dataDir: string): InstanceRecord {
+/** A new instance's record (state `stopped`), defaults filled in from the image; the store adds owner and revision. */
+export function newInstanceRecord(spec: InstanceConfig, name: string, image: PreparedImage, dataDir: string): NewInstanceRecord {
   const id = newInstanceId();
   const now = new Date().toISOString();
   return {
     version: INSTANCE_RECORD_VERSION,
     id,
     name,
-    image: { ref: spec.image, digest: image.digest },
-    args: spec.args ?? [],
-    env: spec.env ?? {},
-    memoryMb: spec.memoryMb ?? DEFAULT_MEMORY_MB,
-    vcpus: spec.vcpus ?? DEFAULT_VCPUS,
-    service: resolveService(spec, name, image),
-    autostart: spec.autostart ?? true,
-    restartPolicy: spec.restartPolicy ?? 'never',
-    scaleToZero: resolveScaleToZero(spec.scaleToZero, (spec.volumes ?? []).length > 0),
-    ...(spec.volumes && spec.volumes.length > 0 ? { volumes: spec.volumes } : {}),
-    state: 'stopped',
-    networkIndex: null,
-    pid: null,
-    vm: null,
-    dir: path.join(dataDir, 'instances', id),
-    snapshots: {},
-    counters: { boots: 0, wakes: 0, restarts: 0 },
-    lastExitCode: null,
     createdAt: now,
-    updatedAt: now,
-    startedAt: null,
-    stoppedAt: null,
+    spec: {
+      image: { ref: spec.image, digest: image.digest },
+      args: spec.args ?? [],
+      env: spec.env ?? {},
+      memoryMb: spec.memoryMb ?? DEFAULT_MEMORY_MB,
+      vcpus: spec.vcpus ?? DEFAULT_VCPUS,
+      service: resolveService(spec, name, image),
+      autostart: spec.autostart ?? true,
+      restartPolicy: spec.restartPolicy ?? 'never',
+      scaleToZero: resolveScaleToZero(spec.scaleToZero, (spec.volumes ?? []).length > 0),
+      ...(spec.volumes && spec.volumes.length > 0 ? { volumes: spec.volumes } : {}),
+    },
+    status: {
+      state: 'stopped',
+      networkIndex: null,
+      pid: null,
+      vm: null,
+      dir: path.join(dataDir, 'instances', id),
+      snapshots: {},
+      counters: { boots: 0, wakes: 0, restarts: 0 },
+      lastExitCode: null,
+      startedAt: null,
+      stoppedAt: null,
+    },
   };
 }

@@ -6,7 +6,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { describeError } from '../errors.js';
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord } from './state/instance-record.js';
 import type { MicroVm } from '../vmm/driver.js';
 import { HotStandby, keepResidentBytes, type HotStandbyConfig } from './hot-standby.js';
 import type { InstanceHost } from './instance-host.js';
@@ -34,7 +34,7 @@ export class StandbyTiers {
       this.hot.remove(id);
       const rec = this.#t.get(id);
       const vm = this.#t.vm(id);
-      if (rec === undefined || rec.state !== 'standby' || rec.standbyTier !== 'hot' || vm === undefined) return;
+      if (rec === undefined || rec.status.state !== 'standby' || rec.status.standbyTier !== 'hot' || vm === undefined) return;
       try {
         await this.endPaused(rec, vm);
         this.#metrics.of(id).demotions += 1;
@@ -49,10 +49,10 @@ export class StandbyTiers {
   /** Saves a paused VM's own state (stateful) and ends its process; the record says cold standby. Runs inside the instance's queue. */
   async endPaused(rec: InstanceRecord, vm: MicroVm): Promise<void> {
     const id = rec.id;
-    const snapshots = { ...rec.snapshots };
-    if (rec.scaleToZero.stateful) {
+    const snapshots = { ...rec.status.snapshots };
+    if (rec.spec.scaleToZero.stateful) {
       const t0 = performance.now();
-      const dir = path.join(rec.dir, 'snapshots', 'own');
+      const dir = path.join(rec.status.dir, 'snapshots', 'own');
       await fsp.rm(dir, { recursive: true, force: true });
       await fsp.mkdir(dir, { recursive: true });
       // Without keepRunning the RAM file is hard-linked into `dir` (instant); this VM never runs again.
@@ -64,7 +64,7 @@ export class StandbyTiers {
     await this.#t.releaseNetwork(id);
     const cur = this.#t.fresh(id);
     // A suspend comes here from `draining`, a demotion from `standby`.
-    if (cur.state === 'standby') this.#t.update(cur, { pid: null, snapshots, standbyTier: 'cold' });
+    if (cur.status.state === 'standby') this.#t.update(cur, { pid: null, snapshots, standbyTier: 'cold' });
     else this.#t.transition(cur, 'standby', { pid: null, snapshots, standbyTier: 'cold' });
   }
 
@@ -73,8 +73,8 @@ export class StandbyTiers {
     return this.#t.serialize(id, async () => {
       const rec = this.#t.get(id);
       const vm = this.#t.vm(id);
-      if (rec === undefined || rec.state !== 'standby' || rec.standbyTier !== 'hot' || vm === undefined) return;
-      const r = await vm.reclaimMemory(keepResidentBytes(this.hot.config.keepResident, rec.memoryMb));
+      if (rec === undefined || rec.status.state !== 'standby' || rec.status.standbyTier !== 'hot' || vm === undefined) return;
+      const r = await vm.reclaimMemory(keepResidentBytes(this.hot.config.keepResident, rec.spec.memoryMb));
       const m = this.#metrics.of(id);
       m.pageOuts += 1;
       m.hotBytesAfterPageOut = r.afterBytes ?? null;
@@ -87,17 +87,17 @@ export class StandbyTiers {
   /** A hot-standby VM died on its own: a stateless instance just becomes cold; a stateful one lost its state. */
   async onHotVmDied(id: string): Promise<void> {
     this.hot.remove(id);
-    if (this.#t.get(id)?.state !== 'standby') return;
+    if (this.#t.get(id)?.status.state !== 'standby') return;
     await this.#t.releaseNetwork(id);
     const rec = this.#t.fresh(id);
-    if (rec.scaleToZero.stateful) this.#t.transition(rec, 'failed', { pid: null, standbyTier: undefined, error: 'the paused VM of this hot-standby instance exited; its state is lost' });
+    if (rec.spec.scaleToZero.stateful) this.#t.transition(rec, 'failed', { pid: null, standbyTier: undefined, error: 'the paused VM of this hot-standby instance exited; its state is lost' });
     else this.#t.update(rec, { pid: null, standbyTier: 'cold' });
   }
 
   #usage(id: string): number {
     const rec = this.#t.get(id);
     const vm = this.#t.vm(id);
-    const estimate = ((rec?.memoryMb ?? 128) + 64) * 1024 * 1024;
+    const estimate = ((rec?.spec.memoryMb ?? 128) + 64) * 1024 * 1024;
     if (vm === undefined) return 0;
     return vm.memoryUsage() ?? estimate;
   }

@@ -2,7 +2,7 @@
 // readiness, and putting an instance straight into cold standby when one exists.
 import path from 'node:path';
 import { describeError } from '../errors.js';
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord, InstanceStatus, NewInstanceRecord } from './state/instance-record.js';
 import type { MicroVm, VmConfig } from '../vmm/driver.js';
 import type { InstanceHost } from './instance-host.js';
 import type { TemplateStore } from './templates.js';
@@ -36,7 +36,7 @@ export async function takeTemplate(t: TemplateContext, rec: InstanceRecord, vm: 
       }
     });
     const cur = t.host.fresh(rec.id);
-    t.host.update(cur, { snapshots: { ...cur.snapshots, template: snapshot } });
+    t.host.update(cur, { snapshots: { ...cur.status.snapshots, template: snapshot } });
     if (!taken) return;
     const durationMs = performance.now() - t0;
     t.host.events.emit('snapshot', { id: rec.id, name: rec.name, kind: 'template', durationMs });
@@ -49,7 +49,7 @@ export async function takeTemplate(t: TemplateContext, rec: InstanceRecord, vm: 
 
 /** Before a template: a few GET / so the app's first-request work is in the template, not in every wake. */
 async function warmUpBeforeTemplate(t: TemplateContext, rec: InstanceRecord, vm: MicroVm): Promise<void> {
-  const http = rec.service.http;
+  const http = rec.spec.service.http;
   const host = vm.config.network?.hostReachableIp;
   const requests = t.warmupRequests;
   if (http === undefined || host === undefined || requests === 0) return;
@@ -65,7 +65,7 @@ async function warmUpBeforeTemplate(t: TemplateContext, rec: InstanceRecord, vm:
  * Returns false if there is no template yet and the instance must boot.
  */
 export async function startAsleep(t: TemplateContext, rec: InstanceRecord, config: VmConfig): Promise<boolean> {
-  if (rec.scaleToZero.policy === 'off') return false;
+  if (rec.spec.scaleToZero.policy === 'off') return false;
   const patch = await asleep(t, rec, config, await t.host.templateKey(rec));
   if (patch === undefined) return false;
   t.host.transition(t.host.fresh(rec.id), 'standby', patch);
@@ -77,18 +77,18 @@ export async function startAsleep(t: TemplateContext, rec: InstanceRecord, confi
  * standby, no VM, no network. Undefined when it must boot first. The
  * controller's create stores this in one write.
  */
-export async function asleepAtCreate(t: TemplateContext, rec: InstanceRecord, config: VmConfig, key: string): Promise<InstanceRecord | undefined> {
-  if (rec.scaleToZero.policy === 'off') return undefined;
+export async function asleepAtCreate(t: TemplateContext, rec: NewInstanceRecord, config: VmConfig, key: string): Promise<NewInstanceRecord | undefined> {
+  if (rec.spec.scaleToZero.policy === 'off') return undefined;
   const patch = await asleep(t, rec, config, key);
-  return patch && { ...rec, ...patch, state: 'standby' };
+  return patch && { ...rec, status: { ...rec.status, ...patch, state: 'standby' } };
 }
 
 /** A cold standby's record fields (config without a network: a wake attaches one). */
-async function asleep(t: TemplateContext, rec: InstanceRecord, config: VmConfig, key: string): Promise<Partial<InstanceRecord> | undefined> {
+async function asleep(t: TemplateContext, rec: NewInstanceRecord, config: VmConfig, key: string): Promise<Partial<InstanceStatus> | undefined> {
   const template = t.templates.find(key);
   if (template === undefined) return undefined;
-  const snapshots = { ...rec.snapshots, template };
-  if (rec.scaleToZero.stateful && snapshots.own === undefined) snapshots.own = await t.templates.ownCopy(template, path.join(rec.dir, 'snapshots', 'own'));
+  const snapshots = { ...rec.status.snapshots, template };
+  if (rec.spec.scaleToZero.stateful && snapshots.own === undefined) snapshots.own = await t.templates.ownCopy(template, path.join(rec.status.dir, 'snapshots', 'own'));
   const vm: VmConfig = { ...config };
   delete vm.network;
   return { vm, pid: null, snapshots, standbyTier: 'cold', startedAt: new Date().toISOString() };

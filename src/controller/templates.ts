@@ -15,7 +15,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord } from './state/instance-record.js';
 import type { GuestConfig, Snapshot } from '../vmm/driver.js';
 import { ControllerError } from './states.js';
 
@@ -122,7 +122,7 @@ export class TemplateStore {
     } catch {
       return [];
     }
-    const used = new Set(records.map((r) => r.snapshots.template?.dir).filter((d): d is string => d !== undefined));
+    const used = new Set(records.map((r) => r.status.snapshots.template?.dir).filter((d): d is string => d !== undefined));
     const removed: string[] = [];
     for (const name of names) {
       const dir = path.join(this.dir, name);

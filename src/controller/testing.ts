@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after } from 'node:test';
-import { InstanceStore } from '../store/instance-store.js';
+import { SqliteStateStore } from '../store/sqlite-state-store.js';
 import { VmmError, type MicroVm, type ReclaimResult, type NetworkAttachment, type Snapshot, type VmConfig, type VmExit, type VmmDriver } from '../vmm/driver.js';
 import { ImageStoreError } from '../registry/image-store.js';
 import { Controller } from './controller.js';
@@ -41,7 +41,11 @@ export class FakeVm implements MicroVm {
     this.#end({ guestExitCode: code, processCode: 0, processSignal: null });
   }
   async waitForPort(_port: number, opts: { signal?: AbortSignal } = {}): Promise<void> {
-    const aborted = new Promise<never>((_, reject) => opts.signal?.addEventListener('abort', () => reject(new VmmError('TIMEOUT', 'aborted'))));
+    // As the QEMU driver's: a signal aborted before the call rejects it at once, not never.
+    const aborted = new Promise<never>((_, reject) => {
+      if (opts.signal?.aborted) reject(new VmmError('TIMEOUT', 'aborted'));
+      opts.signal?.addEventListener('abort', () => reject(new VmmError('TIMEOUT', 'aborted')));
+    });
     await Promise.race([this.portReady, aborted, this.exited.then(() => Promise.reject(new VmmError('BOOT_FAILED', 'VM died while booting')))]);
   }
   async pause(): Promise<void> {
@@ -152,7 +156,7 @@ export const images: ImageResolver = {
 
 export function setup(name: string, opts: { db?: string; driver?: FakeDriver; network?: FakeNetwork; hotBudgetBytes?: number } = {}) {
   const dataDir = path.join(tmp, name);
-  const store = InstanceStore.open(opts.db ?? path.join(dataDir, 'state.db'));
+  const store = SqliteStateStore.open(opts.db ?? path.join(dataDir, 'state.db'));
   const driver = opts.driver ?? new FakeDriver();
   const network = opts.network ?? new FakeNetwork();
   // Hot standby off unless a test asks: the cold tier is what most tests check.
@@ -160,7 +164,7 @@ export function setup(name: string, opts: { db?: string; driver?: FakeDriver; ne
   const c = new Controller({ store, driver, images, network, dataDir, restartBackoff: { initialMs: 1, maxMs: 5 }, hotStandby });
   after(async () => {
     await c.dispose();
-    store.close();
+    await store.close();
   });
   return { c, store, driver, network, dataDir };
 }

@@ -5,17 +5,18 @@
 // names a network exactly while its VM may be alive, and after a crash the
 // records say which namespaces live VMs still use.
 import { describeError } from '../errors.js';
-import type { InstanceRecord } from '../store/instance-record.js';
-import type { InstanceStore } from '../store/instance-store.js';
+import type { InstanceRecord } from './state/instance-record.js';
+import type { StateStore } from './state/state-store.js';
 import type { VmConfig } from '../vmm/driver.js';
 import type { ControllerLogger, HeldNetwork, InstanceNetwork } from './seams.js';
+import { ControllerError } from './states.js';
 
 export class VmNetworks {
-  readonly #store: InstanceStore;
+  readonly #store: StateStore;
   readonly #network: InstanceNetwork;
   readonly #log: ControllerLogger;
 
-  constructor(store: InstanceStore, network: InstanceNetwork, log: ControllerLogger) {
+  constructor(store: StateStore, network: InstanceNetwork, log: ControllerLogger) {
     this.#store = store;
     this.#network = network;
     this.#log = log;
@@ -29,7 +30,9 @@ export class VmNetworks {
     const lease = await this.#network.acquire();
     const vm: VmConfig = { ...config, network: lease.attachment };
     try {
-      this.#store.update(id, { networkIndex: lease.index, vm });
+      const rec = this.#store.get(id);
+      if (rec === undefined) throw new ControllerError('INSTANCE_NOT_FOUND', `instance ${id} was removed meanwhile`, { kind: 'user' });
+      this.#store.updateStatus(id, rec.revision, { networkIndex: lease.index, vm });
     } catch (err) {
       await this.#network.release({ index: lease.index, netns: lease.attachment.netns ?? '' });
       throw err;
@@ -46,14 +49,14 @@ export class VmNetworks {
    */
   async release(id: string): Promise<void> {
     const rec = this.#store.get(id);
-    if (rec === undefined || (rec.networkIndex === null && !rec.vm?.network)) return;
+    if (rec === undefined || (rec.status.networkIndex === null && !rec.status.vm?.network)) return;
     const held = heldNetwork(rec);
-    let vm = rec.vm;
+    let vm = rec.status.vm;
     if (vm?.network) {
       vm = { ...vm };
       delete vm.network;
     }
-    this.#store.update(id, { networkIndex: null, vm });
+    this.#store.updateStatus(id, rec.revision, { networkIndex: null, vm });
     if (held) void this.#network.release(held).catch((err) => this.#log.warn(`instance ${rec.name}: releasing its network: ${describeError(err)}`));
   }
 
@@ -68,7 +71,7 @@ export class VmNetworks {
     for (const rec of this.#store.list()) {
       const held = heldNetwork(rec);
       if (held && isLive(rec.id)) keep.push(held);
-      else if (rec.networkIndex !== null || rec.vm?.network) await this.release(rec.id);
+      else if (rec.status.networkIndex !== null || rec.status.vm?.network) await this.release(rec.id);
     }
     await this.#network.sweep(keep);
   }
@@ -80,6 +83,6 @@ export class VmNetworks {
 
 /** The network a record says its VM holds: a slot and the namespace it lives in. */
 function heldNetwork(rec: InstanceRecord): HeldNetwork | undefined {
-  const netns = rec.vm?.network?.netns;
-  return rec.networkIndex !== null && netns !== undefined ? { index: rec.networkIndex, netns } : undefined;
+  const netns = rec.status.vm?.network?.netns;
+  return rec.status.networkIndex !== null && netns !== undefined ? { index: rec.status.networkIndex, netns } : undefined;
 }

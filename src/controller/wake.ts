@@ -3,7 +3,7 @@
 // wakes of one instance share one promise. Also hands out, and revokes, the
 // proxy's AwakeInstances.
 import { describeError } from '../errors.js';
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord } from './state/instance-record.js';
 import type { MicroVm } from '../vmm/driver.js';
 import type { HotStandby } from './hot-standby.js';
 import type { StandbyTier } from './metrics.js';
@@ -32,7 +32,7 @@ export class WakePath {
     for (;;) {
       signal?.throwIfAborted();
       const rec = this.#t.fresh(id);
-      switch (rec.state) {
+      switch (rec.status.state) {
         case 'running':
           return this.#upstream(rec);
         case 'standby':
@@ -42,7 +42,7 @@ export class WakePath {
           await this.#nextState(id, signal); // a suspend or boot in progress: look again when it settles
           continue;
         default:
-          throw new ControllerError('ILLEGAL_TRANSITION', `instance "${rec.name}" is ${rec.state}: start it with 'flick start ${rec.name}'`, { kind: 'user', details: { from: rec.state, to: 'running' } });
+          throw new ControllerError('ILLEGAL_TRANSITION', `instance "${rec.name}" is ${rec.status.state}: start it with 'flick start ${rec.name}'`, { kind: 'user', details: { from: rec.status.state, to: 'running' } });
       }
     }
   }
@@ -59,18 +59,18 @@ export class WakePath {
 
   async #wake(id: string): Promise<AwakeInstance> {
     const rec = this.#t.fresh(id);
-    if (rec.state === 'running') return this.#upstream(rec);
-    if (rec.state !== 'standby') {
-      throw new ControllerError('ILLEGAL_TRANSITION', `instance "${rec.name}" is ${rec.state}, not in standby: start it with 'flick start ${rec.name}'`, { kind: 'user', details: { from: rec.state, to: 'starting' } });
+    if (rec.status.state === 'running') return this.#upstream(rec);
+    if (rec.status.state !== 'standby') {
+      throw new ControllerError('ILLEGAL_TRANSITION', `instance "${rec.name}" is ${rec.status.state}, not in standby: start it with 'flick start ${rec.name}'`, { kind: 'user', details: { from: rec.status.state, to: 'starting' } });
     }
     const vm = this.#t.vm(id);
-    if (rec.standbyTier === 'hot' && vm !== undefined) {
+    if (rec.status.standbyTier === 'hot' && vm !== undefined) {
       try {
         return await this.#wakeHot(rec, vm);
       } catch (err) {
         this.#t.log.warn(`instance ${rec.name}: hot wake failed, waking cold: ${describeError(err)}`);
         await this.#t.kill(id, vm);
-        if (rec.scaleToZero.stateful) {
+        if (rec.spec.scaleToZero.stateful) {
           this.#t.transition(this.#t.fresh(id), 'failed', { pid: null, standbyTier: undefined, error: `wake failed: ${describeError(err)}` });
           throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" could not wake: ${describeError(err)}`, { cause: err });
         }
@@ -93,21 +93,21 @@ export class WakePath {
   async #wakeCold(rec: InstanceRecord): Promise<AwakeInstance> {
     const t0 = performance.now();
     const id = rec.id;
-    const snapshot = rec.scaleToZero.stateful ? rec.snapshots.own : rec.snapshots.template;
-    if (rec.vm === null || snapshot === undefined) {
+    const snapshot = rec.spec.scaleToZero.stateful ? rec.status.snapshots.own : rec.status.snapshots.template;
+    if (rec.status.vm === null || snapshot === undefined) {
       throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" has no snapshot to wake from: restart it with 'flick stop ${rec.name} && flick start ${rec.name}'`);
     }
     rec = this.#t.transition(rec, 'starting');
     let vm: MicroVm | undefined;
     try {
       // A cold standby holds no network: this one (ready-made, from the pool) carries a new host address.
-      vm = await this.#t.restore(rec, snapshot, rec.scaleToZero.stateful ? 'own' : 'clone');
+      vm = await this.#t.restore(rec, snapshot, rec.spec.scaleToZero.stateful ? 'own' : 'clone');
       // No readiness probe: every snapshot was taken with the app listening (the template at
       // readiness, own state while running), and a probe is a connection the app would see.
-      if (rec.scaleToZero.stateful) {
+      if (rec.spec.scaleToZero.stateful) {
         // The snapshot was consumed: the VM runs in its RAM file now.
         const cur = this.#t.fresh(id);
-        const snapshots = { ...cur.snapshots };
+        const snapshots = { ...cur.status.snapshots };
         delete snapshots.own;
         this.#t.update(cur, { snapshots });
       }
@@ -121,11 +121,11 @@ export class WakePath {
   }
 
   #woke(cur: InstanceRecord, tier: StandbyTier, t0: number): AwakeInstance {
-    const c = cur.counters;
+    const c = cur.status.counters;
     const counters = { ...c, wakes: c.wakes + 1, ...(tier === 'hot' ? { wakesHot: (c.wakesHot ?? 0) + 1 } : { wakesCold: (c.wakesCold ?? 0) + 1 }) };
     const next = this.#t.transition(cur, 'running', { counters, standbyTier: undefined });
     const durationMs = performance.now() - t0;
-    this.#t.events.emit('wake', { id: cur.id, name: cur.name, durationMs, mode: tier === 'hot' ? 'resume' : cur.scaleToZero.stateful ? 'own' : 'template' });
+    this.#t.events.emit('wake', { id: cur.id, name: cur.name, durationMs, mode: tier === 'hot' ? 'resume' : cur.spec.scaleToZero.stateful ? 'own' : 'template' });
     this.#onRunning(next);
     return this.#upstream(next);
   }
@@ -141,13 +141,13 @@ export class WakePath {
   }
 
   #upstream(rec: InstanceRecord): AwakeInstance {
-    const host = rec.vm?.network?.hostReachableIp;
-    if (host === undefined || readinessPort(rec.service) === undefined) {
+    const host = rec.status.vm?.network?.hostReachableIp;
+    if (host === undefined || readinessPort(rec.spec.service) === undefined) {
       throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" has no network service to route to: create it with a port (-p)`, { kind: 'user' });
     }
     let ac = this.#awake.get(rec.id);
     if (ac === undefined) this.#awake.set(rec.id, (ac = new AbortController()));
-    return { host, asleep: ac.signal, ...(rec.pid !== null ? { session: String(rec.pid) } : {}) };
+    return { host, asleep: ac.signal, ...(rec.status.pid !== null ? { session: String(rec.status.pid) } : {}) };
   }
 
   #nextState(id: string, signal?: AbortSignal): Promise<void> {

@@ -7,8 +7,8 @@ import type { AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
 import { createApiHandler, type ApiController } from '../api/handler.js';
 import type { InstanceConfig } from '../controller/spec.js';
-import type { InstanceRecord } from '../store/instance-record.js';
-import { testRecord } from '../store/testing.js';
+import type { InstanceRecord } from '../controller/state/instance-record.js';
+import { testRecord } from '../controller/state/testing.js';
 import { refuseWritesWhenDiskFull, withLimits, type RequestHandler } from './host-limits.js';
 import type { DiskSpace } from './limits.js';
 
@@ -16,11 +16,8 @@ const GiB = 2 ** 30;
 
 function record(name: string, memoryMb: number, networkIndex: number | null): InstanceRecord {
   return testRecord(name, {
-    image: { ref: 'hello:latest', digest: 'sha256:ab' },
-    memoryMb,
-    service: { http: { hostname: `${name}.localhost`, guestPort: 8080 }, tcp: [] },
-    networkIndex,
-    dir: '/x',
+    spec: { image: { ref: 'hello:latest', digest: 'sha256:ab' }, memoryMb, service: { http: { hostname: `${name}.localhost`, guestPort: 8080 }, tcp: [] } },
+    status: { networkIndex, dir: '/x' },
   });
 }
 
@@ -39,7 +36,8 @@ class FakeController implements ApiController {
   }
   async create(spec: InstanceConfig) {
     this.created++;
-    const r = { ...record(spec.name ?? `gen-${this.created}`, spec.memoryMb ?? 128, this.instances.size), pid: spec.autostart === false ? null : 1 };
+    const base = record(spec.name ?? `gen-${this.created}`, spec.memoryMb ?? 128, this.instances.size);
+    const r = { ...base, status: { ...base.status, pid: spec.autostart === false ? null : 1 } };
     this.instances.set(r.name, r);
     return r;
   }

@@ -5,7 +5,7 @@
 // refused before its first byte is written, not cut off by ENOSPC halfway).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { DEFAULT_MEMORY_MB, type InstanceConfig } from '../controller/spec.js';
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord } from '../controller/state/instance-record.js';
 import { checkAddresses, checkDisk, checkQuota, checkRam, diskSpace, isDiskFull, LimitError, diskFullError, memAvailable, MIN_FREE_DISK_BYTES, RAM_RESERVE_BYTES, type DiskSpace } from './limits.js';
 
 export interface HostLimits {
@@ -48,7 +48,7 @@ export function withLimits<C extends LimitedController>(controller: C, limits: H
   // (a scan of 10,000 records per create would cost more than the create; the network pool has the last word).
   let vms: { n: number; at: number } | undefined;
   const vmsWithNetwork = () => {
-    if (vms === undefined || Date.now() - vms.at > 1000) vms = { n: controller.list().filter((r) => r.pid !== null).length, at: Date.now() };
+    if (vms === undefined || Date.now() - vms.at > 1000) vms = { n: controller.list().filter((r) => r.status.pid !== null).length, at: Date.now() };
     return vms.n;
   };
 
@@ -73,7 +73,7 @@ export function withLimits<C extends LimitedController>(controller: C, limits: H
     const rec = controller.get(idOrName);
     checkAddresses(vmsWithNetwork(), limits.poolSize);
     checkDisk(`instance "${rec.name}"`, limits.dataDir, 0, disk(limits.dataDir), minFree);
-    checkRam(rec.name, rec.memoryMb, mem(), reserve);
+    checkRam(rec.name, rec.spec.memoryMb, mem(), reserve);
     vms!.n++;
     return controller.start(idOrName);
   };

@@ -14,8 +14,8 @@
 // with the reason). A flickd killed mid-deploy finds the record at start and
 // rolls back while an old member is left, else completes (services.ts: start()).
 import { describeError, FlickError } from '../errors.js';
-import type { InstanceRecord } from '../store/instance-record.js';
-import type { ServiceRecord } from './service-store.js';
+import type { InstanceRecord } from '../controller/state/instance-record.js';
+import type { DeployState, ServiceRecord } from './service-store.js';
 
 export interface DeployOptions {
   image: string;
@@ -25,15 +25,6 @@ export interface DeployOptions {
   readyTimeoutMs: number;
   /** How long an old member's in-flight requests may take to finish. */
   drainTimeoutMs: number;
-}
-
-export interface DeployState {
-  image: string;
-  startedAt: string;
-  /** The members before the deploy. */
-  old: string[];
-  /** New members created so far. */
-  created: string[];
 }
 
 /** What a deploy needs from the services library (its own record, members and route). */

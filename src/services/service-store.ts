@@ -6,9 +6,18 @@ import path from 'node:path';
 import { writeFileAtomic } from '../registry/fs-atomic.js';
 import type { InstanceConfig } from '../controller/spec.js';
 import type { AutoscaleConfig } from './autoscale.js';
-import type { DeployState } from './deploy.js';
 
 export const SERVICE_RECORD_VERSION = 1;
+
+/** A rolling deploy in progress (deploy.ts), stored with its service. */
+export interface DeployState {
+  image: string;
+  startedAt: string;
+  /** The members before the deploy. */
+  old: string[];
+  /** New members created so far. */
+  created: string[];
+}
 
 export interface ServiceRecord {
   version: typeof SERVICE_RECORD_VERSION;

@@ -14,7 +14,7 @@ import type { Controller } from '../controller/controller.js';
 import type { InstanceConfig } from '../controller/spec.js';
 import { DEFAULT_DOMAIN, validateName } from '../controller/spec.js';
 import { describeError, FlickError } from '../errors.js';
-import type { InstanceRecord } from '../store/instance-record.js';
+import type { InstanceRecord } from '../controller/state/instance-record.js';
 import { rollBack, rollingDeploy, type DeployHost } from './deploy.js';
 import { resolveAutoscale, ScaleEvents, type AutoscaleConfig, type ScaleEvent } from './autoscale.js';
 import { SERVICE_RECORD_VERSION, ServiceStore, type ServiceRecord } from './service-store.js';
@@ -79,7 +79,7 @@ export class Services {
       (id) => {
         const s = this.#store.list().find((r) => r.members.includes(id));
         if (s?.autoscale === undefined) return undefined;
-        return { service: s.name, policy: s.autoscale, awake: this.members(s.name).filter((m) => m.state === 'running').length };
+        return { service: s.name, policy: s.autoscale, awake: this.members(s.name).filter((m) => m.status.state === 'running').length };
       },
       this.#log,
     );
@@ -99,7 +99,7 @@ export class Services {
     const events = ['# HELP flick_service_scale_events_total Scale events of an autoscaled service (a member woke: up; went to standby: down).', '# TYPE flick_service_scale_events_total counter'];
     for (const s of this.#store.list()) {
       const byState = new Map<string, number>();
-      for (const m of this.members(s.name)) byState.set(m.state, (byState.get(m.state) ?? 0) + 1);
+      for (const m of this.members(s.name)) byState.set(m.status.state, (byState.get(m.status.state) ?? 0) + 1);
       for (const [state, n] of byState) out.push(`flick_service_instances{service="${s.name}",state="${state}"} ${n}`);
       const t = this.#scale.totals(s.name);
       events.push(`flick_service_scale_events_total{service="${s.name}",direction="up"} ${t.up}`, `flick_service_scale_events_total{service="${s.name}",direction="down"} ${t.down}`);
@@ -216,8 +216,8 @@ export class Services {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const rec = this.#controller.get(id);
-      if (rec.state === 'running' || rec.state === 'standby') return;
-      if (rec.state === 'failed' || rec.state === 'stopped') throw new Error(`instance ${rec.name} is ${rec.state}${rec.error ? `: ${rec.error}` : ''}`);
+      if (rec.status.state === 'running' || rec.status.state === 'standby') return;
+      if (rec.status.state === 'failed' || rec.status.state === 'stopped') throw new Error(`instance ${rec.name} is ${rec.status.state}${rec.status.error ? `: ${rec.status.error}` : ''}`);
       if (Date.now() > deadline) throw new Error(`instance ${rec.name} was not ready within ${timeoutMs} ms`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
@@ -267,8 +267,8 @@ export class Services {
     const deadline = Date.now() + TEMPLATE_WAIT_MS;
     while (Date.now() < deadline) {
       const rec = this.#controller.get(id);
-      if (rec.snapshots.template !== undefined) return;
-      if (rec.state === 'failed' || rec.state === 'stopped') throw new ServiceError('INVALID_SPEC', `service instance ${rec.name} did not start (${rec.error ?? rec.state}): see 'flick logs ${rec.name}'`, { kind: 'user' });
+      if (rec.status.snapshots.template !== undefined) return;
+      if (rec.status.state === 'failed' || rec.status.state === 'stopped') throw new ServiceError('INVALID_SPEC', `service instance ${rec.name} did not start (${rec.status.error ?? rec.status.state}): see 'flick logs ${rec.name}'`, { kind: 'user' });
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     this.#log(`service: instance ${id} took no template within ${TEMPLATE_WAIT_MS} ms; the other instances boot on their own`);
@@ -290,7 +290,7 @@ export class Services {
   #route(record: ServiceRecord): void {
     if (this.#routes === undefined) return;
     const first = this.members(record.name)[0];
-    const http = first?.service.http;
+    const http = first?.spec.service.http;
     if (http === undefined) {
       this.#routes.setService(record.name, { service: record.name, members: [], targetPort: 80 });
       return;

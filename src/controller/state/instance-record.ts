@@ -8,6 +8,7 @@
 // state-store.ts is the seam); src/store and src/cluster only store these.
 import type { InstanceState } from '../states.js';
 import type { Snapshot, VmConfig } from '../../vmm/driver.js';
+import type { VolumeMountSpec } from '../seams.js';
 
 /** The record format; a backend that reads an older one migrates it (src/store/migrations.ts). */
 export const INSTANCE_RECORD_VERSION = 2;
@@ -64,8 +65,8 @@ export interface InstanceSpec {
   autostart: boolean;
   restartPolicy: RestartPolicy;
   scaleToZero: ScaleToZeroConfig;
-  /** Volumes the instance holds from create to rm (`-v NAME:/path[:ro]`; src/volumes). */
-  volumes?: Array<{ name: string; path: string; readOnly: boolean }>;
+  /** Volumes the instance holds from create to rm (absent when it has none). */
+  volumes?: VolumeMountSpec[];
 }
 
 /** What the owning host observed and did. Written by that host only, always revision-checked. */
