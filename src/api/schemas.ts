@@ -170,6 +170,8 @@ export function instanceView(rec: InstanceRecord, url?: string, serviceName?: st
     healthcheck: rec.status.vm?.guest.healthcheck
       ? { command: rec.status.vm.guest.healthcheck.argv, interval_ms: rec.status.vm.guest.healthcheck.intervalMs, timeout_ms: rec.status.vm.guest.healthcheck.timeoutMs, retries: rec.status.vm.guest.healthcheck.retries }
       : null,
+    // Its current status (starting / healthy / unhealthy) and since when; null without a HEALTHCHECK.
+    health: rec.status.health ? { status: rec.status.health.status, since: rec.status.health.since } : null,
     snapshots: { template: rec.status.snapshots.template !== undefined, own: rec.status.snapshots.own !== undefined },
     // The shared template's id (instances of one image and configuration share it).
     template: rec.status.snapshots.template ? rec.status.snapshots.template.dir.split('/').pop() : null,

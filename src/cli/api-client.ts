@@ -22,6 +22,7 @@ export const InstanceViewSchema = z
     }),
     scale_to_zero: z.object({ policy: z.string(), cooldown_time_ms: z.number(), stateful: z.boolean() }),
     healthcheck: z.object({ command: z.array(z.string()), interval_ms: z.number() }).passthrough().nullable().optional(),
+    health: z.object({ status: z.string(), since: z.string() }).nullable().optional(),
     wakes: z.number().optional(),
     boots: z.number().optional(),
     restarts: z.number().optional(),

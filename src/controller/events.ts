@@ -1,6 +1,7 @@
 // A typed event emitter for instance events, used by `wait?state=`, metrics
 // and the proxy. Listeners run synchronously after the change is persisted.
 import type { InstanceState } from './states.js';
+import type { HealthStatus } from './state/instance-record.js';
 
 export interface StateChangeEvent {
   id: string;
@@ -19,7 +20,18 @@ export interface WakeEvent {
   mode: 'template' | 'own' | 'resume';
 }
 
+/** The instance's HEALTHCHECK status changed (as its guest reported it). */
+export interface HealthEvent {
+  id: string;
+  name: string;
+  status: HealthStatus;
+  at: string;
+  /** Set when the report was not acted on, or what was done: `restart` (policy) / `none`. */
+  action?: 'restart' | 'none';
+}
+
 export interface InstanceEvents {
+  health: HealthEvent;
   state: StateChangeEvent;
   removed: { id: string; name: string };
   wake: WakeEvent;

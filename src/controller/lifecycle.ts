@@ -18,6 +18,7 @@ import { VmNetworks } from './vm-networks.js';
 import { hasVolumes, readinessPort, vmGuestConfig } from './spec.js';
 import { ControllerError, assertTransition, hasProcess, type InstanceState } from './states.js';
 import { RestartScheduler } from './restart.js';
+import { watchHealth } from './health.js';
 import { ScaleToZero } from './scale-to-zero.js';
 import { DEFAULT_KEEP_RESIDENT, DEFAULT_PAGE_OUT_AFTER_MS } from './hot-standby.js';
 import { DEFAULT_TEMPLATE_WARMUP_REQUESTS } from './template-warmup.js';
@@ -132,7 +133,13 @@ export class Lifecycle implements InstanceHost {
       vm = await this.driver.boot(config, { signal: ac.signal });
       this.watch(id, vm);
       const cur = this.fresh(id);
-      rec = this.update(cur, { pid: vm.pid, vm: config, counters: { ...cur.status.counters, boots: cur.status.counters.boots + 1 } });
+      rec = this.update(cur, {
+        pid: vm.pid,
+        vm: config,
+        counters: { ...cur.status.counters, boots: cur.status.counters.boots + 1 },
+        // A fresh boot's health is `starting` until its guest's first report.
+        health: config.guest.healthcheck ? { status: 'starting', since: new Date().toISOString() } : undefined,
+      });
       await this.awaitReady(id, vm, ac.signal, t0);
     } catch (err) {
       const live = this.live.get(id);
@@ -257,6 +264,7 @@ export class Lifecycle implements InstanceHost {
       vm: null,
       snapshots,
       standbyTier: undefined,
+      health: undefined,
       stoppedAt: new Date().toISOString(),
       lastExitCode: exitCode(exit) ?? rec.status.lastExitCode,
     });
@@ -292,6 +300,7 @@ export class Lifecycle implements InstanceHost {
   watch(id: string, vm: MicroVm): LiveVm {
     const live: LiveVm = { vm, expectExit: false };
     this.live.set(id, live);
+    watchHealth(this, id, vm);
     void vm.exited.then((exit) => {
       if (this.live.get(id) === live) this.live.delete(id);
       if (live.expectExit || this.#disposed) return;

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after } from 'node:test';
 import { SqliteStateStore } from '../store/sqlite-state-store.js';
-import { VmmError, type MicroVm, type ReclaimResult, type NetworkAttachment, type Snapshot, type VmConfig, type VmExit, type VmmDriver } from '../vmm/driver.js';
+import { VmmError, type HealthReport, type MicroVm, type ReclaimResult, type NetworkAttachment, type Snapshot, type VmConfig, type VmExit, type VmmDriver } from '../vmm/driver.js';
 import { ImageStoreError } from '../registry/image-store.js';
 import { Controller } from './controller.js';
 import type { HeldNetwork, ImageResolver, InstanceNetwork, NetworkLease } from './seams.js';
@@ -35,6 +35,15 @@ export class FakeVm implements MicroVm {
   }
   get id(): string {
     return this.config.id;
+  }
+  readonly #health = new Set<(r: HealthReport) => void>();
+  onHealth(listener: (r: HealthReport) => void): () => void {
+    this.#health.add(listener);
+    return () => this.#health.delete(listener);
+  }
+  /** The guest init reports its HEALTHCHECK's status (as on the control port). */
+  reportHealth(status: HealthReport['status'], output?: string): void {
+    for (const l of this.#health) l({ status, ...(output ? { output } : {}) });
   }
   /** The guest app exits by itself. */
   crash(code: number): void {
@@ -150,7 +159,9 @@ export const images: ImageResolver = {
   async resolve(ref) {
     // As the registry's image store answers (the ImageResolver contract: a user error whose code ends in NOT_FOUND).
     if (!ref.startsWith('hello')) throw new ImageStoreError('IMAGE_NOT_FOUND', `image "${ref}" not found in the host registry: push it with 'flick push ${ref}'`, { kind: 'user' });
-    return { digest: 'sha256:abc', config: { Cmd: ['/server'], ExposedPorts: { '8080/tcp': {} } }, paths: { vmlinux: 'k', initrd: 'i', rootfs: 'r' } };
+    // `hello-hc…`: an image with a HEALTHCHECK (the label flick build writes).
+    const Labels = ref.startsWith('hello-hc') ? { 'dev.flick.healthcheck': JSON.stringify({ argv: ['/check'], intervalMs: 1000, timeoutMs: 500, startPeriodMs: 0, retries: 3 }) } : undefined;
+    return { digest: 'sha256:abc', config: { Cmd: ['/server'], ExposedPorts: { '8080/tcp': {} }, ...(Labels ? { Labels } : {}) }, paths: { vmlinux: 'k', initrd: 'i', rootfs: 'r' } };
   },
 };
 

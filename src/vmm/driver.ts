@@ -48,6 +48,13 @@ export interface GuestHealthcheck {
   retries: number;
 }
 
+/** A change of the guest's HEALTHCHECK status, as its init reports it. */
+export interface HealthReport {
+  status: 'healthy' | 'unhealthy';
+  /** The failing check's last output, if the guest reported it. */
+  output?: string;
+}
+
 /** One volume as the guest init mounts it (ext4). */
 export interface GuestMount {
   /** The serial of the drive that holds it. */
@@ -180,6 +187,12 @@ export interface MicroVm {
   readonly heavyWhenPaused: boolean;
   /** Settles once the VMM process is gone and its files are cleaned up. Never rejects. */
   readonly exited: Promise<VmExit>;
+  /**
+   * Calls `listener` with each health report of the guest's HEALTHCHECK (the init
+   * sends one on every change: `healthy`, or `unhealthy` after `retries` failures
+   * in a row). Returns a function that removes it. Absent: the driver cannot tell.
+   */
+  onHealth?(listener: (report: HealthReport) => void): () => void;
   /** Resolves when the guest accepts a TCP connection on `port` (through network.hostReachableIp). */
   waitForPort(port: number, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<void>;
   pause(): Promise<void>;

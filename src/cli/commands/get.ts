@@ -22,6 +22,7 @@ export function register(program: Command): void {
           ['http', i.service.http ? `${i.service.http.hostname} → guest port ${i.service.http.guest_port}` : undefined],
           ['tcp', i.service.tcp.map((t) => `${t.port} → ${t.guest_port}`).join(', ')],
           ['healthcheck', i.healthcheck ? `${JSON.stringify(i.healthcheck.command)} every ${i.healthcheck.interval_ms / 1000} s (ready once it passed)` : undefined],
+          ['health', i.health ? `${i.health.status} since ${i.health.since}` : undefined],
           ['restart policy', i.restart_policy],
           ['scale to zero', s2z.policy === 'off' ? 'off' : `${s2z.policy}, cooldown ${s2z.cooldown_time_ms} ms, ${s2z.stateful ? 'stateful' : 'stateless'}`],
           ['boots / wakes / restarts', `${i.boots ?? 0} / ${wakesText(i)} / ${i.restarts ?? 0}`],

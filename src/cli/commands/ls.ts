@@ -30,6 +30,8 @@ export function register(program: Command): void {
       renderTable<InstanceView>(instances, [
         { header: 'NAME', value: (i) => i.name },
         { header: 'STATE', value: (i) => stateText(i) },
+        // A HEALTH column only when some instance has a HEALTHCHECK.
+        ...(instances.some((i) => i.health) ? [{ header: 'HEALTH', value: (i: InstanceView) => i.health?.status ?? '-' }] : []),
         { header: 'SERVICE', value: (i) => (typeof i.service_name === 'string' ? i.service_name : '-') },
         { header: 'IMAGE', value: (i) => i.image },
         { header: 'MEMORY', value: (i) => `${i.memory_mb}M` },

@@ -44,6 +44,17 @@ export interface ServiceConfig {
   tcp: TcpService[];
 }
 
+/** The HEALTHCHECK status: `starting` until the guest's first report. */
+export type HealthStatus = 'starting' | 'healthy' | 'unhealthy';
+
+export interface InstanceHealth {
+  status: HealthStatus;
+  /** When it last changed (ISO 8601). */
+  since: string;
+  /** Consecutive failures behind `unhealthy` (the check's retries). */
+  failingStreak?: number;
+}
+
 export interface InstanceCounters {
   boots: number;
   wakes: number;
@@ -86,6 +97,8 @@ export interface InstanceStatus {
   /** In standby: `hot` keeps the paused VMM process (pid set), `cold` has none. */
   standbyTier?: StandbyTier;
   counters: InstanceCounters;
+  /** The image's HEALTHCHECK status while its VM runs; absent without a HEALTHCHECK or without a VM. */
+  health?: InstanceHealth;
   lastExitCode: number | null;
   startedAt: string | null;
   stoppedAt: string | null;

@@ -8,7 +8,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import type { ControlChannel } from '../../guest/control.js';
-import { VmmError, type Accelerator, type MicroVm, type ReclaimResult, type Snapshot, type VmConfig, type VmExit } from '../driver.js';
+import { VmmError, type Accelerator, type HealthReport, type MicroVm, type ReclaimResult, type Snapshot, type VmConfig, type VmExit } from '../driver.js';
 import type { MemoryReclaimer } from './memory-reclaim.js';
 import { MigrationEventDataSchema } from './qmp-schema.js';
 import type { QmpClient } from './qmp-client.js';
@@ -93,6 +93,16 @@ export class QemuMicroVm implements MicroVm {
     void parts.qmp.closed.then(() => {
       if (this.#state !== 'exited' && !this.#released) setTimeout(() => void parts.process.kill(), 1000).unref();
     });
+  }
+
+  onHealth(listener: (report: HealthReport) => void): () => void {
+    const control = this.#p.control;
+    if (!control) return () => {};
+    const on = (m: { type: string }): void => {
+      if (m.type === 'healthy' || m.type === 'unhealthy') listener({ status: m.type });
+    };
+    control.on('message', on);
+    return () => void control.off('message', on);
   }
 
   get state(): VmRunPhase {
