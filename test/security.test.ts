@@ -17,7 +17,7 @@ import { formatIpv4, GATEWAY_IP, parseIpv4 } from '../src/network/addresses.js';
 import { limitsFor } from '../src/security/cgroup-v1.js';
 import { api, appGet, createRunning, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { DEFAULT_TB_SIZE_MB } from '../src/vmm/qemu/args.js';
-import { DEFAULT_LISTEN, parseListen } from '../src/daemon/main.js';
+import { DEFAULT_LISTEN, parseListen } from '../src/daemon/flags.js';
 
 const run = promisify(execFile);
 const PREFIX = 'fsec-t-';

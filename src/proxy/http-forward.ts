@@ -3,10 +3,11 @@
 // the request to the instance over the gate's keep-alive pool and the response
 // back (node's parser and serializer handle chunked and Content-Length framing
 // on each side, so bodies are never buffered whole; `pipe` applies backpressure).
+// Upgrades (websockets) are upgrade-forward.ts, on the helpers exported here.
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { forwardRequestHeaders, forwardResponseHeaders, hostOf, malformedRequest, rawResponseHead, requestHasBody, withoutFraming, type ForwardedFor } from './headers.js';
+import { forwardRequestHeaders, forwardResponseHeaders, hostOf, malformedRequest, rawResponseHead, requestHasBody, type ForwardedFor } from './headers.js';
 import type { UpstreamPool, InstanceGate, Refusal, Ticket, Waiter } from './gate.js';
 import type { Balancer } from './balancer.js';
 import { isServiceRoute, type HttpTarget, type Route, type RouteTable, type ServiceRoute } from './routes.js';
@@ -59,51 +60,21 @@ export function handleRequest(ctx: ForwardContext, req: http.IncomingMessage, re
   new HttpExchange(ctx, route, req, res).start();
 }
 
-/** Routes an `Upgrade` request (websockets); after the instance's 101 the two sockets are piped both ways. */
-export function handleUpgrade(ctx: ForwardContext, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-  socket.on('error', () => socket.destroy());
-  ctx.upgraded.add(socket);
-  socket.once('close', () => ctx.upgraded.delete(socket));
-  const malformed = malformedRequest(req.method, req.url, req.rawHeaders, true);
-  if (malformed !== undefined) {
-    answerRaw(socket, 400, `${malformed}\n`);
-    return;
-  }
-  const route = routeOf(ctx, req);
-  if (typeof route === 'string') {
-    answerRaw(socket, route === '' ? 400 : 404, notRoutedMessage(route, ctx.domain));
-    return;
-  }
-  if (route.plain === 'redirect' && ctx.httpsPort !== undefined) {
-    const to = httpsLocation(ctx.httpsPort, req);
-    if (to === undefined) answerRaw(socket, 421, HTTPS_ONLY);
-    else socket.end(rawResponseHead(308, 'Permanent Redirect', ['Location', to, 'Content-Length', '0', 'Connection', 'close']));
-    return;
-  }
-  // An upgraded connection is balanced once, for its whole life.
-  const member = isServiceRoute(route) ? ctx.balancer.pick(route, socket) : route;
-  if (member === undefined) {
-    answerRaw(socket, 503, noMembersMessage(route as ServiceRoute));
-    return;
-  }
-  new UpgradeExchange(ctx, member, req, socket, head).start();
-}
-
-function noMembersMessage(service: ServiceRoute): string {
+export function noMembersMessage(service: ServiceRoute): string {
   return `service ${service.service} has no instances to serve this: see 'flick service get ${service.service}'\n`;
 }
 
 /** The route, or the host that matched none ('' when there was no Host header). */
-function routeOf(ctx: ForwardContext, req: http.IncomingMessage): HttpTarget | string {
+export function routeOf(ctx: ForwardContext, req: http.IncomingMessage): HttpTarget | string {
   const host = hostOf(req.rawHeaders);
   if (host === undefined) return '';
   return ctx.routes.forHost(host, ctx.domain) ?? host;
 }
 
-const HTTPS_ONLY = "this host is served over HTTPS only, and this proxy has no HTTPS listener: start flickd with --proxy-tls-listen (and a certificate)\n";
+export const HTTPS_ONLY = "this host is served over HTTPS only, and this proxy has no HTTPS listener: start flickd with --proxy-tls-listen (and a certificate)\n";
 
 /** `https://<host>[:port]<path>` for a plain request, or undefined without an HTTPS listener. */
-function httpsLocation(httpsPort: number | null, req: http.IncomingMessage): string | undefined {
+export function httpsLocation(httpsPort: number | null, req: http.IncomingMessage): string | undefined {
   if (httpsPort === null) return undefined;
   const host = hostOf(req.rawHeaders) ?? '';
   // The Host without its port (an IPv6 literal keeps its brackets); the route matched it, so it is a valid name.
@@ -124,7 +95,7 @@ function redirectToHttps(httpsPort: number | null, req: http.IncomingMessage, re
   res.end();
 }
 
-function notRoutedMessage(host: string, domain: string): string {
+export function notRoutedMessage(host: string, domain: string): string {
   if (host === '') return `no Host header: address an instance as <name>.${domain}\n`;
   return `no instance is routed at host "${host}": instances answer at <name>.${domain}; list them with 'flick ls'\n`;
 }
@@ -150,14 +121,14 @@ export function trackConnection(waker: Waker, socket: TrackedSocket, instanceId:
 }
 
 /** A request (or upgrade) for `route` arrives: counted at its gate, in flight for the waker, its client connection tracked. */
-function admit(ctx: ForwardContext, gate: InstanceGate, route: Route, socket: Socket | Duplex): void {
+export function admit(ctx: ForwardContext, gate: InstanceGate, route: Route, socket: Socket | Duplex): void {
   gate.stats.requests += 1;
   ctx.waker.requestStarted(route.instanceId);
   trackConnection(ctx.waker, socket, route.instanceId);
 }
 
 /** The request to the instance at `target`, over `agent` (the gate's pool) or, for upgrades, a socket of its own. */
-function upstreamRequest(target: UpstreamPool, route: Route, req: http.IncomingMessage, headers: string[], agent?: http.Agent): http.ClientRequest {
+export function upstreamRequest(target: UpstreamPool, route: Route, req: http.IncomingMessage, headers: string[], agent?: http.Agent): http.ClientRequest {
   return http.request({
     host: target.host,
     port: route.targetPort,
@@ -171,7 +142,7 @@ function upstreamRequest(target: UpstreamPool, route: Route, req: http.IncomingM
 }
 
 /** The 502 text for an instance that did not answer. */
-function noAnswer(route: Route, err: NodeJS.ErrnoException): string {
+export function noAnswer(route: Route, err: NodeJS.ErrnoException): string {
   return `instance ${route.instanceId} did not answer on port ${route.targetPort}: ${err.code ?? err.message}\n`;
 }
 
@@ -314,87 +285,6 @@ class HttpExchange implements Waiter {
     // The client left before its answer was complete: stop the upstream side too (its socket is not reused).
     if (!this.#res.writableFinished) this.#upstream?.destroy();
     this.#ctx.waker.requestFinished(this.#route.instanceId);
-  }
-}
-
-class UpgradeExchange implements Waiter {
-  readonly #ctx: ForwardContext;
-  readonly #route: Route;
-  readonly #gate: InstanceGate;
-  readonly #req: http.IncomingMessage;
-  readonly #socket: Duplex;
-  readonly #head: Buffer;
-  #ticket: Ticket | undefined;
-  #upstream: http.ClientRequest | undefined;
-  #upSocket: Duplex | undefined;
-
-  constructor(ctx: ForwardContext, route: Route, req: http.IncomingMessage, socket: Duplex, head: Buffer) {
-    this.#ctx = ctx;
-    this.#route = route;
-    this.#gate = ctx.gate(route.instanceId);
-    this.#req = req;
-    this.#socket = socket;
-    this.#head = head;
-  }
-
-  start(): void {
-    const id = this.#route.instanceId;
-    // An upgraded connection is one long request: the instance must not sleep under an open websocket.
-    admit(this.#ctx, this.#gate, this.#route, this.#socket);
-    this.#socket.once('close', () => {
-      if (this.#ticket !== undefined) this.#gate.leave(this.#ticket);
-      this.#upstream?.destroy();
-      this.#upSocket?.destroy();
-      this.#ctx.waker.requestFinished(id);
-    });
-    const target = this.#gate.current();
-    if (target !== undefined) this.forward(target);
-    else this.#ticket = this.#gate.park(this);
-  }
-
-  forward(target: UpstreamPool): void {
-    const req = this.#req;
-    const headers = forwardRequestHeaders(req.rawHeaders, req.headers.upgrade ?? 'websocket', this.#ctx.forwarded, req.socket.remoteAddress);
-    const upstream = upstreamRequest(target, this.#route, req, headers);
-    this.#upstream = upstream;
-    upstream.on('upgrade', (upRes, upSocket, upHead) => this.#onUpgrade(upRes, upSocket, upHead));
-    upstream.on('response', (upRes) => this.#onRefused(upRes));
-    upstream.on('error', (err: NodeJS.ErrnoException) => answerRaw(this.#socket, 502, noAnswer(this.#route, err)));
-    upstream.end();
-  }
-
-  refuse(refusal: Refusal): void {
-    answerRaw(this.#socket, refusal.status, `${refusal.message}\n`, refusal.retryAfterSeconds);
-  }
-
-  #onUpgrade(upRes: http.IncomingMessage, upSocket: Socket, upHead: Buffer): void {
-    const socket = this.#socket;
-    this.#upSocket = upSocket;
-    upSocket.on('error', () => socket.destroy());
-    upSocket.on('close', () => socket.destroy());
-    socket.on('close', () => upSocket.destroy());
-    if (socket.destroyed) {
-      upSocket.destroy();
-      return;
-    }
-    // The 101 keeps its Upgrade and Connection fields: they are this hop's handshake.
-    socket.write(rawResponseHead(101, upRes.statusMessage || 'Switching Protocols', upRes.rawHeaders));
-    if (upHead.length > 0) socket.write(upHead);
-    if (this.#head.length > 0) upSocket.write(this.#head);
-    upSocket.setNoDelay(true);
-    upSocket.pipe(socket);
-    socket.pipe(upSocket);
-  }
-
-  /** The instance answered without switching protocols: relay that answer and close. */
-  #onRefused(upRes: http.IncomingMessage): void {
-    const socket = this.#socket;
-    // The body is relayed decoded, so its framing becomes "until close".
-    const headers = withoutFraming(forwardResponseHeaders(upRes.rawHeaders, this.#ctx.forwarded.via));
-    headers.push('Connection', 'close');
-    socket.write(rawResponseHead(upRes.statusCode ?? 502, upRes.statusMessage ?? '', headers));
-    upRes.on('error', () => socket.destroy());
-    upRes.pipe(socket);
   }
 }
 

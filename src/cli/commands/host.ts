@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import { DEFAULT_DATA_DIR, DEFAULT_LISTEN, parseListen } from '../../daemon/main.js';
+import { DEFAULT_DATA_DIR, DEFAULT_LISTEN, parseListen } from '../../daemon/flags.js';
 import { describeError } from '../../errors.js';
 import { PACKAGE_ROOT } from '../../paths.js';
 import { hostConfigPath, writeHostConfig } from '../host-config.js';

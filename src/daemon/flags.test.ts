@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { clusterFlags, parseKeepResident, parseListen, parseSize } from './main.js';
+import { clusterFlags, parseKeepResident, parseListen, parseSize } from './flags.js';
 
 test('sizes for --hot-standby-budget', () => {
   const table: Array<[string, number]> = [
