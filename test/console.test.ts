@@ -160,7 +160,7 @@ test('`flick console` prints a link that signs a new browser in once', async () 
   }
 });
 
-test('a service from the form (replicas), its members live in the services view, removed with a confirmation', async () => {
+test('a service from the form (replicas), its members live in the services view, scaled, removed with a confirmation', async () => {
   await page.goto(`${flickd!.base}/console/#/run`);
   await page.getByLabel('Image').fill(IMAGE);
   await page.getByLabel('Name').fill('svc');
@@ -172,6 +172,17 @@ test('a service from the form (replicas), its members live in the services view,
   await svc.waitFor();
   assert.equal(await svc.locator('.members a').count(), 2, 'two members');
   await svc.getByText('2 running / 2').waitFor({ timeout: 120_000 }); // member states from the live feed
+  // Scale from the console: a bad count shows the API's message; scaling down needs no boot.
+  const replicas = svc.getByLabel('Replicas of svc');
+  await replicas.fill('65');
+  await svc.getByRole('button', { name: 'Scale service svc' }).click();
+  await page.getByRole('alert').filter({ hasText: 'replicas must be at most 64' }).waitFor();
+  await replicas.fill('1');
+  assert.equal((await svc.getByTestId('cli-command').textContent())?.trim(), 'flick service scale svc 1');
+  await replicas.press('Enter');
+  await svc.getByText('1 running / 1').waitFor({ timeout: 60_000 });
+  assert.equal(await svc.locator('.members a').count(), 1, 'one member left');
+  assert.equal(((await api('GET', '/v1/services/svc')).json as { data: { instances: unknown[] } }).data.instances.length, 1);
   await svc.getByRole('button', { name: 'Remove service svc' }).click();
   await page.getByRole('dialog').getByRole('button', { name: 'Remove' }).click();
   await svc.waitFor({ state: 'detached', timeout: 60_000 });

@@ -9,6 +9,7 @@
 //   DELETE /v1/services/{name}     remove it and its members
 //   POST   /v1/services/{name}/deploy  {"image", "max_surge", "max_unavailable"}: a rolling deploy;
 //                                    answers when every instance runs the image, or 409 after rolling back
+//   PUT    /v1/services/{name}/scale   {"replicas": N}: create or remove instances (not for an autoscaled service)
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import type { InstanceRecord } from '../controller/state/instance-record.js';
@@ -21,7 +22,7 @@ import { readJson } from './handler.js';
 import { ApiError, CreateInstanceSchema, parseBody, toInstanceConfig } from './schemas.js';
 
 export interface ServicesApiOptions {
-  services: Pick<Services, 'create' | 'list' | 'get' | 'rm' | 'members' | 'scaleEvents' | 'deploy'>;
+  services: Pick<Services, 'create' | 'list' | 'get' | 'rm' | 'members' | 'scaleEvents' | 'deploy' | 'scale'>;
   /** The URL the service answers at (the proxy knows it). */
   urlFor?: (name: string) => string | undefined;
 }
@@ -51,6 +52,17 @@ const count = (field: string) => z.number({ error: `${field} must be a whole num
 const DeploySchema = z.strictObject(
   { image: z.string({ error: 'image must name an image pushed to this host, e.g. "app:2"' }).min(1, { error: 'image must not be empty' }), max_surge: count('max_surge').optional(), max_unavailable: count('max_unavailable').optional() },
   { error: 'the body must be an object like {"image": "app:2", "max_surge": 1}' },
+);
+
+export const ScaleSchema = z.strictObject(
+  {
+    replicas: z
+      .number({ error: `replicas must be a whole number from 0 to ${MAX_REPLICAS}, e.g. {"replicas": 3}` })
+      .int({ error: `replicas must be a whole number from 0 to ${MAX_REPLICAS}, e.g. {"replicas": 3}` })
+      .min(0, { error: 'replicas must not be negative' })
+      .max(MAX_REPLICAS, { error: `replicas must be at most ${MAX_REPLICAS}` }),
+  },
+  { error: 'the body must be an object like {"replicas": 3}' },
 );
 
 /** A service as the API shows it (snake_case). */
@@ -87,6 +99,13 @@ export function createServicesHandler(opts: ServicesApiOptions): (req: IncomingM
           ...(body.max_unavailable !== undefined ? { maxUnavailable: body.max_unavailable } : {}),
         });
         return sendData(res, 200, view(done));
+      }
+      if (parts.length === 2 && parts[1] === 'scale') {
+        allow(req.method ?? 'GET', ['PUT']);
+        const name = decodeName(parts[0]!);
+        services.get(name); // 404 before the body's 400
+        const body = parseBody(ScaleSchema, await readJson(req, 64 * 1024));
+        return sendData(res, 200, view(await services.scale(name, body.replicas)));
       }
       if (!/^\/v1\/services(\/|$)/.test(url.pathname) || parts.length > 1) throw new ApiError('NOT_FOUND', `no API route ${url.pathname}: services are at /v1/services[/{name}]`, { kind: 'user' });
       const method = req.method ?? 'GET';

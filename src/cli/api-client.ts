@@ -99,6 +99,10 @@ export class FlickApi {
     return (await this.host.json('POST', `/v1/services/${encodeURIComponent(name)}/deploy`, envelope(ServiceViewSchema), body)).data;
   }
 
+  async scaleService(name: string, replicas: number): Promise<ServiceView> {
+    return (await this.host.json('PUT', `/v1/services/${encodeURIComponent(name)}/scale`, envelope(ServiceViewSchema), { replicas })).data;
+  }
+
   async rmService(name: string): Promise<void> {
     await this.host.json('DELETE', `/v1/services/${encodeURIComponent(name)}`, envelope(z.unknown()));
   }

@@ -9,6 +9,8 @@
 // if one cannot be created those already made are removed with it. At flickd
 // start, members that no longer exist are dropped and the routes set again.
 // Autoscale (autoscale.ts) is a policy on the same members.
+// Scale (scale.ts) sets a fixed-replica service's member count; an autoscaled
+// service refuses it (its count is --autoscale max: recreate it to change that).
 import crypto from 'node:crypto';
 import type { Controller } from '../controller/controller.js';
 import type { InstanceConfig } from '../controller/spec.js';
@@ -17,6 +19,7 @@ import { describeError, FlickError } from '../errors.js';
 import type { InstanceRecord } from '../controller/state/instance-record.js';
 import { rollBack, rollingDeploy, type DeployHost } from './deploy.js';
 import { resolveAutoscale, ScaleEvents, type AutoscaleConfig, type ScaleEvent } from './autoscale.js';
+import { planScale } from './scale.js';
 import { SERVICE_RECORD_VERSION, ServiceStore, type ServiceRecord } from './service-store.js';
 
 export type ServiceErrorCode = 'SERVICE_NOT_FOUND' | 'NAME_TAKEN' | 'INVALID_SPEC';
@@ -57,6 +60,7 @@ export class Services {
   readonly #unsubscribe: () => void;
   readonly #scale: ScaleEvents;
   readonly #inFlight: (id: string) => number;
+  readonly #scaling = new Set<string>();
 
   constructor(opts: { controller: ServiceController; dataDir: string; routes?: ServiceRouteSink; log?: (line: string) => void; inFlight?: (instanceId: string) => number }) {
     this.#controller = opts.controller;
@@ -178,6 +182,52 @@ export class Services {
     this.#route(record);
     this.#log(`service ${record.name}: created with ${record.replicas} instance(s)`);
     return record;
+  }
+
+  /**
+   * Sets the member count to `replicas`: missing members are created as `create` makes them (all
+   * or nothing), surplus ones leave the route first, drain, then are removed (standby/idle first).
+   */
+  async scale(name: string, replicas: number): Promise<ServiceRecord> {
+    const record = this.get(name);
+    const members = this.members(name);
+    const plan = planScale(record, members, replicas, MAX_REPLICAS, this.#scaling.has(name));
+    this.#scaling.add(name);
+    try {
+      let next: ServiceRecord = { ...record, replicas, updatedAt: new Date().toISOString() };
+      if (plan.remove.length > 0) {
+        const gone = new Set(plan.remove);
+        next = { ...next, members: next.members.filter((m) => !gone.has(m)) };
+        await this.#store.put(next);
+        this.#route(next);
+        const deadline = Date.now() + DEPLOY_DRAIN_MS;
+        while (plan.remove.some((id) => this.#inFlight(id) > 0) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+        for (const id of plan.remove) {
+          try {
+            await this.#controller.rm(id, { force: true });
+          } catch (err) {
+            if (!(err instanceof FlickError && err.code === 'INSTANCE_NOT_FOUND')) throw err;
+          }
+        }
+      }
+      const made: string[] = [];
+      try {
+        for (let i = 0; i < plan.add; i++) {
+          const member = await this.#controller.create(this.#memberConfig(next, members.length + i));
+          made.push(member.id);
+        }
+      } catch (err) {
+        for (const id of made) await this.#controller.rm(id, { force: true }).catch(() => undefined);
+        throw err;
+      }
+      next = { ...next, members: [...next.members, ...made], updatedAt: new Date().toISOString() };
+      await this.#store.put(next);
+      this.#route(next);
+      this.#log(`service ${name}: scaled from ${record.members.length} to ${replicas} instance(s)`);
+      return next;
+    } finally {
+      this.#scaling.delete(name);
+    }
   }
 
   /** A rolling deploy of `image` (deploy.ts); resolves when every member runs it, or rejects after rolling back. */

@@ -163,6 +163,7 @@ export interface ServiceView {
   name: string;
   image: string;
   replicas: number;
+  autoscale: { min: number; max: number } | null;
   url: string | null;
   instances: Array<{ id: string; name: string; state: string; image: string }>;
   created_at: string;
@@ -172,4 +173,5 @@ export const services = {
   list: () => call<{ services: ServiceView[] }>('GET', 'v1/services'),
   create: (body: Record<string, unknown>) => call<ServiceView>('POST', 'v1/services', body),
   remove: (name: string) => call<unknown>('DELETE', `v1/services/${ref(name)}`),
+  scale: (name: string, replicas: number) => call<ServiceView>('PUT', `v1/services/${ref(name)}/scale`, { replicas }),
 };

@@ -1,8 +1,10 @@
 // The host's services (GET /v1/services): replicas behind one name; each
-// member's state comes live from the feed (members are instances).
+// member's state comes live from the feed (members are instances). Scale sets
+// a service's number of instances (PUT /v1/services/{name}/scale).
 import { useState } from 'preact/hooks';
 import { ApiError, services, type ServiceView } from './api';
 import { ConfirmButton } from './confirm';
+import { CopyCommand } from './copy';
 import { ago } from './format';
 import { useLive } from './live';
 import { ResourceList } from './resource-list';
@@ -41,6 +43,8 @@ export function ServicesView() {
         {
           label: 'Actions',
           cell: (s, reload) => (
+            <>
+            {s.autoscale === null && <ScaleControl service={s} onDone={reload} onError={setError} />}
             <ConfirmButton
               label="Remove"
               ariaLabel={`Remove service ${s.name}`}
@@ -52,9 +56,34 @@ export function ServicesView() {
             >
               Its {s.instances.length} instance(s) are stopped and removed with it.
             </ConfirmButton>
+            </>
           ),
         },
       ]}
     />
+  );
+}
+
+/** A number input and a Scale button (Enter in the input scales too), with the CLI command it equals. */
+function ScaleControl({ service, onDone, onError }: { service: ServiceView; onDone: () => void; onError: (m: string | undefined) => void }) {
+  const [n, setN] = useState(String(service.replicas));
+  const [busy, setBusy] = useState(false);
+  const submit = (e: Event) => {
+    e.preventDefault();
+    onError(undefined);
+    setBusy(true);
+    services
+      .scale(service.name, Number(n))
+      .then(onDone, (err: unknown) => onError(err instanceof ApiError ? err.message : String(err)))
+      .finally(() => setBusy(false));
+  };
+  return (
+    <form class="scale" onSubmit={submit}>
+      <input type="number" min={0} step={1} value={n} aria-label={`Replicas of ${service.name}`} onInput={(e) => setN((e.target as HTMLInputElement).value)} />
+      <button type="submit" disabled={busy} aria-label={`Scale service ${service.name}`}>
+        Scale
+      </button>
+      <CopyCommand command={`flick service scale ${service.name} ${n === '' ? 'N' : n}`} label="Copy CLI" />
+    </form>
   );
 }

@@ -1,7 +1,9 @@
 // `flick services`: the services on the host, one line each; `flick service get NAME`
-// and `flick service rm NAME`: one service, and its removal with its instances.
+// and `flick service rm NAME`: one service, and its removal with its instances;
+// `flick service scale NAME N`: set its number of instances.
 import type { Command } from 'commander';
 import { FlickApi, type ServiceView } from '../api-client.js';
+import { CliError } from '../cli-error.js';
 import { printJson, renderFields, renderTable, withOutputOption, type OutputFormat } from '../output.js';
 
 const running = (s: ServiceView) => `${s.instances.filter((i) => i.state === 'running').length}/${s.instances.length}`;
@@ -51,6 +53,14 @@ export function register(program: Command): void {
       ]),
     );
   });
+  withOutputOption(service.command('scale').description('set the number of instances of a service (not an autoscaled one)').argument('<name>', 'the service').argument('<replicas>', 'the number of instances, e.g. 3')).action(
+    async (name: string, replicas: string, opts: { output: OutputFormat }) => {
+      if (!/^\d+$/.test(replicas)) throw new CliError('USAGE', `replicas "${replicas}" is not a whole number: e.g. flick service scale ${name} 3`, { kind: 'user' });
+      const s = await FlickApi.fromEnvironment().scaleService(name, Number(replicas));
+      if (opts.output === 'json') return printJson(s);
+      process.stdout.write(`${s.name} scaled to ${s.replicas} instance(s): ${s.instances.map((i) => i.name).join(', ') || 'none'}\n`);
+    },
+  );
   withOutputOption(service.command('rm').description('remove a service and its instances').argument('<name>', 'the service')).action(async (name: string, opts: { output: OutputFormat }) => {
     await FlickApi.fromEnvironment().rmService(name);
     if (opts.output === 'json') return printJson({ name, state: 'removed' });
