@@ -177,6 +177,8 @@ test('a service from the form (replicas), its members live in the services view,
   await replicas.fill('65');
   await svc.getByRole('button', { name: 'Scale service svc' }).click();
   await page.getByRole('alert').filter({ hasText: 'replicas must be at most 64' }).waitFor();
+  assert.deepEqual(browser!.errors.map((e) => e.replace(/^\S+: /, '')), ['Failed to load resource: the server responded with a status of 400 (Bad Request)'], 'the browser reports that 400; nothing else');
+  browser!.errors.length = 0;
   await replicas.fill('1');
   assert.equal((await svc.getByTestId('cli-command').textContent())?.trim(), 'flick service scale svc 1');
   await replicas.press('Enter');
