@@ -4,6 +4,7 @@
 //   snapshot  {instances, wakes, hot_standby}     first, on every (re)connect
 //   instance  {at, from, to, instance}            a state change (the instance's view after it)
 //   removed   {id, name}
+//   health    {at, instance}                      a HEALTHCHECK status change (the instance's view after it)
 //   wake      {id, tier, mode, duration_ms, at}   and the instance's recent wakes
 //   memory    {<id>: rss bytes | null}            host RAM of the VMs, sampled while someone watches
 // The recent wakes (the last WAKES_KEPT per instance) live here, in memory.
@@ -52,6 +53,15 @@ export class ConsoleFeed {
           return; // removed in the same turn
         }
         this.#send('instance', { at: e.at, from: e.from, to: e.to, instance: opts.view(rec), hot_standby: this.#hot() });
+      }),
+      c.on('health', (e) => {
+        let rec: InstanceRecord;
+        try {
+          rec = c.get(e.id);
+        } catch {
+          return;
+        }
+        this.#send('health', { at: e.at, instance: opts.view(rec) });
       }),
       c.on('removed', (e) => {
         this.#wakes.delete(e.id);

@@ -7,7 +7,16 @@ const RUNNING_LIKE = new Set(['running', 'starting', 'standby', 'stopping']);
 
 export function StateBadge({ i }: { i: InstanceView }) {
   const label = i.state === 'standby' ? `standby · ${i.standby_tier ?? 'cold'}` : i.state;
-  return <span class={`badge s-${i.state} ${i.standby_tier ? `t-${i.standby_tier}` : ''}`}>{label}</span>;
+  return (
+    <>
+      <span class={`badge s-${i.state} ${i.standby_tier ? `t-${i.standby_tier}` : ''}`}>{label}</span>
+      {i.health && i.state === 'running' && (
+        <span class={`badge h-${i.health.status}`} data-health={i.health.status} title={`HEALTHCHECK: ${i.health.status} since ${new Date(i.health.since).toLocaleTimeString()}`}>
+          {i.health.status}
+        </span>
+      )}
+    </>
+  );
 }
 
 export function Actions({ i, onRemoved, onError }: { i: InstanceView; onRemoved?: () => void; onError(message: string | undefined): void }) {

@@ -112,6 +112,8 @@ export interface InstanceView {
   started_at: string | null;
   stopped_at: string | null;
   rss_bytes?: number | null;
+  /** The HEALTHCHECK's verdict and since when; null without a HEALTHCHECK. */
+  health: { status: 'starting' | 'healthy' | 'unhealthy'; since: string } | null;
   volumes?: Array<{ name: string; path: string; read_only: boolean }>;
   service_name?: string | null;
 }

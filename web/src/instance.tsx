@@ -46,6 +46,7 @@ export function InstanceDetail({ name }: { name: string }) {
     ['volumes', (i.volumes ?? []).map((v) => `${v.name} at ${v.path}${v.read_only ? ' (ro)' : ''}`).join(', ') || '–'],
     ['scale to zero', `${i.scale_to_zero.policy}, cooldown ${ms(i.scale_to_zero.cooldown_time_ms)}${i.scale_to_zero.stateful ? ', stateful' : ''}`],
     ['restart', i.restart_policy],
+    ['health', i.health ? `${i.health.status} since ${new Date(i.health.since).toLocaleString()} (${ago(i.health.since)})` : 'no HEALTHCHECK'],
     ['address', i.address ?? '–'],
     ['template', i.template ?? '–'],
     ['created', `${new Date(i.created_at).toLocaleString()} (${ago(i.created_at)})`],

@@ -71,6 +71,11 @@ export function connect(): void {
     state.changedAt.set(d.instance.id, d.at);
     state.hot = d.hot_standby;
   });
+  // A HEALTHCHECK verdict changed: the view again, but not a state change (changedAt stays).
+  on<{ instance: InstanceView }>(es, 'health', (d) => {
+    const before = state.instances.get(d.instance.id);
+    state.instances.set(d.instance.id, { ...d.instance, rss_bytes: before?.rss_bytes ?? null });
+  });
   on<{ id: string }>(es, 'removed', (d) => {
     state.instances.delete(d.id);
     state.wakes.delete(d.id);
