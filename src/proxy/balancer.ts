@@ -11,11 +11,33 @@
 //    at zero thus wakes ceil(burst / target) members at once, all from the
 //    shared template, rather than queueing behind one wake (Knative's
 //    activator spreads a burst over new pods the same way); with no target, one.
-// 3. Else the member with the fewest in flight.
+// 3. Else, while some member is not awake yet, the sleeping member with the
+//    fewest in flight; when every member is awake, the one with the fewest.
+//
+// In cases 2 and 3 with a member that is not awake, the request is parked
+// (`park: true`): it waits in the service's parking (service-parking.ts), counted
+// in flight on the member whose wake it asked for, and goes to whichever member
+// is awake with room first, not necessarily that one.
 //
 // In-flight counts come from the proxy's own Waker calls (requestStarted /
 // requestFinished), so they include parked requests, upgrades and TCP exchanges.
 import type { Route, ServiceRoute } from './routes.js';
+
+/** The balancer's choice for one request: the member, and whether it waits for a wake (parks) first. */
+export interface Placement {
+  route: Route;
+  park: boolean;
+}
+
+/** A member of `service` as a plain Route. */
+export function memberRoute(service: ServiceRoute, instanceId: string): Route {
+  return {
+    instanceId,
+    targetPort: service.targetPort,
+    ...(service.certificate !== undefined ? { certificate: service.certificate } : {}),
+    ...(service.plain !== undefined ? { plain: service.plain } : {}),
+  };
+}
 
 const kPinned = Symbol('flick.proxy.pinned');
 type Pinnable = object & { [kPinned]?: Map<string, string> };
@@ -45,33 +67,41 @@ export class Balancer {
     return this.#inFlight.get(instanceId) ?? 0;
   }
 
-  /** The member a request (or connection) of `client` goes to, as a Route; undefined if the service has no member left to try. */
-  pick(service: ServiceRoute, client: Pinnable, exclude?: ReadonlySet<string>): Route | undefined {
+  isAwake(instanceId: string): boolean {
+    return this.#isAwake(instanceId);
+  }
+
+  /**
+   * Where a request (or connection) of `client` goes: a member as a Route, and
+   * whether it must park because that member is not awake; undefined if the
+   * service has no member left to try.
+   */
+  pick(service: ServiceRoute, client: Pinnable, exclude?: ReadonlySet<string>): Placement | undefined {
     const members = exclude === undefined ? service.members : service.members.filter((m) => !exclude.has(m));
     if (members.length === 0) return undefined;
     const target = service.targetInFlight ?? Infinity;
     const awake = members.filter((m) => this.#isAwake(m));
     const below = awake.filter((m) => this.inFlight(m) < target);
     let chosen: string | undefined;
+    let park = false;
     if (below.length > 0) {
       const least = this.#least(below);
       const pinned = client[kPinned]?.get(service.service);
       chosen = pinned !== undefined && below.includes(pinned) && this.inFlight(pinned) <= this.inFlight(least) + 1 ? pinned : least;
+    } else if (awake.length === members.length) {
+      chosen = this.#least(members);
     } else {
       // Fill a waking member up to the target before waking the next one.
-      const sleeping = members.filter((m) => !this.#isAwake(m) && this.inFlight(m) < target);
-      chosen = sleeping.length > 0 ? this.#most(sleeping) : this.#least(members);
+      const asleep = members.filter((m) => !this.#isAwake(m));
+      const sleeping = asleep.filter((m) => this.inFlight(m) < target);
+      chosen = sleeping.length > 0 ? this.#most(sleeping) : this.#least(asleep);
+      park = true;
     }
     this.#lastChosen.set(chosen, ++this.#clock);
     let pins = client[kPinned];
     if (pins === undefined) client[kPinned] = pins = new Map();
     pins.set(service.service, chosen);
-    return {
-      instanceId: chosen,
-      targetPort: service.targetPort,
-      ...(service.certificate !== undefined ? { certificate: service.certificate } : {}),
-      ...(service.plain !== undefined ? { plain: service.plain } : {}),
-    };
+    return { route: memberRoute(service, chosen), park };
   }
 
   /** Most in flight (a member already waking); among equals, the least recently chosen. */

@@ -46,6 +46,9 @@ export interface Ticket {
   done: boolean;
 }
 
+/** How a wake ended: the instance is awake, or its waiters were refused (wake failed, timed out, gate closed). */
+export type WakeOutcome = { awake: true } | { awake: false; refusal: Refusal };
+
 /** Why pooled upstream connections are being dropped. */
 export type DropReason = 'standby' | 'removed';
 
@@ -77,6 +80,7 @@ export class InstanceGate {
   #queue: Ticket[] = [];
   #leftInQueue = 0;
   readonly #dropListeners = new Set<(reason: DropReason) => void>();
+  readonly #settleListeners = new Set<(outcome: WakeOutcome) => void>();
 
   constructor(instanceId: string, waker: Waker, config: GateConfig) {
     this.instanceId = instanceId;
@@ -122,6 +126,23 @@ export class InstanceGate {
     return ticket;
   }
 
+  /**
+   * Start a wake with no waiter of the gate's own (a service's parking waits for
+   * it, see service-parking.ts). False if the gate is closed; nothing to do if
+   * the instance is awake or waking.
+   */
+  wake(): boolean {
+    if (this.#state.kind === 'closed') return false;
+    if (this.#state.kind === 'asleep') this.#wake(this.#state.kept);
+    return true;
+  }
+
+  /** Be told how each wake ends (and when the gate closes), after the gate's own waiters were served or refused. */
+  onSettle(listener: (outcome: WakeOutcome) => void): () => void {
+    this.#settleListeners.add(listener);
+    return () => this.#settleListeners.delete(listener);
+  }
+
   /** The waiter's client went away: drop it from the queue. The wake goes on; nothing is forwarded for it. */
   leave(ticket: Ticket): void {
     if (ticket.done) return;
@@ -156,8 +177,10 @@ export class InstanceGate {
       state.asleep.removeEventListener('abort', state.onAsleep);
       state.target.agent.destroy();
     }
-    this.#refuseAll({ status: 503, message });
+    const refusal: Refusal = { status: 503, message };
+    this.#refuseAll(refusal);
     this.#emitDrop('removed');
+    this.#emitSettle({ awake: false, refusal });
   }
 
   #wake(kept: KeptPool | undefined): void {
@@ -186,7 +209,7 @@ export class InstanceGate {
       kept?.target.agent.destroy();
       this.#state = { kind: 'asleep' };
       this.stats.wakeFailures += 1;
-      this.#refuseAll({ status: 502, message: `instance ${this.instanceId} went back to standby while waking: retry` });
+      this.#refuseAll({ status: 502, message: `instance ${this.instanceId} went back to standby while waking: retry` }, true);
       return;
     }
     let target: UpstreamPool;
@@ -212,6 +235,7 @@ export class InstanceGate {
       observe(this.stats.wakeWait, now - ticket.parkedAt);
       ticket.waiter.forward(target);
     }
+    this.#emitSettle({ awake: true });
   }
 
   #failed(waking: GatePhase, err: unknown): void {
@@ -220,7 +244,7 @@ export class InstanceGate {
     waking.kept?.target.agent.destroy();
     this.#state = { kind: 'asleep' };
     this.stats.wakeFailures += 1;
-    this.#refuseAll({ status: 502, message: `instance ${this.instanceId} could not be woken: ${describeError(err)}` });
+    this.#refuseAll({ status: 502, message: `instance ${this.instanceId} could not be woken: ${describeError(err)}` }, true);
   }
 
   #timedOut(waking: GatePhase): void {
@@ -232,7 +256,7 @@ export class InstanceGate {
     this.#refuseAll({
       status: 504,
       message: `instance ${this.instanceId} did not wake within ${this.#config.wakeTimeoutMs} ms: see its logs with 'flick logs', then retry`,
-    });
+    }, true);
   }
 
   #fellAsleep(awake: GatePhase): void {
@@ -250,7 +274,8 @@ export class InstanceGate {
     this.#emitDrop('standby');
   }
 
-  #refuseAll(refusal: Refusal): void {
+  /** Refuses every waiter; `settle`: a wake ended so (its listeners are told). */
+  #refuseAll(refusal: Refusal, settle = false): void {
     const queue = this.#queue;
     this.#queue = [];
     this.#leftInQueue = 0;
@@ -260,6 +285,11 @@ export class InstanceGate {
       this.stats.parkedNow -= 1;
       ticket.waiter.refuse(refusal);
     }
+    if (settle) this.#emitSettle({ awake: false, refusal });
+  }
+
+  #emitSettle(outcome: WakeOutcome): void {
+    for (const listener of [...this.#settleListeners]) listener(outcome);
   }
 
   #emitDrop(reason: DropReason): void {

@@ -9,7 +9,8 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { forwardRequestHeaders, forwardResponseHeaders, hostOf, malformedRequest, rawResponseHead, requestHasBody, type ForwardedFor } from './headers.js';
 import type { UpstreamPool, InstanceGate, Refusal, Ticket, Waiter } from './gate.js';
-import type { Balancer } from './balancer.js';
+import type { Balancer, Placement } from './balancer.js';
+import type { ParkedEntry, ServiceParking, ServiceWaiter } from './service-parking.js';
 import { isServiceRoute, type HttpTarget, type Route, type RouteTable, type ServiceRoute } from './routes.js';
 import type { Waker } from './waker.js';
 
@@ -30,6 +31,8 @@ export interface ForwardContext {
   httpsPort?: number | null;
   /** Picks a service's member per request (balancer.ts). */
   balancer: Balancer;
+  /** Where a service's requests wait for a member to wake (service-parking.ts). */
+  parking: ServiceParking;
   /** A request body that sends nothing for this long (while the instance would read) is cut with 408 (nginx's client_body_timeout). */
   bodyIdleMs: number;
 }
@@ -52,9 +55,9 @@ export function handleRequest(ctx: ForwardContext, req: http.IncomingMessage, re
     return;
   }
   if (isServiceRoute(route)) {
-    const member = ctx.balancer.pick(route, req.socket);
-    if (member === undefined) answer(res, 503, noMembersMessage(route));
-    else new HttpExchange(ctx, member, req, res, route).start();
+    const placed = ctx.balancer.pick(route, req.socket);
+    if (placed === undefined) answer(res, 503, noMembersMessage(route));
+    else new HttpExchange(ctx, placed.route, req, res, route).start(placed.park);
     return;
   }
   new HttpExchange(ctx, route, req, res).start();
@@ -146,7 +149,7 @@ export function noAnswer(route: Route, err: NodeJS.ErrnoException): string {
   return `instance ${route.instanceId} did not answer on port ${route.targetPort}: ${err.code ?? err.message}\n`;
 }
 
-class HttpExchange implements Waiter {
+class HttpExchange implements Waiter, ServiceWaiter {
   readonly #ctx: ForwardContext;
   #route: Route;
   #gate: InstanceGate;
@@ -157,6 +160,7 @@ class HttpExchange implements Waiter {
   readonly #req: http.IncomingMessage;
   readonly #res: http.ServerResponse;
   #ticket: Ticket | undefined;
+  #parked: ParkedEntry | undefined;
   #upstream: http.ClientRequest | undefined;
   #headers: string[] | undefined;
   #retried = false;
@@ -172,11 +176,29 @@ class HttpExchange implements Waiter {
     this.#service = service;
   }
 
-  start(): void {
+  /** `park`: wait in the service's parking for whichever member is awake with room first. */
+  start(park = false): void {
     admit(this.#ctx, this.#gate, this.#route, this.#req.socket);
     // 'close' comes once on every path: answered, refused, or the client went away.
     this.#res.once('close', () => this.#onClose());
+    if (park && this.#service !== undefined) this.#parked = this.#ctx.parking.park(this, this.#service, this.#route.instanceId);
+    else this.#dispatch();
+  }
+
+  /** From the service's parking: a member has room. The request's in-flight count moves to it. */
+  moveTo(member: Route): void {
+    this.#parked = undefined;
+    if (this.#finished) return;
+    if (member.instanceId !== this.#route.instanceId) this.#switchTo(member);
     this.#dispatch();
+  }
+
+  #switchTo(member: Route): void {
+    this.#ctx.waker.requestFinished(this.#route.instanceId);
+    this.#route = member;
+    this.#gate = this.#ctx.gate(member.instanceId);
+    this.#ctx.waker.requestStarted(member.instanceId);
+    trackConnection(this.#ctx.waker, this.#req.socket, member.instanceId);
   }
 
   #dispatch(): void {
@@ -204,17 +226,15 @@ class HttpExchange implements Waiter {
    * A service member refused the connection: the request provably never reached it (no byte was
    * written; a body is tried elsewhere only if none of it was read yet). Moves it to another member.
    */
-  #tryAnotherMember(): boolean {
-    if (this.#service === undefined || this.#bodyStarted) return false;
+  #tryAnotherMember(): Placement | undefined {
+    if (this.#service === undefined || this.#bodyStarted) return undefined;
     this.#tried.add(this.#route.instanceId);
     const next = this.#ctx.balancer.pick(this.#service, this.#req.socket, this.#tried);
-    if (next === undefined) return false;
+    if (next === undefined) return undefined;
     if (this.#upstream !== undefined) this.#req.unpipe(this.#upstream);
-    this.#ctx.waker.requestFinished(this.#route.instanceId);
-    this.#route = next;
-    this.#gate = this.#ctx.gate(next.instanceId);
-    admit(this.#ctx, this.#gate, next, this.#req.socket);
-    return true;
+    this.#switchTo(next.route);
+    this.#gate.stats.requests += 1;
+    return next;
   }
 
   /** A slow body (slowloris on the body) holds an upstream connection of the instance: it gets bodyIdleMs between bytes. */
@@ -271,8 +291,10 @@ class HttpExchange implements Waiter {
       this.#dispatch();
       return;
     }
-    if (err.code === 'ECONNREFUSED' && this.#tryAnotherMember()) {
-      this.#dispatch();
+    const next = err.code === 'ECONNREFUSED' ? this.#tryAnotherMember() : undefined;
+    if (next !== undefined) {
+      if (next.park) this.#parked = this.#ctx.parking.park(this, this.#service!, next.route.instanceId);
+      else this.#dispatch();
       return;
     }
     answer(this.#res, 502, noAnswer(this.#route, err));
@@ -282,6 +304,7 @@ class HttpExchange implements Waiter {
     this.#finished = true;
     clearTimeout(this.#bodyTimer);
     if (this.#ticket !== undefined) this.#gate.leave(this.#ticket);
+    if (this.#parked !== undefined) this.#ctx.parking.leave(this.#parked);
     // The client left before its answer was complete: stop the upstream side too (its socket is not reused).
     if (!this.#res.writableFinished) this.#upstream?.destroy();
     this.#ctx.waker.requestFinished(this.#route.instanceId);

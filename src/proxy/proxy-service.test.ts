@@ -88,3 +88,53 @@ test('a burst against a sleeping service wakes as many members as the in-flight 
   assert.equal(none.status, 503);
   assert.match(none.body, /service empty has no instances/);
 });
+
+test('parked requests go to whichever member is awake first, up to the target at a time, not to the member whose wake they asked for', async (t) => {
+  let active = 0;
+  let most = 0;
+  const upstream = await startUpstream(t, (_req, res) => {
+    active += 1;
+    most = Math.max(most, active);
+    setTimeout(() => {
+      active -= 1;
+      res.end('ok');
+    }, 5);
+  });
+  const waker = new FakeWaker(false);
+  const { proxy, port, routes } = await startProxy(t, waker);
+  const members = ['a', 'b', 'c'];
+  routes.setService('burst', { service: 'burst', members, targetInFlight: 10, targetPort: upstream.port });
+  const answers = Array.from({ length: 60 }, () => request(port, { host: 'burst.localhost' }));
+  await until(() => proxy.stats().reduce((n, s) => n + s.parkedNow, 0) === 60, '60 parked requests');
+  assert.deepEqual(waker.waking().sort(), members, 'the burst asked every member to wake');
+  // Only the second member wakes: every request is answered by it while the other two still wake.
+  waker.release('b');
+  assert.deepEqual((await Promise.all(answers)).map((a) => a.status), new Array(60).fill(200));
+  assert.deepEqual(waker.waking().sort(), ['a', 'c'], 'answered before the other wakes ended');
+  assert.ok(most <= 10, `the awake member had at most the target in flight at once: ${most}`);
+  assert.equal(proxy.stats().reduce((n, s) => n + s.parkedNow, 0), 0);
+  // Every in-flight count moved with its request and came back to 0.
+  await until(() => members.every((m) => (waker.inFlight.get(m) ?? 0) === 0), 'every request to finish');
+  assert.equal(waker.minInFlight, 0);
+  waker.release();
+});
+
+test('a parked request whose client leaves is never forwarded; a member whose wake fails refuses the requests counted on it', async (t) => {
+  const upstream = await startUpstream(t, (_req, res) => res.end('ok'));
+  const waker = new FakeWaker(false);
+  const { proxy, port, routes } = await startProxy(t, waker, { wakeTimeoutMs: 300 });
+  routes.setService('svc', { service: 'svc', members: ['x', 'y'], targetInFlight: 1, targetPort: upstream.port });
+  const gone = http.request({ host: '127.0.0.1', port, headers: { host: 'svc.localhost' } });
+  gone.on('error', () => undefined);
+  gone.end();
+  await until(() => proxy.stats().reduce((n, s) => n + s.parkedNow, 0) === 1, 'one parked request');
+  gone.destroy();
+  await until(() => proxy.stats().reduce((n, s) => n + s.parkedNow, 0) === 0, 'the parked request to leave');
+  // Neither wake ends: the requests counted on each member get its 504 with the reason.
+  const late = await Promise.all([request(port, { host: 'svc.localhost' }), request(port, { host: 'svc.localhost' })]);
+  assert.deepEqual(late.map((a) => a.status), [504, 504]);
+  assert.match(late[0]!.body, /did not wake within 300 ms/);
+  assert.equal(upstream.connections(), 0, 'nothing was forwarded');
+  await until(() => ['x', 'y'].every((m) => (waker.inFlight.get(m) ?? 0) === 0), 'every count back to 0');
+  assert.equal(waker.minInFlight, 0);
+});

@@ -16,6 +16,7 @@ import { Balancer } from './balancer.js';
 import { SecureContexts } from './certificates.js';
 import { ProxyError } from './errors.js';
 import { InstanceGate, type GateConfig } from './gate.js';
+import { ServiceParking } from './service-parking.js';
 import { answerRaw, handleRequest, type ForwardContext } from './http-forward.js';
 import { handleUpgrade } from './upgrade-forward.js';
 import type { RouteChange, RouteTable } from './routes.js';
@@ -111,6 +112,13 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
   const domain = (config.domain ?? 'localhost').toLowerCase();
   // The balancer counts in flight per instance from the proxy's own calls to the waker.
   const balancer = new Balancer((id) => gates.get(id)?.current() !== undefined || config.waker.isAwake?.(id) === true);
+  const parking = new ServiceParking({
+    gate,
+    balancer,
+    service: (name) => config.routes.service(name),
+    maxParked: gateConfig.maxParked,
+    retryAfterSeconds: gateConfig.retryAfterSeconds,
+  });
   const waker: Waker = {
     ensureAwake: (id, signal) => config.waker.ensureAwake(id, signal),
     requestStarted: (id) => {
@@ -120,6 +128,7 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
     requestFinished: (id) => {
       balancer.finished(id);
       config.waker.requestFinished(id);
+      parking.finished(id);
     },
     ...(config.waker.connectionOpened ? { connectionOpened: (id: string) => config.waker.connectionOpened?.(id) } : {}),
     ...(config.waker.connectionClosed ? { connectionClosed: (id: string) => config.waker.connectionClosed?.(id) } : {}),
@@ -129,6 +138,7 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
     domain,
     waker,
     balancer,
+    parking,
     gate,
     forwarded: { proto, trustForwarded: config.trustForwarded ?? false, via: config.via },
     upgraded,

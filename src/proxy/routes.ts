@@ -139,6 +139,11 @@ export class RouteTable {
     return name === undefined ? undefined : (this.#http.get(name) ?? this.#services.get(name));
   }
 
+  /** A service's route by name, or undefined. */
+  service(name: string): ServiceRoute | undefined {
+    return this.#services.get(name.toLowerCase());
+  }
+
   tcp(port: number): Route | undefined {
     return this.#tcp.get(port);
   }

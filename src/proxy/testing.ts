@@ -19,7 +19,7 @@ export class FakeWaker implements Waker {
   readonly signals: AbortSignal[] = [];
   /** Instances the fake controller reports running before any request (isAwake). */
   running = new Set<string>();
-  #pending: Array<() => void> = [];
+  #pending: Array<{ id: string; wake: () => void }> = [];
   #asleep = new Map<string, AbortController>();
   /** Bumped when an instance's "VM" ends (standby), kept when it only pauses: the wake's session. */
   #generation = new Map<string, number>();
@@ -37,15 +37,20 @@ export class FakeWaker implements Waker {
         resolve({ host: '127.0.0.1', asleep: asleep.signal, session: `vm-${this.#generation.get(instanceId) ?? 0}` });
       };
       if (this.autoWake) wake();
-      else this.#pending.push(wake);
+      else this.#pending.push({ id: instanceId, wake });
     });
   }
 
-  /** Finish every wake in progress. */
-  release(): void {
-    const pending = this.#pending;
-    this.#pending = [];
-    for (const wake of pending) wake();
+  /** Finish every wake in progress, or only those of one instance. */
+  release(instanceId?: string): void {
+    const now = this.#pending.filter((p) => instanceId === undefined || p.id === instanceId);
+    this.#pending = this.#pending.filter((p) => !now.includes(p));
+    for (const p of now) p.wake();
+  }
+
+  /** Instances with a wake in progress (not released yet). */
+  waking(): string[] {
+    return [...new Set(this.#pending.map((p) => p.id))];
   }
 
   /** Put an instance to standby, as the controller would; its VM ends (cold standby). */

@@ -7,7 +7,8 @@ import type { Duplex } from 'node:stream';
 import { forwardRequestHeaders, forwardResponseHeaders, malformedRequest, rawResponseHead, withoutFraming } from './headers.js';
 import type { UpstreamPool, InstanceGate, Refusal, Ticket, Waiter } from './gate.js';
 import { isServiceRoute, type Route, type ServiceRoute } from './routes.js';
-import { HTTPS_ONLY, admit, answerRaw, httpsLocation, noAnswer, noMembersMessage, notRoutedMessage, routeOf, upstreamRequest, type ForwardContext } from './http-forward.js';
+import type { ParkedEntry, ServiceWaiter } from './service-parking.js';
+import { HTTPS_ONLY, admit, answerRaw, trackConnection, httpsLocation, noAnswer, noMembersMessage, notRoutedMessage, routeOf, upstreamRequest, type ForwardContext } from './http-forward.js';
 
 /** Routes an `Upgrade` request (websockets); after the instance's 101 the two sockets are piped both ways. */
 export function handleUpgrade(ctx: ForwardContext, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -31,22 +32,27 @@ export function handleUpgrade(ctx: ForwardContext, req: http.IncomingMessage, so
     return;
   }
   // An upgraded connection is balanced once, for its whole life.
-  const member = isServiceRoute(route) ? ctx.balancer.pick(route, socket) : route;
-  if (member === undefined) {
-    answerRaw(socket, 503, noMembersMessage(route as ServiceRoute));
+  if (!isServiceRoute(route)) {
+    new UpgradeExchange(ctx, route, req, socket, head).start();
     return;
   }
-  new UpgradeExchange(ctx, member, req, socket, head).start();
+  const placed = ctx.balancer.pick(route, socket);
+  if (placed === undefined) {
+    answerRaw(socket, 503, noMembersMessage(route));
+    return;
+  }
+  new UpgradeExchange(ctx, placed.route, req, socket, head).start(placed.park ? route : undefined);
 }
 
-class UpgradeExchange implements Waiter {
+class UpgradeExchange implements Waiter, ServiceWaiter {
   readonly #ctx: ForwardContext;
-  readonly #route: Route;
-  readonly #gate: InstanceGate;
+  #route: Route;
+  #gate: InstanceGate;
   readonly #req: http.IncomingMessage;
   readonly #socket: Duplex;
   readonly #head: Buffer;
   #ticket: Ticket | undefined;
+  #parked: ParkedEntry | undefined;
   #upstream: http.ClientRequest | undefined;
   #upSocket: Duplex | undefined;
 
@@ -59,16 +65,36 @@ class UpgradeExchange implements Waiter {
     this.#head = head;
   }
 
-  start(): void {
-    const id = this.#route.instanceId;
+  /** `parkIn`: wait in this service's parking for whichever member is awake with room first. */
+  start(parkIn?: ServiceRoute): void {
     // An upgraded connection is one long request: the instance must not sleep under an open websocket.
     admit(this.#ctx, this.#gate, this.#route, this.#socket);
     this.#socket.once('close', () => {
       if (this.#ticket !== undefined) this.#gate.leave(this.#ticket);
+      if (this.#parked !== undefined) this.#ctx.parking.leave(this.#parked);
       this.#upstream?.destroy();
       this.#upSocket?.destroy();
-      this.#ctx.waker.requestFinished(id);
+      this.#ctx.waker.requestFinished(this.#route.instanceId);
     });
+    if (parkIn !== undefined) this.#parked = this.#ctx.parking.park(this, parkIn, this.#route.instanceId);
+    else this.#dispatch();
+  }
+
+  /** From the service's parking: a member has room; the connection's in-flight count moves to it. */
+  moveTo(member: Route): void {
+    this.#parked = undefined;
+    if (this.#socket.destroyed) return;
+    if (member.instanceId !== this.#route.instanceId) {
+      this.#ctx.waker.requestFinished(this.#route.instanceId);
+      this.#route = member;
+      this.#gate = this.#ctx.gate(member.instanceId);
+      this.#ctx.waker.requestStarted(member.instanceId);
+      trackConnection(this.#ctx.waker, this.#socket, member.instanceId);
+    }
+    this.#dispatch();
+  }
+
+  #dispatch(): void {
     const target = this.#gate.current();
     if (target !== undefined) this.forward(target);
     else this.#ticket = this.#gate.park(this);
