@@ -130,6 +130,13 @@ export function admit(ctx: ForwardContext, gate: InstanceGate, route: Route, soc
   trackConnection(ctx.waker, socket, route.instanceId);
 }
 
+/** A parked or refused request goes to another member: its in-flight count and its client connection move with it. */
+export function moveInFlight(ctx: ForwardContext, socket: Socket | Duplex, from: string, to: string): void {
+  ctx.waker.requestFinished(from);
+  ctx.waker.requestStarted(to);
+  trackConnection(ctx.waker, socket, to);
+}
+
 /** The request to the instance at `target`, over `agent` (the gate's pool) or, for upgrades, a socket of its own. */
 export function upstreamRequest(target: UpstreamPool, route: Route, req: http.IncomingMessage, headers: string[], agent?: http.Agent): http.ClientRequest {
   return http.request({
@@ -194,11 +201,9 @@ class HttpExchange implements Waiter, ServiceWaiter {
   }
 
   #switchTo(member: Route): void {
-    this.#ctx.waker.requestFinished(this.#route.instanceId);
+    moveInFlight(this.#ctx, this.#req.socket, this.#route.instanceId, member.instanceId);
     this.#route = member;
     this.#gate = this.#ctx.gate(member.instanceId);
-    this.#ctx.waker.requestStarted(member.instanceId);
-    trackConnection(this.#ctx.waker, this.#req.socket, member.instanceId);
   }
 
   #dispatch(): void {

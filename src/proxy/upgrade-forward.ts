@@ -8,7 +8,7 @@ import { forwardRequestHeaders, forwardResponseHeaders, malformedRequest, rawRes
 import type { UpstreamPool, InstanceGate, Refusal, Ticket, Waiter } from './gate.js';
 import { isServiceRoute, type Route, type ServiceRoute } from './routes.js';
 import type { ParkedEntry, ServiceWaiter } from './service-parking.js';
-import { HTTPS_ONLY, admit, answerRaw, trackConnection, httpsLocation, noAnswer, noMembersMessage, notRoutedMessage, routeOf, upstreamRequest, type ForwardContext } from './http-forward.js';
+import { HTTPS_ONLY, admit, answerRaw, moveInFlight, httpsLocation, noAnswer, noMembersMessage, notRoutedMessage, routeOf, upstreamRequest, type ForwardContext } from './http-forward.js';
 
 /** Routes an `Upgrade` request (websockets); after the instance's 101 the two sockets are piped both ways. */
 export function handleUpgrade(ctx: ForwardContext, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -85,11 +85,9 @@ class UpgradeExchange implements Waiter, ServiceWaiter {
     this.#parked = undefined;
     if (this.#socket.destroyed) return;
     if (member.instanceId !== this.#route.instanceId) {
-      this.#ctx.waker.requestFinished(this.#route.instanceId);
+      moveInFlight(this.#ctx, this.#socket, this.#route.instanceId, member.instanceId);
       this.#route = member;
       this.#gate = this.#ctx.gate(member.instanceId);
-      this.#ctx.waker.requestStarted(member.instanceId);
-      trackConnection(this.#ctx.waker, this.#socket, member.instanceId);
     }
     this.#dispatch();
   }
