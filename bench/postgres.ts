@@ -8,12 +8,15 @@
 //   host: `pg_ctl start` → first query answered (pg_isready polled every 5 ms)
 //   pgbench TPS through the proxy vs the instance's address directly (alternating rounds)
 //   N standby instances, each on its own volume: host RAM and disk each
+//   flick fork: of the standby database (state copied, volume cloned) and of the running one
+//   (paused, saved with its RAM and disk copied, resumed): the fork's time, then fork → first
+//   query answered by the fork (its cold wake included), and the disk a fork takes before it runs
 // Writes bench/results/postgres.json:
 //   {"accel", "results": {"wake_hot_ms", "wake_cold_ms", "host_cold_start_ms" (each {p50,p90,p99,n}),
 //    "pgbench_tps_proxy", "pgbench_tps_direct", "standby_instances", "standby_ram_bytes",
 //    "standby_disk_bytes_each", "fork_ms"}, "details": {...}}
 //
-//   node dist/bench/postgres.js [--n 20] [--standby 3] [--pgbench-seconds 10]
+//   node dist/bench/postgres.js [--n 20] [--standby 3] [--forks 5] [--pgbench-seconds 10]
 import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -101,6 +104,7 @@ async function main(): Promise<void> {
   const n = Number(argValue(process.argv, 'n') ?? 20);
   const standbyN = Number(argValue(process.argv, 'standby') ?? 3);
   const benchSeconds = Number(argValue(process.argv, 'pgbench-seconds') ?? 10);
+  const forkN = Number(argValue(process.argv, 'forks') ?? 5);
   const host = await BenchHost.start({ tag: 'fbp', pool: '10.220.0.0/22', args: ['--hot-standby-budget', '4G', '--ready-timeout', '600000'], log });
   const hostPg = new HostPostgres();
   try {
@@ -151,6 +155,8 @@ async function main(): Promise<void> {
       tpsDirect.push(await pgbench(direct, 5432, benchSeconds));
     }
 
+    const forks = await measureForks(host, port, forkN);
+
     // Standby instances, each with its own volume: every one boots (initdb) once, then goes cold.
     const availBefore = meminfo('MemAvailable');
     const diskBefore = diskBytes(host.dataDir);
@@ -174,7 +180,7 @@ async function main(): Promise<void> {
       standby_instances: standbyN,
       standby_ram_bytes: standbyRam,
       standby_disk_bytes_each: standbyDiskEach,
-      fork_ms: null,
+      fork_ms: dist(forks.cold),
     };
     printTable([
       ['PostgreSQL 15 (' + accel.toUpperCase() + ', shared 2-core machine)', 'p50', 'p90', 'p99', 'n'],
@@ -194,7 +200,14 @@ async function main(): Promise<void> {
       ['instances', standbyN],
       ['host RAM, all of them (MemAvailable drop)', `${round(standbyRam / 2 ** 20)} MiB`],
       ['disk each (volume + saved state)', `${round(standbyDiskEach / 2 ** 20)} MiB`],
-      ['fork', 'not built'],
+    ]);
+    printTable([
+      ['flick fork of the database (TCG)', 'p50', 'p90', 'p99', 'n'],
+      ['fork of the standby instance (ms)', results.fork_ms.p50, results.fork_ms.p90, results.fork_ms.p99, forks.cold.length],
+      ['fork of the running instance: paused, copied, resumed (ms)', ...p3(forks.live), forks.live.length],
+      ['fork → its first query answered (ms, wake included)', ...p3(forks.firstQuery), forks.firstQuery.length],
+      ['disk a standby fork takes (MiB: state copy + volume clone)', ...p3(forks.diskCold.map((b) => b / 2 ** 20)), forks.diskCold.length],
+      ['disk a running fork takes (MiB: RAM copy + volume copy)', ...p3(forks.diskLive.map((b) => b / 2 ** 20)), forks.diskLive.length],
     ]);
     const file = await writeResults('postgres', {
       accel,
@@ -205,7 +218,10 @@ async function main(): Promise<void> {
         boot_to_running_ms: booted.started_at ? new Date(booted.started_at).getTime() - new Date(booted.created_at).getTime() : null,
         pgbench_rounds: { proxy: tpsProxy, direct: tpsDirect },
         samples: { wake_hot_ms: hot.map((x) => round(x)), wake_cold_ms: cold.map((x) => round(x)), host_cold_start_ms: hostCold.map((x) => round(x)) },
-        fork: 'flick fork is not built yet',
+        fork_live_ms: dist(forks.live),
+        fork_to_first_query_ms: dist(forks.firstQuery),
+        fork_disk_bytes: { standby_source: dist(forks.diskCold), running_source: dist(forks.diskLive) },
+        fork_samples: { cold: forks.cold.map((x) => round(x)), live: forks.live.map((x) => round(x)) },
       },
     });
     log(`wrote ${file}`);
@@ -213,6 +229,35 @@ async function main(): Promise<void> {
     hostPg.close();
     await host.close();
   }
+}
+
+const p3 = (xs: number[]): [number, number, number] => [round(percentile(xs, 50)), round(percentile(xs, 90)), round(percentile(xs, 99))];
+
+/**
+ * `n` forks of `pg` from standby and `n` while it runs (a query keeps it awake: its cooldown is
+ * long). Each fork is woken by its first query, then removed with its volume.
+ */
+async function measureForks(host: BenchHost, port: number, n: number): Promise<{ cold: number[]; live: number[]; firstQuery: number[]; diskCold: number[]; diskLive: number[] }> {
+  const out = { cold: [] as number[], live: [] as number[], firstQuery: [] as number[], diskCold: [] as number[], diskLive: [] as number[] };
+  for (let i = 0; i < n; i++) {
+    for (const mode of ['cold', 'live'] as const) {
+      if (mode === 'cold') await host.must('PUT', '/v1/instances/pg/suspend?tier=cold');
+      else await psql('127.0.0.1', port, 'SELECT 1');
+      const forkPort = await freePort();
+      const name = `fork-${mode}-${i}`;
+      const diskBefore = diskBytes(host.dataDir);
+      let forked: any;
+      const ms = await timed(async () => (forked = await host.must('POST', '/v1/instances/pg/fork', { name, ports: [{ port: forkPort, guest_port: 5432, protocol: 'tcp' }] })));
+      if (forked.fork.mode !== mode) throw new Error(`fork ${name}: taken ${forked.fork.mode}, expected ${mode}`);
+      (mode === 'cold' ? out.diskCold : out.diskLive).push(Math.max(0, diskBytes(host.dataDir) - diskBefore));
+      (mode === 'cold' ? out.cold : out.live).push(ms);
+      out.firstQuery.push(ms + (await timed(() => psql('127.0.0.1', forkPort, 'SELECT count(*) FROM pgbench_accounts'))));
+      log(`fork ${name}: ${round(ms)} ms, first query after ${round(out.firstQuery.at(-1)!)} ms`);
+      await host.must('DELETE', `/v1/instances/${name}?force=true`);
+      await host.must('DELETE', `/v1/volumes/${name}-pgdata`);
+    }
+  }
+  return out;
 }
 
 main().catch((err) => {

@@ -82,7 +82,8 @@ export function rows(latest: Latest): Row[] {
     add(s, 'hot wake → SELECT 1 answered through the proxy, p50', dist(pg.wake_hot_ms), '—', '—');
     add(s, 'pgbench TPS through the proxy / direct', has(pg.pgbench_tps_proxy, pg.pgbench_tps_direct) ? `${pg.pgbench_tps_proxy} / ${pg.pgbench_tps_direct} (${pct(pg.pgbench_tps_proxy / pg.pgbench_tps_direct)})` : 'n/a', 'direct to the instance', '≥ 90 %', has(pg.pgbench_tps_proxy, pg.pgbench_tps_direct) ? pg.pgbench_tps_proxy >= 0.9 * pg.pgbench_tps_direct : undefined);
     add(s, 'standby PostgreSQL instances, own database each', `${num(pg.standby_instances)}: ${mib(pg.standby_ram_bytes)} host RAM, ${mib(pg.standby_disk_bytes_each)} disk each`, '—', '≥ 1,000 in ≤ 2 GiB, ≤ 1 MiB disk each', has(pg.standby_instances) ? pg.standby_instances >= 1000 && pg.standby_ram_bytes <= 2 * 2 ** 30 && pg.standby_disk_bytes_each <= 2 ** 20 : undefined);
-    add(s, 'fork (memory + volumes at one instant)', pg.fork_ms === null ? 'not built' : ms(pg.fork_ms), '—', '—');
+    const fk = latest.results.postgres?.details?.fork_to_first_query_ms;
+    add(s, 'fork of a standby database (memory + volumes at one instant)', pg.fork_ms === null || pg.fork_ms === undefined ? 'not built' : typeof pg.fork_ms === 'number' ? ms(pg.fork_ms) : dist(pg.fork_ms), fk ? `fork → first query ${dist(fk)}` : '—', '—');
   }
   const p = latest.results.proxy?.results;
   if (p) {

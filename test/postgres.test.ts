@@ -215,3 +215,77 @@ test('bad input is refused with a clear 4xx and leaves nothing half-made', async
   assert.deepEqual(instances, ['pgb']);
   assert.deepEqual(fs.readdirSync(path.join(dataDir, 'volumes', '.tmp')), []);
 });
+
+test('fork: of a standby database and of a running one (mid-query), each fork sees the source rows, then they diverge; bad forks make nothing', async () => {
+  const rows = (port: number) => psql(port, "SELECT string_agg(v::text, ',' ORDER BY v) FROM t");
+  // A standby source: its saved state copied, its volume cloned copy-on-write.
+  assert.equal((await api('PUT', '/v1/instances/pgb/suspend?tier=cold')).status, 200);
+  await waitState('pgb', 'standby', 120_000);
+  const forkPort = await stablePort();
+  const cold = await flick('fork', 'pgb', 'pgf', '-p', `${forkPort}:5432`, '-o', 'json');
+  assert.equal(cold.code, 0, cold.stderr);
+  const pgf = JSON.parse(cold.stdout);
+  assert.equal(pgf.state, 'standby');
+  assert.equal(pgf.fork.mode, 'cold');
+  assert.deepEqual(pgf.volumes, [{ name: 'pgf-pgdata', path: '/data', read_only: false }]);
+  const vol = (await api('GET', '/v1/volumes/pgf-pgdata')).json.data;
+  assert.equal(vol.cloned_from, 'pgdata');
+  assert.ok(vol.allocated_bytes < 1024 * 1024, `a standby fork's volume is a clone: ${vol.allocated_bytes} bytes`);
+  assert.equal(await rows(forkPort), '1,2,3,5', 'the fork wakes with the source rows');
+  await psql(forkPort, 'INSERT INTO t VALUES (6)');
+  await psql(pgPort, 'INSERT INTO t VALUES (7)');
+  assert.equal(await rows(forkPort), '1,2,3,5,6');
+  assert.equal(await rows(pgPort), '1,2,3,5,7');
+
+  // A running source, with a client's query in flight (so it cannot go to standby meanwhile):
+  // paused, saved with its disk copied, resumed; the client's query still gets its answer.
+  const inFlight = psql(pgPort, 'SELECT count(*) FROM t, pg_sleep(20)');
+  inFlight.catch(() => {});
+  const deadline = Date.now() + 120_000;
+  while ((await psql(pgPort, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(20)%' AND pid <> pg_backend_pid()")) !== '1') {
+    assert.ok(Date.now() < deadline, 'the sleeping query shows up in pg_stat_activity');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const before = (await api('GET', '/v1/instances/pgb')).json.data;
+  assert.equal(before.state, 'running');
+  const livePort = await stablePort();
+  const live = await api('POST', '/v1/instances/pgb/fork', { name: 'pgl', ports: [{ port: livePort, guest_port: 5432, protocol: 'tcp' }] });
+  assert.equal(live.status, 201, live.text);
+  assert.equal(live.json.data.fork.mode, 'live');
+  const after = (await api('GET', '/v1/instances/pgb')).json.data;
+  assert.equal(after.state, 'running', 'the source runs on');
+  assert.equal(after.pid, before.pid, 'in the same QEMU process');
+  assert.equal(await inFlight, '5', "the source's client got its answer across the fork");
+  assert.equal(await rows(livePort), '1,2,3,5,7', 'the live fork wakes with the source rows');
+  await psql(livePort, 'INSERT INTO t VALUES (8)');
+  await psql(pgPort, 'INSERT INTO t VALUES (9)');
+  assert.equal(await rows(livePort), '1,2,3,5,7,8');
+  assert.equal(await rows(pgPort), '1,2,3,5,7,9');
+  assert.equal(await rows(forkPort), '1,2,3,5,6');
+
+  // Bad forks: a clear 4xx, and nothing made.
+  assert.equal((await api('POST', '/v1/instances', { image: IMAGE, name: 'plain', autostart: false })).status, 201);
+  const free = await stablePort();
+  const cases: Array<[string, unknown, number, string, RegExp]> = [
+    ['ghost', { name: 'x1', ports: [{ port: free, guest_port: 5432, protocol: 'tcp' }] }, 404, 'INSTANCE_NOT_FOUND', /instance "ghost" not found/],
+    ['pgb', { name: 'pgf', ports: [{ port: free, guest_port: 5432, protocol: 'tcp' }] }, 409, 'NAME_TAKEN', /"pgf" already exists/],
+    ['pgb', { name: 'x1' }, 400, 'INVALID_SPEC', /serves TCP on host port \d+ \(guest 5432\): give the fork a host port of its own/],
+    ['pgb', { name: 'x1', ports: [{ port: pgPort, guest_port: 5432, protocol: 'tcp' }] }, 400, 'INVALID_SPEC', /host port \d+ is taken by instance "pgb"/],
+    ['pgb', { name: 'x1', ports: [{ port: free, guest_port: 5432, protocol: 'tcp' }], volumes: { pgdata: 'pgcopy' } }, 409, 'VOLUME_EXISTS', /volume "pgcopy" already exists/],
+    ['pgb', { name: 'Bad_Name' }, 400, 'INVALID_SPEC', /instance name "Bad_Name" is not valid/],
+    ['plain', { name: 'x1' }, 409, 'ILLEGAL_TRANSITION', /it is stateless/],
+  ];
+  for (const [src, body, status, code, message] of cases) {
+    const r = await api('POST', `/v1/instances/${src}/fork`, body);
+    assert.equal(r.status, status, `fork ${src} ${JSON.stringify(body)}: ${r.text}`);
+    assert.equal(r.json.error.code, code);
+    assert.match(r.json.error.message, message);
+  }
+  assert.equal((await api('DELETE', '/v1/instances/plain')).status, 200);
+  const names = (await api('GET', '/v1/volumes')).json.data.volumes.map((v: { name: string }) => v.name);
+  assert.deepEqual(names.sort(), ['pgcopy', 'pgdata', 'pgf-pgdata', 'pgl-pgdata']);
+  const instances = (await api('GET', '/v1/instances')).json.data.instances;
+  assert.deepEqual(instances.map((i: { name: string }) => i.name).sort(), ['pgb', 'pgf', 'pgl']);
+  assert.deepEqual(fs.readdirSync(path.join(dataDir, 'instances')).sort(), instances.map((i: { id: string }) => i.id).sort(), 'no folder of a refused fork');
+  assert.deepEqual(fs.readdirSync(path.join(dataDir, 'volumes', '.tmp')), []);
+});

@@ -8,6 +8,7 @@ import { FlickError } from '../errors.js';
 import type { InstanceRecord } from '../controller/state/instance-record.js';
 import { testRecord } from '../controller/state/testing.js';
 import { createApiHandler, type ApiController } from './handler.js';
+import type { ForkConfig } from '../controller/fork.js';
 import { readAnswer } from '../daemon/testing.js';
 
 function record(name: string, spec: Partial<InstanceConfig> = {}): InstanceRecord {
@@ -79,6 +80,14 @@ class FakeController implements ApiController {
     assertTransition(r.name, r.status.state, 'draining', 'suspend');
     return Object.assign(r, { status: { ...r.status, state: 'standby' as const } });
   }
+  lastFork: ForkConfig | undefined;
+  /** Not stored: the list test sees only what create made. */
+  async fork(ref: string, cfg: ForkConfig) {
+    this.get(ref);
+    this.lastFork = cfg;
+    const base = record(cfg.name, { image: 'hello:latest' });
+    return { record: { ...base, status: { ...base.status, state: 'standby' as const, pid: null } }, mode: 'cold' as const, durationMs: 12.3 };
+  }
   async wait(ref: string, state: InstanceRecord['status']['state'], opts: { timeoutMs?: number } = {}) {
     const r = this.get(ref);
     if (r.status.state === state) return r;
@@ -121,6 +130,15 @@ test('create answers 201 with the instance in the success envelope, converting t
   assert.deepEqual(controller.lastSpec?.scaleToZero, { policy: 'on', cooldownTimeMs: 500 });
 });
 
+test('fork answers 201 with the new instance in standby and how it was taken; TCP host ports and volume names pass through', async () => {
+  const r = await call('POST', '/v1/instances/web/fork', JSON.stringify({ name: 'web2', ports: [{ port: 5433, guest_port: 5432, protocol: 'tcp' }], volumes: { pgdata: 'pgdata2' } }));
+  assert.equal(r.status, 201, r.text);
+  assert.equal(r.json.data.name, 'web2');
+  assert.equal(r.json.data.state, 'standby');
+  assert.deepEqual(r.json.data.fork, { source: 'web', mode: 'cold', duration_ms: 12 });
+  assert.deepEqual(controller.lastFork, { name: 'web2', tcp: [{ hostPort: 5433, guestPort: 5432 }], volumeNames: { pgdata: 'pgdata2' } });
+});
+
 const BAD: Array<[string, string, string, string | undefined, number, string, RegExp]> = [
   ['malformed JSON', 'POST', '/v1/instances', '{"image": ', 400, 'INVALID_JSON', /not valid JSON/],
   ['empty body', 'POST', '/v1/instances', '', 400, 'INVALID_JSON', /empty/],
@@ -137,6 +155,10 @@ const BAD: Array<[string, string, string, string | undefined, number, string, Re
   ['a certificate without https', 'POST', '/v1/instances', '{"image":"hello:1","tls_cert":"x","tls_key":"y"}', 400, 'BAD_REQUEST', /add an "http\+tls" port/],
   ['a certificate that is no PEM', 'POST', '/v1/instances', '{"image":"hello:1","ports":[{"port":443,"protocol":"http+tls"}],"tls_cert":"x","tls_key":"y"}', 400, 'invalid_certificate', /tls_cert is not a PEM certificate/],
   ['duplicate name', 'POST', '/v1/instances', '{"image":"hello:1","name":"web"}', 409, 'NAME_TAKEN', /already exists/],
+  ['fork without a name', 'POST', '/v1/instances/web/fork', '{}', 400, 'BAD_REQUEST', /name must be a string: the fork's name/],
+  ['fork with an http port', 'POST', '/v1/instances/web/fork', '{"name":"w3","ports":[{"port":81}]}', 400, 'BAD_REQUEST', /give only "tcp" ports/],
+  ['fork of an unknown instance', 'POST', '/v1/instances/ghost/fork', '{"name":"w3"}', 404, 'INSTANCE_NOT_FOUND', /not found/],
+  ['fork with GET', 'GET', '/v1/instances/web/fork', undefined, 405, 'METHOD_NOT_ALLOWED', /use POST/],
   ['log of an unknown id', 'GET', '/v1/instances/ghost/log', undefined, 404, 'INSTANCE_NOT_FOUND', /flick ls/],
   ['get of an unknown id', 'GET', '/v1/instances/ghost', undefined, 404, 'INSTANCE_NOT_FOUND', /not found/],
   ['wait for a bogus state', 'GET', '/v1/instances/web/wait?state=asleep', undefined, 400, 'BAD_REQUEST', /state must be one of/],

@@ -8,6 +8,8 @@
 //   DELETE /v1/instances/{id|name}[?force=true]
 //   PUT    /v1/instances/{id|name}/start|stop
 //   PUT    /v1/instances/{id|name}/suspend[?tier=hot|cold]   standby now (cold on a hot one demotes it)
+//   POST   /v1/instances/{id|name}/fork      {"name", "ports"?, "hostname"?, "volumes"?} a fork with the
+//                                             source's memory and volumes at one instant (201, in standby)
 //   GET    /v1/instances/{id|name}/metrics   wakes by tier, wake latency, parked requests (JSON)
 //   GET    /v1/metrics                       the same for every instance, plus the hot standby tier
 //   GET    /v1/instances/{id|name}/log[?follow=true]   text/plain, streamed with follow
@@ -20,10 +22,10 @@ import { sendData, sendError } from './envelope.js';
 import { listPage } from './list-page.js';
 import { hostMetrics, oneInstanceMetrics, type MetricsController } from './metrics.js';
 import type { InstanceProxyStats } from '../proxy/stats.js';
-import { ApiError, CreateInstanceSchema, WaitQuerySchema, instanceView, parseBody, toInstanceConfig } from './schemas.js';
+import { ApiError, CreateInstanceSchema, ForkInstanceSchema, WaitQuerySchema, instanceView, parseBody, toForkConfig, toInstanceConfig } from './schemas.js';
 
 /** What the API needs from the controller (consumer-owned, so tests pass a small fake). */
-export type ApiController = Pick<Controller, 'create' | 'list' | 'get' | 'start' | 'stop' | 'rm' | 'logs' | 'wait' | 'suspend'> & Partial<MetricsController>;
+export type ApiController = Pick<Controller, 'create' | 'list' | 'get' | 'start' | 'stop' | 'rm' | 'logs' | 'wait' | 'suspend' | 'fork'> & Partial<MetricsController>;
 
 export interface ApiImages {
   list(): Promise<ReadonlyArray<{ ref: string; name: string; tag: string; digest: string; ready?: boolean }>>;
@@ -102,6 +104,12 @@ export function createApiHandler(opts: ApiHandlerOptions): ApiHandler {
           const tier = url.searchParams.get('tier');
           if (tier !== null && tier !== 'hot' && tier !== 'cold') throw new ApiError('BAD_REQUEST', `tier must be "hot" or "cold", not "${tier}"`, { kind: 'user' });
           return sendData(res, 200, view(await controller.suspend(ref, tier ? { tier } : {})));
+        }
+        case 'fork': {
+          allow(method, ['POST']);
+          const body = parseBody(ForkInstanceSchema, await readJson(req, maxBody));
+          const forked = await controller.fork(ref, toForkConfig(body));
+          return sendData(res, 201, { ...view(forked.record), fork: { source: controller.get(ref).name, mode: forked.mode, duration_ms: Math.round(forked.durationMs) } });
         }
         case 'metrics':
           allow(method, ['GET']);

@@ -6,6 +6,7 @@ import { checkCertificate, summarizeCertificate } from '../proxy/certificates.js
 import { INSTANCE_STATES } from '../controller/states.js';
 import { FlickError } from '../errors.js';
 import type { HttpService, InstanceRecord } from '../controller/state/instance-record.js';
+import type { ForkConfig } from '../controller/fork.js';
 
 const port = (field: string) =>
   z.number({ error: `${field} must be a TCP port number (1-65535), e.g. 8080` }).int({ error: `${field} must be a whole number, e.g. 8080` }).min(1, { error: `${field} must be at least 1` }).max(65535, { error: `${field} must be at most 65535` });
@@ -135,6 +136,30 @@ export function toInstanceConfig(body: CreateInstanceBody): InstanceConfig {
     };
   }
   return spec;
+}
+
+/** `POST /v1/instances/{ref}/fork`: the fork's name, and what it cannot share with its source. */
+export const ForkInstanceSchema = z.strictObject(
+  {
+    name: z.string({ error: 'name must be a string: the fork\'s name, e.g. "pg-copy"' }),
+    ports: z.array(PortSchema, { error: 'ports must be a list like [{"port": 5433, "guest_port": 5432, "protocol": "tcp"}]' }).optional(),
+    hostname: z.string({ error: 'hostname must be a string, e.g. "copy.localhost"' }).regex(/^[a-z0-9.-]+$/, { error: 'hostname may hold only lowercase letters, digits, "." and "-"' }).optional(),
+    volumes: z.record(z.string(), z.string({ error: 'volumes values must be the fork\'s volume names, e.g. {"pgdata": "pgdata-copy"}' }), { error: 'volumes must be an object naming the fork\'s copy of each volume, e.g. {"pgdata": "pgdata-copy"}' }).optional(),
+  },
+  { error: 'the body must be an object like {"name": "pg-copy", "ports": [{"port": 5433, "guest_port": 5432, "protocol": "tcp"}]}' },
+);
+export type ForkInstanceBody = z.infer<typeof ForkInstanceSchema>;
+
+/** The wire fork request → the controller's ForkConfig. The fork keeps its source's guest ports; only TCP host ports are given. */
+export function toForkConfig(body: ForkInstanceBody): ForkConfig {
+  const notTcp = (body.ports ?? []).find((p) => p.protocol !== 'tcp');
+  if (notTcp) throw bad(`ports: a fork keeps its source's HTTP service under its own host name; give only "tcp" ports (host ports for the source's TCP guest ports), not "${notTcp.protocol}"`);
+  return {
+    name: body.name,
+    ...(body.ports ? { tcp: body.ports.map((p) => ({ hostPort: p.port, guestPort: p.guest_port ?? p.port })) } : {}),
+    ...(body.hostname !== undefined ? { hostname: body.hostname } : {}),
+    ...(body.volumes !== undefined ? { volumeNames: body.volumes } : {}),
+  };
 }
 
 export const WaitQuerySchema = z.object({

@@ -24,6 +24,7 @@ import { register as registerServices } from './commands/services.js';
 import { register as registerDeploy } from './commands/deploy.js';
 import { register as registerConsole } from './commands/console.js';
 import { register as registerVolume } from './commands/volume.js';
+import { register as registerFork } from './commands/fork.js';
 
 export function buildProgram(): Command {
   const program = new Command('flick')
@@ -51,6 +52,7 @@ export function buildProgram(): Command {
   registerDeploy(program);
   registerConsole(program);
   registerVolume(program);
+  registerFork(program);
   return program;
 }
 

@@ -14,6 +14,7 @@ import type { InstanceControllerMetrics } from './metrics.js';
 import type { ControllerOptions } from './options.js';
 import { Lifecycle } from './lifecycle.js';
 import { reconcile } from './reconcile.js';
+import { forkInstance, type ForkConfig, type ForkResult } from './fork.js';
 
 export type { ControllerOptions } from './options.js';
 
@@ -113,6 +114,16 @@ export class Controller {
     }
     this.#events.emit('state', { id, name, from: null, to: 'stopped', at: now });
     return stored.spec.autostart ? this.start(id) : stored;
+  }
+
+  /**
+   * A new instance with `source`'s memory and volumes taken at one instant
+   * (fork.ts): from a standby instance's saved state, or from a running one
+   * paused for the copy and resumed. Stored in cold standby: its first
+   * connection wakes it with the source's state; from there the two diverge.
+   */
+  async fork(source: string, config: ForkConfig): Promise<ForkResult> {
+    return forkInstance(this.#lc, this.get(source), config);
   }
 
   /** Moves the instance to `starting` and boots it in the background; `wait(id, 'running')` to know when it is ready. */

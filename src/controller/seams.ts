@@ -89,6 +89,14 @@ export interface InstanceVolumes {
   detach(holder: string): Promise<void>;
   /** At start: drops the claims of holders not in `keep`. */
   sweep(keep: ReadonlySet<string>): Promise<unknown>;
+  /** Fails (VOLUME_INVALID, VOLUME_EXISTS) unless `name` is a valid name no volume has: checked before a fork makes anything. */
+  checkNewName(name: string): void;
+  /** A copy-on-write clone `dst` of `src` (a few hundred KiB); refused (VOLUME_IN_USE) while a writer for whom `open` says true holds it. */
+  clone(src: string, dst: string, open: (holder: string) => boolean): Promise<unknown>;
+  /** A full (sparse) copy `dst` of `src`'s disk; its writer's VM must be paused with its disk flushed. */
+  copy(src: string, dst: string): Promise<unknown>;
+  /** Removes a volume nobody holds (a fork that failed halfway). */
+  rm(name: string): Promise<void>;
 }
 
 export interface ControllerLogger {

@@ -9,6 +9,7 @@ export type InstanceState = (typeof INSTANCE_STATES)[number];
 export type ControllerErrorCode =
   | 'ILLEGAL_TRANSITION' // e.g. stop of a stopped instance, a wake of one that is not in standby
   | 'INSTANCE_NOT_FOUND'
+  | 'NAME_TAKEN' // a new instance's name (a fork's) is another's
   | 'INVALID_SPEC' // a create request the controller cannot run (bad port, no command)
   | 'START_FAILED' // boot or readiness failed (what `wait` for running reports)
   | 'SNAPSHOT_FAILED' // a snapshot or a copy of one could not be written (disk)

@@ -57,6 +57,9 @@ class FakeController implements ApiController {
   async wait(ref: string) {
     return this.get(ref);
   }
+  async fork(ref: string): Promise<never> {
+    throw new Error(`fork of ${ref} is not used here`);
+  }
   logs(): AsyncIterable<Buffer> {
     return (async function* () {})();
   }

@@ -29,6 +29,8 @@ export interface LimitedController {
   rm(idOrName: string, opts?: { force?: boolean }): Promise<void>;
   list(): InstanceRecord[];
   get(idOrName: string): InstanceRecord;
+  /** A fork is a new instance too: it counts against the quota and needs disk. */
+  fork?(source: string, config: { name: string }): Promise<unknown>;
 }
 
 /**
@@ -84,12 +86,24 @@ export function withLimits<C extends LimitedController>(controller: C, limits: H
       count = undefined;
     }
   };
+  const fork = async (source: string, config: { name: string }): Promise<unknown> => {
+    checkQuota(config.name, instances(), limits.maxInstances);
+    checkDisk(`fork "${config.name}"`, limits.dataDir, 0, disk(limits.dataDir), minFree);
+    try {
+      return await controller.fork!(source, config);
+    } catch (err) {
+      throw isDiskFull(err) ? diskFullError(err, `forking into "${config.name}"`, limits.dataDir) : err;
+    } finally {
+      count = undefined;
+    }
+  };
   // Members are bound to the controller itself: its private fields need the real `this`.
   return new Proxy(controller, {
     get(target, prop) {
       if (prop === 'create') return create;
       if (prop === 'start') return start;
       if (prop === 'rm') return rm;
+      if (prop === 'fork' && typeof controller.fork === 'function') return fork;
       const value: unknown = Reflect.get(target, prop, target);
       return typeof value === 'function' ? value.bind(target) : value;
     },

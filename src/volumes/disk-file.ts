@@ -50,6 +50,12 @@ export async function makeOverlay(out: string, backing: string, label: string): 
   await syncFile(out);
 }
 
+/** `cp --sparse=always` (holes stay holes; reflinked where the filesystem can). */
+export async function copySparse(from: string, to: string, label: string): Promise<void> {
+  await tool('cp', ['--reflink=auto', '--sparse=always', from, to], `copying the disk of ${label}`);
+  await fsp.chmod(to, 0o600);
+}
+
 /** The files a disk reads through: itself, then its backing files, top down. */
 export async function backingChain(file: string): Promise<string[]> {
   // -U: a running QEMU holds its write lock on the head; reading the header is still safe.

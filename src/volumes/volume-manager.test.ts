@@ -70,6 +70,30 @@ test('clone: copy-on-write through a shared layer, a few hundred KiB; layers go 
   assert.deepEqual(fs.readdirSync(path.join(m.root, '.layers')), []);
 });
 
+test('copy: a whole head (a fork of a running VM) reads through the same layers and stays independent', async () => {
+  const m = manager();
+  await m.create('base', 64 * 2 ** 20);
+  await m.clone('base', 'src');
+  await m.attach('i1', [{ name: 'src', path: '/d', readOnly: false }]);
+  const c = await m.copy('src', 'forked');
+  assert.equal(c.clonedFrom, 'src');
+  assert.equal(c.state, 'available', 'the copy is nobody\'s until an instance claims it');
+  assert.notEqual(c.id, m.get('src').id);
+  const [srcChain, copyChain] = [await backingChain(m.get('src').file), await backingChain(c.file)];
+  assert.equal(copyChain.length, srcChain.length);
+  assert.equal(copyChain[1], srcChain[1], 'the frozen layer is shared, not copied');
+  assert.ok(m.has('forked') && !m.has('nope'));
+  await assert.rejects(m.copy('src', 'forked'), code('VOLUME_EXISTS'));
+  await assert.rejects(m.copy('nope', 'x'), code('VOLUME_NOT_FOUND'));
+  await m.detach('i1');
+  await m.rm('src');
+  await m.rm('base');
+  assert.ok(fs.readdirSync(path.join(m.root, '.layers')).length >= 1, 'the copy still reads through its layer');
+  await m.rm('forked');
+  assert.deepEqual(fs.readdirSync(path.join(m.root, '.layers')), []);
+  assert.deepEqual(entries(m), []);
+});
+
 test('bad input and a full disk leave nothing half-made', async () => {
   const m = manager({ free: 10 * 2 ** 20 });
   await assert.rejects(m.create('full', 2 ** 30), (e: unknown) => e instanceof LimitError && e.code === 'DISK_FULL');

@@ -17,7 +17,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../registry/fs-atomic.js';
 import { checkDisk, diskFullError, diskSpace, isDiskFull, type DiskSpace } from '../limits/limits.js';
-import { allocatedBytes, backingChain, makeExt4Qcow2, makeOverlay } from './disk-file.js';
+import { allocatedBytes, backingChain, copySparse, makeExt4Qcow2, makeOverlay, syncFile } from './disk-file.js';
 import { validateMounts, validateVolumeName, type VolumeMount } from './names.js';
 import { VolumeError } from './volume-error.js';
 
@@ -104,6 +104,18 @@ export class VolumeManager {
     return this.#info(this.#require(name));
   }
 
+  /** Whether a volume of this (valid) name exists. */
+  has(name: string): boolean {
+    validateVolumeName(name);
+    return fs.existsSync(path.join(this.root, name));
+  }
+
+  /** Throws VOLUME_INVALID or VOLUME_EXISTS unless a volume could be made under `name` now. */
+  checkNewName(name: string): void {
+    validateVolumeName(name);
+    this.#refuseTaken(name);
+  }
+
   // ---- commands ----
 
   async create(name: string, sizeBytes: number): Promise<VolumeInfo> {
@@ -159,6 +171,32 @@ export class VolumeManager {
         await this.#collectLayers();
         throw err;
       }
+      return this.get(dst);
+    });
+  }
+
+  /**
+   * A full copy of `src`'s head as the new volume `dst` (a fork of a running
+   * instance). Precondition: the writer's VM is paused and its disk flushed
+   * (after a snapshot QEMU has written back every cache and inactivated the
+   * image), so the head is consistent and nothing writes it during the copy;
+   * a clone would freeze the head under a process that goes on writing it.
+   * Sparse: only allocated clusters take disk; a head that reads through a
+   * frozen layer keeps reading through it.
+   */
+  async copy(src: string, dst: string): Promise<VolumeInfo> {
+    validateVolumeName(dst);
+    return this.#serial(async () => {
+      const source = this.#require(src);
+      this.#refuseTaken(dst);
+      const head = path.join(this.root, src, DISK);
+      checkDisk(`copy "${dst}"`, this.root, CREATE_NEED_BYTES + allocatedBytes(head), (this.#opts.diskSpace ?? diskSpace)(this.root), this.#opts.minFreeBytes ?? 64 * 2 ** 20);
+      const state: VolumeState = { ...source, id: newId(), name: dst, createdAt: new Date().toISOString(), clonedFrom: src, attachments: [] };
+      await this.#inScratch(dst, async (dir) => {
+        await copySparse(head, path.join(dir, DISK), `volume "${dst}"`);
+        await syncFile(path.join(dir, DISK));
+        await writeFileAtomic(path.join(dir, RECORD), json(state), 0o600);
+      });
       return this.get(dst);
     });
   }
