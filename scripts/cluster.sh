@@ -4,7 +4,8 @@
 #   bash scripts/cluster.sh up     start it (prints how to reach each host)
 #   bash scripts/cluster.sh down   remove every instance, stop the hosts and etcd, delete the folder
 # State lives in $FLICK_CLUSTER_DIR (default /tmp/flick-cluster). Ports: etcd 23790-23792 (client),
-# 23800-23802 (peer); host hN: API 74N0... h1 7460/7461, h2 7470/7471, h3 7480/7481 (API/proxy).
+# 23800-23802 (peer); host hN: API 74N0... h1 7460/7461/7462, h2 7470/7471/7472, h3 7480/7481/7482
+# (API/proxy/hop listener, where the other hosts' proxies send requests with the cluster's token).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${FLICK_CLUSTER_DIR:-/tmp/flick-cluster}
@@ -18,7 +19,7 @@ start_host() {
   local h=$1 api=$((7450 + 10 * $1))
   alive "$DIR/h$h.pid" && return 0
   nohup node bin/flickd --data-dir "$DIR/h$h" --listen "127.0.0.1:$api" --proxy-listen "127.0.0.1:$((api + 1))" \
-    --cluster-etcd "$ENDPOINTS" --host-name "h$h" --advertise 127.0.0.1 >>"$DIR/h$h.log" 2>&1 &
+    --cluster-hop-listen "127.0.0.1:$((api + 2))" --cluster-etcd "$ENDPOINTS" --host-name "h$h" --advertise 127.0.0.1 >>"$DIR/h$h.log" 2>&1 &
   echo $! >"$DIR/h$h.pid"
   for _ in $(seq 300); do [ "$(grep -c 'listening on http' "$DIR/h$h.log")" -gt "$(cat "$DIR/h$h.starts" 2>/dev/null || echo 0)" ] && break; alive "$DIR/h$h.pid" || break; sleep 0.2; done
   alive "$DIR/h$h.pid" || { echo "cluster: host h$h did not start: see $DIR/h$h.log" >&2; tail -5 "$DIR/h$h.log" >&2; exit 70; }

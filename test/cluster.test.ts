@@ -3,7 +3,9 @@
 // address pool), a Flick image pushed to one host and run on another (fetched
 // from the peer, digest-verified, booted as a real microVM), requests through
 // every host's proxy (one hop to the owner, which wakes it from standby), a
-// create placed through one host on another, one etcd member killed, etcd
+// create placed through one host on another, the hop, API and registry refused
+// without the cluster's token, a guest that reaches neither etcd nor a peer
+// host, one etcd member killed, etcd
 // stopped and started under running hosts (creates 503), one host cut off from
 // etcd (through TCP relays) and healed, and the owner's flickd killed with SIGKILL: its stateless instance is
 // created again on another host and serves through the proxies, and the
@@ -18,8 +20,10 @@ import { EtcdClient } from '../src/cluster/etcd-client.js';
 import { startEtcdCluster, startRelay, type EtcdCluster, type TcpRelay } from '../src/cluster/etcd-cluster.js';
 import { api, appGet, createRunning, proxyPortOf, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { sweepLeftovers } from '../src/network/namespace-network.js';
+import { formatIpv4, GATEWAY_IP, parseIpv4 } from '../src/network/addresses.js';
 
 const IMAGE = 'fixtures/hello:1';
+const PROBER = 'fixtures/prober:1';
 const HOSTS = ['h1', 'h2', 'h3'] as const;
 type HostName = (typeof HOSTS)[number];
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-cluster-'));
@@ -47,8 +51,13 @@ const proxyPort = (h: HostName) => proxyPortOf(host(h));
 
 /** GET / through host h's proxy for instance `name`: status and body. */
 function viaProxy(h: HostName, name: string): Promise<{ status: number; body: string }> {
+  return getAt(proxyPort(h), name);
+}
+
+/** GET `p` for instance `name` from a proxy listener on `port` (public or hop), with `headers`. */
+function getAt(port: number, name: string, p = '/', headers: http.OutgoingHttpHeaders = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port: proxyPort(h), path: '/', agent: false, headers: { host: `${name}.localhost` }, timeout: 60_000 }, (res) => {
+    const req = http.get({ host: '127.0.0.1', port, path: p, agent: false, headers: { host: `${name}.localhost`, ...headers }, timeout: 60_000 }, (res) => {
       let body = '';
       res.setEncoding('utf8').on('data', (d: string) => (body += d));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
@@ -167,6 +176,76 @@ test('any host places a create and acts on any host\'s instance: POST via h1 wit
   assert.equal((await api(host('h1'), 'DELETE', '/v1/instances/placed')).status, 200);
   assert.equal((await api(host('h3'), 'GET', '/v1/instances/placed')).status, 404, 'removed on h3');
   assert.equal((await api(host('h2'), 'GET', '/v1/cluster/instances')).json.data.instances.some((i: any) => i.name === 'placed'), false);
+});
+
+test('between hosts only the cluster\'s token passes: a proxy hop without it is refused and the app never sees it, nor do a peer\'s API and registry; a guest reaches no etcd and no peer host', async (t) => {
+  await pushFixtureImage(host('h1'), PROBER, 'prober');
+  const made = await api(host('h3'), 'POST', '/v1/instances?host=h1', { image: PROBER, name: 'probe', memory_mb: 128 });
+  assert.equal(made.status, 201, made.text);
+  t.after(async () => {
+    await api(host('h3'), 'DELETE', '/v1/instances/probe?force=true');
+    await until('probe gone from the cluster', async () => (((await api(host('h2'), 'GET', '/v1/cluster/instances')).json.data.instances as any[]).some((i) => i.name === 'probe') ? undefined : true), 30_000);
+    await until('probe gone from h1', async () => ((await api(host('h1'), 'GET', '/v1/instances')).json.data.instances.some((i: any) => i.name === 'probe') ? undefined : true), 30_000);
+  });
+  const ready = await api(host('h1'), 'GET', '/v1/instances/probe/wait?state=running&timeout_ms=180000');
+  assert.equal(ready.status, 200, ready.text);
+  const probe = ready.json.data;
+  const listed = (await api(host('h2'), 'GET', '/v1/hosts')).json.data.hosts as any[];
+  const hopPort = (h: HostName) => Number(new URL(listed.find((x) => x.name === h).hop).port);
+  const apiOf = (h: HostName) => listed.find((x) => x.name === h).api as string;
+  const credential = { 'proxy-authorization': `Bearer ${host('h1').token}` };
+
+  // Through h3's proxy: one hop to h1's hop listener with the credential, which h1 consumes before the app.
+  const through = await until('probe through h3', async () => {
+    const a = await getAt(proxyPort('h3'), 'probe', '/headers', { 'x-forwarded-for': '6.6.6.6' });
+    return a.status === 200 ? a : undefined;
+  }, 15_000);
+  assert.match(through.body, /^GET \/headers HTTP\/1\.1\r\n/);
+  assert.doesNotMatch(through.body, /proxy-authorization/i, 'the app must not see the hop\'s credential');
+  assert.equal(through.body.includes(host('h1').token), false);
+  // h3 drops the client's own X-Forwarded-For (not a trusted hop); h1 keeps h3's (an authenticated hop).
+  assert.match(through.body, /\r\nX-Forwarded-For: 127\.0\.0\.1, 127\.0\.0\.1\r\n/);
+  // h1's hop listener refuses a hop without the credential, or with another one, and the app sees none of them.
+  for (const headers of [{}, { 'proxy-authorization': 'Bearer not-the-token' }, { authorization: `Bearer ${host('h1').token}` }]) {
+    const r = await getAt(hopPort('h1'), 'probe', '/headers', headers);
+    assert.equal(r.status, 407, `${JSON.stringify(headers)}: ${r.body}`);
+  }
+  assert.equal((await getAt(hopPort('h1'), 'probe', '/', credential)).status, 200, 'with the credential, a hop is served');
+  // A hop is never forwarded again: h1's hop listener does not pass on a request for web (on h2).
+  assert.equal((await getAt(hopPort('h1'), 'web', '/', credential)).status, 421);
+  // The public ingress serves public traffic as it does, no credential asked.
+  assert.equal((await viaProxy('h1', 'probe')).status, 200);
+  // API forwarding and registry fetches between hosts carry the token: a peer refuses both without it, or with another.
+  for (const authorization of [undefined, 'Bearer not-the-token']) {
+    const headers = authorization ? { authorization } : undefined;
+    assert.equal((await fetch(`${apiOf('h1')}/v1/instances/probe`, { headers })).status, 401, 'a peer\'s API');
+    assert.equal((await fetch(`${apiOf('h1')}/v1/instances?host=h1`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify({ image: PROBER, name: 'intruder' }) })).status, 401);
+    assert.equal((await fetch(`${apiOf('h1')}/v2/fixtures/prober/manifests/1`, { headers })).status, 401, 'a peer\'s registry');
+  }
+  assert.equal((await api(host('h1'), 'GET', '/v1/instances/intruder')).status, 404);
+
+  // From inside the guest: neither etcd nor a peer host's API, registry, proxy or hop listener answers.
+  // etcd here listens on loopback; a relay on every address stands in for etcd on a host's own network.
+  const exposed = await startRelay(etcd.endpoints[0]!, '0.0.0.0');
+  t.after(() => exposed.close());
+  const hostEnd = formatIpv4(parseIpv4(probe.address) - 1); // the host end of the guest's link
+  const connect = (ip: string, port: number) => appGet(probe.address, `/connect/${ip}/${port}`, 20_000);
+  assert.equal(await connect('127.0.0.1', 8080), 'connected', 'the prober works: it reaches its own server');
+  const port = (url: string) => Number(new URL(url).port);
+  const targets: Array<[string, string, number]> = [
+    ['etcd on every host address', hostEnd, port(exposed.url)],
+    ['etcd via the namespace gateway', GATEWAY_IP, port(exposed.url)],
+    ['an etcd member\'s client port', hostEnd, port(etcd.endpoints[1]!)],
+    ['h2\'s API and registry', hostEnd, port(apiOf('h2'))],
+    ['h2\'s hop listener', hostEnd, hopPort('h2')],
+    ['h1\'s own API', hostEnd, port(apiOf('h1'))],
+  ];
+  for (const [what, ip, p] of targets) {
+    const answer = await connect(ip, p);
+    assert.notEqual(answer, 'connected', `${what} (${ip}:${p}) must be unreachable from a guest, got ${answer}`);
+  }
+  // And the host reaches etcd through that relay: the refusals above are isolation, not a dead relay.
+  assert.equal((await fetch(`${exposed.url}/health`)).status, 200);
 });
 
 test('losing one etcd member of three changes nothing: every host stays up, its lease renewed', async () => {

@@ -4,6 +4,7 @@
 //   GET /                     200 "prober\n" (alive)
 //   GET /connect/<ipv4>/<port> tries a TCP connection (2 s timeout) and answers
 //                             "connected", "refused", "timeout" or "error <errno>"
+//   GET /headers              the request head as the guest received it (what a proxy passed on)
 //   GET /alloc/<mib>          a child process allocates and touches <mib> MiB, then
 //                             exits 0; answers "exit <code>" or "signal <n>" (the
 //                             guest kernel's OOM killer sends 9)
@@ -86,11 +87,13 @@ int main(int argc, char **argv) {
     char body[128] = "prober\n", ip[64];
     int p;
     long mib;
+    const char *out = body;
     if (sscanf(req, "GET /connect/%63[0-9.]/%d ", ip, &p) == 2) try_connect(ip, p, body, sizeof body);
     else if (sscanf(req, "GET /alloc/%ld ", &mib) == 1) alloc(mib, body, sizeof body);
-    char resp[512];
+    else if (strncmp(req, "GET /headers ", 13) == 0) out = req;
+    char resp[2560];
     int rl = snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                      strlen(body), body);
+                      strlen(out), out);
     if (write(c, resp, rl) < 0) perror("prober: write");
     shutdown(c, SHUT_WR);
     close(c);

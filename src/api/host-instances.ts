@@ -17,6 +17,7 @@ import { SqliteStateStore } from '../store/sqlite-state-store.js';
 import { QemuDriver } from '../vmm/qemu/qemu-driver.js';
 import { createApiHandler, type ApiController, type ApiHandler } from './handler.js';
 import type { Waker } from '../proxy/waker.js';
+import type { HopConfig } from '../proxy/hop.js';
 import { withLimits } from '../limits/host-limits.js';
 import { parsePool } from '../network/addresses.js';
 import { VolumeManager } from '../volumes/volume-manager.js';
@@ -47,6 +48,8 @@ export interface HostInstancesConfig {
   netnsPool?: number;
   /** The hot standby tier (see src/controller/hot-standby.ts). */
   hotStandby?: Partial<HotStandbyConfig>;
+  /** The proxy's listener for other hosts' proxies (a cluster's hops, src/proxy/hop.ts). */
+  proxyHop?: HopConfig;
   /** Parked requests per sleeping instance before the proxy answers 503. */
   proxyMaxParked?: number;
   /** If the proxy address is a default, not asked for: a busy port means no proxy (with a warning) rather than no flickd. */
@@ -144,9 +147,11 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
           listen: config.proxyListen,
           ...(config.domain ? { domain: config.domain } : {}),
           ...(config.proxyMaxParked ? { maxParkedPerInstance: config.proxyMaxParked } : {}),
+          ...(config.proxyHop ? { hopListen: config.proxyHop } : {}),
           ...(tls ? { tlsListen: tls.listen, ...(tls.cert !== undefined && tls.key !== undefined ? { tls: { cert: tls.cert, key: tls.key } } : {}) } : {}),
         });
         log(`proxy: listening on http://${proxy.address.host}:${proxy.address.port} (host names <name>.${config.domain ?? 'localhost'})`);
+        if (proxy.hopAddress) log(`proxy: cluster hops on http://${proxy.hopAddress.host}:${proxy.hopAddress.port} (the cluster's token required)`);
         if (proxy.tlsAddress) log(`proxy: listening on https://${proxy.tlsAddress.host}:${proxy.tlsAddress.port} (${tls?.cert !== undefined ? 'a default certificate, and ' : ''}instances' own certificates by SNI)`);
       } catch (err) {
         if (!config.proxyOptional) throw err;

@@ -4,8 +4,9 @@
 //     (catalog.ts, a fenced txn), so names are cluster-wide and a create answers
 //     503 CLUSTER_UNAVAILABLE while etcd is unreachable;
 //   - the proxy routes every other host's HTTP instances too: to that host's
-//     proxy, one hop, with the Host header as the client sent it, so the owner
-//     parks and wakes a sleeping instance as it does its own;
+//     hop listener (src/proxy/hop.ts), one hop carrying the cluster's token, with
+//     the Host header as the client sent it, so the owner parks and wakes a
+//     sleeping instance as it does its own;
 //   - when a host's lease lapses, its stateless instances are created again on
 //     the best host left (most free memory; the others step in after 3 s if it
 //     does not), each move a fenced txn; stateful ones show `unavailable`;
@@ -23,7 +24,8 @@ import { parseImageReference } from '../registry/names.js';
 import type { InstanceRecord } from '../controller/state/instance-record.js';
 import { catalogPrefix, CatalogError, clusterInstanceView, fencedDelete, fencedPut, parseEntry, type CatalogEntry, type ClusterInstanceView, type Fence } from './catalog.js';
 import { EtcdError, type EtcdClient, type KeyValue } from './etcd-client.js';
-import type { HostDirectory } from './membership.js';
+import type { HostDirectory, HostRecord } from './membership.js';
+import { hopHeaders } from '../proxy/hop.js';
 import { ReadModel } from './read-model.js';
 
 /** How long the other hosts leave the move of a dead host's instance to the chosen host before they try. */
@@ -38,10 +40,19 @@ export interface AgentConfig {
   etcd: EtcdClient;
   prefix: string;
   host: string;
+  /** The cluster's token: every proxy hop carries it (src/proxy/hop.ts). */
+  credential: string;
   log: (line: string) => void;
 }
 
 const remoteId = (owner: string, name: string) => `@${owner}/${name}`;
+/** Whether a route's instance id is another host's instance (routed to that host's proxy), not one of this host's. */
+export const isRemoteRoute = (instanceId: string): boolean => instanceId.startsWith('@');
+
+/** Where other hosts' proxies reach a host's instances: its hop listener (a host of an earlier version: its public proxy). */
+function hopUrl(record: HostRecord): string | undefined {
+  return record.hop ?? record.proxy ?? undefined;
+}
 
 export class ClusterAgent {
   readonly #c: AgentConfig;
@@ -60,9 +71,11 @@ export class ClusterAgent {
   /** The hosts and their proxies as last routed to. */
   #hosts = '';
   #stopped = false;
+  readonly #hopHeaders: readonly string[];
 
   constructor(config: AgentConfig) {
     this.#c = config;
+    this.#hopHeaders = hopHeaders(config.credential);
   }
 
   /** For startHostInstances: the proxy's Waker and the API's controller, bound to the agent once it starts. */
@@ -134,7 +147,7 @@ export class ClusterAgent {
     if (this.#stopped) return;
     try {
       this.#moveFromDeadHosts();
-      const hosts = (this.#directory?.list() ?? []).map((h) => `${h.record.name}=${h.load ? h.record.proxy : '-'}`).join(',');
+      const hosts = (this.#directory?.list() ?? []).map((h) => `${h.record.name}=${h.load ? hopUrl(h.record) : '-'}`).join(',');
       if (hosts !== this.#hosts) {
         this.#hosts = hosts;
         this.#syncRemoteRoutes();
@@ -264,8 +277,9 @@ export class ClusterAgent {
   #remoteAwake(id: string): AwakeInstance {
     const owner = id.slice(1, id.indexOf('/'));
     const host = this.#directory?.get(owner);
-    if (!host?.load || !host.record.proxy) throw new FlickError('HOST_DOWN', `the instance's host ${owner} is down: a stateless instance is moved to another host within seconds`);
-    return { host: new URL(host.record.proxy).hostname.replace(/^\[|\]$/g, ''), asleep: new AbortController().signal };
+    const url = host && hopUrl(host.record);
+    if (!host?.load || !url) throw new FlickError('HOST_DOWN', `the instance's host ${owner} is down: a stateless instance is moved to another host within seconds`);
+    return { host: new URL(url).hostname.replace(/^\[|\]$/g, ''), asleep: new AbortController().signal, ...(host.record.hop ? { headers: this.#hopHeaders } : {}) };
   }
 
   /**
@@ -278,7 +292,8 @@ export class ClusterAgent {
     if (!routes) return;
     for (const name of names ?? new Set([...this.#remote.keys(), ...this.#entries().map((e) => e.entry.name)])) {
       const entry = this.#entry(name)?.entry;
-      const proxy = entry && entry.owner !== this.#c.host && entry.state === 'placed' && entry.http ? this.#directory?.get(entry.owner)?.record.proxy : undefined;
+      const owner = entry && entry.owner !== this.#c.host && entry.state === 'placed' && entry.http ? this.#directory?.get(entry.owner)?.record : undefined;
+      const proxy = owner && hopUrl(owner);
       const id = proxy && entry ? remoteId(entry.owner, entry.name) : undefined;
       const held = this.#remote.get(name);
       if (held === id) continue;

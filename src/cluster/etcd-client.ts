@@ -206,7 +206,7 @@ export class EtcdClient {
       this.#current = at;
       return json;
     }
-    throw new EtcdError('ETCD_UNAVAILABLE', `etcd is unreachable at ${this.endpoints.join(', ')} (${last instanceof Error ? last.message : String(last)}): check that the etcd members are up`, { cause: last });
+    throw new EtcdError('ETCD_UNAVAILABLE', `etcd is unreachable at ${this.endpoints.join(', ')} (${reason(last)}): check that the etcd members are up (and, over TLS, --cluster-etcd-ca/-cert/-key)`, { cause: last });
   }
 
   async #post(endpoint: string, path: string, body: unknown, signal: AbortSignal) {
@@ -338,6 +338,13 @@ export class EtcdClient {
     this.#closed = true;
     await (this.#dispatcher as Agent | undefined)?.close();
   }
+}
+
+/** An attempt's failure, with what the socket or TLS layer said (undici's fetch says only "fetch failed" and keeps that in its cause). */
+function reason(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = err.cause instanceof Error ? err.cause : undefined;
+  return cause && cause.message !== err.message ? `${err.message}: ${cause.message}` : err.message;
 }
 
 /** Newline-delimited JSON results of one watch; throws ETCD_COMPACTED on a compaction cancel. */

@@ -6,6 +6,7 @@
 // Debian's etcd-server (3.4) provides the `etcd` binary.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import https from 'node:https';
 import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
@@ -35,8 +36,21 @@ export interface EtcdCluster {
 
 const ETCD = process.env.FLICK_ETCD_BIN ?? 'etcd';
 
+/** etcd's client URLs over TLS with client-certificate auth, as a real multi-machine cluster runs it. */
+export interface EtcdServerTls {
+  /** The CA client certificates must be signed by (--trusted-ca-file with --client-cert-auth). */
+  caFile: string;
+  /** The members' certificate and key: a SAN for 127.0.0.1, and client auth too (etcd's gateway dials its own gRPC with it). */
+  certFile: string;
+  keyFile: string;
+  /** A client certificate and key the harness checks the members' health with. */
+  clientCertFile: string;
+  clientKeyFile: string;
+}
+
 /** Starts `size` members (default 3) under a new temp folder (or `dir`) and waits until each is healthy. */
-export async function startEtcdCluster(opts: { size?: number; dir?: string; token?: string } = {}): Promise<EtcdCluster> {
+export async function startEtcdCluster(opts: { size?: number; dir?: string; token?: string; tls?: EtcdServerTls } = {}): Promise<EtcdCluster> {
+  const tls = opts.tls;
   const size = opts.size ?? 3;
   const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'flick-etcd-'));
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -47,7 +61,7 @@ export async function startEtcdCluster(opts: { size?: number; dir?: string; toke
   }
   const specs = Array.from({ length: size }, (_, i) => ({
     name: `etcd${i}`,
-    clientUrl: `http://127.0.0.1:${ports[2 * i]}`,
+    clientUrl: `${tls ? 'https' : 'http'}://127.0.0.1:${ports[2 * i]}`,
     peerUrl: `http://127.0.0.1:${ports[2 * i + 1]}`,
     dataDir: path.join(dir, `etcd${i}`),
   }));
@@ -88,13 +102,14 @@ export async function startEtcdCluster(opts: { size?: number; dir?: string; toke
             '--heartbeat-interval', '100',
             '--election-timeout', '1000',
             '--logger', 'zap',
+            ...(tls ? ['--client-cert-auth', '--trusted-ca-file', tls.caFile, '--cert-file', tls.certFile, '--key-file', tls.keyFile] : []),
           ],
           { stdio: ['ignore', log, log] },
         );
         fs.closeSync(log);
         const c = child;
         exited = new Promise((r) => c.once('exit', () => r()));
-        await waitHealthy(member, logFile);
+        await waitHealthy(member, logFile, 30_000, tls);
       },
     };
     return member;
@@ -120,20 +135,31 @@ export async function startEtcdCluster(opts: { size?: number; dir?: string; toke
 }
 
 /** Resolves once the member answers /health with true (a leader is known). */
-export async function waitHealthy(m: Pick<EtcdMember, 'clientUrl' | 'process'>, logFile?: string, timeoutMs = 30_000): Promise<void> {
+export async function waitHealthy(m: Pick<EtcdMember, 'clientUrl' | 'process'>, logFile?: string, timeoutMs = 30_000, tls?: EtcdServerTls): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const p = m.process;
     if (p && (p.exitCode !== null || p.signalCode !== null)) {
       throw new Error(`etcd at ${m.clientUrl} exited while starting${logFile ? `:\n${tail(logFile)}` : ''}`);
     }
-    const ok = await fetch(`${m.clientUrl}/health`, { signal: AbortSignal.timeout(1000) })
-      .then(async (r) => r.status === 200 && ((await r.json()) as { health?: string }).health === 'true')
-      .catch(() => false);
+    const ok = await (tls ? healthOverTls(m.clientUrl, tls) : fetch(`${m.clientUrl}/health`, { signal: AbortSignal.timeout(1000) }).then(async (r) => r.status === 200 && ((await r.json()) as { health?: string }).health === 'true')).catch(() => false);
     if (ok) return;
     if (Date.now() > deadline) throw new Error(`etcd at ${m.clientUrl} is not healthy after ${timeoutMs} ms${logFile ? `:\n${tail(logFile)}` : ''}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** GET /health over TLS with the harness's client certificate (node's fetch takes none). */
+function healthOverTls(clientUrl: string, tls: EtcdServerTls): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = https.get(`${clientUrl}/health`, { ca: fs.readFileSync(tls.caFile), cert: fs.readFileSync(tls.clientCertFile), key: fs.readFileSync(tls.clientKeyFile), timeout: 1000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve(res.statusCode === 200 && /"health":\s*"true"/.test(body)));
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => req.destroy());
+  });
 }
 
 function tail(file: string): string {
@@ -152,8 +178,11 @@ export interface TcpRelay {
   close(): Promise<void>;
 }
 
-/** A TCP relay on a loopback port to `targetUrl`'s host and port: one host's path to an etcd member, to cut in a test. */
-export async function startRelay(targetUrl: string): Promise<TcpRelay> {
+/**
+ * A TCP relay on a free port of `listenHost` (default loopback) to `targetUrl`'s host and port: one host's
+ * path to an etcd member, to cut in a test (or, on 0.0.0.0, etcd as a host's network would offer it).
+ */
+export async function startRelay(targetUrl: string, listenHost = '127.0.0.1'): Promise<TcpRelay> {
   const target = new URL(targetUrl);
   const sockets = new Set<net.Socket>();
   let cut = false;
@@ -169,9 +198,9 @@ export async function startRelay(targetUrl: string): Promise<TcpRelay> {
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  await new Promise<void>((r) => server.listen(0, listenHost, () => r()));
   return {
-    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    url: `${target.protocol}//127.0.0.1:${(server.address() as net.AddressInfo).port}`,
     cut() {
       cut = true;
       for (const s of sockets) s.destroy();

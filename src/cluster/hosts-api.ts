@@ -16,6 +16,8 @@ export interface HostViewJson {
   self: boolean;
   api: string | null;
   proxy: string | null;
+  /** The proxy's hop listener, where other hosts' proxies send requests (with the cluster's token). */
+  hop: string | null;
   capacity: { memory_bytes: number; vcpus: number };
   load: { memory_free_bytes: number; load_avg_1m: number; instances: number } | null;
   joined_at: string | null;
@@ -29,6 +31,7 @@ export function hostViewJson(h: HostView, self: string): HostViewJson {
     self: h.record.name === self,
     api: h.record.api,
     proxy: h.record.proxy,
+    hop: h.record.hop ?? null,
     capacity: { memory_bytes: h.record.capacity.memoryBytes, vcpus: h.record.capacity.vcpus },
     load: h.load ? { memory_free_bytes: h.load.memoryFreeBytes, load_avg_1m: h.load.loadAvg1m, instances: h.load.instances } : null,
     joined_at: h.record.joinedAt,
@@ -66,6 +69,7 @@ export function createHostsHandler(src: HostsSource): (req: IncomingMessage, res
         self: true,
         api: null,
         proxy: null,
+        hop: null,
         capacity: { memory_bytes: os.totalmem(), vcpus: os.cpus().length },
         load: { memory_free_bytes: memoryAvailableBytes(), load_avg_1m: os.loadavg()[0] ?? 0, instances: src.instances() },
         joined_at: null,

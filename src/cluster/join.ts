@@ -36,6 +36,14 @@ export interface ClusterConfig {
   log: (line: string) => void;
 }
 
+/** The ports this host serves on, as bound (its URLs in etcd carry them). */
+export interface JoinAddresses {
+  apiPort: number;
+  proxyPort: number | undefined;
+  /** The proxy's hop listener (src/proxy/hop.ts), where other hosts' proxies send requests. */
+  hopPort: number | undefined;
+}
+
 export interface ClusterConnection {
   etcd: EtcdClient;
   hostName: string;
@@ -48,7 +56,7 @@ export interface ClusterConnection {
   /** etcd was unreachable at start: the host serves what it holds and join() waits for etcd. */
   offline: boolean;
   /** Registers the host (after flickd listens: its URLs carry the bound ports); retries while etcd is unreachable. */
-  join(addresses: { apiPort: number; proxyPort: number | undefined }, instances: () => number): Promise<ClusterMember>;
+  join(addresses: JoinAddresses, instances: () => number): Promise<ClusterMember>;
   close(): Promise<void>;
 }
 
@@ -112,7 +120,7 @@ export async function connectCluster(config: ClusterConfig, localToken: string):
       },
     };
 
-    async function joinOnce(addresses: { apiPort: number; proxyPort: number | undefined }, instances: () => number): Promise<ClusterMember> {
+    async function joinOnce(addresses: JoinAddresses, instances: () => number): Promise<ClusterMember> {
       {
         const ttl = config.leaseTtlSeconds ?? DEFAULT_LEASE_TTL_SECONDS;
         let registration: Registration | undefined;
@@ -143,6 +151,7 @@ export async function connectCluster(config: ClusterConfig, localToken: string):
               name: hostName,
               api: url(addresses.apiPort),
               proxy: addresses.proxyPort !== undefined ? url(addresses.proxyPort) : null,
+              hop: addresses.hopPort !== undefined ? url(addresses.hopPort) : null,
               capacity: { memoryBytes: os.totalmem(), vcpus: os.cpus().length },
             },
             instances,

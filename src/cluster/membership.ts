@@ -25,6 +25,8 @@ export const HostRecordSchema = z.object({
   api: z.string(),
   /** Base URL of the host's ingress proxy, if it has one. */
   proxy: z.string().nullable(),
+  /** Base URL of the proxy's hop listener: other hosts' proxies send requests there, with the cluster's token. Absent from a host of an earlier version. */
+  hop: z.string().nullable().optional(),
   capacity: z.object({ memoryBytes: z.number(), vcpus: z.number() }),
   joinedAt: z.string(),
 });

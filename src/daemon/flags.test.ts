@@ -42,4 +42,8 @@ test('cluster flags: none means a host of its own; companions need --cluster-etc
   assert.throws(() => clusterFlags({ listen: '0.0.0.0:7450', 'cluster-etcd': 'http://e1:2379', advertise: 'a', 'cluster-etcd-cert': 'c' }), /go together/);
   const tls = clusterFlags({ listen: '0.0.0.0:7450', 'cluster-etcd': 'https://e1:2379', advertise: 'h1.example', 'host-name': 'h1', 'cluster-etcd-ca': 'ca.pem', 'cluster-etcd-cert': 'c.pem', 'cluster-etcd-key': 'k.pem' });
   assert.deepEqual(tls?.tls, { caFile: 'ca.pem', certFile: 'c.pem', keyFile: 'k.pem' });
+  const hop = clusterFlags({ listen: '10.0.0.5:7450', 'cluster-etcd': 'http://e1:2379', 'cluster-hop-listen': '10.0.0.5:7453' });
+  assert.deepEqual(hop?.hopListen, { host: '10.0.0.5', port: 7453 });
+  assert.throws(() => clusterFlags({ listen: '10.0.0.5:7450', 'cluster-etcd': 'http://e1:2379', 'cluster-hop-listen': '7453' }), /--cluster-hop-listen "7453" is not HOST:PORT/);
+  assert.throws(() => clusterFlags({ listen: '10.0.0.5:7450', 'cluster-hop-listen': '10.0.0.5:7453' }), /--cluster-hop-listen needs --cluster-etcd/);
 });

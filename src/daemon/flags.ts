@@ -29,6 +29,8 @@ export interface ClusterJoinConfig {
   hostName: string;
   advertise: string;
   tls?: { caFile?: string; certFile?: string; keyFile?: string };
+  /** Where other hosts' proxies send hops (--cluster-hop-listen); undefined: the proxy's host, a free port (advertised in etcd). */
+  hopListen?: { host: string; port: number };
 }
 
 /** "2G", "512M", "1.5G", "4096K", "0" or plain bytes → bytes. */
@@ -78,7 +80,7 @@ export function readProxyTls(certFile: string | undefined, keyFile: string | und
 /** --cluster-etcd and its companions → the cluster to join; undefined without --cluster-etcd. */
 export function clusterFlags(v: Record<string, string | boolean | undefined>): ClusterJoinConfig | undefined {
   const etcd = v['cluster-etcd'];
-  const rest = ['host-name', 'advertise', 'cluster-etcd-ca', 'cluster-etcd-cert', 'cluster-etcd-key'].filter((f) => v[f] !== undefined);
+  const rest = ['host-name', 'advertise', 'cluster-etcd-ca', 'cluster-etcd-cert', 'cluster-etcd-key', 'cluster-hop-listen'].filter((f) => v[f] !== undefined);
   if (typeof etcd !== 'string') {
     if (rest.length > 0) throw new Error(`--${rest[0]} needs --cluster-etcd URL[,URL…] (the cluster's etcd)`);
     return undefined;
@@ -94,5 +96,14 @@ export function clusterFlags(v: Record<string, string | boolean | undefined>): C
     ...(typeof v['cluster-etcd-cert'] === 'string' ? { certFile: v['cluster-etcd-cert'] } : {}),
     ...(typeof v['cluster-etcd-key'] === 'string' ? { keyFile: v['cluster-etcd-key'] } : {}),
   };
-  return { endpoints, hostName, advertise, ...(Object.keys(tls).length > 0 ? { tls } : {}) };
+  const hop = v['cluster-hop-listen'];
+  let hopListen: { host: string; port: number } | undefined;
+  if (typeof hop === 'string') {
+    try {
+      hopListen = parseListen(hop);
+    } catch {
+      throw new Error(`--cluster-hop-listen "${hop}" is not HOST:PORT (e.g. 10.0.0.5:7453): where other hosts' proxies reach this one`);
+    }
+  }
+  return { endpoints, hostName, advertise, ...(Object.keys(tls).length > 0 ? { tls } : {}), ...(hopListen ? { hopListen } : {}) };
 }

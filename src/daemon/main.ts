@@ -21,7 +21,7 @@ import type { KeepResident } from '../controller/hot-standby.js';
 import { ensureToken, TokenAuth, type Identity } from './auth.js';
 import { connectCluster, type ClusterConnection, type ClusterMember } from '../cluster/join.js';
 import { createHostsHandler } from '../cluster/hosts-api.js';
-import { ClusterAgent } from '../cluster/agent.js';
+import { ClusterAgent, isRemoteRoute } from '../cluster/agent.js';
 import { createForwarder } from '../cluster/api-forward.js';
 import { PeerFetchingImageStore } from '../registry/peer-fetch.js';
 import type { ImageStore } from '../registry/image-store.js';
@@ -36,7 +36,8 @@ const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-list
               [--metrics-anonymous-loopback] [--max-instances N] [--netns-pool N]
               [--template-warmup N] [--ready-timeout MS]
               [--cluster-etcd URL[,URL…] --host-name NAME --advertise ADDR
-               [--cluster-etcd-ca FILE --cluster-etcd-cert FILE --cluster-etcd-key FILE]]
+               [--cluster-etcd-ca FILE --cluster-etcd-cert FILE --cluster-etcd-key FILE]
+               [--cluster-hop-listen HOST:PORT]]
        flickd gc [--data-dir DIR]
 
   --proxy-listen              ingress proxy (default ${DEFAULT_PROXY_LISTEN}; off: none)
@@ -67,7 +68,10 @@ const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-list
   --advertise ADDR            the address peers and clients reach this host at (required with
                               --cluster-etcd when --listen is not a specific address)
   --cluster-etcd-ca/-cert/-key FILE   etcd over TLS: the CA of etcd's certificates, this host's
-                              client certificate and key (PEM)`;
+                              client certificate and key (PEM)
+  --cluster-hop-listen HOST:PORT  where other hosts' proxies send requests for this host's instances,
+                              each with the cluster's token (default: the proxy's host, a free port,
+                              advertised in etcd; bind it to the hosts' own network)`;
 
 /** Registry access: the token holder always; with --anonymous-pull, also reads from loopback without credentials. */
 export function registryAccess(anonymousPull: boolean) {
@@ -110,6 +114,7 @@ export async function main(argv: string[]): Promise<void> {
         'cluster-etcd-ca': { type: 'string' },
         'cluster-etcd-cert': { type: 'string' },
         'cluster-etcd-key': { type: 'string' },
+        'cluster-hop-listen': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -228,7 +233,7 @@ async function serve(config: ServeConfig): Promise<void> {
 
   // Instances: re-adopts VMs a previous flickd left running before anyone can call the API.
   const proxyListen = config.proxyListen === 'off' ? undefined : parseListen(config.proxyListen ?? DEFAULT_PROXY_LISTEN);
-  const agent = c ? new ClusterAgent({ etcd: c.etcd, prefix: c.prefix, host: c.hostName, log: config.log }) : undefined;
+  const agent = c ? new ClusterAgent({ etcd: c.etcd, prefix: c.prefix, host: c.hostName, credential: token, log: config.log }) : undefined;
   const instances = await startHostInstances({
     dataDir: config.dataDir,
     images: runnable,
@@ -238,6 +243,8 @@ async function serve(config: ServeConfig): Promise<void> {
     log: config.log,
     ...(proxyListen ? { proxyListen, proxyOptional: config.proxyListen === undefined } : {}),
     ...(proxyListen && config.proxyTls ? { proxyTls: config.proxyTls } : {}),
+    // Other hosts' proxies reach this host's instances on a listener of their own, with the cluster's token (src/proxy/hop.ts).
+    ...(proxyListen && c ? { proxyHop: { listen: config.cluster?.hopListen ?? { host: proxyListen.host, port: 0 }, credential: token, serves: (id: string) => !isRemoteRoute(id) } } : {}),
     ...(config.hotStandby ? { hotStandby: config.hotStandby } : {}),
     ...(config.proxyMaxParked ? { proxyMaxParked: config.proxyMaxParked } : {}),
     ...(config.maxInstances !== undefined ? { maxInstances: config.maxInstances } : {}),
@@ -304,7 +311,7 @@ async function serve(config: ServeConfig): Promise<void> {
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   if (c && agent) {
     const joinCluster = async () => {
-      member = await c.join({ apiPort: address.port, proxyPort: instances.proxy?.address.port }, () => instances.controller.list().length);
+      member = await c.join({ apiPort: address.port, proxyPort: instances.proxy?.address.port, hopPort: instances.proxy?.hopAddress?.port }, () => instances.controller.list().length);
       const m = member;
       // Before serving: what the catalog gave to another host while this one was away is stopped here.
       await agent.start(instances.controller, instances.routes, () => m.lease.id);

@@ -25,6 +25,8 @@ export interface UpstreamPool {
   host: string;
   /** Keep-alive pool for this awake period; destroyed when the instance goes to standby. */
   agent: http.Agent;
+  /** Added to every request forwarded here (AwakeInstance.headers). */
+  headers?: readonly string[];
 }
 
 export interface Refusal {
@@ -218,7 +220,7 @@ export class InstanceGate {
       setIdleTimeout(target.agent, this.#config.agent.timeout ?? 0);
     } else {
       kept?.target.agent.destroy();
-      target = { host: awake.host, agent: new http.Agent(this.#config.agent) };
+      target = { host: awake.host, agent: new http.Agent(this.#config.agent), ...(awake.headers ? { headers: awake.headers } : {}) };
     }
     const state: GatePhase = { kind: 'awake', target, session: awake.session, asleep: awake.asleep, onAsleep: () => this.#fellAsleep(state) };
     this.#state = state;

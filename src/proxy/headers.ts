@@ -13,6 +13,8 @@
 // - `Upgrade` + `Connection: upgrade` are re-sent on an upgrade request, which
 //   is a hop-by-hop handshake the proxy itself relays (RFC 9110 §7.8).
 // `Expect` is dropped: node already answered `100 Continue` (RFC 9110 §10.1.1).
+// `Proxy-Authorization` is credentials for this proxy (RFC 9110 §11.7.4), never the
+// instance's: it is dropped, and a cluster hop adds its own (hop.ts).
 
 export interface ForwardedFor {
   proto: 'http' | 'https';
@@ -22,7 +24,7 @@ export interface ForwardedFor {
   via: string | undefined;
 }
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade', 'expect']);
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade', 'expect', 'proxy-authorization']);
 const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
 
 /** The value of the first `Host` field, without building a header object. */

@@ -13,6 +13,7 @@ import type { Balancer, Placement } from './balancer.js';
 import type { ParkedEntry, ServiceParking, ServiceWaiter } from './service-parking.js';
 import { isServiceRoute, type HttpTarget, type Route, type RouteTable, type ServiceRoute } from './routes.js';
 import type { Waker } from './waker.js';
+import { HOP_REALM, hopRefusal, notHereMessage, type HopConfig } from './hop.js';
 
 export interface ForwardContext {
   routes: RouteTable;
@@ -35,6 +36,8 @@ export interface ForwardContext {
   parking: ServiceParking;
   /** A request body that sends nothing for this long (while the instance would read) is cut with 408 (nginx's client_body_timeout). */
   bodyIdleMs: number;
+  /** On the hop listener (hop.ts): the credential every request must carry and which instances it serves. */
+  hop?: HopConfig;
 }
 
 /** Routes a request to its instance, or answers 400/404 itself. */
@@ -45,9 +48,21 @@ export function handleRequest(ctx: ForwardContext, req: http.IncomingMessage, re
     answer(res, 400, `${malformed}\n`);
     return;
   }
+  const refused = ctx.hop && hopRefusal(req.rawHeaders, ctx.hop.credential);
+  if (refused) {
+    req.resume();
+    res.writeHead(407, ['Proxy-Authenticate', `Bearer realm="${HOP_REALM}"`, 'Content-Type', 'text/plain; charset=utf-8', 'Content-Length', String(Buffer.byteLength(refused))]);
+    res.end(refused);
+    return;
+  }
   const route = routeOf(ctx, req);
   if (typeof route === 'string') {
     answer(res, route === '' ? 400 : 404, notRoutedMessage(route, ctx.domain));
+    return;
+  }
+  if (ctx.hop && !isServiceRoute(route) && !ctx.hop.serves(route.instanceId)) {
+    req.resume();
+    answer(res, 421, notHereMessage(route.instanceId));
     return;
   }
   if (route.plain === 'redirect' && ctx.httpsPort !== undefined) {
@@ -215,7 +230,7 @@ class HttpExchange implements Waiter, ServiceWaiter {
   forward(target: UpstreamPool): void {
     const req = this.#req;
     this.#headers ??= forwardRequestHeaders(req.rawHeaders, undefined, this.#ctx.forwarded, req.socket.remoteAddress);
-    const upstream = upstreamRequest(target, this.#route, req, this.#headers, target.agent);
+    const upstream = upstreamRequest(target, this.#route, req, target.headers ? [...this.#headers, ...target.headers] : this.#headers, target.agent);
     this.#upstream = upstream;
     upstream.on('response', (upRes) => this.#onResponse(upRes));
     upstream.on('error', (err) => this.#onUpstreamError(err));

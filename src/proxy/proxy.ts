@@ -23,6 +23,7 @@ import type { RouteChange, RouteTable } from './routes.js';
 import { snapshotStats, type InstanceProxyStats } from './stats.js';
 import { TcpSession, type TcpContext } from './tcp-forward.js';
 import type { Waker } from './waker.js';
+import type { HopConfig } from './hop.js';
 
 export interface ProxyConfig {
   routes: RouteTable;
@@ -65,6 +66,8 @@ export interface ProxyConfig {
   trustForwarded?: boolean;
   /** Add `Via: 1.1 <via>` both ways. Default: no Via. */
   via?: string;
+  /** A listener for other hosts' proxies (a cluster's hops, hop.ts): the credential required, own instances only. */
+  hopListen?: HopConfig;
   /** Failures that concern no single request (a TCP route's port cannot be bound). Default: stderr. */
   onError?: (err: Error) => void;
 }
@@ -74,6 +77,8 @@ export interface Proxy {
   readonly address: { host: string; port: number };
   /** Where the HTTPS listener of `tlsListen` is bound. */
   readonly tlsAddress: { host: string; port: number } | undefined;
+  /** Where the hop listener of `hopListen` is bound. */
+  readonly hopAddress: { host: string; port: number } | undefined;
   /** Counters per instance that has seen traffic (copies). */
   stats(): InstanceProxyStats[];
   /** Requests (upgrades, TCP exchanges) in flight for an instance now, parked ones included: a deploy drains an instance to 0 before removing it. */
@@ -160,6 +165,10 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
   servers.push(main);
   const secure = config.tlsListen !== undefined ? serveHttp(forwardCtx('https'), secureOptions, config) : undefined;
   if (secure) servers.push(secure);
+  // A hop's X-Forwarded-* were set by the sending proxy from its client: kept (and extended) here.
+  const hopCtx: ForwardContext | undefined = config.hopListen ? { ...forwardCtx('http'), forwarded: { proto: 'http', trustForwarded: true, via: config.via }, hop: config.hopListen } : undefined;
+  const hop = hopCtx ? serveHttp(hopCtx, undefined, config) : undefined;
+  if (hop) servers.push(hop);
 
   const tcp = new TcpListeners(config, { waker, gate, quietMs: config.tcpQuietMs ?? 200 }, onError);
   const unsubscribe = config.routes.subscribe((change: RouteChange) => {
@@ -181,6 +190,12 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
         throw new ProxyError('listen_failed', `cannot serve HTTPS on ${at.host}:${at.port}: ${(err as Error).message}; pick another --proxy-tls-listen address`, { cause: err, kind: 'user' });
       });
     }
+    if (hop && config.hopListen) {
+      const at = config.hopListen.listen;
+      await listen(hop, at.port, at.host).catch((err: unknown) => {
+        throw new ProxyError('listen_failed', `cannot serve the cluster hop listener on ${at.host}:${at.port}: ${(err as Error).message}; pick another --cluster-hop-listen address`, { cause: err, kind: 'user' });
+      });
+    }
   } catch (err) {
     unsubscribe();
     await Promise.all(servers.map((s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()))));
@@ -197,6 +212,7 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
   return {
     address: { host: config.listen.host, port: bound.port },
     tlsAddress: tlsBound,
+    hopAddress: hop && config.hopListen ? { host: config.hopListen.listen.host, port: (hop.address() as net.AddressInfo).port } : undefined,
     stats: () => [...gates.values()].map((g) => snapshotStats(g.stats)),
     inFlight: (id) => balancer.inFlight(id),
     settled: () => tcp.settled(),

@@ -21,8 +21,11 @@ export interface TestCa {
   /** The CA certificate clients trust (`curl --cacert`, node's `ca`). */
   caFile: string;
   ca: string;
-  /** A leaf for `names` (subjectAltName DNS entries); `expired`: its validity ended a day ago. */
-  issue(names: string[], opts?: { expired?: boolean }): Promise<TestCertificate>;
+  /**
+   * A leaf for `names` (subjectAltName DNS entries, and IP entries for `ips`); `expired`: its validity
+   * ended a day ago; `usage`: what it may authenticate (default a server; etcd's own gateway also dials as a client).
+   */
+  issue(names: string[], opts?: { expired?: boolean; ips?: string[]; usage?: 'server' | 'client' | 'both' }): Promise<TestCertificate>;
   remove(): Promise<void>;
 }
 
@@ -41,7 +44,9 @@ export async function makeTestCa(): Promise<TestCa> {
       serial += 1;
       const base = path.join(dir, `leaf-${serial}`);
       await run('openssl', ['req', ...EC, '-subj', `/CN=${names[0]}`, '-keyout', `${base}.key`, '-out', `${base}.csr`]);
-      await fs.writeFile(`${base}.ext`, `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}\nextendedKeyUsage=serverAuth\n`);
+      const san = [...names.map((n) => `DNS:${n}`), ...(opts.ips ?? []).map((ip) => `IP:${ip}`)].join(',');
+      const eku = { server: 'serverAuth', client: 'clientAuth', both: 'serverAuth,clientAuth' }[opts.usage ?? 'server'];
+      await fs.writeFile(`${base}.ext`, `subjectAltName=${san}\nextendedKeyUsage=${eku}\n`);
       // `-days -1` (OpenSSL 3.0) ends the validity a day before it starts: an expired certificate.
       await run('openssl', ['x509', '-req', '-in', `${base}.csr`, '-CA', caFile, '-CAkey', caKey, '-set_serial', String(1000 + serial),
         '-days', opts.expired ? '-1' : '1', '-extfile', `${base}.ext`, '-out', `${base}.pem`]);

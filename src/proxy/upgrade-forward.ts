@@ -9,6 +9,7 @@ import type { UpstreamPool, InstanceGate, Refusal, Ticket, Waiter } from './gate
 import { isServiceRoute, type Route, type ServiceRoute } from './routes.js';
 import type { ParkedEntry, ServiceWaiter } from './service-parking.js';
 import { HTTPS_ONLY, admit, answerRaw, moveInFlight, httpsLocation, noAnswer, noMembersMessage, notRoutedMessage, routeOf, upstreamRequest, type ForwardContext } from './http-forward.js';
+import { HOP_REALM, hopRefusal, notHereMessage } from './hop.js';
 
 /** Routes an `Upgrade` request (websockets); after the instance's 101 the two sockets are piped both ways. */
 export function handleUpgrade(ctx: ForwardContext, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -20,9 +21,19 @@ export function handleUpgrade(ctx: ForwardContext, req: http.IncomingMessage, so
     answerRaw(socket, 400, `${malformed}\n`);
     return;
   }
+  const refused = ctx.hop && hopRefusal(req.rawHeaders, ctx.hop.credential);
+  if (refused) {
+    const headers = ['Proxy-Authenticate', `Bearer realm="${HOP_REALM}"`, 'Content-Type', 'text/plain; charset=utf-8', 'Content-Length', String(Buffer.byteLength(refused)), 'Connection', 'close'];
+    socket.end(rawResponseHead(407, 'Proxy Authentication Required', headers) + refused);
+    return;
+  }
   const route = routeOf(ctx, req);
   if (typeof route === 'string') {
     answerRaw(socket, route === '' ? 400 : 404, notRoutedMessage(route, ctx.domain));
+    return;
+  }
+  if (ctx.hop && !isServiceRoute(route) && !ctx.hop.serves(route.instanceId)) {
+    answerRaw(socket, 421, notHereMessage(route.instanceId));
     return;
   }
   if (route.plain === 'redirect' && ctx.httpsPort !== undefined) {
@@ -101,7 +112,7 @@ class UpgradeExchange implements Waiter, ServiceWaiter {
   forward(target: UpstreamPool): void {
     const req = this.#req;
     const headers = forwardRequestHeaders(req.rawHeaders, req.headers.upgrade ?? 'websocket', this.#ctx.forwarded, req.socket.remoteAddress);
-    const upstream = upstreamRequest(target, this.#route, req, headers);
+    const upstream = upstreamRequest(target, this.#route, req, target.headers ? [...headers, ...target.headers] : headers);
     this.#upstream = upstream;
     upstream.on('upgrade', (upRes, upSocket, upHead) => this.#onUpgrade(upRes, upSocket, upHead));
     upstream.on('response', (upRes) => this.#onRefused(upRes));

@@ -22,6 +22,12 @@ export interface AwakeInstance {
    * use them again when the same session is awake again.
    */
   session?: string;
+  /**
+   * Header fields (raw pairs) the proxy adds to every request and upgrade it
+   * forwards to this address: a cluster hop's credential for the next host's
+   * proxy (hop.ts). The client's own Proxy-Authorization never passes.
+   */
+  headers?: readonly string[];
 }
 
 /** `asleep`'s abort reason when the instance's VM is paused with its connections, not ended. */

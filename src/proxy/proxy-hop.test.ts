@@ -1,0 +1,92 @@
+// Component tests of the cluster hop (hop.ts): an origin proxy whose route goes
+// to a second proxy's hop listener with the credential, real upstream servers,
+// real sockets. The hop listener refuses requests without the credential, never
+// forwards a hop again, and the instance never sees the credential.
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { test, type TestContext } from 'node:test';
+import { hopHeaders } from './hop.js';
+import { FakeWaker, request, startProxy, startUpstream } from './testing.js';
+import type { AwakeInstance } from './waker.js';
+
+const CREDENTIAL = 'cluster-token-for-tests';
+
+/** Proxy B (public + hop listener) in front of an upstream that echoes its request headers; proxy A routes `app` to B's hop. */
+async function twoHosts(t: TestContext) {
+  let reached = 0;
+  const upstream = await startUpstream(t, (req, res) => {
+    reached += 1;
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify(req.headers));
+  });
+  const b = await startProxy(t, new FakeWaker(), { hopListen: { listen: { host: '127.0.0.1', port: 0 }, credential: CREDENTIAL, serves: (id) => !id.startsWith('@') } });
+  b.routes.setHttp('app', { instanceId: 'i-1', targetPort: upstream.port });
+  b.routes.setHttp('elsewhere', { instanceId: '@c/elsewhere', targetPort: 1 });
+  const hopPort = b.proxy.hopAddress!.port;
+  // A's waker reaches "@b/app" at B's hop listener, with the credential (as the cluster agent's does).
+  const waker = new FakeWaker();
+  const ensure = waker.ensureAwake.bind(waker);
+  waker.ensureAwake = async (id, signal): Promise<AwakeInstance> => ({ ...(await ensure(id, signal)), headers: hopHeaders(CREDENTIAL) });
+  const a = await startProxy(t, waker);
+  a.routes.setHttp('app', { instanceId: '@b/app', targetPort: hopPort });
+  return { a, b, hopPort, reached: () => reached };
+}
+
+test('a hop carries the credential to the peer\'s hop listener, which strips it; the instance sees the client as the first proxy saw it', async (t) => {
+  const { a } = await twoHosts(t);
+  const r = await request(a.port, { host: 'app.localhost', headers: { 'x-forwarded-for': '6.6.6.6', 'proxy-authorization': 'Bearer the-clients-own' } });
+  assert.equal(r.status, 200, r.body);
+  const seen = JSON.parse(r.body) as Record<string, string>;
+  assert.equal(seen['proxy-authorization'], undefined, 'the instance must not see the cluster credential');
+  assert.doesNotMatch(r.body, new RegExp(CREDENTIAL));
+  // A does not trust the client's X-Forwarded-For; B trusts A's (an authenticated hop) and appends A's address.
+  assert.equal(seen['x-forwarded-for'], '127.0.0.1, 127.0.0.1');
+  assert.equal(seen['x-forwarded-host'], 'app.localhost');
+});
+
+test('the hop listener refuses a request without the credential, or with another, before it is routed (407)', async (t) => {
+  const { hopPort, reached } = await twoHosts(t);
+  for (const headers of [{}, { 'proxy-authorization': 'Bearer not-the-token' }, { 'proxy-authorization': `Basic ${CREDENTIAL}` }, { authorization: `Bearer ${CREDENTIAL}` }]) {
+    const r = await request(hopPort, { host: 'app.localhost', headers });
+    assert.equal(r.status, 407, JSON.stringify(headers));
+    assert.equal(r.headers['proxy-authenticate'], 'Bearer realm="flick-cluster"');
+    assert.match(r.body, /cluster/);
+  }
+  const twice = await new Promise<string>((resolve, reject) => {
+    const s = net.connect(hopPort, '127.0.0.1', () => s.end(`GET / HTTP/1.1\r\nHost: app.localhost\r\nProxy-Authorization: Bearer ${CREDENTIAL}\r\nProxy-Authorization: Bearer ${CREDENTIAL}\r\nConnection: close\r\n\r\n`));
+    let out = '';
+    s.setEncoding('utf8').on('data', (d: string) => (out += d)).on('end', () => resolve(out)).on('error', reject);
+  });
+  assert.match(twice, /^HTTP\/1\.1 407 /);
+  assert.equal(reached(), 0, 'no refused request reached the instance');
+  // An upgrade is refused the same way.
+  const upgrade = await new Promise<number>((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: hopPort, headers: { host: 'app.localhost', connection: 'Upgrade', upgrade: 'websocket' } });
+    req.on('response', (res) => (res.resume(), resolve(res.statusCode ?? 0)));
+    req.on('upgrade', () => resolve(101));
+    req.on('error', reject);
+    req.end();
+  });
+  assert.equal(upgrade, 407);
+  assert.equal(reached(), 0);
+  // With the credential it is served.
+  assert.equal((await request(hopPort, { host: 'app.localhost', headers: { 'proxy-authorization': `Bearer ${CREDENTIAL}` } })).status, 200);
+});
+
+test('a hop is never forwarded again: the hop listener answers 421 for another host\'s instance', async (t) => {
+  const { hopPort } = await twoHosts(t);
+  const r = await request(hopPort, { host: 'elsewhere.localhost', headers: { 'proxy-authorization': `Bearer ${CREDENTIAL}` } });
+  assert.equal(r.status, 421);
+  assert.match(r.body, /not on this host: a cluster hop is never forwarded again/);
+});
+
+test('the public ingress serves as before, without the credential, and passes no Proxy-Authorization on', async (t) => {
+  const { b, reached } = await twoHosts(t);
+  const r = await request(b.port, { host: 'app.localhost', headers: { 'proxy-authorization': 'Bearer whatever', 'x-forwarded-for': '6.6.6.6' } });
+  assert.equal(r.status, 200, r.body);
+  const seen = JSON.parse(r.body) as Record<string, string>;
+  assert.equal(seen['proxy-authorization'], undefined);
+  assert.equal(seen['x-forwarded-for'], '127.0.0.1', 'the public ingress does not trust a client\'s X-Forwarded-For');
+  assert.equal(reached(), 1);
+});
