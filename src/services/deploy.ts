@@ -9,10 +9,13 @@
 // waking any: the new members take their own template and wait in standby.
 //
 // Nothing is lost to a crash: the deploy is stored in the service's record
-// before any step (`deploy.old`, `deploy.created`). If a new member never becomes
+// before any step (`deploy.old`, `deploy.created`, and the name of a member
+// before it is created, `deploy.creating`). If a new member never becomes
 // ready, every new member is removed and the old ones serve on (rolled back,
-// with the reason). A flickd killed mid-deploy finds the record at start and
-// rolls back while an old member is left, else completes (services.ts: start()).
+// with the reason). A flickd killed mid-deploy finds the record at start
+// (services.ts: start()): with no new member made it rolls back, with no old
+// member left it completes, and otherwise it resumes (`resumeDeploy`), the old
+// members serving meanwhile.
 import { describeError, FlickError } from '../errors.js';
 import type { InstanceRecord } from '../controller/state/instance-record.js';
 import type { DeployState, ServiceRecord } from './service-store.js';
@@ -31,8 +34,10 @@ export interface DeployOptions {
 export interface DeployHost {
   record(): ServiceRecord;
   save(record: ServiceRecord): Promise<void>;
-  /** Creates a member of the record's template with `image`, returning its record. */
-  createMember(record: ServiceRecord, image: string, index: number): Promise<InstanceRecord>;
+  /** A new member's name (`<service>-<4 hex>`), stored before the member is created. */
+  memberName(record: ServiceRecord): string;
+  /** Creates member `name` of the record's template with `image`, returning its record. */
+  createMember(record: ServiceRecord, image: string, index: number, name: string): Promise<InstanceRecord>;
   /** Resolves when the member is ready (running, or in standby with a template); rejects if it fails. */
   ready(id: string, timeoutMs: number): Promise<void>;
   removeMember(id: string): Promise<void>;
@@ -53,35 +58,74 @@ export async function rollingDeploy(host: DeployHost, opts: DeployOptions): Prom
   let rec = host.record();
   if (rec.deploy !== undefined) throw new DeployError('DEPLOY_FAILED', `service "${rec.name}" is being deployed already (to ${rec.deploy.image}): wait for it to end`, { kind: 'user' });
   const old = [...rec.members];
-  rec = { ...rec, deploy: { image: opts.image, startedAt: new Date().toISOString(), old, created: [] }, updatedAt: new Date().toISOString() };
+  const deploy: DeployState = { image: opts.image, startedAt: new Date().toISOString(), old, created: [], maxSurge: opts.maxSurge, maxUnavailable: opts.maxUnavailable };
+  rec = { ...rec, deploy, updatedAt: new Date().toISOString() };
   await host.save(rec);
-  const serving = new Set(old);
+  return carryOut(host, rec, opts, old, []);
+}
+
+/**
+ * Goes on with a deploy a killed flickd left (services.ts: start()): `oldLeft`
+ * are the old members that still exist, `fresh` the new ones that do (neither
+ * empty). The fresh ones serve once ready, as many old ones as they replace
+ * beyond those already gone retire, and the rest is replaced step by step as in
+ * `rollingDeploy`; a failure rolls back the same way.
+ */
+export function resumeDeploy(host: DeployHost, rec: ServiceRecord, opts: DeployOptions, oldLeft: string[], fresh: string[]): Promise<ServiceRecord> {
+  return carryOut(host, rec, opts, oldLeft, fresh);
+}
+
+/** The deploy from its stored state: `oldLeft` serve now, `fresh` (new members made before) are not proven ready yet. */
+async function carryOut(host: DeployHost, start: ServiceRecord, opts: DeployOptions, oldLeft: string[], fresh: string[]): Promise<ServiceRecord> {
+  let rec = start;
+  const state = rec.deploy!;
+  const serving = new Set(oldLeft);
   const routed = () => host.route([...serving]);
   const step = opts.maxSurge + opts.maxUnavailable;
+  const remaining = [...oldLeft];
   try {
-    for (let i = 0; i < old.length; i += step) {
-      const batch = old.slice(i, i + step);
+    for (const id of fresh) await host.ready(id, opts.readyTimeoutMs);
+    if (fresh.length > 0) {
+      for (const id of fresh) serving.add(id);
+      routed();
+      const replaced = remaining.splice(0, Math.max(0, oldLeft.length + fresh.length - state.old.length));
+      for (const id of replaced) await retire(host, serving, id, opts, routed);
+      rec = { ...rec, members: [...serving] };
+      await host.save(rec);
+    }
+    for (let i = 0; i < remaining.length; i += step) {
+      const batch = remaining.slice(i, i + step);
       // Up to max-unavailable old members leave before their replacements exist.
       // Never the last one serving: the service always has a way to answer.
       const early = batch.slice(0, Math.max(0, Math.min(opts.maxUnavailable, batch.length, serving.size - 1)));
       for (const id of early) await retire(host, serving, id, opts, routed);
-      const fresh: string[] = [];
+      const made: string[] = [];
       for (let k = 0; k < batch.length; k++) {
-        const member = await host.createMember(rec, opts.image, i + k);
-        fresh.push(member.id);
-        rec = { ...rec, deploy: { ...rec.deploy!, created: [...rec.deploy!.created, member.id] }, updatedAt: new Date().toISOString() };
+        // The name first: a flickd killed while the member is created finds it by name.
+        const name = host.memberName(rec);
+        rec = { ...rec, deploy: { ...rec.deploy!, creating: name }, updatedAt: new Date().toISOString() };
+        await host.save(rec);
+        const member = await host.createMember(rec, opts.image, fresh.length + i + k, name);
+        made.push(member.id);
+        const { creating: _made, ...deploy } = rec.deploy!;
+        rec = { ...rec, deploy: { ...deploy, created: [...deploy.created, member.id] }, updatedAt: new Date().toISOString() };
         await host.save(rec);
       }
-      for (const id of fresh) await host.ready(id, opts.readyTimeoutMs);
-      for (const id of fresh) serving.add(id);
+      for (const id of made) await host.ready(id, opts.readyTimeoutMs);
+      for (const id of made) serving.add(id);
       routed();
       for (const id of batch) if (serving.has(id)) await retire(host, serving, id, opts, routed);
       rec = { ...rec, members: [...serving] };
       await host.save(rec);
     }
   } catch (err) {
-    await rollBack(host, rec, old.filter((id) => serving.has(id)), describeError(err));
-    throw new DeployError('DEPLOY_FAILED', `deploy of ${opts.image} to service "${rec.name}" rolled back: the new instances did not become ready (${describeError(err)}); the old ones still serve: see 'flick logs' of the new instance, fix the image and deploy again`, { cause: err, kind: 'user' });
+    const oldServing = state.old.filter((id) => serving.has(id));
+    // Nothing old left to go back to (cannot happen in order, but never leave the service with nothing): keep what serves.
+    if (oldServing.length > 0) {
+      await rollBack(host, rec, oldServing, describeError(err));
+      throw new DeployError('DEPLOY_FAILED', `deploy of ${opts.image} to service "${rec.name}" rolled back: the new instances did not become ready (${describeError(err)}); the old ones still serve: see 'flick logs' of the new instance, fix the image and deploy again`, { cause: err, kind: 'user' });
+     }
+    host.log(`service ${rec.name}: deploy of ${opts.image}: ${describeError(err)}; no old instance is left, so the new ones that serve are kept`);
   }
   const { deploy: _done, ...rest } = rec;
   const done: ServiceRecord = { ...rest, template: { ...rec.template, image: opts.image }, members: [...serving], updatedAt: new Date().toISOString() };

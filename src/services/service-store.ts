@@ -17,6 +17,11 @@ export interface DeployState {
   old: string[];
   /** New members created so far. */
   created: string[];
+  /** The name of the new member being created (stored first: a flickd killed meanwhile finds it by name). */
+  creating?: string;
+  /** The deploy's step sizes, for a flickd that resumes it. */
+  maxSurge?: number;
+  maxUnavailable?: number;
 }
 
 export interface ServiceRecord {

@@ -17,7 +17,8 @@ import type { InstanceConfig } from '../controller/spec.js';
 import { DEFAULT_DOMAIN, validateName } from '../controller/spec.js';
 import { describeError, FlickError } from '../errors.js';
 import type { InstanceRecord } from '../controller/state/instance-record.js';
-import { rollBack, rollingDeploy, type DeployHost } from './deploy.js';
+import { rollingDeploy, type DeployHost, type DeployOptions } from './deploy.js';
+import { recoverDeploy } from './recover.js';
 import { resolveAutoscale, ScaleEvents, type AutoscaleConfig, type ScaleEvent } from './autoscale.js';
 import { planScale } from './scale.js';
 import { SERVICE_RECORD_VERSION, ServiceStore, type ServiceRecord } from './service-store.js';
@@ -52,6 +53,21 @@ const TEMPLATE_WAIT_MS = 300_000;
 
 export const MAX_REPLICAS = 64;
 
+/** A member's name: `<service>-<4 hex>`. */
+function memberName(service: string): string {
+  return `${service}-${crypto.randomBytes(2).toString('hex')}`;
+}
+
+function deployOptions(opts: { image: string; maxSurge?: number; maxUnavailable?: number; readyTimeoutMs?: number }): DeployOptions {
+  return {
+    image: opts.image,
+    maxSurge: opts.maxSurge ?? 1,
+    maxUnavailable: opts.maxUnavailable ?? 0,
+    readyTimeoutMs: opts.readyTimeoutMs ?? DEPLOY_READY_MS,
+    drainTimeoutMs: DEPLOY_DRAIN_MS,
+  };
+}
+
 export class Services {
   readonly #controller: ServiceController;
   readonly #store: ServiceStore;
@@ -61,6 +77,7 @@ export class Services {
   readonly #scale: ScaleEvents;
   readonly #inFlight: (id: string) => number;
   readonly #scaling = new Set<string>();
+  readonly #recovering: Array<Promise<void>> = [];
 
   constructor(opts: { controller: ServiceController; dataDir: string; routes?: ServiceRouteSink; log?: (line: string) => void; inFlight?: (instanceId: string) => number }) {
     this.#controller = opts.controller;
@@ -115,9 +132,11 @@ export class Services {
   async start(): Promise<void> {
     const existing = new Set(this.#controller.list().map((r) => r.id));
     for (const s of this.#store.list()) {
-      if (s.deploy !== undefined) await this.#recoverDeploy(s, existing);
+      if (s.deploy !== undefined) await this.#recoverDeploy(s);
     }
     for (const s of this.#store.list()) {
+      // A resumed deploy owns its service's members and route.
+      if (s.deploy !== undefined) continue;
       const members = s.members.filter((m) => existing.has(m));
       if (members.length !== s.members.length) {
         this.#log(`service ${s.name}: ${s.members.length - members.length} member(s) were gone`);
@@ -233,20 +252,15 @@ export class Services {
   /** A rolling deploy of `image` (deploy.ts); resolves when every member runs it, or rejects after rolling back. */
   deploy(name: string, opts: { image: string; maxSurge?: number; maxUnavailable?: number; readyTimeoutMs?: number }): Promise<ServiceRecord> {
     this.get(name);
-    return rollingDeploy(this.#deployHost(name), {
-      image: opts.image,
-      maxSurge: opts.maxSurge ?? 1,
-      maxUnavailable: opts.maxUnavailable ?? 0,
-      readyTimeoutMs: opts.readyTimeoutMs ?? DEPLOY_READY_MS,
-      drainTimeoutMs: DEPLOY_DRAIN_MS,
-    });
+    return rollingDeploy(this.#deployHost(name), deployOptions(opts));
   }
 
   #deployHost(name: string): DeployHost {
     return {
       record: () => this.get(name),
       save: (r) => this.#store.put(r),
-      createMember: (r, image, index) => this.#controller.create(this.#memberConfig({ ...r, template: { ...r.template, image } }, index)),
+      memberName: (r) => memberName(r.name),
+      createMember: (r, image, index, member) => this.#controller.create(this.#memberConfig({ ...r, template: { ...r.template, image } }, index, member)),
       ready: (id, ms) => this.#ready(id, ms),
       removeMember: async (id) => {
         try {
@@ -273,17 +287,15 @@ export class Services {
     }
   }
 
-  /** At start, a deploy a killed flickd left: rolled back while an old member is left, else completed. */
-  async #recoverDeploy(s: ServiceRecord, existing: Set<string>): Promise<void> {
-    const d = s.deploy!;
-    const oldLeft = d.old.filter((id) => existing.has(id));
-    if (oldLeft.length > 0) {
-      await rollBack(this.#deployHost(s.name), s, oldLeft, 'flickd stopped during the deploy');
-      return;
-    }
-    const { deploy: _done, ...rest } = s;
-    await this.#store.put({ ...rest, template: { ...s.template, image: d.image }, members: d.created.filter((id) => existing.has(id)), updatedAt: new Date().toISOString() });
-    this.#log(`service ${s.name}: the deploy of ${d.image} flickd was stopped in had replaced every instance: completed`);
+  /** At start, a deploy a killed flickd left (recover.ts); a resumed one runs in the background. */
+  async #recoverDeploy(s: ServiceRecord): Promise<void> {
+    const recovery = await recoverDeploy(s, { host: this.#deployHost(s.name), instances: this.#controller.list(), put: (r) => this.#store.put(r), log: this.#log, options: deployOptions });
+    if (recovery !== undefined) this.#recovering.push(recovery.resumed.then(() => undefined, (err: unknown) => this.#log(`service ${s.name}: ${describeError(err)}`)));
+  }
+
+  /** Resolves when the deploys resumed at start have ended (completed or rolled back). */
+  async recovered(): Promise<void> {
+    await Promise.all(this.#recovering);
   }
 
   /** Removes every member (stopping it) and the service. */
@@ -325,8 +337,7 @@ export class Services {
   }
 
   /** Member `index`: with autoscale, the first `min` always run and the rest scale to zero after the cooldown. */
-  #memberConfig(record: ServiceRecord, index: number): InstanceConfig {
-    const name = `${record.name}-${crypto.randomBytes(2).toString('hex')}`;
+  #memberConfig(record: ServiceRecord, index: number, name = memberName(record.name)): InstanceConfig {
     const t = record.template;
     const a = record.autoscale;
     return {
