@@ -7,7 +7,9 @@
 // bench/results/wake.json (issue 6):
 //   {"accel", "results": {"warm_ms", "wake_hot_ms", "wake_cold_ms", "warm_min_ms", "wake_hot_min_ms",
 //    "wake_cold_min_ms", "container_cold_ms" ({p50,p90,p99,n}), "hot_ram_bytes_each", "primed_ram_bytes_each",
-//    "burst": {requests, ok, wakes, p50_ms, p99_ms, warm_rps, p99_bound_ms}}, "details": {...}, "samples": {...}}
+//    "burst": {requests, ok, wakes, p50_ms, p99_ms, warm_rps, p99_bound_ms},
+//    "breakdown": {"hot", "cold", "hot_min", "cold_min"}: per wake phase (controller, vmm, clock, forward,
+//    upstream, client, total) its p50 in ms, from each wake's phases as flickd shows them}, "details", "samples"}
 // burst.warm_rps: the same instance's throughput under the same burst while running, in the
 // same run; p99_bound_ms = cold wake p50 + 1.2 × requests / warm_rps (issue 18).
 //
@@ -73,6 +75,8 @@ async function warm(host: BenchHost, app: App, runs: number): Promise<number[]> 
 
 interface WakeRuns {
   samples: number[];
+  /** Each wake's phases as flickd recorded them (GET /v1/instances/{name} last_wake.phases_ms). */
+  phases: Record<string, number>[];
   /** Runs whose standby tier was not the one asked for (not in `samples`). */
   otherTier: number;
   /** PSS of the paused VMM while in hot standby (median over runs). */
@@ -106,6 +110,7 @@ async function wakes(host: BenchHost, app: App, tier: Tier, runs: number, keep =
   const name = `${app}-${tier}`;
   await createInstance(host, name, app, { policy: 'on', cooldown_time_ms: COOLDOWN_MS });
   const samples: number[] = [];
+  const phases: Record<string, number>[] = [];
   const pss: number[] = [];
   const flickdHeld: number[] = [];
   let otherTier = 0;
@@ -130,14 +135,19 @@ async function wakes(host: BenchHost, app: App, tier: Tier, runs: number, keep =
       } else {
         await new Promise((r) => setTimeout(r, 200));
       }
+      const lastAt = (await host.must('GET', `/v1/instances/${name}`)).last_wake?.at;
       const ms = await host.firstByte(name);
-      if (actual === tier) samples.push(ms);
-      else otherTier++;
+      if (actual === tier) {
+        samples.push(ms);
+        const p = await wakePhases(host, name, lastAt);
+        if (p) phases.push(p);
+      } else otherTier++;
       process.stdout.write(actual === tier ? '.' : 'x');
     }
     process.stdout.write('\n');
     return {
       samples,
+      phases,
       otherTier,
       ...(pss.length > 0 ? { hotPss: percentile(pss, 50) } : {}),
       ...(flickdHeld.length > 0 ? { hotHeld: percentile(flickdHeld, 50) } : {}),
@@ -145,6 +155,25 @@ async function wakes(host: BenchHost, app: App, tier: Tier, runs: number, keep =
   } finally {
     if (!keep) await host.api('DELETE', `/v1/instances/${name}?force=true`);
   }
+}
+
+/** The wake's whole breakdown once the proxy has reported it (a moment after the first byte), or undefined after 5 s. */
+async function wakePhases(host: BenchHost, name: string, previousAt: string | undefined): Promise<Record<string, number> | undefined> {
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline) {
+    const w = (await host.must('GET', `/v1/instances/${name}`)).last_wake;
+    if (w && w.at !== previousAt && w.phases_ms?.total !== undefined) return w.phases_ms as Record<string, number>;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return undefined;
+}
+
+/** p50 of each phase over the runs (and how many runs had a breakdown). */
+function phaseMedians(runs: WakeRuns | undefined): Record<string, number> | null {
+  if (!runs || runs.phases.length === 0) return null;
+  const out: Record<string, number> = {};
+  for (const k of Object.keys(runs.phases[0]!)) out[k] = Number(percentile(runs.phases.map((p) => p[k] ?? 0), 50).toFixed(3));
+  return { ...out, n: runs.phases.length };
 }
 
 export interface BurstResult {
@@ -281,6 +310,7 @@ async function main(): Promise<void> {
     hot_ram_bytes_each: runsOf.hot_node?.hotPss ?? null,
     primed_ram_bytes_each: primed.each,
     burst: burstFigures,
+    breakdown: { hot: phaseMedians(runsOf.hot_node), cold: phaseMedians(runsOf.cold_node), hot_min: phaseMedians(runsOf.hot_min), cold_min: phaseMedians(runsOf.cold_min) },
   };
   const details = {
     date: new Date().toISOString(),
@@ -318,6 +348,19 @@ async function main(): Promise<void> {
     row('node: hot wake, RAM resident', details.hot_resident.wake_ms),
     row('container cold start (podman+runc)', results.container_cold_ms),
     row('bare node server.js', details.bare_node_cold_ms),
+  ]);
+  const phaseNames = ['controller', 'vmm', 'clock', 'forward', 'upstream', 'client', 'total'];
+  const b = results.breakdown;
+  printTable([
+    ['wake breakdown, p50 (ms)', ...phaseNames, 'n'],
+    ...(
+      [
+        ['node: hot wake', b.hot],
+        ['node: cold wake', b.cold],
+        ['minimal: hot wake', b.hot_min],
+        ['minimal: cold wake', b.cold_min],
+      ] as const
+    ).map(([label, m]) => [label, ...phaseNames.map((p) => m?.[p] ?? 'n/a'), m?.n ?? 0]),
   ]);
   console.log(`burst: ${JSON.stringify(burstFigures)} statuses ${JSON.stringify(statuses)}`);
   console.log(`hot standby PSS, paged out: node ${mb(results.hot_ram_bytes_each)}, minimal ${mb(details.hot_ram_bytes_each_min)}; RAM resident: node ${mb(details.hot_resident.ram_bytes_each)}, minimal ${mb(details.hot_resident.ram_bytes_each_min)}`);

@@ -11,7 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { api as apiOf, createRunning, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
+import { api as apiOf, createRunning, pushFixtureImage, removeFlickd, runFlick, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { sweepLeftovers } from '../src/network/namespace-network.js';
 
 const PREFIX = 's2zt-';
@@ -121,6 +121,44 @@ test('200 concurrent requests to a sleeping instance: 200 answers, one wake; hot
   assert.match(text, /flick_instance_wakes_total\{instance_id="[0-9a-f]+",name="burst",tier="hot"\} 1/);
   assert.match(text, /flick_instance_wake_duration_seconds_count\{instance_id="[0-9a-f]+",name="burst",tier="cold"\} 1/);
   assert.equal((await fetch(`${base}/metrics`)).status, 401, 'metrics need the token');
+});
+
+const PHASES = ['controller', 'vmm', 'clock', 'forward', 'upstream', 'client'];
+
+test('a wake through the proxy shows its phases in flick get and /metrics: all of them, in order, adding up to no more than the total the client waited', async (t) => {
+  await create('phases', manual);
+  const flick = (...args: string[]) => runFlick(flickd!, path.join(tmp, 'config'), ...args);
+  for (const tier of ['cold', 'hot'] as const) {
+    await suspend('phases', tier);
+    const sent = performance.now();
+    const answer = await viaProxy('phases');
+    const waited = performance.now() - sent;
+    assert.equal(answer.status, 200);
+    // The proxy reports once the first byte went to the client: poll until flickd shows it.
+    const w = await until(`${tier}: the last wake's whole breakdown in flick get -o json`, async () => {
+      const r = await flick('get', 'phases', '-o', 'json');
+      assert.equal(r.code, 0, r.stderr);
+      const lw = JSON.parse(r.stdout).last_wake;
+      return lw?.tier === tier && lw.phases_ms.total !== undefined ? lw : undefined;
+    }, 30_000);
+    assert.deepEqual(Object.keys(w.phases_ms), [...PHASES, 'total'], `${tier}: every phase, in order`);
+    const phases = PHASES.map((p) => w.phases_ms[p] as number);
+    assert.ok(phases.every((ms) => ms >= 0), `${tier}: no negative phase: ${JSON.stringify(w.phases_ms)}`);
+    const sum = phases.reduce((a, b) => a + b, 0);
+    assert.ok(sum <= w.phases_ms.total + 0.01, `${tier}: the phases (${sum} ms) add up to no more than the total (${w.phases_ms.total} ms)`);
+    assert.ok(w.phases_ms.total <= waited, `${tier}: the total (${w.phases_ms.total} ms) fits in what the client waited (${waited.toFixed(1)} ms)`);
+    assert.ok(w.phases_ms.vmm > 0, `${tier}: the VMM took some time`);
+    t.diagnostic(`${tier} wake: ${JSON.stringify(w.phases_ms)}; the client waited ${waited.toFixed(1)} ms`);
+    const text = await flick('get', 'phases');
+    assert.match(text.stdout, new RegExp(`last wake:\\s+${tier} at .* to the first byte \\(controller [0-9.]+ ms · vmm [0-9.]+ ms · clock`), text.stdout);
+  }
+  const prom = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
+  for (const tier of ['cold', 'hot']) {
+    for (const p of [...PHASES, 'total']) {
+      assert.match(prom, new RegExp(`^flick_instance_wake_phase_seconds_count\\{instance_id="[0-9a-f]+",name="phases",tier="${tier}",phase="${p}"\\} 1$`, 'm'), `${tier} ${p} in /metrics`);
+    }
+  }
+  await api('DELETE', '/v1/instances/phases?force=true');
 });
 
 test('a stateful instance keeps its count across sleep and wake; a stateless one starts again from its template', async () => {

@@ -25,7 +25,7 @@ import type { InstanceProxyStats } from '../proxy/stats.js';
 import { ApiError, CreateInstanceSchema, ForkInstanceSchema, WaitQuerySchema, instanceView, parseBody, toForkConfig, toInstanceConfig } from './schemas.js';
 
 /** What the API needs from the controller (consumer-owned, so tests pass a small fake). */
-export type ApiController = Pick<Controller, 'create' | 'list' | 'get' | 'start' | 'stop' | 'rm' | 'logs' | 'wait' | 'suspend' | 'fork'> & Partial<MetricsController>;
+export type ApiController = Pick<Controller, 'create' | 'list' | 'get' | 'start' | 'stop' | 'rm' | 'logs' | 'wait' | 'suspend' | 'fork'> & Partial<MetricsController> & Partial<Pick<Controller, 'lastWake'>>;
 
 export interface ApiImages {
   list(): Promise<ReadonlyArray<{ ref: string; name: string; tag: string; digest: string; ready?: boolean }>>;
@@ -50,7 +50,7 @@ export type ApiHandler = (req: IncomingMessage, res: ServerResponse) => Promise<
 
 export function createApiHandler(opts: ApiHandlerOptions): ApiHandler {
   const { controller, images } = opts;
-  const view = (rec: InstanceRecord) => instanceView(rec, opts.urlFor?.(rec), opts.serviceOf?.(rec.id));
+  const view = (rec: InstanceRecord) => instanceView(rec, opts.urlFor?.(rec), opts.serviceOf?.(rec.id), controller.lastWake?.(rec.id));
   const maxBody = opts.maxBodyBytes ?? 1024 * 1024;
 
   return async (req, res) => {

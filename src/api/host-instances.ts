@@ -208,7 +208,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     proxy,
     routes,
     metrics,
-    view: (rec) => instanceView(rec, urlFor(rec), services.serviceOf(rec.id)),
+    view: (rec) => instanceView(rec, urlFor(rec), services.serviceOf(rec.id), controller.lastWake(rec.id)),
     close() {
       closing ??= (async () => {
         services.dispose();

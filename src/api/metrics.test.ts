@@ -30,8 +30,9 @@ function setup() {
 
 test('wake events become per-tier counts and cumulative histograms, in JSON and in Prometheus text', () => {
   const { events, controller, proxyStats } = setup();
-  events.emit('wake', { id: 'a1', name: 'web', durationMs: 4, mode: 'resume' });
-  events.emit('wake', { id: 'a1', name: 'web', durationMs: 150, mode: 'template' });
+  const at = new Date().toISOString();
+  events.emit('wake', { id: 'a1', name: 'web', durationMs: 4, mode: 'resume', at, phases: {} });
+  events.emit('wake', { id: 'a1', name: 'web', durationMs: 150, mode: 'template', at, phases: {} });
   events.emit('boot', { id: 'a1', name: 'web', durationMs: 1500 });
   const view = hostMetrics({ controller, proxyStats });
   const web = view.instances.find((i) => i.name === 'web')!;
@@ -53,4 +54,26 @@ test('wake events become per-tier counts and cumulative histograms, in JSON and 
   assert.match(text, /^flick_instance_state\{instance_id="b2",name="q\\"uote",state="running"\} 1$/m, 'label values are escaped');
   assert.match(text, /^flick_hot_standby_used_bytes 400$/m);
   for (const line of text.trim().split('\n')) assert.match(line, /^(# (HELP|TYPE) \S+ .+|[a-z_]+(\{[^}]*\})? -?[0-9.e+]+)$/, `a valid exposition line: ${line}`);
+});
+
+test("a wake breakdown: the controller's phases at once, the proxy's when it reports; histograms per tier and phase", () => {
+  const { events, controller, proxyStats } = setup();
+  const at = '2026-12-01T18:00:00.000Z';
+  events.emit('wake', { id: 'a1', name: 'web', durationMs: 3, mode: 'resume', at, phases: { controller: 0.2, vmm: 1, clock: 0.5 } });
+  let web = hostMetrics({ controller, proxyStats }).instances.find((i) => i.name === 'web')!;
+  assert.deepEqual(web.last_wake?.phases, { controller: 0.2, vmm: 1, clock: 0.5 }, 'the controller side, before the proxy reports');
+  assert.equal(web.wake_phases_ms.hot.total.count, 0, 'observed only once the breakdown is whole');
+  assert.doesNotMatch(renderPrometheus(hostMetrics({ controller, proxyStats })), /flick_instance_wake_phase_seconds_bucket/, 'no lines before a wake');
+  const phases = { controller: 0.3, vmm: 1, clock: 0.5, forward: 0.4, upstream: 2, client: 0.1, total: 4.3 };
+  events.emit('wake-phases', { id: 'a1', name: 'web', tier: 'hot', at, phases });
+  events.emit('wake-phases', { id: 'a1', name: 'web', tier: 'hot', at: 'another wake', phases: { ...phases, vmm: 7 } });
+  web = hostMetrics({ controller, proxyStats }).instances.find((i) => i.name === 'web')!;
+  assert.deepEqual(web.last_wake?.phases, phases, "another wake's report does not overwrite the last wake's phases");
+  assert.equal(web.wake_phases_ms.hot.vmm.count, 2);
+  assert.equal(web.wake_phases_ms.hot.client.cumulative[web.wake_phases_ms.hot.client.buckets_ms.indexOf(0.1)], 2, '0.1 ms falls in the 0.1 ms bucket');
+  assert.equal(web.wake_phases_ms.cold.total.count, 0);
+  const text = renderPrometheus(hostMetrics({ controller, proxyStats }));
+  assert.match(text, /^flick_instance_wake_phase_seconds_bucket\{instance_id="a1",name="web",tier="hot",phase="upstream",le="0\.002"\} 2$/m);
+  assert.match(text, /^flick_instance_wake_phase_seconds_count\{instance_id="a1",name="web",tier="hot",phase="total"\} 2$/m);
+  assert.doesNotMatch(text, /tier="cold",phase=/, 'a tier without wakes prints no phase lines');
 });

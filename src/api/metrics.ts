@@ -8,6 +8,7 @@
 import { formatKeepResident } from '../controller/hot-standby.js';
 import type { Controller } from '../controller/controller.js';
 import type { InstanceControllerMetrics, LatencyHistogram } from '../controller/metrics.js';
+import { WAKE_PHASES, type WakePhase } from '../controller/wake-phases.js';
 import { INSTANCE_STATES } from '../controller/states.js';
 import type { InstanceProxyStats } from '../proxy/stats.js';
 import type { InstanceRecord } from '../controller/state/instance-record.js';
@@ -36,6 +37,8 @@ export interface InstanceMetricsView {
   boot_ms: number | null;
   wakes: { hot: number; cold: number; total: number };
   wake_latency_ms: { hot: HistogramView; cold: HistogramView };
+  /** The wake breakdown: per phase (and total), by tier (controller/wake-phases.ts). */
+  wake_phases_ms: { hot: PhaseViews; cold: PhaseViews };
   last_wake: InstanceControllerMetrics['lastWake'];
   suspends: { hot: number; cold: number };
   demotions: number;
@@ -52,6 +55,8 @@ export interface InstanceMetricsView {
   } | null;
 }
 
+export type PhaseViews = Record<WakePhase | 'total', HistogramView>;
+
 export interface HostMetricsView {
   hot_standby: { budget_bytes: number; page_out_after_ms: number; keep_resident: string; used_bytes: number; instances: number };
   instances: InstanceMetricsView[];
@@ -61,6 +66,12 @@ function histogramView(h: Pick<LatencyHistogram, 'bucketsMs' | 'counts' | 'sumMs
   let running = 0;
   return { buckets_ms: h.bucketsMs, cumulative: h.counts.map((c) => (running += c)), sum_ms: h.sumMs, count: h.count };
 }
+
+function phaseViews(h: InstanceControllerMetrics['wakePhases']['hot']): PhaseViews {
+  return Object.fromEntries(PHASES_AND_TOTAL.map((p) => [p, histogramView(h[p])])) as PhaseViews;
+}
+
+const PHASES_AND_TOTAL = [...WAKE_PHASES, 'total'] as const;
 
 export function instanceMetrics(src: MetricsSources, rec: InstanceRecord, proxy: InstanceProxyStats | undefined): InstanceMetricsView {
   const m = src.controller.metrics(rec.id);
@@ -73,6 +84,7 @@ export function instanceMetrics(src: MetricsSources, rec: InstanceRecord, proxy:
     // The record's counters persist across flickd restarts; the histograms do not.
     wakes: { hot: rec.status.counters.wakesHot ?? 0, cold: rec.status.counters.wakesCold ?? 0, total: rec.status.counters.wakes },
     wake_latency_ms: { hot: histogramView(m.wakeLatency.hot), cold: histogramView(m.wakeLatency.cold) },
+    wake_phases_ms: { hot: phaseViews(m.wakePhases.hot), cold: phaseViews(m.wakePhases.cold) },
     last_wake: m.lastWake,
     suspends: m.suspends,
     demotions: m.demotions,
@@ -131,6 +143,13 @@ export function renderPrometheus(view: HostMetricsView): string {
   for (const i of is) for (const t of ['hot', 'cold'] as const) out.push(`flick_instance_wakes_total${labels(i, { tier: t })} ${i.wakes[t]}`);
   family('flick_instance_wake_duration_seconds', 'histogram', 'Wake latency (decision to app ready), by tier, since flickd started.');
   for (const i of is) for (const t of ['hot', 'cold'] as const) hist('flick_instance_wake_duration_seconds', i, i.wake_latency_ms[t], { tier: t });
+  family('flick_instance_wake_phase_seconds', 'histogram', 'Wake breakdown: time of each phase (controller, vmm, clock, forward, upstream, client) and the total from parked to the first byte to the client, by tier, since flickd started.');
+  for (const i of is) {
+    for (const t of ['hot', 'cold'] as const) {
+      if (i.wake_phases_ms[t].total.count === 0) continue; // no wake of this tier yet: no lines
+      for (const p of PHASES_AND_TOTAL) hist('flick_instance_wake_phase_seconds', i, i.wake_phases_ms[t][p], { tier: t, phase: p });
+    }
+  }
   family('flick_instance_suspends_total', 'counter', 'Suspends to standby, by tier, since flickd started.');
   for (const i of is) for (const t of ['hot', 'cold'] as const) out.push(`flick_instance_suspends_total${labels(i, { tier: t })} ${i.suspends[t]}`);
   family('flick_instance_demotions_total', 'counter', 'Hot standby instances demoted to cold (over the RAM budget).');

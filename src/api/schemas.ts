@@ -7,6 +7,7 @@ import { INSTANCE_STATES } from '../controller/states.js';
 import { FlickError } from '../errors.js';
 import type { HttpService, InstanceRecord } from '../controller/state/instance-record.js';
 import type { ForkConfig } from '../controller/fork.js';
+import type { InstanceControllerMetrics } from '../controller/metrics.js';
 
 const port = (field: string) =>
   z.number({ error: `${field} must be a TCP port number (1-65535), e.g. 8080` }).int({ error: `${field} must be a whole number, e.g. 8080` }).min(1, { error: `${field} must be at least 1` }).max(65535, { error: `${field} must be at most 65535` });
@@ -168,7 +169,7 @@ export const WaitQuerySchema = z.object({
 });
 
 /** The instance as the API shows it (snake_case; internals like the VmConfig stay inside). */
-export function instanceView(rec: InstanceRecord, url?: string, serviceName?: string): Record<string, unknown> {
+export function instanceView(rec: InstanceRecord, url?: string, serviceName?: string, lastWake?: InstanceControllerMetrics['lastWake']): Record<string, unknown> {
   return {
     id: rec.id,
     name: rec.name,
@@ -207,6 +208,9 @@ export function instanceView(rec: InstanceRecord, url?: string, serviceName?: st
     wakes_hot: rec.status.counters.wakesHot ?? 0,
     wakes_cold: rec.status.counters.wakesCold ?? 0,
     restarts: rec.status.counters.restarts,
+    // The last wake since flickd started and its breakdown (controller/wake-phases.ts): the
+    // proxy's phases and the total appear once its first request's first byte reached the client.
+    last_wake: lastWake ? { tier: lastWake.tier, duration_ms: lastWake.durationMs, at: lastWake.at, phases_ms: lastWake.phases } : null,
     last_exit_code: rec.status.lastExitCode,
     error: rec.status.error ?? null,
     created_at: rec.createdAt,

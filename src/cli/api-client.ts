@@ -26,6 +26,7 @@ export const InstanceViewSchema = z
     wakes: z.number().optional(),
     boots: z.number().optional(),
     restarts: z.number().optional(),
+    last_wake: z.object({ tier: z.string(), duration_ms: z.number(), at: z.string(), phases_ms: z.record(z.string(), z.number()) }).nullable().optional(),
     error: z.string().nullable().optional(),
     created_at: z.string(),
   })

@@ -88,6 +88,17 @@ export function stateText(i: { state: string; standby_tier?: unknown }): string 
 }
 
 /** Wakes with their split by tier: `5 (hot 4, cold 1)`. */
+/** The last wake's breakdown on one line: tier, each phase in order, the total. */
+export function lastWakeText(w: { tier: string; duration_ms: number; at: string; phases_ms: Record<string, number> } | null | undefined): string | undefined {
+  if (!w) return undefined;
+  const ms = (n: number) => `${n < 10 ? n.toFixed(2) : n.toFixed(1)} ms`;
+  const phases = Object.entries(w.phases_ms)
+    .filter(([k]) => k !== 'total')
+    .map(([k, v]) => `${k} ${ms(v)}`);
+  const total = w.phases_ms.total !== undefined ? `, ${ms(w.phases_ms.total)} to the first byte` : '';
+  return `${w.tier} at ${w.at}: ${ms(w.duration_ms)} in flickd${total}${phases.length ? ` (${phases.join(' · ')})` : ''}`;
+}
+
 export function wakesText(i: { wakes?: number | undefined; wakes_hot?: unknown; wakes_cold?: unknown }): string {
   const total = i.wakes ?? 0;
   if (total === 0 || typeof i.wakes_hot !== 'number' || typeof i.wakes_cold !== 'number') return String(total);

@@ -58,7 +58,7 @@ test('the first frame is the snapshot; a state change and a wake follow as their
     assert.equal(frames()[0]!.event, 'snapshot');
     assert.deepEqual(frames()[0]!.data.instances.map((i: any) => i.name), ['web']);
     events.emit('state', { id: 'i-1', name: 'web', from: 'standby', to: 'running', at: '2026-01-01T00:00:02.000Z' });
-    events.emit('wake', { id: 'i-1', name: 'web', durationMs: 12.5, mode: 'resume' });
+    events.emit('wake', { id: 'i-1', name: 'web', durationMs: 12.5, mode: 'resume', at: '2026-01-01T00:00:02.000Z', phases: {} });
     const after = frames().filter((f) => f.event !== 'memory' && f.event !== 'snapshot');
     assert.deepEqual(after.map((f) => f.event), ['instance', 'wake']);
     assert.equal(after[1]!.data.tier, 'hot');

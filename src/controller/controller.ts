@@ -69,6 +69,11 @@ export class Controller {
     return this.#lc.metrics.snapshot(id);
   }
 
+  /** The instance's last wake since flickd started (tier, duration, its breakdown), or null. */
+  lastWake(id: string): InstanceControllerMetrics['lastWake'] {
+    return this.#lc.metrics.lastWake(id);
+  }
+
   /** What the ingress proxy wakes instances through, and tells about requests and connections. */
   waker(): Waker {
     return this.#lc.scaleToZero;

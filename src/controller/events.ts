@@ -2,6 +2,7 @@
 // and the proxy. Listeners run synchronously after the change is persisted.
 import type { InstanceState } from './states.js';
 import type { HealthStatus } from './state/instance-record.js';
+import type { WakePhasesMs } from './wake-phases.js';
 
 export interface StateChangeEvent {
   id: string;
@@ -18,6 +19,19 @@ export interface WakeEvent {
   durationMs: number;
   /** resume: hot standby (`cont`); template / own: cold, restored from the template or the instance's own state. */
   mode: 'template' | 'own' | 'resume';
+  at: string;
+  /** The controller's side of the breakdown (controller, vmm, clock), known when the wake returns. */
+  phases: WakePhasesMs;
+}
+
+/** A wake's whole breakdown, once the proxy reported its side (after the first byte to the client). */
+export interface WakePhasesEvent {
+  id: string;
+  name: string;
+  tier: 'hot' | 'cold';
+  /** The wake's `at`: which wake these phases belong to. */
+  at: string;
+  phases: WakePhasesMs;
 }
 
 /** The instance's HEALTHCHECK status changed (as its guest reported it). */
@@ -35,6 +49,7 @@ export interface InstanceEvents {
   state: StateChangeEvent;
   removed: { id: string; name: string };
   wake: WakeEvent;
+  'wake-phases': WakePhasesEvent;
   boot: { id: string; name: string; durationMs: number };
   snapshot: { id: string; name: string; kind: 'template' | 'own'; durationMs: number };
 }

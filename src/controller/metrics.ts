@@ -1,10 +1,12 @@
 // The controller's own numbers per instance, fed by its events: wake latency
 // (from the wake decision until the app can take the request) by standby
-// tier, suspends by tier, page-outs, and the last boot time. Plain counters
+// tier, each wake phase's time by tier (wake-phases.ts) and the last wake's
+// breakdown, suspends by tier, page-outs, and the last boot time. Plain counters
 // and a bucket histogram, so the Prometheus exporter and the JSON API print
 // the same thing. In memory: they restart at zero with flickd (the record's
 // wake counters persist).
 import type { InstanceEventEmitter } from './events.js';
+import { WAKE_PHASES, type WakePhase, type WakePhasesMs } from './wake-phases.js';
 
 export type StandbyTier = 'hot' | 'cold';
 
@@ -23,8 +25,10 @@ export interface InstanceControllerMetrics {
   instanceId: string;
   wakes: Record<StandbyTier, number>;
   wakeLatency: Record<StandbyTier, LatencyHistogram>;
-  /** The last wake, for benchmarks that want one number per wake. */
-  lastWake: { tier: StandbyTier; durationMs: number; at: string } | null;
+  /** Per phase of the wake breakdown (and `total`, parked to first byte to the client), by tier. */
+  wakePhases: Record<StandbyTier, Record<WakePhase | 'total', LatencyHistogram>>;
+  /** The last wake, for benchmarks that want one number per wake; `phases` fill in when the proxy reports. */
+  lastWake: { tier: StandbyTier; durationMs: number; at: string; phases: WakePhasesMs } | null;
   suspends: Record<StandbyTier, number>;
   /** Hot instances demoted to cold (over the hot-standby RAM budget). */
   demotions: number;
@@ -34,8 +38,15 @@ export interface InstanceControllerMetrics {
   bootMs: number | null;
 }
 
-function histogram(): LatencyHistogram {
-  return { bucketsMs: WAKE_BUCKETS_MS, counts: new Array<number>(WAKE_BUCKETS_MS.length + 1).fill(0), sumMs: 0, count: 0 };
+/** Upper bounds (ms) of the wake phase buckets: finer below a millisecond, where a hot wake's phases fall. */
+export const PHASE_BUCKETS_MS: readonly number[] = [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];
+
+function histogram(bucketsMs: readonly number[] = WAKE_BUCKETS_MS): LatencyHistogram {
+  return { bucketsMs, counts: new Array<number>(bucketsMs.length + 1).fill(0), sumMs: 0, count: 0 };
+}
+
+function phaseHistograms(): Record<WakePhase | 'total', LatencyHistogram> {
+  return Object.fromEntries([...WAKE_PHASES, 'total'].map((p) => [p, histogram(PHASE_BUCKETS_MS)])) as Record<WakePhase | 'total', LatencyHistogram>;
 }
 
 export function observe(h: LatencyHistogram, ms: number): void {
@@ -55,7 +66,17 @@ export class ControllerMetrics {
       const tier: StandbyTier = e.mode === 'resume' ? 'hot' : 'cold';
       m.wakes[tier] += 1;
       observe(m.wakeLatency[tier], e.durationMs);
-      m.lastWake = { tier, durationMs: e.durationMs, at: new Date().toISOString() };
+      m.lastWake = { tier, durationMs: e.durationMs, at: e.at, phases: { ...e.phases } };
+    });
+    // The proxy's report completes the wake's breakdown: every phase is observed once, here,
+    // so that a histogram's count is the number of wakes seen from parked to first byte.
+    events.on('wake-phases', (e) => {
+      const m = this.of(e.id);
+      for (const phase of [...WAKE_PHASES, 'total'] as const) {
+        const ms = e.phases[phase];
+        if (ms !== undefined) observe(m.wakePhases[e.tier][phase], ms);
+      }
+      if (m.lastWake?.at === e.at) m.lastWake.phases = { ...e.phases };
     });
     events.on('boot', (e) => (this.of(e.id).bootMs = e.durationMs));
     events.on('removed', (e) => this.#byId.delete(e.id));
@@ -68,6 +89,7 @@ export class ControllerMetrics {
         instanceId: id,
         wakes: { hot: 0, cold: 0 },
         wakeLatency: { hot: histogram(), cold: histogram() },
+        wakePhases: { hot: phaseHistograms(), cold: phaseHistograms() },
         lastWake: null,
         suspends: { hot: 0, cold: 0 },
         demotions: 0,
@@ -78,6 +100,12 @@ export class ControllerMetrics {
       this.#byId.set(id, m);
     }
     return m;
+  }
+
+  /** The instance's last wake since flickd started, a copy; null if none (creates no entry). */
+  lastWake(id: string): InstanceControllerMetrics['lastWake'] {
+    const w = this.#byId.get(id)?.lastWake;
+    return w ? { ...w, phases: { ...w.phases } } : null;
   }
 
   /** A deep copy of one instance's numbers. */

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after } from 'node:test';
 import { SqliteStateStore } from '../store/sqlite-state-store.js';
-import { VmmError, type HealthReport, type MicroVm, type ReclaimResult, type NetworkAttachment, type Snapshot, type VmConfig, type VmExit, type VmmDriver } from '../vmm/driver.js';
+import { VmmError, type HealthReport, type MicroVm, type ReclaimResult, type RunTimes, type NetworkAttachment, type Snapshot, type VmConfig, type VmExit, type VmmDriver } from '../vmm/driver.js';
 import { ImageStoreError } from '../registry/image-store.js';
 import { Controller } from './controller.js';
 import type { HeldNetwork, ImageResolver, InstanceNetwork, NetworkLease } from './seams.js';
@@ -19,6 +19,7 @@ export class FakeVm implements MicroVm {
   readonly pid = FakeVm.nextPid++;
   readonly accel = 'tcg' as const;
   booted = true;
+  restoreTimes: RunTimes | undefined;
   /** As the QEMU driver says it: a VM booted under TCG is heavy when paused. */
   get heavyWhenPaused(): boolean {
     return this.booted && this.accel === 'tcg';
@@ -60,9 +61,11 @@ export class FakeVm implements MicroVm {
   async pause(): Promise<void> {
     this.paused = true;
   }
-  async resume(): Promise<void> {
+  async resume(): Promise<RunTimes> {
     assert.ok(!this.saved, 'a VM whose RAM went into a snapshot must never run again');
     this.paused = false;
+    const runningAt = performance.now();
+    return { runningAt, clockAt: runningAt };
   }
   async createSnapshot(dir: string, opts: { keepRunning?: boolean } = {}): Promise<Snapshot> {
     assert.ok(this.paused, 'snapshots are taken while paused');
@@ -115,6 +118,8 @@ export class FakeDriver implements VmmDriver {
     this.restores.push({ mode: opts.mode, snapshot });
     const vm = (await this.boot(config)) as FakeVm;
     vm.booted = false;
+    const at = performance.now();
+    vm.restoreTimes = { runningAt: at, clockAt: at };
     return vm;
   }
   async adopt(config: VmConfig, pid: number): Promise<MicroVm> {

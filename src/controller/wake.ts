@@ -11,6 +11,7 @@ import { readinessPort } from './spec.js';
 import { ControllerError } from './states.js';
 import type { InstanceHost } from './instance-host.js';
 import { PAUSED, type AwakeInstance } from '../proxy/waker.js';
+import { controllerPhases, fullPhases, type WakeMarks } from './wake-phases.js';
 
 export class WakePath {
   readonly #t: InstanceHost;
@@ -29,6 +30,7 @@ export class WakePath {
 
   /** The proxy's entry: where to send a request for `id`, waking the instance if it sleeps. */
   async ensureAwake(id: string, signal?: AbortSignal): Promise<AwakeInstance> {
+    const enter = performance.now();
     for (;;) {
       signal?.throwIfAborted();
       const rec = this.#t.fresh(id);
@@ -36,7 +38,7 @@ export class WakePath {
         case 'running':
           return this.#upstream(rec);
         case 'standby':
-          return await this.wake(id);
+          return await this.wake(id, enter);
         case 'starting':
         case 'draining':
           await this.#nextState(id, signal); // a suspend or boot in progress: look again when it settles
@@ -47,17 +49,17 @@ export class WakePath {
     }
   }
 
-  /** Restores a standby instance (template or own state). Concurrent calls share one wake. */
-  wake(id: string): Promise<AwakeInstance> {
+  /** Restores a standby instance (template or own state). Concurrent calls share one wake (and the first one's `enter`, for its breakdown). */
+  wake(id: string, enter = performance.now()): Promise<AwakeInstance> {
     let p = this.#wakes.get(id);
     if (p === undefined) {
-      p = this.#t.serialize(id, () => this.#wake(id)).finally(() => this.#wakes.delete(id));
+      p = this.#t.serialize(id, () => this.#wake(id, enter)).finally(() => this.#wakes.delete(id));
       this.#wakes.set(id, p);
     }
     return p;
   }
 
-  async #wake(id: string): Promise<AwakeInstance> {
+  async #wake(id: string, enter: number): Promise<AwakeInstance> {
     const rec = this.#t.fresh(id);
     if (rec.status.state === 'running') return this.#upstream(rec);
     if (rec.status.state !== 'standby') {
@@ -66,7 +68,7 @@ export class WakePath {
     const vm = this.#t.vm(id);
     if (rec.status.standbyTier === 'hot' && vm !== undefined) {
       try {
-        return await this.#wakeHot(rec, vm);
+        return await this.#wakeHot(rec, vm, enter);
       } catch (err) {
         this.#t.log.warn(`instance ${rec.name}: hot wake failed, waking cold: ${describeError(err)}`);
         await this.#t.kill(id, vm);
@@ -78,19 +80,20 @@ export class WakePath {
         await this.#t.releaseNetwork(id);
       }
     }
-    return this.#wakeCold(this.#t.fresh(id));
+    return this.#wakeCold(this.#t.fresh(id), enter);
   }
 
   /** Hot: the paused process goes on. The clock answer is awaited: the app must not see a request with a stale clock. */
-  async #wakeHot(rec: InstanceRecord, vm: MicroVm): Promise<AwakeInstance> {
+  async #wakeHot(rec: InstanceRecord, vm: MicroVm, enter: number): Promise<AwakeInstance> {
     const t0 = performance.now();
     this.#hot.remove(rec.id);
     const starting = this.#t.transition(rec, 'starting');
-    await vm.resume(); // resolves with the guest clock set (driver contract)
-    return this.#woke(starting, 'hot', t0);
+    const vmmCall = performance.now();
+    const run = await vm.resume(); // resolves with the guest clock set (driver contract)
+    return this.#woke(starting, 'hot', t0, { enter, vmmCall, run });
   }
 
-  async #wakeCold(rec: InstanceRecord): Promise<AwakeInstance> {
+  async #wakeCold(rec: InstanceRecord, enter: number): Promise<AwakeInstance> {
     const t0 = performance.now();
     const id = rec.id;
     const snapshot = rec.spec.scaleToZero.stateful ? rec.status.snapshots.own : rec.status.snapshots.template;
@@ -99,6 +102,7 @@ export class WakePath {
     }
     rec = this.#t.transition(rec, 'starting');
     let vm: MicroVm | undefined;
+    const vmmCall = performance.now();
     try {
       // A cold standby holds no network: this one (ready-made, from the pool) carries a new host address.
       vm = await this.#t.restore(rec, snapshot, rec.spec.scaleToZero.stateful ? 'own' : 'clone');
@@ -111,7 +115,8 @@ export class WakePath {
         delete snapshots.own;
         this.#t.update(cur, { snapshots });
       }
-      return this.#woke(this.#t.fresh(id), 'cold', t0);
+      const run = vm.restoreTimes ?? { runningAt: performance.now() };
+      return this.#woke(this.#t.fresh(id), 'cold', t0, { enter, vmmCall, run });
     } catch (err) {
       if (vm) await this.#t.kill(id, vm);
       await this.#t.releaseNetwork(id);
@@ -120,14 +125,27 @@ export class WakePath {
     }
   }
 
-  #woke(cur: InstanceRecord, tier: StandbyTier, t0: number): AwakeInstance {
+  #woke(cur: InstanceRecord, tier: StandbyTier, t0: number, marks: Omit<WakeMarks, 'done'>): AwakeInstance {
     const c = cur.status.counters;
     const counters = { ...c, wakes: c.wakes + 1, ...(tier === 'hot' ? { wakesHot: (c.wakesHot ?? 0) + 1 } : { wakesCold: (c.wakesCold ?? 0) + 1 }) };
     const next = this.#t.transition(cur, 'running', { counters, standbyTier: undefined });
     const durationMs = performance.now() - t0;
-    this.#t.events.emit('wake', { id: cur.id, name: cur.name, durationMs, mode: tier === 'hot' ? 'resume' : cur.spec.scaleToZero.stateful ? 'own' : 'template' });
+    const { id, name } = cur;
+    const at = new Date().toISOString();
+    this.#t.events.emit('wake', { id, name, durationMs, mode: tier === 'hot' ? 'resume' : cur.spec.scaleToZero.stateful ? 'own' : 'template', at, phases: controllerPhases({ ...marks, done: performance.now() }) });
     this.#onRunning(next);
-    return this.#upstream(next);
+    const done = performance.now();
+    const upstream = this.#upstream(next);
+    // One report per wake, from the proxy's first request after it: the rest of the breakdown.
+    let reported = false;
+    return {
+      ...upstream,
+      reportWake: (times) => {
+        if (reported) return;
+        reported = true;
+        this.#t.events.emit('wake-phases', { id, name, tier, at, phases: fullPhases({ ...marks, done }, times) });
+      },
+    };
   }
 
   /**

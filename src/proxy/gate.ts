@@ -19,6 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { describeError } from '../errors.js';
 import { newStats, observe, type InstanceProxyStats } from './stats.js';
 import { PAUSED, type AwakeInstance, type Waker } from './waker.js';
+import { WakeProbe } from './wake-probe.js';
 
 /** A reachable instance: its address and the pool of upstream sockets to it. */
 export interface UpstreamPool {
@@ -37,7 +38,8 @@ export interface Refusal {
 
 /** Something waiting for the instance: an HTTP request, an upgrade, a TCP connection. */
 export interface Waiter {
-  forward(target: UpstreamPool): void;
+  /** `probe`: given to the first waiter after a wake; an HTTP exchange marks its first bytes on it. */
+  forward(target: UpstreamPool, probe?: WakeProbe): void;
   refuse(refusal: Refusal): void;
 }
 
@@ -69,7 +71,7 @@ interface KeptPool {
 
 type GatePhase =
   | { kind: 'asleep'; kept?: KeptPool }
-  | { kind: 'waking'; controller: AbortController; timer: NodeJS.Timeout; kept?: KeptPool }
+  | { kind: 'waking'; controller: AbortController; timer: NodeJS.Timeout; startedAt: number; kept?: KeptPool }
   | { kind: 'awake'; target: UpstreamPool; session: string | undefined; asleep: AbortSignal; onAsleep: () => void }
   | { kind: 'closed' };
 
@@ -188,7 +190,7 @@ export class InstanceGate {
   #wake(kept: KeptPool | undefined): void {
     const controller = new AbortController();
     const timer = setTimeout(() => this.#timedOut(state), this.#config.wakeTimeoutMs);
-    const state: GatePhase = { kind: 'waking', controller, timer, ...(kept ? { kept } : {}) };
+    const state: GatePhase = { kind: 'waking', controller, timer, startedAt: performance.now(), ...(kept ? { kept } : {}) };
     this.#state = state;
     this.stats.wakes += 1;
     let pending: Promise<AwakeInstance>;
@@ -230,12 +232,15 @@ export class InstanceGate {
     this.#queue = [];
     this.#leftInQueue = 0;
     const now = performance.now();
+    const report = awake.reportWake?.bind(awake);
+    let probe = report ? new WakeProbe(report, now - waking.startedAt, now) : undefined;
     for (const ticket of queue) {
       if (ticket.done) continue;
       ticket.done = true;
       this.stats.parkedNow -= 1;
       observe(this.stats.wakeWait, now - ticket.parkedAt);
-      ticket.waiter.forward(target);
+      ticket.waiter.forward(target, probe);
+      probe = undefined;
     }
     this.#emitSettle({ awake: true });
   }

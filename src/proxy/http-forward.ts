@@ -11,6 +11,7 @@ import { forwardRequestHeaders, forwardResponseHeaders, hostOf, malformedRequest
 import type { UpstreamPool, InstanceGate, Refusal, Ticket, Waiter } from './gate.js';
 import type { Balancer, Placement } from './balancer.js';
 import type { ParkedEntry, ServiceParking, ServiceWaiter } from './service-parking.js';
+import type { WakeProbe } from './wake-probe.js';
 import { isServiceRoute, type HttpTarget, type Route, type RouteTable, type ServiceRoute } from './routes.js';
 import type { Waker } from './waker.js';
 import { HOP_REALM, hopRefusal, notHereMessage, type HopConfig } from './hop.js';
@@ -188,6 +189,8 @@ class HttpExchange implements Waiter, ServiceWaiter {
   #retried = false;
   #finished = false;
   #bodyTimer: NodeJS.Timeout | undefined;
+  /** Set when this is the first request after a wake: its first bytes end the wake's breakdown. */
+  #probe: WakeProbe | undefined;
 
   constructor(ctx: ForwardContext, route: Route, req: http.IncomingMessage, res: http.ServerResponse, service?: ServiceRoute) {
     this.#ctx = ctx;
@@ -227,7 +230,8 @@ class HttpExchange implements Waiter, ServiceWaiter {
     else this.#ticket = this.#gate.park(this);
   }
 
-  forward(target: UpstreamPool): void {
+  forward(target: UpstreamPool, probe?: WakeProbe): void {
+    if (probe !== undefined) this.#probe = probe;
     const req = this.#req;
     this.#headers ??= forwardRequestHeaders(req.rawHeaders, undefined, this.#ctx.forwarded, req.socket.remoteAddress);
     const upstream = upstreamRequest(target, this.#route, req, target.headers ? [...this.#headers, ...target.headers] : this.#headers, target.agent);
@@ -240,6 +244,7 @@ class HttpExchange implements Waiter, ServiceWaiter {
       req.pipe(upstream);
       this.#watchBody();
     }
+    this.#probe?.forwarded();
   }
 
   /**
@@ -289,12 +294,18 @@ class HttpExchange implements Waiter, ServiceWaiter {
       // The instance's connection broke mid-body: the client must see a broken response, not a short one.
       if (!upRes.complete) res.destroy();
     });
+    const probe = this.#probe;
+    probe?.upstreamByte();
     res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, forwardResponseHeaders(upRes.rawHeaders, this.#ctx.forwarded.via));
     // By hand rather than pipe(): the same backpressure with fewer listeners per response.
     upRes.on('data', (chunk: Buffer) => {
       if (!res.write(chunk)) upRes.pause();
+      probe?.clientByte(); // node sends the head with the first chunk
     });
-    upRes.on('end', () => res.end());
+    upRes.on('end', () => {
+      res.end();
+      probe?.clientByte();
+    });
     res.on('drain', () => upRes.resume());
   }
 

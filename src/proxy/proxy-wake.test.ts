@@ -228,3 +228,21 @@ test('after a hot standby the first request goes on a connection pooled before i
   assert.equal((await request(port, { host: 'app.localhost', path: '/d' })).body, 'ok /d');
   assert.equal(upstream.connections(), 3, 'a VM that ended gets a new connection');
 });
+
+test("a wake's first forwarded request reports the proxy's side of the breakdown, once per wake", async (t) => {
+  const upstream = await startUpstream(t, (_req, res) => setTimeout(() => res.end('ok'), 30));
+  const waker = new FakeWaker(false);
+  const { port, routes } = await startProxy(t, waker);
+  routes.setHttp('app', { instanceId: 'i-1', targetPort: upstream.port });
+  const answers = [request(port, { host: 'app.localhost' }), request(port, { host: 'app.localhost' })];
+  await new Promise((r) => setTimeout(r, 40));
+  waker.release();
+  assert.deepEqual((await Promise.all(answers)).map((r) => r.status), [200, 200]);
+  await until(() => waker.reports.get('i-1')?.length === 1, 'the report of the wake');
+  const [times] = waker.reports.get('i-1')!;
+  assert.ok(times!.waitMs >= 30, `parked until released: ${times!.waitMs} ms`);
+  assert.ok(times!.upstreamMs >= 25, `the app's 30 ms are the upstream phase: ${times!.upstreamMs} ms`);
+  for (const v of Object.values(times!)) assert.ok(v >= 0 && Number.isFinite(v));
+  assert.equal((await request(port, { host: 'app.localhost' })).status, 200);
+  assert.equal(waker.reports.get('i-1')!.length, 1, 'a request to an awake instance reports nothing');
+});

@@ -6,7 +6,7 @@ import type { TestContext } from 'node:test';
 import { createProxy, type Proxy, type ProxyConfig } from './proxy.js';
 import { RouteTable } from './routes.js';
 import { newStats, type InstanceProxyStats } from './stats.js';
-import { PAUSED, type AwakeInstance, type Waker } from './waker.js';
+import { PAUSED, type AwakeInstance, type ProxyWakeTimes, type Waker } from './waker.js';
 
 /** A Waker whose instances are awake at 127.0.0.1 once `release` (or `autoWake`) lets them. */
 export class FakeWaker implements Waker {
@@ -17,6 +17,8 @@ export class FakeWaker implements Waker {
   minInFlight = 0;
   readonly connections = new Map<string, number>();
   readonly signals: AbortSignal[] = [];
+  /** The proxy's reports of each wake's first request (AwakeInstance.reportWake), per instance. */
+  readonly reports = new Map<string, ProxyWakeTimes[]>();
   /** Instances the fake controller reports running before any request (isAwake). */
   running = new Set<string>();
   #pending: Array<{ id: string; wake: () => void }> = [];
@@ -34,7 +36,8 @@ export class FakeWaker implements Waker {
       const wake = (): void => {
         const asleep = new AbortController();
         this.#asleep.set(instanceId, asleep);
-        resolve({ host: '127.0.0.1', asleep: asleep.signal, session: `vm-${this.#generation.get(instanceId) ?? 0}` });
+        const reportWake = (times: ProxyWakeTimes): void => void this.reports.set(instanceId, [...(this.reports.get(instanceId) ?? []), times]);
+        resolve({ host: '127.0.0.1', asleep: asleep.signal, session: `vm-${this.#generation.get(instanceId) ?? 0}`, reportWake });
       };
       if (this.autoWake) wake();
       else this.#pending.push({ id: instanceId, wake });

@@ -28,6 +28,24 @@ export interface AwakeInstance {
    * proxy (hop.ts). The client's own Proxy-Authorization never passes.
    */
   headers?: readonly string[];
+  /**
+   * Present when this call woke the instance: the proxy reports how the first
+   * request it forwarded after the wake went (once, when that request's first
+   * byte reached its client), and the waker adds it to the wake's breakdown.
+   */
+  reportWake?(times: ProxyWakeTimes): void;
+}
+
+/** The proxy's side of one wake, as durations (ms) on its own clock, each after the one before. */
+export interface ProxyWakeTimes {
+  /** From the first request parked until ensureAwake resolved. */
+  waitMs: number;
+  /** From then until the first parked request was written upstream. */
+  forwardMs: number;
+  /** From then until the instance's response to it began. */
+  upstreamMs: number;
+  /** From then until the proxy wrote its first byte to the client. */
+  clientMs: number;
 }
 
 /** `asleep`'s abort reason when the instance's VM is paused with its connections, not ended. */

@@ -166,6 +166,14 @@ export interface RestoreOptions {
   signal?: AbortSignal;
 }
 
+/** When a guest was let run (performance.now() of this process), for the wake breakdown. */
+export interface RunTimes {
+  /** QEMU said the guest runs (`cont` answered; for a restore, with the state loaded). */
+  runningAt: number;
+  /** The guest acknowledged its clock; absent when none was set (a pause too short to need it). */
+  clockAt?: number;
+}
+
 /** A live VMM process and the guest in it. Owned by whoever booted, restored or adopted it. */
 export interface MicroVm {
   readonly id: string;
@@ -196,8 +204,10 @@ export interface MicroVm {
   /** Resolves when the guest accepts a TCP connection on `port` (through network.hostReachableIp). */
   waitForPort(port: number, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<void>;
   pause(): Promise<void>;
-  /** Resolves once the guest runs with its wall clock within 200 ms of the host's. */
-  resume(): Promise<void>;
+  /** Resolves once the guest runs with its wall clock within 200 ms of the host's, with when each happened. */
+  resume(): Promise<RunTimes>;
+  /** Set by a restore that let the guest run (not a paused one): when it ran and took its clock. */
+  readonly restoreTimes?: RunTimes;
   /**
    * Precondition: paused. Writes device state into `dir` (`state`, `snapshot.json`)
    * and puts the guest RAM file beside it (`mem`). By default the RAM file is

@@ -1,7 +1,7 @@
 // `flick get NAME`: everything the host knows about one instance.
 import type { Command } from 'commander';
 import { FlickApi, instanceUrl } from '../api-client.js';
-import { printJson, renderFields, stateText, wakesText, withOutputOption, type OutputFormat } from '../output.js';
+import { lastWakeText, printJson, renderFields, stateText, wakesText, withOutputOption, type OutputFormat } from '../output.js';
 
 export function register(program: Command): void {
   withOutputOption(program.command('get').description('show one instance').argument('<instance>', 'name or id')).action(
@@ -26,6 +26,7 @@ export function register(program: Command): void {
           ['restart policy', i.restart_policy],
           ['scale to zero', s2z.policy === 'off' ? 'off' : `${s2z.policy}, cooldown ${s2z.cooldown_time_ms} ms, ${s2z.stateful ? 'stateful' : 'stateless'}`],
           ['boots / wakes / restarts', `${i.boots ?? 0} / ${wakesText(i)} / ${i.restarts ?? 0}`],
+          ['last wake', lastWakeText(i.last_wake)],
           ['template', i.template],
           ['last exit code', i.last_exit_code],
           ['error', i.error],

@@ -130,6 +130,7 @@ export class QemuDriver implements VmmDriver {
       const clock = control.syncClock();
       clock.catch(() => {});
       await cont;
+      const runningAt = performance.now();
       // The guest runs already; its answer comes after about 1-2 ms of guest work. It is
       // awaited so that no request reaches the app while its clock still says snapshot time.
       try {
@@ -137,7 +138,7 @@ export class QemuDriver implements VmmDriver {
       } catch (cause) {
         throw new VmmError('CLOCK_FAILED', `restore of VM ${config.id}: the guest did not take the clock: ${(cause as Error).message}`, { cause });
       }
-      return new QemuMicroVm({ ...parts, state: 'running' });
+      return new QemuMicroVm({ ...parts, state: 'running', restoreTimes: { runningAt, clockAt: performance.now() } });
     });
   }
 

@@ -8,7 +8,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import type { ControlChannel } from '../../guest/control.js';
-import { VmmError, type Accelerator, type HealthReport, type MicroVm, type ReclaimResult, type Snapshot, type VmConfig, type VmExit } from '../driver.js';
+import { VmmError, type Accelerator, type HealthReport, type MicroVm, type ReclaimResult, type RunTimes, type Snapshot, type VmConfig, type VmExit } from '../driver.js';
 import type { MemoryReclaimer } from './memory-reclaim.js';
 import { MigrationEventDataSchema } from './qmp-schema.js';
 import type { QmpClient } from './qmp-client.js';
@@ -42,6 +42,8 @@ export interface QemuVmParts {
   ramFile?: string;
   /** Whether guest RAM is this VM's own file (MAP_SHARED) rather than a private map of a template. */
   ownsMemory: boolean;
+  /** A restore that let the guest run: when it ran and took its clock. */
+  restoreTimes?: RunTimes;
   /** The driver's: pages guest RAM out through the VM's memory cgroup. */
   reclaimer: MemoryReclaimer;
 }
@@ -57,6 +59,7 @@ export class QemuMicroVm implements MicroVm {
   readonly accel: Accelerator;
   readonly config: VmConfig;
   readonly exited: Promise<VmExit>;
+  readonly restoreTimes: RunTimes | undefined;
   readonly #p: QemuVmParts;
   #state: VmRunPhase;
   #guestExitCode: number | undefined;
@@ -72,6 +75,7 @@ export class QemuMicroVm implements MicroVm {
     this.accel = parts.accel;
     this.config = parts.config;
     this.#state = parts.state;
+    this.restoreTimes = parts.restoreTimes;
     // Adopted while paused, or restored paused (primed): the guest's clock is stale by an unknown
     // amount, so the next resume sets it.
     if (parts.state === 'paused') this.#clockLagMs = CLOCK_SLACK_MS;
@@ -175,7 +179,7 @@ export class QemuMicroVm implements MicroVm {
     this.#state = 'paused';
   }
 
-  async resume(): Promise<void> {
+  async resume(): Promise<RunTimes> {
     this.#need('paused', 'resume');
     // The guest's clock stands still while paused, so it falls behind by every pause. Once the
     // lag could reach CLOCK_SLACK_MS the clock is set: the command is queued in the port before
@@ -191,7 +195,10 @@ export class QemuMicroVm implements MicroVm {
     }
     await this.#p.qmp.execute('cont');
     this.#state = 'running';
-    if (clock) await this.#clockAnswer(clock);
+    const runningAt = performance.now();
+    if (!clock) return { runningAt };
+    await this.#clockAnswer(clock);
+    return { runningAt, clockAt: performance.now() };
   }
 
   async createSnapshot(dir: string, opts: SnapshotOptions = {}): Promise<Snapshot> {
