@@ -9,7 +9,10 @@
 // (the proxy's own CPU time per request, from process.cpuUsage) is the number
 // to compare across runs: the ratio depends on how busy the shared cores are.
 //
-//   node dist/bench/proxy.js [--local [--upstream http://HOST:PORT/path]] [--runs N] [--duration 3s]
+// --service N measures the component with the host routed as a service of N
+// members (every request balanced), writing bench/results/proxy-service.json.
+//
+//   node dist/bench/proxy.js [--local [--upstream http://HOST:PORT/path]] [--service N] [--runs N] [--duration 3s]
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
@@ -26,6 +29,8 @@ export interface ProxyBenchConfig {
   runs?: number;
   duration?: string;
   connections?: number;
+  /** Route the host as a service of this many members (all at the upstream), so each request goes through the balancer. */
+  members?: number;
 }
 
 export interface WrkResult {
@@ -61,8 +66,11 @@ export async function benchProxy(config: ProxyBenchConfig = {}): Promise<ProxyBe
       ensureAwake: async () => ({ host: target.hostname, asleep: never }),
       requestStarted: () => {},
       requestFinished: () => {},
+      isAwake: () => true,
     };
-    routes.setHttp('bench', { instanceId: 'bench', targetPort: Number(target.port || 80) });
+    const targetPort = Number(target.port || 80);
+    if (config.members === undefined) routes.setHttp('bench', { instanceId: 'bench', targetPort });
+    else routes.setService('bench', { service: 'bench', members: Array.from({ length: config.members }, (_, i) => `bench-${i}`), targetPort, targetInFlight: 10 });
     const proxy = await createProxy({ routes, waker, listen: { host: '127.0.0.1', port: 0 }, onError: () => {} });
     try {
       const proxied = `http://127.0.0.1:${proxy.address.port}${target.pathname}${target.search}`;
@@ -71,7 +79,7 @@ export async function benchProxy(config: ProxyBenchConfig = {}): Promise<ProxyBe
       const { d, p, cpuPerRequest } = await alternate(direct, viaProxy, runs, () => { const u = process.cpuUsage(); return u.user + u.system; });
       return {
         results: { added_p50_ms: round(p.p50_ms - d.p50_ms), rps_ratio: round(p.rps / d.rps) },
-        details: { upstream, wrk: wrkArgs, direct: d, proxied: p, runs, proxy_cpu_us_per_request: cpuPerRequest },
+        details: { upstream, wrk: wrkArgs, direct: d, proxied: p, runs, proxy_cpu_us_per_request: cpuPerRequest, ...(config.members !== undefined ? { mode: `the proxy component alone, the host a service of ${config.members} members (balanced, target 10)` } : {}) },
       };
     } finally {
       await proxy.close();
@@ -177,7 +185,8 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
   const runs = argValue(argv, 'runs');
   const common = { ...(runs === undefined ? {} : { runs: Number(runs) }), ...(argValue(argv, 'duration') ? { duration: argValue(argv, 'duration')! } : {}) };
   const local = argv.includes('--local') || argValue(argv, 'upstream') !== undefined;
-  const result = local ? await benchProxy({ upstream: argValue(argv, 'upstream'), ...common }) : await benchProxyThroughFlickd(common);
+  const members = argValue(argv, 'service');
+  const result = local || members !== undefined ? await benchProxy({ upstream: argValue(argv, 'upstream'), ...common, ...(members !== undefined ? { members: Number(members) } : {}) }) : await benchProxyThroughFlickd(common);
   const { direct, proxied } = result.details;
   printTable([
     ['path', 'rps', 'p50 ms', 'p90 ms', 'p99 ms'],
@@ -185,5 +194,5 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     ['through the proxy', proxied.rps, proxied.p50_ms, proxied.p90_ms, proxied.p99_ms],
   ]);
   console.log(`added p50 ${result.results.added_p50_ms} ms (goal <= 0.5), throughput ratio ${result.results.rps_ratio} (goal >= 0.7), proxy CPU ${result.details.proxy_cpu_us_per_request} us/request`);
-  console.log(`wrote ${await writeResults('proxy', result)}`);
+  console.log(`wrote ${await writeResults(members !== undefined ? 'proxy-service' : 'proxy', result)}`);
 }
