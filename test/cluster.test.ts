@@ -176,6 +176,13 @@ test('any host places a create and acts on any host\'s instance: POST via h1 wit
   assert.equal((await api(host('h1'), 'DELETE', '/v1/instances/placed')).status, 200);
   assert.equal((await api(host('h3'), 'GET', '/v1/instances/placed')).status, 404, 'removed on h3');
   assert.equal((await api(host('h2'), 'GET', '/v1/cluster/instances')).json.data.instances.some((i: any) => i.name === 'placed'), false);
+  // Without ?host=, replicas spread: asked of h2, which runs web (the same image), another host gets it.
+  const spread = await api(host('h2'), 'POST', '/v1/instances', { image: IMAGE, name: 'spread', memory_mb: 128, autostart: false });
+  assert.equal(spread.status, 201, spread.text);
+  const placedOn = ((await api(host('h2'), 'GET', '/v1/cluster/instances')).json.data.instances as any[]).find((i) => i.name === 'spread')?.host;
+  assert.ok(placedOn === 'h1' || placedOn === 'h3', `a second instance of ${IMAGE} went to ${placedOn}, beside web on h2`);
+  assert.equal((await api(host('h2'), 'DELETE', '/v1/instances/spread')).status, 200);
+  await until('spread removed from the cluster', async () => (((await api(host('h1'), 'GET', '/v1/cluster/instances')).json.data.instances as any[]).some((i) => i.name === 'spread') ? undefined : true), 15_000);
 });
 
 test('between hosts only the cluster\'s token passes: a proxy hop without it is refused and the app never sees it, nor do a peer\'s API and registry; a guest reaches no etcd and no peer host', async (t) => {
@@ -297,8 +304,11 @@ test('etcd stopped: hosts keep serving what they hold, even across a restart; et
 });
 
 test('a network cut between h3 and etcd (not the others): h3\'s instance moves; healed, h3 stops its copy and is up again', async () => {
-  const mine = await createRunning(host('h3'), IMAGE, { name: 'cut' });
-  assert.equal((await api(host('h3'), 'GET', '/v1/instances/cut')).json.data.id, mine.id, 'placed on h3 (a tie goes to the host asked)');
+  const made = await api(host('h3'), 'POST', '/v1/instances?host=h3', { image: IMAGE, name: 'cut', memory_mb: 128 });
+  assert.equal(made.status, 201, made.text);
+  const ready = await api(host('h3'), 'GET', '/v1/instances/cut/wait?state=running&timeout_ms=180000');
+  assert.equal(ready.status, 200, ready.text);
+  const mine = ready.json.data;
   assert.equal((await viaProxy('h1', 'cut')).status, 200);
   for (const r of relays) r.cut();
   let healed = false;

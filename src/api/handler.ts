@@ -181,7 +181,8 @@ function notFound(pathname: string): ApiError {
   return new ApiError('NOT_FOUND', `no API route ${pathname}: see the routes in 'flick --help' (e.g. /v1/instances, /v1/images)`, { kind: 'user' });
 }
 
-export async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+/** The whole request body, refused past `maxBytes`. */
+export async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
@@ -189,7 +190,11 @@ export async function readJson(req: IncomingMessage, maxBytes: number): Promise<
     if (size > maxBytes) throw new ApiError('BAD_REQUEST', `request body is larger than ${maxBytes} bytes: send a smaller JSON document`, { kind: 'user' });
     chunks.push(chunk);
   }
-  const text = Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
+}
+
+export async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+  const text = (await readBody(req, maxBytes)).toString('utf8');
   if (text.trim() === '') throw new ApiError('INVALID_JSON', 'request body is empty: send a JSON object, e.g. {"image": "hello:latest"}', { kind: 'user' });
   try {
     return JSON.parse(text);

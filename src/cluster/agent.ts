@@ -8,25 +8,26 @@
 //     the Host header as the client sent it, so the owner parks and wakes a
 //     sleeping instance as it does its own;
 //   - when a host's lease lapses, its stateless instances are created again on
-//     the best host left (most free memory; the others step in after 3 s if it
-//     does not), each move a fenced txn; stateful ones show `unavailable`;
+//     the best host left (placement.ts: free RAM and CPU, the image or its
+//     template there, replicas spread; the others step in after 3 s if it does
+//     not), each move a fenced txn; stateful ones show `unavailable`;
 //   - a host stops every local instance the catalog gives to another host: at
 //     start, before it registers as up (a host that returns after a failover),
 //     and whenever it sees that happen later (after being cut off).
 import { FlickError, describeError } from '../errors.js';
-import { defaultName, type InstanceConfig } from '../controller/spec.js';
+import { DEFAULT_MEMORY_MB, defaultName, type InstanceConfig } from '../controller/spec.js';
 import type { Controller } from '../controller/controller.js';
-import { routeName } from '../controller/routing.js';
 import type { ApiController } from '../api/handler.js';
 import type { RouteTable } from '../proxy/routes.js';
-import type { AwakeInstance, Waker } from '../proxy/waker.js';
+import type { Waker } from '../proxy/waker.js';
 import { parseImageReference } from '../registry/names.js';
 import type { InstanceRecord } from '../controller/state/instance-record.js';
 import { catalogPrefix, CatalogError, clusterInstanceView, fencedDelete, fencedPut, parseEntry, type CatalogEntry, type ClusterInstanceView, type Fence } from './catalog.js';
 import { EtcdError, type EtcdClient, type KeyValue } from './etcd-client.js';
-import type { HostDirectory, HostRecord } from './membership.js';
-import { hopHeaders } from '../proxy/hop.js';
+import type { HostDirectory } from './membership.js';
 import { ReadModel } from './read-model.js';
+import { candidatesOf, pickHost, type PendingCreates, type PlacementRequest } from './placement.js';
+import { RemoteRoutes } from './remote-routes.js';
 
 /** How long the other hosts leave the move of a dead host's instance to the chosen host before they try. */
 export const STEP_IN_AFTER_MS = 3000;
@@ -45,44 +46,29 @@ export interface AgentConfig {
   log: (line: string) => void;
 }
 
-const remoteId = (owner: string, name: string) => `@${owner}/${name}`;
-/** Whether a route's instance id is another host's instance (routed to that host's proxy), not one of this host's. */
-export const isRemoteRoute = (instanceId: string): boolean => instanceId.startsWith('@');
-
-/** Where other hosts' proxies reach a host's instances: its hop listener (a host of an earlier version: its public proxy). */
-function hopUrl(record: HostRecord): string | undefined {
-  return record.hop ?? record.proxy ?? undefined;
-}
-
 export class ClusterAgent {
   readonly #c: AgentConfig;
   #catalog: ReadModel | undefined;
   #controller: AgentController | undefined;
-  #routes: RouteTable | undefined;
+  #remoteRoutes: RemoteRoutes | undefined;
   #directory: HostDirectory | undefined;
   #fence: Fence | undefined;
   #timer: NodeJS.Timeout | undefined;
-  /** name → remote route id the proxy holds now. */
-  readonly #remote = new Map<string, string>();
   readonly #busy = new Set<string>();
   readonly #downSince = new Map<string, number>();
   /** Parsed entries by the catalog's key-value objects (replaced on every change). */
   readonly #parsed = new WeakMap<KeyValue, CatalogEntry | null>();
-  /** The hosts and their proxies as last routed to. */
-  #hosts = '';
   #stopped = false;
-  readonly #hopHeaders: readonly string[];
 
   constructor(config: AgentConfig) {
     this.#c = config;
-    this.#hopHeaders = hopHeaders(config.credential);
   }
 
   /** For startHostInstances: the proxy's Waker and the API's controller, bound to the agent once it starts. */
   hooks(): { waker: (local: Waker) => Waker; api: (c: ApiController) => ApiController } {
     return {
       waker: (local) => ({
-        ensureAwake: (id, signal) => (id.startsWith('@') ? Promise.resolve(this.#remoteAwake(id)) : local.ensureAwake(id, signal)),
+        ensureAwake: (id, signal) => (id.startsWith('@') ? Promise.resolve(this.#requireRemote().awake(id)) : local.ensureAwake(id, signal)),
         requestStarted: (id) => void (id.startsWith('@') || local.requestStarted(id)),
         requestFinished: (id) => void (id.startsWith('@') || local.requestFinished(id)),
         connectionOpened: (id) => void (id.startsWith('@') || local.connectionOpened?.(id)),
@@ -108,14 +94,23 @@ export class ClusterAgent {
    */
   async start(controller: AgentController, routes: RouteTable | undefined, lease: () => string): Promise<void> {
     this.#controller = controller;
-    this.#routes = routes;
+    this.#remoteRoutes = new RemoteRoutes({
+      self: this.#c.host,
+      credential: this.#c.credential,
+      routes,
+      directory: () => this.#directory,
+      entry: (name) => this.#entry(name)?.entry,
+      names: () => this.#entries().map((e) => e.entry.name),
+      log: this.#c.log,
+    });
+    const remote = this.#remoteRoutes;
     this.#fence = { etcd: this.#c.etcd, prefix: this.#c.prefix, host: this.#c.host, lease };
     const prefixLength = catalogPrefix(this.#c.prefix).length;
     for (;;) {
       this.#catalog = new ReadModel(this.#c.etcd, catalogPrefix(this.#c.prefix), {
         onGap: (err) => this.#c.log(`cluster: catalog re-listed after: ${describeError(err)}`),
         // Routes follow the catalog as it changes, not at the next tick: route propagation is one watch event.
-        onChange: (change) => this.#syncRemoteRoutes([(change.type === 'put' ? change.kv.key : change.key).slice(prefixLength)]),
+        onChange: (change) => remote.sync([(change.type === 'put' ? change.kv.key : change.key).slice(prefixLength)]),
       });
       try {
         await this.#catalog.ready;
@@ -147,11 +142,7 @@ export class ClusterAgent {
     if (this.#stopped) return;
     try {
       this.#moveFromDeadHosts();
-      const hosts = (this.#directory?.list() ?? []).map((h) => `${h.record.name}=${h.load ? hopUrl(h.record) : '-'}`).join(',');
-      if (hosts !== this.#hosts) {
-        this.#hosts = hosts;
-        this.#syncRemoteRoutes();
-      }
+      this.#remoteRoutes?.hostsChanged();
       this.#dropMovedAway();
     } catch (err) {
       this.#c.log(`cluster: ${describeError(err)}`);
@@ -274,41 +265,9 @@ export class ClusterAgent {
     return this.#fence;
   }
 
-  #remoteAwake(id: string): AwakeInstance {
-    const owner = id.slice(1, id.indexOf('/'));
-    const host = this.#directory?.get(owner);
-    const url = host && hopUrl(host.record);
-    if (!host?.load || !url) throw new FlickError('HOST_DOWN', `the instance's host ${owner} is down: a stateless instance is moved to another host within seconds`);
-    return { host: new URL(url).hostname.replace(/^\[|\]$/g, ''), asleep: new AbortController().signal, ...(host.record.hop ? { headers: this.#hopHeaders } : {}) };
-  }
-
-  /**
-   * Every other host's HTTP instances, routed to their host's proxy (the route's
-   * port is that proxy's): one entry at a time as the catalog changes, all of
-   * them when the set of hosts changes.
-   */
-  #syncRemoteRoutes(names?: Iterable<string>): void {
-    const routes = this.#routes;
-    if (!routes) return;
-    for (const name of names ?? new Set([...this.#remote.keys(), ...this.#entries().map((e) => e.entry.name)])) {
-      const entry = this.#entry(name)?.entry;
-      const owner = entry && entry.owner !== this.#c.host && entry.state === 'placed' && entry.http ? this.#directory?.get(entry.owner)?.record : undefined;
-      const proxy = owner && hopUrl(owner);
-      const id = proxy && entry ? remoteId(entry.owner, entry.name) : undefined;
-      const held = this.#remote.get(name);
-      if (held === id) continue;
-      if (held !== undefined) {
-        routes.removeInstance(held);
-        this.#remote.delete(name);
-      }
-      if (id === undefined || !entry?.http || !proxy) continue;
-      try {
-        routes.setHttp(routeName(entry.http.hostname), { instanceId: id, targetPort: Number(new URL(proxy).port) });
-        this.#remote.set(name, id);
-      } catch (err) {
-        this.#c.log(`cluster: routing "${name}" to its host: ${describeError(err)}`);
-      }
-    }
+  #requireRemote(): RemoteRoutes {
+    if (!this.#remoteRoutes) throw new FlickError('HOST_DOWN', 'this host has not joined its cluster yet: other hosts\' instances are routed once it has');
+    return this.#remoteRoutes;
   }
 
   #moveFromDeadHosts(): void {
@@ -323,7 +282,7 @@ export class ClusterAgent {
       if (entry.error !== undefined && Date.parse(entry.updatedAt) > now) continue;
       const since = this.#downSince.get(entry.name) ?? now;
       this.#downSince.set(entry.name, since);
-      if (this.#bestHost(entry.owner) !== this.#c.host && now - since < STEP_IN_AFTER_MS) continue;
+      if (this.#bestHost(entry) !== this.#c.host && now - since < STEP_IN_AFTER_MS) continue;
       this.#busy.add(entry.name);
       void this.#takeOver(entry, modRevision)
         .catch((err: unknown) => this.#c.log(`cluster: moving instance "${entry.name}": ${describeError(err)}`))
@@ -331,15 +290,20 @@ export class ClusterAgent {
     }
   }
 
-  /** The up host with the most free memory (name breaks ties), other than `except`: every host picks the same. */
-  #bestHost(except: string): string | undefined {
-    let best: { name: string; free: number } | undefined;
-    for (const h of this.#directory?.list() ?? []) {
-      if (!h.load || h.record.name === except) continue;
-      const free = h.load.memoryFreeBytes;
-      if (!best || free > best.free || (free === best.free && h.record.name < best.name)) best = { name: h.record.name, free };
-    }
-    return best?.name;
+  /** Where a dead host's instance goes: the best up host for it but its old one (every host computes the same). */
+  #bestHost(entry: CatalogEntry): string | undefined {
+    const image = typeof entry.config.image === 'string' ? entry.config.image : '';
+    const memoryMb = typeof entry.config.memoryMb === 'number' ? entry.config.memoryMb : DEFAULT_MEMORY_MB;
+    return pickHost(candidatesOf(this.#directory?.list() ?? [], this.#owned(), image, new Map(), entry.owner), { image, memoryMb });
+  }
+
+  #owned(): Array<{ owner: string; image: unknown }> {
+    return this.#entries().map(({ entry }) => ({ owner: entry.owner, image: entry.config.image }));
+  }
+
+  /** The best host for a create (placement.ts); `pending`: creates sent to hosts that the catalog may not list yet. */
+  place(req: PlacementRequest, pending: PendingCreates): string {
+    return pickHost(candidatesOf(this.#directory?.list() ?? [], this.#owned(), req.image, pending), req, this.#c.host) ?? this.#c.host;
   }
 
   async #takeOver(entry: CatalogEntry, modRevision: number): Promise<void> {

@@ -13,7 +13,7 @@ import os from 'node:os';
 import { storeToken } from '../daemon/auth.js';
 import { EtcdClient, EtcdError, type EtcdTls } from './etcd-client.js';
 import { HostLease } from './host-lease.js';
-import { checkHostName, DEFAULT_CLUSTER_PREFIX, HostDirectory, Registration } from './membership.js';
+import { checkHostName, DEFAULT_CLUSTER_PREFIX, HostDirectory, Registration, type HostInventory } from './membership.js';
 
 /** A lapsed host is noticed within this many seconds (its lease's TTL). */
 export const DEFAULT_LEASE_TTL_SECONDS = 3;
@@ -56,7 +56,7 @@ export interface ClusterConnection {
   /** etcd was unreachable at start: the host serves what it holds and join() waits for etcd. */
   offline: boolean;
   /** Registers the host (after flickd listens: its URLs carry the bound ports); retries while etcd is unreachable. */
-  join(addresses: JoinAddresses, instances: () => number): Promise<ClusterMember>;
+  join(addresses: JoinAddresses, instances: () => number, inventory?: () => Promise<HostInventory>): Promise<ClusterMember>;
   close(): Promise<void>;
 }
 
@@ -102,10 +102,10 @@ export async function connectCluster(config: ClusterConfig, localToken: string):
       token,
       network,
       offline,
-      async join(addresses, instances) {
+      async join(addresses, instances, inventory) {
         for (let logged = false; ; logged = true) {
           try {
-            return await joinOnce(addresses, instances);
+            return await joinOnce(addresses, instances, inventory);
           } catch (err) {
             if (closed || !(err instanceof EtcdError && err.code === 'ETCD_UNAVAILABLE')) throw err;
             if (!logged) config.log(`cluster: joining: ${err.message}; retrying every second`);
@@ -120,7 +120,7 @@ export async function connectCluster(config: ClusterConfig, localToken: string):
       },
     };
 
-    async function joinOnce(addresses: JoinAddresses, instances: () => number): Promise<ClusterMember> {
+    async function joinOnce(addresses: JoinAddresses, instances: () => number, inventory?: () => Promise<HostInventory>): Promise<ClusterMember> {
       {
         const ttl = config.leaseTtlSeconds ?? DEFAULT_LEASE_TTL_SECONDS;
         let registration: Registration | undefined;
@@ -155,6 +155,7 @@ export async function connectCluster(config: ClusterConfig, localToken: string):
               capacity: { memoryBytes: os.totalmem(), vcpus: os.cpus().length },
             },
             instances,
+            ...(inventory ? { inventory } : {}),
             waitForNameMs: (ttl + 2) * 1000,
             log: config.log,
           });

@@ -38,6 +38,10 @@ export const HostLoadSchema = z.object({
   memoryFreeBytes: z.number(),
   loadAvg1m: z.number(),
   instances: z.number(),
+  /** Image references and digests the host holds, for placement (at most INVENTORY_MAX; absent from an earlier version). */
+  images: z.array(z.string()).optional(),
+  /** Image digests the host has a template snapshot of (its instances' templates). */
+  templates: z.array(z.string()).optional(),
   startedAt: z.string(),
   updatedAt: z.string(),
 });
@@ -66,6 +70,15 @@ export function memoryAvailableBytes(meminfo = () => fs.readFileSync('/proc/memi
   return m ? Number(m[1]) * 1024 : os.freemem();
 }
 
+/** What placement prefers a host for: the image there already, or better its template. */
+export interface HostInventory {
+  images: string[];
+  templates: string[];
+}
+
+/** Entries of each inventory list a host advertises (its load is rewritten every 2 s). */
+export const INVENTORY_MAX = 256;
+
 export interface RegistrationConfig {
   etcd: EtcdClient;
   prefix: string;
@@ -73,6 +86,8 @@ export interface RegistrationConfig {
   record: Omit<HostRecord, 'version' | 'joinedAt'>;
   /** How many instances the host holds now (for its load). */
   instances: () => number;
+  /** The images and templates the host holds now (for placement); none: not advertised. */
+  inventory?: () => Promise<HostInventory>;
   /** How long to wait for another flickd's lease on this name to lapse. */
   waitForNameMs: number;
   /** Load refresh period. Default 2000 ms. */
@@ -130,6 +145,7 @@ export class Registration {
       memoryFreeBytes: memoryAvailableBytes(),
       loadAvg1m: os.loadavg()[0] ?? 0,
       instances: this.#c.instances(),
+      ...(await this.#inventory()),
       startedAt: this.#startedAt,
       updatedAt: new Date().toISOString(),
     };
@@ -141,6 +157,14 @@ export class Registration {
     if (held && held.lease !== lease.id) return false;
     await etcd.txn([{ key, target: 'LEASE', result: 'EQUAL', value: lease.id }], [put]);
     return true;
+  }
+
+  async #inventory(): Promise<Partial<HostInventory>> {
+    const inv = await this.#c.inventory?.().catch((err: unknown) => {
+      this.#c.log?.(`cluster: listing this host's images for placement: ${(err as Error).message}`);
+      return undefined;
+    });
+    return inv ? { images: inv.images.slice(0, INVENTORY_MAX), templates: inv.templates.slice(0, INVENTORY_MAX) } : {};
   }
 
   /** Stops refreshing; the liveness key goes with the lease. Safe twice. */

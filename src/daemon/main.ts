@@ -21,7 +21,9 @@ import type { KeepResident } from '../controller/hot-standby.js';
 import { ensureToken, TokenAuth, type Identity } from './auth.js';
 import { connectCluster, type ClusterConnection, type ClusterMember } from '../cluster/join.js';
 import { createHostsHandler } from '../cluster/hosts-api.js';
-import { ClusterAgent, isRemoteRoute } from '../cluster/agent.js';
+import { ClusterAgent } from '../cluster/agent.js';
+import { isRemoteRoute } from '../cluster/remote-routes.js';
+import { hostInventory } from '../cluster/inventory.js';
 import { createForwarder } from '../cluster/api-forward.js';
 import { PeerFetchingImageStore } from '../registry/peer-fetch.js';
 import type { ImageStore } from '../registry/image-store.js';
@@ -288,6 +290,7 @@ async function serve(config: ServeConfig): Promise<void> {
               self: c.hostName,
               token,
               directory: () => member?.directory,
+              place: (req, pending) => agent.place(req, pending),
               ownerOf: (ref) => agent.ownerOf(ref),
               holds: (ref) => instances.controller.list().some((r) => r.id === ref || r.name === ref),
               local: instances.handler,
@@ -311,7 +314,7 @@ async function serve(config: ServeConfig): Promise<void> {
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   if (c && agent) {
     const joinCluster = async () => {
-      member = await c.join({ apiPort: address.port, proxyPort: instances.proxy?.address.port, hopPort: instances.proxy?.hopAddress?.port }, () => instances.controller.list().length);
+      member = await c.join({ apiPort: address.port, proxyPort: instances.proxy?.address.port, hopPort: instances.proxy?.hopAddress?.port }, () => instances.controller.list().length, async () => hostInventory(await images.list(), instances.controller.list()));
       const m = member;
       // Before serving: what the catalog gave to another host while this one was away is stopped here.
       await agent.start(instances.controller, instances.routes, () => m.lease.id);
