@@ -4,20 +4,16 @@
 // host's own psql talking to it through the proxy's TCP port. Every test
 // asserts what a psql user sees: the rows they committed, or a clear refusal.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import { api as apiOf, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { freePort } from '../src/network/free-port.js';
 import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
-import { PACKAGE_ROOT } from '../src/paths.js';
-import { psql as psqlAt, pushPostgresImage } from '../src/volumes/testing.js';
+import { flickCli, psql as psqlAt, pushPostgresImage, waitState as waitStateOf } from '../src/volumes/testing.js';
 
-const exec = promisify(execFile);
 // Run-scoped (src/network/run-scoped.ts): two runs of this file at once (two worktrees) never sweep each other's.
 const PREFIX = runPrefix('pgvt');
 const POOL = runPool(219);
@@ -62,34 +58,15 @@ after(async () => {
 function api(method: string, p: string, body?: unknown): ReturnType<typeof apiOf> {
   return apiOf(flickd!, method, p, body);
 }
+const flick = (...args: string[]) => flickCli(flickd!, ...args);
+const waitState = (ref: string, state: string, timeoutMs?: number) => waitStateOf(flickd!, ref, state, timeoutMs);
 
-/** The CLI, as a user runs it against this flickd: exit code and output. */
-async function flick(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env = { ...process.env, FLICK_HOST: flickd!.base, FLICK_TOKEN: flickd!.token };
-  try {
-    const r = await exec(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 'flick'), ...args], { env });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
 
 /** psql from the host through the proxy's TCP port: the rows, one per line (-At). */
 function psql(port: number, sql: string): Promise<string> {
   return psqlAt('127.0.0.1', port, sql);
 }
 
-async function waitState(ref: string, state: string, timeoutMs = 600_000): Promise<any> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    // In slices: one API call may last at most 200 s (src/daemon/testing.ts).
-    const r = await api('GET', `/v1/instances/${ref}/wait?state=${state}&timeout_ms=${Math.min(150_000, Math.max(1, deadline - Date.now()))}`);
-    if (r.status === 408 && Date.now() < deadline) continue;
-    assert.equal(r.status, 200, `${ref} → ${state}: ${r.text}\n${flickd!.log().slice(-3000)}`);
-    return r.json.data;
-  }
-}
 
 async function runPostgres(name: string, volume: string, port: number, extra: Record<string, unknown> = {}): Promise<any> {
   const r = await api('POST', '/v1/instances', {

@@ -24,6 +24,7 @@ import { DEFAULT_KEEP_RESIDENT, DEFAULT_PAGE_OUT_AFTER_MS } from './hot-standby.
 import { DEFAULT_TEMPLATE_WARMUP_REQUESTS } from './template-warmup.js';
 import { ControllerMetrics } from './metrics.js';
 import { TemplateStore, templateKey } from './templates.js';
+import { DiskErrors } from './disk-errors.js';
 
 /** A VMM process the controller owns, and whether its exit is expected (stop, suspend). */
 interface LiveVm {
@@ -55,6 +56,7 @@ export class Lifecycle implements InstanceHost {
   readonly scaleToZero: ScaleToZero;
   readonly templates: TemplateStore;
   readonly metrics: ControllerMetrics;
+  readonly #diskErrors: DiskErrors;
   readonly #templateWarmupRequests: number;
   #disposed = false;
 
@@ -74,6 +76,7 @@ export class Lifecycle implements InstanceHost {
     this.#rotateTimer = setInterval(() => void this.#rotateLogs(), 5000).unref();
     this.templates = new TemplateStore(opts.dataDir);
     this.metrics = new ControllerMetrics(this.events);
+    this.#diskErrors = new DiskErrors(this.log);
     this.#templateWarmupRequests = opts.templateWarmupRequests ?? DEFAULT_TEMPLATE_WARMUP_REQUESTS;
     const hot = {
       budgetBytes: opts.hotStandby?.budgetBytes ?? Math.floor(os.totalmem() / 10),
@@ -150,9 +153,10 @@ export class Lifecycle implements InstanceHost {
       const rec = this.store.get(id);
       if (rec === undefined || ac.signal.aborted) return; // stop/rm asked for this; they settle the state
       await this.networks.release(id);
-      this.transition(this.fresh(id), 'failed', { error: describeError(err), pid: null, vm: null });
-      this.log.warn(`instance ${rec.name} failed to start: ${describeError(err)}`);
-      this.restarts.onExit(this.store.get(id)!, 'failed');
+      const diskFull = this.#diskErrors.take(id);
+      this.transition(this.fresh(id), 'failed', { error: diskFull ?? describeError(err), pid: null, vm: null });
+      this.log.warn(`instance ${rec.name} failed to start: ${diskFull ?? describeError(err)}`);
+      if (diskFull === undefined) this.restarts.onExit(this.store.get(id)!, 'failed');
     } finally {
       if (this.booting.get(id) === ac) this.booting.delete(id);
     }
@@ -278,13 +282,14 @@ export class Lifecycle implements InstanceHost {
     const code = exitCode(exit);
     await this.networks.release(id);
     rec = this.fresh(id);
+    const diskFull = this.#diskErrors.take(id);
     // A clean exit of the app (or the end of a stop flickd had begun) is `stopped`; anything else failed.
-    const to: InstanceState = code === 0 || rec.status.state === 'stopping' ? 'stopped' : 'failed';
-    const error = to === 'failed' ? `the VM exited ${when || 'unexpectedly'}${code === undefined ? '' : ` with code ${code}`}` : undefined;
+    const to: InstanceState = diskFull === undefined && (code === 0 || rec.status.state === 'stopping') ? 'stopped' : 'failed';
+    const error = diskFull ?? (to === 'failed' ? `the VM exited ${when || 'unexpectedly'}${code === undefined ? '' : ` with code ${code}`}` : undefined);
     const next = this.transition(rec, to, { pid: null, vm: null, lastExitCode: code ?? null, stoppedAt: new Date().toISOString(), error });
     this.scaleToZero.onStopped(id);
     this.log.warn(`instance ${rec.name} ${to === 'failed' ? error : `exited with code ${code}`}`);
-    if (rec.status.state !== 'stopping') this.restarts.onExit(next, to);
+    if (rec.status.state !== 'stopping' && diskFull === undefined) this.restarts.onExit(next, to);
   }
 
   async #restart(id: string): Promise<void> {
@@ -301,6 +306,7 @@ export class Lifecycle implements InstanceHost {
     const live: LiveVm = { vm, expectExit: false };
     this.live.set(id, live);
     watchHealth(this, id, vm);
+    this.#diskErrors.watch(id, vm, (i) => this.store.get(i));
     void vm.exited.then((exit) => {
       if (this.live.get(id) === live) this.live.delete(id);
       if (live.expectExit || this.#disposed) return;

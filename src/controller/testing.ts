@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after } from 'node:test';
 import { SqliteStateStore } from '../store/sqlite-state-store.js';
-import { VmmError, type HealthReport, type MicroVm, type ReclaimResult, type RunTimes, type NetworkAttachment, type Snapshot, type VmConfig, type VmExit, type VmmDriver } from '../vmm/driver.js';
+import { VmmError, type DiskErrorReport, type HealthReport, type MicroVm, type ReclaimResult, type RunTimes, type NetworkAttachment, type Snapshot, type VmConfig, type VmExit, type VmmDriver } from '../vmm/driver.js';
 import { ImageStoreError } from '../registry/image-store.js';
 import { Controller } from './controller.js';
 import type { HeldNetwork, ImageResolver, InstanceNetwork, NetworkLease } from './seams.js';
@@ -45,6 +45,16 @@ export class FakeVm implements MicroVm {
   /** The guest init reports its HEALTHCHECK's status (as on the control port). */
   reportHealth(status: HealthReport['status'], output?: string): void {
     for (const l of this.#health) l({ status, ...(output ? { output } : {}) });
+  }
+  readonly #diskErrors = new Set<(r: DiskErrorReport) => void>();
+  onDiskError(listener: (r: DiskErrorReport) => void): () => void {
+    this.#diskErrors.add(listener);
+    return () => this.#diskErrors.delete(listener);
+  }
+  /** The host's disk fills under a write of drive `drive` (QEMU pauses the VM and says so). */
+  diskFull(drive: number | undefined): void {
+    this.paused = true;
+    for (const l of this.#diskErrors) l({ drive, noSpace: true, reason: 'No space left on device' });
   }
   /** The guest app exits by itself. */
   crash(code: number): void {

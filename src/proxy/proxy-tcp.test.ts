@@ -114,3 +114,29 @@ test('a TCP client that leaves while parked leaves the queue; removing the insta
   assert.equal(echo.accepted(), 0);
   await until(() => waker.inFlight.get('i-1') === 0 && waker.connections.get('i-1') === 0, 'the accounting to settle');
 });
+
+test('a TCP client still waiting for its answer when the instance ends is closed, not left hanging', async (t) => {
+  // The instance reads and never answers (a query in flight when its VM died).
+  const sockets = new Set<net.Socket>();
+  const silent = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.resume();
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    return new Promise<void>((resolve) => silent.close(() => resolve()));
+  });
+  const waker = new FakeWaker();
+  const { proxy, routes } = await startProxy(t, waker, { tcpQuietMs: 10 });
+  const port = await freePort();
+  routes.setTcp(port, { instanceId: 'i-1', targetPort: (silent.address() as net.AddressInfo).port });
+  await proxy.settled();
+  const socket = await connect(t, port);
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  socket.write('SELECT 1');
+  await until(() => sockets.size === 1 && waker.inFlight.get('i-1') === 1, 'the query to reach the instance');
+  waker.standby('i-1');
+  await closed;
+});

@@ -136,7 +136,10 @@ export class TcpSession implements Waiter {
     const upstream = this.#upstream;
     this.#detachUpstream();
     upstream?.destroy();
-    if (reason === 'removed') {
+    // Removed; or the VM ended under a client still waiting for its answer (it crashed, was stopped,
+    // or its host disk filled: scale to zero never suspends with an answer owed), and that answer
+    // went with the upstream connection: the client is told by a close rather than left hanging.
+    if (reason === 'removed' || this.#awaitingAnswer) {
       this.#client.destroy();
       return;
     }

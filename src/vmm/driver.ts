@@ -55,6 +55,16 @@ export interface HealthReport {
   output?: string;
 }
 
+/** A disk write QEMU could not make on the host and paused the VM for (werror=enospc: a full host disk). */
+export interface DiskErrorReport {
+  /** The index in VmConfig.drives of the disk (a volume), or undefined for another disk. */
+  drive: number | undefined;
+  /** The host's full disk (ENOSPC); the only error QEMU pauses the VM for, others go to the guest. */
+  noSpace: boolean;
+  /** The host's error text, e.g. "No space left on device". */
+  reason: string;
+}
+
 /** One volume as the guest init mounts it (ext4). */
 export interface GuestMount {
   /** The serial of the drive that holds it. */
@@ -201,6 +211,12 @@ export interface MicroVm {
    * in a row). Returns a function that removes it. Absent: the driver cannot tell.
    */
   onHealth?(listener: (report: HealthReport) => void): () => void;
+  /**
+   * Calls `listener` when the VMM paused the guest at a write it could not make
+   * on the host (a full host disk): the write is not acknowledged to the guest,
+   * so its disk holds everything it flushed before. Absent: the driver cannot tell.
+   */
+  onDiskError?(listener: (report: DiskErrorReport) => void): () => void;
   /** Resolves when the guest accepts a TCP connection on `port` (through network.hostReachableIp). */
   waitForPort(port: number, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<void>;
   pause(): Promise<void>;

@@ -13,6 +13,7 @@ import { buildBaseImages } from '../image/base.js';
 import { buildImage } from '../image/build.js';
 import { OciLayout } from '../image/oci-layout.js';
 import { PACKAGE_ROOT, cacheDir } from '../paths.js';
+import { api, type FlickdUnderTest } from '../daemon/testing.js';
 
 export const POSTGRES_EXAMPLE = path.join(PACKAGE_ROOT, 'examples', 'postgres');
 const exec = promisify(execFile);
@@ -69,5 +70,31 @@ export async function psql(host: string, port: number, sql: string, startupMs = 
       if (!/the database system is (starting up|not yet accepting connections)/.test(String((err as { stderr?: string }).stderr)) || Date.now() > deadline) throw err;
       await new Promise((r) => setTimeout(r, 200));
     }
+  }
+}
+
+/** The CLI as a user runs it against the flickd under test: exit code and output. */
+export async function flickCli(f: FlickdUnderTest, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env = { ...process.env, FLICK_HOST: f.base, FLICK_TOKEN: f.token };
+  try {
+    const r = await exec(process.execPath, [path.join(PACKAGE_ROOT, 'bin', 'flick'), ...args], { env });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+/**
+ * Waits (polling the API in slices: one call may last at most 200 s) until the instance is in
+ * `state`; returns its view. Fails with the flickd log's tail if it ends elsewhere or time runs out.
+ */
+export async function waitState(f: FlickdUnderTest, ref: string, state: string, timeoutMs = 600_000): Promise<any> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await api(f, 'GET', `/v1/instances/${ref}/wait?state=${state}&timeout_ms=${Math.min(150_000, Math.max(1, deadline - Date.now()))}`);
+    if (r.status === 408 && Date.now() < deadline) continue;
+    if (r.status !== 200) throw new Error(`${ref} → ${state}: ${r.status} ${r.text}\n${f.log().slice(-3000)}`);
+    return r.json.data;
   }
 }

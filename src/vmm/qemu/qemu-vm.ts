@@ -8,9 +8,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import type { ControlChannel } from '../../guest/control.js';
-import { VmmError, type Accelerator, type HealthReport, type MicroVm, type ReclaimResult, type RunTimes, type Snapshot, type VmConfig, type VmExit } from '../driver.js';
+import { VmmError, type Accelerator, type DiskErrorReport, type HealthReport, type MicroVm, type ReclaimResult, type RunTimes, type Snapshot, type VmConfig, type VmExit } from '../driver.js';
 import type { MemoryReclaimer } from './memory-reclaim.js';
-import { MigrationEventDataSchema } from './qmp-schema.js';
+import { BlockIoErrorDataSchema, MigrationEventDataSchema } from './qmp-schema.js';
 import type { QmpClient } from './qmp-client.js';
 import type { QemuProcess } from './qemu-process.js';
 import { receiveStream } from './migration-stream.js';
@@ -107,6 +107,16 @@ export class QemuMicroVm implements MicroVm {
     };
     control.on('message', on);
     return () => void control.off('message', on);
+  }
+
+  /** BLOCK_IO_ERROR with action `stop` (volumes are opened werror=enospc: args.ts driveArgs, ids `vol<i>`). */
+  onDiskError(listener: (report: DiskErrorReport) => void): () => void {
+    return this.#p.qmp.onEvent('BLOCK_IO_ERROR', (e) => {
+      const d = BlockIoErrorDataSchema.safeParse(e.data);
+      if (!d.success || d.data.action !== 'stop') return;
+      const m = /^vol(\d+)$/.exec(d.data.device);
+      listener({ drive: m ? Number(m[1]) : undefined, noSpace: d.data.nospace === true, reason: d.data.reason ?? 'an I/O error' });
+    });
   }
 
   get state(): VmRunPhase {

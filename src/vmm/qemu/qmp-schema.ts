@@ -45,3 +45,16 @@ export const MigrationInfoSchema = z.object({
 
 /** Data of the MIGRATION event. */
 export const MigrationEventDataSchema = z.object({ status: z.string() });
+
+/**
+ * Data of the BLOCK_IO_ERROR event (https://www.qemu.org/docs/master/interop/qemu-qmp-ref.html#qapidoc-BLOCK_IO_ERROR):
+ * `device` is the -drive id, `action` what QEMU did (`stop`: the VM is paused, under werror=enospc
+ * only when `nospace`), `reason` the host's error text.
+ */
+export const BlockIoErrorDataSchema = z.object({
+  device: z.string(),
+  operation: z.string(),
+  action: z.string(),
+  nospace: z.boolean().optional(),
+  reason: z.string().optional(),
+});

@@ -1,0 +1,73 @@
+// Controller.fork over fakes (testing.ts): from cold standby and from a running VM, the refusals,
+// and that a refused or failed fork leaves no record and no folder. Volumes: test/postgres.test.ts.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { setup } from './testing.js';
+
+const live = new AbortController().signal;
+const stateful = { policy: 'on' as const, stateful: true, cooldownTimeMs: 60_000 };
+
+test('fork of a cold-standby instance: its saved state copied into the fork, which wakes from it; the source still wakes from its own', async () => {
+  const { c, driver, dataDir } = setup('fork-cold');
+  const src = await c.create({ image: 'hello:1', name: 'src', scaleToZero: stateful, service: { tcp: [{ hostPort: 7001, guestPort: 5432 }] } });
+  await c.wait('src', 'running');
+  await c.suspend(src.id, { tier: 'cold' });
+  const { record: fork, mode } = await c.fork('src', { name: 'copy', tcp: [{ hostPort: 7002, guestPort: 5432 }] });
+  assert.equal(mode, 'cold');
+  assert.deepEqual([fork.status.state, fork.status.standbyTier, fork.status.pid], ['standby', 'cold', null]);
+  assert.deepEqual(fork.spec.service, { tcp: [{ hostPort: 7002, guestPort: 5432 }] });
+  const own = fork.status.snapshots.own!;
+  assert.equal(path.dirname(path.dirname(own.dir)), path.join(dataDir, 'instances', fork.id), 'the copy is in the fork\'s folder');
+  assert.notEqual(own.memoryFile, c.get('src').status.snapshots.own!.memoryFile);
+  assert.equal(fs.readFileSync(own.memoryFile, 'utf8'), 'ram');
+  assert.equal(fork.status.vm?.id, fork.id);
+  assert.equal(fork.status.vm?.network, undefined, 'a cold standby holds no network');
+  await c.waker().ensureAwake(fork.id, live);
+  assert.deepEqual(driver.restores.map((r) => [r.mode, r.snapshot.dir]), [['own', own.dir]]);
+  await c.waker().ensureAwake(src.id, live);
+  assert.equal(driver.restores[1]!.snapshot.dir, path.join(dataDir, 'instances', src.id, 'snapshots', 'own'));
+});
+
+test('fork of a running instance: paused, saved with its RAM kept, resumed in the same VM', async () => {
+  const { c, driver } = setup('fork-live');
+  const src = await c.create({ image: 'hello:1', name: 'src', scaleToZero: stateful });
+  await c.wait('src', 'running');
+  const { record: fork, mode } = await c.fork('src', { name: 'copy' });
+  assert.equal(mode, 'live');
+  const vm = driver.vms[0]!;
+  assert.equal(vm.paused, false, 'the source runs on');
+  assert.equal(vm.saved, false);
+  assert.equal(c.get('src').status.pid, vm.pid);
+  assert.equal(fork.spec.service.http?.hostname, 'copy.localhost');
+  assert.ok(fs.existsSync(fork.status.snapshots.own!.memoryFile));
+  await c.waker().ensureAwake(fork.id, live);
+  assert.equal(c.get('copy').status.state, 'running');
+  void src;
+});
+
+test('refused forks say why and leave no record and no folder', async () => {
+  const { c, dataDir } = setup('fork-bad');
+  await c.create({ image: 'hello:1', name: 'src', scaleToZero: stateful, service: { tcp: [{ hostPort: 7001, guestPort: 5432 }] } });
+  await c.wait('src', 'running');
+  await c.create({ image: 'hello:1', name: 'stateless', scaleToZero: { policy: 'on' } });
+  await c.create({ image: 'hello:1', name: 'off', autostart: false, scaleToZero: stateful });
+  const cases: Array<[string, Parameters<typeof c.fork>[1], string, RegExp]> = [
+    ['src', { name: 'x', tcp: [{ hostPort: 7003, guestPort: 5432 }] , volumeNames: { nope: 'v' } }, 'INVALID_SPEC', /no writable volume "nope"/],
+    ['src', { name: 'x' }, 'INVALID_SPEC', /serves TCP on host port 7001 \(guest 5432\): give the fork a host port of its own, e\.g\. 'flick fork src x -p 7002:5432\/tcp'/],
+    ['src', { name: 'x', tcp: [{ hostPort: 7001, guestPort: 5432 }] }, 'INVALID_SPEC', /host port 7001 is taken by instance "src"/],
+    ['src', { name: 'x', tcp: [{ hostPort: 7003, guestPort: 80 }] }, 'INVALID_SPEC', /serves no TCP guest port 80/],
+    ['src', { name: 'stateless', tcp: [{ hostPort: 7003, guestPort: 5432 }] }, 'NAME_TAKEN', /"stateless" already exists/],
+    ['src', { name: 'Nope!' }, 'INVALID_SPEC', /instance name "Nope!" is not valid/],
+    ['stateless', { name: 'x' }, 'ILLEGAL_TRANSITION', /it is stateless/],
+    ['off', { name: 'x' }, 'ILLEGAL_TRANSITION', /it is stopped and has no state in memory to fork/],
+  ];
+  for (const [source, cfg, code, message] of cases) {
+    await assert.rejects(c.fork(source, cfg), (err: any) => err.code === code && err.kind === 'user' && message.test(err.message), `${source} ${JSON.stringify(cfg)}`);
+  }
+  assert.throws(() => c.get('ghost'), (err: any) => err.code === 'INSTANCE_NOT_FOUND');
+  assert.deepEqual(c.list().map((r) => r.name).sort(), ['off', 'src', 'stateless']);
+  const dirs = fs.existsSync(path.join(dataDir, 'instances')) ? fs.readdirSync(path.join(dataDir, 'instances')) : [];
+  assert.ok(dirs.every((d) => c.list().some((r) => r.id === d)), `no folder of a refused fork: ${dirs.join(', ')}`);
+});
