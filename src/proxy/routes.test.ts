@@ -58,3 +58,23 @@ test('RouteTable tells subscribers about TCP routes and removes every route of a
   routes.setTcp(1, { instanceId: 'x', targetPort: 1 });
   assert.equal(changes.length, 5);
 });
+
+test('removing an instance removes only the routes it still holds (a name taken over by another instance stays), across every kind', () => {
+  const routes = new RouteTable();
+  routes.setHttp('web', { instanceId: 'old', targetPort: 80 });
+  routes.setHttpHost('shop.example.com', { instanceId: 'old', targetPort: 80 });
+  routes.setTcp(6379, { instanceId: 'old', targetPort: 6379 });
+  routes.setHttp('web', { instanceId: 'new', targetPort: 8080 }); // a deploy's replacement takes the name over
+  routes.setTcp(6379, { instanceId: 'new', targetPort: 6380 });
+  routes.removeInstance('old');
+  assert.deepEqual(routes.http('web'), { instanceId: 'new', targetPort: 8080 });
+  assert.equal(routes.forHost('shop.example.com', 'localhost'), undefined);
+  assert.deepEqual(routes.tcpPorts(), [6379]);
+  routes.deleteHttp('web');
+  routes.removeInstance('new');
+  assert.deepEqual(routes.tcpPorts(), []);
+  // Many instances: each removal leaves every other route in place.
+  for (let i = 0; i < 1000; i++) routes.setHttp(`i${i}`, { instanceId: `id-${i}`, targetPort: 80 });
+  for (let i = 0; i < 1000; i += 2) routes.removeInstance(`id-${i}`);
+  for (let i = 0; i < 1000; i++) assert.equal(routes.http(`i${i}`)?.instanceId, i % 2 ? `id-${i}` : undefined, `i${i}`);
+});

@@ -57,6 +57,11 @@ export class RouteTable {
   readonly #services = new Map<string, ServiceRoute>();
   readonly #tcp = new Map<number, Route>();
   readonly #listeners = new Set<(change: RouteChange) => void>();
+  /**
+   * Each instance's routes (`h:<label>`, `H:<host>`, `t:<port>`), so removing an
+   * instance costs its own routes, not a scan of every route (100,000 instances).
+   */
+  readonly #owned = new Map<string, Set<string>>();
 
   /** Route `<name>.<domain>` to an instance's port. Replaces an existing route of that name. */
   setHttp(name: string, route: Route): void {
@@ -65,11 +70,15 @@ export class RouteTable {
       throw new ProxyError('invalid_route', `cannot route host name "${name}": it must be a DNS label (letters, digits, '-'), so that "${key}.<domain>" is a valid host`, { kind: 'user' });
     }
     checkPort(route.targetPort, 'target');
+    this.#disown(this.#http.get(key), `h:${key}`);
     this.#http.set(key, copyRoute(route));
+    this.#own(route.instanceId, `h:${key}`);
   }
 
   deleteHttp(name: string): void {
-    this.#http.delete(name.toLowerCase());
+    const key = name.toLowerCase();
+    this.#disown(this.#http.get(key), `h:${key}`);
+    this.#http.delete(key);
   }
 
   /** Route a whole host name (`shop.example.com`), whatever the proxy's domain. Replaces an existing route of that host. */
@@ -79,7 +88,9 @@ export class RouteTable {
       throw new ProxyError('invalid_route', `cannot route host name "${host}": it must be dot-separated DNS labels (letters, digits, '-'), at most 253 characters`, { kind: 'user' });
     }
     checkPort(route.targetPort, 'target');
+    this.#disown(this.#hosts.get(key), `H:${key}`);
     this.#hosts.set(key, copyRoute(route));
+    this.#own(route.instanceId, `H:${key}`);
   }
 
   /** Route `<service>.<domain>` over the service's members; replaces the service's route (a member added or gone). */
@@ -100,7 +111,9 @@ export class RouteTable {
     checkPort(route.targetPort, 'target');
     const previous = this.#tcp.get(port);
     const copy = { instanceId: route.instanceId, targetPort: route.targetPort };
+    this.#disown(previous, `t:${port}`);
     this.#tcp.set(port, copy);
+    this.#own(copy.instanceId, `t:${port}`);
     if (previous) this.#emit({ kind: 'tcp-removed', port, route: previous });
     this.#emit({ kind: 'tcp-added', port, route: copy });
   }
@@ -108,16 +121,34 @@ export class RouteTable {
   deleteTcp(port: number): void {
     const route = this.#tcp.get(port);
     if (!route) return;
+    this.#disown(route, `t:${port}`);
     this.#tcp.delete(port);
     this.#emit({ kind: 'tcp-removed', port, route });
   }
 
   /** Remove every route of an instance (it was deleted); parked requests for it are answered 503. */
   removeInstance(instanceId: string): void {
-    for (const [name, route] of this.#http) if (route.instanceId === instanceId) this.#http.delete(name);
-    for (const [host, route] of this.#hosts) if (route.instanceId === instanceId) this.#hosts.delete(host);
-    for (const [port, route] of this.#tcp) if (route.instanceId === instanceId) this.deleteTcp(port);
+    for (const key of [...(this.#owned.get(instanceId) ?? [])]) {
+      const rest = key.slice(2);
+      if (key.startsWith('h:')) this.#http.delete(rest);
+      else if (key.startsWith('H:')) this.#hosts.delete(rest);
+      else this.deleteTcp(Number(rest));
+    }
+    this.#owned.delete(instanceId);
     this.#emit({ kind: 'instance-removed', instanceId });
+  }
+
+  #own(instanceId: string, key: string): void {
+    let keys = this.#owned.get(instanceId);
+    if (!keys) this.#owned.set(instanceId, (keys = new Set()));
+    keys.add(key);
+  }
+
+  #disown(route: Route | undefined, key: string): void {
+    if (!route) return;
+    const keys = this.#owned.get(route.instanceId);
+    keys?.delete(key);
+    if (keys?.size === 0) this.#owned.delete(route.instanceId);
   }
 
   /** The route for a lower-case instance name (already stripped of its domain). */
