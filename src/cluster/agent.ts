@@ -11,6 +11,9 @@
 //     the best host left (placement.ts: free RAM and CPU, the image or its
 //     template there, replicas spread; the others step in after 3 s if it does
 //     not), each move a fenced txn; stateful ones show `unavailable`;
+//   - a host that alone lost etcd (its peers still read it) stops its stateless
+//     instances before its lease lapses (fence.ts), and starts them again if
+//     they are still its own once it is back;
 //   - a host stops every local instance the catalog gives to another host: at
 //     start, before it registers as up (a host that returns after a failover),
 //     and whenever it sees that happen later (after being cut off).
@@ -26,6 +29,8 @@ import { catalogPrefix, CatalogError, clusterInstanceView, fencedDelete, fencedP
 import { EtcdError, type EtcdClient, type KeyValue } from './etcd-client.js';
 import type { HostDirectory } from './membership.js';
 import { ReadModel } from './read-model.js';
+import { startHostFence, type HostFenceHandle } from './fence-instances.js';
+import { FENCE_GRACE_MS } from './fence.js';
 import { candidatesOf, pickHost, type PendingCreates, type PlacementRequest } from './placement.js';
 import { RemoteRoutes } from './remote-routes.js';
 
@@ -35,7 +40,7 @@ export const STEP_IN_AFTER_MS = 3000;
 export const RETRY_MOVE_MS = 30_000;
 const TICK_MS = 200;
 
-export type AgentController = Pick<Controller, 'list' | 'create' | 'rm' | 'on'>;
+export type AgentController = Pick<Controller, 'list' | 'create' | 'rm' | 'on' | 'stop' | 'start'>;
 
 export interface AgentConfig {
   etcd: EtcdClient;
@@ -43,6 +48,8 @@ export interface AgentConfig {
   host: string;
   /** The cluster's token: every proxy hop carries it (src/proxy/hop.ts). */
   credential: string;
+  /** The host lease's TTL: the fence (fence.ts) acts within it. */
+  leaseTtlMs: number;
   log: (line: string) => void;
 }
 
@@ -59,6 +66,7 @@ export class ClusterAgent {
   /** Parsed entries by the catalog's key-value objects (replaced on every change). */
   readonly #parsed = new WeakMap<KeyValue, CatalogEntry | null>();
   #stopped = false;
+  #fenced: HostFenceHandle | undefined;
 
   constructor(config: AgentConfig) {
     this.#c = config;
@@ -68,7 +76,12 @@ export class ClusterAgent {
   hooks(): { waker: (local: Waker) => Waker; api: (c: ApiController) => ApiController } {
     return {
       waker: (local) => ({
-        ensureAwake: (id, signal) => (id.startsWith('@') ? Promise.resolve(this.#requireRemote().awake(id)) : local.ensureAwake(id, signal)),
+        ensureAwake: (id, signal) => {
+          if (id.startsWith('@')) return Promise.resolve(this.#requireRemote().awake(id));
+          // A fenced instance may be running on another host already: this host does not wake it.
+          if (this.#fenced?.refuses(id)) return Promise.reject(this.#fenced.refusal(id));
+          return local.ensureAwake(id, signal);
+        },
         requestStarted: (id) => void (id.startsWith('@') || local.requestStarted(id)),
         requestFinished: (id) => void (id.startsWith('@') || local.requestFinished(id)),
         connectionOpened: (id) => void (id.startsWith('@') || local.connectionOpened?.(id)),
@@ -92,8 +105,11 @@ export class ClusterAgent {
    * catalog gives to another host is stopped and removed here before this
    * returns. Call after the controller re-adopted its VMs, before serving.
    */
-  async start(controller: AgentController, routes: RouteTable | undefined, lease: () => string): Promise<void> {
+  async start(controller: AgentController, routes: RouteTable | undefined, lease: { readonly id: string; readonly lastRenewedAt: number }, peers: () => Promise<boolean>): Promise<void> {
     this.#controller = controller;
+    // The host-side fence (fence.ts) over this host's instances (fence-instances.ts).
+    this.#fenced = startHostFence({ self: this.#c.host, controller, etcd: this.#c.etcd, ttlMs: this.#c.leaseTtlMs, lease, peers, log: this.#c.log,
+      cataloged: (name) => this.#entry(name)?.entry, catalogKey: (name) => `${catalogPrefix(this.#c.prefix)}${name}` });
     this.#remoteRoutes = new RemoteRoutes({
       self: this.#c.host,
       credential: this.#c.credential,
@@ -104,7 +120,7 @@ export class ClusterAgent {
       log: this.#c.log,
     });
     const remote = this.#remoteRoutes;
-    this.#fence = { etcd: this.#c.etcd, prefix: this.#c.prefix, host: this.#c.host, lease };
+    this.#fence = { etcd: this.#c.etcd, prefix: this.#c.prefix, host: this.#c.host, lease: () => lease.id };
     const prefixLength = catalogPrefix(this.#c.prefix).length;
     for (;;) {
       this.#catalog = new ReadModel(this.#c.etcd, catalogPrefix(this.#c.prefix), {
@@ -141,6 +157,7 @@ export class ClusterAgent {
   #tick(): void {
     if (this.#stopped) return;
     try {
+      void this.#fenced?.check().catch((err: unknown) => this.#c.log(`cluster: fence: ${describeError(err)}`));
       this.#moveFromDeadHosts();
       this.#remoteRoutes?.hostsChanged();
       this.#dropMovedAway();
@@ -282,6 +299,8 @@ export class ClusterAgent {
       if (entry.error !== undefined && Date.parse(entry.updatedAt) > now) continue;
       const since = this.#downSince.get(entry.name) ?? now;
       this.#downSince.set(entry.name, since);
+      // A host that alone lost etcd kills its copy before its lease lapses (fence.ts); this is its margin.
+      if (now - since < FENCE_GRACE_MS) continue;
       if (this.#bestHost(entry) !== this.#c.host && now - since < STEP_IN_AFTER_MS) continue;
       this.#busy.add(entry.name);
       void this.#takeOver(entry, modRevision)

@@ -170,9 +170,9 @@ export class EtcdClient {
    * one, each attempt bounded (a member that lost its leader holds a request
    * until a new one is elected, ~1-3 s), until the call's deadline.
    */
-  async #call(path: string, body: unknown): Promise<any> {
+  async #call(path: string, body: unknown, timeoutMs = this.#timeoutMs): Promise<any> {
     let last: unknown;
-    const deadline = Date.now() + this.#timeoutMs;
+    const deadline = Date.now() + timeoutMs;
     for (let i = 0; ; i++) {
       const left = deadline - Date.now();
       if (left <= 0) break;
@@ -225,6 +225,17 @@ export class EtcdClient {
   async range(key: string, opts: { prefix?: boolean; revision?: number; limit?: number } = {}): Promise<RangeResult> {
     const r = await this.#call('/v3/kv/range', { ...rangeBody(key, opts.prefix), ...(opts.revision ? { revision: String(opts.revision) } : {}), ...(opts.limit ? { limit: String(opts.limit) } : {}) });
     return { kvs: ((r.kvs ?? []) as RawKv[]).map(toKv), revision: num(r.header?.revision) };
+  }
+
+  /**
+   * Whether etcd serves a linearizable read within `timeoutMs` (which needs a
+   * leader and a quorum): the host-side fence asks this of its own etcd path.
+   */
+  async reachable(timeoutMs = 1000): Promise<boolean> {
+    return this.#call('/v3/kv/range', { ...rangeBody('/', false), limit: '1', keys_only: true }, timeoutMs).then(
+      () => true,
+      () => false,
+    );
   }
 
   async get(key: string): Promise<KeyValue | undefined> {

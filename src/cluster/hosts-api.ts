@@ -1,6 +1,8 @@
 // GET /v1/hosts: the hosts of the cluster with their state, capacity and load
 // (one host, this one, when flickd runs alone); GET /v1/cluster/instances: every
-// instance of the cluster, the host that holds it and whether it is available.
+// instance of the cluster, the host that holds it and whether it is available;
+// GET /v1/cluster/etcd: whether this host reads etcd now (a peer whose lease goes
+// unrenewed asks, to tell "I alone lost etcd" from "etcd is down": fence.ts).
 // The envelope is the API's.
 import os from 'node:os';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -41,7 +43,7 @@ export function hostViewJson(h: HostView, self: string): HostViewJson {
 
 export interface HostsSource {
   /** Cluster mode: the directory's hosts and the catalog's instances; undefined: flickd runs alone. */
-  cluster?: { self: string; list(): HostView[]; instances(): ClusterInstanceView[] };
+  cluster?: { self: string; list(): HostView[]; instances(): ClusterInstanceView[]; reachesEtcd(): Promise<boolean> };
   /** Alone: how many instances this host holds. */
   instances: () => number;
 }
@@ -51,10 +53,14 @@ export function createHostsHandler(src: HostsSource): (req: IncomingMessage, res
     req.resume();
     try {
       const pathname = (req.url ?? '/').split('?', 1)[0]!.replace(/\/$/, '');
-      if (pathname !== '/v1/hosts' && pathname !== '/v1/cluster/instances') {
+      if (pathname !== '/v1/hosts' && pathname !== '/v1/cluster/instances' && pathname !== '/v1/cluster/etcd') {
         throw new FlickError('NOT_FOUND', `nothing at ${pathname}: GET /v1/hosts lists the hosts, GET /v1/cluster/instances the cluster's instances`, { kind: 'user' });
       }
       if (req.method !== 'GET') throw new FlickError('METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${pathname}: use GET`, { kind: 'user' });
+      if (pathname === '/v1/cluster/etcd') {
+        if (!src.cluster) throw new FlickError('NOT_FOUND', 'this flickd is not in a cluster (start it with --cluster-etcd)', { kind: 'user' });
+        return sendData(res, 200, { reachable: await src.cluster.reachesEtcd() });
+      }
       if (pathname === '/v1/cluster/instances') {
         if (!src.cluster) throw new FlickError('NOT_FOUND', 'this flickd is not in a cluster (start it with --cluster-etcd): GET /v1/instances lists its instances', { kind: 'user' });
         return sendData(res, 200, { instances: src.cluster.instances() });
@@ -80,4 +86,16 @@ export function createHostsHandler(src: HostsSource): (req: IncomingMessage, res
       sendError(res, err);
     }
   };
+}
+
+/** Whether any of `peers` reads etcd now, each asked over its API with the cluster's token (bounded). */
+export async function peerReachesEtcd(peers: ReadonlyArray<{ api: string }>, token: string, timeoutMs = 1500): Promise<boolean> {
+  const answers = await Promise.all(
+    peers.map((p) =>
+      fetch(`${p.api}/v1/cluster/etcd`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(timeoutMs) })
+        .then(async (r) => r.status === 200 && ((await r.json()) as { data?: { reachable?: unknown } }).data?.reachable === true)
+        .catch(() => false),
+    ),
+  );
+  return answers.includes(true);
 }

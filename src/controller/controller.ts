@@ -136,9 +136,12 @@ export class Controller {
     return this.#lc.start(this.get(idOrName).id);
   }
 
-  /** Graceful stop: the guest gets `poweroff`, the app SIGTERM; killed after stopTimeoutMs. */
-  async stop(idOrName: string): Promise<InstanceRecord> {
-    return this.#lc.stop(this.get(idOrName).id);
+  /**
+   * Graceful stop: the guest gets `poweroff`, the app SIGTERM; killed after stopTimeoutMs.
+   * `kill`: the VM is killed at once (a cluster's fence: the instance may be starting on another host).
+   */
+  async stop(idOrName: string, opts: { kill?: boolean } = {}): Promise<InstanceRecord> {
+    return this.#lc.stop(this.get(idOrName).id, opts);
   }
 
   /** Removes the instance; one with a VM needs `force` (which stops it first). */

@@ -222,11 +222,11 @@ export class Lifecycle implements InstanceHost {
     return this.startWith(id, (rec) => this.transition(rec, 'starting', { error: undefined }, 'start'));
   }
 
-  /** Graceful stop (Controller.stop): cancels a pending restart and an in-flight boot first. */
-  stop(id: string): Promise<InstanceRecord> {
+  /** Graceful stop (Controller.stop), or a kill: cancels a pending restart and an in-flight boot first. */
+  stop(id: string, opts: { kill?: boolean } = {}): Promise<InstanceRecord> {
     this.restarts.cancel(id);
     this.booting.get(id)?.abort();
-    return this.serialize(id, async () => this.halt(this.transition(this.fresh(id), 'stopping', {}, 'stop'), { kill: false }));
+    return this.serialize(id, async () => this.halt(this.transition(this.fresh(id), 'stopping', {}, 'stop'), { kill: opts.kill === true }));
   }
 
   /** Removes the instance (Controller.rm, which checked `force`): kills its VM if it has one, then its network, folder and record. */

@@ -19,8 +19,8 @@ import { DEFAULT_NETNS_POOL_SIZE } from '../network/namespace-pool.js';
 import { DEFAULT_TEMPLATE_WARMUP_REQUESTS, WARMUP_USER_AGENT } from '../controller/template-warmup.js';
 import type { KeepResident } from '../controller/hot-standby.js';
 import { ensureToken, TokenAuth, type Identity } from './auth.js';
-import { connectCluster, type ClusterConnection, type ClusterMember } from '../cluster/join.js';
-import { createHostsHandler } from '../cluster/hosts-api.js';
+import { connectCluster, DEFAULT_LEASE_TTL_SECONDS, type ClusterConnection, type ClusterMember } from '../cluster/join.js';
+import { createHostsHandler, peerReachesEtcd } from '../cluster/hosts-api.js';
 import { ClusterAgent } from '../cluster/agent.js';
 import { isRemoteRoute } from '../cluster/remote-routes.js';
 import { hostInventory } from '../cluster/inventory.js';
@@ -235,7 +235,7 @@ async function serve(config: ServeConfig): Promise<void> {
 
   // Instances: re-adopts VMs a previous flickd left running before anyone can call the API.
   const proxyListen = config.proxyListen === 'off' ? undefined : parseListen(config.proxyListen ?? DEFAULT_PROXY_LISTEN);
-  const agent = c ? new ClusterAgent({ etcd: c.etcd, prefix: c.prefix, host: c.hostName, credential: token, log: config.log }) : undefined;
+  const agent = c ? new ClusterAgent({ etcd: c.etcd, prefix: c.prefix, host: c.hostName, credential: token, leaseTtlMs: DEFAULT_LEASE_TTL_SECONDS * 1000, log: config.log }) : undefined;
   const instances = await startHostInstances({
     dataDir: config.dataDir,
     images: runnable,
@@ -257,7 +257,7 @@ async function serve(config: ServeConfig): Promise<void> {
 
   const hostsHandler = createHostsHandler({
     instances: () => instances.controller.list().length,
-    ...(c && agent ? { cluster: { self: c.hostName, list: () => member?.directory.list() ?? [], instances: () => agent.instances() } } : {}),
+    ...(c && agent ? { cluster: { self: c.hostName, list: () => member?.directory.list() ?? [], instances: () => agent.instances(), reachesEtcd: () => c.etcd.reachable(1000) } } : {}),
   });
   // The host's HTTP surface, one line per mount. Order does not matter (longest prefix wins).
   const auth = new TokenAuth(token);
@@ -317,7 +317,7 @@ async function serve(config: ServeConfig): Promise<void> {
       member = await c.join({ apiPort: address.port, proxyPort: instances.proxy?.address.port, hopPort: instances.proxy?.hopAddress?.port }, () => instances.controller.list().length, async () => hostInventory(await images.list(), instances.controller.list()));
       const m = member;
       // Before serving: what the catalog gave to another host while this one was away is stopped here.
-      await agent.start(instances.controller, instances.routes, () => m.lease.id);
+      await agent.start(instances.controller, instances.routes, m.lease, () => peerReachesEtcd(m.directory.peers(c.hostName), token));
       agent.follow(m.directory);
     };
     try {
