@@ -2,10 +2,12 @@
 // makes three microVMs behind web.localhost; requests through the proxy reach
 // all three; `flick services`, `flick service get`, `flick ls` show them; a
 // stopped member's refused connections are retried on the others (no failed
-// request); `flick service rm` removes the service and its instances.
+// request); `flick service rm` removes the service and its instances. A service
+// with a TCP port balances its connections over the members, per connection.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -123,6 +125,51 @@ async function serviceUntil(name: string, check: (s: any) => boolean, what: stri
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
+
+/** A free port below the kernel's ephemeral range (32768-60999), so no other process's port-0 listener takes it once the service is gone. */
+async function stablePort(): Promise<number> {
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * 10000);
+    const free = await new Promise<boolean>((resolve) => {
+      const s = net.createServer().once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+}
+
+/** One HTTP exchange as raw bytes over the proxy's TCP route at `port`: the answering guest's hostname, or the error's code. */
+function overTcp(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let got = '';
+    socket.setTimeout(60_000, () => socket.destroy(new Error('timeout')));
+    socket.on('connect', () => socket.write('GET / HTTP/1.1\r\nHost: db\r\nConnection: close\r\n\r\n'));
+    socket.on('data', (d: Buffer) => (got += d.toString()));
+    socket.on('end', () => resolve(/hostname (\S+)/.exec(got)?.[1] ?? `no hostname in ${JSON.stringify(got)}`));
+    socket.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+  });
+}
+
+test('a service with a TCP port (-p PORT:8080/tcp) balances its connections over every member, and closes the port with the service', async () => {
+  const port = await stablePort();
+  const run = await flick('run', '--name', 'db', '--replicas', '2', '-p', `${port}:8080/tcp`, IMAGE);
+  assert.equal(run.code, 0, run.stderr);
+  const names = (await api(f, 'GET', '/v1/services/db')).json.data.instances.map((i: any) => i.name).sort();
+  assert.equal(names.length, 2);
+  const answers: string[] = [];
+  for (let i = 0; i < 10; i++) answers.push(await overTcp(port));
+  assert.deepEqual([...new Set(answers)].sort(), names, `each connection went to a member, and both took some: ${JSON.stringify(answers)}`);
+  const rm = await flick('service', 'rm', 'db');
+  assert.equal(rm.code, 0, rm.stderr);
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const answer = await overTcp(port);
+    if (answer === 'ECONNREFUSED') break;
+    assert.ok(Date.now() < deadline, `the port closes once the service is gone (last: ${answer})`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+});
 
 test('autoscale from zero: a burst wakes more than one instance at once and every request is answered; idle, the service returns to min', async () => {
   const run = await flick('run', '--name', 'burst', '--autoscale', 'min=0,max=4,target-inflight=2,cooldown-time=1500', IMAGE);

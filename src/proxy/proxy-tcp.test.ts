@@ -140,3 +140,43 @@ test('a TCP client still waiting for its answer when the instance ends is closed
   waker.standby('i-1');
   await closed;
 });
+
+test("a service's TCP port balances connections over its members, before any instance route of that port, and outlives a removed member", async (t) => {
+  const echo = await startEcho(t);
+  const waker = new FakeWaker();
+  const { proxy, routes } = await startProxy(t, waker, { tcpQuietMs: 10 });
+  const port = await freePort();
+  const members = ['m-1', 'm-2', 'm-3'];
+  waker.running = new Set(members);
+  const opened = new Map<string, number>();
+  const open = waker.connectionOpened.bind(waker);
+  waker.connectionOpened = (id: string) => {
+    opened.set(id, (opened.get(id) ?? 0) + 1);
+    open(id);
+  };
+  // Every member declares the port; the last one created holds the instance route.
+  routes.setTcp(port, { instanceId: 'm-3', targetPort: echo.port });
+  routes.setTcpService(port, { service: 'db', members, targetPort: echo.port });
+  await proxy.settled();
+  const clients: net.Socket[] = [];
+  for (let i = 0; i < 9; i++) {
+    const socket = await connect(t, port);
+    clients.push(socket);
+    assert.equal(await exchange(socket, `hello ${i}\n`), `hello ${i}\n`);
+  }
+  assert.deepEqual(members.map((m) => opened.get(m)), [3, 3, 3], 'connections spread over the members in turn');
+  // The member holding the instance route goes: the port stays open for the service.
+  routes.removeInstance('m-3');
+  routes.setTcpService(port, { service: 'db', members: ['m-1', 'm-2'], targetPort: echo.port });
+  await proxy.settled();
+  const after = await connect(t, port);
+  assert.equal(await exchange(after, 'still here\n'), 'still here\n');
+  assert.equal(opened.get('m-3'), 3, 'the removed member gets no new connection');
+  assert.equal(waker.connections.get('m-3'), 0, "the removed member's connections were closed");
+  // The listener closes with the service's route (once its open connections are gone).
+  for (const c of [...clients, after]) c.destroy();
+  routes.deleteTcpService(port);
+  await proxy.settled();
+  await assert.rejects(connect(t, port), /ECONNREFUSED/);
+  assert.equal((opened.get('m-1') ?? 0) + (opened.get('m-2') ?? 0), 7);
+});

@@ -19,7 +19,7 @@ import { InstanceGate, type GateConfig } from './gate.js';
 import { ServiceParking } from './service-parking.js';
 import { answerRaw, handleRequest, type ForwardContext } from './http-forward.js';
 import { handleUpgrade } from './upgrade-forward.js';
-import type { RouteChange, RouteTable } from './routes.js';
+import { isServiceRoute, type RouteChange, type RouteTable } from './routes.js';
 import { snapshotStats, type InstanceProxyStats } from './stats.js';
 import { TcpSession, type TcpContext } from './tcp-forward.js';
 import type { Waker } from './waker.js';
@@ -170,7 +170,7 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
   const hop = hopCtx ? serveHttp(hopCtx, undefined, config) : undefined;
   if (hop) servers.push(hop);
 
-  const tcp = new TcpListeners(config, { waker, gate, quietMs: config.tcpQuietMs ?? 200 }, onError);
+  const tcp = new TcpListeners(config, { waker, gate, quietMs: config.tcpQuietMs ?? 200 }, balancer, onError);
   const unsubscribe = config.routes.subscribe((change: RouteChange) => {
     if (change.kind === 'instance-removed') {
       gates.get(change.instanceId)?.close(`instance ${change.instanceId} is no longer routed: it was removed`);
@@ -232,15 +232,17 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
 class TcpListeners {
   readonly #config: ProxyConfig;
   readonly #ctx: TcpContext;
+  readonly #balancer: Balancer;
   readonly #onError: (err: Error) => void;
   readonly #servers = new Map<number, net.Server>();
   readonly #sockets = new Set<net.Socket>();
   #pending: Promise<void> = Promise.resolve();
   #closed = false;
 
-  constructor(config: ProxyConfig, ctx: TcpContext, onError: (err: Error) => void) {
+  constructor(config: ProxyConfig, ctx: TcpContext, balancer: Balancer, onError: (err: Error) => void) {
     this.#config = config;
     this.#ctx = ctx;
+    this.#balancer = balancer;
     this.#onError = onError;
   }
 
@@ -270,7 +272,9 @@ class TcpListeners {
 
   #open(port: number): void {
     const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-      const route = this.#config.routes.tcp(port);
+      const target = this.#config.routes.tcp(port);
+      // A service's port is balanced per connection (a member not awake is woken at its gate).
+      const route = target !== undefined && isServiceRoute(target) ? this.#balancer.pick(target, socket)?.route : target;
       if (route === undefined || this.#closed) {
         socket.destroy();
         return;

@@ -37,13 +37,16 @@ export interface ServiceRoute {
 
 export type HttpTarget = Route | ServiceRoute;
 
+/** What a TCP host port forwards to: one instance, or a service's members (balanced per connection). */
+export type TcpTarget = Route | ServiceRoute;
+
 export function isServiceRoute(target: HttpTarget): target is ServiceRoute {
   return (target as ServiceRoute).members !== undefined;
 }
 
 export type RouteChange =
-  | { kind: 'tcp-added'; port: number; route: Route }
-  | { kind: 'tcp-removed'; port: number; route: Route }
+  | { kind: 'tcp-added'; port: number; route: TcpTarget }
+  | { kind: 'tcp-removed'; port: number; route: TcpTarget }
   | { kind: 'instance-removed'; instanceId: string };
 
 // A DNS label (RFC 1123 §2.1): what an instance name must be to appear in a host name.
@@ -56,6 +59,8 @@ export class RouteTable {
   /** Services by label (`<service>.<domain>`), looked up after instances. */
   readonly #services = new Map<string, ServiceRoute>();
   readonly #tcp = new Map<number, Route>();
+  /** Services' TCP ports, looked up before instances' (a service's members all declare the same host port). */
+  readonly #tcpServices = new Map<number, ServiceRoute>();
   readonly #listeners = new Set<(change: RouteChange) => void>();
   /**
    * Each instance's routes (`h:<label>`, `H:<host>`, `t:<port>`), so removing an
@@ -126,6 +131,22 @@ export class RouteTable {
     this.#emit({ kind: 'tcp-removed', port, route });
   }
 
+  /** Listen on a host port and balance its connections over a service's members; replaces the port's service route, and takes precedence over instances' routes of that port. */
+  setTcpService(port: number, route: ServiceRoute): void {
+    checkPort(port, 'host');
+    checkPort(route.targetPort, 'target');
+    const copy = { ...route, members: [...route.members] };
+    this.#tcpServices.set(port, copy);
+    this.#emit({ kind: 'tcp-added', port, route: copy });
+  }
+
+  deleteTcpService(port: number): void {
+    const route = this.#tcpServices.get(port);
+    if (!route) return;
+    this.#tcpServices.delete(port);
+    this.#emit({ kind: 'tcp-removed', port, route });
+  }
+
   /** Remove every route of an instance (it was deleted); parked requests for it are answered 503. */
   removeInstance(instanceId: string): void {
     for (const key of [...(this.#owned.get(instanceId) ?? [])]) {
@@ -175,12 +196,12 @@ export class RouteTable {
     return this.#services.get(name.toLowerCase());
   }
 
-  tcp(port: number): Route | undefined {
-    return this.#tcp.get(port);
+  tcp(port: number): TcpTarget | undefined {
+    return this.#tcpServices.get(port) ?? this.#tcp.get(port);
   }
 
   tcpPorts(): number[] {
-    return [...this.#tcp.keys()];
+    return [...new Set([...this.#tcp.keys(), ...this.#tcpServices.keys()])];
   }
 
   /** Call `listener` on every TCP route change and instance removal; returns the unsubscribe function. */

@@ -38,6 +38,9 @@ const DEPLOY_DRAIN_MS = 30_000;
 export interface ServiceRouteSink {
   setService(name: string, route: { service: string; members: readonly string[]; targetPort: number; certificate?: { cert: string; key: string }; plain?: 'redirect' }): void;
   deleteService(name: string): void;
+  /** A TCP host port balanced per connection over the members (every member declares the same port). */
+  setTcpService(port: number, route: { service: string; members: readonly string[]; targetPort: number; targetInFlight?: number }): void;
+  deleteTcpService(port: number): void;
 }
 
 export interface ServiceSpec {
@@ -314,6 +317,7 @@ export class Services {
   /** The route and the record go first, so the members' own removal events find no service to update. */
   async #removeAll(record: ServiceRecord): Promise<void> {
     this.#routes?.deleteService(record.name);
+    for (const t of record.template.service?.tcp ?? []) this.#routes?.deleteTcpService(t.hostPort);
     await this.#store.delete(record.name);
     for (const id of record.members) {
       try {
@@ -350,6 +354,8 @@ export class Services {
 
   #route(record: ServiceRecord): void {
     if (this.#routes === undefined) return;
+    const target = record.autoscale ? { targetInFlight: record.autoscale.targetInFlight } : {};
+    for (const t of record.template.service?.tcp ?? []) this.#routes.setTcpService(t.hostPort, { service: record.name, members: record.members, targetPort: t.guestPort, ...target });
     const first = this.members(record.name)[0];
     const http = first?.spec.service.http;
     if (http === undefined) {
@@ -360,7 +366,7 @@ export class Services {
       service: record.name,
       members: record.members,
       targetPort: http.guestPort,
-      ...(record.autoscale ? { targetInFlight: record.autoscale.targetInFlight } : {}),
+      ...target,
       ...(http.tls ? { certificate: http.tls } : {}),
       ...(http.plain ? { plain: http.plain } : {}),
     });
