@@ -5,12 +5,11 @@
 // asserts what a psql user sees: the rows they committed, or a clear refusal.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { api as apiOf, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
-import { freePort } from '../src/network/free-port.js';
+import { freePort, stablePort } from '../src/network/free-port.js';
 import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 import { flickCli, psql as psqlAt, pushPostgresImage, waitState as waitStateOf } from '../src/volumes/testing.js';
 
@@ -33,23 +32,6 @@ before(async () => {
   pgPort = await stablePort();
 });
 
-/**
- * A free port below the kernel's ephemeral range (32768-60999): the instance keeps
- * it across a flickd kill -9, and while no flickd listens there a port-0 listener
- * of another process on this shared machine must not take it (measured: psql got
- * an HTTP answer on a freePort() port after the restart).
- */
-async function stablePort(): Promise<number> {
-  for (;;) {
-    const port = 20000 + Math.floor(Math.random() * 10000);
-    const free = await new Promise<boolean>((resolve) => {
-      const s = net.createServer().once('error', () => resolve(false));
-      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-    });
-    if (free) return port;
-  }
-}
-
 after(async () => {
   await removeFlickd(flickd, PREFIX, dataDir);
   fs.rmSync(tmp, { recursive: true, force: true });
@@ -60,7 +42,6 @@ function api(method: string, p: string, body?: unknown): ReturnType<typeof apiOf
 }
 const flick = (...args: string[]) => flickCli(flickd!, ...args);
 const waitState = (ref: string, state: string, timeoutMs?: number) => waitStateOf(flickd!, ref, state, timeoutMs);
-
 
 /** psql from the host through the proxy's TCP port: the rows, one per line (-At). */
 function psql(port: number, sql: string): Promise<string> {

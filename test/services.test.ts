@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { api, removeFlickd, runFlick, startFlickdWithFixture, type FlickdUnderTest } from '../src/daemon/testing.js';
+import { stablePort } from '../src/network/free-port.js';
 
 const PREFIX = 'fsvc-t-';
 const POOL = '10.223.0.0/24';
@@ -123,18 +124,6 @@ async function serviceUntil(name: string, check: (s: any) => boolean, what: stri
     if (check(s)) return s;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(s)}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
-
-/** A free port below the kernel's ephemeral range (32768-60999), so no other process's port-0 listener takes it once the service is gone. */
-async function stablePort(): Promise<number> {
-  for (;;) {
-    const port = 20000 + Math.floor(Math.random() * 10000);
-    const free = await new Promise<boolean>((resolve) => {
-      const s = net.createServer().once('error', () => resolve(false));
-      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-    });
-    if (free) return port;
   }
 }
 
