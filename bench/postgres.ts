@@ -11,12 +11,14 @@
 //   flick fork: of the standby database (state copied, volume cloned) and of the running one
 //   (paused, saved with its RAM and disk copied, resumed): the fork's time, then fork → first
 //   query answered by the fork (its cold wake included), and the disk a fork takes before it runs
+//   shared forks (the density path): N forks of the standby database sharing one copy of its state,
+//   a volume branch each: time and disk per fork, the shared template once, a woken one's first query
 // Writes bench/results/postgres.json:
 //   {"accel", "results": {"wake_hot_ms", "wake_cold_ms", "host_cold_start_ms" (each {p50,p90,p99,n}),
 //    "pgbench_tps_proxy", "pgbench_tps_direct", "standby_instances", "standby_ram_bytes",
 //    "standby_disk_bytes_each", "fork_ms"}, "details": {...}}
 //
-//   node dist/bench/postgres.js [--n 20] [--standby 3] [--forks 5] [--pgbench-seconds 10]
+//   node dist/bench/postgres.js [--n 20] [--standby 3] [--forks 5] [--shared-forks 20] [--pgbench-seconds 10]
 import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -105,6 +107,7 @@ async function main(): Promise<void> {
   const standbyN = Number(argValue(process.argv, 'standby') ?? 3);
   const benchSeconds = Number(argValue(process.argv, 'pgbench-seconds') ?? 10);
   const forkN = Number(argValue(process.argv, 'forks') ?? 5);
+  const sharedN = Number(argValue(process.argv, 'shared-forks') ?? 20);
   const host = await BenchHost.start({ tag: 'fbp', pool: '10.220.0.0/22', args: ['--hot-standby-budget', '4G', '--ready-timeout', '600000'], log });
   const hostPg = new HostPostgres();
   try {
@@ -156,6 +159,7 @@ async function main(): Promise<void> {
     }
 
     const forks = await measureForks(host, port, forkN);
+    const shared = await measureSharedForks(host, sharedN);
 
     // Standby instances, each with its own volume: every one boots (initdb) once, then goes cold.
     const availBefore = meminfo('MemAvailable');
@@ -208,6 +212,14 @@ async function main(): Promise<void> {
       ['fork → its first query answered (ms, wake included)', ...p3(forks.firstQuery), forks.firstQuery.length],
       ['disk a standby fork takes (MiB: state copy + volume clone)', ...p3(forks.diskCold.map((b) => b / 2 ** 20)), forks.diskCold.length],
       ['disk a running fork takes (MiB: RAM copy + volume copy)', ...p3(forks.diskLive.map((b) => b / 2 ** 20)), forks.diskLive.length],
+      ['shared fork of the standby instance (ms)', ...p3(shared.ms), shared.ms.length],
+      ['shared fork → its first query answered (ms, woken from the shared state)', ...p3(shared.firstQuery), shared.firstQuery.length],
+    ]);
+    printTable([
+      ['shared forks: the density path (TCG)', 'value'],
+      ['disk per shared fork until it runs (record, folder, volume head)', `${round(shared.diskEach / 1024)} KiB`],
+      ['the one shared template (state + RAM copy)', `${round(shared.templateBytes / 2 ** 20)} MiB`],
+      ['shared forks per 1 GiB of disk', Math.floor(2 ** 30 / Math.max(1, shared.diskEach))],
     ]);
     const file = await writeResults('postgres', {
       accel,
@@ -222,6 +234,10 @@ async function main(): Promise<void> {
         fork_to_first_query_ms: dist(forks.firstQuery),
         fork_disk_bytes: { standby_source: dist(forks.diskCold), running_source: dist(forks.diskLive) },
         fork_samples: { cold: forks.cold.map((x) => round(x)), live: forks.live.map((x) => round(x)) },
+        shared_fork_ms: dist(shared.ms),
+        shared_fork_disk_bytes_each: shared.diskEach,
+        shared_fork_template_bytes: shared.templateBytes,
+        shared_fork_first_query_ms: dist(shared.firstQuery),
       },
     });
     log(`wrote ${file}`);
@@ -258,6 +274,36 @@ async function measureForks(host: BenchHost, port: number, n: number): Promise<{
     }
   }
   return out;
+}
+
+/**
+ * The density path: `n` shared forks of the standby `pg` (one shared copy of its saved state, a
+ * branch of one frozen layer of its volume each). Disk: what all of them added, less the shared
+ * template, per fork. A few of them are woken (from the template, copy-on-write) and queried.
+ */
+async function measureSharedForks(host: BenchHost, n: number, woken = 3): Promise<{ ms: number[]; diskEach: number; templateBytes: number; firstQuery: number[] }> {
+  await host.must('PUT', '/v1/instances/pg/suspend?tier=cold');
+  const diskBefore = diskBytes(host.dataDir);
+  const ms: number[] = [];
+  const ports: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const port = await freePort();
+    let forked: any;
+    ms.push(await timed(async () => (forked = await host.must('POST', '/v1/instances/pg/fork', { name: `shared-${i}`, shared: true, ports: [{ port, guest_port: 5432, protocol: 'tcp' }] }))));
+    if (forked.fork.mode !== 'shared') throw new Error(`shared-${i}: taken ${forked.fork.mode}`);
+    ports.push(port);
+  }
+  const templatesDir = path.join(host.dataDir, 'templates');
+  const templateBytes = fs.readdirSync(templatesDir).filter((d) => d.startsWith('fork-')).reduce((sum, d) => sum + diskBytes(path.join(templatesDir, d)), 0);
+  const diskEach = Math.max(0, diskBytes(host.dataDir) - diskBefore - templateBytes) / n;
+  log(`${n} shared forks: ${round(percentile(ms, 50))} ms p50 each, ${round(diskEach / 1024)} KiB of disk each, one template of ${round(templateBytes / 2 ** 20)} MiB`);
+  const firstQuery: number[] = [];
+  for (const port of ports.slice(0, woken)) firstQuery.push(await timed(() => psql('127.0.0.1', port, 'SELECT count(*) FROM pgbench_accounts')));
+  for (let i = 0; i < n; i++) {
+    await host.must('DELETE', `/v1/instances/shared-${i}?force=true`);
+    await host.must('DELETE', `/v1/volumes/shared-${i}-pgdata`);
+  }
+  return { ms, diskEach: Math.round(diskEach), templateBytes, firstQuery };
 }
 
 main().catch((err) => {

@@ -247,3 +247,52 @@ test('fork: of a standby database and of a running one (mid-query), each fork se
   assert.deepEqual(fs.readdirSync(path.join(dataDir, 'instances')).sort(), instances.map((i: { id: string }) => i.id).sort(), 'no folder of a refused fork');
   assert.deepEqual(fs.readdirSync(path.join(dataDir, 'volumes', '.tmp')), []);
 });
+
+/** Bytes a folder takes on disk (allocated blocks), files counted once. */
+function du(dir: string): number {
+  let total = 0;
+  if (!fs.existsSync(dir)) return 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) total += fs.statSync(path.join(e.parentPath, e.name)).blocks * 512;
+  }
+  return total;
+}
+
+test('shared forks (the density path): many forks of one standby database share its saved state, each is a few hundred KiB, sees the rows, diverges, and keeps its own state across standby', async () => {
+  // On failure, what flickd said (a wake that failed says so only there).
+  const rows = (port: number) => psql(port, "SELECT string_agg(v::text, ',' ORDER BY v) FROM t").catch((e: unknown) => {
+    throw new Error(`${String(e)}\n${flickd!.log().slice(-8000)}`);
+  });
+  // (A shared fork of a running instance is refused: unit-tested in src/controller/fork.test.ts.)
+  assert.equal((await api('PUT', '/v1/instances/pgb/suspend?tier=cold')).status, 200);
+  await waitState('pgb', 'standby', 120_000);
+  const forks: Array<{ name: string; port: number; id: string }> = [];
+  for (const name of ['pgs0', 'pgs1', 'pgs2']) {
+    const port = await stablePort();
+    const r = await flick('fork', 'pgb', name, '-p', `${port}:5432`, '--shared', '-o', 'json');
+    assert.equal(r.code, 0, r.stderr);
+    const view = JSON.parse(r.stdout);
+    assert.equal(view.fork.mode, 'shared');
+    assert.equal(view.state, 'standby');
+    forks.push({ name, port, id: view.id });
+  }
+  // Until it wakes, a shared fork is its record, its folder and its volume's head.
+  for (const f of forks) {
+    const bytes = du(path.join(dataDir, 'instances', f.id)) + du(path.join(dataDir, 'volumes', `${f.name}-pgdata`));
+    assert.ok(bytes < 1024 * 1024, `${f.name} takes ${bytes} bytes of disk`);
+  }
+  assert.equal(fs.readdirSync(path.join(dataDir, 'templates')).filter((n) => n.startsWith('fork-')).length, 1, 'one shared template for all of them');
+
+  assert.equal(await rows(forks[0]!.port), '1,2,3,5,7,9', 'a shared fork wakes with the source rows');
+  assert.equal(await rows(forks[1]!.port), '1,2,3,5,7,9');
+  await psql(forks[0]!.port, 'INSERT INTO t VALUES (10)');
+  await psql(forks[1]!.port, 'INSERT INTO t VALUES (11)');
+  assert.equal(await rows(forks[0]!.port), '1,2,3,5,7,9,10');
+  assert.equal(await rows(forks[1]!.port), '1,2,3,5,7,9,11');
+  // Its next standby saves state of its own (the guest's RAM was the template's, copy-on-write); the wake after it has its row.
+  assert.equal((await api('PUT', `/v1/instances/${forks[0]!.name}/suspend?tier=cold`)).status, 200);
+  await waitState(forks[0]!.name, 'standby', 120_000);
+  assert.equal(await rows(forks[0]!.port), '1,2,3,5,7,9,10', 'the fork keeps its own state across standby');
+  assert.equal(await rows(pgPort), '1,2,3,5,7,9', 'the source wakes from its own state, untouched');
+  assert.equal(await rows(forks[2]!.port), '1,2,3,5,7,9', 'a fork that slept through all of it still starts from the shared state');
+});

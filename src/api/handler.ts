@@ -8,8 +8,8 @@
 //   DELETE /v1/instances/{id|name}[?force=true]
 //   PUT    /v1/instances/{id|name}/start|stop
 //   PUT    /v1/instances/{id|name}/suspend[?tier=hot|cold]   standby now (cold on a hot one demotes it)
-//   POST   /v1/instances/{id|name}/fork      {"name", "ports"?, "hostname"?, "volumes"?} a fork with the
-//                                             source's memory and volumes at one instant (201, in standby)
+//   POST   /v1/instances/{id|name}/fork      {"name", "ports"?, "hostname"?, "volumes"?, "shared"?} a fork with
+//                                             the source's memory and volumes at one instant (201, in standby)
 //   GET    /v1/instances/{id|name}/metrics   wakes by tier, wake latency, parked requests (JSON)
 //   GET    /v1/metrics                       the same for every instance, plus the hot standby tier
 //   GET    /v1/instances/{id|name}/log[?follow=true]   text/plain, streamed with follow

@@ -146,6 +146,8 @@ export const ForkInstanceSchema = z.strictObject(
     ports: z.array(PortSchema, { error: 'ports must be a list like [{"port": 5433, "guest_port": 5432, "protocol": "tcp"}]' }).optional(),
     hostname: z.string({ error: 'hostname must be a string, e.g. "copy.localhost"' }).regex(/^[a-z0-9.-]+$/, { error: 'hostname may hold only lowercase letters, digits, "." and "-"' }).optional(),
     volumes: z.record(z.string(), z.string({ error: 'volumes values must be the fork\'s volume names, e.g. {"pgdata": "pgdata-copy"}' }), { error: 'volumes must be an object naming the fork\'s copy of each volume, e.g. {"pgdata": "pgdata-copy"}' }).optional(),
+
+    shared: z.boolean({ error: 'shared must be true or false' }).optional(),
   },
   { error: 'the body must be an object like {"name": "pg-copy", "ports": [{"port": 5433, "guest_port": 5432, "protocol": "tcp"}]}' },
 );
@@ -160,6 +162,7 @@ export function toForkConfig(body: ForkInstanceBody): ForkConfig {
     ...(body.ports ? { tcp: body.ports.map((p) => ({ hostPort: p.port, guestPort: p.guest_port ?? p.port })) } : {}),
     ...(body.hostname !== undefined ? { hostname: body.hostname } : {}),
     ...(body.volumes !== undefined ? { volumeNames: body.volumes } : {}),
+    ...(body.shared !== undefined ? { shared: body.shared } : {}),
   };
 }
 

@@ -47,6 +47,32 @@ test('fork of a running instance: paused, saved with its RAM kept, resumed in th
   void src;
 });
 
+test('shared forks of a standby instance: one template for all of them, each wakes from it once, then from its own state', async () => {
+  const { c, driver, dataDir } = setup('fork-shared');
+  const src = await c.create({ image: 'hello:1', name: 'src', scaleToZero: stateful });
+  await c.wait('src', 'running');
+  await assert.rejects(c.fork('src', { name: 'no', shared: true }), (err: any) => err.code === 'ILLEGAL_TRANSITION' && /put it in standby first/.test(err.message));
+  await c.suspend(src.id, { tier: 'cold' });
+  const a = (await c.fork('src', { name: 'a', shared: true })).record;
+  const b = await c.fork('src', { name: 'b', shared: true });
+  assert.equal(b.mode, 'shared');
+  assert.equal(a.status.snapshots.own, undefined, 'no copy of its own');
+  assert.equal(a.status.snapshots.template!.dir, b.record.status.snapshots.template!.dir, 'one template for both');
+  assert.equal(path.dirname(a.status.snapshots.template!.dir), path.join(dataDir, 'templates'));
+  await c.waker().ensureAwake(a.id, live);
+  assert.deepEqual(driver.restores.map((r) => [r.mode, r.snapshot.dir]), [['clone', a.status.snapshots.template!.dir]]);
+  await c.suspend(a.id, { tier: 'cold' });
+  await c.waker().ensureAwake(a.id, live);
+  assert.equal(driver.restores[1]!.mode, 'own', 'after its first wake the fork wakes from its own state');
+  await c.waker().ensureAwake(src.id, live);
+  assert.equal(driver.restores[2]!.mode, 'own', 'the source keeps its own state');
+  // The template goes with the last record naming it.
+  await c.rm('a', { force: true });
+  assert.ok(fs.existsSync(b.record.status.snapshots.template!.dir));
+  await c.rm('b', { force: true });
+  assert.equal(fs.existsSync(b.record.status.snapshots.template!.dir), false);
+});
+
 test('refused forks say why and leave no record and no folder', async () => {
   const { c, dataDir } = setup('fork-bad');
   await c.create({ image: 'hello:1', name: 'src', scaleToZero: stateful, service: { tcp: [{ hostPort: 7001, guestPort: 5432 }] } });

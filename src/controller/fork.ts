@@ -13,6 +13,9 @@
 // - A hot-standby source goes to cold standby first: saving a paused QEMU 7.2
 //   twice without a `cont` between trips over its already inactive disks.
 //
+// With `shared`, forks of a standby source share one copy of its state and
+// branch their volumes from one frozen layer (fork-template.ts).
+//
 // Read-only volumes are shared, not copied. The fork is stored in cold standby
 // with the source's spec, but its own name, host name, TCP ports and volumes;
 // its first connection wakes it. Everything is checked before anything is
@@ -27,6 +30,7 @@ import type { Lifecycle } from './lifecycle.js';
 import type { InstanceVolumes, VolumeMountSpec } from './seams.js';
 import { DEFAULT_DOMAIN, newInstanceId, validateName } from './spec.js';
 import { ControllerError } from './states.js';
+import { sharedForkTemplate } from './fork-template.js';
 
 export interface ForkConfig {
   /** The new instance's name. */
@@ -37,13 +41,18 @@ export interface ForkConfig {
   hostname?: string;
   /** The fork's name for each of the source's writable volumes; default `<name>-<volume>`. */
   volumeNames?: Record<string, string>;
+  /**
+   * Share the standby source's saved state with its other shared forks instead of copying it
+   * (fork-template.ts): a fork is then a few hundred KiB. Only from standby.
+   */
+  shared?: boolean;
 }
 
 /** What a fork took and how long: the new record, and how it was taken. */
 export interface ForkResult {
   record: InstanceRecord;
-  /** cold: from the saved state, volumes cloned; live: paused, saved and resumed, volumes copied. */
-  mode: 'cold' | 'live';
+  /** cold: from the saved state, volumes cloned; shared: the same with the state shared; live: paused, saved and resumed, volumes copied. */
+  mode: 'cold' | 'shared' | 'live';
   durationMs: number;
 }
 
@@ -71,6 +80,12 @@ export async function forkInstance(lc: Lifecycle, source: InstanceRecord, cfg: F
     const rec = lc.fresh(source.id);
     checkForkable(rec);
     const live = rec.status.state === 'running';
+    if (live && cfg.shared) {
+      throw new ControllerError('ILLEGAL_TRANSITION', `cannot make a shared fork of instance "${rec.name}": it is running, and a shared fork starts from a saved state: put it in standby first (PUT /v1/instances/${rec.name}/suspend?tier=cold), or fork without --shared`, {
+        kind: 'user',
+        details: { from: rec.status.state },
+      });
+    }
     if (rec.status.vm === null || (!live && (rec.status.state !== 'standby' || rec.status.standbyTier === 'hot' || rec.status.snapshots.own === undefined))) {
       throw new ControllerError('ILLEGAL_TRANSITION', `cannot fork instance "${rec.name}": it is ${rec.status.state} now; wait until it settles ('flick get ${rec.name}') and try again`, {
         kind: 'user',
@@ -81,12 +96,19 @@ export async function forkInstance(lc: Lifecycle, source: InstanceRecord, cfg: F
     const dir = path.join(path.dirname(rec.status.dir), id);
     const ownDir = path.join(dir, 'snapshots', 'own');
     const cloned: string[] = [];
-    let own: Snapshot;
+    let snapshots: { own?: Snapshot; template?: Snapshot };
     try {
       if (live) {
-        own = await liveCopy(lc, rec, ownDir, made, cloned);
+        snapshots = { own: await liveCopy(lc, rec, ownDir, made, cloned) };
+      } else if (cfg.shared) {
+        const { snapshot, layers } = await sharedForkTemplate(lc, rec, made.map((p) => p.from.name));
+        for (const p of made) {
+          await volumes!.branch(p.from.name, layers[p.from.name]!, p.to.name);
+          cloned.push(p.to.name);
+        }
+        snapshots = { template: snapshot };
       } else {
-        own = await lc.templates.ownCopy(rec.status.snapshots.own!, ownDir);
+        snapshots = { own: await lc.templates.ownCopy(rec.status.snapshots.own!, ownDir) };
         for (const p of made) {
           await volumes!.clone(p.from.name, p.to.name, (holder) => lc.live.has(holder));
           cloned.push(p.to.name);
@@ -107,7 +129,7 @@ export async function forkInstance(lc: Lifecycle, source: InstanceRecord, cfg: F
           pid: null,
           vm: null,
           dir,
-          snapshots: { own },
+          snapshots,
           counters: { boots: 0, wakes: 0, restarts: 0 },
           lastExitCode: null,
           startedAt: now,
@@ -119,8 +141,8 @@ export async function forkInstance(lc: Lifecycle, source: InstanceRecord, cfg: F
       const stored = await lc.store.create({ ...record, status: { ...record.status, vm } });
       lc.events.emit('state', { id, name: cfg.name, from: null, to: 'standby', at: now });
       const durationMs = performance.now() - t0;
-      lc.log.info(`instance ${rec.name}: forked as ${cfg.name} (${live ? 'live: paused, saved, resumed' : 'from its cold standby'}) in ${durationMs.toFixed(0)} ms`);
-      return { record: stored, mode: live ? 'live' : 'cold', durationMs };
+      lc.log.info(`instance ${rec.name}: forked as ${cfg.name} (${live ? 'live: paused, saved, resumed' : cfg.shared ? 'from its cold standby, sharing its state' : 'from its cold standby'}) in ${durationMs.toFixed(0)} ms`);
+      return { record: stored, mode: live ? 'live' : cfg.shared ? 'shared' : 'cold', durationMs };
     } catch (err) {
       await undo(volumes, id, cloned, dir);
       throw err;

@@ -93,6 +93,10 @@ export interface InstanceVolumes {
   checkNewName(name: string): void;
   /** A copy-on-write clone `dst` of `src` (a few hundred KiB); refused (VOLUME_IN_USE) while a writer for whom `open` says true holds it. */
   clone(src: string, dst: string, open: (holder: string) => boolean): Promise<unknown>;
+  /** Freezes `src`'s disk as it is now (a template volume); returns the frozen layer for `branch`. Same precondition as `clone`. */
+  freeze(src: string, open: (holder: string) => boolean): Promise<string>;
+  /** A new volume `dst` over `layer`, a frozen state of `src` (a few hundred KiB). */
+  branch(src: string, layer: string, dst: string): Promise<unknown>;
   /** A full (sparse) copy `dst` of `src`'s disk; its writer's VM must be paused with its disk flushed. */
   copy(src: string, dst: string): Promise<unknown>;
   /** Removes a volume nobody holds (a fork that failed halfway). */

@@ -96,7 +96,13 @@ export class WakePath {
   async #wakeCold(rec: InstanceRecord, enter: number): Promise<AwakeInstance> {
     const t0 = performance.now();
     const id = rec.id;
-    const snapshot = rec.spec.scaleToZero.stateful ? rec.status.snapshots.own : rec.status.snapshots.template;
+    const { own, template } = rec.status.snapshots;
+    const stateful = rec.spec.scaleToZero.stateful;
+    // A shared fork (fork-template.ts) has no state of its own before its first wake: it wakes from the
+    // template it shares. Only then: afterwards its memory is its own, and no template matches its disks.
+    const unwokenFork = stateful && own === undefined && rec.status.counters.wakes === 0 && rec.status.counters.boots === 0;
+    const snapshot = stateful ? (own ?? (unwokenFork ? template : undefined)) : template;
+    const mode = stateful && own !== undefined ? 'own' : 'clone';
     if (rec.status.vm === null || snapshot === undefined) {
       throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" has no snapshot to wake from: restart it with 'flick stop ${rec.name} && flick start ${rec.name}'`);
     }
@@ -105,10 +111,10 @@ export class WakePath {
     const vmmCall = performance.now();
     try {
       // A cold standby holds no network: this one (ready-made, from the pool) carries a new host address.
-      vm = await this.#t.restore(rec, snapshot, rec.spec.scaleToZero.stateful ? 'own' : 'clone');
+      vm = await this.#t.restore(rec, snapshot, mode);
       // No readiness probe: every snapshot was taken with the app listening (the template at
       // readiness, own state while running), and a probe is a connection the app would see.
-      if (rec.spec.scaleToZero.stateful) {
+      if (mode === 'own') {
         // The snapshot was consumed: the VM runs in its RAM file now.
         const cur = this.#t.fresh(id);
         const snapshots = { ...cur.status.snapshots };
@@ -116,7 +122,7 @@ export class WakePath {
         this.#t.update(cur, { snapshots });
       }
       const run = vm.restoreTimes ?? { runningAt: performance.now() };
-      return this.#woke(this.#t.fresh(id), 'cold', t0, { enter, vmmCall, run });
+      return this.#woke(this.#t.fresh(id), 'cold', t0, { enter, vmmCall, run }, mode);
     } catch (err) {
       if (vm) await this.#t.kill(id, vm);
       await this.#t.releaseNetwork(id);
@@ -125,14 +131,14 @@ export class WakePath {
     }
   }
 
-  #woke(cur: InstanceRecord, tier: StandbyTier, t0: number, marks: Omit<WakeMarks, 'done'>): AwakeInstance {
+  #woke(cur: InstanceRecord, tier: StandbyTier, t0: number, marks: Omit<WakeMarks, 'done'>, restored?: 'own' | 'clone'): AwakeInstance {
     const c = cur.status.counters;
     const counters = { ...c, wakes: c.wakes + 1, ...(tier === 'hot' ? { wakesHot: (c.wakesHot ?? 0) + 1 } : { wakesCold: (c.wakesCold ?? 0) + 1 }) };
     const next = this.#t.transition(cur, 'running', { counters, standbyTier: undefined });
     const durationMs = performance.now() - t0;
     const { id, name } = cur;
     const at = new Date().toISOString();
-    this.#t.events.emit('wake', { id, name, durationMs, mode: tier === 'hot' ? 'resume' : cur.spec.scaleToZero.stateful ? 'own' : 'template', at, phases: controllerPhases({ ...marks, done: performance.now() }) });
+    this.#t.events.emit('wake', { id, name, durationMs, mode: tier === 'hot' ? 'resume' : restored === 'own' ? 'own' : 'template', at, phases: controllerPhases({ ...marks, done: performance.now() }) });
     this.#onRunning(next);
     const done = performance.now();
     const upstream = this.#upstream(next);

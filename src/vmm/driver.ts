@@ -137,6 +137,11 @@ export interface Snapshot {
   memoryMb: number;
   vcpus: number;
   createdAt: string;
+  /**
+   * Guest RAM is in the state stream, not in `memoryFile` (an empty file): the VM ran in private
+   * memory, a clone of a template. A restore loads it into private memory again ('own' included).
+   */
+  ramInStream?: boolean;
 }
 
 /** What a memory reclaim did. */

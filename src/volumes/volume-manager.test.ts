@@ -94,6 +94,26 @@ test('copy: a whole head (a fork of a running VM) reads through the same layers 
   assert.deepEqual(entries(m), []);
 });
 
+test('freeze + branch: one frozen layer, any number of branches over it, one level deep each', async () => {
+  const m = manager();
+  await m.create('tpl', 2 ** 30);
+  const layer = await m.freeze('tpl');
+  const branches = await Promise.all(['b1', 'b2', 'b3'].map((n) => m.branch('tpl', layer, n)));
+  for (const b of branches) {
+    assert.ok(b.allocatedBytes < 512 * 1024, `a branch takes ${b.allocatedBytes} bytes`);
+    assert.deepEqual(await backingChain(b.file), [b.file, layer]);
+  }
+  assert.deepEqual(await backingChain(m.get('tpl').file), [m.get('tpl').file, layer]);
+  await assert.rejects(m.branch('tpl', layer, 'b1'), code('VOLUME_EXISTS'));
+  await assert.rejects(m.branch('tpl', '/etc/passwd', 'b4'), code('VOLUME_FAILED'));
+  await m.attach('i1', [{ name: 'tpl', path: '/d', readOnly: false }]);
+  await assert.rejects(m.freeze('tpl'), code('VOLUME_IN_USE'));
+  await m.detach('i1');
+  for (const n of ['tpl', 'b1', 'b2', 'b3']) await m.rm(n);
+  assert.deepEqual(fs.readdirSync(path.join(m.root, '.layers')), []);
+  assert.deepEqual(entries(m), []);
+});
+
 test('bad input and a full disk leave nothing half-made', async () => {
   const m = manager({ free: 10 * 2 ** 20 });
   await assert.rejects(m.create('full', 2 ** 30), (e: unknown) => e instanceof LimitError && e.code === 'DISK_FULL');

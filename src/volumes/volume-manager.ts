@@ -144,12 +144,7 @@ export class VolumeManager {
     return this.#serial(async () => {
       const source = this.#require(src);
       this.#refuseTaken(dst);
-      const writer = source.attachments.find((a) => !a.readOnly && open(a.holder));
-      if (writer) {
-        throw new VolumeError('VOLUME_IN_USE', `volume "${src}" is open in the VM of instance ${writer.holder}: stop it first, or let it go to cold standby (or fork the instance with 'flick fork')`, {
-          kind: 'user',
-        });
-      }
+      this.#refuseOpenWriter(source, open);
       this.#checkSpace(`clone "${dst}"`);
       const head = path.join(this.root, src, DISK);
       const layer = path.join(this.root, '.layers', `${newId()}.qcow2`);
@@ -195,6 +190,53 @@ export class VolumeManager {
       await this.#inScratch(dst, async (dir) => {
         await copySparse(head, path.join(dir, DISK), `volume "${dst}"`);
         await syncFile(path.join(dir, DISK));
+        await writeFileAtomic(path.join(dir, RECORD), json(state), 0o600);
+      });
+      return this.get(dst);
+    });
+  }
+
+  /**
+   * Freezes `src`'s disk as it is now into a shared read-only layer and gives
+   * `src` a fresh head over it; returns the layer, which `branch` makes new
+   * volumes from (a template volume: one frozen state, any number of branches,
+   * each one head over it). Same precondition as `clone`.
+   */
+  async freeze(src: string, open: (holder: string) => boolean = () => true): Promise<string> {
+    return this.#serial(async () => {
+      const source = this.#require(src);
+      this.#refuseOpenWriter(source, open);
+      this.#checkSpace(`freezing "${src}"`);
+      const head = path.join(this.root, src, DISK);
+      const layer = path.join(this.root, '.layers', `${newId()}.qcow2`);
+      const srcHead = path.join(this.root, '.tmp', `${newId()}.qcow2`);
+      await fsp.link(head, layer);
+      try {
+        await makeOverlay(srcHead, layer, src);
+        await fsp.rename(srcHead, head);
+        await fsp.chmod(layer, 0o400);
+      } catch (err) {
+        await fsp.rm(srcHead, { force: true });
+        await this.#collectLayers();
+        throw err;
+      }
+      return layer;
+    });
+  }
+
+  /** A new volume `dst`: a fresh head over `layer`, a frozen state of `src` (`freeze`); a few hundred KiB. */
+  async branch(src: string, layer: string, dst: string): Promise<VolumeInfo> {
+    validateVolumeName(dst);
+    return this.#serial(async () => {
+      const source = this.#require(src);
+      this.#refuseTaken(dst);
+      if (path.dirname(layer) !== path.join(this.root, '.layers') || !fs.existsSync(layer)) {
+        throw new VolumeError('VOLUME_FAILED', `the frozen state of volume "${src}" (${layer}) is gone: fork again from the instance`, { kind: 'user' });
+      }
+      this.#checkSpace(`volume "${dst}"`);
+      const state: VolumeState = { ...source, id: newId(), name: dst, createdAt: new Date().toISOString(), clonedFrom: src, attachments: [] };
+      await this.#inScratch(dst, async (dir) => {
+        await makeOverlay(path.join(dir, DISK), layer, dst);
         await writeFileAtomic(path.join(dir, RECORD), json(state), 0o600);
       });
       return this.get(dst);
@@ -307,6 +349,16 @@ export class VolumeManager {
   #refuseTaken(name: string): void {
     if (fs.existsSync(path.join(this.root, name))) {
       throw new VolumeError('VOLUME_EXISTS', `volume "${name}" already exists: choose another name, or remove it first with 'flick volume rm ${name}'`, { kind: 'user' });
+    }
+  }
+
+  /** A writer with a VMM process would go on writing a frozen layer. */
+  #refuseOpenWriter(source: VolumeState, open: (holder: string) => boolean): void {
+    const writer = source.attachments.find((a) => !a.readOnly && open(a.holder));
+    if (writer) {
+      throw new VolumeError('VOLUME_IN_USE', `volume "${source.name}" is open in the VM of instance ${writer.holder}: stop it first, or let it go to cold standby (or fork the instance with 'flick fork')`, {
+        kind: 'user',
+      });
     }
   }
 

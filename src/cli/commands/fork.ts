@@ -1,4 +1,4 @@
-// `flick fork INSTANCE NAME [-p HOST:GUEST/tcp]… [--domain HOST] [--volume VOL=NEW]…`:
+// `flick fork INSTANCE NAME [-p HOST:GUEST/tcp]… [--domain HOST] [--volume VOL=NEW]… [--shared]`:
 // a new instance with INSTANCE's memory and volumes taken at one instant (REST
 // POST /v1/instances/{ref}/fork). It is made in standby; its first connection
 // wakes it with the source's state, and from there the two diverge.
@@ -32,17 +32,19 @@ export function register(program: Command): void {
     .argument('<name>', "the fork's name")
     .option('-p, --port <HOST:GUEST/tcp>', "the fork's host port for each of the source's TCP ports (repeatable)", tcpPort)
     .option('--domain <host>', "the fork's HTTP host name (default <name>.localhost)")
-    .option('--volume <VOLUME=NEW>', "the fork's name for a copy of the source's volume (repeatable; default <name>-<volume>)", parseVolumeName);
-  withOutputOption(cmd).action(async (source: string, name: string, opts: { port?: PortFlag[]; domain?: string; volume?: Record<string, string>; output: OutputFormat }) => {
+    .option('--volume <VOLUME=NEW>', "the fork's name for a copy of the source's volume (repeatable; default <name>-<volume>)", parseVolumeName)
+    .option('--shared', "from a standby source: share its saved state with its other shared forks instead of copying it (a fork is then a few hundred KiB)");
+  withOutputOption(cmd).action(async (source: string, name: string, opts: { port?: PortFlag[]; domain?: string; volume?: Record<string, string>; shared?: boolean; output: OutputFormat }) => {
     const api = FlickApi.fromEnvironment();
     const body: Record<string, unknown> = { name };
     if (opts.port) body.ports = opts.port;
     if (opts.domain) body.hostname = opts.domain;
     if (opts.volume) body.volumes = opts.volume;
+    if (opts.shared) body.shared = true;
     const forked = (await api.host.json('POST', `/v1/instances/${encodeURIComponent(source)}/fork`, ForkedSchema, body)).data;
     if (opts.output === 'json') return printJson(forked);
     const url = instanceUrl(forked);
-    const how = forked.fork.mode === 'live' ? 'paused, saved and resumed' : 'from its standby';
+    const how = forked.fork.mode === 'live' ? 'paused, saved and resumed' : forked.fork.mode === 'shared' ? 'from its standby, sharing its saved state' : 'from its standby';
     process.stdout.write(`${forked.name} forked from ${forked.fork.source} (${how}) in ${forked.fork.duration_ms} ms: ${forked.state}${url ? ` at ${url}` : ''}; its first connection wakes it\n`);
   });
 }

@@ -83,7 +83,10 @@ export class QemuDriver implements VmmDriver {
     const vmConfig: VmConfig = { ...config, memoryMb: snapshot.memoryMb, vcpus: snapshot.vcpus };
     await fsp.mkdir(rd.dir, { recursive: true });
     let memory = { path: snapshot.memoryFile, share: false };
-    if (opts.mode === 'own') {
+    // A snapshot of a VM that ran in private memory carries its RAM in the stream: it is loaded into
+    // private memory again (a shared mapping would be skipped by x-ignore-shared and refused).
+    const ownRam = opts.mode === 'own' && snapshot.ramInStream !== true;
+    if (ownRam) {
       // The VM continues in the snapshot's RAM file (a hard link: no copy). The snapshot is consumed by this.
       let ramFile = rd.memory;
       if (snapshot.memoryFile !== rd.memory) {
@@ -121,7 +124,7 @@ export class QemuDriver implements VmmDriver {
       if (status !== 'completed') {
         throw new VmmError('RESTORE_FAILED', `restore of VM ${config.id}: QEMU reported the incoming migration ${status}: ${tail(rd.qemuLog, 300)}`);
       }
-      const ownsMemory = opts.mode === 'own';
+      const ownsMemory = ownRam;
       const parts = { config: vmConfig, accel, process, qmp, control, runDir: rd, ownsMemory, ramFile: ownsMemory ? memory.path : undefined, freshBoot: false, reclaimer: this.#reclaimer };
       // A VM made paused owes its clock to the first resume (QemuMicroVm).
       if (cont === undefined) return new QemuMicroVm({ ...parts, state: 'paused' });

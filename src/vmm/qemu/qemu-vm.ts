@@ -257,6 +257,7 @@ export class QemuMicroVm implements MicroVm {
       memoryMb: this.config.memoryMb,
       vcpus: this.config.vcpus,
       createdAt: new Date().toISOString(),
+      ...(this.#p.ownsMemory ? {} : { ramInStream: true }),
     };
     await fsp.writeFile(path.join(dir, 'snapshot.json'), `${JSON.stringify({ version: 1, ...snapshot }, null, 2)}\n`);
     return snapshot;
