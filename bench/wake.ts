@@ -13,7 +13,9 @@
 // burst.warm_rps: the same instance's throughput under the same burst while running, in the
 // same run; p99_bound_ms = cold wake p50 + 1.2 × requests / warm_rps (issue 18).
 //
-//   node dist/bench/wake.js [--runs N] [--burst N] [--skip-peers]
+//   node dist/bench/wake.js [--runs N] [--burst N] [--skip-peers] [--only-wakes]
+// --only-wakes: warm, hot and cold wakes only (no burst, no RAM-resident run, no peers, no primed VMs),
+// for comparing two builds' wake paths run after run.
 import net from 'node:net';
 import { runPool } from '../src/network/run-scoped.js';
 import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
@@ -235,14 +237,16 @@ async function burst(host: BenchHost, name: string, n: number, asleep = true): P
 async function main(): Promise<void> {
   const runs = Number(argValue(process.argv, 'runs') ?? 30);
   const burstN = Number(argValue(process.argv, 'burst') ?? 1000);
-  const skipPeers = process.argv.includes('--skip-peers');
+  const onlyWakes = process.argv.includes('--only-wakes');
+  const skipPeers = onlyWakes || process.argv.includes('--skip-peers');
   const accel = await new QemuDriver({}).accelerator();
   const notes: string[] = [];
   const host = await BenchHost.start({ tag: TAG, pool: POOL, args: FLICKD_ARGS, log });
   const samples: Record<string, number[]> = {};
   const runsOf: Record<string, WakeRuns> = {};
-  let burstResult: Awaited<ReturnType<typeof burst>>;
-  let warmBurst: Awaited<ReturnType<typeof burst>>;
+  const noBurst = { requests: 0, ok: 0, wakes: 0, p50_ms: 0, p99_ms: 0, statuses: {}, last_ms: 0 };
+  let burstResult: Awaited<ReturnType<typeof burst>> = noBurst;
+  let warmBurst: Awaited<ReturnType<typeof burst>> = noBurst;
   try {
     log(`flickd at ${host.base}, proxy on 127.0.0.1:${host.proxyPort}; pushing the images`);
     await host.pushMinimal(IMAGES.min);
@@ -252,35 +256,39 @@ async function main(): Promise<void> {
       samples[`warm_${app}`] = await warm(host, app, runs);
       for (const tier of ['hot', 'cold'] as const) {
         log(`${app}: ${tier} wakes`);
-        const keep = app === 'node' && tier === 'cold'; // the burst sleeps in this one next
+        const keep = app === 'node' && tier === 'cold' && !onlyWakes; // the burst sleeps in this one next
         const w = await wakes(host, app, tier, runs, keep);
         runsOf[`${tier}_${app}`] = w;
         samples[`wake_${tier}_${app}`] = w.samples;
         if (w.otherTier > 0) notes.push(`${app} ${tier}: ${w.otherTier} of ${runs} runs found the instance in the other tier; left out`);
       }
     }
-    log(`the same ${burstN} requests against the same node instance running: its warm throughput`);
-    warmBurst = await burst(host, 'node-cold', burstN, false);
-    log(`burst of ${burstN} requests against a sleeping node instance`);
-    burstResult = await burst(host, 'node-cold', burstN);
-    log(`the same ${burstN} requests against it again, running: its warm throughput once more (the better of the two counts)`);
-    const again = await burst(host, 'node-cold', burstN, false);
-    if (again.ok / Math.max(1, again.last_ms) > warmBurst.ok / Math.max(1, warmBurst.last_ms)) warmBurst = again;
+    if (!onlyWakes) {
+      log(`the same ${burstN} requests against the same node instance running: its warm throughput`);
+      warmBurst = await burst(host, 'node-cold', burstN, false);
+      log(`burst of ${burstN} requests against a sleeping node instance`);
+      burstResult = await burst(host, 'node-cold', burstN);
+      log(`the same ${burstN} requests against it again, running: its warm throughput once more (the better of the two counts)`);
+      const again = await burst(host, 'node-cold', burstN, false);
+      if (again.ok / Math.max(1, again.last_ms) > warmBurst.ok / Math.max(1, warmBurst.last_ms)) warmBurst = again;
+    }
   } finally {
     await host.close();
   }
-  log('hot wakes with the guest RAM left resident (no page-out): the other side of the trade');
-  const resident = await BenchHost.start({ tag: TAG, pool: POOL, args: RESIDENT_ARGS, log });
-  try {
-    await resident.pushMinimal(IMAGES.min);
-    await resident.pushNode(IMAGES.node);
-    for (const app of ['min', 'node'] as const) {
-      const w = await wakes(resident, app, 'hot', runs);
-      runsOf[`resident_${app}`] = w;
-      samples[`wake_hot_resident_${app}`] = w.samples;
+  if (!onlyWakes) {
+    log('hot wakes with the guest RAM left resident (no page-out): the other side of the trade');
+    const resident = await BenchHost.start({ tag: TAG, pool: POOL, args: RESIDENT_ARGS, log });
+    try {
+      await resident.pushMinimal(IMAGES.min);
+      await resident.pushNode(IMAGES.node);
+      for (const app of ['min', 'node'] as const) {
+        const w = await wakes(resident, app, 'hot', runs);
+        runsOf[`resident_${app}`] = w;
+        samples[`wake_hot_resident_${app}`] = w.samples;
+      }
+    } finally {
+      await resident.close();
     }
-  } finally {
-    await resident.close();
   }
   if (!skipPeers) {
     log('container cold start (podman + runc) of the same node app');
@@ -292,7 +300,7 @@ async function main(): Promise<void> {
     process.stdout.write('\n');
   }
   log('primed VMs (restored paused from a template, no guest code run): PSS each');
-  const primed = await primedRamEach(3);
+  const primed = onlyWakes ? { each: null } : await primedRamEach(3);
   const d = (k: string) => distribution(samples[k] ?? []);
   const { statuses, last_ms: _last, ...burstCold } = burstResult;
   const warmRps = warmBurst.ok > 0 && warmBurst.last_ms > 0 ? Number(((warmBurst.ok / warmBurst.last_ms) * 1000).toFixed(1)) : null;

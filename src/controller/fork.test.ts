@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { setup } from './testing.js';
+import { setup, wakeUp } from './testing.js';
 
 const live = new AbortController().signal;
 const stateful = { policy: 'on' as const, stateful: true, cooldownTimeMs: 60_000 };
@@ -42,7 +42,7 @@ test('fork of a running instance: paused, saved with its RAM kept, resumed in th
   assert.equal(c.get('src').status.pid, vm.pid);
   assert.equal(fork.spec.service.http?.hostname, 'copy.localhost');
   assert.ok(fs.existsSync(fork.status.snapshots.own!.memoryFile));
-  await c.waker().ensureAwake(fork.id, live);
+  await wakeUp(c, fork.id); // the record says running a turn after the proxy has the instance (wake.ts)
   assert.equal(c.get('copy').status.state, 'running');
   void src;
 });

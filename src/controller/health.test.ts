@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { HealthEvent } from './events.js';
-import { setup } from './testing.js';
+import { setup, wakeUp } from './testing.js';
 
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 30));
 
@@ -73,7 +73,7 @@ test('health reports are ignored while the instance is in standby', async () => 
   const rec = await c.wait('s', 'running');
   // A booted VM's first standby is cold; the restored one that serves next is kept hot (paused, still live).
   await c.suspend(rec.id);
-  await c.waker().ensureAwake(rec.id, new AbortController().signal);
+  await wakeUp(c, rec.id);
   await c.suspend(rec.id);
   const asleep = c.get('s');
   assert.equal(asleep.status.state, 'standby');

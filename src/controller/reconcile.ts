@@ -51,6 +51,10 @@ export async function reconcile(lc: Lifecycle): Promise<{ adopted: string[]; die
 async function adoptHotStandby(lc: Lifecycle, rec: InstanceRecord): Promise<void> {
   const vm = rec.status.vm ? await lc.driver.adopt(rec.status.vm, rec.status.pid!).catch(() => undefined) : undefined;
   if (vm) {
+    // A hot wake sends `cont` in the turn it writes `starting` (wake.ts): a flickd that died in
+    // between left this VM running. Paused again it is the hot standby its record says; a VM that
+    // is paused already refuses the pause (INVALID_STATE), which is the answer wanted.
+    await vm.pause().catch(() => {});
     lc.watch(rec.id, vm);
     lc.scaleToZero.hot.add(rec.id);
     return;

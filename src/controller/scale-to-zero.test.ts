@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { PAUSED } from '../proxy/waker.js';
-import { FakeDriver, FakeNetwork, setup, tmp } from './testing.js';
+import { FakeDriver, FakeNetwork, setup, tmp, wakeUp } from './testing.js';
 
 /** The proxy's wake signal: never aborted here. */
 const live = new AbortController().signal;
@@ -18,7 +18,7 @@ test('scale to zero: template at first readiness, suspend to standby, one wake f
   assert.equal(driver.vms[0]!.paused, false, 'resumed after the snapshot');
   await c.suspend(rec.id);
   assert.equal(c.get('z').status.state, 'standby');
-  const ups = await Promise.all(Array.from({ length: 20 }, () => c.waker().ensureAwake(rec.id, live)));
+  const ups = await Promise.all(Array.from({ length: 20 }, () => wakeUp(c, rec.id)));
   assert.equal(driver.restores.length, 1, 'exactly one wake');
   assert.equal(driver.restores[0]!.mode, 'clone');
   assert.deepEqual({ host: ups[0]!.host, session: ups[0]!.session }, { host: c.get('z').status.vm!.network!.hostReachableIp, session: String(c.get('z').status.pid) });
@@ -54,7 +54,7 @@ test('a cold-standby instance holds no network; a wake takes a ready one from th
   assert.equal(network.held.size, 0);
   const ready = [...network.ready];
   const made = network.made;
-  const up = await c.waker().ensureAwake(rec.id, live);
+  const up = await wakeUp(c, rec.id);
   const awake = c.get('p');
   assert.equal(awake.status.networkIndex, ready[0], 'the oldest ready network');
   assert.equal(driver.vms.at(-1)!.config.network!.netns, `ns-${ready[0]}`, 'the VM was restored into it');
@@ -83,7 +83,7 @@ test('300 instances created from one template are 300 cold standbys without netw
   assert.equal(network.made, made, 'no namespace was made for them');
   assert.equal(driver.vms.length, 1, 'and no VM booted');
   const last = created.at(-1)!;
-  const up = await c.waker().ensureAwake(last.id, live);
+  const up = await wakeUp(c, last.id);
   assert.equal(c.get(last.id).status.state, 'running');
   assert.equal(up.host, c.get(last.id).status.vm!.network!.hostReachableIp);
   assert.equal(driver.restores.at(-1)!.mode, 'clone');
@@ -98,7 +98,7 @@ test('stateful scale to zero saves the own state at suspend and wakes into it', 
   const asleep = c.get('st');
   assert.equal(asleep.status.state, 'standby');
   assert.ok(asleep.status.snapshots.own && fs.existsSync(asleep.status.snapshots.own.memoryFile));
-  await c.waker().ensureAwake(rec.id, live);
+  await wakeUp(c, rec.id);
   assert.equal(driver.restores[0]!.mode, 'own');
   assert.equal(c.get('st').status.state, 'running');
   // Stopping ends the own state; the next start boots fresh.
@@ -114,10 +114,10 @@ test('hot standby keeps the paused VM: a wake is a resume, counted as hot; stop 
   // restored one that serves from then on is the one kept hot.
   await c.suspend(rec.id);
   assert.deepEqual([c.get('h').status.standbyTier, c.get('h').status.pid], ['cold', null], "a booted VM's first standby is cold");
-  await c.waker().ensureAwake(rec.id, live);
+  await wakeUp(c, rec.id);
   assert.equal(driver.restores.length, 1);
   const vm = driver.vms[1]!;
-  const before = await c.waker().ensureAwake(rec.id, live);
+  const before = await wakeUp(c, rec.id);
   assert.equal(before.session, String(vm.pid), 'the session is the VM process');
   await c.suspend(rec.id);
   assert.equal(before.asleep.reason, PAUSED, 'the proxy is told the VM only paused: its connections live on');
@@ -126,7 +126,7 @@ test('hot standby keeps the paused VM: a wake is a resume, counted as hot; stop 
   assert.equal(asleep.status.standbyTier, 'hot');
   assert.equal(asleep.status.pid, vm.pid, 'the process stays');
   assert.equal(vm.paused, true);
-  const [after] = await Promise.all([c.waker().ensureAwake(rec.id, live), c.waker().ensureAwake(rec.id, live)]);
+  const [after] = await Promise.all([wakeUp(c, rec.id), wakeUp(c, rec.id)]);
   assert.equal(after.session, before.session, 'the same process after a hot wake');
   assert.equal(driver.restores.length, 1, 'no restore');
   assert.equal(vm.paused, false);
@@ -137,7 +137,7 @@ test('hot standby keeps the paused VM: a wake is a resume, counted as hot; stop 
   await c.suspend('h');
   await c.suspend('h', { tier: 'cold' });
   assert.deepEqual([c.get('h').status.standbyTier, c.get('h').status.pid], ['cold', null]);
-  const cold = await c.waker().ensureAwake(rec.id, live);
+  const cold = await wakeUp(c, rec.id);
   assert.notEqual(cold.session, after.session, 'a demoted instance wakes in another process: the proxy drops what it kept');
   assert.equal(driver.restores.length, 2);
   assert.equal(c.get('h').status.counters.wakesCold, 2);
@@ -177,7 +177,7 @@ test('instances of one image and configuration share one template; the last rm r
   assert.equal(driver.vms.length, 1, 'one boot for two instances');
   assert.equal(two.status.snapshots.template!.dir, template.dir, 'the same template');
   assert.equal(driver.vms[0]!.config.guest.hostname, 'hello', 'the guest hostname is the image name, not the instance name');
-  await c.waker().ensureAwake(two.id, live);
+  await wakeUp(c, two.id);
   assert.equal(driver.restores[0]!.snapshot.dir, template.dir);
   assert.equal(driver.restores[0]!.mode, 'clone');
   // Another configuration gets its own template.
@@ -196,7 +196,7 @@ test('instances of one image and configuration share one template; the last rm r
   void first;
 });
 
-test('a restarted flickd re-adopts a hot-standby VM; one that died meanwhile leaves a stateless instance cold', async () => {
+test('a restarted flickd re-adopts a hot-standby VM (paused again if a wake had let it run); one that died meanwhile leaves a stateless instance cold', async () => {
   const driver = new FakeDriver();
   const network = new FakeNetwork();
   const db = path.join(tmp, 'hot-reconcile.db');
@@ -208,15 +208,19 @@ test('a restarted flickd re-adopts a hot-standby VM; one that died meanwhile lea
   await first.c.wait('lost', 'running');
   await first.c.suspend('kept', { tier: 'hot' });
   await first.c.suspend('lost', { tier: 'hot' });
+  // flickd died in a hot wake's window: `cont` sent, the record not yet written (wake.ts).
+  const keptVm = driver.vms.find((v) => v.pid === first.c.get('kept').status.pid)!;
+  keptVm.paused = false;
   await first.c.dispose();
   await first.store.close();
   await driver.vms.find((v) => v.pid === lost.status.pid || v.config.id === lost.id)!.kill();
   const second = setup('hot-reconcile-2', { db, driver, network, hotBudgetBytes: 2 ** 30 });
   await second.c.reconcile();
   assert.deepEqual([second.c.get('kept').status.state, second.c.get('kept').status.standbyTier], ['standby', 'hot']);
+  assert.equal(keptVm.paused, true, 'a hot standby found running is paused again, as its record says');
   assert.deepEqual([second.c.get('lost').status.state, second.c.get('lost').status.standbyTier, second.c.get('lost').status.pid], ['standby', 'cold', null]);
-  await second.c.waker().ensureAwake(kept.id, live);
+  await wakeUp(second.c, kept.id);
   assert.equal(second.c.get('kept').status.counters.wakesHot, 1, 'the adopted paused VM is resumed, not restored');
-  await second.c.waker().ensureAwake(lost.id, live);
+  await wakeUp(second.c, lost.id);
   assert.equal(second.c.get('lost').status.counters.wakesCold, 1);
 });

@@ -19,7 +19,8 @@ export type ControllerErrorCode =
 export class ControllerError extends FlickError<ControllerErrorCode> {}
 
 /**
- * Legal moves. `standby → starting` is a wake; `failed`/`stopped → starting`
+ * Legal moves. `standby → starting` is a cold wake (a restore), `standby → running`
+ * a hot one (the paused VM resumed: nothing to wait for); `failed`/`stopped → starting`
  * is a (re)start; `draining → running` is a request that arrived while the
  * instance was on its way to standby; `running → stopped` is an app that
  * exited by itself with code 0; `starting → standby` is the start of a
@@ -30,7 +31,7 @@ const TRANSITIONS: Readonly<Record<InstanceState, readonly InstanceState[]>> = {
   starting: ['running', 'standby', 'stopping', 'stopped', 'failed'],
   running: ['draining', 'stopping', 'stopped', 'failed'],
   draining: ['standby', 'running', 'stopping', 'stopped', 'failed'],
-  standby: ['starting', 'stopping', 'failed'],
+  standby: ['starting', 'running', 'stopping', 'failed'],
   stopping: ['stopped', 'failed'],
   stopped: ['starting', 'failed'],
   failed: ['starting', 'stopping', 'failed'],

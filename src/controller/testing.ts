@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after } from 'node:test';
 import { SqliteStateStore } from '../store/sqlite-state-store.js';
+import type { AwakeInstance } from '../proxy/waker.js';
 import { VmmError, type DiskErrorReport, type HealthReport, type MicroVm, type ReclaimResult, type RunTimes, type NetworkAttachment, type Snapshot, type VmConfig, type VmExit, type VmmDriver } from '../vmm/driver.js';
 import { ImageStoreError } from '../registry/image-store.js';
 import { Controller } from './controller.js';
@@ -193,4 +194,24 @@ export function setup(name: string, opts: { db?: string; driver?: FakeDriver; ne
     await store.close();
   });
   return { c, store, driver, network, dataDir };
+}
+
+/**
+ * A wake as the proxy makes one, then the record's `running` write, which the wake makes
+ * just after its hand-over (wake.ts): what a test that reads the record next must wait for.
+ */
+export async function wakeUp(c: Controller, id: string, signal: AbortSignal = new AbortController().signal): Promise<AwakeInstance> {
+  const up = await c.waker().ensureAwake(id, signal);
+  if (c.get(id).status.state === 'running') return up;
+  // (wait('running') would not do: it counts standby as serving, and a hot wake's record is standby until then.)
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => (off(), reject(new Error(`instance ${id} woke but its record did not say running within 5 s`))), 5000);
+    const off = c.on('state', (e) => {
+      if (e.id !== id || e.to !== 'running') return;
+      clearTimeout(timer);
+      off();
+      resolve();
+    });
+  });
+  return up;
 }

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { WAKE_PHASES } from './wake-phases.js';
-import { setup } from './testing.js';
+import { setup, wakeUp } from './testing.js';
 
 const live = new AbortController().signal;
 const proxyTimes = { waitMs: 50, forwardMs: 0.5, upstreamMs: 3, clientMs: 0.25 };
@@ -16,11 +16,11 @@ for (const tier of ['hot', 'cold'] as const) {
     if (tier === 'hot') {
       // A booted VM goes cold at its first standby (TCG's translations); its restored clone then goes hot.
       await c.suspend(rec.id);
-      await c.waker().ensureAwake(rec.id, live);
+      await wakeUp(c, rec.id);
     }
     await c.suspend(rec.id);
     assert.equal(c.get('w').status.standbyTier, tier);
-    const up = await c.waker().ensureAwake(rec.id, live);
+    const up = await wakeUp(c, rec.id);
     const before = c.lastWake(rec.id)!;
     assert.equal(before.tier, tier);
     assert.deepEqual(Object.keys(before.phases), ['controller', 'vmm', 'clock'], 'the proxy has not reported yet');
@@ -35,7 +35,27 @@ for (const tier of ['hot', 'cold'] as const) {
     const m = c.metrics(rec.id);
     assert.equal(m.wakePhases[tier].total.count, 1);
     assert.equal(m.wakePhases[tier].vmm.count, 1);
-    // Already awake: nothing to report.
+    // Already awake (once the wake's section ended): nothing to report.
+    await new Promise((r) => setImmediate(r));
     assert.equal((await c.waker().ensureAwake(rec.id, live)).reportWake, undefined);
   });
 }
+
+test('a hot wake writes no record before the guest runs: the proxy has the instance first, then standby → running in one write', async () => {
+  const { c, driver } = setup('hot-order', { hotBudgetBytes: 1 << 30 });
+  const rec = await c.create({ image: 'hello:1', name: 'h', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 } });
+  await c.wait('h', 'running');
+  await c.suspend(rec.id);
+  await wakeUp(c, rec.id);
+  await c.suspend(rec.id);
+  assert.equal(c.get('h').status.standbyTier, 'hot');
+  const moves: string[] = [];
+  const off = c.on('state', (e) => e.id === rec.id && moves.push(`${e.from} → ${e.to}`));
+  const up = await c.waker().ensureAwake(rec.id, live);
+  assert.equal(driver.vms.find((v) => String(v.pid) === up.session)!.paused, false, 'the guest runs when the proxy gets it');
+  assert.deepEqual(moves, [], 'no record written yet: the write overlaps the first request');
+  await wakeUp(c, rec.id);
+  off();
+  assert.deepEqual(moves, ['standby → running']);
+  assert.equal(c.get('h').status.counters.wakesHot, 1);
+});

@@ -2,6 +2,14 @@
 // waking a standby instance hot (resume) or cold (restore) first; concurrent
 // wakes of one instance share one promise. Also hands out, and revokes, the
 // proxy's AwakeInstances.
+//
+// What is not on the request's path (measured with the wake breakdown, wake-phases.ts): record
+// writes. Each is a synchronous fsync (~1-4 ms under load) that blocks the event loop. A hot wake
+// writes none before the guest runs (standby → running, one write); a wake hands the instance to
+// the proxy as soon as the guest runs with its clock set, and writes `running` (counters, events,
+// cooldown) on the next turn of the event loop, after the proxy has written its first request
+// upstream, so that the write overlaps the app's own work. Still inside the instance's serialized
+// section: no suspend or stop comes between the hand-over and the write.
 import { describeError } from '../errors.js';
 import type { InstanceRecord } from './state/instance-record.js';
 import type { MicroVm } from '../vmm/driver.js';
@@ -33,6 +41,10 @@ export class WakePath {
     const enter = performance.now();
     for (;;) {
       signal?.throwIfAborted();
+      // A wake in progress: join it (its record may already say running while the guest's clock
+      // is still being set; only the wake's own promise says when a request may go in).
+      const pending = this.#wakes.get(id);
+      if (pending !== undefined) return await pending;
       const rec = this.#t.fresh(id);
       switch (rec.status.state) {
         case 'running':
@@ -53,13 +65,18 @@ export class WakePath {
   wake(id: string, enter = performance.now()): Promise<AwakeInstance> {
     let p = this.#wakes.get(id);
     if (p === undefined) {
-      p = this.#t.serialize(id, () => this.#wake(id, enter)).finally(() => this.#wakes.delete(id));
+      // Resolves at the hand-over (handOver) or, if there is none, when the wake's section ends.
+      let handOver!: (awake: AwakeInstance) => void;
+      const handedOver = new Promise<AwakeInstance>((resolve) => (handOver = resolve));
+      const section = this.#t.serialize(id, () => this.#wake(id, enter, handOver)).finally(() => this.#wakes.delete(id));
+      p = Promise.race([handedOver, section]);
+      section.catch(() => {}); // its rejection is p's (no hand-over happened), or, after one, logged in #woke
       this.#wakes.set(id, p);
     }
     return p;
   }
 
-  async #wake(id: string, enter: number): Promise<AwakeInstance> {
+  async #wake(id: string, enter: number, handOver: (awake: AwakeInstance) => void): Promise<AwakeInstance> {
     const rec = this.#t.fresh(id);
     if (rec.status.state === 'running') return this.#upstream(rec);
     if (rec.status.state !== 'standby') {
@@ -68,7 +85,7 @@ export class WakePath {
     const vm = this.#t.vm(id);
     if (rec.status.standbyTier === 'hot' && vm !== undefined) {
       try {
-        return await this.#wakeHot(rec, vm, enter);
+        return await this.#wakeHot(rec, vm, enter, handOver);
       } catch (err) {
         this.#t.log.warn(`instance ${rec.name}: hot wake failed, waking cold: ${describeError(err)}`);
         await this.#t.kill(id, vm);
@@ -80,20 +97,21 @@ export class WakePath {
         await this.#t.releaseNetwork(id);
       }
     }
-    return this.#wakeCold(this.#t.fresh(id), enter);
+    return this.#wakeCold(this.#t.fresh(id), enter, handOver);
   }
 
   /** Hot: the paused process goes on. The clock answer is awaited: the app must not see a request with a stale clock. */
-  async #wakeHot(rec: InstanceRecord, vm: MicroVm, enter: number): Promise<AwakeInstance> {
+  async #wakeHot(rec: InstanceRecord, vm: MicroVm, enter: number, handOver: (awake: AwakeInstance) => void): Promise<AwakeInstance> {
     const t0 = performance.now();
     this.#hot.remove(rec.id);
-    const starting = this.#t.transition(rec, 'starting');
     const vmmCall = performance.now();
+    // No `starting` write first: the record goes standby → running after the hand-over. A flickd
+    // that dies in between leaves a standby record whose VM runs; reconcile pauses it again.
     const run = await vm.resume(); // resolves with the guest clock set (driver contract)
-    return this.#woke(starting, 'hot', t0, { enter, vmmCall, run });
+    return await this.#woke(rec, 'hot', t0, { enter, vmmCall, run }, handOver);
   }
 
-  async #wakeCold(rec: InstanceRecord, enter: number): Promise<AwakeInstance> {
+  async #wakeCold(rec: InstanceRecord, enter: number, handOver: (awake: AwakeInstance) => void): Promise<AwakeInstance> {
     const t0 = performance.now();
     const id = rec.id;
     const { own, template } = rec.status.snapshots;
@@ -122,7 +140,7 @@ export class WakePath {
         this.#t.update(cur, { snapshots });
       }
       const run = vm.restoreTimes ?? { runningAt: performance.now() };
-      return this.#woke(this.#t.fresh(id), 'cold', t0, { enter, vmmCall, run }, mode);
+      return await this.#woke(this.#t.fresh(id), 'cold', t0, { enter, vmmCall, run }, handOver, mode);
     } catch (err) {
       if (vm) await this.#t.kill(id, vm);
       await this.#t.releaseNetwork(id);
@@ -131,27 +149,45 @@ export class WakePath {
     }
   }
 
-  #woke(cur: InstanceRecord, tier: StandbyTier, t0: number, marks: Omit<WakeMarks, 'done'>, restored?: 'own' | 'clone'): AwakeInstance {
-    const c = cur.status.counters;
-    const counters = { ...c, wakes: c.wakes + 1, ...(tier === 'hot' ? { wakesHot: (c.wakesHot ?? 0) + 1 } : { wakesCold: (c.wakesCold ?? 0) + 1 }) };
-    const next = this.#t.transition(cur, 'running', { counters, standbyTier: undefined });
-    const durationMs = performance.now() - t0;
+  /**
+   * The guest runs with its clock set: hands the instance to the proxy, then (next turn, after the
+   * proxy's first request went upstream) records it running. Precondition: `cur` is `starting`
+   * (cold) or `standby` (hot) with the VM's pid and network.
+   */
+  async #woke(cur: InstanceRecord, tier: StandbyTier, t0: number, marks: Omit<WakeMarks, 'done'>, handOver: (awake: AwakeInstance) => void, restored?: 'own' | 'clone'): Promise<AwakeInstance> {
     const { id, name } = cur;
     const at = new Date().toISOString();
-    this.#t.events.emit('wake', { id, name, durationMs, mode: tier === 'hot' ? 'resume' : restored === 'own' ? 'own' : 'template', at, phases: controllerPhases({ ...marks, done: performance.now() }) });
-    this.#onRunning(next);
     const done = performance.now();
-    const upstream = this.#upstream(next);
+    const durationMs = done - t0;
     // One report per wake, from the proxy's first request after it: the rest of the breakdown.
     let reported = false;
-    return {
-      ...upstream,
+    const awake: AwakeInstance = {
+      ...this.#upstream(cur),
       reportWake: (times) => {
         if (reported) return;
         reported = true;
         this.#t.events.emit('wake-phases', { id, name, tier, at, phases: fullPhases({ ...marks, done }, times) });
       },
     };
+    handOver(awake);
+    // setImmediate runs after the proxy's continuation and its socket write (microtasks and
+    // nextTicks), and before any answer can be read (the poll phase comes after it).
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const fresh = this.#t.fresh(id);
+    const c = fresh.status.counters;
+    const counters = { ...c, wakes: c.wakes + 1, ...(tier === 'hot' ? { wakesHot: (c.wakesHot ?? 0) + 1 } : { wakesCold: (c.wakesCold ?? 0) + 1 }) };
+    let next: InstanceRecord;
+    try {
+      next = this.#t.transition(fresh, 'running', { counters, standbyTier: undefined });
+    } catch (err) {
+      // Nothing else moves the record inside the section; should it fail, the proxy must not keep the address.
+      this.#t.log.warn(`instance ${name}: woke, but its record could not say so: ${describeError(err)}`);
+      this.sleep(id);
+      return awake;
+    }
+    this.#t.events.emit('wake', { id, name, durationMs, mode: tier === 'hot' ? 'resume' : restored === 'own' ? 'own' : 'template', at, phases: controllerPhases({ ...marks, done }) });
+    this.#onRunning(next);
+    return awake;
   }
 
   /**
