@@ -5,6 +5,8 @@
 // wakes, p50/p99 to the first byte. Then a rolling deploy of a 3-replica service
 // under a steady load (a request every 5 ms, each on a new connection): its
 // duration, the requests and failures during it, p99 during against p99 before.
+// details.service_wake_ms / single_wake_ms: each round's wake durations (four
+// cold restores at once share the cores, so each takes longer than one alone).
 //
 // Writes bench/results/service.json: {"accel", "results": {"burst_service": {requests, ok,
 // wakes, p50_ms, p99_ms}, "burst_single": {…}, "deploy": {duration_ms, requests, failed,
@@ -129,6 +131,8 @@ async function main(): Promise<void> {
     const members = ((await host.must('GET', '/v1/services/svc')).instances as Array<{ id: string }>).map((m) => m.id);
     const single: { ok: number[]; wakes: number; statuses: Record<string, number> }[] = [];
     const service: typeof single = [];
+    const wakeMs: number[][] = [];
+    const singleWakeMs: number[] = [];
     for (let round = 0; round < rounds; round++) {
       // Taking turns, each from zero: every instance in cold standby first.
       await host.must('PUT', '/v1/instances/single/suspend?tier=cold');
@@ -136,14 +140,20 @@ async function main(): Promise<void> {
       const w0 = await wakesOf(host, ['single']);
       const a = await fire(host.proxyPort, 'single.localhost', n);
       single.push({ ...a, wakes: (await wakesOf(host, ['single'])) - w0 });
+      singleWakeMs.push(Math.round(((await host.must('GET', '/v1/instances/single')).last_wake as { duration_ms: number } | null)?.duration_ms ?? NaN));
       log(`round ${round + 1}: single instance: ${a.ok.length}/${n} ok, p99 ${percentile(a.ok, 99).toFixed(0)} ms ${JSON.stringify(a.statuses)}`);
 
       for (const id of members) await host.api('PUT', `/v1/instances/${id}/suspend?tier=cold`);
       await until('the service at zero', async () => (await host.must('GET', '/v1/services/svc')).awake === 0);
       for (const id of members) await host.waitFor(id, 'standby', 60_000);
       const v0 = await wakesOf(host, members);
+      const e0 = ((await host.must('GET', '/v1/services/svc')).scale_events as { up: number } | null)?.up ?? 0;
       const b = await fire(host.proxyPort, 'svc.localhost', n);
       service.push({ ...b, wakes: (await wakesOf(host, members)) - v0 });
+      // How long each member's wake took this round (from its scale-up event): four cold restores share the cores.
+      const events = (await host.must('GET', '/v1/services/svc')).scale_events as { up: number; recent: Array<{ direction: string; reason: string }> };
+      const ups = events.recent.filter((e) => e.direction === 'up').slice(-(events.up - e0));
+      wakeMs.push(ups.map((e) => Number(/(\d+) ms\)/.exec(e.reason)?.[1] ?? NaN)));
       log(`round ${round + 1}: service (max ${MAX}): ${b.ok.length}/${n} ok, p99 ${percentile(b.ok, 99).toFixed(0)} ms ${JSON.stringify(b.statuses)}`);
     }
     // The median round of each by p99 (of two, the better one), so one slow round on a shared machine does not decide.
@@ -174,6 +184,8 @@ async function main(): Promise<void> {
       p99_ratio: ratio === null ? null : Number(ratio.toFixed(3)),
       statuses: { service: service.map((r) => r.statuses), single: single.map((r) => r.statuses) },
       rounds_p99_ms: { service: service.map((r) => Number(percentile(r.ok, 99).toFixed(1))), single: single.map((r) => Number(percentile(r.ok, 99).toFixed(1))) },
+      service_wake_ms: wakeMs,
+      single_wake_ms: singleWakeMs,
       deploy_p99_ratio: deploy.p99_ms_before > 0 ? Number((deploy.p99_ms_during / deploy.p99_ms_before).toFixed(2)) : null,
       loadavg: os.loadavg(),
     };
