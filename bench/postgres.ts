@@ -18,7 +18,7 @@
 //    "pgbench_tps_proxy", "pgbench_tps_direct", "standby_instances", "standby_ram_bytes",
 //    "standby_disk_bytes_each", "fork_ms"}, "details": {...}}
 //
-//   node dist/bench/postgres.js [--n 20] [--standby 3] [--forks 5] [--shared-forks 20] [--pgbench-seconds 10]
+//   node dist/bench/postgres.js [--n 20] [--standby 3] [--forks 5] [--shared-forks 1000] [--pgbench-seconds 10]
 import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -26,7 +26,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from '../src/network/free-port.js';
 import { psql, pushPostgresImage } from '../src/volumes/testing.js';
-import { BenchHost, diskBytes, meminfo } from './flickd-host.js';
+import { BenchHost, diskBytes, meminfo, rssBytes, settle } from './flickd-host.js';
 import { argValue, percentile, printTable, writeResults } from './lib.js';
 
 const exec = promisify(execFile);
@@ -107,7 +107,7 @@ async function main(): Promise<void> {
   const standbyN = Number(argValue(process.argv, 'standby') ?? 3);
   const benchSeconds = Number(argValue(process.argv, 'pgbench-seconds') ?? 10);
   const forkN = Number(argValue(process.argv, 'forks') ?? 5);
-  const sharedN = Number(argValue(process.argv, 'shared-forks') ?? 20);
+  const sharedN = Number(argValue(process.argv, 'shared-forks') ?? 1000);
   const host = await BenchHost.start({ tag: 'fbp', pool: '10.220.0.0/22', args: ['--hot-standby-budget', '4G', '--ready-timeout', '600000'], log });
   const hostPg = new HostPostgres();
   try {
@@ -219,7 +219,9 @@ async function main(): Promise<void> {
       ['shared forks: the density path (TCG)', 'value'],
       ['disk per shared fork until it runs (record, folder, volume head)', `${round(shared.diskEach / 1024)} KiB`],
       ['the one shared template (state + RAM copy)', `${round(shared.templateBytes / 2 ** 20)} MiB`],
-      ['shared forks per 1 GiB of disk', Math.floor(2 ** 30 / Math.max(1, shared.diskEach))],
+      ['shared forks in standby', `${shared.ms.length} in ${shared.seconds} s`],
+      ['flickd RSS per shared fork in standby', `${round(shared.flickdRssEach / 1024)} KiB`],
+      ['host MemAvailable drop, all of them', `${round(shared.memAvailableDrop / 2 ** 20)} MiB`],
     ]);
     const file = await writeResults('postgres', {
       accel,
@@ -238,6 +240,7 @@ async function main(): Promise<void> {
         shared_fork_disk_bytes_each: shared.diskEach,
         shared_fork_template_bytes: shared.templateBytes,
         shared_fork_first_query_ms: dist(shared.firstQuery),
+        shared_forks: { instances: shared.ms.length, seconds: shared.seconds, flickd_rss_bytes_each: shared.flickdRssEach, mem_available_drop_bytes: shared.memAvailableDrop },
       },
     });
     log(`wrote ${file}`);
@@ -278,32 +281,44 @@ async function measureForks(host: BenchHost, port: number, n: number): Promise<{
 
 /**
  * The density path: `n` shared forks of the standby `pg` (one shared copy of its saved state, a
- * branch of one frozen layer of its volume each). Disk: what all of them added, less the shared
- * template, per fork. A few of them are woken (from the template, copy-on-write) and queried.
+ * branch of one frozen layer of its volume each), in standby, each with a TCP port of its own.
+ * Disk: what all of them added, less the shared template, per fork; RAM: flickd's RSS and the
+ * host's MemAvailable before and after (standby forks have no process). A few are woken (from the
+ * template, copy-on-write) and queried. They stay: removing a volume rescans every volume's backing
+ * chain today (quadratic over 1,000), and the host is removed with its data at the end.
  */
-async function measureSharedForks(host: BenchHost, n: number, woken = 3): Promise<{ ms: number[]; diskEach: number; templateBytes: number; firstQuery: number[] }> {
+async function measureSharedForks(host: BenchHost, n: number, woken = 3): Promise<{ ms: number[]; diskEach: number; templateBytes: number; firstQuery: number[]; flickdRssEach: number; memAvailableDrop: number; seconds: number }> {
   await host.must('PUT', '/v1/instances/pg/suspend?tier=cold');
+  await settle();
   const diskBefore = diskBytes(host.dataDir);
+  const rss0 = rssBytes(host.pid!) ?? 0;
+  const avail0 = meminfo('MemAvailable');
   const ms: number[] = [];
   const ports: number[] = [];
+  const t0 = performance.now();
+  const used = new Set<number>();
   for (let i = 0; i < n; i++) {
-    const port = await freePort();
+    // A port another fork's route holds is free to bind when its listener is on another address: pick each once.
+    let port = await freePort();
+    while (used.has(port)) port = await freePort();
+    used.add(port);
     let forked: any;
     ms.push(await timed(async () => (forked = await host.must('POST', '/v1/instances/pg/fork', { name: `shared-${i}`, shared: true, ports: [{ port, guest_port: 5432, protocol: 'tcp' }] }))));
     if (forked.fork.mode !== 'shared') throw new Error(`shared-${i}: taken ${forked.fork.mode}`);
     ports.push(port);
+    if ((i + 1) % 100 === 0) log(`  ${i + 1} shared forks, ${round(percentile(ms, 50))} ms p50 each`);
   }
+  const seconds = (performance.now() - t0) / 1000;
+  await settle();
+  const flickdRssEach = Math.max(0, (rssBytes(host.pid!) ?? 0) - rss0) / n;
+  const memAvailableDrop = Math.max(0, avail0 - meminfo('MemAvailable'));
   const templatesDir = path.join(host.dataDir, 'templates');
   const templateBytes = fs.readdirSync(templatesDir).filter((d) => d.startsWith('fork-')).reduce((sum, d) => sum + diskBytes(path.join(templatesDir, d)), 0);
   const diskEach = Math.max(0, diskBytes(host.dataDir) - diskBefore - templateBytes) / n;
-  log(`${n} shared forks: ${round(percentile(ms, 50))} ms p50 each, ${round(diskEach / 1024)} KiB of disk each, one template of ${round(templateBytes / 2 ** 20)} MiB`);
+  log(`${n} shared forks in ${round(seconds)} s: ${round(percentile(ms, 50))} ms p50 each, ${round(diskEach / 1024)} KiB of disk each, one template of ${round(templateBytes / 2 ** 20)} MiB; flickd RSS +${round(flickdRssEach / 1024)} KiB each`);
   const firstQuery: number[] = [];
   for (const port of ports.slice(0, woken)) firstQuery.push(await timed(() => psql('127.0.0.1', port, 'SELECT count(*) FROM pgbench_accounts')));
-  for (let i = 0; i < n; i++) {
-    await host.must('DELETE', `/v1/instances/shared-${i}?force=true`);
-    await host.must('DELETE', `/v1/volumes/shared-${i}-pgdata`);
-  }
-  return { ms, diskEach: Math.round(diskEach), templateBytes, firstQuery };
+  return { ms, diskEach: Math.round(diskEach), templateBytes, firstQuery, flickdRssEach: Math.round(flickdRssEach), memAvailableDrop, seconds: round(seconds) };
 }
 
 main().catch((err) => {

@@ -84,6 +84,11 @@ export function rows(latest: Latest): Row[] {
     add(s, 'hot wake → SELECT 1 answered through the proxy, p50', dist(pg.wake_hot_ms), '—', '—');
     add(s, 'pgbench TPS through the proxy / direct', has(pg.pgbench_tps_proxy, pg.pgbench_tps_direct) ? `${pg.pgbench_tps_proxy} / ${pg.pgbench_tps_direct} (${pct(pg.pgbench_tps_proxy / pg.pgbench_tps_direct)})` : 'n/a', 'direct to the instance', '≥ 90 %', has(pg.pgbench_tps_proxy, pg.pgbench_tps_direct) ? pg.pgbench_tps_proxy >= 0.9 * pg.pgbench_tps_direct : undefined);
     add(s, 'standby PostgreSQL instances, own database each', `${num(pg.standby_instances)}: ${mib(pg.standby_ram_bytes)} host RAM, ${mib(pg.standby_disk_bytes_each)} disk each`, '—', '≥ 1,000 in ≤ 2 GiB, ≤ 1 MiB disk each', has(pg.standby_instances) ? pg.standby_instances >= 1000 && pg.standby_ram_bytes <= 2 * 2 ** 30 && pg.standby_disk_bytes_each <= 2 ** 20 : undefined);
+    const sf = latest.results.postgres?.details?.shared_forks;
+    const sfDisk = latest.results.postgres?.details?.shared_fork_disk_bytes_each;
+    if (sf && typeof sfDisk === 'number') {
+      add(s, 'standby databases as shared forks of one (flick fork --shared)', `${num(sf.instances)} in ${sf.seconds} s: ${mib(sfDisk)} disk, ${mib(sf.flickd_rss_bytes_each)} flickd RSS each`, '—', '≥ 1,000 in ≤ 2 GiB, ≤ 1 MiB disk each', sf.instances >= 1000 && sf.flickd_rss_bytes_each * sf.instances <= 2 * 2 ** 30 && sfDisk <= 2 ** 20);
+    }
     const fk = latest.results.postgres?.details?.fork_to_first_query_ms;
     add(s, 'fork of a standby database (memory + volumes at one instant)', pg.fork_ms === null || pg.fork_ms === undefined ? 'not built' : typeof pg.fork_ms === 'number' ? ms(pg.fork_ms) : dist(pg.fork_ms), fk ? `fork → first query ${dist(fk)}` : '—', '—');
   }
