@@ -19,7 +19,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { EtcdClient } from '../src/cluster/etcd-client.js';
 import { startEtcdCluster, startRelay, type EtcdCluster, type TcpRelay } from '../src/cluster/etcd-cluster.js';
-import { api, appGet, createRunning, proxyPortOf, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
+import { api, until, appGet, createRunning, proxyPortOf, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { sweepLeftovers } from '../src/network/namespace-network.js';
 import { formatIpv4, GATEWAY_IP, parseIpv4 } from '../src/network/addresses.js';
 
@@ -81,16 +81,6 @@ async function hostStates(via: HostName): Promise<Record<string, string>> {
   const r = await api(host(via), 'GET', '/v1/hosts');
   assert.equal(r.status, 200, r.text);
   return Object.fromEntries((r.json.data.hosts as Array<{ name: string; state: string }>).map((x) => [x.name, x.state]));
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 before(async () => {

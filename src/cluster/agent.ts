@@ -219,6 +219,7 @@ export class ClusterAgent {
       },
       stateful: rec.spec.scaleToZero.stateful,
       http: rec.spec.service.http ? { hostname: rec.spec.service.http.hostname, guestPort: rec.spec.service.http.guestPort } : null,
+      ...(rec.spec.service.tcp.length > 0 ? { tcp: rec.spec.service.tcp.map((t) => ({ hostPort: t.hostPort, guestPort: t.guestPort })) } : {}),
       updatedAt: new Date().toISOString(),
       ...extra,
     };

@@ -27,6 +27,8 @@ export const CatalogEntrySchema = z.object({
   stateful: z.boolean(),
   /** The host name the proxies route to it (`web.localhost`), if it serves HTTP. */
   http: z.object({ hostname: z.string(), guestPort: z.number() }).nullable(),
+  /** Its raw TCP services by host port: every host's proxy listens on those ports and tunnels to its host (absent: none). */
+  tcp: z.array(z.object({ hostPort: z.number(), guestPort: z.number() })).optional(),
   /** The host it was moved from, when it was re-created after its host died. */
   movedFrom: z.string().optional(),
   error: z.string().optional(),

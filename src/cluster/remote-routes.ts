@@ -1,13 +1,14 @@
-// Other hosts' HTTP instances in this host's proxy: one route per instance the
+// Other hosts' instances in this host's proxy: routes for each instance the
 // catalog places on another up host, to that host's hop listener
-// (src/proxy/hop.ts), one hop carrying the cluster's token, with the Host header
-// as the client sent it, so the owner parks and wakes a sleeping instance as it
-// does its own. Routes follow the catalog one entry at a time as it changes
+// (src/proxy/hop.ts), one hop carrying the cluster's token: HTTP by host name,
+// with the Host header as the client sent it; raw TCP on the same host port as
+// on the owner, tunnelled by a CONNECT (src/proxy/hop-connect.ts). The owner
+// parks and wakes a sleeping instance as it does its own. Routes follow the catalog one entry at a time as it changes
 // (route propagation is one watch event), and all of them when the set of hosts
 // or their addresses changes.
 import { describeError, FlickError } from '../errors.js';
 import { routeName } from '../controller/routing.js';
-import type { RouteTable } from '../proxy/routes.js';
+import { isServiceRoute, type RouteTable } from '../proxy/routes.js';
 import type { AwakeInstance } from '../proxy/waker.js';
 import { hopHeaders } from '../proxy/hop.js';
 import type { CatalogEntry } from './catalog.js';
@@ -36,8 +37,8 @@ export interface RemoteRoutesConfig {
 export class RemoteRoutes {
   readonly #c: RemoteRoutesConfig;
   readonly #headers: readonly string[];
-  /** name → remote route id the proxy holds now. */
-  readonly #held = new Map<string, string>();
+  /** name → the remote route id the proxy holds now, and what it routes. */
+  readonly #held = new Map<string, { id: string; key: string }>();
   /** The hosts and their hop listeners as last routed to. */
   #hosts = '';
 
@@ -60,20 +61,31 @@ export class RemoteRoutes {
     if (!routes) return;
     for (const name of names ?? new Set([...this.#held.keys(), ...this.#c.names()])) {
       const entry = this.#c.entry(name);
-      const owner = entry && entry.owner !== this.#c.self && entry.state === 'placed' && entry.http ? this.#c.directory()?.get(entry.owner)?.record : undefined;
+      const serves = entry && entry.owner !== this.#c.self && entry.state === 'placed' && (entry.http || (entry.tcp?.length ?? 0) > 0);
+      const owner = serves ? this.#c.directory()?.get(entry.owner)?.record : undefined;
       const url = owner && hopUrl(owner);
-      const id = url && entry ? remoteId(entry.owner, entry.name) : undefined;
+      // The key says what the routes are: a change of host, hop address or ports re-routes.
+      const key = url && entry ? `${remoteId(entry.owner, entry.name)} ${url} ${entry.http?.hostname ?? ''} ${(entry.tcp ?? []).map((t) => t.hostPort).join(',')}` : undefined;
       const held = this.#held.get(name);
-      if (held === id) continue;
+      if (held?.key === key) continue;
       if (held !== undefined) {
-        routes.removeInstance(held);
+        routes.removeInstance(held.id);
         this.#held.delete(name);
       }
-      if (id === undefined || !entry?.http || !url) continue;
+      if (key === undefined || !entry || !url) continue;
+      const id = remoteId(entry.owner, entry.name);
       try {
-        routes.setHttp(routeName(entry.http.hostname), { instanceId: id, targetPort: Number(new URL(url).port) });
-        this.#held.set(name, id);
+        if (entry.http) routes.setHttp(routeName(entry.http.hostname), { instanceId: id, targetPort: Number(new URL(url).port) });
+        // A TCP route names the owner's host port: the bytes go there through the owner's hop listener (a CONNECT).
+        // Host ports are each host's own: a port this host's own instance holds stays its.
+        for (const t of owner?.hop ? (entry.tcp ?? []) : []) {
+          const current = routes.tcp(t.hostPort);
+          if (current && (isServiceRoute(current) || !isRemoteRoute(current.instanceId))) this.#c.log(`cluster: not routing host port ${t.hostPort} to "${name}" on ${entry.owner}: an instance of this host has it`);
+          else routes.setTcp(t.hostPort, { instanceId: id, targetPort: t.hostPort });
+        }
+        this.#held.set(name, { id, key });
       } catch (err) {
+        routes.removeInstance(id);
         this.#c.log(`cluster: routing "${name}" to its host: ${describeError(err)}`);
       }
     }
@@ -85,6 +97,7 @@ export class RemoteRoutes {
     const host = this.#c.directory()?.get(owner);
     const url = host && hopUrl(host.record);
     if (!host?.load || !url) throw new FlickError('HOST_DOWN', `the instance's host ${owner} is down: a stateless instance is moved to another host within seconds`);
-    return { host: new URL(url).hostname.replace(/^\[|\]$/g, ''), asleep: new AbortController().signal, ...(host.record.hop ? { headers: this.#headers } : {}) };
+    const hop = host.record.hop ? { headers: this.#headers, tunnel: { port: Number(new URL(host.record.hop).port), headers: this.#headers } } : {};
+    return { host: new URL(url).hostname.replace(/^\[|\]$/g, ''), asleep: new AbortController().signal, ...hop };
   }
 }

@@ -122,6 +122,17 @@ export async function readAnswer(res: Response): Promise<ApiAnswer> {
   return { status: res.status, json, text };
 }
 
+/** Polls `probe` every 100 ms until it gives a value (a throw counts as none yet), or fails after `timeoutMs` naming `what`. */
+export async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** Creates an instance of `image` and waits until it runs; returns its view (id, pid, address). */
 export async function createRunning(f: FlickdUnderTest, image: string, body: Record<string, unknown> = {}): Promise<any> {
   const created = await api(f, 'POST', '/v1/instances', { image, memory_mb: 128, ...body });

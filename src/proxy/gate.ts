@@ -28,6 +28,8 @@ export interface UpstreamPool {
   agent: http.Agent;
   /** Added to every request forwarded here (AwakeInstance.headers). */
   headers?: readonly string[];
+  /** Raw TCP goes through this CONNECT tunnel (AwakeInstance.tunnel). */
+  tunnel?: { port: number; headers: readonly string[] };
 }
 
 export interface Refusal {
@@ -222,7 +224,7 @@ export class InstanceGate {
       setIdleTimeout(target.agent, this.#config.agent.timeout ?? 0);
     } else {
       kept?.target.agent.destroy();
-      target = { host: awake.host, agent: new http.Agent(this.#config.agent), ...(awake.headers ? { headers: awake.headers } : {}) };
+      target = { host: awake.host, agent: new http.Agent(this.#config.agent), ...(awake.headers ? { headers: awake.headers } : {}), ...(awake.tunnel ? { tunnel: awake.tunnel } : {}) };
     }
     const state: GatePhase = { kind: 'awake', target, session: awake.session, asleep: awake.asleep, onAsleep: () => this.#fellAsleep(state) };
     this.#state = state;

@@ -50,3 +50,10 @@ export function hopRefusal(raw: readonly string[], credential: string): string |
 export function notHereMessage(instanceId: string): string {
   return `instance ${instanceId} is not on this host: a cluster hop is never forwarded again (the sender's catalog is behind; it catches up within a moment)\n`;
 }
+
+/** The CONNECT request a sending proxy writes first on a raw TCP hop to `hostPort`'s route (hop-connect.ts). */
+export function tunnelRequest(hostPort: number, headers: readonly string[]): string {
+  let head = `CONNECT flick-tcp:${hostPort} HTTP/1.1\r\nHost: flick-tcp:${hostPort}\r\n`;
+  for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  return `${head}\r\n`;
+}

@@ -7,6 +7,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { hopHeaders } from './hop.js';
+import { freePort } from '../network/free-port.js';
 import { FakeWaker, request, startProxy, startUpstream } from './testing.js';
 import type { AwakeInstance } from './waker.js';
 
@@ -89,4 +90,40 @@ test('the public ingress serves as before, without the credential, and passes no
   assert.equal(seen['proxy-authorization'], undefined);
   assert.equal(seen['x-forwarded-for'], '127.0.0.1', 'the public ingress does not trust a client\'s X-Forwarded-For');
   assert.equal(reached(), 1);
+});
+
+test('raw TCP crosses the hop as a CONNECT tunnel with the credential; without it the hop listener refuses the tunnel', async (t) => {
+  const echo = net.createServer((s) => s.on('data', (d) => s.write(`echo ${d}`)));
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  t.after(() => echo.close());
+  const [bPort, aPort] = [await freePort(), await freePort()];
+  const b = await startProxy(t, new FakeWaker(), { hopListen: { listen: { host: '127.0.0.1', port: 0 }, credential: CREDENTIAL, serves: (id) => !id.startsWith('@') } });
+  b.routes.setTcp(bPort, { instanceId: 'i-1', targetPort: (echo.address() as net.AddressInfo).port });
+  b.routes.setTcp(await freePort(), { instanceId: '@c/other', targetPort: 1 });
+  await b.proxy.settled();
+  const waker = new FakeWaker();
+  const ensure = waker.ensureAwake.bind(waker);
+  waker.ensureAwake = async (id, signal): Promise<AwakeInstance> => ({ ...(await ensure(id, signal)), tunnel: { port: b.proxy.hopAddress!.port, headers: hopHeaders(CREDENTIAL) } });
+  const a = await startProxy(t, waker);
+  // A's route for B's instance names B's host port; the bytes go through B's hop listener.
+  a.routes.setTcp(aPort, { instanceId: '@b/app', targetPort: bPort });
+  await a.proxy.settled();
+  const exchange = (port: number, send: string) =>
+    new Promise<string>((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1', () => s.write(send));
+      let got = '';
+      s.setEncoding('utf8').on('data', (d: string) => {
+        got += d;
+        if (got.includes('\n') || got.startsWith('HTTP/')) s.end();
+      });
+      s.on('close', () => resolve(got)).on('error', reject);
+    });
+  assert.equal(await exchange(aPort, 'ping\n'), 'echo ping\n');
+  const hopPort = b.proxy.hopAddress!.port;
+  assert.match(await exchange(hopPort, `CONNECT flick-tcp:${bPort} HTTP/1.1\r\nHost: flick-tcp:${bPort}\r\n\r\n`), /^HTTP\/1\.1 407 /);
+  assert.match(await exchange(hopPort, `CONNECT flick-tcp:${bPort} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Bearer not-it\r\n\r\n`), /^HTTP\/1\.1 407 /);
+  const other = b.routes.tcpPorts().find((p) => p !== bPort)!;
+  assert.match(await exchange(hopPort, `CONNECT flick-tcp:${other} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Bearer ${CREDENTIAL}\r\n\r\n`), /^HTTP\/1\.1 421 /);
+  // The public ingress still answers CONNECT with 405.
+  assert.match(await exchange(b.port, `CONNECT flick-tcp:${bPort} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Bearer ${CREDENTIAL}\r\n\r\n`), /^HTTP\/1\.1 405 /);
 });

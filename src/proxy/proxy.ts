@@ -24,6 +24,7 @@ import { snapshotStats, type InstanceProxyStats } from './stats.js';
 import { TcpSession, type TcpContext } from './tcp-forward.js';
 import type { Waker } from './waker.js';
 import type { HopConfig } from './hop.js';
+import { handleHopConnect } from './hop-connect.js';
 
 export interface ProxyConfig {
   routes: RouteTable;
@@ -167,10 +168,11 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
   if (secure) servers.push(secure);
   // A hop's X-Forwarded-* were set by the sending proxy from its client: kept (and extended) here.
   const hopCtx: ForwardContext | undefined = config.hopListen ? { ...forwardCtx('http'), forwarded: { proto: 'http', trustForwarded: true, via: config.via }, hop: config.hopListen } : undefined;
-  const hop = hopCtx ? serveHttp(hopCtx, undefined, config) : undefined;
+  const tcpCtx: TcpContext = { waker, gate, quietMs: config.tcpQuietMs ?? 200 };
+  const hop = hopCtx ? serveHttp(hopCtx, undefined, config, tcpCtx) : undefined;
   if (hop) servers.push(hop);
 
-  const tcp = new TcpListeners(config, { waker, gate, quietMs: config.tcpQuietMs ?? 200 }, balancer, onError);
+  const tcp = new TcpListeners(config, tcpCtx, balancer, onError);
   const unsubscribe = config.routes.subscribe((change: RouteChange) => {
     if (change.kind === 'instance-removed') {
       gates.get(change.instanceId)?.close(`instance ${change.instanceId} is no longer routed: it was removed`);
@@ -299,7 +301,7 @@ class TcpListeners {
 }
 
 /** One HTTP or HTTPS listener of the proxy, forwarding with `ctx`. */
-function serveHttp(ctx: ForwardContext, secure: https.ServerOptions | undefined, config: ProxyConfig): http.Server | https.Server {
+function serveHttp(ctx: ForwardContext, secure: https.ServerOptions | undefined, config: ProxyConfig, hopTcp?: TcpContext): http.Server | https.Server {
   const headersTimeout = config.clientHeadersTimeoutMs ?? 30_000;
   const serverOptions: http.ServerOptions = {
     keepAliveTimeout: config.clientKeepAliveMs ?? 65_000,
@@ -314,8 +316,9 @@ function serveHttp(ctx: ForwardContext, secure: https.ServerOptions | undefined,
   const server = secure ? https.createServer({ ...serverOptions, ...secure }, onRequest) : http.createServer(serverOptions, onRequest);
   server.maxConnections = config.maxClientConnections ?? defaultMaxConnections();
   server.on('upgrade', (req, socket, head) => handleUpgrade(ctx, req, socket, head));
-  // The proxy is no forward proxy: CONNECT tunnels nowhere.
-  server.on('connect', (_req, socket: Duplex) => {
+  // The proxy is no forward proxy: CONNECT tunnels nowhere, but to a TCP route over a cluster hop (hop-connect.ts).
+  server.on('connect', (req, socket: Duplex, head: Buffer) => {
+    if (ctx.hop && hopTcp) return handleHopConnect(ctx, hopTcp, (t, sock) => (isServiceRoute(t) ? ctx.balancer.pick(t, sock)?.route : t), req, socket, head);
     socket.on('error', () => socket.destroy());
     answerRaw(socket, 405, 'CONNECT is not served here: this is a reverse proxy; send requests for <name>.<domain> directly\n');
   });

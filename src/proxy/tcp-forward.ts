@@ -20,6 +20,7 @@ import net from 'node:net';
 import type { UpstreamPool, DropReason, InstanceGate, Refusal, Ticket, Waiter } from './gate.js';
 import type { Route } from './routes.js';
 import type { Waker } from './waker.js';
+import { tunnelRequest } from './hop.js';
 
 /** Client bytes read ahead while waking; beyond this the socket is paused and the kernel holds the rest. */
 const MAX_PENDING_BYTES = 64 * 1024;
@@ -81,21 +82,14 @@ export class TcpSession implements Waiter {
   forward(target: UpstreamPool): void {
     this.#ticket = undefined;
     if (this.#closed) return;
-    const upstream = net.connect({ host: target.host, port: this.#route.targetPort, noDelay: true, allowHalfOpen: true });
+    const tunnel = target.tunnel;
+    const upstream = net.connect({ host: target.host, port: tunnel?.port ?? this.#route.targetPort, noDelay: true, allowHalfOpen: true });
     this.#upstream = upstream;
     this.#connected = false;
     this.#stopDropListener = this.#gate.onDrop((reason) => this.#onDrop(reason));
     upstream.on('connect', () => {
-      this.#connected = true;
-      for (const chunk of this.#pending) upstream.write(chunk);
-      this.#pending = [];
-      this.#pendingBytes = 0;
-      if (this.#clientEnded) upstream.end();
-      else this.#client.resume();
-    });
-    upstream.on('data', (chunk: Buffer) => {
-      this.#activity(false);
-      if (!this.#client.write(chunk)) upstream.pause();
+      if (tunnel === undefined) this.#ready(upstream);
+      else this.#openTunnel(upstream, tunnelRequest(this.#route.targetPort, tunnel.headers));
     });
     upstream.on('drain', () => this.#client.resume());
     upstream.on('end', () => this.#client.end());
@@ -104,6 +98,43 @@ export class TcpSession implements Waiter {
       if (this.#upstream !== upstream) return; // dropped on purpose at standby
       this.#client.destroy();
     });
+  }
+
+  /** The upstream carries the instance's bytes from now on. */
+  #ready(upstream: net.Socket, early?: Buffer): void {
+    this.#connected = true;
+    const onData = (chunk: Buffer): void => {
+      this.#activity(false);
+      if (!this.#client.write(chunk)) upstream.pause();
+    };
+    upstream.on('data', onData);
+    if (early !== undefined && early.length > 0) onData(early);
+    for (const chunk of this.#pending) upstream.write(chunk);
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    if (this.#clientEnded) upstream.end();
+    else this.#client.resume();
+  }
+
+  /** A cluster hop: CONNECT first (hop-connect.ts), then the bytes once the peer answered 200; anything else closes the client. */
+  #openTunnel(upstream: net.Socket, request: string): void {
+    upstream.write(request);
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      head = Buffer.concat([head, chunk]);
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) {
+        if (head.length > 8192) upstream.destroy();
+        return;
+      }
+      upstream.off('data', onData);
+      if (!/^HTTP\/1\.[01] 200 /.test(head.subarray(0, end).toString('latin1'))) {
+        upstream.destroy();
+        return;
+      }
+      this.#ready(upstream, head.subarray(end + 4));
+    };
+    upstream.on('data', onData);
   }
 
   refuse(_refusal: Refusal): void {

@@ -29,6 +29,12 @@ export interface AwakeInstance {
    */
   headers?: readonly string[];
   /**
+   * Raw TCP to this instance goes through an HTTP CONNECT tunnel on `port` of
+   * `host` (another host's hop listener, hop-connect.ts), naming the route's
+   * target port as the host port there, with `headers` (the cluster's credential).
+   */
+  tunnel?: { port: number; headers: readonly string[] };
+  /**
    * Present when this call woke the instance: the proxy reports how the first
    * request it forwarded after the wake went (once, when that request's first
    * byte reached its client), and the waker adds it to the wake's breakdown.
