@@ -16,9 +16,11 @@ import { launchConsoleBrowser, recordStateLatency, signIn, stateLatencies, type 
 import { api as apiOf, createRunning, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { sweepLeftovers } from '../src/network/namespace-network.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
+import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 
-const PREFIX = 'cont-';
-const POOL = '10.221.0.0/24';
+const TAG = 'fcon';
+const PREFIX = runPrefix(TAG); // <tag><pid>-: a concurrent run of this file never sweeps ours
+const POOL = runPool(221);
 const IMAGE = 'fixtures/hello:1';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-console-'));
 const dataDir = path.join(tmp, 'data');
@@ -38,6 +40,7 @@ async function curl(name: string): Promise<string> {
 }
 
 before(async () => {
+  await sweepDeadRuns(TAG);
   await sweepLeftovers(PREFIX);
   flickd = await startFlickd({ dataDir, prefix: PREFIX, pool: POOL, args: ['--proxy-listen', '127.0.0.1:0', '--hot-page-out-after', '0'] });
   proxyPort = Number(/proxy: listening on http:\/\/[^:]+:(\d+)/.exec(flickd.log())?.[1] ?? 0);

@@ -13,9 +13,11 @@ import { after, before, test } from 'node:test';
 import { api as apiOf, createRunning as createRunningOf, pushFixtureImage, removeFlickd, startFlickd as startFlickdUnderTest, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { sweepLeftovers } from '../src/network/namespace-network.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
+import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 
-const PREFIX = 'fkd-t-'; // not under flickd's default 'flick-', so no other flickd sweeps ours
-const POOL = '10.214.0.0/24';
+const TAG = 'fkd';
+const PREFIX = runPrefix(TAG); // <tag><pid>-: a concurrent run of this file never sweeps ours
+const POOL = runPool(214);
 const IMAGE = 'fixtures/hello:1';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-flickd-'));
 const dataDir = path.join(tmp, 'data');
@@ -53,6 +55,7 @@ function createRunning(body: Record<string, unknown>): Promise<any> {
 }
 
 before(async () => {
+  await sweepDeadRuns(TAG);
   await sweepLeftovers(PREFIX);
   await startFlickd();
   await pushFixtureImage(flickd!, IMAGE, 'hello-server');

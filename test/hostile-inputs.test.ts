@@ -15,9 +15,11 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import fc from 'fast-check';
 import { api, appGet, createRunning, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
+import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 
-const PREFIX = 'fhost-t-';
-const POOL = '10.216.0.0/24';
+const TAG = 'fhost';
+const PREFIX = runPrefix(TAG); // <tag><pid>-: a concurrent run of this file never sweeps ours
+const POOL = runPool(216);
 const IMAGE = 'fixtures/hello:1';
 const REQUEST_TIMEOUT_MS = 5_000;
 /** Per property: whichever comes first. */
@@ -30,6 +32,7 @@ let instance: any;
 let port = 0;
 
 before(async () => {
+  await sweepDeadRuns(TAG);
   await removeFlickd(undefined, PREFIX, dataDir);
   f = await startFlickd({ dataDir, prefix: PREFIX, pool: POOL });
   port = Number(new URL(f.base).port);

@@ -23,17 +23,20 @@ import { OciLayout } from '../src/image/oci-layout.js';
 import { qemuTraceRunner } from '../src/image/trace-runner.js';
 import type { MicroVm } from '../src/vmm/driver.js';
 import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
+import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 
-const PREFIX = 'flick-it-';
+const TAG = 'fit';
+const PREFIX = runPrefix(TAG); // <tag><pid>-: a concurrent run of this file never sweeps ours
 const APPS = path.join(PACKAGE_ROOT, 'test', 'fixtures', 'apps');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-image-'));
 const layout = new OciLayout(path.join(tmp, 'images'));
-const network = new NamespaceNetwork({ prefix: PREFIX, pool: '10.215.0.0/24' });
+const network = new NamespaceNetwork({ prefix: PREFIX, pool: runPool(215) });
 const driver = new QemuDriver();
 const vms = new Set<MicroVm>();
 let nextSlot = 1;
 
 before(async () => {
+  await sweepDeadRuns(TAG);
   await sweepLeftovers(PREFIX);
   await buildInitrd();
   await buildBaseImages({ node: true, python: true });

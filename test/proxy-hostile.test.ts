@@ -17,9 +17,11 @@ import { after, before, test } from 'node:test';
 import fc from 'fast-check';
 import { api, createRunning, removeFlickd, startFlickdWithFixture, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { HOSTILE_CASES, rawRequest } from '../src/proxy/testing-hostile.js';
+import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 
-const PREFIX = 'fphost-t-';
-const POOL = '10.222.0.0/24';
+const TAG = 'fphost';
+const PREFIX = runPrefix(TAG); // <tag><pid>-: a concurrent run of this file never sweeps ours
+const POOL = runPool(222);
 const IMAGE = 'fixtures/hello:1';
 const IDLE_CONNECTIONS = 3_000;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-proxy-hostile-'));
@@ -28,6 +30,7 @@ let f: FlickdUnderTest;
 let proxyPort = 0;
 
 before(async () => {
+  await sweepDeadRuns(TAG);
   ({ f, proxyPort } = await startFlickdWithFixture({ dataDir, prefix: PREFIX, pool: POOL, image: IMAGE }));
   await Promise.all([createRunning(f, IMAGE, { name: 'target' }), createRunning(f, IMAGE, { name: 'bystander' })]);
 });

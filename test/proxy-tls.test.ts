@@ -12,9 +12,11 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { api, proxyPortOf, runFlick, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { makeTestCa, type TestCa, type TestCertificate } from '../src/proxy/testing-certs.js';
+import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 
-const PREFIX = 'ftls-t-';
-const POOL = '10.221.0.0/24';
+const TAG = 'ftls';
+const PREFIX = runPrefix(TAG); // <tag><pid>-: a concurrent run of this file never sweeps ours
+const POOL = runPool(221);
 const IMAGE = 'fixtures/hello:1';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-tls-'));
 const dataDir = path.join(tmp, 'data');
@@ -27,6 +29,7 @@ let plainPort = 0;
 let httpsPort = 0;
 
 before(async () => {
+  await sweepDeadRuns(TAG);
   ca = await makeTestCa();
   [fallback, shop, expired] = await Promise.all([ca.issue(['web.localhost']), ca.issue(['shop.test']), ca.issue(['old.localhost'], { expired: true })]);
   await removeFlickd(undefined, PREFIX, dataDir);
@@ -132,7 +135,7 @@ test('an expired, mismatched or misnamed certificate is refused by flick run wit
 test('flickd refuses to start with an expired default certificate, saying which and what to do', async () => {
   const other = path.join(tmp, 'other');
   await assert.rejects(
-    startFlickd({ dataDir: other, prefix: `${PREFIX}x`, pool: '10.221.1.0/24', args: ['--proxy-listen', '127.0.0.1:0', '--proxy-tls-cert', expired.certFile, '--proxy-tls-key', expired.keyFile] }),
+    startFlickd({ dataDir: other, prefix: `${PREFIX}x`, pool: POOL.replace(/\.(\d+)\.0\/24$/, (_, n: string) => `.${Number(n) + 1}.0/24`), args: ['--proxy-listen', '127.0.0.1:0', '--proxy-tls-cert', expired.certFile, '--proxy-tls-key', expired.keyFile] }),
     (err: Error) => /--proxy-tls-cert .* expired on .*: renew it/.test(err.message),
   );
   await removeFlickd(undefined, `${PREFIX}x`, other);

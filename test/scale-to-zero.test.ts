@@ -13,9 +13,11 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { api as apiOf, createRunning, pushFixtureImage, removeFlickd, runFlick, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { sweepLeftovers } from '../src/network/namespace-network.js';
+import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 
-const PREFIX = 's2zt-';
-const POOL = '10.218.0.0/24';
+const TAG = 's2zt';
+const PREFIX = runPrefix(TAG); // <tag><pid>-: a concurrent run of this file never sweeps ours
+const POOL = runPool(218);
 const IMAGE = 'fixtures/hello:1';
 const MAX_PARKED = 250;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-s2z-'));
@@ -26,6 +28,7 @@ let proxyPort = 0;
 let token = '';
 
 before(async () => {
+  await sweepDeadRuns(TAG);
   await sweepLeftovers(PREFIX);
   flickd = await startFlickd({ dataDir, prefix: PREFIX, pool: POOL, args: ['--proxy-listen', '127.0.0.1:0', '--hot-page-out-after', '0', '--proxy-max-parked', String(MAX_PARKED)] });
   ({ base, token } = flickd);

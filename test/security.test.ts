@@ -18,10 +18,12 @@ import { limitsFor } from '../src/security/cgroup-v1.js';
 import { api, appGet, createRunning, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { DEFAULT_TB_SIZE_MB } from '../src/vmm/qemu/args.js';
 import { DEFAULT_LISTEN, parseListen } from '../src/daemon/flags.js';
+import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 
 const run = promisify(execFile);
-const PREFIX = 'fsec-t-';
-const POOL = '10.215.0.0/24';
+const TAG = 'fsec';
+const PREFIX = runPrefix(TAG); // <tag><pid>-: a concurrent run of this file never sweeps ours
+const POOL = runPool(215);
 const IMAGE = 'fixtures/prober:1';
 const MEMORY_MB = 128;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-security-'));
@@ -31,6 +33,7 @@ let a: any;
 let b: any;
 
 before(async () => {
+  await sweepDeadRuns(TAG);
   await removeFlickd(undefined, PREFIX, dataDir);
   // `--listen :0`: a free port, and flickd's own default for the host (the harness's own
   // 127.0.0.1 is overridden), so the loopback test below checks what flickd chooses.
