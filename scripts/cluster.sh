@@ -68,11 +68,13 @@ down() {
     fi
     rm -f "$DIR/h$h.pid"
   done
+  for i in 0 1 2; do alive "$DIR/etcd$i.pid" && kill "$(cat "$DIR/etcd$i.pid")"; done
+  # A member leaving a cluster whose others leave too can take seconds: its folder goes once it has exited.
   for i in 0 1 2; do
-    alive "$DIR/etcd$i.pid" && kill "$(cat "$DIR/etcd$i.pid")"
+    for _ in $(seq 100); do alive "$DIR/etcd$i.pid" || break; sleep 0.1; done
+    alive "$DIR/etcd$i.pid" && kill -9 "$(cat "$DIR/etcd$i.pid")"
     rm -f "$DIR/etcd$i.pid"
   done
-  sleep 0.5
   rm -rf "$DIR"
   echo "cluster: down"
 }
