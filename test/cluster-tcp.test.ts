@@ -13,7 +13,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { startEtcdCluster, type EtcdCluster } from '../src/cluster/etcd-cluster.js';
 import { api, until, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
-import { freePort } from '../src/network/free-port.js';
+import { stablePort } from '../src/network/free-port.js';
 
 const IMAGE = 'fixtures/hello:1';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-cluster-tcp-'));
@@ -61,7 +61,8 @@ function rawGet(host: string, port: number, timeoutMs = 30_000): Promise<string>
 test('a TCP service on h1 answers on the same host port of h2, through the hop with the token, and wakes from standby there', async () => {
   const [h1, h2] = [hosts[0]!, hosts[1]!];
   await pushFixtureImage(h1, IMAGE, 'hello-server');
-  const port = await freePort();
+  // Below the ephemeral range: no outgoing connection on this machine takes it meanwhile.
+  const port = await stablePort();
   const made = await api(h1, 'POST', '/v1/instances?host=h1', { image: IMAGE, name: 'rawtcp', memory_mb: 128, ports: [{ port, guest_port: 8080, protocol: 'tcp' }], scale_to_zero: { policy: 'on', cooldown_time_ms: 1000 } });
   assert.equal(made.status, 201, made.text);
   assert.equal((await api(h1, 'GET', '/v1/instances/rawtcp/wait?state=running&timeout_ms=180000')).status, 200);
