@@ -252,12 +252,14 @@ export class VolumeManager {
           kind: 'user',
         });
       }
+      // Only the layers this head read through can become unused by its removal (undefined: any).
+      const chain = await backingChain(path.join(this.root, name, DISK)).catch(() => undefined);
       // Out of sight in one rename, then deleted.
       const gone = path.join(this.root, '.tmp', `rm-${newId()}`);
       await fsp.mkdir(path.dirname(gone), { recursive: true });
       await fsp.rename(path.join(this.root, name), gone);
       await fsp.rm(gone, { recursive: true, force: true });
-      await this.#collectLayers();
+      await this.#collectLayers(chain && new Set(chain.slice(1).map((f) => path.resolve(f))));
     });
   }
 
@@ -393,19 +395,25 @@ export class VolumeManager {
     return { ...m, id: s.id, file: path.join(this.root, s.name, DISK), format: 'qcow2' };
   }
 
-  /** Removes the layers no head reads through (after rm, a failed clone, or a crash mid-clone). */
-  async #collectLayers(): Promise<void> {
+  /**
+   * Removes the layers no head reads through (after rm, a failed clone, or a crash mid-clone), as
+   * the heads' backing chains on disk say. With `candidates` (the layers a removed head read
+   * through) only those may go, and the scan stops once each is seen in use: with 1,000 branches
+   * of one layer, a rm reads a chain or two instead of 1,000 (~8 ms each).
+   */
+  async #collectLayers(candidates?: ReadonlySet<string>): Promise<void> {
     const dir = path.join(this.root, '.layers');
-    const layers = fs.readdirSync(dir);
-    if (layers.length === 0) return;
-    const used = new Set<string>();
+    const layers = candidates ? [...candidates].filter((l) => path.dirname(l) === dir && fs.existsSync(l)) : fs.readdirSync(dir).map((l) => path.join(dir, l));
+    const unused = new Set(layers);
+    if (unused.size === 0) return;
     for (const v of this.list()) {
       // A head whose chain cannot be read might read through any layer: keep them all this time.
       const chain = await backingChain(v.file).catch(() => undefined);
       if (!chain) return;
-      for (const f of chain) used.add(path.resolve(f));
+      for (const f of chain) unused.delete(path.resolve(f));
+      if (unused.size === 0) return;
     }
-    for (const l of layers) if (!used.has(path.join(dir, l))) await fsp.rm(path.join(dir, l), { force: true });
+    for (const l of unused) await fsp.rm(l, { force: true });
   }
 }
 
