@@ -19,7 +19,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { EtcdClient } from '../src/cluster/etcd-client.js';
 import { startEtcdCluster, startRelay, type EtcdCluster, type TcpRelay } from '../src/cluster/etcd-cluster.js';
-import { api, until, appGet, createRunning, proxyPortOf, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
+import { api, until, appGet, proxyPortOf, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { sweepLeftovers } from '../src/network/namespace-network.js';
 import { formatIpv4, GATEWAY_IP, parseIpv4 } from '../src/network/addresses.js';
 
@@ -120,7 +120,12 @@ test('an image pushed to h1 runs on h2: h2 fetches it from h1, digest-verified, 
   const onH1 = await fetch(`${host('h1').base}/v2/fixtures/hello/manifests/1`, { method: 'HEAD', headers: { authorization: `Bearer ${host('h1').token}`, accept: 'application/vnd.oci.image.manifest.v1+json' } });
   const digest = onH1.headers.get('docker-content-digest');
   assert.ok(digest);
-  const inst = await createRunning(host('h2'), IMAGE, { name: 'web', scale_to_zero: { policy: 'on', cooldown_time_ms: 1000 } });
+  // Pinned to h2: placement alone would prefer h1, which has the image, once h1's load says so.
+  const made = await api(host('h2'), 'POST', '/v1/instances?host=h2', { image: IMAGE, name: 'web', memory_mb: 128, scale_to_zero: { policy: 'on', cooldown_time_ms: 1000 } });
+  assert.equal(made.status, 201, made.text);
+  const ready = await api(host('h2'), 'GET', '/v1/instances/web/wait?state=running&timeout_ms=180000');
+  assert.equal(ready.status, 200, ready.text);
+  const inst = ready.json.data;
   assert.equal(inst.image, IMAGE);
   assert.match(await appGet(inst.address, '/'), /hello from flick/);
   assert.match(host('h2').log(), new RegExp(`fetched ${IMAGE} \\(${digest}, \\d+ bytes\\) from h1`));
