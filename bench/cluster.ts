@@ -21,7 +21,7 @@ import path from 'node:path';
 import { EtcdClient } from '../src/cluster/etcd-client.js';
 import { startEtcdCluster } from '../src/cluster/etcd-cluster.js';
 import { ReadModel } from '../src/cluster/read-model.js';
-import { api, createRunning, proxyPortOf, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
+import { api, proxyPortOf, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { sweepLeftovers } from '../src/network/namespace-network.js';
 import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
 import { argValue, percentile, printTable, writeResults } from './lib.js';
@@ -83,6 +83,14 @@ async function ownerOf(name: string): Promise<HostName> {
   return list.find((i) => i.name === name)!.host;
 }
 
+/** A running instance `name` on host `h`, pinned there (placement alone could pick another host). */
+async function createOn(h: HostName, name: string): Promise<void> {
+  const made = await api(host(h), 'POST', `/v1/instances?host=${h}`, { image: IMAGE, name, memory_mb: 128 });
+  if (made.status !== 201) throw new Error(`create ${name} on ${h}: ${made.status} ${made.text}`);
+  const ready = await api(host(h), 'GET', `/v1/instances/${name}/wait?state=running&timeout_ms=180000`);
+  if (ready.status !== 200) throw new Error(`${name} did not run on ${h}: ${ready.status} ${ready.text}`);
+}
+
 async function main(): Promise<void> {
   for (const h of [...HOSTS, 'h4'] as const) await sweepLeftovers(prefixOf(h));
   const accel = await new QemuDriver({ log: () => {} }).accelerator();
@@ -94,7 +102,7 @@ async function main(): Promise<void> {
     await pushFixtureImage(host('h1'), IMAGE, 'hello-server');
 
     // Cross-host hop: one running instance on h1, requests through h1's proxy and h3's, alternating.
-    await createRunning(host('h1'), IMAGE, { name: 'hop' });
+    await createOn('h1', 'hop');
     await until(async () => ((await viaProxy('h3', 'hop')).status === 200 ? true : undefined), 10_000);
     const local: number[] = [];
     const remote: number[] = [];
@@ -131,7 +139,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < propagation.length; i++) await api(host('h1'), 'DELETE', `/v1/instances/rp${i}?force=true`);
 
     // Failover: kill the owner, time the first 2xx through a proxy of another host, start the owner again.
-    await createRunning(host('h2'), IMAGE, { name: 'fo' });
+    await createOn('h2', 'fo');
     const failover: number[] = [];
     for (let round_ = 0; round_ < failovers; round_++) {
       const owner = await ownerOf('fo');
