@@ -180,3 +180,25 @@ test("a service's TCP port balances connections over its members, before any ins
   await assert.rejects(connect(t, port), /ECONNREFUSED/);
   assert.equal((opened.get('m-1') ?? 0) + (opened.get('m-2') ?? 0), 7);
 });
+
+test("a service member that refuses a TCP connection is skipped for another member; the client's bytes reach that one", async (t) => {
+  const echo = await startEcho(t);
+  // m-dead answers at 127.0.0.2, where nothing listens on the echo's port: its connection is refused.
+  const waker = new FakeWaker();
+  const wake = waker.ensureAwake.bind(waker);
+  waker.ensureAwake = async (id, signal) => ({ ...(await wake(id, signal)), ...(id === 'm-dead' ? { host: '127.0.0.2' } : {}) });
+  const { proxy, routes } = await startProxy(t, waker, { tcpQuietMs: 10 });
+  const port = await freePort();
+  routes.setTcpService(port, { service: 'db', members: ['m-dead', 'm-live'], targetPort: echo.port });
+  await proxy.settled();
+  for (let i = 0; i < 4; i++) {
+    const socket = await connect(t, port);
+    // Sent at once, before any member is reached: held, then delivered to the one that accepts.
+    assert.equal(await exchange(socket, `early ${i}\nhello ${i}\n`), `early ${i}\nhello ${i}\n`);
+    socket.destroy();
+  }
+  assert.ok((waker.wakes.get('m-dead') ?? 0) >= 1, 'the refusing member was tried');
+  assert.equal(echo.accepted(), 4, 'every connection reached the live member once');
+  await until(() => (waker.inFlight.get('m-dead') ?? 0) === 0 && (waker.connections.get('m-dead') ?? 0) === 0 && (waker.connections.get('m-live') ?? 0) === 0, 'the accounting to settle');
+  assert.equal(waker.minInFlight, 0);
+});

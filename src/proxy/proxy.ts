@@ -19,7 +19,7 @@ import { InstanceGate, type GateConfig } from './gate.js';
 import { ServiceParking } from './service-parking.js';
 import { answerRaw, handleRequest, type ForwardContext } from './http-forward.js';
 import { handleUpgrade } from './upgrade-forward.js';
-import { isServiceRoute, type RouteChange, type RouteTable } from './routes.js';
+import { isServiceRoute, type Route, type RouteChange, type RouteTable } from './routes.js';
 import { snapshotStats, type InstanceProxyStats } from './stats.js';
 import { TcpSession, type TcpContext } from './tcp-forward.js';
 import type { Waker } from './waker.js';
@@ -168,11 +168,11 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
   if (secure) servers.push(secure);
   // A hop's X-Forwarded-* were set by the sending proxy from its client: kept (and extended) here.
   const hopCtx: ForwardContext | undefined = config.hopListen ? { ...forwardCtx('http'), forwarded: { proto: 'http', trustForwarded: true, via: config.via }, hop: config.hopListen } : undefined;
-  const tcpCtx: TcpContext = { waker, gate, quietMs: config.tcpQuietMs ?? 200 };
+  const tcpCtx: TcpContext = { waker, gate, quietMs: config.tcpQuietMs ?? 200, balancer };
   const hop = hopCtx ? serveHttp(hopCtx, undefined, config, tcpCtx) : undefined;
   if (hop) servers.push(hop);
 
-  const tcp = new TcpListeners(config, tcpCtx, balancer, onError);
+  const tcp = new TcpListeners(config, tcpCtx, onError);
   const unsubscribe = config.routes.subscribe((change: RouteChange) => {
     if (change.kind === 'instance-removed') {
       gates.get(change.instanceId)?.close(`instance ${change.instanceId} is no longer routed: it was removed`);
@@ -234,17 +234,15 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
 class TcpListeners {
   readonly #config: ProxyConfig;
   readonly #ctx: TcpContext;
-  readonly #balancer: Balancer;
   readonly #onError: (err: Error) => void;
   readonly #servers = new Map<number, net.Server>();
   readonly #sockets = new Set<net.Socket>();
   #pending: Promise<void> = Promise.resolve();
   #closed = false;
 
-  constructor(config: ProxyConfig, ctx: TcpContext, balancer: Balancer, onError: (err: Error) => void) {
+  constructor(config: ProxyConfig, ctx: TcpContext, onError: (err: Error) => void) {
     this.#config = config;
     this.#ctx = ctx;
-    this.#balancer = balancer;
     this.#onError = onError;
   }
 
@@ -276,14 +274,15 @@ class TcpListeners {
     const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
       const target = this.#config.routes.tcp(port);
       // A service's port is balanced per connection (a member not awake is woken at its gate).
-      const route = target !== undefined && isServiceRoute(target) ? this.#balancer.pick(target, socket)?.route : target;
+      const service = target !== undefined && isServiceRoute(target) ? target : undefined;
+      const route = service !== undefined ? this.#ctx.balancer.pick(service, socket)?.route : (target as Route | undefined);
       if (route === undefined || this.#closed) {
         socket.destroy();
         return;
       }
       this.#sockets.add(socket);
       socket.once('close', () => this.#sockets.delete(socket));
-      new TcpSession(this.#ctx, route, socket).start();
+      new TcpSession(this.#ctx, route, socket, service).start();
     });
     this.#servers.set(port, server);
     const host = this.#config.tcpHost ?? this.#config.listen.host;

@@ -16,9 +16,14 @@
 // been quiet for `quietMs` after the instance last spoke. Bytes from the client
 // that the instance has not answered keep it in flight, so a slow answer is
 // never cut by a suspend; a client that only ever sends keeps the instance awake.
+//
+// A service's port (routes.ts: setTcpService) is balanced once per connection;
+// a member that refuses the connection is skipped for another one: no client
+// byte reaches an instance before its connection is up, so it provably got none.
 import net from 'node:net';
+import type { Balancer } from './balancer.js';
 import type { UpstreamPool, DropReason, InstanceGate, Refusal, Ticket, Waiter } from './gate.js';
-import type { Route } from './routes.js';
+import type { Route, ServiceRoute } from './routes.js';
 import type { Waker } from './waker.js';
 import { tunnelRequest } from './hop.js';
 
@@ -29,12 +34,17 @@ export interface TcpContext {
   waker: Waker;
   gate(instanceId: string): InstanceGate;
   quietMs: number;
+  /** Picks a service's member per connection. */
+  balancer: Balancer;
 }
 
 export class TcpSession implements Waiter {
   readonly #ctx: TcpContext;
-  readonly #route: Route;
-  readonly #gate: InstanceGate;
+  #route: Route;
+  #gate: InstanceGate;
+  /** The service the route was picked from, and the members that refused this connection. */
+  readonly #service: ServiceRoute | undefined;
+  readonly #tried = new Set<string>();
   readonly #client: net.Socket;
   #upstream: net.Socket | undefined;
   #connected = false;
@@ -51,11 +61,12 @@ export class TcpSession implements Waiter {
   #awaitingAnswer = false;
   #quietTimer: NodeJS.Timeout | undefined;
 
-  constructor(ctx: TcpContext, route: Route, client: net.Socket) {
+  constructor(ctx: TcpContext, route: Route, client: net.Socket, service?: ServiceRoute) {
     this.#ctx = ctx;
     this.#route = route;
     this.#gate = ctx.gate(route.instanceId);
     this.#client = client;
+    this.#service = service;
   }
 
   start(): void {
@@ -93,7 +104,10 @@ export class TcpSession implements Waiter {
     });
     upstream.on('drain', () => this.#client.resume());
     upstream.on('end', () => this.#client.end());
-    upstream.on('error', () => upstream.destroy());
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      if (!this.#connected && err.code === 'ECONNREFUSED' && this.#tryAnotherMember()) return;
+      upstream.destroy();
+    });
     upstream.on('close', () => {
       if (this.#upstream !== upstream) return; // dropped on purpose at standby
       this.#client.destroy();
@@ -147,6 +161,25 @@ export class TcpSession implements Waiter {
     const target = this.#gate.current();
     if (target !== undefined) this.forward(target);
     else this.#ticket = this.#gate.park(this);
+  }
+
+  /** A service member refused the connection: the same client connection goes to another member, if one is left. */
+  #tryAnotherMember(): boolean {
+    if (this.#service === undefined || this.#closed) return false;
+    this.#tried.add(this.#route.instanceId);
+    const next = this.#ctx.balancer.pick(this.#service, this.#client, this.#tried)?.route;
+    if (next === undefined) return false;
+    this.#detachUpstream();
+    const from = this.#route.instanceId;
+    if (this.#inFlight) this.#ctx.waker.requestFinished(from);
+    this.#ctx.waker.connectionClosed?.(from);
+    this.#route = next;
+    this.#gate = this.#ctx.gate(next.instanceId);
+    this.#gate.stats.requests += 1;
+    this.#ctx.waker.connectionOpened?.(next.instanceId);
+    if (this.#inFlight) this.#ctx.waker.requestStarted(next.instanceId);
+    this.#acquire();
+    return true;
   }
 
   #onClientData(chunk: Buffer): void {
