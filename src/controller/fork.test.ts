@@ -43,8 +43,24 @@ test('fork of a running instance: paused, saved with its RAM kept, resumed in th
   assert.equal(fork.spec.service.http?.hostname, 'copy.localhost');
   assert.ok(fs.existsSync(fork.status.snapshots.own!.memoryFile));
   await wakeUp(c, fork.id); // the record says running a turn after the proxy has the instance (wake.ts)
-  assert.equal(c.get('copy').status.state, 'running');
+  // ensureAwake hands the VM over before the record says running: wait for what a user would see.
+  assert.equal((await c.wait('copy', 'running', { timeoutMs: 5000 })).status.state, 'running');
   void src;
+});
+
+test('fork of a hot-standby instance: it goes to cold standby first, then forks from its saved state', async () => {
+  const { c } = setup('fork-hot', { hotBudgetBytes: 2 ** 30 });
+  const src = await c.create({ image: 'hello:1', name: 'src', scaleToZero: stateful });
+  await c.wait('src', 'running');
+  await c.suspend(src.id); // a booted VM's first standby is cold
+  await c.waker().ensureAwake(src.id, live);
+  await c.suspend(src.id);
+  assert.equal(c.get('src').status.standbyTier, 'hot');
+  const { mode } = await c.fork('src', { name: 'copy' });
+  assert.equal(mode, 'cold');
+  assert.deepEqual([c.get('src').status.state, c.get('src').status.standbyTier, c.get('src').status.pid], ['standby', 'cold', null]);
+  await c.waker().ensureAwake(c.get('copy').id, live);
+  assert.equal((await c.wait('copy', 'running', { timeoutMs: 5000 })).status.state, 'running');
 });
 
 test('shared forks of a standby instance: one template for all of them, each wakes from it once, then from its own state', async () => {
