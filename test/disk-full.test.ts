@@ -27,11 +27,23 @@ const volumesDir = path.join(dataDir, 'volumes');
 let mounted = false;
 let flickd: FlickdUnderTest | undefined;
 
+/** The tmpfs of a run of this file that died before its `after` (named by its pid): unmounted, its folder removed. */
+async function sweepDeadMounts(): Promise<void> {
+  for (const line of fs.readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    const [source, target] = line.split(' ');
+    const pid = /^flick-test-full-(\d+)$/.exec(source ?? '')?.[1];
+    if (pid === undefined || target === undefined || fs.existsSync(`/proc/${pid}`)) continue;
+    await exec('umount', ['-l', target]).catch(() => {});
+    if (/\/flick-test-full-[^/]+\/data\/volumes$/.test(target)) fs.rmSync(path.dirname(path.dirname(target)), { recursive: true, force: true });
+  }
+}
+
 before(async () => {
   await sweepDeadRuns('dfull');
+  await sweepDeadMounts();
   // Room for the volume's ext4 and initdb (~45 MiB), not for what the test then inserts.
   fs.mkdirSync(volumesDir, { recursive: true });
-  await exec('mount', ['-t', 'tmpfs', '-o', 'size=128m,mode=0700', 'flick-test-full', volumesDir]);
+  await exec('mount', ['-t', 'tmpfs', '-o', 'size=128m,mode=0700', `flick-test-full-${process.pid}`, volumesDir]);
   mounted = true;
   flickd = await startFlickd({ dataDir, prefix: PREFIX, pool: POOL, args: ['--proxy-listen', '127.0.0.1:0', '--hot-standby-budget', '0', '--ready-timeout', '600000'] });
   await pushPostgresImage(flickd.base, flickd.token, IMAGE);
