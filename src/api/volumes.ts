@@ -8,7 +8,8 @@
 //   POST   /v1/volumes/{name}/clone    {"name"} a copy-on-write clone
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import type { VolumeInfo, VolumeManager } from '../volumes/volume-manager.js';
+import type { VolumeManager } from '../volumes/volume-manager.js';
+import type { VolumeInfo } from '../volumes/volume-state.js';
 import { parseVolumeSize } from '../volumes/names.js';
 import { sendData, sendError } from './envelope.js';
 import { readJson } from './handler.js';

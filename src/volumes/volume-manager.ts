@@ -10,7 +10,8 @@
 // failure or a crash leaves no half-made volume (.tmp is emptied at start).
 // Who holds a volume (attachments) is in its record: an instance claims its
 // volumes when it is created and lets go when it is removed; at most one
-// holder may write, and nobody else may hold a volume that is written.
+// holder may write, and nobody else may hold a volume that is written. The
+// record and view types are in volume-state.ts.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -20,44 +21,7 @@ import { checkDisk, diskFullError, diskSpace, isDiskFull, type DiskSpace } from 
 import { allocatedBytes, backingChain, copySparse, makeExt4Qcow2, makeOverlay, syncFile } from './disk-file.js';
 import { validateMounts, validateVolumeName, type VolumeMount } from './names.js';
 import { VolumeError } from './volume-error.js';
-
-export const VOLUME_STATE_VERSION = 1;
-
-export interface VolumeAttachment {
-  /** Who holds it: an instance id. */
-  holder: string;
-  readOnly: boolean;
-  since: string;
-}
-
-/** What is persisted per volume. */
-export interface VolumeState {
-  version: typeof VOLUME_STATE_VERSION;
-  /** 12 hex digits; the guest finds the disk by it (virtio-blk serial). */
-  id: string;
-  name: string;
-  sizeBytes: number;
-  createdAt: string;
-  /** The volume it was cloned from (its name then), if any. */
-  clonedFrom?: string;
-  attachments: VolumeAttachment[];
-}
-
-/** A volume as the API shows it. */
-export interface VolumeInfo extends VolumeState {
-  state: 'available' | 'attached';
-  /** Bytes its own head takes on the host disk (shared layers not counted). */
-  allocatedBytes: number;
-  /** The head QEMU opens. */
-  file: string;
-}
-
-/** A volume handed to a VM: what the driver attaches and the init mounts. */
-export interface AttachedVolume extends VolumeMount {
-  id: string;
-  file: string;
-  format: 'qcow2';
-}
+import { VOLUME_STATE_VERSION, type AttachedVolume, type VolumeInfo, type VolumeState } from './volume-state.js';
 
 export interface VolumeManagerOptions {
   /** Volumes live under `<dataDir>/volumes`. */
