@@ -12,9 +12,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { api, proxyPortOf, pushFixtureImage, removeFlickd, runFlick, startFlickd, startFlickdWithFixture, type FlickdUnderTest } from '../src/daemon/testing.js';
+import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 
-const PREFIX = 'fdep-t-';
-const POOL = '10.225.0.0/24';
+const TAG = 'fdep';
+const PREFIX = runPrefix(TAG); // <tag><pid>-: a concurrent run of this file never sweeps ours
+const POOL = runPool(225);
 const OLD = 'fixtures/hello:1';
 const NEW = 'fixtures/hello:2';
 const BROKEN = 'fixtures/broken:1';
@@ -24,6 +26,7 @@ let f: FlickdUnderTest;
 let proxyPort = 0;
 
 before(async () => {
+  await sweepDeadRuns(TAG);
   ({ f, proxyPort } = await startFlickdWithFixture({ dataDir, prefix: PREFIX, pool: POOL, image: OLD }));
   await pushFixtureImage(f, NEW, 'hello-server');
   await pushFixtureImage(f, BROKEN, 'exit-code');

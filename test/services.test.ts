@@ -13,9 +13,11 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { api, removeFlickd, runFlick, startFlickdWithFixture, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { stablePort } from '../src/network/free-port.js';
+import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 
-const PREFIX = 'fsvc-t-';
-const POOL = '10.223.0.0/24';
+const TAG = 'fsvc';
+const PREFIX = runPrefix(TAG); // <tag><pid>-: a concurrent run of this file never sweeps ours
+const POOL = runPool(223);
 const IMAGE = 'fixtures/hello:1';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-services-'));
 const dataDir = path.join(tmp, 'data');
@@ -23,6 +25,7 @@ let f: FlickdUnderTest;
 let proxyPort = 0;
 
 before(async () => {
+  await sweepDeadRuns(TAG);
   ({ f, proxyPort } = await startFlickdWithFixture({ dataDir, prefix: PREFIX, pool: POOL, image: IMAGE }));
 });
 
