@@ -18,9 +18,10 @@
 //    "pgbench_tps_proxy", "pgbench_tps_direct", "standby_instances", "standby_ram_bytes",
 //    "standby_disk_bytes_each", "fork_ms"}, "details": {...}}
 //
-//   node dist/bench/postgres.js [--n 20] [--standby 3] [--forks 5] [--shared-forks 1000] [--pgbench-seconds 10]
+//   node dist/bench/postgres.js [--n 20] [--standby 3] [--forks 5] [--shared-forks 1000] [--pgbench-seconds 10] [--pgbench-rounds 3]
 import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -106,6 +107,7 @@ async function main(): Promise<void> {
   const n = Number(argValue(process.argv, 'n') ?? 20);
   const standbyN = Number(argValue(process.argv, 'standby') ?? 3);
   const benchSeconds = Number(argValue(process.argv, 'pgbench-seconds') ?? 10);
+  const benchRounds = Number(argValue(process.argv, 'pgbench-rounds') ?? 3);
   const forkN = Number(argValue(process.argv, 'forks') ?? 5);
   const sharedN = Number(argValue(process.argv, 'shared-forks') ?? 1000);
   const host = await BenchHost.start({ tag: 'fbp', pool: '10.220.0.0/22', args: ['--hot-standby-budget', '4G', '--ready-timeout', '600000'], log });
@@ -153,9 +155,18 @@ async function main(): Promise<void> {
     await exec('pgbench', ['-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'postgres'], { timeout: 600_000 });
     const tpsProxy: number[] = [];
     const tpsDirect: number[] = [];
-    for (let i = 0; i < 2; i++) {
-      tpsProxy.push(await pgbench('127.0.0.1', port, benchSeconds));
-      tpsDirect.push(await pgbench(direct, 5432, benchSeconds));
+    // The second peer: the same hop through the barest relay Node has (a pipe each way, no delay), so
+    // what the hop itself costs on this machine is told from what Flick's proxy adds to it.
+    const relay = await bareRelay(direct, 5432);
+    const tpsRelay: number[] = [];
+    try {
+      for (let i = 0; i < benchRounds; i++) {
+        tpsProxy.push(await pgbench('127.0.0.1', port, benchSeconds));
+        tpsDirect.push(await pgbench(direct, 5432, benchSeconds));
+        tpsRelay.push(await pgbench('127.0.0.1', relay.port, benchSeconds));
+      }
+    } finally {
+      relay.close();
     }
 
     const forks = await measureForks(host, port, forkN);
@@ -198,6 +209,8 @@ async function main(): Promise<void> {
       ['through the proxy', results.pgbench_tps_proxy],
       ['direct to the instance', results.pgbench_tps_direct],
       ['proxy / direct', `${round((100 * results.pgbench_tps_proxy) / results.pgbench_tps_direct)} %`],
+      ['peer: a bare Node TCP relay on the host', round(percentile(tpsRelay, 50))],
+      ['bare relay / direct', `${round((100 * percentile(tpsRelay, 50)) / results.pgbench_tps_direct)} %`],
     ]);
     printTable([
       ['standby PostgreSQL instances (cold, own volume each)', 'value'],
@@ -230,7 +243,8 @@ async function main(): Promise<void> {
         machine: 'shared by 7 engineers running tests and builds at the same time: compare ratios within this run only',
         warm_select_ms: dist(warm),
         boot_to_running_ms: booted.started_at ? new Date(booted.started_at).getTime() - new Date(booted.created_at).getTime() : null,
-        pgbench_rounds: { proxy: tpsProxy, direct: tpsDirect },
+        pgbench_rounds: { proxy: tpsProxy, direct: tpsDirect, bare_node_relay: tpsRelay },
+        pgbench_tps_bare_node_relay: round(percentile(tpsRelay, 50)),
         samples: { wake_hot_ms: hot.map((x) => round(x)), wake_cold_ms: cold.map((x) => round(x)), host_cold_start_ms: hostCold.map((x) => round(x)) },
         fork_live_ms: dist(forks.live),
         fork_to_first_query_ms: dist(forks.firstQuery),
@@ -256,6 +270,32 @@ const p3 = (xs: number[]): [number, number, number] => [round(percentile(xs, 50)
  * `n` forks of `pg` from standby and `n` while it runs (a query keeps it awake: its cooldown is
  * long). Each fork is woken by its first query, then removed with its volume.
  */
+/** A TCP relay with nothing but two pipes (the peer of the proxy's hop); closes its connections with it. */
+async function bareRelay(host: string, port: number): Promise<{ port: number; close(): void }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect({ host, port, noDelay: true });
+    client.setNoDelay(true);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close() {
+      server.close();
+      for (const s of sockets) s.destroy();
+    },
+  };
+}
+
 async function measureForks(host: BenchHost, port: number, n: number): Promise<{ cold: number[]; live: number[]; firstQuery: number[]; diskCold: number[]; diskLive: number[] }> {
   const out = { cold: [] as number[], live: [] as number[], firstQuery: [] as number[], diskCold: [] as number[], diskLive: [] as number[] };
   for (let i = 0; i < n; i++) {
