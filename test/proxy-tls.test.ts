@@ -135,7 +135,7 @@ test('an expired, mismatched or misnamed certificate is refused by flick run wit
 test('flickd refuses to start with an expired default certificate, saying which and what to do', async () => {
   const other = path.join(tmp, 'other');
   await assert.rejects(
-    startFlickd({ dataDir: other, prefix: `${PREFIX}x`, pool: POOL.replace(/\.(\d+)\.0\/24$/, (_, n: string) => `.${Number(n) + 1}.0/24`), args: ['--proxy-listen', '127.0.0.1:0', '--proxy-tls-cert', expired.certFile, '--proxy-tls-key', expired.keyFile] }),
+    startFlickd({ dataDir: other, prefix: `${PREFIX}x`, pool: runPool(221, 1), args: ['--proxy-listen', '127.0.0.1:0', '--proxy-tls-cert', expired.certFile, '--proxy-tls-key', expired.keyFile] }),
     (err: Error) => /--proxy-tls-cert .* expired on .*: renew it/.test(err.message),
   );
   await removeFlickd(undefined, `${PREFIX}x`, other);

@@ -10,9 +10,13 @@ export function runPrefix(tag: string, pid = process.pid): string {
   return `${tag}${pid.toString(36)}-`;
 }
 
-/** A /24 inside 10.<secondOctet>.0.0/16 picked by pid (64 runs can hold one at once). */
-export function runPool(secondOctet: number, pid = process.pid): string {
-  return `10.${secondOctet}.${(pid % 64) * 4}.0/24`;
+/**
+ * A /24 inside 10.<secondOctet>.0.0/16 picked by pid (64 runs can hold one at once); each run has four,
+ * `slot` 0–3, for a second flickd of its own.
+ */
+export function runPool(secondOctet: number, slot = 0, pid = process.pid): string {
+  if (!Number.isInteger(slot) || slot < 0 || slot > 3) throw new RangeError(`runPool: slot ${slot} is not 0-3`);
+  return `10.${secondOctet}.${(pid % 64) * 4 + slot}.0/24`;
 }
 
 /** Removes namespaces `<tag><pid>-…` whose process no longer exists. */
