@@ -5,20 +5,17 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { SqliteStateStore } from './sqlite-state-store.js';
-import type { InstanceRecord, NewInstanceRecord } from '../controller/state/instance-record.js';
-import type { StateChange } from '../controller/state/state-store.js';
-import { testRecord } from '../controller/state/testing.js';
+import type { InstanceRecord } from '../controller/state/instance-record.js';
+import { newRecord, stateStoreContract } from '../controller/state/contract.js';
 import { MIGRATIONS, migrate } from './migrations.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-store-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function record(id: string, name = id): NewInstanceRecord {
-  const { owner: _o, revision: _r, updatedAt: _u, ...rec } = testRecord(name, { id, status: { dir: `/nonexistent/${id}` } });
-  return rec;
-}
+const record = newRecord;
 
-const template = { dir: '/t/a', stateFile: '/t/a/state', memoryFile: '/t/a/mem', memoryMb: 128, vcpus: 1, createdAt: '' };
+// What every backend promises (controller/state/contract.ts); below, what only SQLite does.
+stateStoreContract({ name: 'sqlite', open: () => Promise.resolve(SqliteStateStore.open(':memory:')), claimedAway: 'visible' });
 
 test('records survive closing and reopening the database, with their revisions', async () => {
   const file = path.join(tmp, 'persist', 'state.db');
@@ -40,51 +37,6 @@ test('records survive closing and reopening the database, with their revisions',
   await b.close();
 });
 
-test('a write that names a revision the record has moved past fails with STALE_REVISION and changes nothing', async () => {
-  const s = SqliteStateStore.open(':memory:');
-  const r1 = await s.create(record('a'));
-  const r2 = s.updateStatus('a', r1.revision, { state: 'starting' });
-  assert.throws(() => s.updateStatus('a', r1.revision, { state: 'failed' }), (err: any) => err.code === 'STALE_REVISION' && err.details.actual === r2.revision);
-  await assert.rejects(s.remove('a', r1.revision), (err: any) => err.code === 'STALE_REVISION');
-  await assert.rejects(s.updateSpec('a', r1.revision, { memoryMb: 512 }), (err: any) => err.code === 'STALE_REVISION');
-  await assert.rejects(s.claim('a', r1.revision, 'host-b'), (err: any) => err.code === 'STALE_REVISION');
-  assert.equal(s.get('a')?.status.state, 'starting');
-  assert.equal(s.get('a')?.revision, r2.revision);
-  await s.close();
-});
-
-test('spec and status are written apart; a record another host owns refuses status writes with NOT_OWNER', async () => {
-  const s = SqliteStateStore.open(':memory:');
-  const r1 = await s.create(record('a'));
-  const r2 = await s.updateSpec('a', r1.revision, { memoryMb: 512 });
-  assert.equal(r2.spec.memoryMb, 512);
-  assert.deepEqual(r2.status, r1.status);
-  const r3 = await s.claim('a', r2.revision, 'host-b');
-  assert.equal(r3.owner, 'host-b');
-  assert.throws(() => s.updateStatus('a', r3.revision, { state: 'starting' }), (err: any) => err.code === 'NOT_OWNER');
-  await s.close();
-});
-
-test('a duplicate name is refused with NAME_TAKEN and says what to do', async () => {
-  const s = SqliteStateStore.open(':memory:');
-  await s.create(record('i-1', 'web'));
-  await assert.rejects(s.create(record('i-2', 'web')), (err: any) => err.code === 'NAME_TAKEN' && err.kind === 'user' && /flick rm web/.test(err.message));
-  assert.equal(s.list().length, 1);
-  await s.close();
-});
-
-test('records handed out are frozen; changes reach subscribers after they are durable', async () => {
-  const s = SqliteStateStore.open(':memory:');
-  const seen: string[] = [];
-  s.subscribe((c: StateChange) => seen.push(c.type === 'put' ? `put ${c.record.id} ${c.record.status.state}` : c.type === 'delete' ? `delete ${c.id}` : 'reset'));
-  const r = await s.create(record('a'));
-  assert.ok(Object.isFrozen(s.get('a')));
-  s.updateStatus('a', r.revision, { state: 'starting' });
-  await s.remove('a', s.get('a')!.revision);
-  assert.deepEqual(seen, ['put a stopped', 'put a starting', 'delete a']);
-  await s.close();
-});
-
 test('two records never name one network slot', async () => {
   const s = SqliteStateStore.open(':memory:');
   for (const id of ['a', 'b']) await s.create(record(id));
@@ -93,30 +45,6 @@ test('two records never name one network slot', async () => {
   assert.throws(() => s.updateStatus('b', at('b'), { networkIndex: 3 }), /UNIQUE/);
   s.updateStatus('a', at('a'), { networkIndex: null });
   assert.equal(s.updateStatus('b', at('b'), { networkIndex: 3 }).status.networkIndex, 3);
-  await s.close();
-});
-
-test('usesTemplate follows creates, updates and removes', async () => {
-  const s = SqliteStateStore.open(':memory:');
-  const a = record('a');
-  await s.create({ ...a, status: { ...a.status, snapshots: { template } } });
-  const b = await s.create(record('b'));
-  s.updateStatus('b', b.revision, { snapshots: { template } });
-  assert.equal(s.usesTemplate('/t/a'), true);
-  await s.remove('a', s.get('a')!.revision);
-  assert.equal(s.usesTemplate('/t/a'), true, 'b still names it');
-  s.updateStatus('b', s.get('b')!.revision, { snapshots: {} });
-  assert.equal(s.usesTemplate('/t/a'), false);
-  assert.equal(s.usesTemplate('/t/other'), false);
-  await s.close();
-});
-
-test('a status write to an unknown id fails with RECORD_NOT_FOUND (a system error, not a 404); remove reports whether it removed', async () => {
-  const s = SqliteStateStore.open(':memory:');
-  assert.throws(() => s.updateStatus('nope', 1, { state: 'running' }), (err: any) => err.code === 'RECORD_NOT_FOUND' && err.kind === 'system');
-  const x = await s.create(record('x'));
-  assert.equal(await s.remove('x', x.revision), true);
-  assert.equal(await s.remove('x', x.revision), false);
   await s.close();
 });
 
