@@ -382,6 +382,14 @@ export class ClusterAgent {
   }
 
   /** Safe twice. */
+  /** This host's VM processes a failover would start elsewhere (stateless, the catalog's own): the fence guard's (fence-guard.ts). */
+  movable(): Array<{ name: string; pid: number }> {
+    return (this.#controller?.list() ?? []).flatMap((rec) => {
+      const e = this.#entry(rec.name)?.entry;
+      return e && e.owner === this.#c.host && !e.stateful && rec.status.pid !== null ? [{ name: rec.name, pid: rec.status.pid }] : [];
+    });
+  }
+
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);

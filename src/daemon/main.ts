@@ -20,6 +20,7 @@ import { DEFAULT_TEMPLATE_WARMUP_REQUESTS, WARMUP_USER_AGENT } from '../controll
 import type { KeepResident } from '../controller/hot-standby.js';
 import { ensureToken, TokenAuth, type Identity } from './auth.js';
 import { connectCluster, DEFAULT_LEASE_TTL_SECONDS, type ClusterConnection, type ClusterMember } from '../cluster/join.js';
+import { standDownGuard, startFenceGuard, type FenceGuard } from '../cluster/fence-guard.js';
 import { createHostsHandler, peerReachesEtcd } from '../cluster/hosts-api.js';
 import { ClusterAgent } from '../cluster/agent.js';
 import { isRemoteRoute } from '../cluster/remote-routes.js';
@@ -212,7 +213,10 @@ async function serve(config: ServeConfig): Promise<void> {
   // A cluster host takes the cluster's token and its own VM network range before anything listens.
   let cluster: ClusterConnection | undefined;
   let member: ClusterMember | undefined;
+  let guard: FenceGuard | undefined;
   if (config.cluster) {
+    // The guard a previous flickd left would kill this host's VMs at its lease's end: this flickd takes them over.
+    standDownGuard(config.dataDir, config.log);
     cluster = await connectCluster({ ...config.cluster, dataDir: config.dataDir, log: config.log }, token);
     token = cluster.token;
   }
@@ -319,6 +323,8 @@ async function serve(config: ServeConfig): Promise<void> {
       // Before serving: what the catalog gave to another host while this one was away is stopped here.
       await agent.start(instances.controller, instances.routes, m.lease, () => peerReachesEtcd(m.directory.peers(c.hostName), token));
       agent.follow(m.directory);
+      // Should this flickd die, its stateless VMs die at its lease's end, before another host starts them (fence-guard.ts).
+      guard = startFenceGuard({ dataDir: config.dataDir, ttlMs: DEFAULT_LEASE_TTL_SECONDS * 1000, lease: m.lease, targets: () => agent.movable(), log: config.log });
     };
     try {
       // etcd down at start (a host that joined before): serve what this host holds, join when etcd answers.
@@ -351,6 +357,7 @@ async function serve(config: ServeConfig): Promise<void> {
   });
   webConsole.dispose(); // ends the console's event streams, which would hold the close for its grace period
   agent?.stop();
+  guard?.close();
   await cluster?.close(); // stops renewing: a restart within the lease's TTL keeps the host's instances its own
   await daemon.close();
   await instances.close();
