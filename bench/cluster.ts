@@ -25,12 +25,14 @@ import { api, proxyPortOf, pushFixtureImage, removeFlickd, startFlickd, type Fli
 import { sweepLeftovers } from '../src/network/namespace-network.js';
 import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
 import { argValue, percentile, printTable, writeResults } from './lib.js';
+import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 
 const IMAGE = 'bench/hello:1';
 const HOSTS = ['h1', 'h2', 'h3'] as const;
 type HostName = (typeof HOSTS)[number] | 'h4';
-const prefixOf = (h: HostName) => `fkcb${h.slice(1)}-`;
-const poolOf = (h: HostName) => `10.226.${h.slice(1)}.0/24`;
+// <tag><pid>-t<n>-, one /24 each (h1-h4: slots 0-3): a concurrent run never sweeps or addresses ours.
+const prefixOf = (h: HostName) => `${runPrefix('fkcb')}t${h.slice(1)}-`;
+const poolOf = (h: HostName) => runPool(233, Number(h.slice(1)) - 1);
 
 const failovers = Number(argValue(process.argv, 'failovers') ?? 5);
 const createsN = Number(argValue(process.argv, 'creates') ?? 60);
@@ -92,6 +94,7 @@ async function createOn(h: HostName, name: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  await sweepDeadRuns('fkcb');
   for (const h of [...HOSTS, 'h4'] as const) await sweepLeftovers(prefixOf(h));
   const accel = await new QemuDriver({ log: () => {} }).accelerator();
   const etcd = await startEtcdCluster({ dir: path.join(tmp, 'etcd') });

@@ -14,11 +14,13 @@ import { after, before, test } from 'node:test';
 import { startEtcdCluster, type EtcdCluster } from '../src/cluster/etcd-cluster.js';
 import { api, until, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { stablePort } from '../src/network/free-port.js';
+import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 
 const IMAGE = 'fixtures/hello:1';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-cluster-tcp-'));
-const prefixOf = (i: number) => `fkp-t${i}-`;
-const poolOf = (i: number) => `10.228.${i}.0/24`;
+// <tag><pid>-t<n>-, one /24 each: a concurrent run of this file never sweeps or addresses ours.
+const prefixOf = (i: number) => `${runPrefix('fkp')}t${i}-`;
+const poolOf = (i: number) => runPool(228, i - 1);
 const dataDirOf = (i: number) => path.join(tmp, `h${i}`);
 /** h1's proxy on 127.0.0.2, h2's on 127.0.0.3. */
 const proxyHostOf = (i: number) => `127.0.0.${i + 1}`;
@@ -26,6 +28,7 @@ let etcd: EtcdCluster;
 const hosts: FlickdUnderTest[] = [];
 
 before(async () => {
+  await sweepDeadRuns('fkp');
   etcd = await startEtcdCluster({ size: 1, dir: path.join(tmp, 'etcd') });
   for (const i of [1, 2]) {
     await removeFlickd(undefined, prefixOf(i), dataDirOf(i));

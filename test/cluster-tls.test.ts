@@ -14,10 +14,12 @@ import { EtcdClient, EtcdError, type EtcdTls } from '../src/cluster/etcd-client.
 import { startEtcdCluster, type EtcdCluster } from '../src/cluster/etcd-cluster.js';
 import { api, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { makeTestCa, type TestCa, type TestCertificate } from '../src/proxy/testing-certs.js';
+import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-cluster-tls-'));
-const prefixOf = (i: number) => `fkt-t${i}-`;
-const poolOf = (i: number) => `10.226.${i}.0/24`;
+// <tag><pid>-t<n>-, one /24 each: a concurrent run of this file never sweeps or addresses ours.
+const prefixOf = (i: number) => `${runPrefix('fkt')}t${i}-`;
+const poolOf = (i: number) => runPool(226, i - 1);
 const dataDirOf = (i: number) => path.join(tmp, `h${i}`);
 let ca: TestCa;
 let rogue: TestCa;
@@ -27,6 +29,7 @@ let etcd: EtcdCluster;
 const hosts: FlickdUnderTest[] = [];
 
 before(async () => {
+  await sweepDeadRuns('fkt');
   ca = await makeTestCa();
   rogue = await makeTestCa();
   const server = await ca.issue(['localhost'], { ips: ['127.0.0.1'], usage: 'both' });

@@ -22,14 +22,16 @@ import { startEtcdCluster, startRelay, type EtcdCluster, type TcpRelay } from '.
 import { api, until, appGet, proxyPortOf, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { sweepLeftovers } from '../src/network/namespace-network.js';
 import { formatIpv4, GATEWAY_IP, parseIpv4 } from '../src/network/addresses.js';
+import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 
 const IMAGE = 'fixtures/hello:1';
 const PROBER = 'fixtures/prober:1';
 const HOSTS = ['h1', 'h2', 'h3'] as const;
 type HostName = (typeof HOSTS)[number];
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-cluster-'));
-const prefixOf = (h: HostName) => `fkc-t${h.slice(1)}-`;
-const poolOf = (h: HostName) => `10.225.${h.slice(1)}.0/24`;
+// <tag><pid>-t<n>-, one /24 each: a concurrent run of this file never sweeps or addresses ours.
+const prefixOf = (h: HostName) => `${runPrefix('fkc')}t${h.slice(1)}-`;
+const poolOf = (h: HostName) => runPool(232, Number(h.slice(1)) - 1);
 const dataDirOf = (h: HostName) => path.join(tmp, h);
 let etcd: EtcdCluster;
 /** h3 reaches etcd through these, so a test can cut h3 (and only h3) off from it. */
@@ -84,6 +86,7 @@ async function hostStates(via: HostName): Promise<Record<string, string>> {
 }
 
 before(async () => {
+  await sweepDeadRuns('fkc');
   for (const h of HOSTS) await sweepLeftovers(prefixOf(h));
   etcd = await startEtcdCluster({ dir: path.join(tmp, 'etcd') });
   relays = await Promise.all(etcd.endpoints.map((e) => startRelay(e)));
