@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { test } from 'node:test';
-import { FakeWaker, request, startProxy, startUpstream, until } from './testing.js';
+import { FakeWaker, request, type Answer, startProxy, startUpstream, until } from './testing.js';
 
 async function closedPort(t: import('node:test').TestContext): Promise<number> {
   const gone = await startUpstream(t, (_req, res) => res.end());
@@ -137,4 +137,33 @@ test('a parked request whose client leaves is never forwarded; a member whose wa
   assert.equal(upstream.connections(), 0, 'nothing was forwarded');
   await until(() => ['x', 'y'].every((m) => (waker.inFlight.get(m) ?? 0) === 0), 'every count back to 0');
   assert.equal(waker.minInFlight, 0);
+});
+
+test('a parked request counted on a member that woke but stays full ends at the park timeout with a 504 saying why, not never', async (t) => {
+  // The first request to reach a member holds it (its app answers only at the end of the test).
+  const held: http.ServerResponse[] = [];
+  const upstream = await startUpstream(t, (_req, res) => void held.push(res));
+  t.after(() => held.forEach((res) => res.end('late')));
+  const waker = new FakeWaker(false);
+  const { proxy, port, routes } = await startProxy(t, waker, { wakeTimeoutMs: 300 });
+  routes.setService('full', { service: 'full', members: ['a', 'b'], targetInFlight: 1, targetPort: upstream.port });
+  // Three requests park: one counted on a, one on b, the third on either.
+  const answers = Array.from({ length: 3 }, () => request(port, { host: 'full.localhost' }));
+  await until(() => proxy.stats().reduce((n, s) => n + s.parkedNow, 0) === 3, 'three parked requests');
+  // b wakes and takes the oldest request, which it holds; a never wakes (its gate refuses its own at 300 ms).
+  const started = Date.now();
+  waker.release('b');
+  await until(() => held.length === 1, 'b to hold one request');
+  const refused: Answer[] = [];
+  for (const a of answers) void a.then((answer) => refused.push(answer));
+  await until(() => refused.length === 2, 'both requests still parked behind the held one to end', 3000);
+  assert.ok(Date.now() - started < 2000, `within the park timeout's bound: ${Date.now() - started} ms`);
+  assert.deepEqual(refused.map((a) => a.status), [504, 504]);
+  assert.ok(refused.some((a) => /no instance of service full had room within 300 ms \(1 of 2 awake, each with its target of 1 in flight\)/.test(a.body)), refused.map((a) => a.body).join(' | '));
+  assert.equal(proxy.stats().reduce((n, s) => n + s.parkedNow, 0), 0);
+  assert.equal(upstream.connections(), 1, 'only the held request was forwarded');
+  held.forEach((res) => res.end('late'));
+  await until(() => ['a', 'b'].every((m) => (waker.inFlight.get(m) ?? 0) === 0), 'every count back to 0');
+  assert.equal(waker.minInFlight, 0);
+  waker.release();
 });

@@ -123,6 +123,7 @@ export async function createProxy(config: ProxyConfig): Promise<Proxy> {
     balancer,
     service: (name) => config.routes.service(name),
     maxParked: gateConfig.maxParked,
+    parkTimeoutMs: gateConfig.wakeTimeoutMs,
     retryAfterSeconds: gateConfig.retryAfterSeconds,
   });
   const waker: Waker = {

@@ -17,7 +17,11 @@
 // The bounds are the gates': at most `maxParked` requests counted on one member
 // (then 503), and a member whose wake fails, times out or is removed refuses
 // the requests counted on it, as its own gate refuses its own waiters. A
-// request whose client leaves is dropped and never forwarded.
+// request that waited the park timeout (the gates' wake timeout) in the queue
+// ends with a 504 whatever it waits for: a member it is counted on may have
+// woken and stayed full (long requests, websockets, TCP) while another never
+// woke, and nothing else would end its wait. A request whose client leaves is
+// dropped and never forwarded.
 import { performance } from 'node:perf_hooks';
 import { memberRoute, type Balancer } from './balancer.js';
 import type { InstanceGate, Refusal, WakeOutcome } from './gate.js';
@@ -47,6 +51,8 @@ export interface ServiceParkingDeps {
   /** The service's current route (members may have changed since a request parked). */
   service(name: string): ServiceRoute | undefined;
   maxParked: number;
+  /** How long a request may wait in the queue (the gates' wake timeout): then 504. */
+  parkTimeoutMs: number;
   retryAfterSeconds: number;
 }
 
@@ -57,6 +63,8 @@ export class ServiceParking {
   readonly #counted = new Map<string, Set<ParkedEntry>>();
   readonly #watched = new WeakSet<InstanceGate>();
   readonly #scheduled = new Set<string>();
+  /** Per service queue, the timer of its oldest entry's park timeout. */
+  readonly #expiry = new Map<string, NodeJS.Timeout>();
 
   constructor(deps: ServiceParkingDeps) {
     this.#deps = deps;
@@ -83,6 +91,7 @@ export class ServiceParking {
     let queue = this.#queues.get(service.service);
     if (queue === undefined) this.#queues.set(service.service, (queue = []));
     queue.push(entry);
+    if (!this.#expiry.has(service.service)) this.#armExpiry(service.service, entry);
     let counted = this.#counted.get(member);
     if (counted === undefined) this.#counted.set(member, (counted = new Set()));
     counted.add(entry);
@@ -142,7 +151,7 @@ export class ServiceParking {
     if (queue === undefined) return;
     const service = this.#deps.service(name);
     if (service === undefined) {
-      this.#queues.delete(name);
+      this.#forget(name);
       for (const entry of queue) {
         if (entry.done) continue;
         this.#take(entry);
@@ -166,7 +175,60 @@ export class ServiceParking {
       entry.waiter.moveTo(memberRoute(service, member));
     }
     queue.splice(0, head);
-    if (queue.length === 0) this.#queues.delete(name);
+    if (queue.length === 0) this.#forget(name);
+    // A member that woke full leaves the requests counted on it waiting: those past their time end now.
+    else if (queue[0]!.parkedAt + this.#deps.parkTimeoutMs <= performance.now()) this.#expire(name);
+  }
+
+  /** Arms the queue's one timer for `oldest`'s park timeout (entries are in parking order, so it is the next due). */
+  #armExpiry(name: string, oldest: ParkedEntry): void {
+    const due = oldest.parkedAt + this.#deps.parkTimeoutMs - performance.now();
+    const timer = setTimeout(() => this.#expire(name), Math.max(0, due));
+    timer.unref();
+    this.#expiry.set(name, timer);
+  }
+
+  /**
+   * Refuses every entry that waited the park timeout, then re-arms for the next one. An entry
+   * counted on a member still waking is left to that member's gate, whose own timeout (the same
+   * bound) refuses it with the reason the wake failed.
+   */
+  #expire(name: string): void {
+    clearTimeout(this.#expiry.get(name));
+    this.#expiry.delete(name);
+    const queue = this.#queues.get(name);
+    if (queue === undefined) return;
+    const timeout = this.#deps.parkTimeoutMs;
+    const now = performance.now();
+    let next: ParkedEntry | undefined;
+    let refused = 0;
+    for (const entry of queue) {
+      if (entry.done) continue;
+      if (entry.parkedAt + timeout > now) {
+        next = entry;
+        break;
+      }
+      if (!this.#deps.balancer.isAwake(entry.countedOn)) continue;
+      this.#take(entry);
+      refused += 1;
+      const service = this.#deps.service(name);
+      const awake = service?.members.filter((m) => this.#deps.balancer.isAwake(m)).length ?? 0;
+      const target = service?.targetInFlight;
+      entry.waiter.refuse({
+        status: 504,
+        message: `no instance of service ${name} had room within ${timeout} ms (${awake} of ${service?.members.length ?? 0} awake${target !== undefined ? `, each with its target of ${target} in flight` : ''}): retry, or give the service more instances (--autoscale max, target-inflight)`,
+      });
+    }
+    const left = refused > 0 ? queue.filter((e) => !e.done) : queue;
+    if (left.length === 0) return this.#forget(name);
+    this.#queues.set(name, left);
+    if (next !== undefined) this.#armExpiry(name, next);
+  }
+
+  #forget(name: string): void {
+    this.#queues.delete(name);
+    clearTimeout(this.#expiry.get(name));
+    this.#expiry.delete(name);
   }
 
   /** The awake member with the fewest forwarded requests in flight, if it has room (or every member is awake). */
