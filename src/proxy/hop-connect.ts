@@ -37,5 +37,6 @@ export function handleHopConnect(ctx: ForwardContext, tcp: TcpContext, pick: (ta
   if (!route) return answerRaw(socket, 503, `the service on host port ${m[1]} has no instances to serve this\n`);
   socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
   if (head.length > 0) socket.unshift(head);
-  new TcpSession(tcp, route, socket as net.Socket).start();
+  // With its service, so a member that refuses the connection is skipped for another (tcp-forward.ts).
+  new TcpSession(tcp, route, socket as net.Socket, isServiceRoute(target) ? target : undefined).start();
 }

@@ -127,3 +127,39 @@ test('raw TCP crosses the hop as a CONNECT tunnel with the credential; without i
   // The public ingress still answers CONNECT with 405.
   assert.match(await exchange(b.port, `CONNECT flick-tcp:${bPort} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Bearer ${CREDENTIAL}\r\n\r\n`), /^HTTP\/1\.1 405 /);
 });
+
+test('a service port reached over the hop skips a member that refuses the connection, as on its own host', async (t) => {
+  const echo = net.createServer((s) => s.on('data', (d) => s.write(`echo ${d}`)));
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  t.after(() => echo.close());
+  let accepted = 0;
+  echo.on('connection', () => (accepted += 1));
+  const [bPort, aPort] = [await freePort(), await freePort()];
+  // On B, m-dead answers at 127.0.0.2, where nothing listens on the echo's port: its connection is refused.
+  const bWaker = new FakeWaker();
+  const wake = bWaker.ensureAwake.bind(bWaker);
+  bWaker.ensureAwake = async (id, signal) => ({ ...(await wake(id, signal)), ...(id === 'm-dead' ? { host: '127.0.0.2' } : {}) });
+  const b = await startProxy(t, bWaker, { tcpQuietMs: 10, hopListen: { listen: { host: '127.0.0.1', port: 0 }, credential: CREDENTIAL, serves: (id) => !id.startsWith('@') } });
+  b.routes.setTcpService(bPort, { service: 'db', members: ['m-dead', 'm-live'], targetPort: (echo.address() as net.AddressInfo).port });
+  await b.proxy.settled();
+  const waker = new FakeWaker();
+  const ensure = waker.ensureAwake.bind(waker);
+  waker.ensureAwake = async (id, signal): Promise<AwakeInstance> => ({ ...(await ensure(id, signal)), tunnel: { port: b.proxy.hopAddress!.port, headers: hopHeaders(CREDENTIAL) } });
+  const a = await startProxy(t, waker);
+  a.routes.setTcp(aPort, { instanceId: '@b/db', targetPort: bPort });
+  await a.proxy.settled();
+  for (let i = 0; i < 4; i++) {
+    const got = await new Promise<string>((resolve, reject) => {
+      const s = net.connect(aPort, '127.0.0.1', () => s.write(`hello ${i}\n`));
+      let out = '';
+      s.setEncoding('utf8').on('data', (d: string) => {
+        out += d;
+        if (out.includes('\n')) s.end();
+      });
+      s.on('close', () => resolve(out)).on('error', reject);
+    });
+    assert.equal(got, `echo hello ${i}\n`, `connection ${i} through the hop`);
+  }
+  assert.ok((bWaker.wakes.get('m-dead') ?? 0) >= 1, 'the refusing member was tried');
+  assert.equal(accepted, 4, 'every connection reached the live member once');
+});
