@@ -2,8 +2,9 @@
 // ≥ 100 requests/s through the proxy (bounded, loopback) is deployed onto a new
 // image with `flick deploy`: no answer is other than 200, and every request that
 // starts after the deploy is answered by a new instance. A deploy of an image
-// whose app never listens rolls back by itself, saying so, and the old instances
-// serve on. flickd killed -9 in the middle of a deploy resumes it at its next
+// whose app never listens, one old instance out first (--max-unavailable 1),
+// rolls back by itself, saying so: the old instances serve on, and the one it
+// had removed is made again from the old image. flickd killed -9 in the middle of a deploy resumes it at its next
 // start: every request is answered meanwhile, and it ends on the new image.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -60,13 +61,16 @@ function get(): Promise<Shot> {
   });
 }
 
-/** A request every 5 ms (≤ 200/s, at most `max`) until `stop` resolves; every answer. */
+/** A request every 5 ms by the clock (200/s, at most `max`) until `stop` resolves; every answer. */
 async function load(stop: Promise<unknown>, max = 20_000): Promise<Shot[]> {
   const shots: Array<Promise<Shot>> = [];
   let done = false;
   void stop.finally(() => (done = true));
+  const t0 = Date.now();
   while (!done && shots.length < max) {
-    shots.push(get());
+    // On a busy machine a timer fires late: the requests due meanwhile go out at once, so the rate holds.
+    const due = Math.min(max, Math.floor((Date.now() - t0) / 5) + 1);
+    while (shots.length < due) shots.push(get());
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
   return Promise.all(shots);
@@ -96,17 +100,29 @@ test('a rolling deploy under steady load: no answer other than 200, and every la
   assert.equal((await api(f, 'GET', '/v1/instances')).json.data.instances.length, 3, 'the old instances are gone');
 });
 
-test('a deploy of an image whose app never listens rolls back by itself with a clear message; the old instances serve on', async () => {
-  const before = (await service()).instances.map((i: any) => i.name).sort();
-  const r = await flick('deploy', 'web', BROKEN);
+test('a deploy with --max-unavailable 1 of an image whose app never listens rolls back by itself with a clear message; the old instances serve on, the one it had removed made again', async () => {
+  const before = (await service()).instances.map((i: any) => i.name);
+  const deploying = flick('deploy', 'web', BROKEN, '--max-surge', '0', '--max-unavailable', '1');
+  const shots = await load(deploying);
+  const r = await deploying;
   assert.notEqual(r.code, 0);
-  assert.match(r.stderr, /deploy of fixtures\/broken:1 to service "web" rolled back: the new instances did not become ready \(.*\); the old ones still serve/);
+  assert.match(r.stderr, /deploy of fixtures\/broken:1 to service "web" rolled back: the new instances did not become ready \(.*\); the old ones still serve \(1 made again from fixtures\/hello:2, as many as the deploy had removed\)/);
+  // One old instance left first (max-unavailable 1): the other two served every request meanwhile.
+  const bad = shots.filter((s) => s.status !== 200);
+  assert.deepEqual(bad, [], `${bad.length} of ${shots.length} requests failed`);
   const after = await service();
-  assert.deepEqual(after.instances.map((i: any) => i.name).sort(), before);
   assert.equal(after.deploying, null);
+  assert.deepEqual(after.instances.map((i: any) => i.image), [NEW, NEW, NEW], 'the service has its 3 instances of the old image');
+  assert.equal(after.instances.filter((i: any) => before.includes(i.name)).length, 2, 'two old instances kept, one made again');
+  assert.equal(after.last_deploy.outcome, 'rolled-back');
+  assert.equal(after.last_deploy.recreated, 1);
   assert.equal((await api(f, 'GET', '/v1/instances')).json.data.instances.length, 3, 'the failed new instance was removed');
-  const answers = await Promise.all(Array.from({ length: 20 }, () => get()));
-  assert.ok(answers.every((a) => a.status === 200), JSON.stringify(answers.map((a) => a.status)));
+  const shown = await flick('service', 'get', 'web');
+  assert.match(shown.stdout, /last deploy: +fixtures\/broken:1 rolled back at \S+: the new instances did not become ready .*; 1 instance\(s\) made again from fixtures\/hello:2/);
+  const names = new Set(after.instances.map((i: any) => i.name));
+  const answers = await Promise.all(Array.from({ length: 30 }, () => get()));
+  assert.ok(answers.every((a) => a.status === 200 && names.has(a.hostname)), JSON.stringify(answers.map((a) => [a.status, a.hostname])));
+  assert.equal(new Set(answers.map((a) => a.hostname)).size, 3, 'all three answer, the one made again too');
 });
 
 test('flickd killed -9 during a deploy: at its next start the deploy resumes, every request is answered meanwhile, and every instance ends on the new image', async (t) => {

@@ -77,7 +77,10 @@ export function serviceView(s: ServiceRecord, members: InstanceRecord[], url: st
     scale_events: scale ? { up: scale.totals.up, down: scale.totals.down, recent: scale.recent } : null,
     url: url ?? null,
     instances: members.map((m) => ({ id: m.id, name: m.name, state: m.status.state, image: m.spec.image.ref })),
-    deploying: s.deploy ? { image: s.deploy.image, started_at: s.deploy.startedAt } : null,
+    deploying: s.deploy ? { image: s.deploy.image, started_at: s.deploy.startedAt, ...(s.deploy.rollingBack !== undefined ? { rolling_back: s.deploy.rollingBack } : {}) } : null,
+    last_deploy: s.lastDeploy
+      ? { image: s.lastDeploy.image, outcome: s.lastDeploy.outcome, reason: s.lastDeploy.reason ?? null, recreated: s.lastDeploy.recreated ?? 0, ended_at: s.lastDeploy.endedAt }
+      : null,
     created_at: s.createdAt,
     updated_at: s.updatedAt,
   };

@@ -146,6 +146,7 @@ test('planRecovery: roll back with nothing new made, complete with nothing old l
     ['a removed old one', d({ old: [o1, 'gone'], created: [n1] }), { action: 'resume', oldLeft: [o1], oldDead: [], fresh: [n1], dead: [] }],
     ['an old one being removed', d({ old: [o1, stopping], created: [n1] }), { action: 'resume', oldLeft: [o1], oldDead: [stopping], fresh: [n1], dead: [] }],
     ['every old one gone', d({ old: ['gone'], created: [n1, 'also-gone'] }), { action: 'complete', oldLeft: [], oldDead: [], fresh: [n1], dead: [] }],
+    ['killed rolling back, remaking an old one', d({ old: [o1], created: [n1], creating: 'web-pending', rollingBack: 'why' }), { action: 'roll-back', oldLeft: [o1, unstored.id], oldDead: [], fresh: [n1], dead: [] }],
   ];
   for (const [what, state, plan] of rows) assert.deepEqual(planRecovery(state, world.records()), plan, what);
 });
@@ -184,9 +185,49 @@ test('flickd killed at any step of a deploy: the next start rolls back, complete
     assert.equal(images.size, 1, `one image after recovery from a kill after ${k}: ${JSON.stringify(final.members)}`);
     outcomes.add(images.has('new') ? 'new' : 'old');
     assert.deepEqual([...world.instances.keys()].sort(), [...final.members].sort(), `every instance is a member, none left over (killed after ${k})`);
-    assert.equal(final.members.length, images.has('old') ? [...old].filter((id) => world.instances.has(id)).length : 3);
-    assert.ok(final.members.length >= 1);
+    assert.equal(final.members.length, 3, `the service has its 3 replicas after recovery from a kill after ${k}`);
+    for (const id of final.members) assert.equal(world.instances.get(id)?.state, 'running');
   }
   assert.ok(uninterrupted, 'every step of the deploy was a kill point');
   assert.deepEqual([...outcomes].sort(), ['new', 'old'], 'early kills roll back, later ones resume or complete');
+});
+
+test('a roll-back after a step with --max-unavailable 1 makes the removed old member again: the service has its replicas, and says so', async () => {
+  const world = new World(3);
+  await assert.rejects(rollingDeploy(fakeHost(world, { broken: 'new' }), options({ maxSurge: 0, maxUnavailable: 1 })), (err: unknown) => {
+    assert.ok(err instanceof FlickError && err.code === 'DEPLOY_FAILED');
+    assert.match(err.message, /the old ones still serve \(1 made again from old, as many as the deploy had removed\)/);
+    return true;
+  });
+  assert.equal(world.stored.deploy, undefined);
+  assert.deepEqual(world.stored.members.map((id) => world.instances.get(id)?.image), ['old', 'old', 'old']);
+  assert.deepEqual([...world.instances.keys()].sort(), [...world.stored.members].sort(), 'no instance left over');
+  assert.deepEqual({ ...world.stored.lastDeploy, endedAt: '' }, { image: 'new', outcome: 'rolled-back', reason: 'the new instances did not become ready (instance web-n1 is failed: the app exited)', recreated: 1, endedAt: '' });
+  assert.equal(world.routes.at(-1)?.length, 3);
+  // A deploy that goes through says so too.
+  const done = await rollingDeploy(fakeHost(world), options());
+  assert.equal(done.lastDeploy?.outcome, 'deployed');
+  assert.equal(done.lastDeploy?.image, 'new');
+});
+
+test('flickd killed at any step of a deploy that rolls back (--max-unavailable 1, a broken image): the next start ends with 3 old-image members, none left over', async () => {
+  let rolledBack = 0;
+  for (let k = 0; k < 60; k++) {
+    const world = new World(3);
+    const run = await rollingDeploy(fakeHost(world, { killAfter: k, broken: 'new' }), options({ maxSurge: 0, maxUnavailable: 1 })).then(
+      () => 'done',
+      (err: unknown) => (err instanceof Killed ? 'killed' : err instanceof FlickError && err.code === 'DEPLOY_FAILED' ? 'rolled back' : err),
+    );
+    if (run === 'rolled back') break;
+    assert.equal(run, 'killed', `killed after ${k} changes`);
+    if (world.stored.deploy === undefined) continue;
+    const next = fakeHost(world, { broken: 'new' });
+    const recovery = await recoverDeploy(world.stored, { host: next, instances: world.records(), put: next.save, log: () => undefined, options: (o) => options(o) });
+    const final = recovery === undefined ? world.stored : await recovery.resumed.catch(() => world.stored);
+    assert.equal(final.deploy, undefined, `no deploy left (killed after ${k})`);
+    assert.deepEqual(final.members.map((id) => world.instances.get(id)?.image), ['old', 'old', 'old'], `3 old-image members after a kill after ${k}`);
+    assert.deepEqual([...world.instances.keys()].sort(), [...final.members].sort(), `none left over (killed after ${k})`);
+    rolledBack += 1;
+  }
+  assert.ok(rolledBack > 5, `kill points recovered: ${rolledBack}`);
 });

@@ -12,13 +12,14 @@
 // before any step (`deploy.old`, `deploy.created`, and the name of a member
 // before it is created, `deploy.creating`). If a new member never becomes
 // ready, every new member is removed and the old ones serve on (rolled back,
-// with the reason). A flickd killed mid-deploy finds the record at start
+// with the reason), made up again from the old image to the service's
+// `replicas` where a step had already removed some. A flickd killed mid-deploy finds the record at start
 // (services.ts: start()): with no new member made it rolls back, with no old
 // member left it completes, and otherwise it resumes (`resumeDeploy`), the old
 // members serving meanwhile.
 import { describeError, FlickError } from '../errors.js';
 import type { InstanceRecord } from '../controller/state/instance-record.js';
-import type { DeployState, ServiceRecord } from './service-store.js';
+import type { DeployOutcome, DeployState, ServiceRecord } from './service-store.js';
 
 export interface DeployOptions {
   image: string;
@@ -122,13 +123,14 @@ async function carryOut(host: DeployHost, start: ServiceRecord, opts: DeployOpti
     const oldServing = state.old.filter((id) => serving.has(id));
     // Nothing old left to go back to (cannot happen in order, but never leave the service with nothing): keep what serves.
     if (oldServing.length > 0) {
-      await rollBack(host, rec, oldServing, describeError(err));
-      throw new DeployError('DEPLOY_FAILED', `deploy of ${opts.image} to service "${rec.name}" rolled back: the new instances did not become ready (${describeError(err)}); the old ones still serve: see 'flick logs' of the new instance, fix the image and deploy again`, { cause: err, kind: 'user' });
-     }
+      const remade = await rollBack(host, rec, oldServing, `the new instances did not become ready (${describeError(err)})`, opts.readyTimeoutMs);
+      const again = remade > 0 ? ` (${remade} made again from ${rec.template.image}, as many as the deploy had removed)` : '';
+      throw new DeployError('DEPLOY_FAILED', `deploy of ${opts.image} to service "${rec.name}" rolled back: the new instances did not become ready (${describeError(err)}); the old ones still serve${again}: see 'flick logs' of the new instance, fix the image and deploy again`, { cause: err, kind: 'user' });
+    }
     host.log(`service ${rec.name}: deploy of ${opts.image}: ${describeError(err)}; no old instance is left, so the new ones that serve are kept`);
   }
   const { deploy: _done, ...rest } = rec;
-  const done: ServiceRecord = { ...rest, template: { ...rec.template, image: opts.image }, members: [...serving], updatedAt: new Date().toISOString() };
+  const done: ServiceRecord = { ...rest, template: { ...rec.template, image: opts.image }, members: [...serving], lastDeploy: { image: opts.image, outcome: 'deployed', endedAt: new Date().toISOString() }, updatedAt: new Date().toISOString() };
   await host.save(done);
   host.route(done.members);
   host.log(`service ${done.name}: deployed ${opts.image} (${done.members.length} instance(s))`);
@@ -144,12 +146,60 @@ async function retire(host: DeployHost, serving: Set<string>, id: string, opts: 
   await host.removeMember(id);
 }
 
-/** Routes the old members still there (`oldLeft`) and removes every new member. */
-export async function rollBack(host: Pick<DeployHost, 'route' | 'removeMember' | 'save' | 'log'>, rec: ServiceRecord, oldLeft: string[], why: string): Promise<void> {
-  const created = new Set(rec.deploy?.created ?? []);
-  host.route(oldLeft);
+/**
+ * Routes the old members still there (`oldLeft`), removes every new member, and makes old-image
+ * members again until the service has its `replicas` (a step of `max-unavailable`, or an old
+ * member a killed flickd was removing, may have taken some): the service ends as it was before
+ * the deploy. Stored as rolling back first, so a flickd killed meanwhile rolls back again.
+ * Resolves with the number of members made again.
+ */
+export async function rollBack(host: DeployHost, start: ServiceRecord, oldLeft: string[], why: string, readyTimeoutMs: number, prove = false): Promise<number> {
+  const created = start.deploy?.created ?? [];
+  const kept: string[] = [];
+  for (const id of oldLeft) {
+    // After a restart (`prove`), an old member may still be booting (one a killed roll-back was making again).
+    if (prove) {
+      try {
+        await host.ready(id, readyTimeoutMs);
+      } catch (err) {
+        host.log(`service ${start.name}: old instance ${id} is not ready (${describeError(err)}): removed, another is made`);
+        await host.removeMember(id);
+        continue;
+      }
+    }
+    kept.push(id);
+  }
+  if (kept.length > 0) host.route(kept);
+  // A new member whose creation failed is no old one: its name is not kept.
+  const { creating: _failed, ...state } = start.deploy!;
+  let rec: ServiceRecord = { ...start, deploy: { ...state, rollingBack: why }, members: [...kept], updatedAt: new Date().toISOString() };
+  await host.save(rec);
   for (const id of created) await host.removeMember(id).catch(() => undefined);
+  rec = { ...rec, deploy: { ...rec.deploy!, created: [] } };
+  const missing = Math.max(0, rec.replicas - kept.length);
+  const image = rec.template.image;
+  for (let i = 0; i < missing; i++) {
+    const name = host.memberName(rec);
+    rec = { ...rec, deploy: { ...rec.deploy!, creating: name }, updatedAt: new Date().toISOString() };
+    await host.save(rec);
+    const member = await host.createMember(rec, image, kept.length, name);
+    kept.push(member.id);
+    const { creating: _made, ...deploy } = rec.deploy!;
+    rec = { ...rec, deploy: { ...deploy, old: [...deploy.old, member.id] }, members: [...kept], updatedAt: new Date().toISOString() };
+    await host.save(rec);
+  }
+  const routed = kept.slice(0, kept.length - missing);
+  for (const id of kept.slice(routed.length)) {
+    // The old image served before the deploy; one that does not come back is still a member (as after a create), not routed.
+    await host.ready(id, readyTimeoutMs).then(
+      () => routed.push(id),
+      (err: unknown) => host.log(`service ${rec.name}: instance ${id} made again from ${image}: ${describeError(err)}`),
+    );
+  }
+  if (missing > 0 && routed.length > 0) host.route(routed);
   const { deploy: _gone, ...rest } = rec;
-  await host.save({ ...rest, members: oldLeft, updatedAt: new Date().toISOString() });
-  host.log(`service ${rec.name}: deploy of ${rec.deploy?.image} rolled back: ${why}`);
+  const outcome: DeployOutcome = { image: start.deploy?.image ?? '', outcome: 'rolled-back', reason: why, ...(missing > 0 ? { recreated: missing } : {}), endedAt: new Date().toISOString() };
+  await host.save({ ...rest, members: kept, lastDeploy: outcome, updatedAt: new Date().toISOString() });
+  host.log(`service ${rec.name}: deploy of ${outcome.image} rolled back: ${why}${missing > 0 ? `; ${missing} instance(s) made again from ${image}, so it has its ${rec.replicas}` : ''}`);
+  return missing;
 }

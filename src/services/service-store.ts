@@ -22,6 +22,19 @@ export interface DeployState {
   /** The deploy's step sizes, for a flickd that resumes it. */
   maxSurge?: number;
   maxUnavailable?: number;
+  /** Set once the deploy is rolling back (why): a flickd killed meanwhile rolls back again, and a member it was recreating from the old image (`creating`) is an old one. */
+  rollingBack?: string;
+}
+
+/** How the last deploy ended, for `flick service get`. */
+export interface DeployOutcome {
+  image: string;
+  outcome: 'deployed' | 'rolled-back';
+  /** Why it rolled back. */
+  reason?: string;
+  /** Old-image instances made again by the roll-back, where fewer old ones were left than the service keeps. */
+  recreated?: number;
+  endedAt: string;
 }
 
 export interface ServiceRecord {
@@ -37,6 +50,8 @@ export interface ServiceRecord {
   members: string[];
   /** A rolling deploy in progress (deploy.ts); absent otherwise. */
   deploy?: DeployState;
+  /** How the last deploy ended. */
+  lastDeploy?: DeployOutcome;
   createdAt: string;
   updatedAt: string;
 }

@@ -21,6 +21,14 @@ function scaleText(s: ServiceView): string | undefined {
   return `${e.up} up, ${e.down} down${lines.join('')}`;
 }
 
+/** How the last deploy ended: deployed, or rolled back with why (and the old-image instances made again). */
+function lastDeployText(s: ServiceView): string | undefined {
+  const d = s.last_deploy as { image: string; outcome: string; reason: string | null; recreated: number; ended_at: string } | null | undefined;
+  if (!d) return undefined;
+  if (d.outcome === 'deployed') return `${d.image} deployed at ${d.ended_at}`;
+  return `${d.image} rolled back at ${d.ended_at}: ${d.reason ?? 'no reason given'}${d.recreated > 0 ? `; ${d.recreated} instance(s) made again from ${s.image}` : ''}`;
+}
+
 export function register(program: Command): void {
   withOutputOption(program.command('services').description('list the services on the host (flick run --replicas N)')).action(async (opts: { output: OutputFormat }) => {
     const services = await FlickApi.fromEnvironment().services();
@@ -49,6 +57,7 @@ export function register(program: Command): void {
         ['autoscale', autoscaleText(s)],
         ['instances', s.instances.map((i) => `${i.name} (${i.state})`).join(', ')],
         ['scale events', scaleText(s)],
+        ['last deploy', lastDeployText(s)],
         ['created', s.created_at],
       ]),
     );
