@@ -84,3 +84,29 @@ test('followFeed lists, watches from the listing, and lists again after a reset'
   stop();
   assert.equal(watchers[1]!.closed, true);
 });
+
+test('followFeed retries a listing that fails after a reset (the backend is away) until one succeeds', async () => {
+  let failures = 2;
+  const errors: unknown[] = [];
+  const watchers: ((c: StateChange) => void)[] = [];
+  const feed: StateFeed = {
+    list: async () => {
+      if (watchers.length > 0 && failures-- > 0) throw new Error('backend away');
+      return { revision: 4, records: watchers.length > 0 ? [] : [testRecord('a', { id: 'a', revision: 2 })] };
+    },
+    watch(_after, on) {
+      watchers.push(on);
+      return () => {};
+    },
+  };
+  const m = new ReadModel();
+  const stop = await followFeed(feed, m, (err) => errors.push(err), 5);
+  assert.equal(m.get('a')?.revision, 2);
+  watchers[0]!({ type: 'reset' });
+  const deadline = Date.now() + 2000;
+  while (watchers.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(errors.length, 2, 'each failed listing is reported');
+  assert.equal(watchers.length, 2, 'the third listing succeeded and a new watch began');
+  assert.equal(m.get('a'), undefined);
+  stop();
+});

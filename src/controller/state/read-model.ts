@@ -133,25 +133,41 @@ export function expectRevision(reads: StateReads, id: string, expected: number):
 
 /**
  * Feeds `model` from `feed`: a listing, then its watch; on a `reset` (history
- * compacted) or a watch error, lists again. Resolves once the first listing is
- * applied; the returned function stops following.
+ * compacted), lists again, retrying a listing that fails (the backend is away)
+ * after a back-off (`retryMs`, doubling to 5 s) until one succeeds. Resolves
+ * once the first listing is applied (rejects if that one fails); the returned
+ * function stops following.
  */
-export async function followFeed(feed: StateFeed, model: ReadModel, onError: (err: unknown) => void = () => {}): Promise<() => void> {
+export async function followFeed(feed: StateFeed, model: ReadModel, onError: (err: unknown) => void = () => {}, retryMs = 200): Promise<() => void> {
   let stopped = false;
   let unwatch: () => void = () => {};
+  let timer: NodeJS.Timeout | undefined;
   const relist = async (): Promise<void> => {
     unwatch();
+    unwatch = () => {};
     const listing = await feed.list();
     if (stopped) return;
     model.reset(listing);
     unwatch = feed.watch(listing.revision, (change) => {
-      if (change.type === 'reset') void relist().catch(onError);
+      if (change.type === 'reset') void again(retryMs);
       else model.apply(change);
     });
+  };
+  const again = async (wait: number): Promise<void> => {
+    if (stopped) return;
+    try {
+      await relist();
+    } catch (err) {
+      onError(err);
+      if (stopped) return;
+      timer = setTimeout(() => void again(Math.min(wait * 2, 5000)), wait);
+      timer.unref();
+    }
   };
   await relist();
   return () => {
     stopped = true;
+    clearTimeout(timer);
     unwatch();
   };
 }
