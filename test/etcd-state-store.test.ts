@@ -207,3 +207,36 @@ test('etcd stopped: shared writes fail with STATE_UNAVAILABLE, reads and status 
   assert.equal(next.get('x')?.status.state, 'standby');
   await until('the journal to drain', async () => (next.pendingStatus === 0 ? true : undefined), 5000);
 });
+
+test('a host started while etcd is away serves its records as it last knew them, and follows etcd once it answers', async () => {
+  const prefix = scope();
+  const journalFile = path.join(tmp, 'offline', 'status.db');
+  const a = await open({ prefix, hostId: 'h-a', journalFile });
+  await a.create(newRecord('x', 'web'));
+  await a.create(newRecord('y', 'db'));
+  await a.close();
+  // Removed while h-a was down (as a removal through another host would), then etcd goes away.
+  await client.delete(recordKey(prefix, 'y'));
+  const member = etcd.members[0]!;
+  await member.kill('SIGTERM');
+  // A client that gives up on etcd sooner: each call below waits out its bound.
+  const quick = new EtcdClient({ endpoints: etcd.endpoints, timeoutMs: 500 });
+  let back: EtcdStateStore;
+  try {
+    await assert.rejects(open({ prefix, hostId: 'h-never-listed', journalFile: ':memory:', etcd: quick }), (err: any) => err.code === 'STATE_UNAVAILABLE', 'a host that never listed etcd has nothing to serve');
+    back = await open({ prefix, hostId: 'h-a', journalFile, etcd: quick });
+    assert.equal(back.offline, true);
+    assert.deepEqual(back.list().map((r) => r.name), ['web', 'db']);
+    const x = back.updateStatus('x', back.getByName('web')!.revision, { state: 'running', pid: 5 });
+    assert.equal(x.status.pid, 5);
+    await assert.rejects(back.updateSpec('x', x.revision, { memoryMb: 512 }), (err: any) => err.code === 'STATE_UNAVAILABLE');
+  } finally {
+    await member.start();
+  }
+  await until('h-a to list etcd again', async () => (!back.offline && back.get('y') === undefined ? true : undefined), 15_000);
+  assert.deepEqual(back.list().map((r) => r.name), ['web']);
+  await until('the status written offline in etcd', async () => ((await inEtcd(prefix, 'x'))?.status.pid === 5 ? true : undefined), 5000);
+  assert.equal((await back.updateSpec('x', back.get('x')!.revision, { memoryMb: 512 })).spec.memoryMb, 512);
+  await back.close();
+  await quick.close();
+});

@@ -1,40 +1,37 @@
-// The state seam (controller/state/state-store.ts) on etcd, for a cluster host:
-// instance records live in etcd (etcd-state-feed.ts has the key layout), every
-// shared write is one txn fenced on the record's mod_revision and, when the
-// store is given the host's lease, on the host's liveness key being held by
-// that lease (as the catalog's writes are, catalog.ts): a host whose lease
-// lapsed can create, change, hand on or remove nothing.
+// The state seam (controller/state/state-store.ts) on etcd, for a cluster host.
+// Records live in etcd (key layout: etcd-state-feed.ts); every shared write is
+// one txn fenced on the record's mod_revision and on the host's liveness key
+// being held by its lease (etcd-state-txn.ts): a host whose lease lapsed
+// creates, changes, hands on or removes nothing.
 //
 // Scope: a host's reads (get, getByName, list, usesTemplate, subscribe) show
 // only the records it owns, so its controller never acts on another host's
-// instance; `claim` is how a record moves: claimed away, it leaves the old
-// owner's reads (a delete to its subscribers) and arrives in the new owner's.
-// Every host's records, at their etcd revisions, are in `cluster` (what the
-// cluster code reads to decide a move; a claim of a record this host does not
-// own names the revision read there).
+// instance. `claim` is how a record moves: it leaves the old owner's reads (a
+// delete to its subscribers) and arrives in the new owner's. Every host's
+// records, at etcd revisions, are in `cluster`: what a move is decided on (a
+// claim of another host's record names the revision read there).
 //
-// Reads come from memory: a mirror of every record (a ReadModel fed by
-// list-then-watch over etcd, followFeed: list at R, watch from R + 1, reset and
-// list again on compaction, retried while etcd is away) from which this host's
-// own read model is derived. The revisions the controller sees are this
-// store's own counter, not etcd's: a status write must return at once with a
-// new revision, and the echo of a write this host published must not move a
-// revision under a caller that read it (it would fail with STALE_REVISION for
-// nothing). A record's revision moves only when its content does.
+// Reads come from memory: a mirror of every record, fed list-then-watch
+// (followFeed: list at R, watch from R + 1, list again on compaction, retried
+// while etcd is away), from which this host's read model is derived. Its
+// revisions are this store's own counter, moved only when a record's content
+// changes: a status write returns at once with a new revision, and the echo of
+// a write this host published never fails its next write with STALE_REVISION.
 //
-// Status writes are synchronous, as the seam says: durable in a local journal
-// (status-journal.ts) before they return, then published behind to etcd in the
-// order written (the newest status of each record; one txn each, fenced like
-// any other write), retried with a back-off while etcd is away, and published
-// by the next flickd if this one dies first. A shared write of a record carries
-// its pending status with it. Shared writes while etcd is unreachable fail with
-// STATE_UNAVAILABLE; reads and status writes keep working. All of this store's
-// etcd writes run one at a time, so a publish never races a shared write.
+// Status writes are synchronous: durable in a local journal (status-journal.ts)
+// before they return, then published behind in the order written (the newest
+// status of each record, one fenced txn each), retried while etcd is away, and
+// by the next flickd if this one dies first; a shared write carries a record's
+// pending status with it. The journal also caches this host's records, so a
+// flickd started while etcd is away serves them until etcd answers. Shared
+// writes without etcd fail with STATE_UNAVAILABLE; reads and status writes go
+// on. This store's etcd writes run one at a time: a publish never races them.
 import type { InstanceRecord, InstanceSpec, InstanceStatus, NewInstanceRecord } from '../controller/state/instance-record.js';
 import { ReadModel, expectRevision, followFeed } from '../controller/state/read-model.js';
 import { StateError, type StateChange, type StateReads, type StateStore } from '../controller/state/state-store.js';
 import { EtcdError, type Compare, type EtcdClient, type KeyValue, type TxnOp, type TxnResult } from './etcd-client.js';
 import { EtcdStateFeed, decodeRecord, encodeRecord, nameKey, recordKey, sameContent } from './etcd-state-feed.js';
+import { fencedTxn, stale, unavailable } from './etcd-state-txn.js';
 import { DEFAULT_CLUSTER_PREFIX, aliveKey } from './membership.js';
 import { StatusJournal } from './status-journal.js';
 
@@ -78,6 +75,7 @@ export class EtcdStateStore implements StateStore {
   #publishTimer: NodeJS.Timeout | undefined;
   #publishWait: number;
   #unfollow: () => void = () => {};
+  #offline = false;
   #closed = false;
 
   /** Opens the store: replays the journal, lists the records in etcd and follows them. Rejects if etcd cannot be listed. */
@@ -105,9 +103,37 @@ export class EtcdStateStore implements StateStore {
   async #start(): Promise<void> {
     for (const p of this.#journal.list()) this.#pending.set(p.id, { seq: p.seq, record: p.record });
     this.#cluster.subscribe((change) => this.#onShared(change));
+    try {
+      await this.#follow();
+    } catch (err) {
+      // etcd away at start: a host that listed it before serves its records as it last knew them.
+      const cached = this.#journal.cached();
+      if (!(err instanceof EtcdError && err.code === 'ETCD_UNAVAILABLE') || !cached.listed) throw err;
+      this.#offline = true;
+      this.#cluster.reset({ revision: 0, records: cached.records });
+      this.#config.onTrouble?.(err);
+      void this.#followWhenBack(this.#config.retryMs ?? 200);
+    }
+  }
+
+  /** The first listing and the watch after it; then what the journal holds for records no longer this host's goes. */
+  async #follow(): Promise<void> {
     this.#unfollow = await followFeed(this.feed, this.#cluster, (err) => this.#config.onTrouble?.(err), this.#config.retryMs ?? 200);
+    this.#offline = false;
+    this.#journal.markListed();
     for (const id of [...this.#pending.keys()]) if (this.#cluster.get(id)?.owner !== this.hostId) this.#drop(id);
     this.#schedulePublish(0);
+  }
+
+  async #followWhenBack(wait: number): Promise<void> {
+    await new Promise((r) => setTimeout(r, wait).unref());
+    if (this.#closed) return;
+    await this.#follow().catch(() => this.#followWhenBack(Math.min(wait * 2, 2000)));
+  }
+
+  /** Started while etcd was away, and not listed it since: reads are this host's records as it last knew them. */
+  get offline(): boolean {
+    return this.#offline;
   }
 
   /** Every host's records, at their etcd revisions (this host's reads show only its own). */
@@ -188,18 +214,13 @@ export class EtcdStateStore implements StateStore {
   }
 
   claim(id: string, expected: number, owner: string): Promise<InstanceRecord> {
-    if (this.#own.get(id) === undefined) {
-      // Another host's record (or none): fenced on the etcd revision read in `cluster`.
-      return this.#serial(async () => {
-        const shared = expectRevision(this.#cluster, id, expected);
-        const written = await this.#put(shared, { ...shared, owner, updatedAt: new Date().toISOString() });
-        return this.#own.get(id) ?? written;
-      });
-    }
-    return this.#ownWrite(id, expected, async (current) => {
+    const move = async (current: InstanceRecord) => {
       const written = await this.#put(current, { ...current, owner, updatedAt: new Date().toISOString() });
-      return this.#own.get(id) ?? written;
-    });
+      return this.#own.get(id) ?? written; // claimed away, it is no longer in this host's reads
+    };
+    if (this.#own.get(id) !== undefined) return this.#ownWrite(id, expected, move);
+    // Another host's record (or none): fenced on the etcd revision read in `cluster`.
+    return this.#serial(async () => move(expectRevision(this.#cluster, id, expected)));
   }
 
   remove(id: string, expected: number): Promise<boolean> {
@@ -276,21 +297,8 @@ export class EtcdStateStore implements StateStore {
     return written;
   }
 
-  /**
-   * One txn: `compare` plus, with a lease, this host's liveness key held by it.
-   * On failure, `failureKey` is ranged first and the liveness key last; a lapsed
-   * lease is NOT_OWNER. etcd unreachable is STATE_UNAVAILABLE.
-   */
-  async #txn(compare: Compare[], success: TxnOp[], failureKey: string, name: string): Promise<TxnResult> {
-    const alive = aliveKey(this.#prefix, this.hostId);
-    const lease = this.#config.lease?.();
-    const fence: Compare[] = lease === undefined ? [] : [{ key: alive, target: 'LEASE', result: 'EQUAL', value: lease }];
-    const failure: TxnOp[] = [{ range: { key: failureKey } }, ...(lease === undefined ? [] : [{ range: { key: alive } }])];
-    const r = await this.#etcd.txn([...compare, ...fence], success, failure).catch((err: unknown) => unavailable(err, `instance "${name}"`));
-    if (!r.succeeded && lease !== undefined && r.ranges[1]?.[0]?.lease !== lease) {
-      throw new StateError('NOT_OWNER', `instance "${name}": this host's lease in etcd lapsed (it was cut off or stalled), so it may no longer write the cluster's state: it takes a new lease and re-registers; retry then`);
-    }
-    return r;
+  #txn(compare: Compare[], success: TxnOp[], failureKey: string, name: string): Promise<TxnResult> {
+    return fencedTxn({ etcd: this.#etcd, alive: aliveKey(this.#prefix, this.hostId), lease: this.#config.lease?.() }, compare, success, failureKey, name);
   }
 
   /** After a failed fenced write: the record as etcd holds it, into the mirror (undefined: it is gone). */
@@ -313,10 +321,12 @@ export class EtcdStateStore implements StateStore {
       const id = change.type === 'delete' ? change.id : change.record.id;
       this.#drop(id);
       this.#lastShared.delete(id);
+      this.#journal.cache(id, null);
       if (this.#own.get(id) !== undefined) this.#own.apply({ type: 'delete', id, revision: ++this.#revision });
       return;
     }
     const shared = change.record;
+    this.#journal.cache(shared.id, shared);
     const pending = this.#pending.get(shared.id)?.record;
     const next = { ...shared, status: pending ? pending.status : shared.status, updatedAt: pending ? pending.updatedAt : shared.updatedAt };
     const current = this.#own.get(shared.id);
@@ -333,7 +343,7 @@ export class EtcdStateStore implements StateStore {
   }
 
   #schedulePublish(delay: number): void {
-    if (this.#closed || this.#publishTimer !== undefined || this.#pending.size === 0) return;
+    if (this.#closed || this.#offline || this.#publishTimer !== undefined || this.#pending.size === 0) return;
     this.#publishTimer = setTimeout(() => {
       this.#publishTimer = undefined;
       void this.#serial(() => this.#publishAll()).then(
@@ -353,6 +363,7 @@ export class EtcdStateStore implements StateStore {
 
   /** Publishes every pending status, oldest write first; throws (to be retried) at the first that cannot be. */
   async #publishAll(): Promise<void> {
+    if (this.#offline) return; // the first listing publishes (#follow)
     const queue = [...this.#pending.entries()].sort((a, b) => a[1].seq - b[1].seq);
     for (const [id, p] of queue) {
       if (this.#closed) return;
@@ -381,15 +392,4 @@ export class EtcdStateStore implements StateStore {
     this.#queue = run.catch(() => undefined);
     return run;
   }
-}
-
-function unavailable(err: unknown, what: string): never {
-  if (err instanceof EtcdError && err.code === 'ETCD_UNAVAILABLE') {
-    throw new StateError('STATE_UNAVAILABLE', `${what}: the cluster's state (etcd) is unreachable, so nothing can be created, changed, moved or removed until it returns; running instances keep serving: check that the etcd members are up (${err.message})`, { cause: err });
-  }
-  throw err;
-}
-
-function stale(name: string): StateError {
-  return new StateError('STALE_REVISION', `instance "${name}" changed in the cluster's state meanwhile: read it again and retry`);
 }
