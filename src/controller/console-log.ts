@@ -2,6 +2,9 @@
 // `<runDir>/console.log`; older output lives in `<dir>/logs/console.<n>.log`
 // (1 = newest). Rotation copies and truncates, because QEMU keeps its file
 // descriptor open (a rename would leave it writing to the rotated file).
+// While the instance runs in a primed VM (controller/primed/), QEMU writes the
+// console.log of that VM's run folder (`currentRunDir`): it is read after the
+// instance's own, and joins it when the VM ends (primed/bind.ts).
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -14,17 +17,23 @@ export interface ConsoleLogOptions {
   keep?: number;
   /** How often `follow` looks for new output. */
   pollMs?: number;
+  /** The run folder QEMU writes the console to now, when it is not the instance's own (a primed VM's). */
+  currentRunDir?: string;
 }
 
 export class ConsoleLog {
   readonly live: string;
+  /** The instance's own live file while QEMU writes another (`currentRunDir`): older output than `live`. */
+  readonly #before: string | undefined;
   readonly #logDir: string;
   readonly #maxBytes: number;
   readonly #keep: number;
   readonly #pollMs: number;
 
   constructor(instanceDir: string, runDir: string, opts: ConsoleLogOptions = {}) {
-    this.live = path.join(runDir, 'console.log');
+    const own = path.join(runDir, 'console.log');
+    this.live = opts.currentRunDir ? path.join(opts.currentRunDir, 'console.log') : own;
+    this.#before = opts.currentRunDir ? own : undefined;
     this.#logDir = path.join(instanceDir, 'logs');
     this.#maxBytes = opts.maxBytes ?? 8 * 1024 * 1024;
     this.#keep = opts.keep ?? 3;
@@ -48,16 +57,22 @@ export class ConsoleLog {
 
   async #rotate(keepLiveFile: boolean): Promise<void> {
     if ((await fileSize(this.live)) === 0) return;
+    // The instance's own file holds older output than the primed VM's: it goes into the set first.
+    if (this.#before !== undefined && (await fileSize(this.#before)) > 0) await this.#shiftIn(this.#before, false);
+    await this.#shiftIn(this.live, keepLiveFile);
+  }
+
+  async #shiftIn(file: string, keepLiveFile: boolean): Promise<void> {
     await fsp.mkdir(this.#logDir, { recursive: true });
     for (let n = this.#keep - 1; n >= 1; n--) {
       await fsp.rename(this.#rotated(n), this.#rotated(n + 1)).catch(ignoreMissing);
     }
     if (keepLiveFile) {
-      await fsp.copyFile(this.live, this.#rotated(1));
+      await fsp.copyFile(file, this.#rotated(1));
       // Bytes QEMU writes between the copy and the truncate are lost; the window is microseconds.
-      await fsp.truncate(this.live, 0);
+      await fsp.truncate(file, 0);
     } else {
-      await fsp.rename(this.live, this.#rotated(1)).catch(ignoreMissing);
+      await fsp.rename(file, this.#rotated(1)).catch(ignoreMissing);
     }
   }
 
@@ -70,6 +85,8 @@ export class ConsoleLog {
       const buf = await fsp.readFile(this.#rotated(n)).catch(ignoreMissing);
       if (buf && buf.length > 0) yield buf;
     }
+    const before = this.#before === undefined ? undefined : await fsp.readFile(this.#before).catch(ignoreMissing);
+    if (before && before.length > 0) yield before;
     let offset = 0;
     for (;;) {
       const size = await fileSize(this.live);

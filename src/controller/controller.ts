@@ -10,6 +10,7 @@ import { defaultName, guestConfigFor, hasVolumes, newInstanceRecord, validateNam
 import { waitForState } from './wait.js';
 import { ControllerError, hasProcess, type InstanceState } from './states.js';
 import type { HotStandbyConfig } from './hot-standby.js';
+import type { PrimedPoolStats } from './primed/primed-pool.js';
 import type { InstanceControllerMetrics } from './metrics.js';
 import type { ControllerOptions } from './options.js';
 import { Lifecycle } from './lifecycle.js';
@@ -179,6 +180,11 @@ export class Controller {
   hotStandby(): HotStandbyConfig & { usedBytes: number; instances: string[] } {
     const hot = this.#lc.scaleToZero.hot;
     return { ...hot.config, usedBytes: hot.usedBytes(), instances: hot.ids() };
+  }
+
+  /** The primed pool (primed/primed-pool.ts): its budget, what it holds, hits and misses. */
+  primedPool(): PrimedPoolStats {
+    return this.#lc.primed.stats();
   }
 
   /**

@@ -17,8 +17,8 @@ export interface WakeEvent {
   name: string;
   /** From the wake decision until the app can take the request (restore: accepted a connection; resume: `cont` and the clock set). */
   durationMs: number;
-  /** resume: hot standby (`cont`); template / own: cold, restored from the template or the instance's own state. */
-  mode: 'template' | 'own' | 'resume';
+  /** resume: hot standby (`cont`); template / own: cold, restored from the template or the instance's own state; primed: cold, a VM of the primed pool resumed. */
+  mode: 'template' | 'own' | 'resume' | 'primed';
   at: string;
   /** The controller's side of the breakdown (controller, vmm, clock), known when the wake returns. */
   phases: WakePhasesMs;
@@ -28,7 +28,7 @@ export interface WakeEvent {
 export interface WakePhasesEvent {
   id: string;
   name: string;
-  tier: 'hot' | 'cold';
+  tier: 'hot' | 'cold' | 'primed';
   /** The wake's `at`: which wake these phases belong to. */
   at: string;
   phases: WakePhasesMs;

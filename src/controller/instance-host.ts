@@ -5,13 +5,21 @@
 // Controller's methods). Records come from the state seam (state/); every
 // write here is one status write, in the same turn as the decision that made it.
 import type { InstanceRecord, InstanceStatus } from './state/instance-record.js';
-import type { MicroVm, RestoreOptions, Snapshot } from '../vmm/driver.js';
+import type { MicroVm, RestoreOptions, RunTimes, Snapshot } from '../vmm/driver.js';
 import type { InstanceEventEmitter } from './events.js';
 import type { ControllerLogger } from './seams.js';
 import type { InstanceState } from './states.js';
 
 /** A status write: the fields of the status it replaces (the spec is the user's, never written here). */
 export type StatusPatch = Partial<InstanceStatus>;
+
+/** A cold wake's VM, running with its clock set. */
+export interface WokenVm {
+  vm: MicroVm;
+  run: RunTimes;
+  /** Taken from the primed pool (primed/), not restored on the wake's path. */
+  primed: boolean;
+}
 
 export interface InstanceHost {
   readonly events: InstanceEventEmitter;
@@ -29,11 +37,11 @@ export interface InstanceHost {
   /** The instance's live VMM process, if it has one. */
   vm(id: string): MicroVm | undefined;
   /**
-   * Restores `snapshot` into a new VM process for `rec` (which holds no network:
-   * a ready one is attached and persisted first), watches it, persists its pid.
-   * On failure the network stays attached: the caller releases it.
+   * A VM running `snapshot` for `rec` (which holds no network), its clock set: a primed one
+   * bound to it, or a new restore (a ready network attached and persisted first); watched,
+   * its pid persisted. On failure the network stays attached: the caller releases it.
    */
-  restore(rec: InstanceRecord, snapshot: Snapshot, mode: RestoreOptions['mode']): Promise<MicroVm>;
+  restore(rec: InstanceRecord, snapshot: Snapshot, mode: RestoreOptions['mode']): Promise<WokenVm>;
   /** Ends `vm` on purpose: its exit is expected, not a crash. */
   kill(id: string, vm: MicroVm): Promise<void>;
   /** The instance's VM has ended: its network goes (no-op when it holds none). */

@@ -12,7 +12,7 @@ import type { MicroVm, RestoreOptions, Snapshot, VmConfig, VmExit, VmmDriver } f
 import { ConsoleLog, type ConsoleLogOptions } from './console-log.js';
 import type { ControllerOptions } from './options.js';
 import type { InstanceEventEmitter } from './events.js';
-import type { InstanceHost, StatusPatch } from './instance-host.js';
+import type { InstanceHost, StatusPatch, WokenVm } from './instance-host.js';
 import type { ControllerLogger, ImageResolver, InstanceVolumes, PreparedImage } from './seams.js';
 import { VmNetworks } from './vm-networks.js';
 import { hasVolumes, readinessPort, vmGuestConfig } from './spec.js';
@@ -25,6 +25,9 @@ import { DEFAULT_TEMPLATE_WARMUP_REQUESTS } from './template-warmup.js';
 import { ControllerMetrics } from './metrics.js';
 import { TemplateStore, templateKey } from './templates.js';
 import { DiskErrors } from './disk-errors.js';
+import { PrimedPool } from './primed/primed-pool.js';
+import { primedRoot } from './primed/primed-dir.js';
+import { restoreForWake, retirePrimedVm } from './primed/bind.js';
 
 /** A VMM process the controller owns, and whether its exit is expected (stop, suspend). */
 interface LiveVm {
@@ -56,6 +59,7 @@ export class Lifecycle implements InstanceHost {
   readonly scaleToZero: ScaleToZero;
   readonly templates: TemplateStore;
   readonly metrics: ControllerMetrics;
+  readonly primed: PrimedPool; // VMs restored paused ahead of cold wakes (primed/); empty without a budget
   readonly #diskErrors: DiskErrors;
   readonly #templateWarmupRequests: number;
   #disposed = false;
@@ -83,6 +87,7 @@ export class Lifecycle implements InstanceHost {
       pageOutAfterMs: opts.hotStandby?.pageOutAfterMs ?? DEFAULT_PAGE_OUT_AFTER_MS,
       keepResident: opts.hotStandby?.keepResident ?? DEFAULT_KEEP_RESIDENT,
     };
+    this.primed = new PrimedPool(opts.primedPool ?? { budgetBytes: 0 }, { driver: this.driver, network: opts.network, root: primedRoot(opts.dataDir), log: this.log });
     this.scaleToZero = new ScaleToZero(this, { templates: this.templates, metrics: this.metrics, hot, templateWarmupRequests: this.#templateWarmupRequests });
   }
 
@@ -98,6 +103,7 @@ export class Lifecycle implements InstanceHost {
     // Close QMP and control connections but leave the VMs running: the next flickd adopts them.
     for (const { vm } of this.live.values()) vm.release();
     this.live.clear();
+    await this.primed.dispose(); // its unbound VMs end; bound ones are their instances'
     await this.networks.dispose();
   }
 
@@ -242,8 +248,11 @@ export class Lifecycle implements InstanceHost {
       // After the record: a crash in between leaves a claim that the next start's sweep drops.
       await this.volumes?.detach(id);
       this.scaleToZero.forget(id);
-      // The last instance of a configuration takes its shared template with it.
-      if (await this.templates.releaseIfUnused(rec.status.snapshots.template?.dir, (dir) => this.store.usesTemplate(dir))) this.log.info(`template ${path.basename(rec.status.snapshots.template!.dir)} removed with its last instance`);
+      // The last instance of a configuration takes its shared template (and its primed VMs) with it.
+      if (await this.templates.releaseIfUnused(rec.status.snapshots.template?.dir, (dir) => this.store.usesTemplate(dir))) {
+        await this.primed.dropTemplate(rec.status.snapshots.template!.dir);
+        this.log.info(`template ${path.basename(rec.status.snapshots.template!.dir)} removed with its last instance`);
+      }
       this.events.emit('removed', { id, name: rec.name });
     });
   }
@@ -309,8 +318,11 @@ export class Lifecycle implements InstanceHost {
     this.#diskErrors.watch(id, vm, (i) => this.store.get(i));
     void vm.exited.then((exit) => {
       if (this.live.get(id) === live) this.live.delete(id);
-      if (live.expectExit || this.#disposed) return;
-      return this.serialize(id, () => this.exited(id, exit));
+      if (this.#disposed) return;
+      const recorded = live.expectExit ? undefined : this.serialize(id, () => this.exited(id, exit));
+      // A primed VM's folder is the instance's until the VM ends; queued after whatever records the end.
+      if (this.primed.owns(vm.config.runDir)) void this.serialize(id, () => retirePrimedVm(this, this.primed, id, vm));
+      return recorded;
     });
     return live;
   }
@@ -359,17 +371,8 @@ export class Lifecycle implements InstanceHost {
     return this.live.get(id)?.vm;
   }
 
-  async restore(rec: InstanceRecord, snapshot: Snapshot, mode: RestoreOptions['mode']): Promise<MicroVm> {
-    const config = await this.networks.attach(rec.id, rec.status.vm!);
-    const vm = await this.driver.restore(config, snapshot, { mode });
-    this.watch(rec.id, vm);
-    try {
-      this.update(this.fresh(rec.id), { pid: vm.pid });
-    } catch (err) {
-      await this.kill(rec.id, vm);
-      throw err;
-    }
-    return vm;
+  restore(rec: InstanceRecord, snapshot: Snapshot, mode: RestoreOptions['mode']): Promise<WokenVm> {
+    return restoreForWake(this, this.primed, rec, snapshot, mode);
   }
 
   async kill(id: string, vm: MicroVm): Promise<void> {
@@ -378,8 +381,10 @@ export class Lifecycle implements InstanceHost {
     await vm.kill();
   }
 
+  /** Also reads a primed VM's run folder while the instance's VM writes there (primed/bind.ts). */
   consoleLog(rec: InstanceRecord): ConsoleLog {
-    return new ConsoleLog(rec.status.dir, path.join(rec.status.dir, 'run'), this.#consoleOpts);
+    const current = this.primed.owns(rec.status.vm?.runDir) ? { currentRunDir: rec.status.vm!.runDir } : {};
+    return new ConsoleLog(rec.status.dir, path.join(rec.status.dir, 'run'), { ...this.#consoleOpts, ...current });
   }
 
   async #rotateLogs(): Promise<void> {
@@ -390,7 +395,4 @@ export class Lifecycle implements InstanceHost {
   }
 }
 
-function exitCode(exit: VmExit | undefined): number | undefined {
-  if (exit === undefined) return undefined;
-  return exit.guestExitCode ?? exit.processCode ?? undefined;
-}
+const exitCode = (exit: VmExit | undefined): number | undefined => (exit === undefined ? undefined : (exit.guestExitCode ?? exit.processCode ?? undefined));

@@ -9,6 +9,9 @@ import type { InstanceEventEmitter } from './events.js';
 import { WAKE_PHASES, type WakePhase, type WakePhasesMs } from './wake-phases.js';
 
 export type StandbyTier = 'hot' | 'cold';
+/** How a wake went: hot (resumed), cold (restored on the wake's path) or primed (a cold wake served by a VM of the primed pool). */
+export type WakeTier = StandbyTier | 'primed';
+export const WAKE_TIERS: readonly WakeTier[] = ['hot', 'cold', 'primed'];
 
 /** Upper bounds (ms) of the wake latency buckets; the last bucket is +Inf. */
 export const WAKE_BUCKETS_MS: readonly number[] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];
@@ -23,12 +26,12 @@ export interface LatencyHistogram {
 
 export interface InstanceControllerMetrics {
   instanceId: string;
-  wakes: Record<StandbyTier, number>;
-  wakeLatency: Record<StandbyTier, LatencyHistogram>;
+  wakes: Record<WakeTier, number>;
+  wakeLatency: Record<WakeTier, LatencyHistogram>;
   /** Per phase of the wake breakdown (and `total`, parked to first byte to the client), by tier. */
-  wakePhases: Record<StandbyTier, Record<WakePhase | 'total', LatencyHistogram>>;
+  wakePhases: Record<WakeTier, Record<WakePhase | 'total', LatencyHistogram>>;
   /** The last wake, for benchmarks that want one number per wake; `phases` fill in when the proxy reports. */
-  lastWake: { tier: StandbyTier; durationMs: number; at: string; phases: WakePhasesMs } | null;
+  lastWake: { tier: WakeTier; durationMs: number; at: string; phases: WakePhasesMs } | null;
   suspends: Record<StandbyTier, number>;
   /** Hot instances demoted to cold (over the hot-standby RAM budget). */
   demotions: number;
@@ -63,7 +66,7 @@ export class ControllerMetrics {
   constructor(events: InstanceEventEmitter) {
     events.on('wake', (e) => {
       const m = this.of(e.id);
-      const tier: StandbyTier = e.mode === 'resume' ? 'hot' : 'cold';
+      const tier: WakeTier = e.mode === 'resume' ? 'hot' : e.mode === 'primed' ? 'primed' : 'cold';
       m.wakes[tier] += 1;
       observe(m.wakeLatency[tier], e.durationMs);
       m.lastWake = { tier, durationMs: e.durationMs, at: e.at, phases: { ...e.phases } };
@@ -87,9 +90,9 @@ export class ControllerMetrics {
     if (m === undefined) {
       m = {
         instanceId: id,
-        wakes: { hot: 0, cold: 0 },
-        wakeLatency: { hot: histogram(), cold: histogram() },
-        wakePhases: { hot: phaseHistograms(), cold: phaseHistograms() },
+        wakes: { hot: 0, cold: 0, primed: 0 },
+        wakeLatency: { hot: histogram(), cold: histogram(), primed: histogram() },
+        wakePhases: { hot: phaseHistograms(), cold: phaseHistograms(), primed: phaseHistograms() },
         lastWake: null,
         suspends: { hot: 0, cold: 0 },
         demotions: 0,

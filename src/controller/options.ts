@@ -5,6 +5,7 @@ import type { StateStore } from './state/state-store.js';
 import type { VmConfig, VmmDriver } from '../vmm/driver.js';
 import type { ConsoleLogOptions } from './console-log.js';
 import type { HotStandbyConfig } from './hot-standby.js';
+import type { PrimedPoolConfig } from './primed/primed-pool.js';
 import type { ControllerLogger, ImageResolver, InstanceNetwork, InstanceVolumes } from './seams.js';
 
 export interface ControllerOptions {
@@ -29,4 +30,6 @@ export interface ControllerOptions {
   hotStandby?: Partial<HotStandbyConfig>;
   /** GET / requests an HTTP app gets before its template snapshot (template-warmup.ts). Default 3; 0: none. */
   templateWarmupRequests?: number;
+  /** VMs restored paused ahead of cold wakes of stateless instances (primed/primed-pool.ts). Default: none. */
+  primedPool?: PrimedPoolConfig;
 }

@@ -38,6 +38,9 @@ export async function reconcile(lc: Lifecycle): Promise<{ adopted: string[]; die
     else if (rec.status.state === 'starting') void lc.serialize(rec.id, () => lc.awaitReady(rec.id, vm!, new AbortController().signal));
     else if (rec.status.state === 'draining') void lc.serialize(rec.id, async () => void lc.transition(lc.fresh(rec.id), 'running'));
   }
+  // Primed VMs no record names (a crash left them in the pool) end before their namespaces are swept.
+  const bound = new Set(lc.store.list().map((r) => (r.status.pid !== null && lc.live.has(r.id) ? lc.primed.folderOf(r.status.vm?.runDir) : undefined)));
+  await lc.primed.sweep((folder) => bound.has(folder));
   await lc.networks.reconcile((id) => lc.live.has(id));
   // Claims of instances removed while flickd was down (rm crashed between the record and the claim).
   await lc.volumes?.sweep(new Set(lc.store.list().map((r) => r.id)));

@@ -11,6 +11,7 @@ import { VmmError, type DiskErrorReport, type HealthReport, type MicroVm, type R
 import { ImageStoreError } from '../registry/image-store.js';
 import { Controller } from './controller.js';
 import type { HeldNetwork, ImageResolver, InstanceNetwork, NetworkLease } from './seams.js';
+import type { PrimedPoolConfig } from './primed/primed-pool.js';
 
 export const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-controller-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -91,8 +92,10 @@ export class FakeVm implements MicroVm {
     this.reclaimed.push(keepBytes);
     return { beforeBytes: undefined, afterBytes: undefined, durationMs: 0 };
   }
+  /** What memoryUsage() says (the driver's cgroup figure); undefined: cannot tell. */
+  usageBytes: number | undefined;
   memoryUsage(): number | undefined {
-    return undefined;
+    return this.usageBytes;
   }
   async syncClock(): Promise<void> {}
   released = false;
@@ -112,25 +115,35 @@ export class FakeVm implements MicroVm {
 export class FakeDriver implements VmmDriver {
   readonly name = 'fake';
   readonly vms: FakeVm[] = [];
-  restores: Array<{ mode: string; snapshot: Snapshot }> = [];
+  restores: Array<{ mode: string; snapshot: Snapshot; paused?: true }> = [];
   portReady: Promise<void> = Promise.resolve();
   alive = new Set<number>();
+  /** What each new VM's memoryUsage() says. */
+  usageBytes: number | undefined;
+  /** Makes the next restores fail (RESTORE_FAILED) while set. */
+  failRestores = false;
   async accelerator() {
     return 'tcg' as const;
   }
   async boot(config: VmConfig): Promise<MicroVm> {
     const vm = new FakeVm(config, this.portReady);
+    vm.usageBytes = this.usageBytes;
     this.vms.push(vm);
     this.alive.add(vm.pid);
     void vm.exited.then(() => this.alive.delete(vm.pid));
     return vm;
   }
-  async restore(config: VmConfig, snapshot: Snapshot, opts: { mode: string }): Promise<MicroVm> {
-    this.restores.push({ mode: opts.mode, snapshot });
+  async restore(config: VmConfig, snapshot: Snapshot, opts: { mode: string; paused?: boolean }): Promise<MicroVm> {
+    this.restores.push({ mode: opts.mode, snapshot, ...(opts.paused ? { paused: true } : {}) });
+    if (this.failRestores) throw new VmmError('RESTORE_FAILED', 'restore failed (fake)');
     const vm = (await this.boot(config)) as FakeVm;
     vm.booted = false;
-    const at = performance.now();
-    vm.restoreTimes = { runningAt: at, clockAt: at };
+    // Primed (paused): no guest code has run; resume() runs it.
+    if (opts.paused) vm.paused = true;
+    else {
+      const at = performance.now();
+      vm.restoreTimes = { runningAt: at, clockAt: at };
+    }
     return vm;
   }
   async adopt(config: VmConfig, pid: number): Promise<MicroVm> {
@@ -181,14 +194,14 @@ export const images: ImageResolver = {
   },
 };
 
-export function setup(name: string, opts: { db?: string; driver?: FakeDriver; network?: FakeNetwork; hotBudgetBytes?: number } = {}) {
+export function setup(name: string, opts: { db?: string; driver?: FakeDriver; network?: FakeNetwork; hotBudgetBytes?: number; primedPool?: PrimedPoolConfig } = {}) {
   const dataDir = path.join(tmp, name);
   const store = SqliteStateStore.open(opts.db ?? path.join(dataDir, 'state.db'));
   const driver = opts.driver ?? new FakeDriver();
   const network = opts.network ?? new FakeNetwork();
   // Hot standby off unless a test asks: the cold tier is what most tests check.
   const hotStandby = { budgetBytes: opts.hotBudgetBytes ?? 0, pageOutAfterMs: 60_000 };
-  const c = new Controller({ store, driver, images, network, dataDir, restartBackoff: { initialMs: 1, maxMs: 5 }, hotStandby });
+  const c = new Controller({ store, driver, images, network, dataDir, restartBackoff: { initialMs: 1, maxMs: 5 }, hotStandby, ...(opts.primedPool ? { primedPool: opts.primedPool } : {}) });
   after(async () => {
     await c.dispose();
     await store.close();
@@ -214,4 +227,13 @@ export async function wakeUp(c: Controller, id: string, signal: AbortSignal = ne
     });
   });
   return up;
+}
+
+/** Polls (every 5 ms) until `cond` holds, for what a timer does in the background; fails after `ms`. */
+export async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }

@@ -8,7 +8,7 @@ import { describeError } from '../errors.js';
 import type { InstanceRecord } from './state/instance-record.js';
 import type { StateStore } from './state/state-store.js';
 import type { VmConfig } from '../vmm/driver.js';
-import type { ControllerLogger, HeldNetwork, InstanceNetwork } from './seams.js';
+import type { ControllerLogger, HeldNetwork, InstanceNetwork, NetworkLease } from './seams.js';
 import { ControllerError } from './states.js';
 
 export class VmNetworks {
@@ -38,6 +38,16 @@ export class VmNetworks {
       throw err;
     }
     return vm;
+  }
+
+  /**
+   * Gives instance `id` a VM that already holds `lease` (a primed VM, src/controller/primed/):
+   * its network, config and pid in one write, before the VM runs.
+   */
+  bind(id: string, config: VmConfig, lease: NetworkLease, pid: number): void {
+    const rec = this.#store.get(id);
+    if (rec === undefined) throw new ControllerError('INSTANCE_NOT_FOUND', `instance ${id} was removed meanwhile`, { kind: 'user' });
+    this.#store.updateStatus(id, rec.revision, { networkIndex: lease.index, vm: { ...config, network: lease.attachment }, pid });
   }
 
   /**

@@ -14,7 +14,7 @@ import { describeError } from '../errors.js';
 import type { InstanceRecord } from './state/instance-record.js';
 import type { MicroVm } from '../vmm/driver.js';
 import type { HotStandby } from './hot-standby.js';
-import type { StandbyTier } from './metrics.js';
+import type { WakeTier } from './metrics.js';
 import { readinessPort } from './spec.js';
 import { ControllerError } from './states.js';
 import type { InstanceHost } from './instance-host.js';
@@ -129,7 +129,8 @@ export class WakePath {
     const vmmCall = performance.now();
     try {
       // A cold standby holds no network: this one (ready-made, from the pool) carries a new host address.
-      vm = await this.#t.restore(rec, snapshot, mode);
+      const woken = await this.#t.restore(rec, snapshot, mode);
+      vm = woken.vm;
       // No readiness probe: every snapshot was taken with the app listening (the template at
       // readiness, own state while running), and a probe is a connection the app would see.
       if (mode === 'own') {
@@ -139,8 +140,7 @@ export class WakePath {
         delete snapshots.own;
         this.#t.update(cur, { snapshots });
       }
-      const run = vm.restoreTimes ?? { runningAt: performance.now() };
-      return await this.#woke(this.#t.fresh(id), 'cold', t0, { enter, vmmCall, run }, handOver, mode);
+      return await this.#woke(this.#t.fresh(id), woken.primed ? 'primed' : 'cold', t0, { enter, vmmCall, run: woken.run }, handOver, mode);
     } catch (err) {
       if (vm) await this.#t.kill(id, vm);
       await this.#t.releaseNetwork(id);
@@ -154,7 +154,7 @@ export class WakePath {
    * proxy's first request went upstream) records it running. Precondition: `cur` is `starting`
    * (cold) or `standby` (hot) with the VM's pid and network.
    */
-  async #woke(cur: InstanceRecord, tier: StandbyTier, t0: number, marks: Omit<WakeMarks, 'done'>, handOver: (awake: AwakeInstance) => void, restored?: 'own' | 'clone'): Promise<AwakeInstance> {
+  async #woke(cur: InstanceRecord, tier: WakeTier, t0: number, marks: Omit<WakeMarks, 'done'>, handOver: (awake: AwakeInstance) => void, restored?: 'own' | 'clone'): Promise<AwakeInstance> {
     const { id, name } = cur;
     const at = new Date().toISOString();
     const done = performance.now();
@@ -185,7 +185,7 @@ export class WakePath {
       this.sleep(id);
       return awake;
     }
-    this.#t.events.emit('wake', { id, name, durationMs, mode: tier === 'hot' ? 'resume' : restored === 'own' ? 'own' : 'template', at, phases: controllerPhases({ ...marks, done }) });
+    this.#t.events.emit('wake', { id, name, durationMs, mode: tier === 'hot' ? 'resume' : tier === 'primed' ? 'primed' : restored === 'own' ? 'own' : 'template', at, phases: controllerPhases({ ...marks, done }) });
     this.#onRunning(next);
     return awake;
   }
