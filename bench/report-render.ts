@@ -136,6 +136,14 @@ export function rows(latest: Latest): Row[] {
     add(s, 'creates over the cluster (no boots)', `${cl.creates_per_s} /s`, '—', '—');
     add(s, `a host's start-up with ${num(cl.catalog_instances)} instances (to the last one routed)`, ms(cl.host_startup_ms), `etcd db ${mib(cl.etcd_db_bytes)}`, '≤ 5 s', has(cl.host_startup_ms) ? cl.host_startup_ms <= 5000 : undefined);
   }
+  const st = latest.results.state?.results;
+  if (st) {
+    const s = 'state seam (issue 15; etcd backend beside SQLite, 3 etcd members on one machine)';
+    add(s, 'create (a shared write), p50', ms(st.create_ms?.etcd?.p50), `SQLite ${ms(st.create_ms?.sqlite?.p50)}`, '—');
+    add(s, 'status write as the controller sees it, p50', ms(st.status_write_ms?.etcd?.p50), `SQLite ${ms(st.status_write_ms?.sqlite?.p50)}`, '—');
+    add(s, 'status write → seen by another host, p99', `${ms(st.publish_lag_ms?.p99)} (p50 ${ms(st.publish_lag_ms?.p50)})`, '—', '≤ 100 ms', has(st.publish_lag_ms?.p99) ? st.publish_lag_ms.p99 <= 100 : undefined);
+    add(s, `open with ${num(st.records)} records (list + watch)`, ms(st.open_ms?.etcd), `SQLite ${ms(st.open_ms?.sqlite)}`, '≤ 5 s', has(st.open_ms?.etcd) ? st.open_ms.etcd <= 5000 : undefined);
+  }
   const i = latest.results.image?.results;
   if (i) {
     const s = 'image (issues 3, 17)';

@@ -18,7 +18,7 @@ import { argValue } from './lib.js';
 import { renderMarkdown, renderSvg, type Latest, type Series } from './report-render.js';
 
 /** In the order they run: the cheap ones first, density (the longest) last. */
-const ORDER = ['image', 'vmm', 'proxy', 'wake', 'service', 'console', 'density', 'jail', 'cluster', 'postgres'] as const;
+const ORDER = ['image', 'vmm', 'proxy', 'wake', 'service', 'console', 'density', 'jail', 'cluster', 'state', 'postgres'] as const;
 const QUICK_ARGS: Record<string, string[]> = {
   vmm: ['--runs', '4'],
   proxy: ['--runs', '1', '--duration', '2s'],
@@ -28,6 +28,7 @@ const QUICK_ARGS: Record<string, string[]> = {
   postgres: ['--n', '5', '--standby', '2', '--pgbench-seconds', '5'],
   density: ['--n', '100', '--running-max', '10', '--netns-probe', '50', '--minutes', '10'],
   cluster: ['--failovers', '2', '--creates', '20', '--hops', '50', '--catalog', '2000'],
+  state: ['--n', '50', '--records', '2000'],
 };
 
 const here = path.dirname(fileURLToPath(import.meta.url));

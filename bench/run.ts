@@ -14,6 +14,7 @@ const BENCHMARKS: Record<string, { file: string; about: string }> = {
   density: { file: 'density.js', about: 'N standby instances: create rate, RAM, disk, first and N-th wake; idle running instances' },
   console: { file: 'console.js', about: 'web console in chromium: state change -> row (p95), first load bytes and time to interactive; peer: a plain HTTP feed client' },
   cluster: { file: 'cluster.js', about: 'a 3-host cluster on this machine: failover, route propagation, the cross-host hop, creates/s, start-up with 10,000 instances' },
+  state: { file: 'state.js', about: 'the state seam: the etcd backend beside SQLite (create, status write, publish lag, open with 10,000 records)' },
   postgres: { file: 'postgres.js', about: 'PostgreSQL on a volume: wake → first query (hot, cold) vs the host\'s pg_ctl start, pgbench proxy vs direct, standby cost' },
   service: { file: 'service.js', about: 'services: a 1,000-request burst at zero against a service (autoscale max=4) beside a single instance' },
   report: { file: 'report.js', about: 'every benchmark, then latest.json, latest.md and the wake chart (the default)' },

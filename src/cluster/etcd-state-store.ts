@@ -27,7 +27,7 @@
 // writes without etcd fail with STATE_UNAVAILABLE; reads and status writes go
 // on. This store's etcd writes run one at a time: a publish never races them.
 import type { InstanceRecord, InstanceSpec, InstanceStatus, NewInstanceRecord } from '../controller/state/instance-record.js';
-import { ReadModel, expectRevision, followFeed } from '../controller/state/read-model.js';
+import { ModelReads, ReadModel, expectRevision, followFeed } from '../controller/state/read-model.js';
 import { StateError, type StateChange, type StateReads, type StateStore } from '../controller/state/state-store.js';
 import { EtcdError, type Compare, type EtcdClient, type KeyValue, type TxnOp, type TxnResult } from './etcd-client.js';
 import { EtcdStateFeed, decodeRecord, encodeRecord, nameKey, recordKey, sameContent } from './etcd-state-feed.js';
@@ -51,12 +51,16 @@ export interface EtcdStateStoreConfig {
   retryMs?: number;
 }
 
+/** Status writes published in one txn at most (etcd's --max-txn-ops is 128 by default; records are KiBs). */
+const PUBLISH_BATCH = 32;
+
 interface Pending {
   seq: number;
   record: InstanceRecord;
 }
 
-export class EtcdStateStore implements StateStore {
+/** This host's records are the reads (ModelReads' model); the mirror of every host's is `cluster`. */
+export class EtcdStateStore extends ModelReads implements StateStore {
   readonly hostId: string;
   readonly #etcd: EtcdClient;
   readonly #prefix: string;
@@ -64,8 +68,6 @@ export class EtcdStateStore implements StateStore {
   readonly #journal: StatusJournal;
   /** Every record in etcd, at etcd revisions. */
   readonly #cluster = new ReadModel();
-  /** This host's records, at this store's revisions. */
-  readonly #own = new ReadModel();
   readonly #pending = new Map<string, Pending>();
   /** The revision at which a record last changed by anything but this host's status writes (a shared write's lenient fence). */
   readonly #lastShared = new Map<string, number>();
@@ -91,6 +93,7 @@ export class EtcdStateStore implements StateStore {
   }
 
   private constructor(config: EtcdStateStoreConfig) {
+    super(new ReadModel()); // this host's records, at this store's revisions
     this.hostId = config.hostId;
     this.#etcd = config.etcd;
     this.#prefix = config.prefix ?? DEFAULT_CLUSTER_PREFIX;
@@ -146,40 +149,18 @@ export class EtcdStateStore implements StateStore {
     return this.#pending.size;
   }
 
-  // ---- reads: this host's records ----
-
-  get(id: string): InstanceRecord | undefined {
-    return this.#own.get(id);
-  }
-
-  getByName(name: string): InstanceRecord | undefined {
-    return this.#own.getByName(name);
-  }
-
-  list(): InstanceRecord[] {
-    return this.#own.list();
-  }
-
-  usesTemplate(dir: string): boolean {
-    return this.#own.usesTemplate(dir);
-  }
-
-  subscribe(listener: (change: StateChange) => void): () => void {
-    return this.#own.subscribe(listener);
-  }
-
   // ---- writes ----
 
   updateStatus(id: string, expected: number, patch: Partial<InstanceStatus>): InstanceRecord {
     if (this.#closed) throw new StateError('STATE_UNAVAILABLE', 'the state store is closed (flickd is stopping)');
-    const current = expectRevision(this.#own, id, expected);
+    const current = expectRevision(this.model, id, expected);
     const next: InstanceRecord = { ...current, status: { ...current.status, ...patch }, revision: ++this.#revision, updatedAt: new Date().toISOString() };
     // On disk first, then memory, then etcd behind.
     const seq = this.#journal.put(next);
     this.#pending.set(id, { seq, record: next });
-    this.#own.apply({ type: 'put', record: next });
+    this.model.apply({ type: 'put', record: next });
     this.#schedulePublish(0);
-    return this.#own.get(id)!;
+    return this.model.get(id)!;
   }
 
   create(record: NewInstanceRecord): Promise<InstanceRecord> {
@@ -201,7 +182,7 @@ export class EtcdStateStore implements StateStore {
         throw new StateError('NAME_TAKEN', `an instance named "${record.name}" already exists${holder ? ` (on host ${holder.owner})` : ''}: pick another --name or remove it with 'flick rm ${record.name}'`, { kind: 'user' });
       }
       this.#cluster.apply({ type: 'put', record: { ...next, revision: r.revision } });
-      return this.#own.get(record.id)!;
+      return this.model.get(record.id)!;
     });
   }
 
@@ -209,22 +190,22 @@ export class EtcdStateStore implements StateStore {
     return this.#ownWrite(id, expected, async (current) => {
       const next = { ...current, spec: { ...current.spec, ...patch }, updatedAt: new Date().toISOString() };
       await this.#put(current, next);
-      return this.#own.get(id)!;
+      return this.model.get(id)!;
     });
   }
 
   claim(id: string, expected: number, owner: string): Promise<InstanceRecord> {
     const move = async (current: InstanceRecord) => {
       const written = await this.#put(current, { ...current, owner, updatedAt: new Date().toISOString() });
-      return this.#own.get(id) ?? written; // claimed away, it is no longer in this host's reads
+      return this.model.get(id) ?? written; // claimed away, it is no longer in this host's reads
     };
-    if (this.#own.get(id) !== undefined) return this.#ownWrite(id, expected, move);
+    if (this.model.get(id) !== undefined) return this.#ownWrite(id, expected, move);
     // Another host's record (or none): fenced on the etcd revision read in `cluster`.
     return this.#serial(async () => move(expectRevision(this.#cluster, id, expected)));
   }
 
   remove(id: string, expected: number): Promise<boolean> {
-    if (this.#own.get(id) === undefined) return Promise.resolve(false);
+    if (this.model.get(id) === undefined) return Promise.resolve(false);
     return this.#ownWrite(id, expected, async (current) => {
       const key = recordKey(this.#prefix, id);
       const names = nameKey(this.#prefix, current.name);
@@ -269,14 +250,14 @@ export class EtcdStateStore implements StateStore {
    */
   #ownWrite<T>(id: string, expected: number, write: (current: InstanceRecord) => Promise<T>): Promise<T> {
     try {
-      expectRevision(this.#own, id, expected);
+      expectRevision(this.model, id, expected);
     } catch (err) {
       return Promise.reject(err);
     }
     return this.#serial(async () => {
-      const current = this.#own.get(id);
+      const current = this.model.get(id);
       if (current === undefined) throw new StateError('RECORD_NOT_FOUND', `instance ${id} is not in this host's state (removed or moved meanwhile)`);
-      if ((this.#lastShared.get(id) ?? 0) > expected) expectRevision(this.#own, id, expected);
+      if ((this.#lastShared.get(id) ?? 0) > expected) expectRevision(this.model, id, expected);
       return write(current);
     });
   }
@@ -322,18 +303,18 @@ export class EtcdStateStore implements StateStore {
       this.#drop(id);
       this.#lastShared.delete(id);
       this.#journal.cache(id, null);
-      if (this.#own.get(id) !== undefined) this.#own.apply({ type: 'delete', id, revision: ++this.#revision });
+      if (this.model.get(id) !== undefined) this.model.apply({ type: 'delete', id, revision: ++this.#revision });
       return;
     }
     const shared = change.record;
     this.#journal.cache(shared.id, shared);
     const pending = this.#pending.get(shared.id)?.record;
     const next = { ...shared, status: pending ? pending.status : shared.status, updatedAt: pending ? pending.updatedAt : shared.updatedAt };
-    const current = this.#own.get(shared.id);
+    const current = this.model.get(shared.id);
     if (current !== undefined && sameContent(current, next)) return; // the echo of this host's own write
     const revision = ++this.#revision;
     this.#lastShared.set(shared.id, revision);
-    this.#own.apply({ type: 'put', record: { ...next, revision } });
+    this.model.apply({ type: 'put', record: { ...next, revision } });
   }
 
   #drop(id: string): void {
@@ -361,26 +342,46 @@ export class EtcdStateStore implements StateStore {
     this.#publishTimer.unref();
   }
 
-  /** Publishes every pending status, oldest write first; throws (to be retried) at the first that cannot be. */
+  /**
+   * Publishes every pending status, oldest write first, up to PUBLISH_BATCH
+   * records in one txn (each on its own compare); a batch that finds one moved
+   * on goes one record at a time. Throws (to be retried) where one cannot be.
+   */
   async #publishAll(): Promise<void> {
     if (this.#offline) return; // the first listing publishes (#follow)
-    const queue = [...this.#pending.entries()].sort((a, b) => a[1].seq - b[1].seq);
-    for (const [id, p] of queue) {
-      if (this.#closed) return;
-      if (this.#pending.get(id)?.seq !== p.seq) continue; // superseded or dropped meanwhile
+    const ready: { id: string; seq: number; next: InstanceRecord }[] = [];
+    for (const [id, p] of [...this.#pending.entries()].sort((x, y) => x[1].seq - y[1].seq)) {
       const shared = this.#cluster.get(id);
-      if (shared === undefined || shared.owner !== this.hostId) {
-        this.#drop(id); // removed, or moved to another host: its status is no longer this host's to publish
+      if (shared === undefined || shared.owner !== this.hostId) this.#drop(id); // removed, or moved to another host: no longer this host's to publish
+      else ready.push({ id, seq: p.seq, next: { ...shared, status: p.record.status, updatedAt: p.record.updatedAt } });
+    }
+    const current = (w: { id: string; seq: number }) => !this.#closed && this.#pending.get(w.id)?.seq === w.seq; // not superseded or dropped meanwhile
+    for (let i = 0; i < ready.length; i += PUBLISH_BATCH) {
+      const batch = ready.slice(i, i + PUBLISH_BATCH).filter(current);
+      if (batch.length === 0) continue;
+      const key = (id: string) => recordKey(this.#prefix, id);
+      const r = await this.#txn(
+        batch.map((w) => ({ key: key(w.id), target: 'MOD', result: 'EQUAL', value: this.#cluster.get(w.id)?.revision ?? 0 })),
+        batch.map((w) => ({ put: { key: key(w.id), value: encodeRecord(w.next) } })),
+        key(batch[0]!.id),
+        batch[0]!.next.name,
+      );
+      if (r.succeeded) {
+        for (const w of batch) {
+          if (current(w)) this.#drop(w.id);
+          this.#cluster.apply({ type: 'put', record: { ...w.next, revision: r.revision } });
+        }
         continue;
       }
-      const next: InstanceRecord = { ...shared, status: p.record.status, updatedAt: p.record.updatedAt };
-      try {
-        await this.#put(shared, next);
-      } catch (err) {
-        if (err instanceof StateError && (err.code === 'STALE_REVISION' || err.code === 'RECORD_NOT_FOUND')) continue; // the mirror caught up: the next round decides
-        throw err;
+      for (const w of batch) {
+        // Its newest status, checked in the same turn as #put reads it (an older one never clears a newer).
+        const p = this.#pending.get(w.id);
+        const shared = this.#cluster.get(w.id);
+        if (this.#closed || p === undefined || shared === undefined || shared.owner !== this.hostId) continue;
+        await this.#put(shared, { ...shared, status: p.record.status, updatedAt: p.record.updatedAt }).catch((err: unknown) => {
+          if (!(err instanceof StateError && (err.code === 'STALE_REVISION' || err.code === 'RECORD_NOT_FOUND'))) throw err; // the mirror caught up: the next round decides
+        });
       }
-      if (this.#pending.get(id)?.seq === p.seq) this.#drop(id);
     }
   }
 

@@ -21,18 +21,17 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { InstanceRecord, InstanceSpec, InstanceStatus, NewInstanceRecord } from '../controller/state/instance-record.js';
-import { ReadModel, expectRevision } from '../controller/state/read-model.js';
-import { StateError, type StateChange, type StateStore } from '../controller/state/state-store.js';
+import { ModelReads, ReadModel, expectRevision } from '../controller/state/read-model.js';
+import { StateError, type StateStore } from '../controller/state/state-store.js';
 import { migrate } from './migrations.js';
 import { decodeRecord, type InstanceRow } from './records.js';
 
 /** The owner a single host writes as. */
 export const LOCAL_HOST = 'local';
 
-export class SqliteStateStore implements StateStore {
+export class SqliteStateStore extends ModelReads implements StateStore {
   readonly hostId: string;
   readonly #db: Database.Database;
-  readonly #model = new ReadModel();
   readonly #insert: Database.Statement;
   readonly #update: Database.Statement;
   readonly #delete: Database.Statement;
@@ -58,6 +57,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   private constructor(db: Database.Database, hostId: string) {
+    super(new ReadModel());
     this.#db = db;
     this.hostId = hostId;
     this.#insert = db.prepare('INSERT INTO instances (id, name, state, network_index, version, data, created_at, revision, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)');
@@ -66,50 +66,28 @@ export class SqliteStateStore implements StateStore {
     this.#bump = db.prepare('UPDATE state_revision SET revision = ?');
     this.#revision = (db.prepare('SELECT revision FROM state_revision').get() as { revision: number }).revision;
     const rows = db.prepare('SELECT * FROM instances ORDER BY created_at, id').all() as InstanceRow[];
-    this.#model.reset({ revision: this.#revision, records: rows.map(decodeRecord) });
-  }
-
-  // ---- reads (the read model) ----
-
-  get(id: string): InstanceRecord | undefined {
-    return this.#model.get(id);
-  }
-
-  getByName(name: string): InstanceRecord | undefined {
-    return this.#model.getByName(name);
-  }
-
-  list(): InstanceRecord[] {
-    return this.#model.list();
-  }
-
-  usesTemplate(dir: string): boolean {
-    return this.#model.usesTemplate(dir);
-  }
-
-  subscribe(listener: (change: StateChange) => void): () => void {
-    return this.#model.subscribe(listener);
+    this.model.reset({ revision: this.#revision, records: rows.map(decodeRecord) });
   }
 
   // ---- writes ----
 
   create(record: NewInstanceRecord): Promise<InstanceRecord> {
     try {
-      if (this.#model.getByName(record.name) !== undefined) {
+      if (this.model.getByName(record.name) !== undefined) {
         throw new StateError('NAME_TAKEN', `an instance named "${record.name}" already exists: pick another --name or remove it with 'flick rm ${record.name}'`, { kind: 'user' });
       }
       const next: InstanceRecord = { ...record, owner: this.hostId, revision: this.#revision + 1, updatedAt: record.createdAt };
       // The UNIQUE name column still guards the table itself.
       this.#commit(next.revision, () => this.#insert.run(next.id, next.name, next.status.state, next.status.networkIndex, next.version, encode(next), next.createdAt, next.revision, next.owner));
-      this.#model.apply({ type: 'put', record: next });
-      return Promise.resolve(this.#model.get(next.id)!);
+      this.model.apply({ type: 'put', record: next });
+      return Promise.resolve(this.model.get(next.id)!);
     } catch (err) {
       return Promise.reject(err);
     }
   }
 
   updateStatus(id: string, expected: number, patch: Partial<InstanceStatus>): InstanceRecord {
-    const current = expectRevision(this.#model, id, expected);
+    const current = expectRevision(this.model, id, expected);
     if (current.owner !== this.hostId) {
       throw new StateError('NOT_OWNER', `instance "${current.name}" is owned by host ${current.owner}, not this one (${this.hostId}): only its owner changes its status`);
     }
@@ -118,7 +96,7 @@ export class SqliteStateStore implements StateStore {
 
   updateSpec(id: string, expected: number, patch: Partial<InstanceSpec>): Promise<InstanceRecord> {
     try {
-      const current = expectRevision(this.#model, id, expected);
+      const current = expectRevision(this.model, id, expected);
       return Promise.resolve(this.#put(current, { ...current, spec: { ...current.spec, ...patch } }));
     } catch (err) {
       return Promise.reject(err);
@@ -127,7 +105,7 @@ export class SqliteStateStore implements StateStore {
 
   claim(id: string, expected: number, owner: string): Promise<InstanceRecord> {
     try {
-      const current = expectRevision(this.#model, id, expected);
+      const current = expectRevision(this.model, id, expected);
       return Promise.resolve(this.#put(current, { ...current, owner }));
     } catch (err) {
       return Promise.reject(err);
@@ -136,11 +114,11 @@ export class SqliteStateStore implements StateStore {
 
   remove(id: string, expected: number): Promise<boolean> {
     try {
-      if (this.#model.get(id) === undefined) return Promise.resolve(false);
-      expectRevision(this.#model, id, expected);
+      if (this.model.get(id) === undefined) return Promise.resolve(false);
+      expectRevision(this.model, id, expected);
       const revision = this.#revision + 1;
       this.#commit(revision, () => this.#delete.run(id, expected));
-      this.#model.apply({ type: 'delete', id, revision });
+      this.model.apply({ type: 'delete', id, revision });
       return Promise.resolve(true);
     } catch (err) {
       return Promise.reject(err);
@@ -164,8 +142,8 @@ export class SqliteStateStore implements StateStore {
       const r = this.#update.run(record.status.state, record.status.networkIndex, encode(record), record.revision, record.owner, record.id, current.revision);
       if (r.changes !== 1) throw new StateError('STALE_REVISION', `instance "${current.name}" changed on disk meanwhile: read it again and retry`);
     });
-    this.#model.apply({ type: 'put', record });
-    return this.#model.get(record.id)!;
+    this.model.apply({ type: 'put', record });
+    return this.model.get(record.id)!;
   }
 
   /** One transaction: `write`, and the store's revision moved to `revision`. */

@@ -116,6 +116,31 @@ export class ReadModel implements StateReads {
   }
 }
 
+/** The synchronous reads of a store whose records are in `model`: every backend's StateReads (and subscribe). */
+export class ModelReads implements StateReads {
+  constructor(protected readonly model: ReadModel) {}
+
+  get(id: string): InstanceRecord | undefined {
+    return this.model.get(id);
+  }
+
+  getByName(name: string): InstanceRecord | undefined {
+    return this.model.getByName(name);
+  }
+
+  list(): InstanceRecord[] {
+    return this.model.list();
+  }
+
+  usesTemplate(dir: string): boolean {
+    return this.model.usesTemplate(dir);
+  }
+
+  subscribe(listener: Listener): () => void {
+    return this.model.subscribe(listener);
+  }
+}
+
 /**
  * The record `id` as a writer must find it: present and at `expected`. Throws
  * RECORD_NOT_FOUND or STALE_REVISION (what a backend's fenced txn reports).
