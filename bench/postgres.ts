@@ -12,13 +12,15 @@
 //   (paused, saved with its RAM and disk copied, resumed): the fork's time, then fork → first
 //   query answered by the fork (its cold wake included), and the disk a fork takes before it runs
 //   shared forks (the density path): N forks of the standby database sharing one copy of its state,
-//   a volume branch each: time and disk per fork, the shared template once, a woken one's first query
+//   a volume branch each: time and disk per fork, the shared template once; ten woken, each one's first
+//   SELECT 1 (beside the source's cold wake, same query) and its second wake (its own state by then)
+//   Every timed wake is checked to be one (the wake counters), and its breakdown kept (last_wake).
 // Writes bench/results/postgres.json:
 //   {"accel", "results": {"wake_hot_ms", "wake_cold_ms", "host_cold_start_ms" (each {p50,p90,p99,n}),
 //    "pgbench_tps_proxy", "pgbench_tps_direct", "standby_instances", "standby_ram_bytes",
 //    "standby_disk_bytes_each", "fork_ms"}, "details": {...}}
 //
-//   node dist/bench/postgres.js [--n 20] [--standby 3] [--forks 5] [--shared-forks 1000] [--pgbench-seconds 10] [--pgbench-rounds 3]
+//   node dist/bench/postgres.js [--n 20] [--standby 3] [--forks 5] [--shared-forks 1000] [--shared-woken 10] [--pgbench-seconds 10] [--pgbench-rounds 3]
 import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -96,6 +98,47 @@ function uid(user: string): number {
   return Number(line?.split(':')[2] ?? 0);
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Suspends `name` and waits until it is in standby of that tier. A suspend is a no-op while the
+ * proxy still counts the last client's connection in flight (the API answers with the instance
+ * still running): psql's exit can come before the proxy has seen the connection close. So it is
+ * asked again until the instance sleeps; before this, most of this benchmark's "wakes" were warm
+ * queries of a running instance.
+ */
+async function suspend(host: BenchHost, name: string, tier: 'hot' | 'cold'): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const v = await host.must('PUT', `/v1/instances/${name}/suspend?tier=${tier}`);
+    if (v.state === 'standby' && v.standby_tier === tier) return;
+    if (Date.now() > deadline) throw new Error(`instance ${name} did not go to ${tier} standby: it is ${v.state}`);
+    await sleep(5);
+  }
+}
+
+/** Suspends `name`, times `sql` through the proxy, and checks that it was a wake of that tier; with the wake's breakdown. */
+async function wakeQuery(host: BenchHost, name: string, port: number, tier: 'hot' | 'cold', sql = 'SELECT 1'): Promise<{ ms: number; phases: Record<string, number> }> {
+  await suspend(host, name, tier);
+  return await timedWake(host, name, port, tier, sql);
+}
+
+/** Times `sql` on a standby instance through the proxy; fails unless exactly one wake of `tier` answered it. */
+async function timedWake(host: BenchHost, name: string, port: number, tier: 'hot' | 'cold', sql = 'SELECT 1'): Promise<{ ms: number; phases: Record<string, number> }> {
+  const key = tier === 'hot' ? 'wakes_hot' : 'wakes_cold';
+  const before = (await host.must('GET', `/v1/instances/${name}`))[key] as number;
+  const ms = await timed(() => psql('127.0.0.1', port, sql));
+  const v = await host.must('GET', `/v1/instances/${name}`);
+  if (v[key] !== before + 1) throw new Error(`instance ${name}: the query was not answered by one ${tier} wake (${key} ${before} → ${v[key]})`);
+  return { ms, phases: v.last_wake?.phases_ms ?? {} };
+}
+
+/** p50 of each phase over the wakes. */
+function phaseP50(wakes: Array<{ phases: Record<string, number> }>): Record<string, number> {
+  const names = [...new Set(wakes.flatMap((w) => Object.keys(w.phases)))];
+  return Object.fromEntries(names.map((k) => [k, round(percentile(wakes.map((w) => w.phases[k] ?? 0), 50))]));
+}
+
 async function pgbench(host: string, port: number, seconds: number): Promise<number> {
   const r = await exec('pgbench', ['-h', host, '-p', String(port), '-U', 'postgres', '-c', '4', '-j', '2', '-T', String(seconds), 'postgres'], { timeout: (seconds + 120) * 1000 });
   const m = /tps = ([\d.]+) \(without initial connection time\)/.exec(r.stdout);
@@ -110,6 +153,7 @@ async function main(): Promise<void> {
   const benchRounds = Number(argValue(process.argv, 'pgbench-rounds') ?? 3);
   const forkN = Number(argValue(process.argv, 'forks') ?? 5);
   const sharedN = Number(argValue(process.argv, 'shared-forks') ?? 1000);
+  const sharedWoken = Number(argValue(process.argv, 'shared-woken') ?? 10);
   const host = await BenchHost.start({ tag: 'fbp', pool: '10.220.0.0/22', args: ['--hot-standby-budget', '4G', '--ready-timeout', '600000'], log });
   const hostPg = new HostPostgres();
   try {
@@ -133,10 +177,12 @@ async function main(): Promise<void> {
     const hot: number[] = [];
     const cold: number[] = [];
     const warm: number[] = [];
+    const coldWakes: Array<{ phases: Record<string, number> }> = [];
     for (let i = 0; i < n; i++) {
       for (const [tier, xs] of [['cold', cold], ['hot', hot]] as const) {
-        await host.must('PUT', `/v1/instances/pg/suspend?tier=${tier}`);
-        xs.push(await timed(() => psql('127.0.0.1', port, 'SELECT 1')));
+        const w = await wakeQuery(host, 'pg', port, tier);
+        xs.push(w.ms);
+        if (tier === 'cold') coldWakes.push(w);
         warm.push(await timed(() => psql('127.0.0.1', port, 'SELECT 1')));
       }
       log(`round ${i + 1}/${n}: cold ${round(cold.at(-1)!)} ms, hot ${round(hot.at(-1)!)} ms, warm ${round(warm.at(-1)!)} ms`);
@@ -170,7 +216,7 @@ async function main(): Promise<void> {
     }
 
     const forks = await measureForks(host, port, forkN);
-    const shared = await measureSharedForks(host, sharedN);
+    const shared = await measureSharedForks(host, sharedN, Math.min(sharedN, sharedWoken));
 
     // Standby instances, each with its own volume: every one boots (initdb) once, then goes cold.
     const availBefore = meminfo('MemAvailable');
@@ -226,7 +272,9 @@ async function main(): Promise<void> {
       ['disk a standby fork takes (MiB: state copy + volume clone)', ...p3(forks.diskCold.map((b) => b / 2 ** 20)), forks.diskCold.length],
       ['disk a running fork takes (MiB: RAM copy + volume copy)', ...p3(forks.diskLive.map((b) => b / 2 ** 20)), forks.diskLive.length],
       ['shared fork of the standby instance (ms)', ...p3(shared.ms), shared.ms.length],
-      ['shared fork → its first query answered (ms, woken from the shared state)', ...p3(shared.firstQuery), shared.firstQuery.length],
+      ['shared fork → its first SELECT 1 (ms, woken from its copy of the shared state)', ...p3(shared.firstQuery), shared.firstQuery.length],
+      ['  beside: cold wake → SELECT 1 of the source, this run (ms)', results.wake_cold_ms.p50, results.wake_cold_ms.p90, results.wake_cold_ms.p99, cold.length],
+      ['shared fork, its second wake → SELECT 1 (ms, own state)', ...p3(shared.secondWake), shared.secondWake.length],
     ]);
     printTable([
       ['shared forks: the density path (TCG)', 'value'],
@@ -254,6 +302,9 @@ async function main(): Promise<void> {
         shared_fork_disk_bytes_each: shared.diskEach,
         shared_fork_template_bytes: shared.templateBytes,
         shared_fork_first_query_ms: dist(shared.firstQuery),
+        shared_fork_second_wake_ms: dist(shared.secondWake),
+        wake_phases_p50_ms: { cold: phaseP50(coldWakes), shared_fork_first: shared.firstPhases },
+        shared_fork_first_query_samples: shared.firstQuery.map((x) => round(x)),
         shared_forks: { instances: shared.ms.length, seconds: shared.seconds, flickd_rss_bytes_each: shared.flickdRssEach, mem_available_drop_bytes: shared.memAvailableDrop },
       },
     });
@@ -300,7 +351,7 @@ async function measureForks(host: BenchHost, port: number, n: number): Promise<{
   const out = { cold: [] as number[], live: [] as number[], firstQuery: [] as number[], diskCold: [] as number[], diskLive: [] as number[] };
   for (let i = 0; i < n; i++) {
     for (const mode of ['cold', 'live'] as const) {
-      if (mode === 'cold') await host.must('PUT', '/v1/instances/pg/suspend?tier=cold');
+      if (mode === 'cold') await suspend(host, 'pg', 'cold');
       else await psql('127.0.0.1', port, 'SELECT 1');
       const forkPort = await freePort();
       const name = `fork-${mode}-${i}`;
@@ -327,8 +378,8 @@ async function measureForks(host: BenchHost, port: number, n: number): Promise<{
  * template, copy-on-write) and queried. They stay: removing a volume rescans every volume's backing
  * chain today (quadratic over 1,000), and the host is removed with its data at the end.
  */
-async function measureSharedForks(host: BenchHost, n: number, woken = 3): Promise<{ ms: number[]; diskEach: number; templateBytes: number; firstQuery: number[]; flickdRssEach: number; memAvailableDrop: number; seconds: number }> {
-  await host.must('PUT', '/v1/instances/pg/suspend?tier=cold');
+async function measureSharedForks(host: BenchHost, n: number, woken: number): Promise<{ ms: number[]; diskEach: number; templateBytes: number; firstQuery: number[]; secondWake: number[]; firstPhases: Record<string, number>; flickdRssEach: number; memAvailableDrop: number; seconds: number }> {
+  await suspend(host, 'pg', 'cold');
   await settle();
   const diskBefore = diskBytes(host.dataDir);
   const rss0 = rssBytes(host.pid!) ?? 0;
@@ -356,9 +407,18 @@ async function measureSharedForks(host: BenchHost, n: number, woken = 3): Promis
   const templateBytes = fs.readdirSync(templatesDir).filter((d) => d.startsWith('fork-')).reduce((sum, d) => sum + diskBytes(path.join(templatesDir, d)), 0);
   const diskEach = Math.max(0, diskBytes(host.dataDir) - diskBefore - templateBytes) / n;
   log(`${n} shared forks in ${round(seconds)} s: ${round(percentile(ms, 50))} ms p50 each, ${round(diskEach / 1024)} KiB of disk each, one template of ${round(templateBytes / 2 ** 20)} MiB; flickd RSS +${round(flickdRssEach / 1024)} KiB each`);
-  const firstQuery: number[] = [];
-  for (const port of ports.slice(0, woken)) firstQuery.push(await timed(() => psql('127.0.0.1', port, 'SELECT count(*) FROM pgbench_accounts')));
-  return { ms, diskEach: Math.round(diskEach), templateBytes, firstQuery, flickdRssEach: Math.round(flickdRssEach), memAvailableDrop, seconds: round(seconds) };
+  // The same query as the cold wakes above: each fork's first wake (from its copy of the shared
+  // state), then its second (from the state its first suspend saved).
+  const first: Array<{ ms: number; phases: Record<string, number> }> = [];
+  const secondWake: number[] = [];
+  for (const [i, port] of ports.slice(0, woken).entries()) {
+    first.push(await timedWake(host, `shared-${i}`, port, 'cold'));
+    if ((await psql('127.0.0.1', port, 'SELECT count(*) FROM pgbench_accounts')).trim() !== '100000') throw new Error(`shared-${i} does not see the source's rows`);
+    secondWake.push((await wakeQuery(host, `shared-${i}`, port, 'cold')).ms);
+    log(`shared-${i}: first query ${round(first.at(-1)!.ms)} ms (${JSON.stringify(first.at(-1)!.phases)}), after its first suspend ${round(secondWake.at(-1)!)} ms`);
+  }
+  const firstQuery = first.map((w) => w.ms);
+  return { ms, diskEach: Math.round(diskEach), templateBytes, firstQuery, secondWake, firstPhases: phaseP50(first), flickdRssEach: Math.round(flickdRssEach), memAvailableDrop, seconds: round(seconds) };
 }
 
 main().catch((err) => {

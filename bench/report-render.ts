@@ -100,6 +100,8 @@ export function rows(latest: Latest): Row[] {
     if (sf && typeof sfDisk === 'number') {
       add(s, 'standby databases as shared forks of one (flick fork --shared)', `${num(sf.instances)} in ${sf.seconds} s: ${mib(sfDisk)} disk, ${mib(sf.flickd_rss_bytes_each)} flickd RSS each`, '—', '≥ 1,000 in ≤ 2 GiB, ≤ 1 MiB disk each', sf.instances >= 1000 && sf.flickd_rss_bytes_each * sf.instances <= 2 * 2 ** 30 && sfDisk <= 2 ** 20);
     }
+    const sq = latest.results.postgres?.details?.shared_fork_first_query_ms;
+    if (sq) add(s, 'shared fork → its first SELECT 1 (its first wake)', dist(sq), `cold wake → SELECT 1 ${dist(pg.wake_cold_ms)}`, 'as fast as a wake', has(sq.p50, pg.wake_cold_ms?.p50) ? sq.p50 <= pg.wake_cold_ms.p50 * 1.2 : undefined);
     const fk = latest.results.postgres?.details?.fork_to_first_query_ms;
     add(s, 'fork of a standby database (memory + volumes at one instant)', pg.fork_ms === null || pg.fork_ms === undefined ? 'not built' : typeof pg.fork_ms === 'number' ? ms(pg.fork_ms) : dist(pg.fork_ms), fk ? `fork → first query ${dist(fk)}` : '—', '—');
   }

@@ -63,7 +63,7 @@ test('fork of a hot-standby instance: it goes to cold standby first, then forks 
   assert.equal((await c.wait('copy', 'running', { timeoutMs: 5000 })).status.state, 'running');
 });
 
-test('shared forks of a standby instance: one template for all of them, each wakes from it once, then from its own state', async () => {
+test('shared forks of a standby instance: one template for all of them, each wakes from its own copy of it once, then from its own state', async () => {
   const { c, driver, dataDir } = setup('fork-shared');
   const src = await c.create({ image: 'hello:1', name: 'src', scaleToZero: stateful });
   await c.wait('src', 'running');
@@ -76,7 +76,9 @@ test('shared forks of a standby instance: one template for all of them, each wak
   assert.equal(a.status.snapshots.template!.dir, b.record.status.snapshots.template!.dir, 'one template for both');
   assert.equal(path.dirname(a.status.snapshots.template!.dir), path.join(dataDir, 'templates'));
   await c.waker().ensureAwake(a.id, live);
-  assert.deepEqual(driver.restores.map((r) => [r.mode, r.snapshot.dir]), [['clone', a.status.snapshots.template!.dir]]);
+  // Its first wake restores its own copy of the template (a RAM file it owns), not the template itself.
+  assert.deepEqual(driver.restores.map((r) => [r.mode, r.snapshot.dir]), [['own', path.join(a.status.dir, 'snapshots', 'own')]]);
+  assert.equal(fs.readFileSync(driver.restores[0]!.snapshot.memoryFile, 'utf8'), fs.readFileSync(a.status.snapshots.template!.memoryFile, 'utf8'), 'the template copied');
   await c.suspend(a.id, { tier: 'cold' });
   await c.waker().ensureAwake(a.id, live);
   assert.equal(driver.restores[1]!.mode, 'own', 'after its first wake the fork wakes from its own state');

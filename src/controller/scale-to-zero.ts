@@ -45,7 +45,7 @@ export class ScaleToZero implements Waker {
     this.#templates = { host, templates: opts.templates, warmupRequests: opts.templateWarmupRequests };
     this.#tiers = new StandbyTiers(host, opts.hot, opts.metrics);
     this.#activity = new Activity(host, (id) => this.suspend(id));
-    this.#wakes = new WakePath(host, this.#tiers.hot, (rec) => this.onRunning(rec));
+    this.#wakes = new WakePath(host, this.#tiers.hot, (rec) => this.onRunning(rec), (template, dir) => opts.templates.ownCopy(template, dir));
   }
 
   /** The hot tier: which instances keep a paused process, the budget, page-out timers. */

@@ -12,7 +12,8 @@
 // section: no suspend or stop comes between the hand-over and the write.
 import { describeError } from '../errors.js';
 import type { InstanceRecord } from './state/instance-record.js';
-import type { MicroVm } from '../vmm/driver.js';
+import path from 'node:path';
+import type { MicroVm, Snapshot } from '../vmm/driver.js';
 import type { HotStandby } from './hot-standby.js';
 import type { WakeTier } from './metrics.js';
 import { readinessPort } from './spec.js';
@@ -29,11 +30,14 @@ export class WakePath {
   /** One per awake period of an instance; aborted when it goes to standby or stops. */
   readonly #awake = new Map<string, AbortController>();
   readonly #wakes = new Map<string, Promise<AwakeInstance>>();
+  /** A copy of `template` into `dir` that a VM may own (TemplateStore.ownCopy): a shared fork's first state. */
+  readonly #ownCopy: (template: Snapshot, dir: string) => Promise<Snapshot>;
 
-  constructor(target: InstanceHost, hot: HotStandby, onRunning: (rec: InstanceRecord) => void) {
+  constructor(target: InstanceHost, hot: HotStandby, onRunning: (rec: InstanceRecord) => void, ownCopy: (template: Snapshot, dir: string) => Promise<Snapshot>) {
     this.#t = target;
     this.#hot = hot;
     this.#onRunning = onRunning;
+    this.#ownCopy = ownCopy;
   }
 
   /** The proxy's entry: where to send a request for `id`, waking the instance if it sleeps. */
@@ -116,11 +120,12 @@ export class WakePath {
     const id = rec.id;
     const { own, template } = rec.status.snapshots;
     const stateful = rec.spec.scaleToZero.stateful;
-    // A shared fork (fork-template.ts) has no state of its own before its first wake: it wakes from the
-    // template it shares. Only then: afterwards its memory is its own, and no template matches its disks.
+    // A shared fork (fork-template.ts) has no state of its own before its first wake: it wakes from its
+    // own copy of the template it shares, a RAM file it owns from then on. Only then: afterwards its
+    // memory is its own, and no template matches its disks.
     const unwokenFork = stateful && own === undefined && rec.status.counters.wakes === 0 && rec.status.counters.boots === 0;
-    const snapshot = stateful ? (own ?? (unwokenFork ? template : undefined)) : template;
-    const mode = stateful && own !== undefined ? 'own' : 'clone';
+    let snapshot = stateful ? (own ?? (unwokenFork ? template : undefined)) : template;
+    const mode = stateful ? 'own' : 'clone';
     if (rec.status.vm === null || snapshot === undefined) {
       throw new ControllerError('WAKE_FAILED', `instance "${rec.name}" has no snapshot to wake from: restart it with 'flick stop ${rec.name} && flick start ${rec.name}'`);
     }
@@ -128,6 +133,7 @@ export class WakePath {
     let vm: MicroVm | undefined;
     const vmmCall = performance.now();
     try {
+      if (unwokenFork) snapshot = await this.#ownCopy(snapshot, path.join(rec.status.dir, 'snapshots', 'own'));
       // A cold standby holds no network: this one (ready-made, from the pool) carries a new host address.
       const woken = await this.#t.restore(rec, snapshot, mode);
       vm = woken.vm;
