@@ -4,7 +4,9 @@
 // instance on h1 with a TCP service on host port P answers a connection to h2's
 // P: h2's proxy tunnels it to h1's hop listener with a CONNECT carrying the
 // cluster's token, and h1 wakes the instance from standby as for its own
-// clients. The hop listener refuses the tunnel without the token.
+// clients. The hop listener refuses the tunnel without the token. A fork on h1
+// takes its name in the cluster's catalog like a create: h2 lists and routes
+// it, and cannot take its name.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -94,4 +96,51 @@ test('a TCP service on h1 answers on the same host port of h2, through the hop w
   await until('rawtcp gone from h1', async () => ((await api(h1, 'GET', '/v1/instances')).json.data.instances.length === 0 ? true : undefined), 30_000);
   // Its route on h2 goes with it: the port no longer answers there.
   await until('h2 to drop the route', async () => ((await rawGet(proxyHostOf(2), port, 5000)) === '' ? true : undefined), 15_000);
+});
+
+const catalog = async (f: FlickdUnderTest): Promise<any[]> => (await api(f, 'GET', '/v1/cluster/instances')).json.data.instances as any[];
+
+test('a fork takes its name in the cluster: the other host lists and routes it, cannot take the name, and frees it when it is removed', async () => {
+  const [h1, h2] = [hosts[0]!, hosts[1]!];
+  await pushFixtureImage(h1, IMAGE, 'hello-server');
+  await pushFixtureImage(h2, IMAGE, 'hello-server');
+  // Below the ephemeral range: no outgoing connection on this machine takes them meanwhile.
+  const [srcPort, forkPort] = [await stablePort(), await stablePort()];
+  const made = await api(h1, 'POST', '/v1/instances?host=h1', { image: IMAGE, name: 'src', memory_mb: 128, ports: [{ port: srcPort, guest_port: 8080, protocol: 'tcp' }], scale_to_zero: { policy: 'on', cooldown_time_ms: 600_000, stateful: true } });
+  assert.equal(made.status, 201, made.text);
+  assert.equal((await api(h1, 'GET', '/v1/instances/src/wait?state=running&timeout_ms=180000')).status, 200);
+  assert.equal((await api(h1, 'PUT', '/v1/instances/src/suspend?tier=cold')).json.data.state, 'standby');
+
+  const forked = await api(h1, 'POST', '/v1/instances/src/fork', { name: 'copy', ports: [{ port: forkPort, guest_port: 8080, protocol: 'tcp' }] });
+  assert.equal(forked.status, 201, forked.text);
+  // The other host lists it as h1's, stateful (it lives where its memory and volumes are).
+  const entry = await until('h2 to list the fork', async () => (await catalog(h2)).find((e) => e.name === 'copy' && e.state === 'placed'), 15_000);
+  assert.equal(entry.host, 'h1', JSON.stringify(entry));
+  assert.equal(entry.stateful, true, JSON.stringify(entry));
+  // Its name is the cluster's: h2 cannot create an instance of that name.
+  const clash = await api(h2, 'POST', '/v1/instances?host=h2', { image: IMAGE, name: 'copy', memory_mb: 128, autostart: false });
+  assert.equal(clash.status, 409, clash.text);
+  assert.equal(clash.json.error.code, 'NAME_TAKEN');
+  assert.equal((await api(h2, 'GET', '/v1/instances')).json.data.instances.length, 0, 'nothing made on h2');
+  // h2 routes the fork's port to h1, where the connection wakes it from standby.
+  assert.match(await until('the fork through h2\'s port', async () => ((await rawGet(proxyHostOf(2), forkPort)).includes('hello from flick') ? 'ok' : undefined), 60_000), /ok/);
+  assert.ok(((await api(h1, 'GET', '/v1/instances/copy')).json.data.wakes as number) >= 1, 'the fork woke on h1');
+
+  // A fork named like h2's instance is refused on h1, and nothing of it is made there.
+  assert.equal((await api(h2, 'POST', '/v1/instances?host=h2', { image: IMAGE, name: 'other', memory_mb: 128, autostart: false })).status, 201);
+  await until('h1 to list other', async () => (await catalog(h1)).find((e) => e.name === 'other' && e.state === 'placed'), 15_000);
+  const taken = await api(h1, 'POST', '/v1/instances/src/fork', { name: 'other', ports: [{ port: await stablePort(), guest_port: 8080, protocol: 'tcp' }] });
+  assert.equal(taken.status, 409, taken.text);
+  assert.equal(taken.json.error.code, 'NAME_TAKEN');
+  assert.deepEqual(((await api(h1, 'GET', '/v1/instances')).json.data.instances as any[]).map((i) => i.name).sort(), ['copy', 'src']);
+  assert.equal((await catalog(h1)).find((e) => e.name === 'other')?.host, 'h2', 'the name stays h2\'s');
+
+  // Removed through h2: gone from h1 and from the catalog; its name can be taken again.
+  assert.equal((await api(h2, 'DELETE', '/v1/instances/copy?force=true')).status, 200, 'removed through h2');
+  await until('copy gone from h1 and the catalog', async () => {
+    const local = ((await api(h1, 'GET', '/v1/instances')).json.data.instances as any[]).some((i) => i.name === 'copy');
+    return !local && !(await catalog(h1)).some((e) => e.name === 'copy') ? true : undefined;
+  }, 30_000);
+  const again = await api(h2, 'POST', '/v1/instances?host=h2', { image: IMAGE, name: 'copy', memory_mb: 128, autostart: false });
+  assert.equal(again.status, 201, again.text);
 });

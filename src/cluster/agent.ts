@@ -1,6 +1,6 @@
 // A host's part in the cluster, on top of the controller's public surface (it
 // never reaches into the controller or the proxy; both stay free of etcd):
-//   - creates through the API first take the instance's name in the catalog
+//   - creates and forks through the API first take the instance's name in the catalog
 //     (catalog.ts, a fenced txn), so names are cluster-wide and a create answers
 //     503 CLUSTER_UNAVAILABLE while etcd is unreachable;
 //   - the proxy routes every other host's HTTP instances too: to that host's
@@ -20,6 +20,7 @@
 import { FlickError, describeError } from '../errors.js';
 import { DEFAULT_MEMORY_MB, defaultName, type InstanceConfig } from '../controller/spec.js';
 import type { Controller } from '../controller/controller.js';
+import type { ForkConfig, ForkResult } from '../controller/fork.js';
 import type { ApiController } from '../api/handler.js';
 import type { RouteTable } from '../proxy/routes.js';
 import type { Waker } from '../proxy/waker.js';
@@ -93,6 +94,7 @@ export class ClusterAgent {
           get: (target, prop) => {
             if (prop === 'create') return (spec: InstanceConfig) => this.create(target, spec);
             if (prop === 'rm') return (ref: string, opts?: { force?: boolean }) => this.remove(target, ref, opts);
+            if (prop === 'fork') return (source: string, cfg: ForkConfig) => this.fork(target, source, cfg);
             const v = Reflect.get(target, prop, target) as unknown;
             return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
           },
@@ -227,32 +229,37 @@ export class ClusterAgent {
 
   /** A create through the API: take the name in the cluster, create here, publish what was made. */
   async create(target: ApiController, spec: InstanceConfig): Promise<InstanceRecord> {
-    const fence = this.#requireFence();
     const name = spec.name ?? defaultName(spec.image);
     const config = { ...spec, name };
-    const reserved: CatalogEntry = {
-      version: 1,
-      name,
-      owner: this.#c.host,
-      id: null,
-      state: 'creating',
-      config,
-      // An instance with a volume lives where its volume is (and scale to zero is stateful with one).
-      stateful: (spec.scaleToZero?.stateful ?? false) || (spec.volumes?.length ?? 0) > 0,
-      http: null,
-      updatedAt: new Date().toISOString(),
-    };
+    // An instance with a volume lives where its volume is (and scale to zero is stateful with one).
+    const stateful = (spec.scaleToZero?.stateful ?? false) || (spec.volumes?.length ?? 0) > 0;
+    return (await this.#claimed(name, config, stateful, async () => ({ record: await target.create(config) }))).record;
+  }
+
+  /**
+   * A fork through the API: its name is taken in the cluster first, like a create's. A fork is
+   * stateful and lives here, where its memory and volumes are (never moved on failover).
+   */
+  async fork(target: ApiController, source: string, cfg: ForkConfig): Promise<ForkResult> {
+    const src = target.get(source);
+    return this.#claimed(cfg.name, { image: src.spec.image.ref, name: cfg.name, forkOf: src.name }, true, () => target.fork(source, cfg));
+  }
+
+  /** Takes `name` in the catalog (fenced: 409 NAME_TAKEN if any host has it), makes the instance here, publishes it; a failure gives the name back. */
+  async #claimed<T extends { record: InstanceRecord }>(name: string, config: CatalogEntry['config'], stateful: boolean, make: () => Promise<T>): Promise<T> {
+    const fence = this.#requireFence();
+    const reserved: CatalogEntry = { version: 1, name, owner: this.#c.host, id: null, state: 'creating', config, stateful, http: null, updatedAt: new Date().toISOString() };
     const rev = await fencedPut(fence, reserved, 0);
     await this.#caughtUp(rev);
-    let rec: InstanceRecord;
+    let made: T;
     try {
-      rec = await target.create(config);
+      made = await make();
     } catch (err) {
       await fencedDelete(fence, name, rev).catch(() => false);
       throw err;
     }
-    await this.#publish(rec, rev);
-    return rec;
+    await this.#publish(made.record, rev);
+    return made;
   }
 
   async #publish(rec: InstanceRecord, rev: number, extra: Partial<CatalogEntry> = {}): Promise<void> {
