@@ -24,6 +24,7 @@ import { VolumeManager } from '../volumes/volume-manager.js';
 import { createVolumesHandler } from './volumes.js';
 import { createServicesHandler } from './services.js';
 import { Services } from '../services/services.js';
+import type { MemberPlacement } from '../services/member-placement.js';
 import type { MetricsSources } from './metrics.js';
 import { instanceView } from './schemas.js';
 import type { InstanceRecord } from '../controller/state/instance-record.js';
@@ -61,7 +62,7 @@ export interface HostInstancesConfig {
    * (instances on other hosts are reached through their host's proxy), and a
    * wrapper around the API's controller (a create first takes its name in the cluster).
    */
-  cluster?: { waker: (local: Waker) => Waker; api: (c: ApiController) => ApiController };
+  cluster?: { waker: (local: Waker) => Waker; api: (c: ApiController) => ApiController; members?: MemberPlacement };
   /** GET / requests an HTTP app gets before its template snapshot (flickd --template-warmup); default the controller's. */
   templateWarmupRequests?: number;
   /** How long a booting app may take to accept a connection (flickd --ready-timeout); default the controller's. */
@@ -168,7 +169,8 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
   }
   // Services are members of instances; their routes go to the proxy (src/services).
   const px = proxy;
-  const services = new Services({ controller, dataDir: config.dataDir, ...(routes ? { routes } : {}), log, inFlight: (id) => px?.inFlight(id) ?? 0 });
+  const members = config.cluster?.members;
+  const services = new Services({ controller, dataDir: config.dataDir, ...(routes ? { routes } : {}), log, inFlight: (id) => px?.inFlight(id) ?? 0, ...(members ? { placement: members } : {}) });
   await services.start();
   const proxyPort = proxy?.address.port;
   const httpsPort = proxy?.tlsAddress?.port;

@@ -16,6 +16,7 @@ const services = {
     return record;
   },
   members: () => [],
+  remoteMembers: () => [],
   scale: async (name: string, n: number) => {
     scaled.push([name, n]);
     return { ...record, replicas: n };

@@ -17,12 +17,13 @@ import type { Services } from '../services/services.js';
 import { MAX_REPLICAS } from '../services/services.js';
 import type { ServiceRecord } from '../services/service-store.js';
 import type { ScaleEvent } from '../services/autoscale.js';
+import type { RemoteMember } from '../services/member-placement.js';
 import { sendData, sendError } from './envelope.js';
 import { readJson } from './handler.js';
 import { ApiError, CreateInstanceSchema, parseBody, toInstanceConfig } from './schemas.js';
 
 export interface ServicesApiOptions {
-  services: Pick<Services, 'create' | 'list' | 'get' | 'rm' | 'members' | 'scaleEvents' | 'deploy' | 'scale'>;
+  services: Pick<Services, 'create' | 'list' | 'get' | 'rm' | 'members' | 'remoteMembers' | 'scaleEvents' | 'deploy' | 'scale'>;
   /** The URL the service answers at (the proxy knows it). */
   urlFor?: (name: string) => string | undefined;
 }
@@ -66,7 +67,7 @@ export const ScaleSchema = z.strictObject(
 );
 
 /** A service as the API shows it (snake_case). */
-export function serviceView(s: ServiceRecord, members: InstanceRecord[], url: string | undefined, scale?: { recent: ScaleEvent[]; totals: { up: number; down: number } }): Record<string, unknown> {
+export function serviceView(s: ServiceRecord, members: InstanceRecord[], url: string | undefined, scale?: { recent: ScaleEvent[]; totals: { up: number; down: number } }, remote: RemoteMember[] = []): Record<string, unknown> {
   const a = s.autoscale;
   return {
     name: s.name,
@@ -76,7 +77,13 @@ export function serviceView(s: ServiceRecord, members: InstanceRecord[], url: st
     awake: members.filter((m) => m.status.state === 'running').length,
     scale_events: scale ? { up: scale.totals.up, down: scale.totals.down, recent: scale.recent } : null,
     url: url ?? null,
-    instances: members.map((m) => ({ id: m.id, name: m.name, state: m.status.state, image: m.spec.image.ref })),
+    // In a cluster, members on other hosts too (host: null for this host's), in the service's order.
+    instances: s.members.flatMap((id): Array<{ id: string; name: string; state: string; image: string; host: string | null }> => {
+      const here = members.find((m) => m.id === id);
+      if (here) return [{ id: here.id, name: here.name, state: here.status.state, image: here.spec.image.ref, host: null }];
+      const there = remote.find((r) => r.id === id);
+      return there ? [{ id: there.id, name: there.name, state: there.state, image: there.image, host: there.host }] : [];
+    }),
     deploying: s.deploy ? { image: s.deploy.image, started_at: s.deploy.startedAt, ...(s.deploy.rollingBack !== undefined ? { rolling_back: s.deploy.rollingBack } : {}) } : null,
     last_deploy: s.lastDeploy
       ? { image: s.lastDeploy.image, outcome: s.lastDeploy.outcome, reason: s.lastDeploy.reason ?? null, recreated: s.lastDeploy.recreated ?? 0, ended_at: s.lastDeploy.endedAt }
@@ -88,7 +95,7 @@ export function serviceView(s: ServiceRecord, members: InstanceRecord[], url: st
 
 export function createServicesHandler(opts: ServicesApiOptions): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const { services } = opts;
-  const view = (s: ServiceRecord) => serviceView(s, services.members(s.name), opts.urlFor?.(s.name), s.autoscale ? services.scaleEvents(s.name) : undefined);
+  const view = (s: ServiceRecord) => serviceView(s, services.members(s.name), opts.urlFor?.(s.name), s.autoscale ? services.scaleEvents(s.name) : undefined, services.remoteMembers(s.name));
   return async (req, res) => {
     try {
       const url = new URL(req.url ?? '/', 'http://flickd');

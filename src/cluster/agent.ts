@@ -34,6 +34,7 @@ import { startHostFence, type HostFenceHandle } from './fence-instances.js';
 import { FENCE_GRACE_MS } from './fence.js';
 import { candidatesOf, pickHost, type PendingCreates, type PlacementRequest } from './placement.js';
 import { RemoteRoutes } from './remote-routes.js';
+import { clusterMemberPlacement } from './service-members.js';
 
 /** How long the other hosts leave the move of a dead host's instance to the chosen host before they try. */
 export const STEP_IN_AFTER_MS = 3000;
@@ -73,9 +74,10 @@ export class ClusterAgent {
     this.#c = config;
   }
 
-  /** For startHostInstances: the proxy's Waker and the API's controller, bound to the agent once it starts. */
-  hooks(): { waker: (local: Waker) => Waker; api: (c: ApiController) => ApiController } {
+  /** For startHostInstances: the proxy's Waker, the API's controller and where service members go, bound to the agent once it starts. */
+  hooks(): { waker: (local: Waker) => Waker; api: (c: ApiController) => ApiController; members: ReturnType<typeof clusterMemberPlacement> } {
     return {
+      members: clusterMemberPlacement({ self: this.#c.host, token: this.#c.credential, directory: () => this.#directory, owned: () => this.#owned(), entry: (name) => this.#entry(name)?.entry }),
       waker: (local) => ({
         ensureAwake: (id, signal) => {
           if (id.startsWith('@')) return Promise.resolve(this.#requireRemote().awake(id));

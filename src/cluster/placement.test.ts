@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { placementRequest } from './api-forward.js';
-import { digestOf, groupOf, pickHost, scoreHost, type PlacementCandidate, type PlacementRequest } from './placement.js';
+import { candidatesOf, digestOf, groupOf, pickHost, scoreHost, type PlacementCandidate, type PlacementRequest } from './placement.js';
+import type { HostView } from './membership.js';
 
 const GiB = 2 ** 30;
 const D = `sha256:${'a'.repeat(64)}`;
@@ -63,4 +64,20 @@ test('a create body gives placement its image and RAM; anything else is left to 
   assert.deepEqual(placementRequest(Buffer.from('{"image":"app:1"}')), { image: 'app:1', memoryMb: 128 });
   assert.equal(placementRequest(Buffer.from('{"memory_mb":512}')), undefined);
   assert.equal(placementRequest(Buffer.from('not json')), undefined);
+});
+
+test("a service's members count against their hosts instead of the image's group: replicas of one service spread over the hosts", () => {
+  const view = (name: string) => ({ record: { name, capacity: { memoryBytes: 16 * GiB, vcpus: 4 } }, load: { memoryFreeBytes: 8 * GiB, loadAvg1m: 1, instances: 0, images: name === 'h1' ? ['app:1'] : [] } }) as unknown as HostView;
+  const hosts = ['h1', 'h2', 'h3'].map(view);
+  // Other instances of the image on h2 do not count for the service; its own members do.
+  const owned = [{ owner: 'h2', image: 'app:1' }, { owner: 'h2', image: 'app:1' }];
+  const placed: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const members = new Map<string, number>();
+    for (const h of placed) members.set(h, (members.get(h) ?? 0) + 1);
+    placed.push(pickHost(candidatesOf(hosts, owned, 'app:1', new Map(), undefined, members), app, 'h1')!);
+  }
+  assert.deepEqual(placed, ['h1', 'h2', 'h3']);
+  // Without the service's members, the image's group counts (h2 holds two of it).
+  assert.equal(candidatesOf(hosts, owned, 'app:1', new Map()).find((c) => c.name === 'h2')?.sameGroup, 2);
 });

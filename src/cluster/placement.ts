@@ -6,8 +6,9 @@
 //   + idle CPU: 1 - load average / CPUs (0..1)
 //   + the image's template already there (0.5) or the image (0.3): no fetch, and a
 //     template makes the first start a restore instead of a cold boot
-//   - 1.5 per instance of the same group (an image's repository: its replicas)
-//     already on the host, so replicas spread before anything else weighs in
+//   - 1.5 per instance of the same group (an image's repository: its replicas;
+//     for a service's member, the service's members) already on the host, so
+//     replicas spread before anything else weighs in
 //   - 0.01 per instance on the host (a tie-breaker toward the emptier host)
 // A host without room for the instance's RAM is not chosen while one with room is up.
 // Scores within TIE of the best count as equal: then the preferred host wins (the
@@ -83,12 +84,13 @@ export function pickHost(candidates: readonly PlacementCandidate[], req: Placeme
 
 /**
  * Every up host (but `except`) as placement sees it for `image`: its record and load,
- * its inventory, and the replicas of the image's group the catalog (`owned`) gives it.
+ * its inventory, and the replicas of the image's group the catalog (`owned`) gives it;
+ * `members`: a service's members per host, counted as its group instead.
  */
-export function candidatesOf(hosts: readonly HostView[], owned: Iterable<{ owner: string; image: unknown }>, image: string, pending: PendingCreates, except?: string): PlacementCandidate[] {
+export function candidatesOf(hosts: readonly HostView[], owned: Iterable<{ owner: string; image: unknown }>, image: string, pending: PendingCreates, except?: string, members?: ReadonlyMap<string, number>): PlacementCandidate[] {
   const group = groupOf(image);
-  const replicas = new Map<string, number>();
-  for (const o of owned) if (typeof o.image === 'string' && groupOf(o.image) === group) replicas.set(o.owner, (replicas.get(o.owner) ?? 0) + 1);
+  const replicas = new Map<string, number>(members ?? []);
+  if (members === undefined) for (const o of owned) if (typeof o.image === 'string' && groupOf(o.image) === group) replicas.set(o.owner, (replicas.get(o.owner) ?? 0) + 1);
   return hosts.flatMap((h) => {
     if (!h.load || h.record.name === except) return [];
     const sent = pending.get(h.record.name) ?? [];

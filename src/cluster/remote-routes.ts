@@ -14,7 +14,8 @@ import { hopHeaders } from '../proxy/hop.js';
 import type { CatalogEntry } from './catalog.js';
 import type { HostDirectory, HostRecord } from './membership.js';
 
-const remoteId = (owner: string, name: string) => `@${owner}/${name}`;
+/** The id the proxy routes another host's instance by. */
+export const remoteId = (owner: string, name: string) => `@${owner}/${name}`;
 /** Whether a route's instance id is another host's instance (routed to that host's proxy), not one of this host's. */
 export const isRemoteRoute = (instanceId: string): boolean => instanceId.startsWith('@');
 
@@ -97,7 +98,11 @@ export class RemoteRoutes {
     const host = this.#c.directory()?.get(owner);
     const url = host && hopUrl(host.record);
     if (!host?.load || !url) throw new FlickError('HOST_DOWN', `the instance's host ${owner} is down: a stateless instance is moved to another host within seconds`);
-    const hop = host.record.hop ? { headers: this.#headers, tunnel: { port: Number(new URL(host.record.hop).port), headers: this.#headers } } : {};
-    return { host: new URL(url).hostname.replace(/^\[|\]$/g, ''), asleep: new AbortController().signal, ...hop };
+    // The instance's host name goes along: a service on this host balances over it with the service's Host.
+    const hostname = this.#c.entry(id.slice(id.indexOf('/') + 1))?.http?.hostname;
+    const headers = hostname !== undefined ? [...this.#headers, 'Flick-Route', hostname] : this.#headers;
+    const hop = host.record.hop ? { headers, tunnel: { port: Number(new URL(host.record.hop).port), headers: this.#headers } } : {};
+    // The hop listener's port: a service route's members carry the app's port, not the hop's.
+    return { host: new URL(url).hostname.replace(/^\[|\]$/g, ''), port: Number(new URL(url).port), asleep: new AbortController().signal, ...hop };
   }
 }

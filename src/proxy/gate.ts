@@ -26,6 +26,8 @@ export interface UpstreamPool {
   host: string;
   /** Keep-alive pool for this awake period; destroyed when the instance goes to standby. */
   agent: http.Agent;
+  /** HTTP goes to this port rather than the route's (AwakeInstance.port). */
+  port?: number;
   /** Added to every request forwarded here (AwakeInstance.headers). */
   headers?: readonly string[];
   /** Raw TCP goes through this CONNECT tunnel (AwakeInstance.tunnel). */
@@ -224,7 +226,7 @@ export class InstanceGate {
       setIdleTimeout(target.agent, this.#config.agent.timeout ?? 0);
     } else {
       kept?.target.agent.destroy();
-      target = { host: awake.host, agent: new http.Agent(this.#config.agent), ...(awake.headers ? { headers: awake.headers } : {}), ...(awake.tunnel ? { tunnel: awake.tunnel } : {}) };
+      target = { host: awake.host, agent: new http.Agent(this.#config.agent), ...(awake.port !== undefined ? { port: awake.port } : {}), ...(awake.headers ? { headers: awake.headers } : {}), ...(awake.tunnel ? { tunnel: awake.tunnel } : {}) };
     }
     const state: GatePhase = { kind: 'awake', target, session: awake.session, asleep: awake.asleep, onAsleep: () => this.#fellAsleep(state) };
     this.#state = state;

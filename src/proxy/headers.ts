@@ -14,7 +14,8 @@
 //   is a hop-by-hop handshake the proxy itself relays (RFC 9110 §7.8).
 // `Expect` is dropped: node already answered `100 Continue` (RFC 9110 §10.1.1).
 // `Proxy-Authorization` is credentials for this proxy (RFC 9110 §11.7.4), never the
-// instance's: it is dropped, and a cluster hop adds its own (hop.ts).
+// instance's: it is dropped, and a cluster hop adds its own (hop.ts). So is
+// `Flick-Route`, which names the instance a hop is for (hop.ts: ROUTE_HEADER).
 
 export interface ForwardedFor {
   proto: 'http' | 'https';
@@ -24,8 +25,17 @@ export interface ForwardedFor {
   via: string | undefined;
 }
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade', 'expect', 'proxy-authorization']);
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade', 'expect', 'proxy-authorization', 'flick-route']);
 const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
+
+/** The value of the first field `name` (lower case), without building a header object. */
+export function fieldOf(raw: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!;
+    if (n.length === name.length && n.toLowerCase() === name) return raw[i + 1];
+  }
+  return undefined;
+}
 
 /** The value of the first `Host` field, without building a header object. */
 export function hostOf(raw: readonly string[]): string | undefined {

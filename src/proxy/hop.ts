@@ -21,6 +21,13 @@ export interface HopConfig {
 
 export const HOP_REALM = 'flick-cluster';
 
+/**
+ * On a hop, the host name of the instance it is for, as the instance's record holds it
+ * (`<name>.localhost`, or its own): a service balanced on another host sends its member
+ * requests whose Host is the service's. Read only on the hop listener, dropped everywhere.
+ */
+export const ROUTE_HEADER = 'flick-route';
+
 /** The raw header pair a sending proxy adds to a hop. */
 export function hopHeaders(credential: string): readonly string[] {
   return ['Proxy-Authorization', `Bearer ${credential}`];

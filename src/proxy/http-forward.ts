@@ -7,14 +7,14 @@
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { forwardRequestHeaders, forwardResponseHeaders, hostOf, malformedRequest, rawResponseHead, requestHasBody, type ForwardedFor } from './headers.js';
+import { fieldOf, forwardRequestHeaders, forwardResponseHeaders, hostOf, malformedRequest, rawResponseHead, requestHasBody, type ForwardedFor } from './headers.js';
 import type { UpstreamPool, InstanceGate, Refusal, Ticket, Waiter } from './gate.js';
 import type { Balancer, Placement } from './balancer.js';
 import type { ParkedEntry, ServiceParking, ServiceWaiter } from './service-parking.js';
 import type { WakeProbe } from './wake-probe.js';
 import { isServiceRoute, type HttpTarget, type Route, type RouteTable, type ServiceRoute } from './routes.js';
 import type { Waker } from './waker.js';
-import { HOP_REALM, hopRefusal, notHereMessage, type HopConfig } from './hop.js';
+import { HOP_REALM, ROUTE_HEADER, hopRefusal, notHereMessage, type HopConfig } from './hop.js';
 
 export interface ForwardContext {
   routes: RouteTable;
@@ -85,6 +85,9 @@ export function noMembersMessage(service: ServiceRoute): string {
 
 /** The route, or the host that matched none ('' when there was no Host header). */
 export function routeOf(ctx: ForwardContext, req: http.IncomingMessage): HttpTarget | string {
+  // A hop (authenticated before this) may name its instance: a member of a service balanced elsewhere.
+  const named = ctx.hop ? fieldOf(req.rawHeaders, ROUTE_HEADER) : undefined;
+  if (named !== undefined) return ctx.routes.forHost(named, 'localhost') ?? named;
   const host = hostOf(req.rawHeaders);
   if (host === undefined) return '';
   return ctx.routes.forHost(host, ctx.domain) ?? host;
@@ -157,7 +160,7 @@ export function moveInFlight(ctx: ForwardContext, socket: Socket | Duplex, from:
 export function upstreamRequest(target: UpstreamPool, route: Route, req: http.IncomingMessage, headers: string[], agent?: http.Agent): http.ClientRequest {
   return http.request({
     host: target.host,
-    port: route.targetPort,
+    port: target.port ?? route.targetPort,
     method: req.method,
     path: req.url,
     headers,

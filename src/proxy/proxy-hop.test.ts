@@ -163,3 +163,26 @@ test('a service port reached over the hop skips a member that refuses the connec
   assert.ok((bWaker.wakes.get('m-dead') ?? 0) >= 1, 'the refusing member was tried');
   assert.equal(accepted, 4, 'every connection reached the live member once');
 });
+
+test("a service balanced on one host reaches a member on another: the hop names the member (Flick-Route), which the app never sees", async (t) => {
+  const { a, b, hopPort, reached } = await twoHosts(t);
+  // A's service "web" has one member, B's instance "app"; the hop carries its host name as the cluster agent's waker adds it.
+  const waker = new FakeWaker();
+  const ensure = waker.ensureAwake.bind(waker);
+  waker.ensureAwake = async (id, signal): Promise<AwakeInstance> => ({ ...(await ensure(id, signal)), port: hopPort, headers: [...hopHeaders(CREDENTIAL), 'Flick-Route', 'app.localhost'] });
+  const c = await startProxy(t, waker);
+  // The service's port is the app's (8080 in its guest); the member is reached at the hop listener's port.
+  c.routes.setService('web', { service: 'web', members: ['@b/app'], targetPort: 1 });
+  const r = await request(c.port, { host: 'web.localhost' });
+  assert.equal(r.status, 200, r.body);
+  const seen = JSON.parse(r.body) as Record<string, string>;
+  assert.equal(seen.host, 'web.localhost', 'the app sees the Host the client sent');
+  assert.equal(seen['flick-route'], undefined, 'the route name is the hop\'s, not the app\'s');
+  assert.equal(reached(), 1);
+  // Without the credential the hop still refuses; on the public ingress a client's Flick-Route is ignored (routed by Host).
+  assert.equal((await request(hopPort, { host: 'web.localhost', headers: { 'flick-route': 'app.localhost' } })).status, 407);
+  const publicly = await request(b.port, { host: 'nothing.localhost', headers: { 'flick-route': 'app.localhost' } });
+  assert.equal(publicly.status, 404);
+  assert.equal(reached(), 1);
+  void a;
+});

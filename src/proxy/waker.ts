@@ -7,6 +7,8 @@
 export interface AwakeInstance {
   /** Host-side address of the instance (its veth address); the port comes from the route. */
   host: string;
+  /** HTTP goes to this port at `host` instead of the route's: another host's hop listener (a service's member there). */
+  port?: number;
   /**
    * Aborts when this address stops being usable: the instance is going to
    * standby (or stopping). The proxy then drops its pooled upstream sockets and

@@ -8,6 +8,7 @@
 // Nothing half-made: a service is stored before its members are created, and
 // if one cannot be created those already made are removed with it. At flickd
 // start, members that no longer exist are dropped and the routes set again.
+// In a cluster, members may be placed on other hosts (member-placement.ts).
 // Autoscale (autoscale.ts) is a policy on the same members.
 // Scale (scale.ts) sets a fixed-replica service's member count; an autoscaled
 // service refuses it (its count is --autoscale max: recreate it to change that).
@@ -22,6 +23,7 @@ import { recoverDeploy } from './recover.js';
 import { resolveAutoscale, ScaleEvents, type AutoscaleConfig, type ScaleEvent } from './autoscale.js';
 import { planScale } from './scale.js';
 import { SERVICE_RECORD_VERSION, ServiceStore, type ServiceRecord } from './service-store.js';
+import { otherHosts, placeMember, remoteMembersOf, type MemberPlacement, type RemoteMember } from './member-placement.js';
 
 export type ServiceErrorCode = 'SERVICE_NOT_FOUND' | 'NAME_TAKEN' | 'INVALID_SPEC';
 
@@ -81,9 +83,12 @@ export class Services {
   readonly #inFlight: (id: string) => number;
   readonly #scaling = new Set<string>();
   readonly #recovering: Array<Promise<void>> = [];
+  readonly #placement: MemberPlacement | undefined;
 
-  constructor(opts: { controller: ServiceController; dataDir: string; routes?: ServiceRouteSink; log?: (line: string) => void; inFlight?: (instanceId: string) => number }) {
+  /** `placement`: a cluster's (member-placement.ts); without it every member is this host's. */
+  constructor(opts: { controller: ServiceController; dataDir: string; routes?: ServiceRouteSink; log?: (line: string) => void; inFlight?: (instanceId: string) => number; placement?: MemberPlacement }) {
     this.#controller = opts.controller;
+    this.#placement = opts.placement;
     this.#inFlight = opts.inFlight ?? (() => 0);
     this.#store = new ServiceStore(opts.dataDir);
     this.#routes = opts.routes;
@@ -140,7 +145,8 @@ export class Services {
     for (const s of this.#store.list()) {
       // A resumed deploy owns its service's members and route.
       if (s.deploy !== undefined) continue;
-      const members = s.members.filter((m) => existing.has(m));
+      // Another host's members are its own to keep (the cluster may not be joined yet).
+      const members = s.members.filter((m) => existing.has(m) || this.#placement?.hostOf(m) !== undefined);
       if (members.length !== s.members.length) {
         this.#log(`service ${s.name}: ${s.members.length - members.length} member(s) were gone`);
         await this.#store.put({ ...s, members, updatedAt: new Date().toISOString() });
@@ -163,6 +169,11 @@ export class Services {
   members(name: string): InstanceRecord[] {
     const byId = new Map(this.#controller.list().map((r) => [r.id, r]));
     return this.get(name).members.map((id) => byId.get(id)).filter((r): r is InstanceRecord => r !== undefined);
+  }
+
+  /** The members on other hosts, as the cluster last saw them. */
+  remoteMembers(name: string): RemoteMember[] {
+    return remoteMembersOf(this.get(name), this.#placement);
   }
 
   /** The service an instance belongs to, if any. */
@@ -191,11 +202,11 @@ export class Services {
     await this.#store.put(record);
     try {
       for (let i = 0; i < replicas; i++) {
-        const member = await this.#controller.create(this.#memberConfig(record, i));
-        record = { ...record, members: [...record.members, member.id], updatedAt: new Date().toISOString() };
+        const member = await this.#makeMember(record, i);
+        record = { ...record, members: [...record.members, member], updatedAt: new Date().toISOString() };
         await this.#store.put(record);
         // The first scale-to-zero member takes the shared template; the others then start in cold standby from it.
-        if (autoscale !== undefined && i === autoscale.min && replicas > i + 1) await this.#templateOf(member.id);
+        if (autoscale !== undefined && i === autoscale.min && replicas > i + 1) await this.#templateOf(member);
       }
     } catch (err) {
       await this.#removeAll(record);
@@ -212,6 +223,7 @@ export class Services {
    */
   async scale(name: string, replicas: number): Promise<ServiceRecord> {
     const record = this.get(name);
+    this.#refuseSpread(record, 'scaled');
     const members = this.members(name);
     const plan = planScale(record, members, replicas, MAX_REPLICAS, this.#scaling.has(name));
     this.#scaling.add(name);
@@ -224,13 +236,7 @@ export class Services {
         this.#route(next);
         const deadline = Date.now() + DEPLOY_DRAIN_MS;
         while (plan.remove.some((id) => this.#inFlight(id) > 0) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
-        for (const id of plan.remove) {
-          try {
-            await this.#controller.rm(id, { force: true });
-          } catch (err) {
-            if (!(err instanceof FlickError && err.code === 'INSTANCE_NOT_FOUND')) throw err;
-          }
-        }
+        for (const id of plan.remove) await this.#removeMember(id);
       }
       const made: string[] = [];
       try {
@@ -254,7 +260,7 @@ export class Services {
 
   /** A rolling deploy of `image` (deploy.ts); resolves when every member runs it, or rejects after rolling back. */
   deploy(name: string, opts: { image: string; maxSurge?: number; maxUnavailable?: number; readyTimeoutMs?: number }): Promise<ServiceRecord> {
-    this.get(name);
+    this.#refuseSpread(this.get(name), 'deployed');
     return rollingDeploy(this.#deployHost(name), deployOptions(opts));
   }
 
@@ -265,13 +271,7 @@ export class Services {
       memberName: (r) => memberName(r.name),
       createMember: (r, image, index, member) => this.#controller.create(this.#memberConfig({ ...r, template: { ...r.template, image } }, index, member)),
       ready: (id, ms) => this.#ready(id, ms),
-      removeMember: async (id) => {
-        try {
-          await this.#controller.rm(id, { force: true });
-        } catch (err) {
-          if (!(err instanceof FlickError && err.code === 'INSTANCE_NOT_FOUND')) throw err;
-        }
-      },
+      removeMember: (id) => this.#removeMember(id),
       route: (members) => this.#route({ ...this.get(name), members }),
       inFlight: (id) => this.#inFlight(id),
       log: this.#log,
@@ -319,13 +319,30 @@ export class Services {
     this.#routes?.deleteService(record.name);
     for (const t of record.template.service?.tcp ?? []) this.#routes?.deleteTcpService(t.hostPort);
     await this.#store.delete(record.name);
-    for (const id of record.members) {
-      try {
-        await this.#controller.rm(id, { force: true });
-      } catch (err) {
-        if (!(err instanceof FlickError && err.code === 'INSTANCE_NOT_FOUND')) throw err;
-      }
+    for (const id of record.members) await this.#removeMember(id);
+  }
+
+  /** Stops and removes a member, here or on its host; one already gone is no error. */
+  async #removeMember(id: string): Promise<void> {
+    if (this.#placement !== undefined && (await this.#placement.remove(id))) return;
+    try {
+      await this.#controller.rm(id, { force: true });
+    } catch (err) {
+      if (!(err instanceof FlickError && err.code === 'INSTANCE_NOT_FOUND')) throw err;
     }
+  }
+
+  /** Member `index`, made where the cluster's placement puts it (member-placement.ts); its id. */
+  async #makeMember(record: ServiceRecord, index: number): Promise<string> {
+    const config = this.#memberConfig(record, index);
+    const host = placeMember(record, config, this.#placement);
+    return host === undefined ? (await this.#controller.create(config)).id : (await this.#placement!.create(host, config)).id;
+  }
+
+  /** Scale and deploy act through this host's controller: a service with members elsewhere refuses them for now. */
+  #refuseSpread(record: ServiceRecord, what: string): void {
+    const hosts = otherHosts(record, this.#placement);
+    if (hosts.length > 0) throw new ServiceError('INVALID_SPEC', `service "${record.name}" has instances on other hosts (${hosts.join(', ')}): a service spread over hosts cannot be ${what} yet; remove it and run it again with what you want ('flick service rm ${record.name}')`, { kind: 'user' });
   }
 
   /** Waits until the member has its template snapshot (or can no longer take one). */
@@ -356,8 +373,9 @@ export class Services {
     if (this.#routes === undefined) return;
     const target = record.autoscale ? { targetInFlight: record.autoscale.targetInFlight } : {};
     for (const t of record.template.service?.tcp ?? []) this.#routes.setTcpService(t.hostPort, { service: record.name, members: record.members, targetPort: t.guestPort, ...target });
+    // The first local member's (the image may have given the port); a service all on other hosts has its template's.
     const first = this.members(record.name)[0];
-    const http = first?.spec.service.http;
+    const http = first?.spec.service.http ?? record.template.service?.http;
     if (http === undefined) {
       this.#routes.setService(record.name, { service: record.name, members: [], targetPort: 80 });
       return;

@@ -232,14 +232,16 @@ async function runService(api: FlickApi, body: Record<string, unknown>, opts: Ru
   if (opts.name === undefined) throw usage(`${opts.autoscale ? '--autoscale' : '--replicas'} makes a service, which needs a name: add --name NAME`);
   if (opts.autoscale !== undefined && opts.replicas !== undefined) throw usage('--replicas and --autoscale: give one (autoscale keeps max instances)');
   let service = await api.createService({ ...body, ...(opts.autoscale ? { autoscale: opts.autoscale } : { replicas: opts.replicas }) });
+  // By name: in a cluster a member may be on another host, where this host forwards the call.
+  const states = new Map(service.instances.map((i) => [i.name, i.state]));
   if (!opts.detach) {
     // Members in standby are ready too: the proxy wakes them.
-    for (const member of service.instances) if (member.state !== 'standby' && member.state !== 'running') await api.wait(member.id, 'running', opts.timeout);
+    for (const member of service.instances) if (member.state !== 'standby' && member.state !== 'running') states.set(member.name, (await api.wait(member.name, 'running', opts.timeout)).state);
     service = await api.service(service.name);
   }
   if (opts.output === 'json') return printJson(service);
-  const running = service.instances.filter((i) => i.state === 'running').length;
-  const standby = service.instances.filter((i) => i.state === 'standby').length;
+  const running = [...states.values()].filter((s) => s === 'running').length;
+  const standby = [...states.values()].filter((s) => s === 'standby').length;
   process.stdout.write(`${service.name} ${running}/${service.replicas} running${standby > 0 ? `, ${standby} in standby` : ''}${service.url ? ` at ${service.url}` : ''}\n`);
 }
 

@@ -1,0 +1,91 @@
+// A cluster host's placement of service members (the seam src/services/member-placement.ts
+// declares): each member goes to the best up host by placement.ts, the service's
+// members already on a host counting against it (−1.5 each, so replicas spread).
+// Each is created through its host's API (POST /v1/instances?host=NAME with the
+// cluster's token; this host's own too: it takes its name in the catalog and
+// publishes it, as any create does) and removed the same way; one on another
+// host is routed by its remote id (`@host/name`, remote-routes.ts), which the
+// proxy reaches over the cluster hop.
+import { DEFAULT_MEMORY_MB, type InstanceConfig } from '../controller/spec.js';
+import { FlickError } from '../errors.js';
+import type { MemberPlacement, RemoteMember } from '../services/member-placement.js';
+import { ServiceError } from '../services/services.js';
+import type { CatalogEntry } from './catalog.js';
+import type { HostDirectory } from './membership.js';
+import { candidatesOf, pickHost } from './placement.js';
+import { isRemoteRoute, remoteId } from './remote-routes.js';
+
+export interface ClusterMembersConfig {
+  self: string;
+  token: string;
+  /** The hosts (undefined before this one joined: then every member is made here). */
+  directory(): HostDirectory | undefined;
+  /** Every catalog entry's owner and image. */
+  owned(): Array<{ owner: string; image: unknown }>;
+  entry(name: string): CatalogEntry | undefined;
+}
+
+/** The API's create body for a member's config (the inverse of api/schemas.ts toInstanceConfig, for what a member holds). */
+export function instanceBody(c: InstanceConfig): Record<string, unknown> {
+  const http = c.service?.http;
+  const s = c.scaleToZero;
+  return {
+    image: c.image,
+    ...(c.name !== undefined ? { name: c.name } : {}),
+    ...(c.args !== undefined ? { args: c.args } : {}),
+    ...(c.env !== undefined ? { env: c.env } : {}),
+    ...(c.memoryMb !== undefined ? { memory_mb: c.memoryMb } : {}),
+    ...(c.vcpus !== undefined ? { vcpus: c.vcpus } : {}),
+    ...(c.autostart !== undefined ? { autostart: c.autostart } : {}),
+    ...(c.restartPolicy !== undefined ? { restart_policy: c.restartPolicy } : {}),
+    ...(http ? { ports: [{ port: http.guestPort, protocol: http.tls ? 'http+tls' : 'http' }], ...(http.hostname !== undefined ? { hostname: http.hostname } : {}) } : {}),
+    ...(http?.tls ? { tls_cert: http.tls.cert, tls_key: http.tls.key } : {}),
+    ...(s ? { scale_to_zero: { ...(s.policy !== undefined ? { policy: s.policy } : {}), ...(s.cooldownTimeMs !== undefined ? { cooldown_time_ms: s.cooldownTimeMs } : {}), ...(s.stateful !== undefined ? { stateful: s.stateful } : {}) } } : {}),
+  };
+}
+
+const nameOf = (id: string) => id.slice(id.indexOf('/') + 1);
+
+export function clusterMemberPlacement(c: ClusterMembersConfig): MemberPlacement {
+  const call = async (host: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: { data?: { id?: string; state?: string }; error?: { message?: string } } }> => {
+    const h = c.directory()?.get(host);
+    const api = h?.load ? h.record.api : undefined;
+    if (api === undefined) throw new FlickError('HOST_DOWN', `host ${host} is down: its service instance cannot be reached now`);
+    const r = await fetch(`${api}${path}`, { method, headers: { authorization: `Bearer ${c.token}`, 'content-type': 'application/json' }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    return { status: r.status, json: (await r.json().catch(() => ({}))) as { data?: { id?: string; state?: string }; error?: { message?: string } } };
+  };
+  return {
+    place(config, siblings) {
+      const members = new Map<string, number>();
+      for (const h of siblings) members.set(h ?? c.self, (members.get(h ?? c.self) ?? 0) + 1);
+      const req = { image: config.image, memoryMb: config.memoryMb ?? DEFAULT_MEMORY_MB };
+      return pickHost(candidatesOf(c.directory()?.list() ?? [], c.owned(), req.image, new Map(), undefined, members), req, c.self) ?? c.self;
+    },
+    async create(host, config): Promise<RemoteMember> {
+      const name = config.name!;
+      const r = await call(host, 'POST', `/v1/instances?host=${encodeURIComponent(host)}`, instanceBody(config));
+      if (r.status >= 400) {
+        const why = `creating service instance ${name} on host ${host}: ${r.json.error?.message ?? `HTTP ${r.status}`}`;
+        throw r.status < 500 ? new ServiceError('INVALID_SPEC', why, { kind: 'user' }) : new FlickError('HOST_DOWN', why);
+      }
+      // One made here is routed by its own id; another host's by its remote id, over the hop.
+      const id = host === c.self ? String(r.json.data?.id) : remoteId(host, name);
+      return { id, name, host, image: config.image, state: r.json.data?.state ?? 'starting' };
+    },
+    async remove(id) {
+      const remote = isRemoteRoute(id);
+      // The catalog says where it is now (a failover may have moved it); this host's own goes through its API too (its entry goes first).
+      const owner = remote ? (c.entry(nameOf(id))?.owner ?? id.slice(1, id.indexOf('/'))) : c.self;
+      if (!remote && c.directory()?.get(c.self)?.load === undefined) return false;
+      const r = await call(owner, 'DELETE', `/v1/instances/${encodeURIComponent(remote ? nameOf(id) : id)}?force=true`);
+      if (r.status >= 400 && r.status !== 404) throw new FlickError('HOST_DOWN', `removing service instance ${nameOf(id)} on host ${owner}: ${r.json.error?.message ?? `HTTP ${r.status}`}`);
+      return true;
+    },
+    hostOf: (id) => (isRemoteRoute(id) ? id.slice(1, id.indexOf('/')) : undefined),
+    get(id) {
+      const e = c.entry(nameOf(id));
+      if (e === undefined) return undefined;
+      return { id, name: e.name, host: e.owner, image: typeof e.config.image === 'string' ? e.config.image : '', state: e.state };
+    },
+  };
+}
