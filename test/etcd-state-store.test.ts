@@ -105,13 +105,16 @@ test('two hosts on one etcd: a name is unique across them; a claim moves a recor
   assert.equal((await a.create(newRecord('z', 'web'))).owner, 'h-a');
 });
 
-test('a host whose lease lapsed writes nothing shared; its status writes wait in its journal and go out once it holds a lease again', async () => {
+test('a host without a lease (not joined yet, or lapsed) writes nothing shared; its status writes wait in its journal and go out once it holds a lease again', async () => {
   const prefix = scope();
-  let lease = (await register(prefix, 'h-a')).id;
+  // Before it joins (flickd opens its store and reconciles first), a host has no lease: it writes nothing shared.
+  let lease: string | undefined;
   const a = await open({ prefix, hostId: 'h-a', lease: () => lease });
+  await assert.rejects(a.create(newRecord('x', 'web')), (err: any) => err.code === 'NOT_OWNER' && /not joined/.test(err.message));
+  lease = (await register(prefix, 'h-a')).id;
   const r = await a.create(newRecord('x', 'web'));
   // The lease is gone (revoked here, as etcd does when it lapses): the liveness key with it.
-  await client.leaseRevoke(lease);
+  await client.leaseRevoke(lease!);
   await assert.rejects(a.create(newRecord('y', 'db')), (err: any) => err.code === 'NOT_OWNER' && /lease/.test(err.message));
   await assert.rejects(a.updateSpec('x', r.revision, { memoryMb: 512 }), (err: any) => err.code === 'NOT_OWNER');
   await assert.rejects(a.claim('x', r.revision, 'h-b'), (err: any) => err.code === 'NOT_OWNER');

@@ -43,8 +43,8 @@ export interface EtcdStateStoreConfig {
   prefix?: string;
   /** The status journal's file (in the host's data dir); ':memory:' in tests. */
   journalFile: string;
-  /** The host's lease now (HostLease.id): every write requires its liveness key to be held by it. Absent: no lease fence. */
-  lease?: () => string;
+  /** The host's lease now (HostLease.id): every write requires its liveness key to be held by it; undefined: none yet (writes wait). Absent: no lease fence. */
+  lease?: () => string | undefined;
   /** A publish that failed (retried), a record that cannot be read (skipped), a watch resumed: for logs. */
   onTrouble?: (err: unknown) => void;
   /** First back-off of a failed publish or listing, ms; default 200, doubling to 2000. */
@@ -279,7 +279,8 @@ export class EtcdStateStore extends ModelReads implements StateStore {
   }
 
   #txn(compare: Compare[], success: TxnOp[], failureKey: string, name: string): Promise<TxnResult> {
-    return fencedTxn({ etcd: this.#etcd, alive: aliveKey(this.#prefix, this.hostId), lease: this.#config.lease?.() }, compare, success, failureKey, name);
+    const lease = this.#config.lease ? (this.#config.lease() ?? null) : undefined;
+    return fencedTxn({ etcd: this.#etcd, alive: aliveKey(this.#prefix, this.hostId), lease }, compare, success, failureKey, name);
   }
 
   /** After a failed fenced write: the record as etcd holds it, into the mirror (undefined: it is gone). */

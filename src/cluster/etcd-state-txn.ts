@@ -11,8 +11,8 @@ export interface TxnFence {
   etcd: EtcdClient;
   /** The writer's liveness key (membership.ts aliveKey). */
   alive: string;
-  /** The writer's lease now; undefined: no lease fence. */
-  lease: string | undefined;
+  /** The writer's lease now; undefined: no lease fence; null: the writer has none yet (it has not joined), so it may not write. */
+  lease: string | null | undefined;
 }
 
 /**
@@ -22,6 +22,9 @@ export interface TxnFence {
  */
 export async function fencedTxn(f: TxnFence, compare: Compare[], success: TxnOp[], failureKey: string, name: string): Promise<TxnResult> {
   const { lease } = f;
+  if (lease === null) {
+    throw new StateError('NOT_OWNER', `instance "${name}": this host holds no lease in etcd yet (it has not joined the cluster), so it may not write the cluster's state: retry once it has joined`);
+  }
   const fence: Compare[] = lease === undefined ? [] : [{ key: f.alive, target: 'LEASE', result: 'EQUAL', value: lease }];
   const failure: TxnOp[] = [{ range: { key: failureKey } }, ...(lease === undefined ? [] : [{ range: { key: f.alive } }])];
   const r = await f.etcd.txn([...compare, ...fence], success, failure).catch((err: unknown) => unavailable(err, `instance "${name}"`));
