@@ -12,55 +12,43 @@
 //    upstream, client, total) its p50 in ms, from each wake's phases as flickd shows them}, "details", "samples"}
 // burst.warm_rps: the same instance's throughput under the same burst while running, in the
 // same run; p99_bound_ms = cold wake p50 + 1.2 × requests / warm_rps (issue 18).
+// Primed (issue 18, part 3): the cold rows above run with no primed pool (--primed-pool-mb 0);
+// "wake_primed_ms" / "wake_primed_min_ms" are cold wakes of a second flickd whose pool holds a VM
+// of the instance's template before each wake, "breakdown.primed" / "primed_min" their phases,
+// "primed_vs_container" the node p50 over the container's, "details.primed_pool" what flickd's
+// pool says one VM holds (its memory cgroup) beside the QEMU's PSS.
 //
-//   node dist/bench/wake.js [--runs N] [--burst N] [--skip-peers] [--only-wakes]
+//   node dist/bench/wake.js [--runs N] [--burst N] [--skip-peers] [--only-wakes] [--only-primed]
 // --only-wakes: warm, hot and cold wakes only (no burst, no RAM-resident run, no peers, no primed VMs),
-// for comparing two builds' wake paths run after run.
+// for comparing two builds' wake paths run after run. --only-primed: the primed rows and the
+// container peer only (other fields are kept from the last wake.json).
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { PACKAGE_ROOT } from '../src/paths.js';
 import { runPool } from '../src/network/run-scoped.js';
 import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
-import { APP_PORT, BenchHost, pssBytes } from './flickd-host.js';
+import { BenchHost } from './flickd-host.js';
 import { argValue, distribution, percentile, printTable, writeResults, type Distribution } from './lib.js';
 import { bareNodeStarts, containerColdStarts, ensureContainerImage } from './peers.js';
 import { primedRamEach } from './primed-ram.js';
-
-type Tier = 'hot' | 'cold';
-type App = 'node' | 'min';
+import { COOLDOWN_MS, IMAGES, MEMORY_MB, createInstance, phaseMedians, poolOf, primedWakes, wakes, type App, type WakeRuns } from './wake-runs.js';
 
 const TAG = 'fbw';
 const POOL = runPool(215);
-const IMAGES: Record<App, string> = { min: 'bench/hello-min:1', node: 'hello-node:latest' };
-const MEMORY_MB: Record<App, number> = { min: 128, node: 256 };
-/** Long: every sleep in this benchmark is asked for (PUT …/suspend?tier=), none falls on a timer. */
-const COOLDOWN_MS = 600_000;
 /**
  * flickd pages a hot instance's guest RAM out at once (the hot tier as issue 6
  * defines it: the paused VMM stays, its guest RAM goes back to the file), with
  * room in the budget for every hot instance this benchmark makes.
  */
-const FLICKD_ARGS = ['--hot-page-out-after', '0', '--hot-standby-budget', '4G'];
+const FLICKD_ARGS = ['--hot-page-out-after', '0', '--hot-standby-budget', '4G', '--primed-pool-mb', '0'];
+/** Cold wakes with a primed pool: every suspend cold, a pool that holds a few VMs of each template. */
+const PRIMED_ARGS = ['--hot-standby-budget', '0', '--primed-pool-mb', '512'];
 /** The other side of the hot tier's trade: guest RAM left resident (never paged out during the run). */
 const RESIDENT_ARGS = ['--hot-page-out-after', '3600000', '--hot-standby-budget', '4G'];
 
 const log = (l: string) => console.log(l);
-
-async function createInstance(host: BenchHost, name: string, app: App, scaleToZero: Record<string, unknown> | undefined): Promise<void> {
-  await host.must('POST', '/v1/instances', {
-    image: IMAGES[app],
-    name,
-    memory_mb: MEMORY_MB[app],
-    ports: [{ port: APP_PORT, protocol: 'http' }],
-    ...(scaleToZero ? { scale_to_zero: scaleToZero } : {}),
-  });
-  await host.waitFor(name, 'running');
-}
-
-/** The tier a standby instance is in, as the API shows it (or as its pid gives away). */
-function observedTier(view: any): Tier {
-  const t = view.standby_tier ?? view.tier;
-  if (t === 'hot' || t === 'cold') return t;
-  return view.pid === null ? 'cold' : 'hot';
-}
 
 async function warm(host: BenchHost, app: App, runs: number): Promise<number[]> {
   const name = `${app}-warm`;
@@ -73,109 +61,6 @@ async function warm(host: BenchHost, app: App, runs: number): Promise<number[]> 
   } finally {
     await host.api('DELETE', `/v1/instances/${name}?force=true`);
   }
-}
-
-interface WakeRuns {
-  samples: number[];
-  /** Each wake's phases as flickd recorded them (GET /v1/instances/{name} last_wake.phases_ms). */
-  phases: Record<string, number>[];
-  /** Runs whose standby tier was not the one asked for (not in `samples`). */
-  otherTier: number;
-  /** PSS of the paused VMM while in hot standby (median over runs). */
-  hotPss?: number;
-  /** What flickd says the paused VM holds after its page-out (its memory cgroup; median). */
-  hotHeld?: number;
-}
-
-/**
- * Waits until the paused VMM's PSS stops falling (its guest RAM paged out; at
- * most 10 s), then what flickd says the paused VM holds after its page-out.
- */
-async function pagedOut(host: BenchHost, name: string, pid: number | null): Promise<{ pss?: number; held?: number }> {
-  let last = pid === null ? undefined : pssBytes(pid);
-  const t0 = Date.now();
-  while (pid !== null && last !== undefined && Date.now() - t0 < 10_000) {
-    await new Promise((r) => setTimeout(r, 100));
-    const now = pssBytes(pid);
-    if (now === undefined) break;
-    const settled = Date.now() - t0 >= 300 && Math.abs(now - last) < last * 0.01;
-    last = now;
-    if (settled) break;
-  }
-  const m = await host.api('GET', `/v1/instances/${name}/metrics`);
-  const held = m.json?.data?.hot_bytes_after_page_out;
-  return { ...(last !== undefined ? { pss: last } : {}), ...(typeof held === 'number' ? { held } : {}) };
-}
-
-/** Puts `name` to sleep in `tier` `runs` times and wakes it with one request through the proxy each time. */
-async function wakes(host: BenchHost, app: App, tier: Tier, runs: number, keep = false): Promise<WakeRuns> {
-  const name = `${app}-${tier}`;
-  await createInstance(host, name, app, { policy: 'on', cooldown_time_ms: COOLDOWN_MS });
-  const samples: number[] = [];
-  const phases: Record<string, number>[] = [];
-  const pss: number[] = [];
-  const flickdHeld: number[] = [];
-  let otherTier = 0;
-  try {
-    await host.firstByte(name);
-    if (tier === 'hot') {
-      // As flickd does by itself: the VM that booted goes cold at its first standby (it holds its
-      // boot's translations), so hot standby is measured on the restored VM that serves from then on.
-      await host.must('PUT', `/v1/instances/${name}/suspend?tier=cold`);
-      await host.waitFor(name, 'standby', 60_000);
-      await host.firstByte(name);
-    }
-    for (let i = 0; i < runs; i++) {
-      await host.must('PUT', `/v1/instances/${name}/suspend?tier=${tier}`);
-      const view = await host.waitFor(name, 'standby', 60_000);
-      const actual = observedTier(await host.must('GET', `/v1/instances/${name}`));
-      if (actual === 'hot') {
-        // Wake from the settled state: the guest RAM paged out, as after any real sleep.
-        const settled = await pagedOut(host, name, view.pid);
-        if (settled.held !== undefined) flickdHeld.push(settled.held);
-        if (settled.pss !== undefined) pss.push(settled.pss);
-      } else {
-        await new Promise((r) => setTimeout(r, 200));
-      }
-      const lastAt = (await host.must('GET', `/v1/instances/${name}`)).last_wake?.at;
-      const ms = await host.firstByte(name);
-      if (actual === tier) {
-        samples.push(ms);
-        const p = await wakePhases(host, name, lastAt);
-        if (p) phases.push(p);
-      } else otherTier++;
-      process.stdout.write(actual === tier ? '.' : 'x');
-    }
-    process.stdout.write('\n');
-    return {
-      samples,
-      phases,
-      otherTier,
-      ...(pss.length > 0 ? { hotPss: percentile(pss, 50) } : {}),
-      ...(flickdHeld.length > 0 ? { hotHeld: percentile(flickdHeld, 50) } : {}),
-    };
-  } finally {
-    if (!keep) await host.api('DELETE', `/v1/instances/${name}?force=true`);
-  }
-}
-
-/** The wake's whole breakdown once the proxy has reported it (a moment after the first byte), or undefined after 5 s. */
-async function wakePhases(host: BenchHost, name: string, previousAt: string | undefined): Promise<Record<string, number> | undefined> {
-  const deadline = Date.now() + 5000;
-  while (Date.now() < deadline) {
-    const w = (await host.must('GET', `/v1/instances/${name}`)).last_wake;
-    if (w && w.at !== previousAt && w.phases_ms?.total !== undefined) return w.phases_ms as Record<string, number>;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return undefined;
-}
-
-/** p50 of each phase over the runs (and how many runs had a breakdown). */
-function phaseMedians(runs: WakeRuns | undefined): Record<string, number> | null {
-  if (!runs || runs.phases.length === 0) return null;
-  const out: Record<string, number> = {};
-  for (const k of Object.keys(runs.phases[0]!)) out[k] = Number(percentile(runs.phases.map((p) => p[k] ?? 0), 50).toFixed(3));
-  return { ...out, n: runs.phases.length };
 }
 
 export interface BurstResult {
@@ -240,6 +125,7 @@ async function main(): Promise<void> {
   const onlyWakes = process.argv.includes('--only-wakes');
   const skipPeers = onlyWakes || process.argv.includes('--skip-peers');
   const accel = await new QemuDriver({}).accelerator();
+  if (process.argv.includes('--only-primed')) return onlyPrimed(runs, accel);
   const notes: string[] = [];
   const host = await BenchHost.start({ tag: TAG, pool: POOL, args: FLICKD_ARGS, log });
   const samples: Record<string, number[]> = {};
@@ -300,6 +186,7 @@ async function main(): Promise<void> {
     process.stdout.write('\n');
   }
   log('primed VMs (restored paused from a template, no guest code run): PSS each');
+  const primedRuns = onlyWakes ? undefined : await primedStage(runs);
   const primed = onlyWakes ? { each: null } : await primedRamEach(3);
   const d = (k: string) => distribution(samples[k] ?? []);
   const { statuses, last_ms: _last, ...burstCold } = burstResult;
@@ -318,7 +205,8 @@ async function main(): Promise<void> {
     hot_ram_bytes_each: runsOf.hot_node?.hotPss ?? null,
     primed_ram_bytes_each: primed.each,
     burst: burstFigures,
-    breakdown: { hot: phaseMedians(runsOf.hot_node), cold: phaseMedians(runsOf.cold_node), hot_min: phaseMedians(runsOf.hot_min), cold_min: phaseMedians(runsOf.cold_min) },
+    breakdown: { hot: phaseMedians(runsOf.hot_node), cold: phaseMedians(runsOf.cold_node), hot_min: phaseMedians(runsOf.hot_min), cold_min: phaseMedians(runsOf.cold_min), ...primedBreakdown(primedRuns) },
+    ...primedResults(primedRuns, d('container_cold')),
   };
   const details = {
     date: new Date().toISOString(),
@@ -333,7 +221,8 @@ async function main(): Promise<void> {
       ram_bytes_each_min: runsOf.resident_min?.hotPss ?? null,
     },
     hot_ram_measure: 'PSS of the paused VMM process in hot standby after its guest RAM was paged out (/proc/<pid>/smaps_rollup), median over runs; node app (the _min figure: the minimal server)',
-    primed_ram: { ...primed, measure: 'PSS of each of 3 clones of the minimal server restored paused (RestoreOptions.paused) from a template, 1 s after loading; no pool in flickd yet' },
+    primed_ram: { ...primed, measure: 'PSS of each of 3 clones of the minimal server restored paused (RestoreOptions.paused) from a template, 1 s after loading, through the driver' },
+    primed_pool: primedPoolDetails(primedRuns),
     burst_statuses: statuses,
     burst_warm: { ...warmBurst, measure: 'the same burst against the same instance running (after one request), once before it is put to sleep and once after the cold burst, the faster kept; warm_rps = answered / time to the last first byte' },
     machine: 'shared: other engineers ran builds, tests and VMs on the same 2 cores meanwhile',
@@ -356,6 +245,8 @@ async function main(): Promise<void> {
     row('node: hot wake, RAM resident', details.hot_resident.wake_ms),
     row('container cold start (podman+runc)', results.container_cold_ms),
     row('bare node server.js', details.bare_node_cold_ms),
+    row('minimal: cold wake, primed VM', distribution(primedRuns?.min.samples ?? [])),
+    row('node: cold wake, primed VM', distribution(primedRuns?.node.samples ?? [])),
   ]);
   const phaseNames = ['controller', 'vmm', 'clock', 'forward', 'upstream', 'client', 'total'];
   const b = results.breakdown;
@@ -367,6 +258,8 @@ async function main(): Promise<void> {
         ['node: cold wake', b.cold],
         ['minimal: hot wake', b.hot_min],
         ['minimal: cold wake', b.cold_min],
+        ['minimal: cold wake, primed VM', b.primed_min ?? null],
+        ['node: cold wake, primed VM', b.primed ?? null],
       ] as const
     ).map(([label, m]) => [label, ...phaseNames.map((p) => m?.[p] ?? 'n/a'), m?.n ?? 0]),
   ]);
@@ -375,6 +268,98 @@ async function main(): Promise<void> {
   console.log(`primed VM PSS each (minimal): ${mb(results.primed_ram_bytes_each)}; burst warm throughput ${warmRps} req/s, p99 bound ${p99Bound} ms`);
   for (const n of notes) console.log(`note: ${n}`);
   console.log(`accelerator: ${accel}; results in ${await writeResults('wake', { accel, results, details, samples })}`);
+}
+
+type PrimedRuns = Record<App, Awaited<ReturnType<typeof primedWakes>>>;
+
+/** Cold wakes served by the primed pool, on a flickd of their own (PRIMED_ARGS), both apps. */
+async function primedStage(runs: number): Promise<PrimedRuns> {
+  log('cold wakes served by a primed VM (a flickd with a primed pool)');
+  const host = await BenchHost.start({ tag: TAG, pool: POOL, args: PRIMED_ARGS, log });
+  try {
+    await host.pushMinimal(IMAGES.min);
+    await host.pushNode(IMAGES.node);
+    const min = await primedWakes(host, 'min', runs);
+    const node = await primedWakes(host, 'node', runs);
+    log(`primed pool at the end: ${JSON.stringify(await poolOf(host))}`);
+    return { min, node };
+  } finally {
+    await host.close();
+  }
+}
+
+function primedBreakdown(p: PrimedRuns | undefined): { primed?: Record<string, number> | null; primed_min?: Record<string, number> | null } {
+  return p ? { primed: phaseMedians(p.node), primed_min: phaseMedians(p.min) } : {};
+}
+
+function primedResults(p: PrimedRuns | undefined, container: Distribution): Record<string, unknown> {
+  if (!p) return {};
+  const node = distribution(p.node.samples);
+  return { wake_primed_ms: node, wake_primed_min_ms: distribution(p.min.samples), primed_vs_container: container.n > 0 && node.n > 0 ? Number((node.p50 / container.p50).toFixed(3)) : null };
+}
+
+function primedPoolDetails(p: PrimedRuns | undefined): Record<string, unknown> | null {
+  if (!p) return null;
+  const med = (xs: number[]) => (xs.length > 0 ? Math.round(percentile(xs, 50)) : null);
+  return {
+    about: 'before each primed wake: what flickd\'s pool says one VM holds (used_bytes / vms: its memory cgroup) and the PSS of a pooled QEMU; median over runs',
+    flickd_args: PRIMED_ARGS,
+    cgroup_bytes_each: { min: med(p.min.poolBytes), node: med(p.node.poolBytes) },
+    pss_bytes_each: { min: med(p.min.pss), node: med(p.node.pss) },
+    not_primed: { min: p.min.otherTier, node: p.node.otherTier },
+  };
+}
+
+/**
+ * --only-primed: in one run, cold wakes without a pool (a flickd with --primed-pool-mb 0), the
+ * primed ones, and the container peer; merged into wake.json (the other fields stay as they were).
+ */
+async function onlyPrimed(runs: number, accel: string): Promise<void> {
+  const host = await BenchHost.start({ tag: TAG, pool: POOL, args: FLICKD_ARGS, log });
+  const cold: Partial<Record<App, WakeRuns>> = {};
+  try {
+    await host.pushMinimal(IMAGES.min);
+    await host.pushNode(IMAGES.node);
+    for (const app of ['min', 'node'] as const) (log(`${app}: cold wakes, no primed pool`), (cold[app] = await wakes(host, app, 'cold', runs)));
+  } finally {
+    await host.close();
+  }
+  const primedRuns = await primedStage(runs);
+  log('container cold start (podman + runc) of the same node app');
+  await ensureContainerImage(log);
+  const container = distribution(await containerColdStarts(runs, () => process.stdout.write('.')));
+  process.stdout.write('\n');
+  const file = path.join(PACKAGE_ROOT, 'bench', 'results', 'wake.json');
+  const prev = JSON.parse(fs.readFileSync(file, 'utf8')) as { results: Record<string, unknown>; details: Record<string, unknown> };
+  const run = {
+    about: 'one run of --only-primed: cold wakes without and with a primed VM, and the container peer, side by side; the other fields of this file are from the last full run',
+    date: new Date().toISOString(),
+    load: os.loadavg().map((x) => Number(x.toFixed(2))),
+    wake_cold_ms: distribution(cold.node?.samples ?? []),
+    wake_cold_min_ms: distribution(cold.min?.samples ?? []),
+    container_cold_ms: container,
+    breakdown: { cold: phaseMedians(cold.node), cold_min: phaseMedians(cold.min), ...primedBreakdown(primedRuns) },
+  };
+  const primedFigures = primedResults(primedRuns, container);
+  const results = { ...prev.results, ...primedFigures, breakdown: { ...(prev.results.breakdown as object), ...primedBreakdown(primedRuns) } };
+  const details = { ...prev.details, primed_pool: primedPoolDetails(primedRuns), primed_run: run };
+  const row = (label: string, x: Distribution) => [label, x.p50, x.p90, x.p99, x.n];
+  printTable([
+    ['to first byte (ms)', 'p50', 'p90', 'p99', 'n'],
+    row('minimal: cold wake', run.wake_cold_min_ms),
+    row('minimal: cold wake, primed VM', distribution(primedRuns.min.samples)),
+    row('node: cold wake', run.wake_cold_ms),
+    row('node: cold wake, primed VM', distribution(primedRuns.node.samples)),
+    row('container cold start (podman+runc)', container),
+  ]);
+  const phaseNames = ['controller', 'vmm', 'clock', 'forward', 'upstream', 'client', 'total'];
+  const b = run.breakdown;
+  printTable([
+    ['wake breakdown, p50 (ms)', ...phaseNames, 'n'],
+    ...([['minimal: cold', b.cold_min], ['minimal: primed', b.primed_min], ['node: cold', b.cold], ['node: primed', b.primed]] as const).map(([label, m]) => [label, ...phaseNames.map((k) => m?.[k] ?? 'n/a'), m?.n ?? 0]),
+  ]);
+  console.log(`primed pool: ${JSON.stringify(details.primed_pool)}; node primed / container p50: ${String(primedFigures.primed_vs_container)}`);
+  console.log(`accelerator: ${accel}; results in ${await writeResults('wake', { accel, results, details, samples: { ...(prev as { samples?: object }).samples, wake_primed_node: primedRuns.node.samples, wake_primed_min: primedRuns.min.samples } })}`);
 }
 
 function mb(bytes: number | null): string {

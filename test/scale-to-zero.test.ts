@@ -30,7 +30,8 @@ let token = '';
 before(async () => {
   await sweepDeadRuns(TAG);
   await sweepLeftovers(PREFIX);
-  flickd = await startFlickd({ dataDir, prefix: PREFIX, pool: POOL, args: ['--proxy-listen', '127.0.0.1:0', '--hot-page-out-after', '0', '--proxy-max-parked', String(MAX_PARKED)] });
+  // No primed pool: cold wakes here restore on the wake's path (test/primed.test.ts has the pool).
+  flickd = await startFlickd({ dataDir, prefix: PREFIX, pool: POOL, args: ['--proxy-listen', '127.0.0.1:0', '--hot-page-out-after', '0', '--proxy-max-parked', String(MAX_PARKED), '--primed-pool-mb', '0'] });
   ({ base, token } = flickd);
   proxyPort = Number(/proxy: listening on http:\/\/[^:]+:(\d+)/.exec(flickd.log())?.[1] ?? 0);
   assert.ok(proxyPort > 0, 'flickd says where its proxy listens');

@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { Controller } from '../controller/controller.js';
 import type { HotStandbyConfig } from '../controller/hot-standby.js';
+import { defaultPrimedBudgetBytes } from '../controller/primed/primed-pool.js';
 import { routeName, syncRoutes } from '../controller/routing.js';
 import { DEFAULT_DOMAIN } from '../controller/spec.js';
 import type { ImageResolver, ImageRunConfig } from '../controller/seams.js';
@@ -49,6 +50,8 @@ export interface HostInstancesConfig {
   netnsPool?: number;
   /** The hot standby tier (see src/controller/hot-standby.ts). */
   hotStandby?: Partial<HotStandbyConfig>;
+  /** The primed pool's RAM budget (flickd --primed-pool-mb; 0: none); default src/controller/primed's. */
+  primedPoolBytes?: number;
   /** The proxy's listener for other hosts' proxies (a cluster's hops, src/proxy/hop.ts). */
   proxyHop?: HopConfig;
   /** Parked requests per sleeping instance before the proxy answers 503. */
@@ -128,6 +131,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     dataDir: config.dataDir,
     logger: { info: log, warn: log },
     ...(config.hotStandby ? { hotStandby: config.hotStandby } : {}),
+    primedPool: { budgetBytes: config.primedPoolBytes ?? defaultPrimedBudgetBytes() },
     ...(config.templateWarmupRequests !== undefined ? { templateWarmupRequests: config.templateWarmupRequests } : {}),
     ...(config.readyTimeoutMs !== undefined ? { readyTimeoutMs: config.readyTimeoutMs } : {}),
   });

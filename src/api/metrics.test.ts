@@ -20,6 +20,7 @@ function setup() {
     get: (ref: string) => recs.find((r) => r.id === ref || r.name === ref)!,
     metrics: (id) => metrics.snapshot(id),
     hotStandby: () => ({ budgetBytes: 1000, pageOutAfterMs: 0, keepResident: { bytes: 0 }, usedBytes: 400, instances: ['a1'] }),
+    primedPool: () => ({ budgetBytes: 5000, usedBytes: 64, entries: 2, templates: 1, priming: false, hits: 3, misses: 1, refills: 5, refillFailures: 0, evictions: 1 }),
   };
   const stats = newStats('a1');
   stats.parkedNow = 2;
@@ -33,11 +34,15 @@ test('wake events become per-tier counts and cumulative histograms, in JSON and 
   const at = new Date().toISOString();
   events.emit('wake', { id: 'a1', name: 'web', durationMs: 4, mode: 'resume', at, phases: {} });
   events.emit('wake', { id: 'a1', name: 'web', durationMs: 150, mode: 'template', at, phases: {} });
+  events.emit('wake', { id: 'a1', name: 'web', durationMs: 12, mode: 'primed', at, phases: {} });
   events.emit('boot', { id: 'a1', name: 'web', durationMs: 1500 });
   const view = hostMetrics({ controller, proxyStats });
   const web = view.instances.find((i) => i.name === 'web')!;
   assert.equal(web.standby_tier, 'hot');
-  assert.deepEqual(web.wakes, { hot: 2, cold: 1, total: 3 }, 'counts come from the persisted record');
+  assert.deepEqual(web.wakes, { hot: 2, cold: 1, primed: 1, total: 3 }, 'counts come from the persisted record (primed: since flickd started)');
+  assert.equal(web.wake_latency_ms.primed.count, 1, 'a primed wake is its own tier');
+  assert.equal(web.wake_latency_ms.cold.count, 1);
+  assert.deepEqual(view.primed_pool, { budget_bytes: 5000, used_bytes: 64, vms: 2, templates: 1, priming: false, hits: 3, misses: 1, refills: 5, refill_failures: 0, evictions: 1 });
   assert.equal(web.wake_latency_ms.hot.count, 1);
   assert.equal(web.wake_latency_ms.hot.cumulative.at(-1), 1);
   assert.equal(web.wake_latency_ms.cold.cumulative[web.wake_latency_ms.cold.buckets_ms.indexOf(100)], 0, '150 ms is above the 100 ms bucket');
@@ -53,6 +58,9 @@ test('wake events become per-tier counts and cumulative histograms, in JSON and 
   assert.match(text, /^flick_instance_boot_seconds\{instance_id="a1",name="web"\} 1\.5$/m);
   assert.match(text, /^flick_instance_state\{instance_id="b2",name="q\\"uote",state="running"\} 1$/m, 'label values are escaped');
   assert.match(text, /^flick_hot_standby_used_bytes 400$/m);
+  assert.match(text, /^flick_instance_wake_duration_seconds_count\{instance_id="a1",name="web",tier="primed"\} 1$/m);
+  assert.match(text, /^flick_instance_primed_wakes_total\{instance_id="a1",name="web"\} 1$/m);
+  for (const l of ['flick_primed_pool_budget_bytes 5000', 'flick_primed_pool_vms 2', 'flick_primed_pool_hits_total 3', 'flick_primed_pool_misses_total 1', 'flick_primed_pool_evictions_total 1']) assert.match(text, new RegExp(`^${l}$`, 'm'));
   for (const line of text.trim().split('\n')) assert.match(line, /^(# (HELP|TYPE) \S+ .+|[a-z_]+(\{[^}]*\})? -?[0-9.e+]+)$/, `a valid exposition line: ${line}`);
 });
 

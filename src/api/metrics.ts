@@ -7,13 +7,13 @@
 // wait-for-wake histogram (the proxy's own counters).
 import { formatKeepResident } from '../controller/hot-standby.js';
 import type { Controller } from '../controller/controller.js';
-import type { InstanceControllerMetrics, LatencyHistogram } from '../controller/metrics.js';
+import { WAKE_TIERS, type InstanceControllerMetrics, type LatencyHistogram, type WakeTier } from '../controller/metrics.js';
 import { WAKE_PHASES, type WakePhase } from '../controller/wake-phases.js';
 import { INSTANCE_STATES } from '../controller/states.js';
 import type { InstanceProxyStats } from '../proxy/stats.js';
 import type { InstanceRecord } from '../controller/state/instance-record.js';
 
-export type MetricsController = Pick<Controller, 'list' | 'get' | 'metrics' | 'hotStandby'>;
+export type MetricsController = Pick<Controller, 'list' | 'get' | 'metrics' | 'hotStandby'> & Partial<Pick<Controller, 'primedPool'>>;
 
 export interface MetricsSources {
   controller: MetricsController;
@@ -35,10 +35,12 @@ export interface InstanceMetricsView {
   state: InstanceRecord['status']['state'];
   standby_tier: 'hot' | 'cold' | null;
   boot_ms: number | null;
-  wakes: { hot: number; cold: number; total: number };
-  wake_latency_ms: { hot: HistogramView; cold: HistogramView };
+  /** From the record (persists); `cold` includes primed wakes, `primed` counts them since flickd started. */
+  wakes: { hot: number; cold: number; primed: number; total: number };
+  /** By how the wake went: hot, cold (restored on the wake's path) and primed (a primed VM resumed). */
+  wake_latency_ms: Record<WakeTier, HistogramView>;
   /** The wake breakdown: per phase (and total), by tier (controller/wake-phases.ts). */
-  wake_phases_ms: { hot: PhaseViews; cold: PhaseViews };
+  wake_phases_ms: Record<WakeTier, PhaseViews>;
   last_wake: InstanceControllerMetrics['lastWake'];
   suspends: { hot: number; cold: number };
   demotions: number;
@@ -59,6 +61,8 @@ export type PhaseViews = Record<WakePhase | 'total', HistogramView>;
 
 export interface HostMetricsView {
   hot_standby: { budget_bytes: number; page_out_after_ms: number; keep_resident: string; used_bytes: number; instances: number };
+  /** The primed pool (controller/primed/primed-pool.ts); null where the controller has none. */
+  primed_pool: { budget_bytes: number; used_bytes: number; vms: number; templates: number; priming: boolean; hits: number; misses: number; refills: number; refill_failures: number; evictions: number } | null;
   instances: InstanceMetricsView[];
 }
 
@@ -73,6 +77,10 @@ function phaseViews(h: InstanceControllerMetrics['wakePhases']['hot']): PhaseVie
 
 const PHASES_AND_TOTAL = [...WAKE_PHASES, 'total'] as const;
 
+function byTier<T>(f: (t: WakeTier) => T): Record<WakeTier, T> {
+  return Object.fromEntries(WAKE_TIERS.map((t) => [t, f(t)])) as Record<WakeTier, T>;
+}
+
 export function instanceMetrics(src: MetricsSources, rec: InstanceRecord, proxy: InstanceProxyStats | undefined): InstanceMetricsView {
   const m = src.controller.metrics(rec.id);
   return {
@@ -82,9 +90,9 @@ export function instanceMetrics(src: MetricsSources, rec: InstanceRecord, proxy:
     standby_tier: rec.status.state === 'standby' ? (rec.status.standbyTier ?? 'cold') : null,
     boot_ms: m.bootMs,
     // The record's counters persist across flickd restarts; the histograms do not.
-    wakes: { hot: rec.status.counters.wakesHot ?? 0, cold: rec.status.counters.wakesCold ?? 0, total: rec.status.counters.wakes },
-    wake_latency_ms: { hot: histogramView(m.wakeLatency.hot), cold: histogramView(m.wakeLatency.cold) },
-    wake_phases_ms: { hot: phaseViews(m.wakePhases.hot), cold: phaseViews(m.wakePhases.cold) },
+    wakes: { hot: rec.status.counters.wakesHot ?? 0, cold: rec.status.counters.wakesCold ?? 0, primed: m.wakes.primed, total: rec.status.counters.wakes },
+    wake_latency_ms: byTier((t) => histogramView(m.wakeLatency[t])),
+    wake_phases_ms: byTier((t) => phaseViews(m.wakePhases[t])),
     last_wake: m.lastWake,
     suspends: m.suspends,
     demotions: m.demotions,
@@ -107,8 +115,12 @@ export function instanceMetrics(src: MetricsSources, rec: InstanceRecord, proxy:
 export function hostMetrics(src: MetricsSources): HostMetricsView {
   const stats = new Map((src.proxyStats?.() ?? []).map((s) => [s.instanceId, s]));
   const hot = src.controller.hotStandby();
+  const p = src.controller.primedPool?.();
   return {
     hot_standby: { budget_bytes: hot.budgetBytes, page_out_after_ms: hot.pageOutAfterMs, keep_resident: formatKeepResident(hot.keepResident), used_bytes: hot.usedBytes, instances: hot.instances.length },
+    primed_pool: p
+      ? { budget_bytes: p.budgetBytes, used_bytes: p.usedBytes, vms: p.entries, templates: p.templates, priming: p.priming, hits: p.hits, misses: p.misses, refills: p.refills, refill_failures: p.refillFailures, evictions: p.evictions }
+      : null,
     instances: src.controller.list().map((rec) => instanceMetrics(src, rec, stats.get(rec.id))),
   };
 }
@@ -141,11 +153,13 @@ export function renderPrometheus(view: HostMetricsView): string {
   for (const i of is) if (i.boot_ms !== null) out.push(`flick_instance_boot_seconds${labels(i)} ${i.boot_ms / 1000}`);
   family('flick_instance_wakes_total', 'counter', 'Wakes from standby, by tier.');
   for (const i of is) for (const t of ['hot', 'cold'] as const) out.push(`flick_instance_wakes_total${labels(i, { tier: t })} ${i.wakes[t]}`);
-  family('flick_instance_wake_duration_seconds', 'histogram', 'Wake latency (decision to app ready), by tier, since flickd started.');
-  for (const i of is) for (const t of ['hot', 'cold'] as const) hist('flick_instance_wake_duration_seconds', i, i.wake_latency_ms[t], { tier: t });
+  family('flick_instance_primed_wakes_total', 'counter', 'Cold wakes served by a primed VM (also counted in flick_instance_wakes_total{tier="cold"}), since flickd started.');
+  for (const i of is) out.push(`flick_instance_primed_wakes_total${labels(i)} ${i.wakes.primed}`);
+  family('flick_instance_wake_duration_seconds', 'histogram', 'Wake latency (decision to app ready), by tier (hot, cold, primed: a cold wake served by a primed VM), since flickd started.');
+  for (const i of is) for (const t of WAKE_TIERS) hist('flick_instance_wake_duration_seconds', i, i.wake_latency_ms[t], { tier: t });
   family('flick_instance_wake_phase_seconds', 'histogram', 'Wake breakdown: time of each phase (controller, vmm, clock, forward, upstream, client) and the total from parked to the first byte to the client, by tier, since flickd started.');
   for (const i of is) {
-    for (const t of ['hot', 'cold'] as const) {
+    for (const t of WAKE_TIERS) {
       if (i.wake_phases_ms[t].total.count === 0) continue; // no wake of this tier yet: no lines
       for (const p of PHASES_AND_TOTAL) hist('flick_instance_wake_phase_seconds', i, i.wake_phases_ms[t][p], { tier: t, phase: p });
     }
@@ -170,6 +184,24 @@ export function renderPrometheus(view: HostMetricsView): string {
   out.push(`flick_hot_standby_used_bytes ${view.hot_standby.used_bytes}`);
   family('flick_hot_standby_instances', 'gauge', 'Instances in hot standby.');
   out.push(`flick_hot_standby_instances ${view.hot_standby.instances}`);
+  const pp = view.primed_pool;
+  if (pp) {
+    const gauges: Array<[string, string, number]> = [
+      ['budget_bytes', 'Host RAM the primed pool may hold.', pp.budget_bytes],
+      ['used_bytes', 'Host RAM the primed pool holds now (primed VMs, and one being restored).', pp.used_bytes],
+      ['vms', 'Primed VMs ready for a cold wake.', pp.vms],
+      ['templates', 'Templates with a primed VM.', pp.templates],
+    ];
+    for (const [n, help, v] of gauges) (family(`flick_primed_pool_${n}`, 'gauge', help), out.push(`flick_primed_pool_${n} ${v}`));
+    const counters: Array<[string, string, number]> = [
+      ['hits_total', 'Cold wakes of stateless instances that took a primed VM.', pp.hits],
+      ['misses_total', 'Cold wakes of stateless instances that found none that fit (restored on the wake path).', pp.misses],
+      ['refills_total', 'VMs restored into the primed pool.', pp.refills],
+      ['refill_failures_total', 'Restores into the primed pool that failed.', pp.refill_failures],
+      ['evictions_total', 'Primed VMs ended to make room for a busier template.', pp.evictions],
+    ];
+    for (const [n, help, v] of counters) (family(`flick_primed_pool_${n}`, 'counter', help), out.push(`flick_primed_pool_${n} ${v}`));
+  }
   return `${out.join('\n')}\n`;
 }
 

@@ -154,6 +154,7 @@ async function status(opts: { dataDir: string; listen: string; output: OutputFor
   const url = clientUrl(opts.listen);
   const pid = runningPid(p);
   let instances: number | undefined;
+  let primed: PrimedPoolView | null = null;
   let problem: string | undefined;
   if (pid !== undefined) {
     try {
@@ -167,14 +168,34 @@ async function status(opts: { dataDir: string; listen: string; output: OutputFor
       const res = await client.check(await client.request('GET', '/v1/instances'), 'GET /v1/instances');
       const body = (await res.json()) as { data?: { instances?: unknown[] } };
       instances = body.data?.instances?.length;
+      const m = await client.check(await client.request('GET', '/v1/metrics'), 'GET /v1/metrics');
+      primed = ((await m.json()) as { data?: { primed_pool?: PrimedPoolView | null } }).data?.primed_pool ?? null;
     } catch (err) {
       problem = describeError(err);
     }
   }
-  const report = { running: pid !== undefined, pid: pid ?? null, url, api: `${url}/v1/`, token_file: p.tokenFile, log_file: p.logFile, instances: instances ?? null, problem: problem ?? null };
+  const report = { running: pid !== undefined, pid: pid ?? null, url, api: `${url}/v1/`, token_file: p.tokenFile, log_file: p.logFile, instances: instances ?? null, primed_pool: primed, problem: problem ?? null };
   if (opts.output === 'json') printJson(report);
-  else process.stdout.write(renderFields(Object.entries(report)));
+  else process.stdout.write(renderFields(Object.entries({ ...report, primed_pool: primedPoolText(primed) })));
   if (pid === undefined) process.exitCode = 69; // EX_UNAVAILABLE: scripts can test `flick host status`
+}
+
+/** The primed pool as /v1/metrics shows it (src/api/metrics.ts). */
+interface PrimedPoolView {
+  budget_bytes: number;
+  used_bytes: number;
+  vms: number;
+  templates: number;
+  hits: number;
+  misses: number;
+}
+
+/** `3 VMs of 2 templates, 71.5 of 491.5 MiB; 12 hits, 3 misses` (null: none, or flickd not reached). */
+export function primedPoolText(p: PrimedPoolView | null): string | null {
+  if (p === null) return null;
+  if (p.budget_bytes === 0) return 'off (--primed-pool-mb 0)';
+  const mib = (b: number) => (b / 1024 / 1024).toFixed(1);
+  return `${p.vms} VM${p.vms === 1 ? '' : 's'} of ${p.templates} template${p.templates === 1 ? '' : 's'}, ${mib(p.used_bytes)} of ${mib(p.budget_bytes)} MiB; ${p.hits} hit${p.hits === 1 ? '' : 's'}, ${p.misses} miss${p.misses === 1 ? '' : 'es'}`;
 }
 
 export function register(program: Command): void {

@@ -12,6 +12,7 @@
 // pool's until taken, the instance's after; a template's removal or replacement empties its entries,
 // and a restart of flickd sweeps folders no record names (primed-dir.ts).
 import crypto from 'node:crypto';
+import os from 'node:os';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { describeError } from '../../errors.js';
@@ -73,6 +74,16 @@ interface Entry {
   config: VmConfig;
   bytes: number;
   taken: boolean;
+}
+
+/**
+ * The default budget: a fiftieth of host RAM (~490 MiB on 24 GiB), a fifth of the hot tier's.
+ * At the ~25-60 MiB a primed VM holds (minimal / node, its cgroup) that is 8-20 VMs, and one
+ * serves a cold wake of any instance of its template: enough for the busiest templates' wakes
+ * between two refills, small beside what the host's instances use.
+ */
+export function defaultPrimedBudgetBytes(totalBytes = os.totalmem()): number {
+  return Math.floor(totalBytes / 50);
 }
 
 /** 32 MiB: above the ~19-23 MiB PSS a primed minimal VM measured (bench/primed-ram.ts), below node's cgroup usage. */
