@@ -121,3 +121,23 @@ test('the controller imports no concrete store, and the core (controller, proxy)
   }
   assert.deepEqual(found, []);
 });
+
+test('the cluster uses the controller only through its public surface and the state seam', () => {
+  // The controller (its class and the types of its inputs and outputs), the create input and its
+  // defaults, the route name of a host name, and the seam a state backend implements; tests may use
+  // the seam's contract and test records as well.
+  const surface = new Set(['controller.ts', 'spec.ts', 'routing.ts', 'state/instance-record.ts', 'state/state-store.ts', 'state/read-model.ts']);
+  const forTests = new Set(['state/contract.ts', 'state/testing.ts']);
+  const found: string[] = [];
+  for (const [file, deps] of graph()) {
+    const rel = path.relative(SRC, file);
+    if (!rel.startsWith('cluster/')) continue;
+    const test = rel.endsWith('.test.ts');
+    for (const d of deps) {
+      const dep = path.relative(path.join(SRC, 'controller'), d);
+      if (dep.startsWith('..') || surface.has(dep) || (test && forTests.has(dep))) continue;
+      found.push(`${rel} imports controller/${dep}: use the controller's public surface (controller.ts re-exports the types of its inputs and outputs)`);
+    }
+  }
+  assert.deepEqual(found, []);
+});

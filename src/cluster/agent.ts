@@ -19,8 +19,7 @@
 //     and whenever it sees that happen later (after being cut off).
 import { FlickError, describeError } from '../errors.js';
 import { DEFAULT_MEMORY_MB, defaultName, type InstanceConfig } from '../controller/spec.js';
-import type { Controller } from '../controller/controller.js';
-import type { ForkConfig, ForkResult } from '../controller/fork.js';
+import type { Controller, ForkConfig, ForkResult } from '../controller/controller.js';
 import type { ApiController } from '../api/handler.js';
 import type { RouteTable } from '../proxy/routes.js';
 import type { Waker } from '../proxy/waker.js';

@@ -18,6 +18,8 @@ import { reconcile } from './reconcile.js';
 import { forkInstance, type ForkConfig, type ForkResult } from './fork.js';
 
 export type { ControllerOptions } from './options.js';
+// The types of the public surface's inputs and outputs, so that no consumer imports an internal module for them.
+export type { ForkConfig, ForkResult } from './fork.js';
 
 /**
  * The controller's whole surface: queries, commands, events, and the Waker
