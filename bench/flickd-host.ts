@@ -73,7 +73,9 @@ export class BenchHost {
 
   #spawn(): Promise<void> {
     const args = [path.join(PACKAGE_ROOT, 'bin', 'flickd'), '--data-dir', this.dataDir, '--listen', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0', ...(this.#config.args ?? [])];
-    const child = spawn(process.execPath, args, {
+    // FLICK_BENCH_CPU_PROF=DIR: flickd writes a V8 CPU profile there when it exits (node --cpu-prof).
+    const prof = process.env.FLICK_BENCH_CPU_PROF;
+    const child = spawn(process.execPath, [...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), ...args], {
       env: { ...process.env, FLICK_NETNS_PREFIX: this.#prefix, FLICK_NET_POOL: this.#config.pool },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
