@@ -55,12 +55,23 @@ export function rows(latest: Latest): Row[] {
     add(s, 'issue 18: minimal server hot wake → first byte, p50', ms(w.wake_hot_min_ms?.p50), `warm request ${ms(w.warm_min_ms?.p50)}`, '≤ 3 ms', has(w.wake_hot_min_ms?.p50) ? w.wake_hot_min_ms.p50 <= 3 : undefined);
     add(s, 'issue 18: node app hot wake → first byte, p50', ms(w.wake_hot_ms?.p50), `warm request ${ms(w.warm_ms?.p50)}`, '≤ warm + 2 ms', has(w.wake_hot_ms?.p50, w.warm_ms?.p50) ? w.wake_hot_ms.p50 <= w.warm_ms.p50 + 2 : undefined);
     if (b && has(b.p99_bound_ms, b.warm_rps)) add(s, 'issue 18: the burst held to the app\'s own speed, p99', ms(b.p99_ms), `bound = cold wake p50 + 1.2 × ${num(b.requests)} / warm ${num(Math.round(b.warm_rps))} req/s = ${ms(b.p99_bound_ms)}`, '≤ the bound', b.ok === b.requests && b.p99_ms <= b.p99_bound_ms);
+    // Issue 18, primed restores: measured beside the container of the same run (details.primed_run after --only-primed).
+    if (w.wake_primed_min_ms || w.wake_primed_ms) {
+      const container = wd?.primed_run?.container_cold_ms ?? w.container_cold_ms;
+      const coldMin = wd?.primed_run?.wake_cold_min_ms ?? w.wake_cold_min_ms;
+      add(s, 'issue 18: minimal server cold wake with a primed VM → first byte, p50', dist(w.wake_primed_min_ms), `cold wake without ${ms(coldMin?.p50)}`, '≤ 20 ms', has(w.wake_primed_min_ms?.p50) ? w.wake_primed_min_ms.p50 <= 20 : undefined);
+      add(s, 'issue 18: node app cold wake with a primed VM → first byte, p50', dist(w.wake_primed_ms), `container (podman + runc) ${dist(container)}`, '≤ 0.7 × container', has(w.wake_primed_ms?.p50, container?.p50) ? w.wake_primed_ms.p50 <= 0.7 * container.p50 : undefined);
+      const pp = wd?.primed_pool;
+      if (pp) add(s, 'host RAM of one primed VM (its memory cgroup as flickd counts it; PSS)', `minimal ${mib(pp.cgroup_bytes_each?.min)} (PSS ${mib(pp.pss_bytes_each?.min)}), node ${mib(pp.cgroup_bytes_each?.node)} (PSS ${mib(pp.pss_bytes_each?.node)})`, `--primed-pool-mb budget`, '—');
+    }
     const bd = w.breakdown;
     if (bd?.hot_min?.total !== undefined) {
       const phases = (x: any) => ['controller', 'vmm', 'clock', 'forward', 'upstream', 'client'].map((k) => `${k} ${typeof x?.[k] === 'number' ? x[k].toFixed(2) : 'n/a'}`).join(' · ');
       add(s, 'wake breakdown, p50 per phase in ms: minimal hot', phases(bd.hot_min), `total ${ms(bd.hot_min.total)}`, '—');
       if (bd.hot) add(s, 'wake breakdown, p50 per phase in ms: node hot', phases(bd.hot), `total ${ms(bd.hot.total)}`, '—');
       if (bd.cold) add(s, 'wake breakdown, p50 per phase in ms: node cold', phases(bd.cold), `total ${ms(bd.cold.total)}`, '—');
+      if (bd.primed_min) add(s, 'wake breakdown, p50 per phase in ms: minimal cold, primed VM', phases(bd.primed_min), `total ${ms(bd.primed_min.total)}`, '—');
+      if (bd.primed) add(s, 'wake breakdown, p50 per phase in ms: node cold, primed VM', phases(bd.primed), `total ${ms(bd.primed.total)}`, '—');
     }
     const res = wd?.hot_resident;
     if (res) {
