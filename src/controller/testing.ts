@@ -230,7 +230,7 @@ export async function wakeUp(c: Controller, id: string, signal: AbortSignal = ne
 }
 
 /** Polls (every 5 ms) until `cond` holds, for what a timer does in the background; fails after `ms`. */
-export async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
+export async function until(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);

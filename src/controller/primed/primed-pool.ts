@@ -258,7 +258,9 @@ export class PrimedPool {
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.#filling ??= this.#refill().finally(() => (this.#filling = undefined));
+      this.#filling ??= this.#refill()
+        .catch((err) => this.#deps.log.warn(`primed pool: refill stopped: ${describeError(err)}`))
+        .finally(() => (this.#filling = undefined));
     }, Math.max(0, delayMs)).unref();
   }
 
