@@ -169,10 +169,7 @@ export class EtcdStateStore extends ModelReads implements StateStore {
       const names = nameKey(this.#prefix, record.name);
       const key = recordKey(this.#prefix, record.id);
       const r = await this.#txn(
-        [
-          { key: names, target: 'CREATE', result: 'EQUAL', value: 0 },
-          { key, target: 'CREATE', result: 'EQUAL', value: 0 },
-        ],
+        [{ key: names, target: 'CREATE', result: 'EQUAL', value: 0 }, { key, target: 'CREATE', result: 'EQUAL', value: 0 }],
         [{ put: { key: names, value: record.id } }, { put: { key, value: encodeRecord(next) } }],
         names,
         record.name,
@@ -328,10 +325,13 @@ export class EtcdStateStore extends ModelReads implements StateStore {
     if (this.#closed || this.#offline || this.#publishTimer !== undefined || this.#pending.size === 0) return;
     this.#publishTimer = setTimeout(() => {
       this.#publishTimer = undefined;
+      const before = new Map([...this.#pending].map(([id, p]) => [id, p.seq]));
       void this.#serial(() => this.#publishAll()).then(
         () => {
-          this.#publishWait = this.#config.retryMs ?? 200;
-          this.#schedulePublish(0); // what was written meanwhile
+          // What was written meanwhile goes at once; a round that moved nothing (its records keep moving on) backs off.
+          const stuck = this.#pending.size > 0 && [...this.#pending].every(([id, p]) => before.get(id) === p.seq);
+          this.#schedulePublish(stuck ? this.#publishWait : 0);
+          this.#publishWait = stuck ? Math.min(this.#publishWait * 2, 2000) : (this.#config.retryMs ?? 200);
         },
         (err: unknown) => {
           this.#config.onTrouble?.(err);
