@@ -52,6 +52,8 @@ export interface HostInstancesConfig {
   hotStandby?: Partial<HotStandbyConfig>;
   /** The primed pool's RAM budget (flickd --primed-pool-mb; 0: none); default src/controller/primed's. */
   primedPoolBytes?: number;
+  /** GET / requests a primed VM serves before it waits in the pool (flickd --primed-warm); default 0: no guest code run. */
+  primedWarmRequests?: number;
   /** The proxy's listener for other hosts' proxies (a cluster's hops, src/proxy/hop.ts). */
   proxyHop?: HopConfig;
   /** Parked requests per sleeping instance before the proxy answers 503. */
@@ -131,7 +133,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
     dataDir: config.dataDir,
     logger: { info: log, warn: log },
     ...(config.hotStandby ? { hotStandby: config.hotStandby } : {}),
-    primedPool: { budgetBytes: config.primedPoolBytes ?? defaultPrimedBudgetBytes() },
+    primedPool: { budgetBytes: config.primedPoolBytes ?? defaultPrimedBudgetBytes(), ...(config.primedWarmRequests ? { warmRequests: config.primedWarmRequests } : {}) },
     ...(config.templateWarmupRequests !== undefined ? { templateWarmupRequests: config.templateWarmupRequests } : {}),
     ...(config.readyTimeoutMs !== undefined ? { readyTimeoutMs: config.readyTimeoutMs } : {}),
   });

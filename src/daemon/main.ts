@@ -35,7 +35,7 @@ import { DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_PROXY_LISTEN, clusterFlags, p
 const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-listen HOST:PORT|off] [--anonymous-pull]
               [--proxy-tls-cert FILE --proxy-tls-key FILE] [--proxy-tls-listen HOST:PORT]
               [--hot-standby-budget SIZE] [--hot-page-out-after MS] [--hot-keep-resident SIZE|N%]
-              [--primed-pool-mb N] [--proxy-max-parked N]
+              [--primed-pool-mb N] [--primed-warm N] [--proxy-max-parked N]
               [--metrics-anonymous-loopback] [--max-instances N] [--netns-pool N]
               [--template-warmup N] [--ready-timeout MS]
               [--cluster-etcd URL[,URL…] --host-name NAME --advertise ADDR
@@ -58,6 +58,9 @@ const USAGE = `usage: flickd [--data-dir DIR] [--listen HOST:PORT] [--proxy-list
   --primed-pool-mb N          host RAM (MiB) for VMs restored paused from the templates with the most
                               cold wakes, so a cold wake of a stateless instance resumes one instead
                               of starting a QEMU (default: a fiftieth of host RAM; 0: none)
+  --primed-warm N             GET / requests a primed VM of an HTTP app serves (then paused again)
+                              before it waits: its wake is then as fast as a hot one, but the app has
+                              served them (default 0: no guest code runs in the pool)
   --proxy-max-parked N        requests parked per sleeping instance before 503 (default 1024)
   --metrics-anonymous-loopback  serve /metrics without the token to loopback clients
   --max-instances N           refuse to create more than N instances (default: no quota)
@@ -109,6 +112,7 @@ export async function main(argv: string[]): Promise<void> {
         'hot-page-out-after': { type: 'string' },
         'hot-keep-resident': { type: 'string' },
         'primed-pool-mb': { type: 'string' },
+        'primed-warm': { type: 'string' },
         'metrics-anonymous-loopback': { type: 'boolean', default: false },
         'max-instances': { type: 'string' },
         'proxy-max-parked': { type: 'string' },
@@ -159,6 +163,8 @@ export async function main(argv: string[]): Promise<void> {
     if (readyTimeout !== undefined && !/^[1-9]\d*$/.test(readyTimeout)) throw new Error(`--ready-timeout "${readyTimeout}" is not a positive whole number of milliseconds, e.g. 300000`);
     const primedMb = args.values['primed-pool-mb'];
     if (primedMb !== undefined && !/^\d+$/.test(primedMb)) throw new Error(`--primed-pool-mb "${primedMb}" is not a whole number of MiB, e.g. 512 (0: no primed pool)`);
+    const primedWarm = args.values['primed-warm'];
+    if (primedWarm !== undefined && !/^\d+$/.test(primedWarm)) throw new Error(`--primed-warm "${primedWarm}" is not a whole number of requests, e.g. 1 (0: none)`);
     const netnsPool = args.values['netns-pool'];
     if (netnsPool !== undefined && !/^\d+$/.test(netnsPool)) throw new Error(`--netns-pool "${netnsPool}" is not a whole number, e.g. ${DEFAULT_NETNS_POOL_SIZE}`);
     if (pageOut !== undefined && !/^\d+$/.test(pageOut)) throw new Error(`--hot-page-out-after "${pageOut}" is not a whole number of milliseconds, e.g. 10000`);
@@ -176,6 +182,7 @@ export async function main(argv: string[]): Promise<void> {
       ...(maxInstances !== undefined ? { maxInstances: Number(maxInstances) } : {}),
       ...(netnsPool !== undefined ? { netnsPool: Number(netnsPool) } : {}),
       ...(primedMb !== undefined ? { primedPoolBytes: Number(primedMb) * 1024 * 1024 } : {}),
+      ...(primedWarm !== undefined ? { primedWarmRequests: Number(primedWarm) } : {}),
       ...(warmup !== undefined ? { templateWarmupRequests: Number(warmup) } : {}),
       ...(readyTimeout !== undefined ? { readyTimeoutMs: Number(readyTimeout) } : {}),
       hotStandby: {
@@ -211,6 +218,7 @@ export interface ServeConfig {
   netnsPool?: number;
   /** The primed pool's budget (src/controller/primed/); undefined: the default. */
   primedPoolBytes?: number;
+  primedWarmRequests?: number;
   templateWarmupRequests?: number;
   readyTimeoutMs?: number;
   log: (line: string) => void;
@@ -265,6 +273,7 @@ async function serve(config: ServeConfig): Promise<void> {
     ...(config.maxInstances !== undefined ? { maxInstances: config.maxInstances } : {}),
     ...(config.netnsPool !== undefined ? { netnsPool: config.netnsPool } : {}),
     ...(config.primedPoolBytes !== undefined ? { primedPoolBytes: config.primedPoolBytes } : {}),
+    ...(config.primedWarmRequests !== undefined ? { primedWarmRequests: config.primedWarmRequests } : {}),
     ...(config.templateWarmupRequests !== undefined ? { templateWarmupRequests: config.templateWarmupRequests } : {}),
     ...(config.readyTimeoutMs !== undefined ? { readyTimeoutMs: config.readyTimeoutMs } : {}),
   });

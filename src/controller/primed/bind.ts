@@ -39,7 +39,8 @@ export async function restoreForWake(h: BindHost, pool: PrimedPool, rec: Instanc
   const own = ownVmConfig(rec);
   if (pool.enabled && mode === 'clone') {
     const primed = pool.take(snapshot, own);
-    pool.noteColdWake(snapshot, own);
+    const http = rec.spec.service.http;
+    pool.noteColdWake(snapshot, own, http ? { port: http.guestPort, hostname: http.hostname } : undefined);
     if (primed) {
       try {
         // Persisted before the guest runs: a flickd that dies from here finds the VM by its record.

@@ -9,6 +9,8 @@ export interface PrimeSpec {
   template: Snapshot;
   /** The VM config of an instance that woke from it, without id, run folder or network (the pool's own go in). */
   config: VmConfig;
+  /** Where its app answers HTTP (guest port, Host name): what a warmed pool VM is sent its warm-up requests at. */
+  http?: { port: number; hostname: string };
 }
 
 export interface DemandOptions {

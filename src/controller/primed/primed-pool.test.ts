@@ -2,6 +2,7 @@
 // which templates, take with a miss on any mismatch, emptied with its template, nothing left behind.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -176,4 +177,29 @@ test('sweep at start: folders no record names go (their VMs killed), bound ones 
   assert.equal(await p.sweep((f) => f === bound), 2);
   assert.deepEqual(fs.readdirSync(root), ['primed-bbb']);
   await p.dispose();
+});
+
+test('--primed-warm: a primed VM of an HTTP app serves its warm-up requests, then waits paused again', async () => {
+  const seen: string[] = [];
+  const server = http.createServer((req, res) => (seen.push(String(req.headers['user-agent'])), res.end('ok')));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  class LoopbackNetwork extends FakeNetwork {
+    override async acquire() {
+      const lease = await super.acquire();
+      return { ...lease, attachment: { ...lease.attachment, hostReachableIp: '127.0.0.1' } };
+    }
+  }
+  const driver = new FakeDriver();
+  const network = new LoopbackNetwork(0);
+  const p = new PrimedPool({ budgetBytes: 100 * MiB, refillDelayMs: 10, warmRequests: 2 }, { driver, network, root: path.join(tmp, 'primed-unit', 'warm'), log });
+  try {
+    p.noteColdWake(snap('/t/a'), cfg(), { port, hostname: 'a.localhost' });
+    await until(() => p.stats().entries === 1, 'a warmed VM');
+    assert.deepEqual(seen, ['flick-template-warmup', 'flick-template-warmup']);
+    assert.equal(driver.vms[0]!.paused, true, 'paused again before it waits');
+  } finally {
+    await p.dispose();
+    server.close();
+  }
 });

@@ -19,6 +19,7 @@ import { describeError } from '../../errors.js';
 import type { MicroVm, Snapshot, VmConfig, VmmDriver } from '../../vmm/driver.js';
 import type { ControllerLogger, InstanceNetwork, NetworkLease } from '../seams.js';
 import { ColdWakeDemand, nextToPrime, type DemandOptions, type PrimeSpec, type Want } from './demand.js';
+import { warmUp } from '../template-warmup.js';
 import { findQemuOf, listPrimedFolders, preparePrimedFolder, primedFolder, primedFolderOf, readPrimedConfig } from './primed-dir.js';
 
 export interface PrimedPoolConfig {
@@ -28,6 +29,14 @@ export interface PrimedPoolConfig {
   refillDelayMs?: number;
   /** What a VM is assumed to cost before one of its template was measured. */
   estimateBytes?: number;
+  /**
+   * GET / requests a primed VM of an HTTP app serves (resumed, its clock set, then paused again)
+   * before it waits in the pool (flickd --primed-warm). 0 (default): no guest code runs in the pool,
+   * and a wake pays the guest's first run after a restore (under TCG: translating its code again);
+   * warmed, a wake is a hot one, but the app has served those requests (its memory is the
+   * template's plus them, as the template is the first boot's plus its own warm-up).
+   */
+  warmRequests?: number;
   demand?: Partial<DemandOptions>;
 }
 
@@ -112,7 +121,7 @@ export class PrimedPool {
   readonly #counts = { hits: 0, misses: 0, refills: 0, refillFailures: 0, evictions: 0 };
 
   constructor(cfg: PrimedPoolConfig, deps: PrimedPoolDeps) {
-    this.#cfg = { budgetBytes: cfg.budgetBytes, refillDelayMs: cfg.refillDelayMs ?? DEFAULT_REFILL_DELAY_MS, estimateBytes: cfg.estimateBytes ?? DEFAULT_PRIMED_ESTIMATE_BYTES };
+    this.#cfg = { budgetBytes: cfg.budgetBytes, refillDelayMs: cfg.refillDelayMs ?? DEFAULT_REFILL_DELAY_MS, estimateBytes: cfg.estimateBytes ?? DEFAULT_PRIMED_ESTIMATE_BYTES, warmRequests: cfg.warmRequests ?? 0 };
     this.#deps = deps;
     this.#demand = new ColdWakeDemand(cfg.demand);
     this.#ageTimer = this.enabled ? setInterval(() => this.#schedule(0), AGE_CHECK_MS).unref() : undefined;
@@ -150,11 +159,11 @@ export class PrimedPool {
   }
 
   /** A cold wake of an instance of `template` with `config` (served or not): demand, and a refill after it. */
-  noteColdWake(template: Snapshot, config: VmConfig): void {
+  noteColdWake(template: Snapshot, config: VmConfig, http?: PrimeSpec['http']): void {
     if (!this.enabled || this.#disposed) return;
     const clean: VmConfig = { ...config };
     delete clean.network;
-    this.#demand.note({ template, config: clean }, Date.now());
+    this.#demand.note({ template, config: clean, ...(http ? { http } : {}) }, Date.now());
     // A replaced template (same folder, another snapshot): its old VMs can serve nobody.
     for (const e of this.#entries.filter((x) => x.template.dir === template.dir && !sameTemplate(x.template, template))) void this.#discard(e, 'its template was replaced');
     this.#lastWakeAt = Date.now();
@@ -310,6 +319,16 @@ export class PrimedPool {
       const config: VmConfig = { ...spec.config, id, runDir: f.runDir, network: lease.attachment };
       await preparePrimedFolder(this.#deps.root, config);
       const vm = await this.#deps.driver.restore(config, spec.template, { mode: 'clone', paused: true });
+      if (this.#cfg.warmRequests > 0 && spec.http) {
+        try {
+          await vm.resume(); // with its clock set: the app's warm-up requests see the right time
+          await warmUp({ host: lease.attachment.hostReachableIp, port: spec.http.port, hostname: spec.http.hostname }, this.#cfg.warmRequests, { timeoutMs: 5000 });
+          await vm.pause();
+        } catch (err) {
+          await vm.kill();
+          throw err;
+        }
+      }
       const bytes = vm.memoryUsage() ?? cost;
       this.#measured.set(spec.template.dir, bytes);
       const e: Entry = { id, folder: f.dir, template: spec.template, fingerprint: fingerprint(spec.config), vm, lease, config, bytes, taken: false };
