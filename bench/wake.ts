@@ -273,9 +273,9 @@ async function main(): Promise<void> {
 type PrimedRuns = Record<App, Awaited<ReturnType<typeof primedWakes>>>;
 
 /** Cold wakes served by the primed pool, on a flickd of their own (PRIMED_ARGS), both apps. */
-async function primedStage(runs: number): Promise<PrimedRuns> {
-  log('cold wakes served by a primed VM (a flickd with a primed pool)');
-  const host = await BenchHost.start({ tag: TAG, pool: POOL, args: PRIMED_ARGS, log });
+async function primedStage(runs: number, extra: string[] = []): Promise<PrimedRuns> {
+  log(`cold wakes served by a primed VM (a flickd with a primed pool${extra.length ? ` and ${extra.join(' ')}` : ''})`);
+  const host = await BenchHost.start({ tag: TAG, pool: POOL, args: [...PRIMED_ARGS, ...extra], log });
   try {
     await host.pushMinimal(IMAGES.min);
     await host.pushNode(IMAGES.node);
@@ -325,6 +325,9 @@ async function onlyPrimed(runs: number, accel: string): Promise<void> {
     await host.close();
   }
   const primedRuns = await primedStage(runs);
+  // --primed-warm N: the lever on what is left (the guest's first run after a restore), measured beside.
+  const warmN = argValue(process.argv, 'primed-warm');
+  const warmRuns = warmN ? await primedStage(runs, ['--primed-warm', warmN]) : undefined;
   log('container cold start (podman + runc) of the same node app');
   await ensureContainerImage(log);
   const container = distribution(await containerColdStarts(runs, () => process.stdout.write('.')));
@@ -339,6 +342,17 @@ async function onlyPrimed(runs: number, accel: string): Promise<void> {
     wake_cold_min_ms: distribution(cold.min?.samples ?? []),
     container_cold_ms: container,
     breakdown: { cold: phaseMedians(cold.node), cold_min: phaseMedians(cold.min), ...primedBreakdown(primedRuns) },
+    ...(warmRuns
+      ? {
+          warmed: {
+            about: `primed VMs warmed in the pool (flickd --primed-warm ${warmN}: resumed, that many GET /, paused again), not the default`,
+            wake_primed_ms: distribution(warmRuns.node.samples),
+            wake_primed_min_ms: distribution(warmRuns.min.samples),
+            breakdown: primedBreakdown(warmRuns),
+            pool: primedPoolDetails(warmRuns),
+          },
+        }
+      : {}),
   };
   const primedFigures = primedResults(primedRuns, container);
   const results = { ...prev.results, ...primedFigures, breakdown: { ...(prev.results.breakdown as object), ...primedBreakdown(primedRuns) } };
@@ -351,6 +365,7 @@ async function onlyPrimed(runs: number, accel: string): Promise<void> {
     row('node: cold wake', run.wake_cold_ms),
     row('node: cold wake, primed VM', distribution(primedRuns.node.samples)),
     row('container cold start (podman+runc)', container),
+    ...(warmRuns ? [row('minimal: primed VM, warmed in the pool', distribution(warmRuns.min.samples)), row('node: primed VM, warmed in the pool', distribution(warmRuns.node.samples))] : []),
   ]);
   const phaseNames = ['controller', 'vmm', 'clock', 'forward', 'upstream', 'client', 'total'];
   const b = run.breakdown;

@@ -301,6 +301,8 @@ export class PrimedPool {
       try {
         await this.#prime(want.spec, cost);
       } catch (err) {
+        // Its template went meanwhile (removed with its last instance): no failure of the pool's.
+        if (this.#disposed || this.#demand.spec(want.templateDir) === undefined) continue;
         this.#counts.refillFailures += 1;
         this.#backoffUntil = Date.now() + FAILURE_BACKOFF_MS;
         this.#deps.log.warn(`primed pool: restoring a VM of template ${want.templateDir} failed, trying again in ${FAILURE_BACKOFF_MS / 1000} s: ${describeError(err)}`);
