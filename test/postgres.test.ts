@@ -196,7 +196,8 @@ test('fork: of a standby database and of a running one (mid-query), each fork se
   assert.equal(await rows(pgPort), '1,2,3,5,7');
 
   // A running source, with a client's query in flight (so it cannot go to standby meanwhile):
-  // paused, saved with its disk copied, resumed; the client's query still gets its answer.
+  // paused, its volume cloned copy-on-write while QEMU moves to the new head, saved, resumed; the
+  // client's query still gets its answer.
   const inFlight = psql(pgPort, 'SELECT count(*) FROM t, pg_sleep(20)');
   inFlight.catch(() => {});
   const deadline = Date.now() + 120_000;
@@ -214,12 +215,24 @@ test('fork: of a standby database and of a running one (mid-query), each fork se
   assert.equal(after.state, 'running', 'the source runs on');
   assert.equal(after.pid, before.pid, 'in the same QEMU process');
   assert.equal(await inFlight, '5', "the source's client got its answer across the fork");
+  const liveVol = (await api('GET', '/v1/volumes/pgl-pgdata')).json.data;
+  assert.equal(liveVol.cloned_from, 'pgdata');
+  assert.ok(liveVol.allocated_bytes < 1024 * 1024, `a live fork's volume is a copy-on-write clone: ${liveVol.allocated_bytes} bytes`);
   assert.equal(await rows(livePort), '1,2,3,5,7', 'the live fork wakes with the source rows');
   await psql(livePort, 'INSERT INTO t VALUES (8)');
   await psql(pgPort, 'INSERT INTO t VALUES (9)');
   assert.equal(await rows(livePort), '1,2,3,5,7,8');
   assert.equal(await rows(pgPort), '1,2,3,5,7,9');
   assert.equal(await rows(forkPort), '1,2,3,5,6');
+  // Both keep what they committed after the split: the source across a cold standby (its next QEMU
+  // opens the new head by name), the fork across a stop and a boot (PostgreSQL recovers from its disk).
+  assert.equal((await api('PUT', '/v1/instances/pgb/suspend?tier=cold')).status, 200);
+  await waitState('pgb', 'standby', 120_000);
+  assert.equal(await rows(pgPort), '1,2,3,5,7,9', 'the source woke with its rows after the split');
+  assert.equal((await flick('stop', 'pgl')).code, 0);
+  assert.equal((await flick('start', 'pgl')).code, 0);
+  await waitState('pgl', 'running', 300_000);
+  assert.equal(await rows(livePort), '1,2,3,5,7,8', 'the fork booted with its rows after the split');
 
   // Bad forks: a clear 4xx, and nothing made.
   assert.equal((await api('POST', '/v1/instances', { image: IMAGE, name: 'plain', autostart: false })).status, 201);

@@ -6,10 +6,11 @@
 //   reflink where the filesystem can, a sparse copy elsewhere) and each of its
 //   writable volumes cloned copy-on-write. Its disk is closed and, inside its
 //   queue, nothing wakes it meanwhile: the state and the disks belong together.
-// - A running source is paused; its state is saved with its RAM copied
-//   (keepRunning), and each volume's head copied whole while QEMU has flushed
-//   and inactivated it (a clone would freeze a head the resumed source goes on
-//   writing); then it resumes. It keeps its connections.
+// - A running source is paused (its disks drained and flushed); each volume is
+//   cloned copy-on-write while its VM moves to the new head (MicroVm.switchDisk:
+//   it must, or it would go on writing the frozen layer); its state is saved
+//   with its RAM copied (keepRunning); then it resumes. It keeps its
+//   connections. A driver that cannot switch has each head copied whole.
 // - A hot-standby source goes to cold standby first: saving a paused QEMU 7.2
 //   twice without a `cont` between trips over its already inactive disks.
 //
@@ -25,7 +26,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { describeError } from '../errors.js';
 import type { InstanceRecord, NewInstanceRecord, ServiceConfig, TcpService } from './state/instance-record.js';
-import type { Snapshot, VmConfig } from '../vmm/driver.js';
+import { VmmError, type Snapshot, type VmConfig } from '../vmm/driver.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { InstanceVolumes, VolumeMountSpec } from './seams.js';
 import { DEFAULT_DOMAIN, newInstanceId, validateName } from './spec.js';
@@ -51,7 +52,7 @@ export interface ForkConfig {
 /** What a fork took and how long: the new record, and how it was taken. */
 export interface ForkResult {
   record: InstanceRecord;
-  /** cold: from the saved state, volumes cloned; shared: the same with the state shared; live: paused, saved and resumed, volumes copied. */
+  /** cold: from the saved state, volumes cloned; shared: the same with the state shared; live: paused, volumes cloned (the VM moved to new heads), saved and resumed. */
   mode: 'cold' | 'shared' | 'live';
   durationMs: number;
 }
@@ -150,17 +151,34 @@ export async function forkInstance(lc: Lifecycle, source: InstanceRecord, cfg: F
   });
 }
 
-/** The running source: pause, save (RAM copied), copy the volumes' heads, resume. */
+/**
+ * The running source: pause, clone each volume copy-on-write while the VM moves to its new head
+ * (MicroVm.switchDisk), save (RAM copied), resume. A driver that cannot switch copies each head whole
+ * after the save instead (QEMU has then written back and inactivated every disk).
+ */
 async function liveCopy(lc: Lifecycle, rec: InstanceRecord, ownDir: string, made: Array<{ from: VolumeMountSpec; to: VolumeMountSpec }>, cloned: string[]): Promise<Snapshot> {
   const vm = lc.vm(rec.id);
   if (vm === undefined) throw new ControllerError('ILLEGAL_TRANSITION', `cannot fork instance "${rec.name}": its VM is not attached to this flickd; try again once it runs`, { kind: 'user' });
   await vm.pause();
   let failure: unknown;
   try {
+    // Paused: QEMU has drained and flushed every disk, so each head is the state the saved memory knows.
+    const switchDisk = vm.switchDisk?.bind(vm);
+    const whole: typeof made = [];
+    for (const p of made) {
+      try {
+        if (!switchDisk) throw new VmmError('UNSUPPORTED', 'no disk switch');
+        await lc.volumes!.clone(p.from.name, p.to.name, undefined, switchDisk);
+        cloned.push(p.to.name);
+      } catch (err) {
+        // The clone undid itself; a disk the VM cannot switch (another filesystem) is copied whole.
+        if (!(err instanceof VmmError && err.code === 'UNSUPPORTED')) throw err;
+        whole.push(p);
+      }
+    }
     await fsp.mkdir(ownDir, { recursive: true });
     const own = await vm.createSnapshot(ownDir, { keepRunning: true });
-    // After the save QEMU has written back and inactivated every disk: each head is consistent now.
-    for (const p of made) {
+    for (const p of whole) {
       await lc.volumes!.copy(p.from.name, p.to.name);
       cloned.push(p.to.name);
     }

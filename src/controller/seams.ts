@@ -92,7 +92,8 @@ export interface InstanceVolumes {
   /** Fails (VOLUME_INVALID, VOLUME_EXISTS) unless `name` is a valid name no volume has: checked before a fork makes anything. */
   checkNewName(name: string): void;
   /** A copy-on-write clone `dst` of `src` (a few hundred KiB); refused (VOLUME_IN_USE) while a writer for whom `open` says true holds it. */
-  clone(src: string, dst: string, open: (holder: string) => boolean): Promise<unknown>;
+  /** `switchWriter`: the (paused) holder's VM moves to the new head first (a live fork), instead of a refusal while it is open. */
+  clone(src: string, dst: string, open?: (holder: string) => boolean, switchWriter?: (head: string, overlay: string) => Promise<void>): Promise<unknown>;
   /** Freezes `src`'s disk as it is now (a template volume); returns the frozen layer for `branch`. Same precondition as `clone`. */
   freeze(src: string, open: (holder: string) => boolean): Promise<string>;
   /** A new volume `dst` over `layer`, a frozen state of `src` (a few hundred KiB). */

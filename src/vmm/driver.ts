@@ -222,6 +222,12 @@ export interface MicroVm {
    * so its disk holds everything it flushed before. Absent: the driver cannot tell.
    */
   onDiskError?(listener: (report: DiskErrorReport) => void): () => void;
+  /**
+   * Precondition: paused. Makes `overlay` (a qcow2 over what the drive of host file `file` holds now)
+   * that drive's active layer: the VM writes there from now on and leaves the old file as it is, a
+   * frozen layer (a live fork's copy-on-write split). Absent: the driver cannot; copy the disk instead.
+   */
+  switchDisk?(file: string, overlay: string): Promise<void>;
   /** Resolves when the guest accepts a TCP connection on `port` (through network.hostReachableIp). */
   waitForPort(port: number, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<void>;
   pause(): Promise<void>;

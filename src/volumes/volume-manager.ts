@@ -99,34 +99,37 @@ export class VolumeManager {
   /**
    * A copy-on-write clone: the source's head becomes a frozen layer and both
    * volumes get a fresh head on top of it (a few hundred KiB each). The source
-   * must not be open in any VMM process, running or paused (`open` says whether
-   * a holder has one): that process would go on writing the frozen layer. A
-   * cold-standby instance has none, and its restore opens the new head by name.
+   * must not be open in any VMM process (`open` says whether a holder has one):
+   * it would go on writing the frozen layer; a cold-standby instance has none,
+   * and its restore opens the new head by name. Unless `switchWriter` moves that
+   * (paused) process to the new head before it takes the head's name (a live fork).
    */
-  async clone(src: string, dst: string, open: (holder: string) => boolean = () => true): Promise<VolumeInfo> {
+  async clone(src: string, dst: string, open: (holder: string) => boolean = () => true, switchWriter?: (head: string, overlay: string) => Promise<void>): Promise<VolumeInfo> {
     validateVolumeName(dst);
     return this.#serial(async () => {
       const source = this.#require(src);
       this.#refuseTaken(dst);
-      this.#refuseOpenWriter(source, open);
+      if (!switchWriter) this.#refuseOpenWriter(source, open);
       this.#checkSpace(`clone "${dst}"`);
       const head = path.join(this.root, src, DISK);
       const layer = path.join(this.root, '.layers', `${newId()}.qcow2`);
       // A second name for the source's disk first: until the rename below the source is untouched.
+      const srcHead = path.join(this.root, '.tmp', `${newId()}.qcow2`);
       await fsp.link(head, layer);
       try {
         const state: VolumeState = { ...source, id: newId(), name: dst, createdAt: new Date().toISOString(), clonedFrom: src, attachments: [] };
-        const srcHead = path.join(this.root, '.tmp', `${newId()}.qcow2`);
         await fsp.mkdir(path.dirname(srcHead), { recursive: true });
         await this.#inScratch(dst, async (dir) => {
           await makeOverlay(srcHead, layer, src);
           await makeOverlay(path.join(dir, DISK), layer, dst);
           await writeFileAtomic(path.join(dir, RECORD), json(state), 0o600);
+          await switchWriter?.(head, srcHead);
           // The source's switch to its new head is atomic; from here the layer is shared and frozen.
           await fsp.rename(srcHead, head);
         });
         await fsp.chmod(layer, 0o400);
       } catch (err) {
+        await fsp.rm(srcHead, { force: true });
         await this.#collectLayers();
         throw err;
       }

@@ -11,6 +11,7 @@ import { VmmError, type Accelerator, type MicroVm, type RestoreOptions, type Sna
 import { probeAccelerator } from './accel.js';
 import { buildQemuArgs, DEFAULT_TB_SIZE_MB, kernelCmdline } from './args.js';
 import { findJail, jailByDefault } from './jail.js';
+import { linkDrives } from './disk-switch.js';
 import { sendStream } from './migration-stream.js';
 import { tcgGuestTimers } from './tsc.js';
 import { QemuProcess, processArgs, tail } from './qemu-process.js';
@@ -204,7 +205,7 @@ export class QemuDriver implements VmmDriver {
         cmdline: kernelCmdline(config.network, config.extraKernelArgs, accel === 'tcg' ? tcgGuestTimers(config.kernel) : {}),
         rootfs: config.rootfs,
         configDisk: rd.configDisk,
-        drives: config.drives,
+        drives: await linkDrives(rd.dir, config.drives ?? []),
         memory: launch.memory,
         files: rd,
         network: config.network,

@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import type { ControlChannel } from '../../guest/control.js';
 import { VmmError, type Accelerator, type DiskErrorReport, type HealthReport, type MicroVm, type ReclaimResult, type RunTimes, type Snapshot, type VmConfig, type VmExit } from '../driver.js';
 import type { MemoryReclaimer } from './memory-reclaim.js';
+import { switchDiskOverlay } from './disk-switch.js';
 import { BlockIoErrorDataSchema, MigrationEventDataSchema } from './qmp-schema.js';
 import type { QmpClient } from './qmp-client.js';
 import type { QemuProcess } from './qemu-process.js';
@@ -117,6 +118,12 @@ export class QemuMicroVm implements MicroVm {
       const m = /^vol(\d+)$/.exec(d.data.device);
       listener({ drive: m ? Number(m[1]) : undefined, noSpace: d.data.nospace === true, reason: d.data.reason ?? 'an I/O error' });
     });
+  }
+
+  /** blockdev-add + blockdev-snapshot of an overlay QEMU opens in its jail (disk-switch.ts). */
+  switchDisk(file: string, overlay: string): Promise<void> {
+    if (this.#state !== 'paused') return Promise.reject(new VmmError('INVALID_STATE', `VM ${this.id} is ${this.#state}: pause it before switching a disk`));
+    return switchDiskOverlay(this.#p.qmp, this.#p.runDir.dir, this.config.drives ?? [], file, overlay);
   }
 
   get state(): VmRunPhase {

@@ -38,10 +38,14 @@ export function runDirFiles(dir: string): RunDir {
   };
 }
 
+/** Links to the VM's volume files (disk-switch.ts): `vol<i>.qcow2`, and `vol<i>-<hex>.qcow2` for an overlay switched to. */
+export const DRIVE_LINK = /^vol\d+(-[0-9a-f]+)?\.qcow2$/;
+
 /** Removes everything but the logs. Safe to call twice. */
 export async function cleanRunDir(rd: RunDir): Promise<void> {
+  const links = (await fsp.readdir(rd.dir).catch(() => [] as string[])).filter((n) => DRIVE_LINK.test(n)).map((n) => path.join(rd.dir, n));
   await Promise.all(
-    [rd.qmpSocket, rd.ctlSocket, rd.incomingSocket, rd.migrateSocket, rd.configDisk, rd.memory].map((p) => fsp.rm(p, { force: true })),
+    [rd.qmpSocket, rd.ctlSocket, rd.incomingSocket, rd.migrateSocket, rd.configDisk, rd.memory, ...links].map((p) => fsp.rm(p, { force: true })),
   );
 }
 
