@@ -73,6 +73,15 @@ async function primedQemus(): Promise<Array<{ pid: number; netns: string }>> {
   return out;
 }
 
+/** A process that runs (a zombie has ended: its parent, the killed flickd, is gone and nobody reaped it yet). */
+function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 function namespaces(): string[] {
   return fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns') : [];
 }
@@ -137,4 +146,34 @@ test('a cold wake of a stateless instance resumes a primed VM once the pool fill
     const left = { qemus: (await primedQemus()).length, vms: (await pool()).vms, folders: fs.existsSync(primedDir) ? fs.readdirSync(primedDir) : [], netns: before.map((q) => q.netns).filter((ns) => namespaces().includes(ns)) };
     return left.qemus === 0 && left.vms === 0 && left.folders.length === 0 && left.netns.length === 0 ? true : undefined;
   }, 30_000);
+});
+
+test('flickd killed with a VM in the pool: the next flickd ends it and removes its folder; a clean stop leaves none', async () => {
+  await createRunning(flickd!, IMAGE, { name: 'crashy', scale_to_zero: { policy: 'on', cooldown_time_ms: 600_000 } });
+  assert.equal((await api('PUT', '/v1/instances/crashy/suspend?tier=cold')).status, 200);
+  assert.equal((await viaProxy('crashy')).status, 200);
+  await until('a primed VM in the pool', async () => ((await pool()).vms >= 1 ? true : undefined), 60_000);
+  const bound = (await api('GET', '/v1/instances/crashy')).json.data.pid as number;
+  const orphans = (await primedQemus()).filter((q) => q.pid !== bound);
+  assert.ok(orphans.length >= 1, 'an unbound primed QEMU');
+  await flickd!.stop('SIGKILL');
+  assert.ok(orphans.every((q) => alive(q.pid)), 'a killed flickd leaves its pool behind');
+  flickd = await startFlickd({ dataDir, prefix: PREFIX, pool: POOL, args: ['--proxy-listen', '127.0.0.1:0', '--hot-standby-budget', '0', '--primed-pool-mb', '256'] });
+  proxyPort = proxyPortOf(flickd);
+  await until('the unbound primed QEMUs ended and their folders gone', async () => {
+    const left = orphans.filter((q) => alive(q.pid));
+    const folders = fs.existsSync(primedDir) ? fs.readdirSync(primedDir) : [];
+    const done = left.length === 0 && orphans.every((q) => !namespaces().includes(q.netns)) && folders.length === (await primedQemus()).length;
+    return done ? true : undefined;
+  }, 30_000);
+  assert.equal((await api('GET', '/v1/instances/crashy')).json.data.pid, bound, 'the running instance was adopted, its primed VM with it');
+  // The instance sleeps and wakes again: the new flickd's pool fills; a clean stop ends what it holds.
+  assert.equal((await api('PUT', '/v1/instances/crashy/suspend?tier=cold')).status, 200);
+  assert.equal((await viaProxy('crashy')).status, 200);
+  await until('the new pool filled', async () => ((await pool()).vms >= 1 ? true : undefined), 60_000);
+  const running = (await api('GET', '/v1/instances/crashy')).json.data.pid as number;
+  const pooled = (await primedQemus()).filter((q) => q.pid !== running);
+  await flickd!.stop();
+  assert.ok(pooled.length >= 1 && pooled.every((q) => !alive(q.pid)), `a clean stop ends the pool's VMs: ${JSON.stringify(pooled)}`);
+  flickd = await startFlickd({ dataDir, prefix: PREFIX, pool: POOL, args: ['--proxy-listen', '127.0.0.1:0', '--primed-pool-mb', '0'] });
 });
