@@ -393,3 +393,29 @@ test('kill -9 of the owner: its stateless VM dies at its lease\'s end, then web 
   assert.equal((await viaProxy('h2', 'web')).status, 200, 'h2 routes to web on its new host');
   process.stderr.write(`cluster test: kill -9 of web's host → its VM gone in ${staleGoneMs} ms, first 2xx through h1 in ${failoverMs} ms (lease TTL 3 s, cold boot on ${moved.host}, TCG)\n`);
 });
+
+test('a graceful restart of web\'s host: its fence guard stands down for the new flickd, and one copy of web serves throughout', async () => {
+  const ownerOf = async () => ((await api(host('h2'), 'GET', '/v1/cluster/instances')).json.data.instances as any[]).find((i) => i.name === 'web').host as HostName;
+  const owner = await ownerOf();
+  assert.equal((await viaProxy('h2', 'web')).status, 200); // awake: a VM process to keep
+  const pid = (await api(host(owner), 'GET', '/v1/instances/web')).json.data.pid as number;
+  assert.ok(pid > 0 && alive(pid));
+  await host(owner).stop('SIGTERM');
+  await startHost(owner);
+  await new Promise((r) => setTimeout(r, 3500)); // past the lease's TTL, when a guard left in charge would have killed
+  const guardLog = fs.readFileSync(path.join(dataDirOf(owner), 'cluster-guard.log'), 'utf8');
+  assert.match(guardLog, /stood down|a new flickd is starting on this data dir/, `${guardLog}\n${host(owner).log()}`);
+  const served = await until('web through h2 after the restart', async () => {
+    const a = await viaProxy('h2', 'web');
+    return a.status === 200 ? a : undefined;
+  }, 30_000);
+  assert.match(served.body, /hello from flick/);
+  // One copy: the restarted host kept its lease and adopted its VM, or (restart slower than the TTL) the
+  // instance moved and the old VM is gone.
+  const now = await ownerOf();
+  const copy = (await api(host(now), 'GET', '/v1/instances/web')).json.data;
+  assert.ok(copy.pid && alive(copy.pid), 'web runs on its owner');
+  if (now === owner) assert.equal(copy.pid, pid, `${owner} kept its lease and adopted its VM`);
+  else assert.equal(alive(pid), false, `web moved to ${now}: the old VM on ${owner} must be gone`);
+  process.stderr.write(`cluster test: graceful restart of ${owner}: web ${now === owner ? 'kept (same VM)' : `moved to ${now}`} (TCG)\n`);
+});

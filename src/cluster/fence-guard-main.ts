@@ -4,9 +4,11 @@
 // (a new flickd took over) makes it exit without killing anything.
 import fs from 'node:fs';
 import path from 'node:path';
-import { GUARD_PID_FILE, killAt, processStart, type GuardState } from './fence-guard.js';
+import { GUARD_PID_FILE, killAt, processStart, successorRunning, type GuardState } from './fence-guard.js';
 
 const dataDir = process.argv[2] ?? '.';
+/** The flickd that started this guard (still shutting down, maybe, when the guard acts): not a successor. */
+const parent = process.ppid;
 const log = (line: string) => process.stderr.write(`${new Date().toISOString()} fence guard ${process.pid}: ${line}\n`);
 let state: GuardState | undefined;
 let pending = '';
@@ -31,7 +33,12 @@ function act(): void {
     exit();
   }
   const targets = state?.targets ?? [];
+  log(`flickd's feed ended (lease renewed ${Date.now() - (state?.renewedAt ?? 0)} ms ago): killing ${targets.length} VM(s) in ${Math.max(0, at - Date.now())} ms unless a new flickd takes over`);
   setTimeout(() => {
+    if (successorRunning(dataDir, parent)) {
+      log('a new flickd is starting on this data dir: it takes the VMs over (stand-down)');
+      exit();
+    }
     for (const t of targets) {
       if (processStart(t.pid) !== t.start) continue;
       try {

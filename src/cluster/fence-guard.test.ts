@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'node:test';
-import { GUARD_LOG_FILE, GUARD_PID_FILE, KILL_MARGIN_MS, killAt, processStart, standDownGuard, startFenceGuard } from './fence-guard.js';
+import { GUARD_LOG_FILE, GUARD_PID_FILE, KILL_MARGIN_MS, killAt, processStart, standDownGuard, startFenceGuard, successorRunning } from './fence-guard.js';
 
 const target = { name: 'web', pid: 42, start: '1' };
 
@@ -71,4 +71,45 @@ test('a new flickd stands the guard down: the VMs it takes over live', async (t)
   await until('the guard to exit', () => processStart(guardPid) === undefined);
   await new Promise((r) => setTimeout(r, 1000));
   assert.ok(alive(vm), 'the VM outlived the old lease\'s end');
+});
+
+/** A process whose command line reads like a flickd on `dir` (it only sleeps). */
+const fakeFlickd = (dir: string) => spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)', 'bin/flickd', '--data-dir', dir], { stdio: 'ignore' });
+
+test('successorRunning: a flickd on the same data dir, not the one that started the guard', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-guard-'));
+  const other = fakeFlickd(dir);
+  t.after(() => {
+    other.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  await until('the fake flickd to start', () => {
+    try {
+      return fs.readFileSync(`/proc/${other.pid}/cmdline`, 'utf8').includes('--data-dir');
+    } catch {
+      return false;
+    }
+  });
+  assert.equal(successorRunning(dir, 1), true);
+  assert.equal(successorRunning(dir, other.pid!), false, 'the parent still shutting down is no successor');
+  assert.equal(successorRunning(`${dir}-other`, 1), false);
+});
+
+test('a flickd already starting again on the data dir when the lease ends keeps the VMs', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-guard-'));
+  const vm = sleeper();
+  let next: ChildProcess | undefined;
+  t.after(() => {
+    vm.kill('SIGKILL');
+    next?.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  await until('the process to start', () => processStart(vm.pid!) !== undefined);
+  const guard = startFenceGuard({ dataDir: dir, ttlMs: 800, lease: { lastRenewedAt: Date.now() }, targets: () => [{ name: 'web', pid: vm.pid! }], log: () => {} });
+  const guardPid = Number(fs.readFileSync(path.join(dir, GUARD_PID_FILE), 'utf8'));
+  guard.close();
+  next = fakeFlickd(dir); // still loading: it has not stood the guard down yet
+  await until('the guard to exit', () => processStart(guardPid) === undefined);
+  assert.ok(alive(vm), 'the VM is left to the new flickd');
+  assert.match(fs.readFileSync(path.join(dir, GUARD_LOG_FILE), 'utf8'), /a new flickd is starting on this data dir/);
 });

@@ -7,7 +7,9 @@
 // hosts start a moved copy a second after it does: agent.ts, FENCE_GRACE_MS) and
 // kills those processes, so a dead host never runs an instance beside its moved
 // copy. A flickd started again within the lease's TTL (it keeps the lease, so
-// nothing moves) stands the previous guard down first, and its VMs stay its own.
+// nothing moves) stands the previous guard down first, and its VMs stay its own;
+// one still starting when the guard would kill (a flickd on the same data dir
+// runs) is left to take them over. A stopping flickd renews its lease last.
 // If the lease had already lapsed when flickd ended, the guard does nothing:
 // either the host's own fence (fence.ts) acted while it was cut off, or etcd is
 // down for every host and nothing can move, so what the host holds serves on.
@@ -58,6 +60,25 @@ export function killAt(state: GuardState | undefined, goneAt: number): number | 
   const lapse = state.renewedAt + state.ttlMs;
   if (goneAt > lapse) return undefined;
   return Math.max(goneAt, lapse - KILL_MARGIN_MS);
+}
+
+/** Whether a flickd other than `parent` (the one that started the guard) runs on `dataDir`: started again, it takes the VMs over. */
+export function successorRunning(dataDir: string, parent: number): boolean {
+  let pids: string[] = [];
+  try {
+    pids = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p) && Number(p) !== parent && Number(p) !== process.pid);
+  } catch {
+    return false;
+  }
+  return pids.some((pid) => {
+    try {
+      const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      const onDir = argv.some((a, i) => (a === '--data-dir' && argv[i + 1] === dataDir) || a === `--data-dir=${dataDir}`);
+      return onDir && argv.some((a) => /(^|\/)flickd(\.js)?$|\/daemon\/main\.js$/.test(a));
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** Stands down the guard a previous flickd of this data dir left (this one takes over its VMs). */
@@ -116,7 +137,14 @@ export function startFenceGuard(c: {
     if (closed) return;
     const targets: GuardTarget[] = [];
     const seen = new Set<number>();
-    for (const t of c.targets()) {
+    let listed: Array<{ name: string; pid: number }>;
+    try {
+      listed = c.targets();
+    } catch (err) {
+      c.log(`cluster: listing the fence guard's VMs: ${String(err)}`);
+      return;
+    }
+    for (const t of listed) {
       seen.add(t.pid);
       let start = starts.get(t.pid);
       if (start === undefined) {

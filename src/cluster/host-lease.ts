@@ -87,6 +87,20 @@ export class HostLease {
   }
 
   /**
+   * One renewal now, within `boundMs`: a stopping flickd renews last, so the
+   * next one here has the lease's whole TTL to adopt it (fence-guard.ts waits
+   * that long). False if etcd did not answer in time.
+   */
+  async renewNow(boundMs: number): Promise<boolean> {
+    if (this.#stopped) return false;
+    const before = this.lastRenewedAt;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#renew(), new Promise<void>((r) => (timer = setTimeout(r, boundMs)))]);
+    clearTimeout(timer);
+    return this.lastRenewedAt !== before;
+  }
+
+  /**
    * Stops renewing. `revoke`: the lease goes now (and what is attached to it);
    * otherwise it lapses at its TTL unless a restarted flickd adopts it first.
    * Safe to call twice.

@@ -192,6 +192,9 @@ export async function main(argv: string[]): Promise<void> {
       },
       log,
     });
+    // Shut down: exit now rather than when the last idle socket (an HTTP client's keep-alive) times out,
+    // seconds later: a flickd started again here must find this one gone (the fence guard waits for it).
+    process.exit(0);
   } catch (err) {
     log(describeError(err));
     process.exitCode = 70;
@@ -376,9 +379,12 @@ async function serve(config: ServeConfig): Promise<void> {
   });
   webConsole.dispose(); // ends the console's event streams, which would hold the close for its grace period
   agent?.stop();
-  guard?.close();
-  await cluster?.close(); // stops renewing: a restart within the lease's TTL keeps the host's instances its own
   await daemon.close();
   await instances.close();
+  // The lease is renewed last, then left to lapse: a flickd started again here within its TTL keeps it and
+  // the host's instances, taking the VMs over from the fence guard (which kills them at the TTL otherwise).
+  if (member && guard) await member.lease.renewNow(500);
+  guard?.close();
+  await cluster?.close();
   await images.settle();
 }
