@@ -26,6 +26,9 @@ export type { ForkConfig, ForkResult } from './fork.js';
  * the proxy wakes instances through. No public fields: what it keeps (the
  * state store, the VMs, scale to zero's timers) is reached only through these.
  */
+/** How long an asked suspend waits for the instance's requests in flight to finish. */
+export const SUSPEND_DRAIN_MS = 5000;
+
 export class Controller {
   readonly #events = new InstanceEventEmitter();
   readonly #store: ControllerOptions['store'];
@@ -174,8 +177,19 @@ export class Controller {
     if (rec.spec.scaleToZero.policy === 'off') {
       throw new ControllerError('ILLEGAL_TRANSITION', `cannot suspend instance "${rec.name}": its scale to zero is off: create it with a policy (--scale-to-zero on)`, { kind: 'user' });
     }
-    await this.#lc.scaleToZero.suspend(rec.id, { ...(opts.tier ? { tier: opts.tier } : {}), force: true });
-    return this.get(rec.id);
+    // Drains first: a request still in flight (a client that just got its answer, a connection closing)
+    // finishes, then the instance suspends. What does not drain in time is refused, saying why.
+    const deadline = Date.now() + SUSPEND_DRAIN_MS;
+    for (;;) {
+      await this.#lc.scaleToZero.suspend(rec.id, { ...(opts.tier ? { tier: opts.tier } : {}), force: true });
+      const blocked = this.#lc.scaleToZero.suspendBlocker(rec.id);
+      if (blocked === undefined) return this.get(rec.id);
+      if (!blocked.drains || Date.now() > deadline) {
+        const waited = blocked.drains ? ` after ${SUSPEND_DRAIN_MS / 1000} s` : '';
+        throw new ControllerError('ILLEGAL_TRANSITION', `cannot suspend instance "${rec.name}" now: ${blocked.reason}${waited}; it suspends by itself once idle for its cooldown, or ask again`, { kind: 'user' });
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   /** The hot standby tier: its budget, what it holds now, and who is in it (least recently suspended first). */

@@ -27,13 +27,14 @@ test('scale to zero: template at first readiness, suspend to standby, one wake f
   rec = c.get('z');
   assert.equal(rec.status.state, 'running');
   assert.equal(rec.status.counters.wakes, 1);
-  // A request in flight keeps it awake.
+  // A request in flight keeps it awake: an asked suspend waits for it to finish (drains), then suspends.
   c.waker().requestStarted(rec.id);
-  await c.suspend(rec.id);
-  assert.equal(c.get('z').status.state, 'running');
+  const asked = c.suspend(rec.id);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(c.get('z').status.state, 'running', 'not while its request is in flight');
   assert.equal(ups[0]!.asleep.aborted, false);
   c.waker().requestFinished(rec.id);
-  await c.suspend(rec.id);
+  assert.equal((await asked).status.state, 'standby');
   assert.equal(c.get('z').status.state, 'standby');
   assert.equal(ups[0]!.asleep.aborted, true, 'the proxy learns the address is dead');
   assert.equal(network.held.size, 0, 'cold standby holds no network');
@@ -223,4 +224,15 @@ test('a restarted flickd re-adopts a hot-standby VM (paused again if a wake had 
   assert.equal(second.c.get('kept').status.counters.wakesHot, 1, 'the adopted paused VM is resumed, not restored');
   await wakeUp(second.c, lost.id);
   assert.equal(second.c.get('lost').status.counters.wakesCold, 1);
+});
+
+test('an asked suspend that cannot drain is refused with the reason, and the instance serves on', async () => {
+  const { c } = setup('s2z-busy');
+  await c.create({ image: 'hello:1', name: 'busy', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 } });
+  const rec = await c.wait('busy', 'running');
+  c.waker().requestStarted(rec.id); // never finishes
+  await assert.rejects(c.suspend(rec.id), (err: Error & { code?: string }) => err.code === 'ILLEGAL_TRANSITION' && /cannot suspend instance "busy" now: 1 request\(s\) in flight after 5 s; it suspends by itself once idle/.test(err.message));
+  assert.equal(c.get('busy').status.state, 'running');
+  c.waker().requestFinished(rec.id);
+  assert.equal((await c.suspend(rec.id)).status.state, 'standby');
 });

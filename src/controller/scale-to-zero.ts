@@ -117,6 +117,21 @@ export class ScaleToZero implements Waker {
     });
   }
 
+  /**
+   * Why a suspend asked for now would not happen (suspend() returns without
+   * one), or undefined. `drains`: it goes by itself (requests finish, the
+   * template is written), so an asked suspend may wait for it.
+   */
+  suspendBlocker(id: string): { drains: boolean; reason: string } | undefined {
+    const rec = this.#t.get(id);
+    if (rec === undefined || rec.status.state !== 'running') return undefined;
+    const n = this.#activity.inFlight(id);
+    if (n > 0) return { drains: true, reason: `${n} request(s) in flight` };
+    if (!rec.spec.scaleToZero.stateful && rec.status.snapshots.template === undefined) return { drains: true, reason: 'its template (the snapshot its wakes restore) is still being written' };
+    if (this.#t.vm(id) === undefined) return { drains: false, reason: 'flickd holds no VM process for it' };
+    return undefined;
+  }
+
   /** Hot → cold (see standby-tiers.ts). */
   demote(id: string): Promise<void> {
     return this.#tiers.demote(id);
