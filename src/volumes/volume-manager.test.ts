@@ -2,15 +2,20 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { LimitError } from '../limits/limits.js';
 import { backingChain } from './disk-file.js';
 import { VolumeManager } from './volume-manager.js';
 import { VolumeError } from './volume-error.js';
 
 // Real mkfs.ext4 and qemu-img on a temp folder: each takes a few ms.
+const made: string[] = [];
+after(() => {
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true });
+});
 function manager(opts: { free?: number } = {}): VolumeManager {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-vol-'));
+  made.push(dataDir);
   const free = opts.free;
   return new VolumeManager({ dataDir, ...(free === undefined ? {} : { diskSpace: () => ({ freeBytes: free, totalBytes: 2 ** 40 }) }) });
 }
