@@ -23,9 +23,8 @@ import type { Controller, ForkConfig, ForkResult } from '../controller/controlle
 import type { ApiController } from '../api/handler.js';
 import type { RouteTable } from '../proxy/routes.js';
 import type { Waker } from '../proxy/waker.js';
-import { parseImageReference } from '../registry/names.js';
 import type { InstanceRecord } from '../controller/state/instance-record.js';
-import { catalogPrefix, CatalogError, clusterInstanceView, fencedDelete, fencedPut, parseEntry, type CatalogEntry, type ClusterInstanceView, type Fence } from './catalog.js';
+import { catalogPrefix, CatalogError, clusterInstanceView, fencedDelete, fencedPut, parseEntry, placedEntry, type CatalogEntry, type ClusterInstanceView, type Fence } from './catalog.js';
 import { EtcdError, type EtcdClient, type KeyValue } from './etcd-client.js';
 import type { HostDirectory } from './membership.js';
 import { ReadModel } from './read-model.js';
@@ -144,7 +143,7 @@ export class ClusterAgent {
       const found = this.#entry(rec.name);
       if (!found) {
         // An instance from before this host joined (or whose entry a failed create left out): publish it.
-        await fencedPut(this.#fence, this.#placed(rec, {}), 0).catch((err: unknown) => this.#c.log(`cluster: publishing instance "${rec.name}": ${describeError(err)}`));
+        await fencedPut(this.#fence, placedEntry(rec, this.#c.host), 0).catch((err: unknown) => this.#c.log(`cluster: publishing instance "${rec.name}": ${describeError(err)}`));
       } else if (found.entry.owner !== this.#c.host) {
         await this.#dropStale(rec, found.entry.owner);
       }
@@ -199,35 +198,6 @@ export class ClusterAgent {
     for (let i = 0; i < 500 && (this.#catalog?.revision ?? 0) < rev; i++) await new Promise((r) => setTimeout(r, 10));
   }
 
-  #placed(rec: InstanceRecord, extra: Partial<CatalogEntry>): CatalogEntry {
-    const repo = parseImageReference(rec.spec.image.ref)?.name;
-    return {
-      version: 1,
-      name: rec.name,
-      owner: this.#c.host,
-      id: rec.id,
-      state: 'placed',
-      config: {
-        image: repo ? `${repo}@${rec.spec.image.digest}` : rec.spec.image.ref,
-        name: rec.name,
-        args: rec.spec.args,
-        env: rec.spec.env,
-        memoryMb: rec.spec.memoryMb,
-        vcpus: rec.spec.vcpus,
-        service: rec.spec.service,
-        autostart: rec.spec.autostart,
-        restartPolicy: rec.spec.restartPolicy,
-        scaleToZero: rec.spec.scaleToZero,
-        ...(rec.spec.volumes && rec.spec.volumes.length > 0 ? { volumes: rec.spec.volumes } : {}),
-      },
-      stateful: rec.spec.scaleToZero.stateful,
-      http: rec.spec.service.http ? { hostname: rec.spec.service.http.hostname, guestPort: rec.spec.service.http.guestPort } : null,
-      ...(rec.spec.service.tcp.length > 0 ? { tcp: rec.spec.service.tcp.map((t) => ({ hostPort: t.hostPort, guestPort: t.guestPort })) } : {}),
-      updatedAt: new Date().toISOString(),
-      ...extra,
-    };
-  }
-
   /** A create through the API: take the name in the cluster, create here, publish what was made. */
   async create(target: ApiController, spec: InstanceConfig): Promise<InstanceRecord> {
     const name = spec.name ?? defaultName(spec.image);
@@ -265,7 +235,7 @@ export class ClusterAgent {
 
   async #publish(rec: InstanceRecord, rev: number, extra: Partial<CatalogEntry> = {}): Promise<void> {
     try {
-      await this.#caughtUp(await fencedPut(this.#requireFence(), this.#placed(rec, extra), rev));
+      await this.#caughtUp(await fencedPut(this.#requireFence(), placedEntry(rec, this.#c.host, extra), rev));
     } catch (err) {
       // The instance exists here; its entry says `creating` until the next start of this host publishes it.
       this.#c.log(`cluster: publishing instance "${rec.name}": ${describeError(err)}`);

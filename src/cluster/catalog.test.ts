@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { clusterInstanceView, type CatalogEntry } from './catalog.js';
+import { clusterInstanceView, placedEntry, type CatalogEntry } from './catalog.js';
+import { testRecord } from '../controller/state/testing.js';
 
 const entry = (fields: Partial<CatalogEntry> = {}): CatalogEntry => ({
   version: 1,
@@ -24,4 +25,12 @@ test('an instance is up with its host; moving (stateless) or unavailable (statef
   assert.equal(kept.availability, 'unavailable');
   assert.match(kept.reason!, /host h2 is down and this instance keeps its state \(or a volume\) there/);
   assert.equal(clusterInstanceView(entry({ movedFrom: 'h3' }), true).moved_from, 'h3');
+});
+
+test('placedEntry: the image pinned by digest; stateful when it keeps its state or mounts a volume (never moved on failover)', () => {
+  const plain = placedEntry(testRecord('web'), 'h1');
+  assert.deepEqual([plain.owner, plain.state, plain.config.image, plain.stateful], ['h1', 'placed', 'hello@sha256:00', false]);
+  const withVolume = placedEntry(testRecord('db', { spec: { volumes: [{ name: 'pgdata', path: '/data', readOnly: false }] } }), 'h1');
+  assert.equal(withVolume.stateful, true, 'a volume lives on its host: its instance must not move');
+  assert.equal(placedEntry(testRecord('s', { spec: { scaleToZero: { policy: 'on', cooldownTimeMs: 1000, stateful: true } } }), 'h1').stateful, true);
 });

@@ -9,6 +9,8 @@ import { z } from 'zod';
 import { FlickError } from '../errors.js';
 import { EtcdError, type EtcdClient, type KeyValue } from './etcd-client.js';
 import { aliveKey } from './membership.js';
+import { parseImageReference } from '../registry/names.js';
+import type { InstanceRecord } from '../controller/state/instance-record.js';
 
 export type CatalogErrorCode = 'CLUSTER_UNAVAILABLE' | 'NAME_TAKEN' | 'NOT_OWNER' | 'HOST_DOWN' | 'HOST_UNKNOWN';
 export class CatalogError extends FlickError<CatalogErrorCode> {}
@@ -38,6 +40,40 @@ export type CatalogEntry = z.infer<typeof CatalogEntrySchema>;
 
 export const catalogPrefix = (prefix: string) => `${prefix}instances/`;
 export const catalogKey = (prefix: string, name: string) => `${catalogPrefix(prefix)}${name}`;
+
+/**
+ * The entry of an instance that exists on `host`: the config to create it again (its image pinned by
+ * digest). Stateful when it saves its own state or mounts a volume: it lives where that is and is
+ * never moved on failover.
+ */
+export function placedEntry(rec: InstanceRecord, host: string, extra: Partial<CatalogEntry> = {}): CatalogEntry {
+  const repo = parseImageReference(rec.spec.image.ref)?.name;
+  return {
+    version: 1,
+    name: rec.name,
+    owner: host,
+    id: rec.id,
+    state: 'placed',
+    config: {
+      image: repo ? `${repo}@${rec.spec.image.digest}` : rec.spec.image.ref,
+      name: rec.name,
+      args: rec.spec.args,
+      env: rec.spec.env,
+      memoryMb: rec.spec.memoryMb,
+      vcpus: rec.spec.vcpus,
+      service: rec.spec.service,
+      autostart: rec.spec.autostart,
+      restartPolicy: rec.spec.restartPolicy,
+      scaleToZero: rec.spec.scaleToZero,
+      ...(rec.spec.volumes && rec.spec.volumes.length > 0 ? { volumes: rec.spec.volumes } : {}),
+    },
+    stateful: rec.spec.scaleToZero.stateful || (rec.spec.volumes?.length ?? 0) > 0,
+    http: rec.spec.service.http ? { hostname: rec.spec.service.http.hostname, guestPort: rec.spec.service.http.guestPort } : null,
+    ...(rec.spec.service.tcp.length > 0 ? { tcp: rec.spec.service.tcp.map((t) => ({ hostPort: t.hostPort, guestPort: t.guestPort })) } : {}),
+    updatedAt: new Date().toISOString(),
+    ...extra,
+  };
+}
 
 export function parseEntry(kv: KeyValue): CatalogEntry | undefined {
   try {
