@@ -13,13 +13,12 @@
 // returning flickd stops its stale VM before it serves.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { EtcdClient } from '../src/cluster/etcd-client.js';
 import { startEtcdCluster, startRelay, type EtcdCluster, type TcpRelay } from '../src/cluster/etcd-cluster.js';
-import { api, until, appGet, proxyPortOf, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
+import { api, until, appGet, getVia, processAlive, proxyPortOf, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { sweepLeftovers } from '../src/network/namespace-network.js';
 import { formatIpv4, GATEWAY_IP, parseIpv4 } from '../src/network/addresses.js';
 import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
@@ -54,29 +53,7 @@ const proxyPort = (h: HostName) => proxyPortOf(host(h));
 
 /** GET / through host h's proxy for instance `name`: status and body. */
 function viaProxy(h: HostName, name: string): Promise<{ status: number; body: string }> {
-  return getAt(proxyPort(h), name);
-}
-
-/** GET `p` for instance `name` from a proxy listener on `port` (public or hop), with `headers`. */
-function getAt(port: number, name: string, p = '/', headers: http.OutgoingHttpHeaders = {}): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: p, agent: false, headers: { host: `${name}.localhost`, ...headers }, timeout: 60_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-  });
-}
-
-/** Whether process `pid` runs (a zombie, dead but not yet reaped by its new parent, does not). */
-function alive(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
+  return getVia(proxyPort(h), name);
 }
 
 async function hostStates(via: HostName): Promise<Record<string, string>> {
@@ -203,7 +180,7 @@ test('between hosts only the cluster\'s token passes: a proxy hop without it is 
 
   // Through h3's proxy: one hop to h1's hop listener with the credential, which h1 consumes before the app.
   const through = await until('probe through h3', async () => {
-    const a = await getAt(proxyPort('h3'), 'probe', '/headers', { 'x-forwarded-for': '6.6.6.6' });
+    const a = await getVia(proxyPort('h3'), 'probe', '/headers', { 'x-forwarded-for': '6.6.6.6' });
     return a.status === 200 ? a : undefined;
   }, 15_000);
   assert.match(through.body, /^GET \/headers HTTP\/1\.1\r\n/);
@@ -213,12 +190,12 @@ test('between hosts only the cluster\'s token passes: a proxy hop without it is 
   assert.match(through.body, /\r\nX-Forwarded-For: 127\.0\.0\.1, 127\.0\.0\.1\r\n/);
   // h1's hop listener refuses a hop without the credential, or with another one, and the app sees none of them.
   for (const headers of [{}, { 'proxy-authorization': 'Bearer not-the-token' }, { authorization: `Bearer ${host('h1').token}` }]) {
-    const r = await getAt(hopPort('h1'), 'probe', '/headers', headers);
+    const r = await getVia(hopPort('h1'), 'probe', '/headers', headers);
     assert.equal(r.status, 407, `${JSON.stringify(headers)}: ${r.body}`);
   }
-  assert.equal((await getAt(hopPort('h1'), 'probe', '/', credential)).status, 200, 'with the credential, a hop is served');
+  assert.equal((await getVia(hopPort('h1'), 'probe', '/', credential)).status, 200, 'with the credential, a hop is served');
   // A hop is never forwarded again: h1's hop listener does not pass on a request for web (on h2).
-  assert.equal((await getAt(hopPort('h1'), 'web', '/', credential)).status, 421);
+  assert.equal((await getVia(hopPort('h1'), 'web', '/', credential)).status, 421);
   // The public ingress serves public traffic as it does, no credential asked.
   assert.equal((await viaProxy('h1', 'probe')).status, 200);
   // API forwarding and registry fetches between hosts carry the token: a peer refuses both without it, or with another.
@@ -308,7 +285,7 @@ test('a network cut between h3 and etcd (not the others): h3 fences its copy, th
   const ready = await api(host('h3'), 'GET', '/v1/instances/cut/wait?state=running&timeout_ms=180000');
   assert.equal(ready.status, 200, ready.text);
   const mine = ready.json.data;
-  assert.ok(mine.pid > 0 && alive(mine.pid));
+  assert.ok(mine.pid > 0 && processAlive(mine.pid));
   assert.equal((await viaProxy('h1', 'cut')).status, 200);
   const cutAt = Date.now();
   for (const r of relays) r.cut();
@@ -323,7 +300,7 @@ test('a network cut between h3 and etcd (not the others): h3 fences its copy, th
   servedAfter.catch(() => {});
   try {
     // h3 alone lost etcd (h1 and h2 still read it, as h3 learns from their APIs): it stops its copy itself (fence.ts).
-    await until('h3 to fence its copy', async () => (!alive(mine.pid) ? true : undefined), 30_000);
+    await until('h3 to fence its copy', async () => (!processAlive(mine.pid) ? true : undefined), 30_000);
     const fencedMs = Date.now() - cutAt;
     assert.match(host('h3').log(), /etcd unreachable from here, but a peer reaches it.*\(fence\)/);
     // The VM goes first; the stop returns (and says so) once its cleanup ended.
@@ -359,18 +336,18 @@ test('kill -9 of the owner: its stateless VM dies at its lease\'s end, then web 
   // A stateful instance beside it (never started: its state would be on h2): it must not move.
   const keeper = await api(host('h2'), 'POST', '/v1/instances?host=h2', { image: IMAGE, name: 'keeper', memory_mb: 128, autostart: false, scale_to_zero: { policy: 'on', stateful: true } });
   assert.equal(keeper.status, 201, keeper.text);
-  assert.ok(stalePid > 0 && alive(stalePid));
+  assert.ok(stalePid > 0 && processAlive(stalePid));
   const killed = Date.now();
   await host('h2').stop('SIGKILL');
   let staleGoneMs: number | undefined;
   const served = await until('web through h1 from another host', async () => {
-    if (staleGoneMs === undefined && !alive(stalePid)) staleGoneMs = Date.now() - killed;
+    if (staleGoneMs === undefined && !processAlive(stalePid)) staleGoneMs = Date.now() - killed;
     const a = await viaProxy('h1', 'web');
     return a.status === 200 ? a : undefined;
   }, 60_000);
   const failoverMs = Date.now() - killed;
   // Never two copies at once: h2's fence guard (it outlives its flickd) killed the VM before the other hosts started theirs.
-  assert.equal(alive(stalePid), false, `h2's stale VM still ran when its moved copy served (${failoverMs} ms after the kill)`);
+  assert.equal(processAlive(stalePid), false, `h2's stale VM still ran when its moved copy served (${failoverMs} ms after the kill)`);
   assert.match(fs.readFileSync(path.join(dataDirOf('h2'), 'cluster-guard.log'), 'utf8'), new RegExp(`killed the VM of stateless instance "web" \\(pid ${stalePid}\\)`));
   assert.match(served.body, /hello from flick/);
   const listed = (await api(host('h1'), 'GET', '/v1/cluster/instances')).json.data.instances;
@@ -388,7 +365,7 @@ test('kill -9 of the owner: its stateless VM dies at its lease\'s end, then web 
   assert.deepEqual([back.host, back.availability], ['h2', 'up']);
   const owner = host(moved.host as HostName);
   const copy = (await api(owner, 'GET', '/v1/instances/web')).json.data;
-  assert.ok(copy.pid && alive(copy.pid), 'one copy runs, on the new owner');
+  assert.ok(copy.pid && processAlive(copy.pid), 'one copy runs, on the new owner');
   assert.notEqual(copy.id, before.id);
   assert.equal((await viaProxy('h2', 'web')).status, 200, 'h2 routes to web on its new host');
   process.stderr.write(`cluster test: kill -9 of web's host → its VM gone in ${staleGoneMs} ms, first 2xx through h1 in ${failoverMs} ms (lease TTL 3 s, cold boot on ${moved.host}, TCG)\n`);
@@ -399,7 +376,7 @@ test('a graceful restart of web\'s host: its fence guard stands down for the new
   const owner = await ownerOf();
   assert.equal((await viaProxy('h2', 'web')).status, 200); // awake: a VM process to keep
   const pid = (await api(host(owner), 'GET', '/v1/instances/web')).json.data.pid as number;
-  assert.ok(pid > 0 && alive(pid));
+  assert.ok(pid > 0 && processAlive(pid));
   await host(owner).stop('SIGTERM');
   await startHost(owner);
   await new Promise((r) => setTimeout(r, 3500)); // past the lease's TTL, when a guard left in charge would have killed
@@ -414,8 +391,8 @@ test('a graceful restart of web\'s host: its fence guard stands down for the new
   // instance moved and the old VM is gone.
   const now = await ownerOf();
   const copy = (await api(host(now), 'GET', '/v1/instances/web')).json.data;
-  assert.ok(copy.pid && alive(copy.pid), 'web runs on its owner');
+  assert.ok(copy.pid && processAlive(copy.pid), 'web runs on its owner');
   if (now === owner) assert.equal(copy.pid, pid, `${owner} kept its lease and adopted its VM`);
-  else assert.equal(alive(pid), false, `web moved to ${now}: the old VM on ${owner} must be gone`);
+  else assert.equal(processAlive(pid), false, `web moved to ${now}: the old VM on ${owner} must be gone`);
   process.stderr.write(`cluster test: graceful restart of ${owner}: web ${now === owner ? 'kept (same VM)' : `moved to ${now}`} (TCG)\n`);
 });

@@ -11,7 +11,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { api as apiOf, createRunning, proxyPortOf, pushFixtureImage, removeFlickd, runFlick, startFlickd, until, type FlickdUnderTest } from '../src/daemon/testing.js';
+import { api as apiOf, createRunning, processAlive, proxyPortOf, pushFixtureImage, removeFlickd, runFlick, startFlickd, until, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { sweepLeftovers } from '../src/network/namespace-network.js';
 import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 
@@ -74,13 +74,7 @@ async function primedQemus(): Promise<Array<{ pid: number; netns: string }>> {
 }
 
 /** A process that runs (a zombie has ended: its parent, the killed flickd, is gone and nobody reaped it yet). */
-function alive(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
+const alive = processAlive;
 
 function namespaces(): string[] {
   return fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns') : [];

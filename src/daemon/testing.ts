@@ -6,6 +6,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { buildInitrd } from '../guest/init.js';
 import { requireKernel } from '../guest/kernel.js';
@@ -204,4 +205,26 @@ export async function startFlickdWithFixture(opts: { dataDir: string; prefix: st
   const f = await startFlickd({ dataDir: opts.dataDir, prefix: opts.prefix, pool: opts.pool, args: ['--proxy-listen', '127.0.0.1:0', ...(opts.args ?? [])] });
   await pushFixtureImage(f, opts.image, 'hello-server');
   return { f, proxyPort: proxyPortOf(f) };
+}
+
+/** Whether process `pid` runs (a zombie, dead but not yet reaped by its new parent, does not). */
+export function processAlive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** GET `p` from a proxy listener on 127.0.0.1:`port` for instance `name` (Host `<name>.localhost`), with `headers`. */
+export function getVia(port: number, name: string, p = '/', headers: http.OutgoingHttpHeaders = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: p, agent: false, headers: { host: `${name}.localhost`, ...headers }, timeout: 60_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+  });
 }
