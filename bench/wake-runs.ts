@@ -26,7 +26,7 @@ export async function createInstance(host: BenchHost, name: string, app: App, sc
 }
 
 /** The tier a standby instance is in, as the API shows it (or as its pid gives away). */
-export function observedTier(view: any): Tier {
+function observedTier(view: any): Tier {
   const t = view.standby_tier ?? view.tier;
   if (t === 'hot' || t === 'cold') return t;
   return view.pid === null ? 'cold' : 'hot';
@@ -49,7 +49,7 @@ export interface WakeRuns {
  * Waits until the paused VMM's PSS stops falling (its guest RAM paged out; at
  * most 10 s), then what flickd says the paused VM holds after its page-out.
  */
-export async function pagedOut(host: BenchHost, name: string, pid: number | null): Promise<{ pss?: number; held?: number }> {
+async function pagedOut(host: BenchHost, name: string, pid: number | null): Promise<{ pss?: number; held?: number }> {
   let last = pid === null ? undefined : pssBytes(pid);
   const t0 = Date.now();
   while (pid !== null && last !== undefined && Date.now() - t0 < 10_000) {
@@ -117,7 +117,7 @@ export async function wakes(host: BenchHost, app: App, tier: Tier, runs: number,
   }
 }
 
-export interface PoolView {
+interface PoolView {
   vms: number;
   priming: boolean;
   used_bytes: number;
@@ -178,7 +178,7 @@ export async function primedWakes(host: BenchHost, app: App, runs: number): Prom
 }
 
 /** Pids of the QEMUs of flickd's primed pool (their run folders are under <data dir>/primed/). */
-export function primedPids(dataDir: string): number[] {
+function primedPids(dataDir: string): number[] {
   const out: number[] = [];
   for (const n of fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
     try {
@@ -192,12 +192,12 @@ export function primedPids(dataDir: string): number[] {
 }
 
 /** The wake's whole breakdown once the proxy has reported it (a moment after the first byte), or undefined after 5 s. */
-export async function wakePhases(host: BenchHost, name: string, previousAt: string | undefined): Promise<Record<string, number> | undefined> {
+async function wakePhases(host: BenchHost, name: string, previousAt: string | undefined): Promise<Record<string, number> | undefined> {
   return (await wakePhasesOf(host, name, previousAt))?.phases;
 }
 
 /** The wake's tier and whole breakdown (as wakePhases). */
-export async function wakePhasesOf(host: BenchHost, name: string, previousAt: string | undefined): Promise<{ tier: string; phases: Record<string, number> } | undefined> {
+async function wakePhasesOf(host: BenchHost, name: string, previousAt: string | undefined): Promise<{ tier: string; phases: Record<string, number> } | undefined> {
   const deadline = Date.now() + 5000;
   while (Date.now() < deadline) {
     const w = (await host.must('GET', `/v1/instances/${name}`)).last_wake;

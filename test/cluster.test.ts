@@ -18,10 +18,11 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { EtcdClient } from '../src/cluster/etcd-client.js';
 import { startEtcdCluster, startRelay, type EtcdCluster, type TcpRelay } from '../src/cluster/etcd-cluster.js';
-import { api, until, appGet, getVia, processAlive, proxyPortOf, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
+import { api, until, appGet, getVia, proxyPortOf, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { sweepLeftovers } from '../src/network/namespace-network.js';
 import { formatIpv4, GATEWAY_IP, parseIpv4 } from '../src/network/addresses.js';
 import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
+import { isAlive } from '../src/vmm/qemu/qemu-process.js';
 
 const IMAGE = 'fixtures/hello:1';
 const PROBER = 'fixtures/prober:1';
@@ -285,7 +286,7 @@ test('a network cut between h3 and etcd (not the others): h3 fences its copy, th
   const ready = await api(host('h3'), 'GET', '/v1/instances/cut/wait?state=running&timeout_ms=180000');
   assert.equal(ready.status, 200, ready.text);
   const mine = ready.json.data;
-  assert.ok(mine.pid > 0 && processAlive(mine.pid));
+  assert.ok(mine.pid > 0 && isAlive(mine.pid));
   assert.equal((await viaProxy('h1', 'cut')).status, 200);
   const cutAt = Date.now();
   for (const r of relays) r.cut();
@@ -300,7 +301,7 @@ test('a network cut between h3 and etcd (not the others): h3 fences its copy, th
   servedAfter.catch(() => {});
   try {
     // h3 alone lost etcd (h1 and h2 still read it, as h3 learns from their APIs): it stops its copy itself (fence.ts).
-    await until('h3 to fence its copy', async () => (!processAlive(mine.pid) ? true : undefined), 30_000);
+    await until('h3 to fence its copy', async () => (!isAlive(mine.pid) ? true : undefined), 30_000);
     const fencedMs = Date.now() - cutAt;
     assert.match(host('h3').log(), /etcd unreachable from here, but a peer reaches it.*\(fence\)/);
     // The VM goes first; the stop returns (and says so) once its cleanup ended.
@@ -336,18 +337,18 @@ test('kill -9 of the owner: its stateless VM dies at its lease\'s end, then web 
   // A stateful instance beside it (never started: its state would be on h2): it must not move.
   const keeper = await api(host('h2'), 'POST', '/v1/instances?host=h2', { image: IMAGE, name: 'keeper', memory_mb: 128, autostart: false, scale_to_zero: { policy: 'on', stateful: true } });
   assert.equal(keeper.status, 201, keeper.text);
-  assert.ok(stalePid > 0 && processAlive(stalePid));
+  assert.ok(stalePid > 0 && isAlive(stalePid));
   const killed = Date.now();
   await host('h2').stop('SIGKILL');
   let staleGoneMs: number | undefined;
   const served = await until('web through h1 from another host', async () => {
-    if (staleGoneMs === undefined && !processAlive(stalePid)) staleGoneMs = Date.now() - killed;
+    if (staleGoneMs === undefined && !isAlive(stalePid)) staleGoneMs = Date.now() - killed;
     const a = await viaProxy('h1', 'web');
     return a.status === 200 ? a : undefined;
   }, 60_000);
   const failoverMs = Date.now() - killed;
   // Never two copies at once: h2's fence guard (it outlives its flickd) killed the VM before the other hosts started theirs.
-  assert.equal(processAlive(stalePid), false, `h2's stale VM still ran when its moved copy served (${failoverMs} ms after the kill)`);
+  assert.equal(isAlive(stalePid), false, `h2's stale VM still ran when its moved copy served (${failoverMs} ms after the kill)`);
   assert.match(fs.readFileSync(path.join(dataDirOf('h2'), 'cluster-guard.log'), 'utf8'), new RegExp(`killed the VM of stateless instance "web" \\(pid ${stalePid}\\)`));
   assert.match(served.body, /hello from flick/);
   const listed = (await api(host('h1'), 'GET', '/v1/cluster/instances')).json.data.instances;
@@ -365,7 +366,7 @@ test('kill -9 of the owner: its stateless VM dies at its lease\'s end, then web 
   assert.deepEqual([back.host, back.availability], ['h2', 'up']);
   const owner = host(moved.host as HostName);
   const copy = (await api(owner, 'GET', '/v1/instances/web')).json.data;
-  assert.ok(copy.pid && processAlive(copy.pid), 'one copy runs, on the new owner');
+  assert.ok(copy.pid && isAlive(copy.pid), 'one copy runs, on the new owner');
   assert.notEqual(copy.id, before.id);
   assert.equal((await viaProxy('h2', 'web')).status, 200, 'h2 routes to web on its new host');
   process.stderr.write(`cluster test: kill -9 of web's host → its VM gone in ${staleGoneMs} ms, first 2xx through h1 in ${failoverMs} ms (lease TTL 3 s, cold boot on ${moved.host}, TCG)\n`);
@@ -376,7 +377,7 @@ test('a graceful restart of web\'s host: its fence guard stands down for the new
   const owner = await ownerOf();
   assert.equal((await viaProxy('h2', 'web')).status, 200); // awake: a VM process to keep
   const pid = (await api(host(owner), 'GET', '/v1/instances/web')).json.data.pid as number;
-  assert.ok(pid > 0 && processAlive(pid));
+  assert.ok(pid > 0 && isAlive(pid));
   await host(owner).stop('SIGTERM');
   await startHost(owner);
   await new Promise((r) => setTimeout(r, 3500)); // past the lease's TTL, when a guard left in charge would have killed
@@ -391,8 +392,8 @@ test('a graceful restart of web\'s host: its fence guard stands down for the new
   // instance moved and the old VM is gone.
   const now = await ownerOf();
   const copy = (await api(host(now), 'GET', '/v1/instances/web')).json.data;
-  assert.ok(copy.pid && processAlive(copy.pid), 'web runs on its owner');
+  assert.ok(copy.pid && isAlive(copy.pid), 'web runs on its owner');
   if (now === owner) assert.equal(copy.pid, pid, `${owner} kept its lease and adopted its VM`);
-  else assert.equal(processAlive(pid), false, `web moved to ${now}: the old VM on ${owner} must be gone`);
+  else assert.equal(isAlive(pid), false, `web moved to ${now}: the old VM on ${owner} must be gone`);
   process.stderr.write(`cluster test: graceful restart of ${owner}: web ${now === owner ? 'kept (same VM)' : `moved to ${now}`} (TCG)\n`);
 });

@@ -11,9 +11,10 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { api as apiOf, createRunning, processAlive, proxyPortOf, pushFixtureImage, removeFlickd, runFlick, startFlickd, until, type FlickdUnderTest } from '../src/daemon/testing.js';
+import { api as apiOf, createRunning, proxyPortOf, pushFixtureImage, removeFlickd, runFlick, startFlickd, until, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { sweepLeftovers } from '../src/network/namespace-network.js';
 import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
+import { isAlive } from '../src/vmm/qemu/qemu-process.js';
 
 const TAG = 'prmt';
 const PREFIX = runPrefix(TAG);
@@ -74,7 +75,7 @@ async function primedQemus(): Promise<Array<{ pid: number; netns: string }>> {
 }
 
 /** A process that runs (a zombie has ended: its parent, the killed flickd, is gone and nobody reaped it yet). */
-const alive = processAlive;
+const alive = isAlive;
 
 function namespaces(): string[] {
   return fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns') : [];

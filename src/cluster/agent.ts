@@ -359,7 +359,6 @@ export class ClusterAgent {
       .sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
-  /** Safe twice. */
   /** This host's VM processes a failover would start elsewhere (stateless, the catalog's own): the fence guard's (fence-guard.ts). */
   movable(): Array<{ name: string; pid: number }> {
     return (this.#controller?.list() ?? []).flatMap((rec) => {
@@ -368,6 +367,7 @@ export class ClusterAgent {
     });
   }
 
+  /** Safe twice. */
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);

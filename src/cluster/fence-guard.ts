@@ -18,6 +18,7 @@ import fs from 'node:fs';
 import type net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { processArgs } from '../vmm/qemu/qemu-process.js';
 
 /** `<data-dir>/cluster-guard.pid`: the running guard, for the next flickd to stand down. */
 export const GUARD_PID_FILE = 'cluster-guard.pid';
@@ -71,13 +72,9 @@ export function successorRunning(dataDir: string, parent: number): boolean {
     return false;
   }
   return pids.some((pid) => {
-    try {
-      const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      const onDir = argv.some((a, i) => (a === '--data-dir' && argv[i + 1] === dataDir) || a === `--data-dir=${dataDir}`);
-      return onDir && argv.some((a) => /(^|\/)flickd(\.js)?$|\/daemon\/main\.js$/.test(a));
-    } catch {
-      return false;
-    }
+    const argv = processArgs(Number(pid)) ?? [];
+    const onDir = argv.some((a, i) => (a === '--data-dir' && argv[i + 1] === dataDir) || a === `--data-dir=${dataDir}`);
+    return onDir && argv.some((a) => /(^|\/)flickd(\.js)?$|\/daemon\/main\.js$/.test(a));
   });
 }
 
@@ -91,7 +88,7 @@ export function standDownGuard(dataDir: string, log: (line: string) => void): vo
     return;
   }
   try {
-    if (pid > 0 && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('fence-guard-main')) {
+    if (pid > 0 && processArgs(pid)?.some((a) => a.includes('fence-guard-main'))) {
       process.kill(pid, 'SIGTERM');
       log(`cluster: stood down the fence guard (pid ${pid}) of the flickd before this one`);
     }

@@ -18,6 +18,9 @@ import type { HostDirectory, HostRecord } from './membership.js';
 export const remoteId = (owner: string, name: string) => `@${owner}/${name}`;
 /** Whether a route's instance id is another host's instance (routed to that host's proxy), not one of this host's. */
 export const isRemoteRoute = (instanceId: string): boolean => instanceId.startsWith('@');
+/** The instance name and the owner host in a remote route's id (`@<owner>/<name>`). */
+export const remoteName = (id: string): string => id.slice(id.indexOf('/') + 1);
+export const remoteOwner = (id: string): string => id.slice(1, id.indexOf('/'));
 
 /** Where other hosts' proxies reach a host's instances: its hop listener (a host of an earlier version: its public proxy). */
 function hopUrl(record: HostRecord): string | undefined {
@@ -99,7 +102,7 @@ export class RemoteRoutes {
     const url = host && hopUrl(host.record);
     if (!host?.load || !url) throw new FlickError('HOST_DOWN', `the instance's host ${owner} is down: a stateless instance is moved to another host within seconds`);
     // The instance's host name goes along: a service on this host balances over it with the service's Host.
-    const hostname = this.#c.entry(id.slice(id.indexOf('/') + 1))?.http?.hostname;
+    const hostname = this.#c.entry(remoteName(id))?.http?.hostname;
     const headers = hostname !== undefined ? [...this.#headers, 'Flick-Route', hostname] : this.#headers;
     const hop = host.record.hop ? { headers, tunnel: { port: Number(new URL(host.record.hop).port), headers: this.#headers } } : {};
     // The hop listener's port: a service route's members carry the app's port, not the hop's.

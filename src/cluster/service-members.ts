@@ -13,7 +13,7 @@ import { ServiceError } from '../services/services.js';
 import type { CatalogEntry } from './catalog.js';
 import type { HostDirectory } from './membership.js';
 import { candidatesOf, pickHost } from './placement.js';
-import { isRemoteRoute, remoteId } from './remote-routes.js';
+import { isRemoteRoute, remoteId, remoteName, remoteOwner } from './remote-routes.js';
 
 export interface ClusterMembersConfig {
   self: string;
@@ -44,7 +44,6 @@ export function instanceBody(c: InstanceConfig): Record<string, unknown> {
   };
 }
 
-const nameOf = (id: string) => id.slice(id.indexOf('/') + 1);
 
 export function clusterMemberPlacement(c: ClusterMembersConfig): MemberPlacement {
   const call = async (host: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: { data?: { id?: string; state?: string }; error?: { message?: string } } }> => {
@@ -75,15 +74,15 @@ export function clusterMemberPlacement(c: ClusterMembersConfig): MemberPlacement
     async remove(id) {
       const remote = isRemoteRoute(id);
       // The catalog says where it is now (a failover may have moved it); this host's own goes through its API too (its entry goes first).
-      const owner = remote ? (c.entry(nameOf(id))?.owner ?? id.slice(1, id.indexOf('/'))) : c.self;
+      const owner = remote ? (c.entry(remoteName(id))?.owner ?? remoteOwner(id)) : c.self;
       if (!remote && c.directory()?.get(c.self)?.load === undefined) return false;
-      const r = await call(owner, 'DELETE', `/v1/instances/${encodeURIComponent(remote ? nameOf(id) : id)}?force=true`);
-      if (r.status >= 400 && r.status !== 404) throw new FlickError('HOST_DOWN', `removing service instance ${nameOf(id)} on host ${owner}: ${r.json.error?.message ?? `HTTP ${r.status}`}`);
+      const r = await call(owner, 'DELETE', `/v1/instances/${encodeURIComponent(remote ? remoteName(id) : id)}?force=true`);
+      if (r.status >= 400 && r.status !== 404) throw new FlickError('HOST_DOWN', `removing service instance ${remoteName(id)} on host ${owner}: ${r.json.error?.message ?? `HTTP ${r.status}`}`);
       return true;
     },
-    hostOf: (id) => (isRemoteRoute(id) ? id.slice(1, id.indexOf('/')) : undefined),
+    hostOf: (id) => (isRemoteRoute(id) ? remoteOwner(id) : undefined),
     get(id) {
-      const e = c.entry(nameOf(id));
+      const e = c.entry(remoteName(id));
       if (e === undefined) return undefined;
       return { id, name: e.name, host: e.owner, image: typeof e.config.image === 'string' ? e.config.image : '', state: e.state };
     },

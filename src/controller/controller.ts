@@ -21,14 +21,14 @@ export type { ControllerOptions } from './options.js';
 // The types of the public surface's inputs and outputs, so that no consumer imports an internal module for them.
 export type { ForkConfig, ForkResult } from './fork.js';
 
+/** How long an asked suspend waits for the instance's requests in flight to finish. */
+const SUSPEND_DRAIN_MS = 5000;
+
 /**
  * The controller's whole surface: queries, commands, events, and the Waker
  * the proxy wakes instances through. No public fields: what it keeps (the
  * state store, the VMs, scale to zero's timers) is reached only through these.
  */
-/** How long an asked suspend waits for the instance's requests in flight to finish. */
-export const SUSPEND_DRAIN_MS = 5000;
-
 export class Controller {
   readonly #events = new InstanceEventEmitter();
   readonly #store: ControllerOptions['store'];

@@ -166,8 +166,11 @@ async function liveCopy(lc: Lifecycle, rec: InstanceRecord, ownDir: string, made
     const switchDisk = vm.switchDisk?.bind(vm);
     const whole: typeof made = [];
     for (const p of made) {
+      if (!switchDisk) {
+        whole.push(p);
+        continue;
+      }
       try {
-        if (!switchDisk) throw new VmmError('UNSUPPORTED', 'no disk switch');
         await lc.volumes!.clone(p.from.name, p.to.name, undefined, switchDisk);
         cloned.push(p.to.name);
       } catch (err) {

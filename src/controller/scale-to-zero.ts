@@ -88,10 +88,9 @@ export class ScaleToZero implements Waker {
     if (rec0?.status.state === 'standby' && rec0.status.standbyTier === 'hot' && opts.tier === 'cold') return this.demote(id);
     return this.#t.serialize(id, async () => {
       let rec = this.#t.get(id);
-      if (rec === undefined || rec.status.state !== 'running' || this.#activity.inFlight(id) > 0) return;
+      if (rec === undefined || rec.status.state !== 'running' || this.#blocker(rec) !== undefined) return;
       if (rec.spec.scaleToZero.policy === 'off') return;
       if (rec.spec.scaleToZero.policy === 'on' && !opts.force && this.#activity.connections(id) > 0) return;
-      if (!rec.spec.scaleToZero.stateful && rec.status.snapshots.template === undefined) return;
       const vm = this.#t.vm(id);
       if (vm === undefined) return;
       // A VM the driver says is heavy when paused (booted under TCG) goes cold at its first standby.
@@ -124,7 +123,12 @@ export class ScaleToZero implements Waker {
    */
   suspendBlocker(id: string): { drains: boolean; reason: string } | undefined {
     const rec = this.#t.get(id);
-    if (rec === undefined || rec.status.state !== 'running') return undefined;
+    return rec === undefined || rec.status.state !== 'running' ? undefined : this.#blocker(rec);
+  }
+
+  /** What keeps a running instance from suspending whatever its policy: requests in flight, no template yet, no VM. */
+  #blocker(rec: InstanceRecord): { drains: boolean; reason: string } | undefined {
+    const id = rec.id;
     const n = this.#activity.inFlight(id);
     if (n > 0) return { drains: true, reason: `${n} request(s) in flight` };
     if (!rec.spec.scaleToZero.stateful && rec.status.snapshots.template === undefined) return { drains: true, reason: 'its template (the snapshot its wakes restore) is still being written' };

@@ -207,15 +207,6 @@ export async function startFlickdWithFixture(opts: { dataDir: string; prefix: st
   return { f, proxyPort: proxyPortOf(f) };
 }
 
-/** Whether process `pid` runs (a zombie, dead but not yet reaped by its new parent, does not). */
-export function processAlive(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
 /** GET `p` from a proxy listener on 127.0.0.1:`port` for instance `name` (Host `<name>.localhost`), with `headers`. */
 export function getVia(port: number, name: string, p = '/', headers: http.OutgoingHttpHeaders = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

@@ -39,11 +39,7 @@ export function fieldOf(raw: readonly string[], name: string): string | undefine
 
 /** The value of the first `Host` field, without building a header object. */
 export function hostOf(raw: readonly string[]): string | undefined {
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (name.length === 4 && name.toLowerCase() === 'host') return raw[i + 1];
-  }
-  return undefined;
+  return fieldOf(raw, 'host');
 }
 
 /** Whether a request has a body: it has one only with Content-Length > 0 or Transfer-Encoding (RFC 9112 §6.3). */

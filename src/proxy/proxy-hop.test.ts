@@ -13,6 +13,27 @@ import type { AwakeInstance } from './waker.js';
 
 const CREDENTIAL = 'cluster-token-for-tests';
 
+/** Sends `send` on a new connection to 127.0.0.1:`port`; resolves with what came back by the first line (or HTTP answer). */
+function exchange(port: number, send: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write(send));
+    let got = '';
+    s.setEncoding('utf8').on('data', (d: string) => {
+      got += d;
+      if (got.includes('\n') || got.startsWith('HTTP/')) s.end();
+    });
+    s.on('close', () => resolve(got)).on('error', reject);
+  });
+}
+
+/** A proxy whose TCP routes tunnel through the hop listener on `hopPort`, with the credential. */
+async function tunnellingTo(t: TestContext, hopPort: number) {
+  const waker = new FakeWaker();
+  const ensure = waker.ensureAwake.bind(waker);
+  waker.ensureAwake = async (id, signal): Promise<AwakeInstance> => ({ ...(await ensure(id, signal)), tunnel: { port: hopPort, headers: hopHeaders(CREDENTIAL) } });
+  return startProxy(t, waker);
+}
+
 /** Proxy B (public + hop listener) in front of an upstream that echoes its request headers; proxy A routes `app` to B's hop. */
 async function twoHosts(t: TestContext) {
   let reached = 0;
@@ -101,23 +122,10 @@ test('raw TCP crosses the hop as a CONNECT tunnel with the credential; without i
   b.routes.setTcp(bPort, { instanceId: 'i-1', targetPort: (echo.address() as net.AddressInfo).port });
   b.routes.setTcp(await freePort(), { instanceId: '@c/other', targetPort: 1 });
   await b.proxy.settled();
-  const waker = new FakeWaker();
-  const ensure = waker.ensureAwake.bind(waker);
-  waker.ensureAwake = async (id, signal): Promise<AwakeInstance> => ({ ...(await ensure(id, signal)), tunnel: { port: b.proxy.hopAddress!.port, headers: hopHeaders(CREDENTIAL) } });
-  const a = await startProxy(t, waker);
+  const a = await tunnellingTo(t, b.proxy.hopAddress!.port);
   // A's route for B's instance names B's host port; the bytes go through B's hop listener.
   a.routes.setTcp(aPort, { instanceId: '@b/app', targetPort: bPort });
   await a.proxy.settled();
-  const exchange = (port: number, send: string) =>
-    new Promise<string>((resolve, reject) => {
-      const s = net.connect(port, '127.0.0.1', () => s.write(send));
-      let got = '';
-      s.setEncoding('utf8').on('data', (d: string) => {
-        got += d;
-        if (got.includes('\n') || got.startsWith('HTTP/')) s.end();
-      });
-      s.on('close', () => resolve(got)).on('error', reject);
-    });
   assert.equal(await exchange(aPort, 'ping\n'), 'echo ping\n');
   const hopPort = b.proxy.hopAddress!.port;
   assert.match(await exchange(hopPort, `CONNECT flick-tcp:${bPort} HTTP/1.1\r\nHost: flick-tcp:${bPort}\r\n\r\n`), /^HTTP\/1\.1 407 /);
@@ -142,22 +150,11 @@ test('a service port reached over the hop skips a member that refuses the connec
   const b = await startProxy(t, bWaker, { tcpQuietMs: 10, hopListen: { listen: { host: '127.0.0.1', port: 0 }, credential: CREDENTIAL, serves: (id) => !id.startsWith('@') } });
   b.routes.setTcpService(bPort, { service: 'db', members: ['m-dead', 'm-live'], targetPort: (echo.address() as net.AddressInfo).port });
   await b.proxy.settled();
-  const waker = new FakeWaker();
-  const ensure = waker.ensureAwake.bind(waker);
-  waker.ensureAwake = async (id, signal): Promise<AwakeInstance> => ({ ...(await ensure(id, signal)), tunnel: { port: b.proxy.hopAddress!.port, headers: hopHeaders(CREDENTIAL) } });
-  const a = await startProxy(t, waker);
+  const a = await tunnellingTo(t, b.proxy.hopAddress!.port);
   a.routes.setTcp(aPort, { instanceId: '@b/db', targetPort: bPort });
   await a.proxy.settled();
   for (let i = 0; i < 4; i++) {
-    const got = await new Promise<string>((resolve, reject) => {
-      const s = net.connect(aPort, '127.0.0.1', () => s.write(`hello ${i}\n`));
-      let out = '';
-      s.setEncoding('utf8').on('data', (d: string) => {
-        out += d;
-        if (out.includes('\n')) s.end();
-      });
-      s.on('close', () => resolve(out)).on('error', reject);
-    });
+    const got = await exchange(aPort, `hello ${i}\n`);
     assert.equal(got, `echo hello ${i}\n`, `connection ${i} through the hop`);
   }
   assert.ok((bWaker.wakes.get('m-dead') ?? 0) >= 1, 'the refusing member was tried');

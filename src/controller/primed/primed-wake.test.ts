@@ -10,18 +10,25 @@ import { setup, until, wakeUp, type FakeVm } from '../testing.js';
 import { primedRoot } from './primed-dir.js';
 
 const MiB = 1024 * 1024;
+const POOL = { primedPool: { budgetBytes: 256 * MiB, refillDelayMs: 10 } };
+
+/** A stateless scale-to-zero instance `name` that has slept and woken once (a miss), and the primed VM that wake put in the pool. */
+async function primedOnce(tag: string, name: string) {
+  const h = setup(tag, POOL);
+  const rec = await h.c.create({ image: 'hello:1', name, scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 } });
+  await h.c.wait(name, 'running');
+  await h.c.suspend(rec.id);
+  // The first cold wake misses (nothing was primed) and is what puts the template in demand.
+  await wakeUp(h.c, rec.id);
+  await until(() => h.c.primedPool().entries === 1, 'a primed VM');
+  return { ...h, rec };
+}
 
 
 test('a cold wake after the pool filled resumes a primed VM bound to the instance; rm leaves no VM, namespace or folder', async () => {
-  const { c, driver, network, dataDir } = setup('primed-wake', { primedPool: { budgetBytes: 256 * MiB, refillDelayMs: 10 } });
-  const rec = await c.create({ image: 'hello:1', name: 'p', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 } });
-  await c.wait('p', 'running');
-  await c.suspend(rec.id);
-  // The first cold wake misses (nothing was primed) and is what puts the template in demand.
-  await wakeUp(c, rec.id);
+  const { c, driver, network, dataDir, rec } = await primedOnce('primed-wake', 'p');
   assert.equal(c.lastWake(rec.id)!.tier, 'cold');
   assert.equal(c.primedPool().misses, 1);
-  await until(() => c.primedPool().entries === 1, 'a primed VM');
   const primed = driver.vms.at(-1)!;
   assert.equal(primed.paused, true, 'no guest code ran in the pool');
   await c.suspend(rec.id);
@@ -68,12 +75,7 @@ test('a cold wake after the pool filled resumes a primed VM bound to the instanc
 });
 
 test('a primed VM that does not resume is replaced by a normal restore; a mismatched one is not taken', async () => {
-  const { c, driver } = setup('primed-fallback', { primedPool: { budgetBytes: 256 * MiB, refillDelayMs: 10 } });
-  const rec = await c.create({ image: 'hello:1', name: 'f', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 } });
-  await c.wait('f', 'running');
-  await c.suspend(rec.id);
-  await wakeUp(c, rec.id);
-  await until(() => c.primedPool().entries === 1, 'a primed VM');
+  const { c, driver, rec } = await primedOnce('primed-fallback', 'f');
   const primed = driver.vms.at(-1)! as FakeVm;
   primed.resume = async () => {
     throw new Error('cont refused (fake)');
@@ -89,19 +91,14 @@ test('a primed VM that does not resume is replaced by a normal restore; a mismat
 });
 
 test('a restart of flickd keeps a bound primed VM (adopted by its record) and sweeps unbound ones', async () => {
-  const { c, driver, dataDir, network } = setup('primed-restart', { primedPool: { budgetBytes: 256 * MiB, refillDelayMs: 10 } });
-  const rec = await c.create({ image: 'hello:1', name: 'r', scaleToZero: { policy: 'on', cooldownTimeMs: 60_000 } });
-  await c.wait('r', 'running');
-  await c.suspend(rec.id);
-  await wakeUp(c, rec.id);
-  await until(() => c.primedPool().entries === 1, 'a primed VM');
+  const { c, driver, dataDir, network, rec } = await primedOnce('primed-restart', 'r');
   await c.suspend(rec.id);
   await wakeUp(c, rec.id);
   const bound = c.get(rec.id);
   await until(() => c.primedPool().entries >= 1, 'the pool refilled');
   const unbound = driver.vms.at(-1)!;
   // A crash: nothing is disposed; the next flickd sees the same store, driver and folders.
-  const next = setup('primed-restart', { db: path.join(dataDir, 'state.db'), driver, network, primedPool: { budgetBytes: 256 * MiB, refillDelayMs: 10 } });
+  const next = setup('primed-restart', { db: path.join(dataDir, 'state.db'), driver, network, ...POOL });
   await next.c.reconcile();
   assert.equal(next.c.get(rec.id).status.pid, bound.status.pid, 'adopted');
   assert.ok(fs.existsSync(path.dirname(bound.status.vm!.runDir)), 'the bound folder stays');
