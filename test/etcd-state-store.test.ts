@@ -3,7 +3,8 @@
 // First the StateStore contract every backend runs (controller/state/contract.ts),
 // with and without a lease fence; then what only a cluster has: two hosts on one
 // etcd, a claim that moves a record, a host whose lease lapsed, a watch whose
-// history was compacted under it, and etcd stopped and started again.
+// history was compacted under it, etcd stopped and started again, and a host's
+// state.db imported into etcd.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -17,6 +18,8 @@ import { aliveKey } from '../src/cluster/membership.js';
 import { newRecord, stateStoreContract } from '../src/controller/state/contract.js';
 import type { StateChange } from '../src/controller/state/state-store.js';
 import { until } from '../src/daemon/testing.js';
+import { importSqliteState } from '../src/cluster/state-import.js';
+import { SqliteStateStore } from '../src/store/sqlite-state-store.js';
 
 let etcd: EtcdCluster;
 let client: EtcdClient;
@@ -242,4 +245,31 @@ test('a host started while etcd is away serves its records as it last knew them,
   assert.equal((await back.updateSpec('x', back.get('x')!.revision, { memoryMb: 512 })).spec.memoryMb, 512);
   await back.close();
   await quick.close();
+});
+
+test('a host that ran on SQLite imports its state.db into etcd once, as its own records; a replay after a start killed half way skips what is there', async () => {
+  const prefix = scope();
+  const dir = fs.mkdtempSync(path.join(tmp, 'import-'));
+  const sqlite = SqliteStateStore.open(path.join(dir, 'state.db'));
+  await sqlite.create(newRecord('i-web', 'web'));
+  await sqlite.create(newRecord('i-api', 'api'));
+  await sqlite.create(newRecord('i-dup', 'dup'));
+  await sqlite.close();
+  // Another host holds "dup" in the cluster already; "api" went in before a flickd was killed half way.
+  const other = await open({ prefix, hostId: 'h-other' });
+  await other.create(newRecord('i-theirs', 'dup'));
+  const lines: string[] = [];
+  const half = await importSqliteState({ etcd: client, prefix, hostId: 'h-me', dataDir: fs.mkdtempSync(path.join(tmp, 'none-')), log: (l) => lines.push(l) });
+  assert.equal(half, undefined, 'no state.db: nothing to import');
+  await client.txn([], [{ put: { key: recordKey(prefix, 'i-api'), value: '{}' } }]);
+  const r = await importSqliteState({ etcd: client, prefix, hostId: 'h-me', dataDir: dir, log: (l) => lines.push(l) });
+  assert.deepEqual(r, { imported: 1, present: 1, nameTaken: ['dup (i-dup)'] });
+  assert.match(lines.join('\n'), /imported 1 instance record\(s\) of .*state\.db into etcd \(1 there already\); not imported, their names held by other hosts' instances: dup \(i-dup\)/);
+  assert.equal(fs.existsSync(path.join(dir, 'state.db')), false);
+  assert.equal(fs.existsSync(path.join(dir, 'state.db.imported')), true, 'kept, renamed');
+  const mine = await open({ prefix, hostId: 'h-me' });
+  assert.deepEqual(mine.list().map((x) => [x.name, x.owner]), [['web', 'h-me']]);
+  assert.equal((await inEtcd(prefix, 'i-theirs'))?.owner, 'h-other', 'the other host\'s record is untouched');
+  // Once imported, a start imports nothing again.
+  assert.equal(await importSqliteState({ etcd: client, prefix, hostId: 'h-me', dataDir: dir, log: (l) => lines.push(l) }), undefined);
 });

@@ -29,9 +29,12 @@ import type { MemberPlacement } from '../services/member-placement.js';
 import type { MetricsSources } from './metrics.js';
 import { instanceView } from './schemas.js';
 import type { InstanceRecord } from '../controller/state/instance-record.js';
+import type { StateStore } from '../controller/state/state-store.js';
 
 export interface HostInstancesConfig {
   dataDir: string;
+  /** Opens the state store the controller runs on (a cluster's etcd one); default `<dataDir>/state.db` on SQLite. Closed by close(). */
+  openStore?: () => Promise<StateStore>;
   images: ImageStore;
   log: (line: string) => void;
   /** Where the ingress proxy listens (HTTP by Host name); none: no proxy. */
@@ -116,7 +119,7 @@ export function imageResolver(images: ImageStore): ImageResolver {
 
 export async function startHostInstances(config: HostInstancesConfig): Promise<HostInstances> {
   const { log } = config;
-  const store = SqliteStateStore.open(path.join(config.dataDir, 'state.db'));
+  const store = config.openStore ? await config.openStore() : SqliteStateStore.open(path.join(config.dataDir, 'state.db'));
   const volumes = new VolumeManager({ dataDir: config.dataDir });
   const controller = new Controller({
     volumes,

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { FlickError } from '../errors.js';
 import { EtcdError, type EtcdClient, type KeyValue } from './etcd-client.js';
 import { aliveKey } from './membership.js';
+import { holdsLease, leaseFence } from './etcd-state-txn.js';
 import { parseImageReference } from '../registry/names.js';
 import type { InstanceRecord } from '../controller/state/instance-record.js';
 
@@ -109,7 +110,7 @@ export async function fencedPut(f: Fence, entry: CatalogEntry, expected: number)
     .txn(
       [
         expected === 0 ? { key, target: 'CREATE', result: 'EQUAL', value: 0 } : { key, target: 'MOD', result: 'EQUAL', value: expected },
-        { key: alive, target: 'LEASE', result: 'EQUAL', value: f.lease() },
+        leaseFence(alive, f.lease()),
       ],
       [{ put: { key, value: JSON.stringify(entry) } }],
       [{ range: { key } }, { range: { key: alive } }],
@@ -117,7 +118,7 @@ export async function fencedPut(f: Fence, entry: CatalogEntry, expected: number)
     .catch((err: unknown) => unavailable(err, `instance "${entry.name}"`));
   if (r.succeeded) return r.revision;
   const [current, mine] = [r.ranges[0]?.[0], r.ranges[1]?.[0]];
-  if (!mine || mine.lease !== f.lease()) {
+  if (!holdsLease(mine, f.lease())) {
     throw new CatalogError('NOT_OWNER', `instance "${entry.name}": this host's lease lapsed (it was cut off from etcd); it re-registers, then try again`);
   }
   const holder = current ? parseEntry(current) : undefined;
@@ -132,7 +133,7 @@ export async function fencedDelete(f: Fence, name: string, expected: number): Pr
   const r = await f.etcd.txn(
     [
       { key, target: 'MOD', result: 'EQUAL', value: expected },
-      { key: aliveKey(f.prefix, f.host), target: 'LEASE', result: 'EQUAL', value: f.lease() },
+      leaseFence(aliveKey(f.prefix, f.host), f.lease()),
     ],
     [{ delete: { key } }],
   );

@@ -38,6 +38,16 @@ export function decodeRecord(kv: KeyValue): InstanceRecord {
   return { ...(parsed as InstanceRecord), revision: kv.modRevision };
 }
 
+/** The record in `kv`, or undefined (and `onTrouble` told why) if it cannot be read. */
+export function tryDecode(kv: KeyValue, onTrouble?: (err: unknown) => void): InstanceRecord | undefined {
+  try {
+    return decodeRecord(kv);
+  } catch (err) {
+    onTrouble?.(err);
+    return undefined;
+  }
+}
+
 /** Whether two records say the same (owner, spec, status), whatever the order of their fields. */
 export function sameContent(a: InstanceRecord, b: Pick<InstanceRecord, 'owner' | 'spec' | 'status'>): boolean {
   return a.owner === b.owner && canonical(a.spec) === canonical(b.spec) && canonical(a.status) === canonical(b.status);
@@ -126,11 +136,6 @@ export class EtcdStateFeed implements StateFeed {
   }
 
   #decode(kv: KeyValue): InstanceRecord | undefined {
-    try {
-      return decodeRecord(kv);
-    } catch (err) {
-      this.#opts.onTrouble?.(err);
-      return undefined;
-    }
+    return tryDecode(kv, this.#opts.onTrouble);
   }
 }

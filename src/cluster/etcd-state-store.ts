@@ -30,7 +30,7 @@ import type { InstanceRecord, InstanceSpec, InstanceStatus, NewInstanceRecord } 
 import { ModelReads, ReadModel, expectRevision, followFeed } from '../controller/state/read-model.js';
 import { StateError, type StateChange, type StateReads, type StateStore } from '../controller/state/state-store.js';
 import { EtcdError, type Compare, type EtcdClient, type KeyValue, type TxnOp, type TxnResult } from './etcd-client.js';
-import { EtcdStateFeed, decodeRecord, encodeRecord, nameKey, recordKey, sameContent } from './etcd-state-feed.js';
+import { EtcdStateFeed, encodeRecord, nameKey, recordKey, sameContent, tryDecode } from './etcd-state-feed.js';
 import { fencedTxn, stale, unavailable } from './etcd-state-txn.js';
 import { DEFAULT_CLUSTER_PREFIX, aliveKey } from './membership.js';
 import { StatusJournal } from './status-journal.js';
@@ -79,6 +79,7 @@ export class EtcdStateStore extends ModelReads implements StateStore {
   #unfollow: () => void = () => {};
   #offline = false;
   #closed = false;
+  #left: InstanceRecord[] = [];
 
   /** Opens the store: replays the journal, lists the records in etcd and follows them. Rejects if etcd cannot be listed. */
   static async open(config: EtcdStateStoreConfig): Promise<EtcdStateStore> {
@@ -121,7 +122,9 @@ export class EtcdStateStore extends ModelReads implements StateStore {
 
   /** The first listing and the watch after it; then what the journal holds for records no longer this host's goes. */
   async #follow(): Promise<void> {
+    const cachedBefore = this.#journal.cached().records;
     this.#unfollow = await followFeed(this.feed, this.#cluster, (err) => this.#config.onTrouble?.(err), this.#config.retryMs ?? 200);
+    this.#left = cachedBefore.filter((r) => this.model.get(r.id) === undefined);
     this.#offline = false;
     this.#journal.markListed();
     for (const id of [...this.#pending.keys()]) if (this.#cluster.get(id)?.owner !== this.hostId) this.#drop(id);
@@ -142,6 +145,11 @@ export class EtcdStateStore extends ModelReads implements StateStore {
   /** Every host's records, at their etcd revisions (this host's reads show only its own). */
   get cluster(): StateReads {
     return this.#cluster;
+  }
+
+  /** This host's records as it last knew them that the first listing gave to another host or no longer had (claimed away while it was down). */
+  get leftWhileAway(): readonly InstanceRecord[] {
+    return this.#left;
   }
 
   /** Status writes not yet in etcd. */
@@ -191,9 +199,9 @@ export class EtcdStateStore extends ModelReads implements StateStore {
     });
   }
 
-  claim(id: string, expected: number, owner: string): Promise<InstanceRecord> {
+  claim(id: string, expected: number, owner: string, status?: InstanceStatus): Promise<InstanceRecord> {
     const move = async (current: InstanceRecord) => {
-      const written = await this.#put(current, { ...current, owner, updatedAt: new Date().toISOString() });
+      const written = await this.#put(current, { ...current, owner, ...(status ? { status } : {}), updatedAt: new Date().toISOString() });
       return this.model.get(id) ?? written; // claimed away, it is no longer in this host's reads
     };
     if (this.model.get(id) !== undefined) return this.#ownWrite(id, expected, move);
@@ -220,10 +228,7 @@ export class EtcdStateStore extends ModelReads implements StateStore {
       this.#drop(id);
       this.#cluster.apply({ type: 'delete', id, revision: r.revision });
       return true;
-    }).catch((err: unknown) => {
-      if (err instanceof StateError && err.code === 'RECORD_NOT_FOUND') return false;
-      throw err;
-    });
+    }).catch((err: unknown) => (err instanceof StateError && err.code === 'RECORD_NOT_FOUND' ? false : Promise.reject(err)));
   }
 
   /** Stops following etcd and publishing (what is unpublished stays in the journal for the next flickd). Safe twice. */
@@ -283,14 +288,9 @@ export class EtcdStateStore extends ModelReads implements StateStore {
   /** After a failed fenced write: the record as etcd holds it, into the mirror (undefined: it is gone). */
   #settle(r: TxnResult): InstanceRecord | undefined {
     const kv: KeyValue | undefined = r.ranges[0]?.[0];
-    if (kv === undefined) return undefined;
-    try {
-      const record = decodeRecord(kv);
-      this.#cluster.apply({ type: 'put', record });
-      return record;
-    } catch {
-      return undefined;
-    }
+    const record = kv && tryDecode(kv);
+    if (record) this.#cluster.apply({ type: 'put', record });
+    return record;
   }
 
   /** The own read model follows the mirror: a record this host owns, with its pending status; any other leaves. */

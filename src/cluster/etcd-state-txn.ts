@@ -5,7 +5,7 @@
 // (catalog.ts). A host whose lease lapsed therefore writes nothing, whatever it
 // read before. etcd unreachable is STATE_UNAVAILABLE, with what to do.
 import { StateError } from '../controller/state/state-store.js';
-import { EtcdError, type Compare, type EtcdClient, type TxnOp, type TxnResult } from './etcd-client.js';
+import { EtcdError, type Compare, type EtcdClient, type KeyValue, type TxnOp, type TxnResult } from './etcd-client.js';
 
 export interface TxnFence {
   etcd: EtcdClient;
@@ -25,13 +25,23 @@ export async function fencedTxn(f: TxnFence, compare: Compare[], success: TxnOp[
   if (lease === null) {
     throw new StateError('NOT_OWNER', `instance "${name}": this host holds no lease in etcd yet (it has not joined the cluster), so it may not write the cluster's state: retry once it has joined`);
   }
-  const fence: Compare[] = lease === undefined ? [] : [{ key: f.alive, target: 'LEASE', result: 'EQUAL', value: lease }];
+  const fence: Compare[] = lease === undefined ? [] : [leaseFence(f.alive, lease)];
   const failure: TxnOp[] = [{ range: { key: failureKey } }, ...(lease === undefined ? [] : [{ range: { key: f.alive } }])];
   const r = await f.etcd.txn([...compare, ...fence], success, failure).catch((err: unknown) => unavailable(err, `instance "${name}"`));
-  if (!r.succeeded && lease !== undefined && r.ranges[1]?.[0]?.lease !== lease) {
+  if (!r.succeeded && lease !== undefined && !holdsLease(r.ranges[1]?.[0], lease)) {
     throw new StateError('NOT_OWNER', `instance "${name}": this host's lease in etcd lapsed (it was cut off or stalled), so it may no longer write the cluster's state: it takes a new lease and re-registers; retry then`);
   }
   return r;
+}
+
+/** The compare of every ownership write: the writer's liveness key (`alive`) is held by its lease now, so a host whose lease lapsed writes nothing. */
+export function leaseFence(alive: string, lease: string): Compare {
+  return { key: alive, target: 'LEASE', result: 'EQUAL', value: lease };
+}
+
+/** After a failed fenced txn: whether the liveness key read back (ranged) is still held by `lease` (if not, the write failed for that). */
+export function holdsLease(alive: KeyValue | undefined, lease: string): boolean {
+  return alive !== undefined && alive.lease === lease;
 }
 
 /** etcd unreachable as the seam says it: STATE_UNAVAILABLE, saying what still works and what to do. */

@@ -16,6 +16,7 @@ import type { ControllerOptions } from './options.js';
 import { Lifecycle } from './lifecycle.js';
 import { reconcile } from './reconcile.js';
 import { forkInstance, type ForkConfig, type ForkResult } from './fork.js';
+import { release, takeOver } from './ownership.js';
 
 export type { ControllerOptions } from './options.js';
 // The types of the public surface's inputs and outputs, so that no consumer imports an internal module for them.
@@ -201,6 +202,25 @@ export class Controller {
   /** The primed pool (primed/primed-pool.ts): its budget, what it holds, hits and misses. */
   primedPool(): PrimedPoolStats {
     return this.#lc.primed.stats();
+  }
+
+  /**
+   * A cluster's failover (ownership.ts): claims `rec`, another host's stateless record as the cluster
+   * shows it (fenced on its revision: STALE_REVISION if it moved meanwhile), its status reset in the
+   * same write (nothing of the other host's VM, network, folder or snapshots), then starts it here.
+   * Its image is resolved first, so only a host that can run it claims it.
+   */
+  takeOver(rec: InstanceRecord): Promise<InstanceRecord> {
+    return takeOver(this.#lc, this.#dataDir, rec);
+  }
+
+  /**
+   * Frees what this host still holds for `last`, its own record as it last knew it, which has left
+   * the store (claimed by another host): its VM if one runs, its network, its folder; a no-op for a
+   * record that is still this host's.
+   */
+  release(last: InstanceRecord): Promise<void> {
+    return release(this.#lc, this.#dataDir, last);
   }
 
   /**

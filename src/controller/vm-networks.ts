@@ -70,6 +70,12 @@ export class VmNetworks {
     if (held) void this.#network.release(held).catch((err) => this.#log.warn(`instance ${rec.name}: releasing its network: ${describeError(err)}`));
   }
 
+  /** The network `rec` says its VM holds, for a record no longer in the store (claimed by another host): the slot goes back to the pool. */
+  async releaseHeld(rec: InstanceRecord): Promise<void> {
+    const held = heldNetwork(rec);
+    if (held) await this.#network.release(held).catch((err) => this.#log.warn(`instance ${rec.name}: releasing its network: ${describeError(err)}`));
+  }
+
   /**
    * At start, once live VMs are adopted: keeps their networks, releases what
    * other records still name (a crash between a VM's end and its release, or

@@ -103,10 +103,10 @@ export class SqliteStateStore extends ModelReads implements StateStore {
     }
   }
 
-  claim(id: string, expected: number, owner: string): Promise<InstanceRecord> {
+  claim(id: string, expected: number, owner: string, status?: InstanceStatus): Promise<InstanceRecord> {
     try {
       const current = expectRevision(this.model, id, expected);
-      return Promise.resolve(this.#put(current, { ...current, owner }));
+      return Promise.resolve(this.#put(current, { ...current, owner, ...(status ? { status } : {}) }));
     } catch (err) {
       return Promise.reject(err);
     }

@@ -86,6 +86,14 @@ export function stateStoreContract(t: ContractTarget): void {
     }
   });
 
+  each('a claim with a status hands the record on with that status, in the same write', async (s) => {
+    const r1 = await s.create(newRecord('a'));
+    const r2 = s.updateStatus('a', r1.revision, { state: 'running', pid: 42 });
+    const claimed = await s.claim('a', r2.revision, 'host-b', { ...r2.status, state: 'stopped', pid: null, movedFrom: 'host-a' });
+    assert.equal(claimed.owner, 'host-b');
+    assert.deepEqual([claimed.status.state, claimed.status.pid, claimed.status.movedFrom], ['stopped', null, 'host-a']);
+  });
+
   each('a duplicate name is refused with NAME_TAKEN and says what to do', async (s) => {
     await s.create(newRecord('i-1', 'web'));
     await assert.rejects(s.create(newRecord('i-2', 'web')), (err: any) => err.code === 'NAME_TAKEN' && err.kind === 'user' && /flick rm web/.test(err.message));

@@ -102,6 +102,8 @@ export interface InstanceStatus {
   lastExitCode: number | null;
   startedAt: string | null;
   stoppedAt: string | null;
+  /** In a cluster, the host this instance was claimed from when its host died (absent: created here). */
+  movedFrom?: string;
 }
 
 export interface InstanceRecord {

@@ -78,8 +78,12 @@ export interface StateStore extends StateReads {
    * record is at `expected`, NOT_OWNER unless this host owns it.
    */
   updateStatus(id: string, expected: number, patch: Partial<InstanceStatus>): InstanceRecord;
-  /** Hands the record to `owner` (fenced on `expected`): in a cluster, the move of an instance to another host. */
-  claim(id: string, expected: number, owner: string): Promise<InstanceRecord>;
+  /**
+   * Hands the record to `owner` (fenced on `expected`): in a cluster, the move of an instance to another
+   * host. With `status`, the record's status is replaced by it in the same write (what the new owner
+   * starts from: nothing of the old owner's VM, network, folder or snapshots).
+   */
+  claim(id: string, expected: number, owner: string, status?: InstanceStatus): Promise<InstanceRecord>;
   /** Removes the record; STALE_REVISION unless it is at `expected`. Resolves false if it was gone already. */
   remove(id: string, expected: number): Promise<boolean>;
   /** Every change the read model applies from now on, after it applied it (a console's events, a cluster's peers). */

@@ -1,0 +1,52 @@
+// A host that ran on SQLite (a host of its own, or a cluster host of an earlier
+// flickd, whose records stayed in its state.db) brings its records into etcd
+// once, before its first reconcile there: each record of <data-dir>/state.db
+// goes in as this host's, in one txn that requires its id and its name to be
+// free in etcd (so a replay changes nothing), then state.db is renamed
+// state.db.imported. A flickd killed half way imports the rest at its next start
+// (records already in etcd are skipped); a record whose name another host's
+// instance holds is not imported and stays in state.db.imported (logged).
+import fs from 'node:fs';
+import path from 'node:path';
+import { SqliteStateStore } from '../store/sqlite-state-store.js';
+import type { EtcdClient } from './etcd-client.js';
+import { encodeRecord, nameKey, recordKey } from './etcd-state-feed.js';
+import { unavailable } from './etcd-state-txn.js';
+
+export interface ImportResult {
+  imported: number;
+  /** Already in etcd (a start killed half way, or imported by hand). */
+  present: number;
+  /** Names another host's instance holds: `name (id)`. */
+  nameTaken: string[];
+}
+
+/** Imports `<dataDir>/state.db` into etcd as `hostId`'s records, if there is one; undefined if there was none. */
+export async function importSqliteState(c: { etcd: EtcdClient; prefix: string; hostId: string; dataDir: string; log: (line: string) => void }): Promise<ImportResult | undefined> {
+  const file = path.join(c.dataDir, 'state.db');
+  if (!fs.existsSync(file)) return undefined;
+  const result: ImportResult = { imported: 0, present: 0, nameTaken: [] };
+  const sqlite = SqliteStateStore.open(file, { hostId: c.hostId });
+  try {
+    for (const rec of sqlite.list()) {
+      const key = recordKey(c.prefix, rec.id);
+      const names = nameKey(c.prefix, rec.name);
+      const r = await c.etcd
+        .txn(
+          [{ key: names, target: 'CREATE', result: 'EQUAL', value: 0 }, { key, target: 'CREATE', result: 'EQUAL', value: 0 }],
+          [{ put: { key: names, value: rec.id } }, { put: { key, value: encodeRecord({ ...rec, owner: c.hostId }) } }],
+          [{ range: { key } }],
+        )
+        .catch((err: unknown) => unavailable(err, `importing instance "${rec.name}" of ${file} into the cluster's state`));
+      if (r.succeeded) result.imported++;
+      else if (r.ranges[0]?.[0] !== undefined) result.present++;
+      else result.nameTaken.push(`${rec.name} (${rec.id})`);
+    }
+  } finally {
+    await sqlite.close();
+  }
+  for (const suffix of ['', '-wal', '-shm']) if (fs.existsSync(file + suffix)) fs.renameSync(file + suffix, `${file}.imported${suffix}`);
+  const taken = result.nameTaken.length > 0 ? `; not imported, their names held by other hosts' instances: ${result.nameTaken.join(', ')} (kept in ${file}.imported)` : '';
+  c.log(`cluster: imported ${result.imported} instance record(s) of ${file} into etcd (${result.present} there already)${taken}; the file is now ${path.basename(file)}.imported`);
+  return result;
+}

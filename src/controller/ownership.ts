@@ -1,0 +1,67 @@
+// A record's moves between hosts, on the controller's side (a cluster's
+// failover; a single host never moves one). `takeOver` claims another host's
+// record for this one, its status replaced in the same write by what this host
+// holds of it (nothing yet: no VM, network, folder or snapshots of the other
+// host's), then starts it. `release` frees what this host still holds for a
+// record that left its store (claimed by another host while this one was cut
+// off or down): its VM if one still runs, its network, its folder, and its
+// shared template if it was the last to use it.
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import type { InstanceRecord, InstanceStatus } from './state/instance-record.js';
+import type { Lifecycle } from './lifecycle.js';
+import { ControllerError } from './states.js';
+import { hasVolumes } from './spec.js';
+
+/** Claims `rec` (another host's, as the cluster shows it; fenced on its revision), reset, and starts it here. */
+export async function takeOver(lc: Lifecycle, dataDir: string, rec: InstanceRecord): Promise<InstanceRecord> {
+  if (hasVolumes(rec) || rec.spec.scaleToZero.stateful) {
+    throw new ControllerError('ILLEGAL_TRANSITION', `instance "${rec.name}" keeps its state on host ${rec.owner}: it is not moved, it is back when its host is`, { kind: 'user' });
+  }
+  // Resolved (fetched from a peer if need be) before the claim: only a host that can run it takes it.
+  await lc.images.resolve(`${rec.spec.image.ref.replace(/[:@].*$/, '')}@${rec.spec.image.digest}`);
+  const dir = path.join(dataDir, 'instances', rec.id);
+  const status: InstanceStatus = {
+    state: 'stopped',
+    networkIndex: null,
+    pid: null,
+    vm: null,
+    dir,
+    snapshots: {},
+    counters: { ...rec.status.counters },
+    lastExitCode: null,
+    startedAt: null,
+    stoppedAt: null,
+    movedFrom: rec.owner,
+  };
+  await fsp.rm(dir, { recursive: true, force: true }); // what an earlier stay here may have left
+  const claimed = await lc.store.claim(rec.id, rec.revision, lc.store.hostId, status);
+  lc.events.emit('state', { id: rec.id, name: rec.name, from: null, to: 'stopped', at: claimed.updatedAt });
+  return lc.start(rec.id);
+}
+
+/** Frees what this host holds for `last` (its own record as it last knew it), which is no longer in its store. */
+export async function release(lc: Lifecycle, dataDir: string, last: InstanceRecord): Promise<void> {
+  const { id } = last;
+  if (lc.store.get(id) !== undefined) return; // still this host's
+  lc.restarts.cancel(id);
+  lc.booting.get(id)?.abort();
+  await lc.serialize(id, async () => {
+    const live = lc.live.get(id);
+    if (live) await lc.kill(id, live.vm).catch(() => {});
+    else if (last.status.pid !== null && last.status.vm !== null) {
+      // A VM a previous flickd left (the fence guard ends those of stateless instances; this is the rest).
+      const vm = await lc.driver.adopt(last.status.vm, last.status.pid).catch(() => undefined);
+      await vm?.kill().catch(() => {});
+    }
+    await lc.networks.releaseHeld(last);
+    lc.scaleToZero.forget(id);
+    await lc.volumes?.detach(id);
+    // Only a folder of this host's own (the record named it while it was this host's).
+    if (path.dirname(last.status.dir) === path.join(dataDir, 'instances')) await fsp.rm(last.status.dir, { recursive: true, force: true });
+    const template = last.status.snapshots.template?.dir;
+    if (await lc.templates.releaseIfUnused(template, (dir) => lc.store.usesTemplate(dir))) await lc.primed.dropTemplate(template!);
+    lc.log.info(`instance ${last.name}: released on this host (it is another host's now)`);
+    lc.events.emit('removed', { id, name: last.name });
+  });
+}
