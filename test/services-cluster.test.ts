@@ -1,9 +1,13 @@
 // A service's replicas spread over a cluster's hosts, for real: a 1-member etcd
 // and three flickd hosts. `--replicas 3` through h1 puts one member on each host
 // (placement counts the service's members on a host against it), each a real
-// microVM (h2 and h3 fetch the image from h1); h1's proxy balances the
-// service's host name over all three, the remote ones over the cluster hop;
-// `flick service rm` removes every member, wherever it is.
+// microVM (h2 and h3 fetch the image from h1); every host's proxy balances the
+// service's host name over all three (a local one directly, the others over the
+// cluster hop), the route shared through etcd. `flick service scale` adds and
+// removes members across hosts, and `flick deploy` rolls them onto a new image
+// under load through another host's proxy with no failed request; `flick
+// service rm` removes every member, wherever it is. A member's host killed -9: the
+// member is made again elsewhere and the service follows it.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -15,6 +19,7 @@ import { api, until, proxyPortOf, pushFixtureImage, removeFlickd, runFlick, star
 import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 
 const IMAGE = 'fixtures/hello:1';
+const NEW = 'fixtures/hello:2';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-services-cluster-'));
 // <tag><pid>-t<n>-, one /24 each: a concurrent run of this file never sweeps or addresses ours.
 const prefixOf = (i: number) => `${runPrefix('fsc')}t${i}-`;
@@ -26,17 +31,16 @@ const hosts: FlickdUnderTest[] = [];
 before(async () => {
   await sweepDeadRuns('fsc');
   etcd = await startEtcdCluster({ size: 1, dir: path.join(tmp, 'etcd') });
-  for (const i of [1, 2, 3]) {
-    hosts.push(
-      await startFlickd({
-        dataDir: dataDirOf(i),
-        prefix: prefixOf(i),
-        pool: poolOf(i),
-        args: ['--proxy-listen', '127.0.0.1:0', '--cluster-etcd', etcd.endpoints.join(','), '--host-name', `h${i}`, '--advertise', '127.0.0.1'],
-      }),
-    );
-  }
+  for (const i of [1, 2, 3]) hosts.push(await startHost(i));
 });
+
+const startHost = (i: number) =>
+  startFlickd({
+    dataDir: dataDirOf(i),
+    prefix: prefixOf(i),
+    pool: poolOf(i),
+    args: ['--proxy-listen', '127.0.0.1:0', '--cluster-etcd', etcd.endpoints.join(','), '--host-name', `h${i}`, '--advertise', '127.0.0.1'],
+  });
 
 after(async () => {
   for (const [i, f] of hosts.entries()) await removeFlickd(f, prefixOf(i + 1), dataDirOf(i + 1));
@@ -57,41 +61,132 @@ function viaProxy(port: number, name: string): Promise<{ status: number; hostnam
   });
 }
 
-test('flick run --replicas 3 on a 3-host cluster puts one instance on each host; the proxy balances over all three; service rm removes them all', async () => {
-  const h1 = hosts[0]!;
+
+const web = /^web-[0-9a-f]{4}$/;
+const flick = (...args: string[]) => runFlick(hosts[0]!, path.join(tmp, 'config'), ...args);
+
+/** The service's members in the cluster's catalog: name → host. */
+async function membersInCatalog(): Promise<Map<string, string>> {
+  const catalog = (await api(hosts[0]!, 'GET', '/v1/cluster/instances')).json.data.instances as Array<{ name: string; host: string }>;
+  return new Map(catalog.filter((i) => web.test(i.name)).map((i) => [i.name, i.host]));
+}
+
+/** Polls each host's proxy until every one of `names` (and no other) has answered web.localhost through it. */
+async function answersThroughEveryProxy(names: readonly string[], what: string): Promise<void> {
+  for (const [i, f] of hosts.entries()) {
+    const port = proxyPortOf(f);
+    const seen = new Set<string>();
+    await until(`${what} to answer web.localhost through h${i + 1}`, async () => {
+      const answers = await Promise.all(Array.from({ length: 2 * names.length }, () => viaProxy(port, 'web')));
+      for (const a of answers) if (a.status === 200) seen.add(a.hostname);
+      return names.every((n) => seen.has(n)) ? true : undefined;
+    }, 180_000);
+    assert.deepEqual([...seen].filter((n) => !names.includes(n)), [], `through h${i + 1}, only the service's instances answer`);
+  }
+}
+
+test('a service spread over 3 hosts answers through every host\'s proxy; scale adds and removes members across hosts; deploy under load fails no request; rm removes them all', async (t) => {
+  const [h1, h2] = hosts as [FlickdUnderTest, FlickdUnderTest];
   await pushFixtureImage(h1, IMAGE, 'hello-server');
+  await pushFixtureImage(h1, NEW, 'hello-server');
   // Placement sees a host once its load is in etcd (every 2 s).
   await until('h1 to see three hosts up', async () => {
     const listed = (await api(h1, 'GET', '/v1/hosts')).json.data.hosts as Array<{ state: string; load: unknown }>;
     return listed.filter((h) => h.state === 'up' && h.load).length === 3 ? true : undefined;
   }, 30_000);
-  const run = await runFlick(h1, path.join(tmp, 'config'), 'run', '--name', 'web', '--replicas', '3', '-p', '8080/http', IMAGE);
+  const run = await flick('run', '--name', 'web', '--replicas', '3', '-p', '8080/http', IMAGE);
   assert.equal(run.code, 0, run.stderr);
-  const catalog = (await api(h1, 'GET', '/v1/cluster/instances')).json.data.instances as Array<{ name: string; host: string }>;
-  const members = catalog.filter((i) => /^web-[0-9a-f]{4}$/.test(i.name));
-  assert.deepEqual(members.map((m) => m.host).sort(), ['h1', 'h2', 'h3'], `one instance on each host: ${JSON.stringify(catalog)}`);
+  let members = await membersInCatalog();
+  assert.deepEqual([...members.values()].sort(), ['h1', 'h2', 'h3'], `one instance on each host: ${JSON.stringify([...members])}`);
   const service = (await api(h1, 'GET', '/v1/services/web')).json.data;
   assert.deepEqual(service.instances.map((i: any) => i.host ?? 'h1').sort(), ['h1', 'h2', 'h3']);
-  assert.deepEqual(service.instances.map((i: any) => i.name).sort(), members.map((m) => m.name).sort());
-  // Through h1's proxy, every member answers (the remote ones over the hop), each once it has booted.
-  const proxy = proxyPortOf(h1);
-  const seen = new Set<string>();
-  await until('all three instances to answer web.localhost through h1', async () => {
-    const answers = await Promise.all(Array.from({ length: 6 }, () => viaProxy(proxy, 'web')));
-    for (const a of answers) if (a.status === 200) seen.add(a.hostname);
-    return seen.size === 3 ? true : undefined;
-  }, 180_000);
-  assert.deepEqual([...seen].sort(), members.map((m) => m.name).sort());
-  // Scale and deploy act on this host's instances only: refused with what to do.
-  const scaled = await api(h1, 'PUT', '/v1/services/web/scale', { replicas: 2 });
-  assert.equal(scaled.status, 400, scaled.text);
-  assert.match(scaled.json.error.message, /has instances on other hosts \(h[23], h[23]\)/);
-  const rm = await runFlick(h1, path.join(tmp, 'config'), 'service', 'rm', 'web');
-  assert.equal(rm.code, 0, rm.stderr);
-  await until('every member gone from the cluster', async () => {
-    const left = (await api(h1, 'GET', '/v1/cluster/instances')).json.data.instances as Array<{ name: string }>;
-    return left.some((i) => /^web-/.test(i.name)) ? undefined : true;
+  assert.deepEqual(service.instances.map((i: any) => i.name).sort(), [...members.keys()].sort());
+  // Every host's proxy balances the name over all three, wherever they are.
+  await answersThroughEveryProxy([...members.keys()], 'all three instances');
+  // Another host does not take the name of a service the cluster has.
+  const taken = await api(h2, 'POST', '/v1/services', { name: 'web', replicas: 1, image: IMAGE });
+  assert.equal(taken.status, 409, taken.text);
+  assert.match(taken.json.error.message, /already exists on host h1/);
+
+  // Scale up: the new members go where the fewest are (one more on two hosts), and answer through every proxy.
+  const up = await flick('service', 'scale', 'web', '5');
+  assert.equal(up.code, 0, up.stderr);
+  members = await membersInCatalog();
+  assert.equal(members.size, 5, JSON.stringify([...members]));
+  const perHost = [...members.values()].reduce((m, h) => m.set(h, (m.get(h) ?? 0) + 1), new Map<string, number>());
+  assert.deepEqual([...perHost.values()].sort(), [1, 2, 2], `spread 2-2-1: ${JSON.stringify([...members])}`);
+  await answersThroughEveryProxy([...members.keys()], 'all five instances');
+  // Scale down: the surplus members leave every proxy's route, then are removed from their hosts.
+  const down = await flick('service', 'scale', 'web', '2');
+  assert.equal(down.code, 0, down.stderr);
+  const kept = (await api(h1, 'GET', '/v1/services/web')).json.data.instances.map((i: any) => i.name as string);
+  assert.equal(kept.length, 2);
+  await until('the cluster to hold only the two members left', async () => {
+    const now = await membersInCatalog();
+    return now.size === 2 && kept.every((n: string) => now.has(n)) ? true : undefined;
   }, 60_000);
+  await answersThroughEveryProxy(kept, 'the two instances left');
+
+  // A deploy onto a new image under light load through h2's proxy (the service is h1's): no request fails.
+  const port2 = proxyPortOf(h2);
+  let stop = false;
+  const shots: Array<Promise<{ status: number; hostname: string }>> = [];
+  const loading = (async () => {
+    while (!stop) {
+      shots.push(viaProxy(port2, 'web'));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  })();
+  const deployStarted = Date.now();
+  const deployed = await flick('deploy', 'web', NEW).finally(() => (stop = true));
+  const deployMs = Date.now() - deployStarted;
+  await loading;
+  const answers = await Promise.all(shots);
+  assert.equal(deployed.code, 0, deployed.stderr);
+  const failed = answers.filter((a) => a.status !== 200);
+  assert.equal(failed.length, 0, `${failed.length} of ${answers.length} requests failed during the deploy: ${JSON.stringify(failed.slice(0, 5))}`);
+  assert.ok(answers.length >= 20, `the load ran through the deploy (${answers.length} requests)`);
+  t.diagnostic(`deploy across hosts: ${deployMs} ms, ${answers.length} requests through h2's proxy, 0 failed`);
+  const after = (await api(h1, 'GET', '/v1/services/web')).json.data;
+  const fresh = after.instances.map((i: any) => i.name as string);
+  assert.equal(fresh.length, 2);
+  assert.ok(fresh.every((n: string) => !kept.includes(n)), `every instance is new: ${fresh} (were ${kept})`);
+  assert.equal(after.image, NEW);
+  await until('the old members gone from the cluster', async () => {
+    const now = await membersInCatalog();
+    return now.size === 2 && fresh.every((n: string) => now.has(n)) ? true : undefined;
+  }, 60_000);
+  await answersThroughEveryProxy(fresh, 'the deployed instances');
+
+  // kill -9 of a member's host (not the service's): the member is made again on another host, and the service follows it.
+  const [victim, victimHost] = [...(await membersInCatalog())].find(([, h]) => h !== 'h1')!;
+  const dead = Number(victimHost.slice(1));
+  await hosts[dead - 1]!.stop('SIGKILL');
+  const moved = await until(`the service to follow ${victim} off ${victimHost}`, async () => {
+    const now = (await api(h1, 'GET', '/v1/services/web')).json.data.instances as Array<{ name: string; host: string | null }>;
+    const m = now.find((i) => i.name === victim);
+    return now.length === 2 && m !== undefined && (m.host ?? 'h1') !== victimHost ? (m.host ?? 'h1') : undefined;
+  }, 60_000);
+  t.diagnostic(`failover: ${victim} moved from ${victimHost} to ${moved}`);
+  for (const f of hosts.filter((_, i) => i !== dead - 1)) {
+    const port = proxyPortOf(f);
+    await until(`${victim} to answer web.localhost from ${moved}`, async () => {
+      const answers = await Promise.all(Array.from({ length: 4 }, () => viaProxy(port, 'web')));
+      return answers.some((a) => a.status === 200 && a.hostname === victim) ? true : undefined;
+    }, 60_000);
+  }
+  // The host comes back and drops its stale copy; the service keeps its two members.
+  hosts[dead - 1] = await startHost(dead);
+  await until(`${victimHost} to be up again without its stale copy`, async () => {
+    const listed = (await api(hosts[dead - 1]!, 'GET', '/v1/instances')).json.data.instances as Array<{ name: string }>;
+    const up = ((await api(h1, 'GET', '/v1/hosts')).json.data.hosts as Array<{ name: string; state: string }>).find((h) => h.name === victimHost)?.state === 'up';
+    return up && !listed.some((i) => i.name === victim) ? true : undefined;
+  }, 60_000);
+  assert.equal((await api(h1, 'GET', '/v1/services/web')).json.data.instances.length, 2);
+
+  const rm = await flick('service', 'rm', 'web');
+  assert.equal(rm.code, 0, rm.stderr);
+  await until('every member gone from the cluster', async () => ((await membersInCatalog()).size === 0 ? true : undefined), 60_000);
   for (const f of hosts) assert.equal((await api(f, 'GET', '/v1/instances')).json.data.instances.length, 0, 'no instance is left on any host');
-  assert.equal((await viaProxy(proxy, 'web')).status, 404);
+  for (const f of hosts) await until('the name to leave every proxy', async () => ((await viaProxy(proxyPortOf(f), 'web')).status === 404 ? true : undefined), 10_000);
 });

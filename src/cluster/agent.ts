@@ -33,6 +33,7 @@ import { FENCE_GRACE_MS } from './fence.js';
 import { candidatesOf, pickHost, type PendingCreates, type PlacementRequest } from './placement.js';
 import { RemoteRoutes } from './remote-routes.js';
 import { clusterMemberPlacement } from './service-members.js';
+import { ClusterServiceRoutes } from './service-routes.js';
 
 /** How long the other hosts leave the move of a dead host's instance to the chosen host before they try. */
 export const STEP_IN_AFTER_MS = 3000;
@@ -67,15 +68,19 @@ export class ClusterAgent {
   readonly #parsed = new WeakMap<KeyValue, CatalogEntry | null>();
   #stopped = false;
   #fenced: HostFenceHandle | undefined;
+  /** Every host's services on this host's proxy (service-routes.ts). */
+  readonly #services: ClusterServiceRoutes;
 
   constructor(config: AgentConfig) {
     this.#c = config;
+    this.#services = new ClusterServiceRoutes({ ...config, self: config.host, entry: (n) => this.#entry(n)?.entry, isUp: (h) => this.#isUp(h), upHosts: () => (this.#directory?.list() ?? []).filter((h) => h.load).map((h) => h.record.name).join(','),
+      nameOf: (id) => this.#entries().find((e) => e.entry.owner === config.host && e.entry.id === id)?.entry.name });
   }
 
   /** For startHostInstances: the proxy's Waker, the API's controller and where service members go, bound to the agent once it starts. */
   hooks(): { waker: (local: Waker) => Waker; api: (c: ApiController) => ApiController; members: ReturnType<typeof clusterMemberPlacement> } {
     return {
-      members: clusterMemberPlacement({ self: this.#c.host, token: this.#c.credential, directory: () => this.#directory, owned: () => this.#owned(), entry: (name) => this.#entry(name)?.entry }),
+      members: clusterMemberPlacement({ self: this.#c.host, token: this.#c.credential, directory: () => this.#directory, owned: () => this.#owned(), entry: (name) => this.#entry(name)?.entry, shared: this.#services }),
       waker: (local) => ({
         ensureAwake: (id, signal) => {
           if (id.startsWith('@')) return Promise.resolve(this.#requireRemote().awake(id));
@@ -128,7 +133,11 @@ export class ClusterAgent {
       this.#catalog = new ReadModel(this.#c.etcd, catalogPrefix(this.#c.prefix), {
         onGap: (err) => this.#c.log(`cluster: catalog re-listed after: ${describeError(err)}`),
         // Routes follow the catalog as it changes, not at the next tick: route propagation is one watch event.
-        onChange: (change) => remote.sync([(change.type === 'put' ? change.kv.key : change.key).slice(prefixLength)]),
+        onChange: (change) => {
+          const name = (change.type === 'put' ? change.kv.key : change.key).slice(prefixLength);
+          remote.sync([name]);
+          this.#services.memberChanged(name);
+        },
       });
       try {
         await this.#catalog.ready;
@@ -139,6 +148,7 @@ export class ClusterAgent {
         await new Promise((r) => setTimeout(r, 1000));
       }
     }
+    this.#services.start();
     for (const rec of controller.list()) {
       const found = this.#entry(rec.name);
       if (!found) {
@@ -162,6 +172,7 @@ export class ClusterAgent {
       void this.#fenced?.check().catch((err: unknown) => this.#c.log(`cluster: fence: ${describeError(err)}`));
       this.#moveFromDeadHosts();
       this.#remoteRoutes?.hostsChanged();
+      this.#services.hostsChanged();
       this.#dropMovedAway();
     } catch (err) {
       this.#c.log(`cluster: ${describeError(err)}`);
@@ -372,5 +383,6 @@ export class ClusterAgent {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#catalog?.stop();
+    this.#services.stop();
   }
 }

@@ -5,7 +5,9 @@
 // cluster's token; this host's own too: it takes its name in the catalog and
 // publishes it, as any create does) and removed the same way; one on another
 // host is routed by its remote id (`@host/name`, remote-routes.ts), which the
-// proxy reaches over the cluster hop.
+// proxy reaches over the cluster hop. The service's route goes to every host's
+// proxy through service-routes.ts, and a member is removed only once the route
+// without it is shared and settled (other proxies' requests to it finished).
 import { DEFAULT_MEMORY_MB, type InstanceConfig } from '../controller/spec.js';
 import { FlickError } from '../errors.js';
 import type { MemberPlacement, RemoteMember } from '../services/member-placement.js';
@@ -14,6 +16,7 @@ import type { CatalogEntry } from './catalog.js';
 import type { HostDirectory } from './membership.js';
 import { candidatesOf, pickHost } from './placement.js';
 import { isRemoteRoute, remoteId, remoteName, remoteOwner } from './remote-routes.js';
+import type { ClusterServiceRoutes } from './service-routes.js';
 
 export interface ClusterMembersConfig {
   self: string;
@@ -23,6 +26,8 @@ export interface ClusterMembersConfig {
   /** Every catalog entry's owner and image. */
   owned(): Array<{ owner: string; image: unknown }>;
   entry(name: string): CatalogEntry | undefined;
+  /** Every host's service routes (service-routes.ts). */
+  shared: ClusterServiceRoutes;
 }
 
 /** The API's create body for a member's config (the inverse of api/schemas.ts toInstanceConfig, for what a member holds). */
@@ -46,12 +51,12 @@ export function instanceBody(c: InstanceConfig): Record<string, unknown> {
 
 
 export function clusterMemberPlacement(c: ClusterMembersConfig): MemberPlacement {
-  const call = async (host: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: { data?: { id?: string; state?: string }; error?: { message?: string } } }> => {
+  const call = async (host: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: { data?: { id?: string; state?: string; error?: string | null }; error?: { message?: string } } }> => {
     const h = c.directory()?.get(host);
     const api = h?.load ? h.record.api : undefined;
     if (api === undefined) throw new FlickError('HOST_DOWN', `host ${host} is down: its service instance cannot be reached now`);
     const r = await fetch(`${api}${path}`, { method, headers: { authorization: `Bearer ${c.token}`, 'content-type': 'application/json' }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
-    return { status: r.status, json: (await r.json().catch(() => ({}))) as { data?: { id?: string; state?: string }; error?: { message?: string } } };
+    return { status: r.status, json: (await r.json().catch(() => ({}))) as { data?: { id?: string; state?: string; error?: string | null }; error?: { message?: string } } };
   };
   return {
     place(config, siblings) {
@@ -76,11 +81,25 @@ export function clusterMemberPlacement(c: ClusterMembersConfig): MemberPlacement
       // The catalog says where it is now (a failover may have moved it); this host's own goes through its API too (its entry goes first).
       const owner = remote ? (c.entry(remoteName(id))?.owner ?? remoteOwner(id)) : c.self;
       if (!remote && c.directory()?.get(c.self)?.load === undefined) return false;
+      // Every proxy stops sending it requests first (the route without it shared, theirs to it finished).
+      await c.shared.settled();
       const r = await call(owner, 'DELETE', `/v1/instances/${encodeURIComponent(remote ? remoteName(id) : id)}?force=true`);
       if (r.status >= 400 && r.status !== 404) throw new FlickError('HOST_DOWN', `removing service instance ${remoteName(id)} on host ${owner}: ${r.json.error?.message ?? `HTTP ${r.status}`}`);
       return true;
     },
     hostOf: (id) => (isRemoteRoute(id) ? remoteOwner(id) : undefined),
+    async state(id) {
+      const name = remoteName(id);
+      const owner = c.entry(name)?.owner ?? remoteOwner(id);
+      const r = await call(owner, 'GET', `/v1/instances/${encodeURIComponent(name)}`);
+      if (r.status === 404) return { state: 'stopped', error: `it is gone from host ${owner}` };
+      if (r.status >= 400) throw new FlickError('HOST_DOWN', `reading service instance ${name} on host ${owner}: ${r.json.error?.message ?? `HTTP ${r.status}`}`);
+      return { state: String(r.json.data?.state), ...(r.json.data?.error ? { error: r.json.data.error } : {}) };
+    },
+    routes: (local) => c.shared.sink(local),
+    follow: (name) => c.shared.follow(name),
+    onMoved: (listener) => c.shared.onMoved(listener),
+    serviceHost: (name) => c.shared.serviceHost(name),
     get(id) {
       const e = c.entry(remoteName(id));
       if (e === undefined) return undefined;

@@ -18,7 +18,6 @@
 // member left it completes, and otherwise it resumes (`resumeDeploy`), the old
 // members serving meanwhile.
 import { describeError, FlickError } from '../errors.js';
-import type { InstanceRecord } from '../controller/state/instance-record.js';
 import type { DeployOutcome, DeployState, ServiceRecord } from './service-store.js';
 
 export interface DeployOptions {
@@ -37,8 +36,8 @@ export interface DeployHost {
   save(record: ServiceRecord): Promise<void>;
   /** A new member's name (`<service>-<4 hex>`), stored before the member is created. */
   memberName(record: ServiceRecord): string;
-  /** Creates member `name` of the record's template with `image`, returning its record. */
-  createMember(record: ServiceRecord, image: string, index: number, name: string): Promise<InstanceRecord>;
+  /** Creates member `name` of the record's template with `image` (in a cluster, where `siblings`, the members serving beside it, leave most room); its id. */
+  createMember(record: ServiceRecord, image: string, index: number, name: string, siblings: readonly string[]): Promise<{ id: string }>;
   /** Resolves when the member is ready (running, or in standby with a template); rejects if it fails. */
   ready(id: string, timeoutMs: number): Promise<void>;
   removeMember(id: string): Promise<void>;
@@ -106,7 +105,7 @@ async function carryOut(host: DeployHost, start: ServiceRecord, opts: DeployOpti
         const name = host.memberName(rec);
         rec = { ...rec, deploy: { ...rec.deploy!, creating: name }, updatedAt: new Date().toISOString() };
         await host.save(rec);
-        const member = await host.createMember(rec, opts.image, fresh.length + i + k, name);
+        const member = await host.createMember(rec, opts.image, fresh.length + i + k, name, [...[...serving].filter((m) => !batch.includes(m)), ...made]);
         made.push(member.id);
         const { creating: _made, ...deploy } = rec.deploy!;
         rec = { ...rec, deploy: { ...deploy, created: [...deploy.created, member.id] }, updatedAt: new Date().toISOString() };
@@ -182,7 +181,7 @@ export async function rollBack(host: DeployHost, start: ServiceRecord, oldLeft: 
     const name = host.memberName(rec);
     rec = { ...rec, deploy: { ...rec.deploy!, creating: name }, updatedAt: new Date().toISOString() };
     await host.save(rec);
-    const member = await host.createMember(rec, image, kept.length, name);
+    const member = await host.createMember(rec, image, kept.length, name, kept);
     kept.push(member.id);
     const { creating: _made, ...deploy } = rec.deploy!;
     rec = { ...rec, deploy: { ...deploy, old: [...deploy.old, member.id] }, members: [...kept], updatedAt: new Date().toISOString() };

@@ -1,15 +1,27 @@
-// Where a service's members are made, the seam a cluster fills (services.ts
-// declares it; src/cluster/service-members.ts implements it). Alone, a host
-// makes every member through its own controller. In a cluster, each member of a
+// Where a service's members are made and how its route reaches every host, the
+// seam a cluster fills (services.ts declares it; src/cluster/service-members.ts
+// implements it). Alone, a host makes every member through its own controller
+// and routes the service on its own proxy. In a cluster, each member of a
 // fixed-replica HTTP service goes where the cluster's placement puts it, the
 // members already on a host counting against that host (so replicas spread);
 // each is created and removed through its host's API, as the cluster makes any
 // instance (its name taken cluster-wide), and one on another host is routed by
-// the id the proxy reaches it by (over the cluster hop). Autoscaled services
-// and services with TCP ports keep their members on their own host: the first
+// the id the proxy reaches it by (over the cluster hop). The service's route
+// goes through the cluster's sink, which shares it with every host's proxy, and
+// a member a failover moved is followed by its name. Autoscaled services and
+// services with TCP ports keep their members on their own host: the first
 // share one template there, and a TCP port is a listener of this host's proxy.
 import type { InstanceConfig } from '../controller/spec.js';
 import type { ServiceRecord } from './service-store.js';
+
+/** Where service routes go (the proxy's RouteTable, or a cluster's sink in front of it). */
+export interface ServiceRouteSink {
+  setService(name: string, route: { service: string; members: readonly string[]; targetPort: number; targetInFlight?: number; certificate?: { cert: string; key: string }; plain?: 'serve' | 'redirect' }): void;
+  deleteService(name: string): void;
+  /** A TCP host port balanced per connection over the members (every member declares the same port). */
+  setTcpService(port: number, route: { service: string; members: readonly string[]; targetPort: number; targetInFlight?: number }): void;
+  deleteTcpService(port: number): void;
+}
 
 /** A member on another host, as the cluster last saw it. */
 export interface RemoteMember {
@@ -36,17 +48,21 @@ export interface MemberPlacement {
   hostOf(id: string): string | undefined;
   /** A member on another host as the cluster last saw it; undefined while it does not know it. */
   get(id: string): RemoteMember | undefined;
+  /** A member on another host as its host sees it now (`running`, `standby`, `failed`…), for a deploy's readiness. */
+  state(id: string): Promise<{ state: string; error?: string }>;
+  /** The sink this host's service routes go through: the cluster routes them on every host's proxy. */
+  routes(local: ServiceRouteSink): ServiceRouteSink;
+  /** The id the member named `name` has now (a failover may have moved it); null: gone from the cluster; undefined: not known yet. */
+  follow(name: string): string | null | undefined;
+  /** `listener` is called when a member of this host's services may have moved or gone; returns its removal. */
+  onMoved(listener: () => void): () => void;
+  /** The host that has a service named `name`, if another host has one. */
+  serviceHost(name: string): string | undefined;
 }
 
-/** The host member `config` of `record` goes to, or undefined: made by this host's controller (no cluster, autoscaled, TCP ports). */
-export function placeMember(record: ServiceRecord, config: InstanceConfig, p: MemberPlacement | undefined): string | undefined {
-  if (p === undefined || record.autoscale !== undefined || (record.template.service?.tcp?.length ?? 0) > 0) return undefined;
-  return p.place(config, record.members.map((m) => p.hostOf(m)));
-}
-
-/** The other hosts a service has members on. */
-export function otherHosts(record: ServiceRecord, p: MemberPlacement | undefined): string[] {
-  return [...new Set(record.members.map((m) => p?.hostOf(m)).filter((h): h is string => h !== undefined))];
+/** Whether the record's members are placed by the cluster (else all are made by this host's controller: no cluster, autoscaled, TCP ports). */
+export function spreads(record: ServiceRecord, p: MemberPlacement | undefined): p is MemberPlacement {
+  return p !== undefined && record.autoscale === undefined && (record.template.service?.tcp?.length ?? 0) === 0;
 }
 
 /** The members on other hosts, as the cluster last saw them (`unknown` while it does not know one). */

@@ -7,7 +7,8 @@ import path from 'node:path';
 import { test } from 'node:test';
 import type { InstanceRecord } from '../controller/state/instance-record.js';
 import { FlickError } from '../errors.js';
-import { Services, type ServiceController } from './services.js';
+import { Services } from './services.js';
+import type { ServiceController } from './members.js';
 
 function fakeController(): { controller: ServiceController; records: Map<string, InstanceRecord>; removed: string[] } {
   const records = new Map<string, InstanceRecord>();

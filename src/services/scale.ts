@@ -1,7 +1,6 @@
 // What scaling a service to N means: how many members to create and which to
 // remove (standby or stopped ones first, then the newest), or a user error that
 // says why not (N out of range, an autoscaled service, a deploy or scale running).
-import type { InstanceRecord } from '../controller/state/instance-record.js';
 import { FlickError } from '../errors.js';
 import type { ServiceRecord } from './service-store.js';
 
@@ -14,7 +13,7 @@ export interface ScalePlan {
 /** Idle members go first: a standby or stopped one serves nothing. */
 const idleRank = (state: string): number => (state === 'failed' || state === 'stopped' ? 0 : state === 'standby' ? 1 : 2);
 
-export function planScale(record: ServiceRecord, members: readonly InstanceRecord[], replicas: number, maxReplicas: number, busy: boolean): ScalePlan {
+export function planScale(record: ServiceRecord, members: ReadonlyArray<{ id: string; status: { state: string } }>, replicas: number, maxReplicas: number, busy: boolean): ScalePlan {
   const refuse = (m: string) => new FlickError('ILLEGAL_TRANSITION', m, { kind: 'user' });
   if (!Number.isInteger(replicas) || replicas < 0 || replicas > maxReplicas) {
     throw new FlickError('INVALID_SPEC', `replicas ${replicas} is not a whole number from 0 to ${maxReplicas}: e.g. flick service scale ${record.name} 3`, { kind: 'user' });

@@ -12,8 +12,6 @@
 // Autoscale (autoscale.ts) is a policy on the same members.
 // Scale (scale.ts) sets a fixed-replica service's member count; an autoscaled
 // service refuses it (its count is --autoscale max: recreate it to change that).
-import crypto from 'node:crypto';
-import type { Controller } from '../controller/controller.js';
 import type { InstanceConfig } from '../controller/spec.js';
 import { DEFAULT_DOMAIN, validateName } from '../controller/spec.js';
 import { describeError, FlickError } from '../errors.js';
@@ -23,27 +21,16 @@ import { recoverDeploy } from './recover.js';
 import { resolveAutoscale, ScaleEvents, type AutoscaleConfig, type ScaleEvent } from './autoscale.js';
 import { planScale } from './scale.js';
 import { SERVICE_RECORD_VERSION, ServiceStore, type ServiceRecord } from './service-store.js';
-import { otherHosts, placeMember, remoteMembersOf, type MemberPlacement, type RemoteMember } from './member-placement.js';
+import { remoteMembersOf, type MemberPlacement, type RemoteMember, type ServiceRouteSink } from './member-placement.js';
+import { memberName, ServiceMembers, type ServiceController } from './members.js';
 
 export type ServiceErrorCode = 'SERVICE_NOT_FOUND' | 'NAME_TAKEN' | 'INVALID_SPEC';
 
 export class ServiceError extends FlickError<ServiceErrorCode> {}
 
-/** What the services need of the controller: its public surface only. */
-export type ServiceController = Pick<Controller, 'create' | 'rm' | 'list' | 'get' | 'on'>;
-
 /** How long a deploy's new member may take to become ready, and an old one to drain. */
 const DEPLOY_READY_MS = 180_000;
 const DEPLOY_DRAIN_MS = 30_000;
-
-/** Where service routes go (the proxy's RouteTable). */
-export interface ServiceRouteSink {
-  setService(name: string, route: { service: string; members: readonly string[]; targetPort: number; certificate?: { cert: string; key: string }; plain?: 'redirect' }): void;
-  deleteService(name: string): void;
-  /** A TCP host port balanced per connection over the members (every member declares the same port). */
-  setTcpService(port: number, route: { service: string; members: readonly string[]; targetPort: number; targetInFlight?: number }): void;
-  deleteTcpService(port: number): void;
-}
 
 export interface ServiceSpec {
   name: string;
@@ -57,11 +44,6 @@ export interface ServiceSpec {
 const TEMPLATE_WAIT_MS = 300_000;
 
 export const MAX_REPLICAS = 64;
-
-/** A member's name: `<service>-<4 hex>`. */
-function memberName(service: string): string {
-  return `${service}-${crypto.randomBytes(2).toString('hex')}`;
-}
 
 function deployOptions(opts: { image: string; maxSurge?: number; maxUnavailable?: number; readyTimeoutMs?: number }): DeployOptions {
   return {
@@ -84,25 +66,22 @@ export class Services {
   readonly #scaling = new Set<string>();
   readonly #recovering: Array<Promise<void>> = [];
   readonly #placement: MemberPlacement | undefined;
+  readonly #members: ServiceMembers;
+  readonly #unmoved: () => void;
 
   /** `placement`: a cluster's (member-placement.ts); without it every member is this host's. */
   constructor(opts: { controller: ServiceController; dataDir: string; routes?: ServiceRouteSink; log?: (line: string) => void; inFlight?: (instanceId: string) => number; placement?: MemberPlacement }) {
     this.#controller = opts.controller;
     this.#placement = opts.placement;
+    this.#members = new ServiceMembers(opts.controller, opts.placement);
     this.#inFlight = opts.inFlight ?? (() => 0);
     this.#store = new ServiceStore(opts.dataDir);
-    this.#routes = opts.routes;
+    // In a cluster, every host's proxy routes this host's services too (member-placement.ts).
+    this.#routes = opts.routes && opts.placement ? opts.placement.routes(opts.routes) : opts.routes;
     this.#log = opts.log ?? (() => undefined);
-    // A member removed on its own (flick rm) leaves the service.
-    this.#unsubscribe = opts.controller.on('removed', (e) => {
-      for (const s of this.#store.list()) {
-        // A deploy owns its service's members and route while it runs.
-        if (!s.members.includes(e.id) || s.deploy !== undefined) continue;
-        const next = { ...s, members: s.members.filter((m) => m !== e.id), updatedAt: new Date().toISOString() };
-        this.#store.put(next).catch((err: unknown) => this.#log(`service ${s.name}: ${describeError(err)}`));
-        this.#route(next);
-      }
-    });
+    // A member removed on its own (flick rm) leaves the service; one a failover moved stays, by its new id.
+    this.#unsubscribe = opts.controller.on('removed', (e) => this.#follow(e));
+    this.#unmoved = opts.placement?.onMoved(() => this.#follow()) ?? (() => undefined);
     this.#scale = new ScaleEvents(
       opts.controller,
       (id) => {
@@ -112,6 +91,20 @@ export class Services {
       },
       this.#log,
     );
+  }
+
+  /** Members as the cluster says they are now (moved, gone); `gone`: this host's member just removed. */
+  #follow(gone?: { id: string; name: string }): void {
+    for (const s of this.#store.list()) {
+      // A deploy or a scale owns its service's members and route while it runs.
+      if (s.deploy !== undefined || this.#scaling.has(s.name)) continue;
+      const members = this.#members.followed(s, gone);
+      if (members === undefined) continue;
+      const next = { ...s, members, updatedAt: new Date().toISOString() };
+      this.#log(`service ${s.name}: instances now ${members.join(', ') || 'none'} (were ${s.members.join(', ')})`);
+      this.#store.put(next).catch((err: unknown) => this.#log(`service ${s.name}: ${describeError(err)}`));
+      this.#route(next);
+    }
   }
 
   /** The scale events of an autoscaled service, oldest first, and their totals. */
@@ -161,6 +154,8 @@ export class Services {
 
   get(name: string): ServiceRecord {
     const s = this.#store.get(name);
+    const home = s === undefined ? this.#placement?.serviceHost(name) : undefined;
+    if (home !== undefined) throw new ServiceError('SERVICE_NOT_FOUND', `service "${name}" is host ${home}'s: ask that host's API (FLICK_HOST=<its API>) to change it`, { kind: 'user' });
     if (s === undefined) throw new ServiceError('SERVICE_NOT_FOUND', `service "${name}" not found: list services with 'flick services'`, { kind: 'user' });
     return s;
   }
@@ -188,7 +183,8 @@ export class Services {
     if (!Number.isInteger(spec.replicas) || spec.replicas < 1 || spec.replicas > MAX_REPLICAS) {
       throw new ServiceError('INVALID_SPEC', `replicas ${spec.replicas} is not a whole number from 1 to ${MAX_REPLICAS}: e.g. --replicas 3`, { kind: 'user' });
     }
-    if (this.#store.get(spec.name) !== undefined) throw new ServiceError('NAME_TAKEN', `service "${spec.name}" already exists: remove it with 'flick service rm ${spec.name}' or pick another name`, { kind: 'user' });
+    const elsewhere = this.#placement?.serviceHost(spec.name);
+    if (this.#store.get(spec.name) !== undefined || elsewhere !== undefined) throw new ServiceError('NAME_TAKEN', `service "${spec.name}" already exists${elsewhere ? ` on host ${elsewhere}` : ''}: remove it with 'flick service rm ${spec.name}'${elsewhere ? ' there' : ''} or pick another name`, { kind: 'user' });
     if (this.#controller.list().some((r) => r.name === spec.name)) {
       throw new ServiceError('NAME_TAKEN', `an instance is named "${spec.name}", and a service's host name would shadow it: pick another name`, { kind: 'user' });
     }
@@ -202,7 +198,7 @@ export class Services {
     await this.#store.put(record);
     try {
       for (let i = 0; i < replicas; i++) {
-        const member = await this.#makeMember(record, i);
+        const member = await this.#members.make(record, i);
         record = { ...record, members: [...record.members, member], updatedAt: new Date().toISOString() };
         await this.#store.put(record);
         // The first scale-to-zero member takes the shared template; the others then start in cold standby from it.
@@ -223,9 +219,7 @@ export class Services {
    */
   async scale(name: string, replicas: number): Promise<ServiceRecord> {
     const record = this.get(name);
-    this.#refuseSpread(record, 'scaled');
-    const members = this.members(name);
-    const plan = planScale(record, members, replicas, MAX_REPLICAS, this.#scaling.has(name));
+    const plan = planScale(record, this.#members.states(record), replicas, MAX_REPLICAS, this.#scaling.has(name));
     this.#scaling.add(name);
     try {
       let next: ServiceRecord = { ...record, replicas, updatedAt: new Date().toISOString() };
@@ -236,16 +230,13 @@ export class Services {
         this.#route(next);
         const deadline = Date.now() + DEPLOY_DRAIN_MS;
         while (plan.remove.some((id) => this.#inFlight(id) > 0) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
-        for (const id of plan.remove) await this.#removeMember(id);
+        for (const id of plan.remove) await this.#members.remove(id);
       }
       const made: string[] = [];
       try {
-        for (let i = 0; i < plan.add; i++) {
-          const member = await this.#controller.create(this.#memberConfig(next, members.length + i));
-          made.push(member.id);
-        }
+        for (let i = 0; i < plan.add; i++) made.push(await this.#members.make(next, next.members.length + i, [...next.members, ...made]));
       } catch (err) {
-        for (const id of made) await this.#controller.rm(id, { force: true }).catch(() => undefined);
+        for (const id of made) await this.#members.remove(id).catch(() => undefined);
         throw err;
       }
       next = { ...next, members: [...next.members, ...made], updatedAt: new Date().toISOString() };
@@ -260,7 +251,6 @@ export class Services {
 
   /** A rolling deploy of `image` (deploy.ts); resolves when every member runs it, or rejects after rolling back. */
   deploy(name: string, opts: { image: string; maxSurge?: number; maxUnavailable?: number; readyTimeoutMs?: number }): Promise<ServiceRecord> {
-    this.#refuseSpread(this.get(name), 'deployed');
     return rollingDeploy(this.#deployHost(name), deployOptions(opts));
   }
 
@@ -269,25 +259,13 @@ export class Services {
       record: () => this.get(name),
       save: (r) => this.#store.put(r),
       memberName: (r) => memberName(r.name),
-      createMember: (r, image, index, member) => this.#controller.create(this.#memberConfig({ ...r, template: { ...r.template, image } }, index, member)),
-      ready: (id, ms) => this.#ready(id, ms),
-      removeMember: (id) => this.#removeMember(id),
+      createMember: async (r, image, index, member, siblings) => ({ id: await this.#members.make({ ...r, template: { ...r.template, image } }, index, siblings, member) }),
+      ready: (id, ms) => this.#members.ready(id, ms),
+      removeMember: (id) => this.#members.remove(id),
       route: (members) => this.#route({ ...this.get(name), members }),
       inFlight: (id) => this.#inFlight(id),
       log: this.#log,
     };
-  }
-
-  /** Running, or in standby (a scale-to-zero member needs no wake to be ready); a failed one rejects. */
-  async #ready(id: string, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const rec = this.#controller.get(id);
-      if (rec.status.state === 'running' || rec.status.state === 'standby') return;
-      if (rec.status.state === 'failed' || rec.status.state === 'stopped') throw new Error(`instance ${rec.name} is ${rec.status.state}${rec.status.error ? `: ${rec.status.error}` : ''}`);
-      if (Date.now() > deadline) throw new Error(`instance ${rec.name} was not ready within ${timeoutMs} ms`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
   }
 
   /** At start, a deploy a killed flickd left (recover.ts); a resumed one runs in the background. */
@@ -311,6 +289,7 @@ export class Services {
 
   dispose(): void {
     this.#unsubscribe();
+    this.#unmoved();
     this.#scale.dispose();
   }
 
@@ -319,30 +298,7 @@ export class Services {
     this.#routes?.deleteService(record.name);
     for (const t of record.template.service?.tcp ?? []) this.#routes?.deleteTcpService(t.hostPort);
     await this.#store.delete(record.name);
-    for (const id of record.members) await this.#removeMember(id);
-  }
-
-  /** Stops and removes a member, here or on its host; one already gone is no error. */
-  async #removeMember(id: string): Promise<void> {
-    if (this.#placement !== undefined && (await this.#placement.remove(id))) return;
-    try {
-      await this.#controller.rm(id, { force: true });
-    } catch (err) {
-      if (!(err instanceof FlickError && err.code === 'INSTANCE_NOT_FOUND')) throw err;
-    }
-  }
-
-  /** Member `index`, made where the cluster's placement puts it (member-placement.ts); its id. */
-  async #makeMember(record: ServiceRecord, index: number): Promise<string> {
-    const config = this.#memberConfig(record, index);
-    const host = placeMember(record, config, this.#placement);
-    return host === undefined ? (await this.#controller.create(config)).id : (await this.#placement!.create(host, config)).id;
-  }
-
-  /** Scale and deploy act through this host's controller: a service with members elsewhere refuses them for now. */
-  #refuseSpread(record: ServiceRecord, what: string): void {
-    const hosts = otherHosts(record, this.#placement);
-    if (hosts.length > 0) throw new ServiceError('INVALID_SPEC', `service "${record.name}" has instances on other hosts (${hosts.join(', ')}): a service spread over hosts cannot be ${what} yet; remove it and run it again with what you want ('flick service rm ${record.name}')`, { kind: 'user' });
+    for (const id of record.members) await this.#members.remove(id);
   }
 
   /** Waits until the member has its template snapshot (or can no longer take one). */
@@ -355,18 +311,6 @@ export class Services {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     this.#log(`service: instance ${id} took no template within ${TEMPLATE_WAIT_MS} ms; the other instances boot on their own`);
-  }
-
-  /** Member `index`: with autoscale, the first `min` always run and the rest scale to zero after the cooldown. */
-  #memberConfig(record: ServiceRecord, index: number, name = memberName(record.name)): InstanceConfig {
-    const t = record.template;
-    const a = record.autoscale;
-    return {
-      ...t,
-      name,
-      ...(a ? { scaleToZero: index < a.min ? { policy: 'off' as const } : { policy: 'on' as const, cooldownTimeMs: a.cooldownTimeMs, stateful: false } } : {}),
-      ...(t.service?.http ? { service: { ...t.service, http: { ...t.service.http, hostname: `${name}.${DEFAULT_DOMAIN}` } } } : {}),
-    };
   }
 
   #route(record: ServiceRecord): void {

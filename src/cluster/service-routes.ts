@@ -1,0 +1,290 @@
+// Every host's proxy routes every service (issue 15 item 3). A service lives on
+// the host it was made on (its record in that host's services.json); its route
+// is shared through etcd, one key a service,
+//   <prefix>services/<name> → { home host, member names, target port, … },
+// written by its home host whenever the route changes there, deleted with the
+// service. Every host follows the key space list-then-watch (read-model.ts) and
+// routes each service's host name on its own proxy, each member resolved by its
+// name through the catalog: one on this host directly (its id here), one on
+// another up host over the hop to that host (`@owner/name`, remote-routes.ts;
+// the owner parks and wakes it), one whose host is down not at all. The home
+// host resolves its own services the same way, so a member a failover moved is
+// routed at its new host at once, and it applies a change to its own proxy
+// before publishing it, so a deploy's route change is in effect when the
+// deploy goes on. The key is not attached to the home's lease: a service whose
+// home host is down is still routed by the others over its members that are up.
+import { z } from 'zod';
+import { describeError } from '../errors.js';
+import type { ServiceRouteSink } from '../services/member-placement.js';
+import type { CatalogEntry } from './catalog.js';
+import type { EtcdClient } from './etcd-client.js';
+import { ReadModel } from './read-model.js';
+import { isRemoteRoute, remoteId, remoteName } from './remote-routes.js';
+
+type SinkRoute = Parameters<ServiceRouteSink['setService']>[1];
+
+const SharedRouteSchema = z.object({
+  version: z.literal(1),
+  service: z.string(),
+  home: z.string(),
+  members: z.array(z.string()),
+  targetPort: z.number(),
+  targetInFlight: z.number().optional(),
+  certificate: z.object({ cert: z.string(), key: z.string() }).optional(),
+  plain: z.enum(['serve', 'redirect']).optional(),
+});
+type SharedRoute = z.infer<typeof SharedRouteSchema>;
+
+export const servicesPrefix = (prefix: string) => `${prefix}services/`;
+
+/** How long a member that left a shared route is kept before its removal: other proxies' watches and their requests in flight to it. */
+export const ROUTE_SETTLE_MS = 1000;
+
+export interface ClusterServiceRoutesConfig {
+  self: string;
+  etcd: EtcdClient;
+  prefix: string;
+  entry(name: string): CatalogEntry | undefined;
+  /** The name of this host's instance `id`, from the catalog. */
+  nameOf(id: string): string | undefined;
+  isUp(host: string): boolean;
+  /** The up hosts' names, in a stable order (a change re-routes every service). */
+  upHosts(): string;
+  log(line: string): void;
+}
+
+export class ClusterServiceRoutes {
+  readonly #c: ClusterServiceRoutesConfig;
+  #sink: ServiceRouteSink | undefined;
+  /** This host's services' routes as services.ts set them (member ids here). */
+  readonly #own = new Map<string, SinkRoute>();
+  /** The member names of each of this host's services, as last published. */
+  readonly #ownNames = new Map<string, string[]>();
+  #shared: ReadModel | undefined;
+  /** What the proxy routes now for each service (a key of its route), so that an unchanged route is not set again. */
+  readonly #applied = new Map<string, string>();
+  readonly #dirty = new Set<string>();
+  #flushing: Promise<void> | undefined;
+  /** When a route that dropped a member was last published (etcd's answer). */
+  #droppedAt = 0;
+  readonly #moved = new Set<() => void>();
+  #hosts = '';
+  #started = false;
+  #stopped = false;
+
+  constructor(config: ClusterServiceRoutesConfig) {
+    this.#c = config;
+  }
+
+  /** The sink this host's services route through: applied to `local` (the proxy's table) at once, then shared. */
+  sink(local: ServiceRouteSink): ServiceRouteSink {
+    this.#sink = local;
+    return {
+      setService: (name, route) => {
+        const before = this.#own.get(name)?.members;
+        if (before?.some((m) => !route.members.includes(m))) this.#droppedAt = Number.MAX_SAFE_INTEGER;
+        this.#own.set(name, { ...route, members: [...route.members] });
+        this.#changed(name);
+      },
+      deleteService: (name) => {
+        if (this.#own.delete(name)) this.#droppedAt = Number.MAX_SAFE_INTEGER;
+        this.#changed(name);
+      },
+      setTcpService: (port, route) => local.setTcpService(port, route),
+      deleteTcpService: (port) => local.deleteTcpService(port),
+    };
+  }
+
+  /** Once the catalog is in: follows every host's services. */
+  start(): void {
+    this.#started = true;
+    const model = new ReadModel(this.#c.etcd, servicesPrefix(this.#c.prefix), {
+      onChange: (change) => this.#apply((change.type === 'put' ? change.kv.key : change.key).slice(servicesPrefix(this.#c.prefix).length)),
+      onGap: (err) => this.#c.log(`cluster: services re-listed after: ${describeError(err)}`),
+    });
+    this.#shared = model;
+    model.ready.then(
+      () => {
+        // This host's services as they are now; a key it left behind (a service removed while etcd was away) goes.
+        for (const kv of model.values()) {
+          const name = kv.key.slice(servicesPrefix(this.#c.prefix).length);
+          if (this.#sink !== undefined && !this.#own.has(name) && this.#parse(kv.value)?.home === this.#c.self) this.#publish(name);
+        }
+        this.resync();
+      },
+      (err: unknown) => {
+        if (this.#stopped) return;
+        this.#c.log(`cluster: following services: ${describeError(err)}; trying again`);
+        setTimeout(() => this.#stopped || this.start(), 1000).unref();
+      },
+    );
+  }
+
+  /** Every route again (and this host's published again where its members' names changed). */
+  resync(): void {
+    for (const name of new Set([...this.#own.keys(), ...this.#applied.keys(), ...this.#sharedNames()])) this.#changed(name);
+  }
+
+  /** On every tick: a host that came or went re-routes every service. */
+  hostsChanged(): void {
+    const hosts = this.#c.upHosts();
+    if (hosts === this.#hosts) return;
+    this.#hosts = hosts;
+    this.resync();
+  }
+
+  /** A catalog entry changed: the services it is a member of are routed again, and this host's services told (it may have moved). */
+  memberChanged(name: string): void {
+    let ours = false;
+    for (const [service, names] of this.#ownNames) {
+      if (!names.includes(name)) continue;
+      ours = true;
+      this.#changed(service);
+    }
+    for (const service of this.#sharedNames()) if (this.#sharedRoute(service)?.members.includes(name)) this.#apply(service);
+    if (ours) for (const listener of this.#moved) listener();
+  }
+
+  onMoved(listener: () => void): () => void {
+    this.#moved.add(listener);
+    return () => this.#moved.delete(listener);
+  }
+
+  /** The id the member named `name` has now; null: gone from the catalog; undefined: not known yet. */
+  follow(name: string): string | null | undefined {
+    if (!this.#started) return undefined;
+    const e = this.#c.entry(name);
+    if (e === undefined) return null;
+    if (e.owner === this.#c.self) return e.id ?? undefined;
+    return remoteId(e.owner, name);
+  }
+
+  /** The host that has a service named `name`, if another host has one. */
+  serviceHost(name: string): string | undefined {
+    const home = this.#sharedRoute(name)?.home;
+    return home !== undefined && home !== this.#c.self ? home : undefined;
+  }
+
+  /** Resolves once a route that dropped a member is in etcd and the other proxies had time to follow it. */
+  async settled(): Promise<void> {
+    while (this.#flushing !== undefined) await this.#flushing;
+    const wait = this.#droppedAt + ROUTE_SETTLE_MS - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(wait, ROUTE_SETTLE_MS)));
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#shared?.stop();
+  }
+
+  #changed(name: string): void {
+    this.#apply(name);
+    const own = this.#own.get(name);
+    const names = own?.members.flatMap((id) => (isRemoteRoute(id) ? [remoteName(id)] : (this.#c.nameOf(id) ?? []))) ?? [];
+    if (own !== undefined) this.#ownNames.set(name, names);
+    else this.#ownNames.delete(name);
+    if (this.#started && this.#sink !== undefined) this.#publish(name);
+  }
+
+  #sharedNames(): string[] {
+    const prefix = servicesPrefix(this.#c.prefix);
+    return (this.#shared?.values() ?? []).map((kv) => kv.key.slice(prefix.length));
+  }
+
+  #parse(value: string): SharedRoute | undefined {
+    try {
+      return SharedRouteSchema.safeParse(JSON.parse(value)).data;
+    } catch {
+      return undefined;
+    }
+  }
+
+  #sharedRoute(name: string): SharedRoute | undefined {
+    const kv = this.#shared?.get(`${servicesPrefix(this.#c.prefix)}${name}`);
+    return kv ? this.#parse(kv.value) : undefined;
+  }
+
+  /** A member of this host's service, by its id here or remote id: where it is now (a moved one at its new host), or nothing while its host is down. */
+  #resolveOwn(id: string): string[] {
+    if (!isRemoteRoute(id)) return [id];
+    const e = this.#c.entry(remoteName(id));
+    if (e === undefined) return [id];
+    if (e.owner === this.#c.self) return e.id !== null ? [e.id] : [];
+    return this.#c.isUp(e.owner) ? [remoteId(e.owner, e.name)] : [];
+  }
+
+  /** A member of another host's service, by name: here directly, elsewhere over the hop, nothing while it is not placed or its host is down. */
+  #resolve(name: string): string[] {
+    const e = this.#c.entry(name);
+    if (e === undefined || e.state !== 'placed') return [];
+    if (e.owner === this.#c.self) return e.id !== null ? [e.id] : [];
+    return this.#c.isUp(e.owner) ? [remoteId(e.owner, name)] : [];
+  }
+
+  /** Sets the proxy's route of service `name` from this host's own route, or else from the shared one. */
+  #apply(name: string): void {
+    const sink = this.#sink;
+    if (sink === undefined) return;
+    const own = this.#own.get(name);
+    const shared = own === undefined ? this.#sharedRoute(name) : undefined;
+    let route: SinkRoute | undefined;
+    if (own !== undefined) route = { ...own, members: own.members.flatMap((id) => this.#resolveOwn(id)) };
+    else if (shared !== undefined && shared.home !== this.#c.self) {
+      const { version: _v, home: _h, members, ...rest } = shared;
+      route = { ...rest, members: members.flatMap((m) => this.#resolve(m)) };
+    }
+    const key = route === undefined ? undefined : JSON.stringify(route);
+    if (this.#applied.get(name) === key) return;
+    if (route === undefined) {
+      this.#applied.delete(name);
+      sink.deleteService(name);
+    } else {
+      this.#applied.set(name, key!);
+      sink.setService(name, route);
+    }
+  }
+
+  #publish(name: string): void {
+    this.#dirty.add(name);
+    this.#flushing ??= this.#flush().finally(() => (this.#flushing = undefined));
+  }
+
+  /** Writes the dirty services' routes to etcd in turn; one that fails is tried again (200 ms doubling to 5 s). */
+  async #flush(): Promise<void> {
+    let wait = 200;
+    while (this.#dirty.size > 0 && !this.#stopped) {
+      const name = this.#dirty.values().next().value!;
+      this.#dirty.delete(name);
+      const dropping = this.#droppedAt === Number.MAX_SAFE_INTEGER;
+      try {
+        await this.#write(name);
+        if (dropping && this.#dirty.size === 0) this.#droppedAt = Date.now();
+        wait = 200;
+      } catch (err) {
+        this.#dirty.add(name);
+        this.#c.log(`cluster: sharing service ${name}'s route: ${describeError(err)}; trying again in ${wait} ms`);
+        await new Promise((resolve) => setTimeout(resolve, wait).unref());
+        wait = Math.min(wait * 2, 5000);
+      }
+    }
+  }
+
+  async #write(name: string): Promise<void> {
+    const key = `${servicesPrefix(this.#c.prefix)}${name}`;
+    const current = await this.#c.etcd.get(key);
+    const theirs = current ? this.#parse(current.value) : undefined;
+    if (theirs !== undefined && theirs.home !== this.#c.self) {
+      this.#c.log(`cluster: service ${name} is also host ${theirs.home}'s: this host's is not shared (remove one of them)`);
+      return;
+    }
+    const own = this.#own.get(name);
+    if (own === undefined) {
+      if (current !== undefined) await this.#c.etcd.delete(key);
+      return;
+    }
+    const { service, targetPort, targetInFlight, certificate, plain } = own;
+    const value: SharedRoute = { version: 1, service, home: this.#c.self, members: this.#ownNames.get(name) ?? [], targetPort, ...(targetInFlight !== undefined ? { targetInFlight } : {}), ...(certificate ? { certificate } : {}), ...(plain ? { plain } : {}) };
+    const text = JSON.stringify(value);
+    if (current?.value !== text) await this.#c.etcd.put(key, text);
+  }
+}
