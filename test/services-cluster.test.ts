@@ -32,6 +32,13 @@ before(async () => {
   await sweepDeadRuns('fsc');
   etcd = await startEtcdCluster({ size: 1, dir: path.join(tmp, 'etcd') });
   for (const i of [1, 2, 3]) hosts.push(await startHost(i));
+  await pushFixtureImage(hosts[0]!, IMAGE, 'hello-server');
+  await pushFixtureImage(hosts[0]!, NEW, 'hello-server');
+  // Placement sees a host once its load is in etcd (every 2 s).
+  await until('h1 to see three hosts up', async () => {
+    const listed = (await api(hosts[0]!, 'GET', '/v1/hosts')).json.data.hosts as Array<{ state: string; load: unknown }>;
+    return listed.filter((h) => h.state === 'up' && h.load).length === 3 ? true : undefined;
+  }, 30_000);
 });
 
 const startHost = (i: number) =>
@@ -87,13 +94,6 @@ async function answersThroughEveryProxy(names: readonly string[], what: string):
 
 test('a service spread over 3 hosts answers through every host\'s proxy; scale adds and removes members across hosts; deploy under load fails no request; rm removes them all', async (t) => {
   const [h1, h2] = hosts as [FlickdUnderTest, FlickdUnderTest];
-  await pushFixtureImage(h1, IMAGE, 'hello-server');
-  await pushFixtureImage(h1, NEW, 'hello-server');
-  // Placement sees a host once its load is in etcd (every 2 s).
-  await until('h1 to see three hosts up', async () => {
-    const listed = (await api(h1, 'GET', '/v1/hosts')).json.data.hosts as Array<{ state: string; load: unknown }>;
-    return listed.filter((h) => h.state === 'up' && h.load).length === 3 ? true : undefined;
-  }, 30_000);
   const run = await flick('run', '--name', 'web', '--replicas', '3', '-p', '8080/http', IMAGE);
   assert.equal(run.code, 0, run.stderr);
   let members = await membersInCatalog();
@@ -189,4 +189,27 @@ test('a service spread over 3 hosts answers through every host\'s proxy; scale a
   await until('every member gone from the cluster', async () => ((await membersInCatalog()).size === 0 ? true : undefined), 60_000);
   for (const f of hosts) assert.equal((await api(f, 'GET', '/v1/instances')).json.data.instances.length, 0, 'no instance is left on any host');
   for (const f of hosts) await until('the name to leave every proxy', async () => ((await viaProxy(proxyPortOf(f), 'web')).status === 404 ? true : undefined), 10_000);
+});
+
+test('an autoscaled service keeps its members on its home host and answers through another host\'s proxy, woken at home', async () => {
+  const h1 = hosts[0]!;
+  const run = await flick('run', '--name', 'auto', '--autoscale', 'min=0,max=2,target-inflight=1,cooldown-time=1s', '-p', '8080/http', IMAGE);
+  assert.equal(run.code, 0, run.stderr);
+  const names = ((await api(h1, 'GET', '/v1/services/auto')).json.data.instances as Array<{ name: string; host: string | null }>).map((i) => [i.name, i.host ?? 'h1']);
+  assert.deepEqual(names.map(([, h]) => h), ['h1', 'h1'], 'an autoscaled service\'s members share one template, on its host');
+  await until('both members in standby', async () => {
+    const states = ((await api(h1, 'GET', '/v1/services/auto')).json.data.instances as Array<{ state: string }>).map((i) => i.state);
+    return states.every((s) => s === 'standby') ? true : undefined;
+  }, 120_000);
+  // Through h3's proxy: one hop to h1's, which wakes a member and answers.
+  const a = await until('auto to answer through h3', async () => {
+    const r = await viaProxy(proxyPortOf(hosts[2]!), 'auto');
+    return r.status === 200 ? r : undefined;
+  }, 30_000);
+  // A member woke at home to answer it (its name is the template's, shared by both: not asserted).
+  const woke = ((await api(h1, 'GET', '/v1/services/auto')).json.data.scale_events?.up ?? 0) as number;
+  assert.ok(woke >= 1 && a.hostname !== '', `woken at home: ${woke} scale-up event(s)`);
+  const rm = await flick('service', 'rm', 'auto');
+  assert.equal(rm.code, 0, rm.stderr);
+  await until('auto to leave h3\'s proxy', async () => ((await viaProxy(proxyPortOf(hosts[2]!), 'auto')).status === 404 ? true : undefined), 10_000);
 });

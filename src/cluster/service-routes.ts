@@ -13,6 +13,11 @@
 // before publishing it, so a deploy's route change is in effect when the
 // deploy goes on. The key is not attached to the home's lease: a service whose
 // home host is down is still routed by the others over its members that are up.
+// A service with an in-flight target (autoscaled: its members all on its home
+// host, most asleep) is balanced where its members' wakes are known: the other
+// proxies send its requests to the home host's hop listener as they are (the
+// service's Host, no member named), one hop, and the home's proxy balances,
+// parks and wakes them as its own clients'.
 import { z } from 'zod';
 import { describeError } from '../errors.js';
 import type { ServiceRouteSink } from '../services/member-placement.js';
@@ -230,8 +235,10 @@ export class ClusterServiceRoutes {
     let route: SinkRoute | undefined;
     if (own !== undefined) route = { ...own, members: own.members.flatMap((id) => this.#resolveOwn(id)) };
     else if (shared !== undefined && shared.home !== this.#c.self) {
-      const { version: _v, home: _h, members, ...rest } = shared;
-      route = { ...rest, members: members.flatMap((m) => this.#resolve(m)) };
+      const { version: _v, home, members, targetInFlight, ...rest } = shared;
+      // Autoscaled: one hop to the home's proxy, which knows which members are awake.
+      if (targetInFlight !== undefined) route = { ...rest, members: this.#c.isUp(home) ? [remoteId(home, shared.service)] : [] };
+      else route = { ...rest, members: members.flatMap((m) => this.#resolve(m)) };
     }
     const key = route === undefined ? undefined : JSON.stringify(route);
     if (this.#applied.get(name) === key) return;

@@ -1,0 +1,113 @@
+// Component test: service routes shared between two hosts through a real 1-member
+// etcd (started here): each host's proxy table routes the other's service over its
+// members wherever they are, leaves out a member whose host is down, follows one a
+// failover moved, sends an autoscaled service to its home's proxy, and drops the
+// route with the service. The catalog and the hosts are plain maps.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { RouteTable, isServiceRoute, type ServiceRoute } from '../proxy/routes.js';
+import type { CatalogEntry } from './catalog.js';
+import { EtcdClient } from './etcd-client.js';
+import { startEtcdCluster, type EtcdCluster } from './etcd-cluster.js';
+import { ClusterServiceRoutes, ROUTE_SETTLE_MS } from './service-routes.js';
+
+let etcd: EtcdCluster;
+let client: EtcdClient;
+const hosts: ClusterServiceRoutes[] = [];
+
+before(async () => {
+  etcd = await startEtcdCluster({ size: 1 });
+  client = new EtcdClient({ endpoints: etcd.endpoints });
+});
+after(async () => {
+  for (const h of hosts) h.stop();
+  await client?.close();
+  await etcd?.stop();
+});
+
+const until = async (what: string, check: () => boolean, ms = 10_000) => {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+const entry = (name: string, owner: string, id: string | null): CatalogEntry => ({
+  version: 1, name, owner, id, state: 'placed', config: { image: 'app@sha256:00' }, stateful: false,
+  http: { hostname: `${name}.localhost`, guestPort: 8080 }, updatedAt: new Date().toISOString(),
+});
+
+test('two hosts route each other\'s services over every member wherever it is, follow a moved member, and drop a removed service', async () => {
+  const catalog = new Map([['web-a', entry('web-a', 'h1', 'ida')], ['web-b', entry('web-b', 'h2', 'idb')], ['web-c', entry('web-c', 'h3', 'idc')]]);
+  const up = new Set(['h1', 'h2', 'h3']);
+  const prefix = `/t${process.pid}/`;
+  const make = (self: string) => {
+    const h = new ClusterServiceRoutes({
+      self, etcd: client, prefix, log: () => undefined,
+      entry: (n) => catalog.get(n),
+      nameOf: (id) => [...catalog.values()].find((e) => e.owner === self && e.id === id)?.name,
+      isUp: (x) => up.has(x),
+      upHosts: () => [...up].sort().join(','),
+    });
+    hosts.push(h);
+    const table = new RouteTable();
+    return { h, table, sink: h.sink(table) };
+  };
+  const h1 = make('h1');
+  const h2 = make('h2');
+  let moves = 0;
+  h1.h.onMoved(() => moves++);
+  h1.h.start();
+  h2.h.start();
+  const members = (t: RouteTable, name: string): string[] | undefined => {
+    const r = t.forHost(`${name}.localhost`, 'localhost');
+    return r && isServiceRoute(r) ? [...r.members] : undefined;
+  };
+  const settled = (t: RouteTable, name: string, want: string[] | undefined) => until(`${name} to route ${want}`, () => JSON.stringify(members(t, name)) === JSON.stringify(want));
+
+  h1.sink.setService('web', { service: 'web', members: ['ida', '@h2/web-b', '@h3/web-c'], targetPort: 8080 });
+  // h1 at once (its own change is in its proxy before it is shared); h2 once the watch brings it: its own member directly.
+  assert.deepEqual(members(h1.table, 'web'), ['ida', '@h2/web-b', '@h3/web-c']);
+  await settled(h2.table, 'web', ['@h1/web-a', 'idb', '@h3/web-c']);
+  assert.equal(h2.h.serviceHost('web'), 'h1');
+  assert.equal(h1.h.serviceHost('web'), undefined);
+
+  // h3 down: left out everywhere until it is back or its member moved.
+  up.delete('h3');
+  h1.h.hostsChanged();
+  h2.h.hostsChanged();
+  assert.deepEqual(members(h1.table, 'web'), ['ida', '@h2/web-b']);
+  assert.deepEqual(members(h2.table, 'web'), ['@h1/web-a', 'idb']);
+  // A failover moved web-c to h2: routed there, and h1's service told to follow it by name.
+  catalog.set('web-c', entry('web-c', 'h2', 'idc2'));
+  h1.h.memberChanged('web-c');
+  h2.h.memberChanged('web-c');
+  assert.equal(moves, 1);
+  assert.equal(h1.h.follow('web-c'), '@h2/web-c');
+  assert.equal(h1.h.follow('web-a'), 'ida');
+  assert.equal(h1.h.follow('gone'), null);
+  assert.deepEqual(members(h1.table, 'web'), ['ida', '@h2/web-b', '@h2/web-c']);
+  assert.deepEqual(members(h2.table, 'web'), ['@h1/web-a', 'idb', 'idc2']);
+
+  // A member leaves: once settled, the other host routes without it (and had the settle time to finish its requests).
+  const left = Date.now();
+  h1.sink.setService('web', { service: 'web', members: ['@h2/web-b', '@h2/web-c'], targetPort: 8080 });
+  await h1.h.settled();
+  assert.deepEqual(members(h2.table, 'web'), ['idb', 'idc2']);
+  assert.ok(Date.now() - left >= ROUTE_SETTLE_MS - 50, `settled after ${Date.now() - left} ms`);
+
+  // An autoscaled service is balanced by its home's proxy: the others send it there whole.
+  h1.sink.setService('auto', { service: 'auto', members: ['ida'], targetPort: 8080, targetInFlight: 1 });
+  await settled(h2.table, 'auto', ['@h1/auto']);
+  assert.equal((h2.table.forHost('auto.localhost', 'localhost') as ServiceRoute).targetInFlight, undefined);
+
+  // Removed: gone from every proxy and from etcd.
+  h1.sink.deleteService('web');
+  h1.sink.deleteService('auto');
+  assert.equal(members(h1.table, 'web'), undefined);
+  await settled(h2.table, 'web', undefined);
+  await settled(h2.table, 'auto', undefined);
+  await h1.h.settled();
+  assert.equal((await client.range(`${prefix}services/`, { prefix: true })).kvs.length, 0);
+});
