@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { RouteTable, isServiceRoute, type ServiceRoute } from '../proxy/routes.js';
+import { until } from '../proxy/testing.js';
 import type { CatalogEntry } from './catalog.js';
 import { EtcdClient } from './etcd-client.js';
 import { startEtcdCluster, type EtcdCluster } from './etcd-cluster.js';
@@ -24,14 +25,6 @@ after(async () => {
   await client?.close();
   await etcd?.stop();
 });
-
-const until = async (what: string, check: () => boolean, ms = 10_000) => {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
 
 const entry = (name: string, owner: string, id: string | null): CatalogEntry => ({
   version: 1, name, owner, id, state: 'placed', config: { image: 'app@sha256:00' }, stateful: false,
@@ -64,7 +57,7 @@ test('two hosts route each other\'s services over every member wherever it is, f
     const r = t.forHost(`${name}.localhost`, 'localhost');
     return r && isServiceRoute(r) ? [...r.members] : undefined;
   };
-  const settled = (t: RouteTable, name: string, want: string[] | undefined) => until(`${name} to route ${want}`, () => JSON.stringify(members(t, name)) === JSON.stringify(want));
+  const settled = (t: RouteTable, name: string, want: string[] | undefined) => until(() => JSON.stringify(members(t, name)) === JSON.stringify(want), `${name} to route ${want}`, 10_000);
 
   h1.sink.setService('web', { service: 'web', members: ['ida', '@h2/web-b', '@h3/web-c'], targetPort: 8080 });
   // h1 at once (its own change is in its proxy before it is shared); h2 once the watch brings it: its own member directly.
