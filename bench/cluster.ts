@@ -9,10 +9,10 @@
 //   cross_host_added_ms: p50 of a request through h3's proxy (one hop to h1's)
 //     minus p50 through h1's own proxy, to the same running instance, alternating;
 //   creates_per_s: creates (autostart off: the control plane, no boots) spread over the three hosts;
-//   etcd_db_bytes, host_startup_ms: with `--catalog` instances in the cluster's
-//     catalog (owned by a stub host whose "proxy" answers 200), a fourth flickd
-//     from its spawn to a 200 for the last name through its proxy (listed,
-//     watching, every name routed), and the list itself (catalog_list_ms).
+//   etcd_db_bytes, host_startup_ms: with `--catalog` instance records in etcd
+//     (owned by a stub host whose "proxy" answers 200), a fourth flickd from its
+//     spawn to a 200 for the last name through its proxy (listed, watching, every
+//     name routed), and the list itself (catalog_list_ms).
 // Writes bench/results/cluster.json: {"accel", "results": {...}}.
 import fs from 'node:fs';
 import http from 'node:http';
@@ -20,7 +20,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { EtcdClient } from '../src/cluster/etcd-client.js';
 import { startEtcdCluster } from '../src/cluster/etcd-cluster.js';
-import { ReadModel } from '../src/cluster/read-model.js';
+import { EtcdStateFeed, encodeRecord, nameKey, recordKey } from '../src/cluster/etcd-state-feed.js';
+import { testRecord } from '../src/controller/state/testing.js';
 import { api, proxyPortOf, pushFixtureImage, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { sweepLeftovers } from '../src/network/namespace-network.js';
 import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
@@ -170,33 +171,33 @@ async function main(): Promise<void> {
       const now = new Date().toISOString();
       await client.put('/flick/hosts/stub', JSON.stringify({ version: 1, name: 'stub', api: stubUrl, proxy: stubUrl, capacity: { memoryBytes: 1, vcpus: 1 }, joinedAt: now }));
       await client.put('/flick/alive/stub', JSON.stringify({ version: 1, lease: stubLease.id, memoryFreeBytes: 0, loadAvg1m: 0, instances: catalogN, startedAt: now, updatedAt: now }), { lease: stubLease.id });
-      const entry = (i: number) =>
-        JSON.stringify({
-          version: 1,
-          name: `n${i}`,
-          owner: 'stub',
-          id: `bench${i}`,
-          state: 'placed',
-          config: { image: IMAGE, name: `n${i}` },
-          stateful: true, // never moved: these exist only in the catalog
-          http: { hostname: `n${i}.localhost`, guestPort: 8080 },
-          updatedAt: new Date().toISOString(),
-        });
+      // Instance records as EtcdStateStore keeps them (a record key and a name key each), stateful so never moved.
+      const record = (i: number) =>
+        encodeRecord(
+          testRecord(`n${i}`, {
+            id: `bench${i}`,
+            owner: 'stub',
+            spec: { image: { ref: IMAGE, digest: 'sha256:00' }, service: { http: { hostname: `n${i}.localhost`, guestPort: 8080 }, tcp: [] }, scaleToZero: { policy: 'on', cooldownTimeMs: 1000, stateful: true } },
+          }),
+        );
       for (let i = 0; i < catalogN; i += 200) {
-        await Promise.all(Array.from({ length: Math.min(200, catalogN - i) }, (_, j) => client.put(`/flick/instances/n${i + j}`, entry(i + j))));
+        await Promise.all(
+          Array.from({ length: Math.min(200, catalogN - i) }, (_, j) =>
+            client.txn([], [{ put: { key: nameKey('/flick/', `n${i + j}`), value: `bench${i + j}` } }, { put: { key: recordKey('/flick/', `bench${i + j}`), value: record(i + j) } }]),
+          ),
+        );
       }
       const l0 = performance.now();
-      const model = new ReadModel(client, '/flick/instances/');
-      await model.ready;
+      const listing = await new EtcdStateFeed(client, '/flick/').list();
       results.catalog_list_ms = round(performance.now() - l0);
-      model.stop();
-      results.catalog_instances = model.size;
+      results.catalog_instances = listing.records.length;
       const s0 = performance.now();
       await startHost('h4');
       await until(async () => ((await viaProxy('h4', `n${catalogN - 1}`, 500)).status === 200 ? true : undefined), 30_000);
       results.host_startup_ms = round(performance.now() - s0);
       results.etcd_db_bytes = (await client.status()).dbSize;
-      await client.delete('/flick/instances/n', { prefix: true });
+      await client.delete('/flick/state/records/bench', { prefix: true });
+      await client.delete('/flick/state/names/n', { prefix: true });
     } finally {
       clearInterval(keep);
       await client.leaseRevoke(stubLease.id).catch(() => {});

@@ -70,7 +70,7 @@ export interface HostInstancesConfig {
    * (instances on other hosts are reached through their host's proxy), and a
    * wrapper around the API's controller (a create first takes its name in the cluster).
    */
-  cluster?: { waker: (local: Waker) => Waker; api: (c: ApiController) => ApiController; members?: MemberPlacement };
+  cluster?: { waker: (local: Waker) => Waker; api?: (c: ApiController) => ApiController; members?: MemberPlacement };
   /** GET / requests an HTTP app gets before its template snapshot (flickd --template-warmup); default the controller's. */
   templateWarmupRequests?: number;
   /** How long a booting app may take to accept a connection (flickd --ready-timeout); default the controller's. */

@@ -1,33 +1,38 @@
 // A host's part in the cluster, on top of the controller's public surface (it
-// never reaches into the controller or the proxy; both stay free of etcd):
-//   - creates and forks through the API first take the instance's name in the catalog
-//     (catalog.ts, a fenced txn), so names are cluster-wide and a create answers
-//     503 CLUSTER_UNAVAILABLE while etcd is unreachable;
-//   - the proxy routes every other host's HTTP instances too: to that host's
-//     hop listener (src/proxy/hop.ts), one hop carrying the cluster's token, with
-//     the Host header as the client sent it, so the owner parks and wakes a
-//     sleeping instance as it does its own;
-//   - when a host's lease lapses, its stateless instances are created again on
-//     the best host left (placement.ts: free RAM and CPU, the image or its
-//     template there, replicas spread; the others step in after 3 s if it does
-//     not), each move a fenced txn; stateful ones show `unavailable`;
+// never reaches into the controller or the proxy; both stay free of etcd). The
+// controller runs on EtcdStateStore: instance records live in etcd, and a
+// record's owner is the one source of ownership. The catalog this agent reads
+// (catalog.ts) is a view of every host's records (the store's `cluster`), never
+// written on its own:
+//   - names are cluster-wide (a create's txn takes its name key), and a create
+//     answers 503 STATE_UNAVAILABLE while etcd is unreachable;
+//   - the proxy routes every other host's HTTP and TCP instances too: to that
+//     host's hop listener (src/proxy/hop.ts), one hop carrying the cluster's
+//     token, with the Host header as the client sent it, so the owner parks and
+//     wakes a sleeping instance as it does its own;
+//   - when a host's lease lapses, its stateless instances are claimed by the best
+//     host left (placement.ts: free RAM and CPU, the image or its template there,
+//     replicas spread; the others step in after 3 s if it does not), each claim
+//     fenced on the record's revision, its status reset in the same write, then
+//     started (Controller.takeOver); stateful ones show `unavailable`;
 //   - a host that alone lost etcd (its peers still read it) stops its stateless
 //     instances before its lease lapses (fence.ts), and starts them again if
 //     they are still its own once it is back;
-//   - a host stops every local instance the catalog gives to another host: at
-//     start, before it registers as up (a host that returns after a failover),
-//     and whenever it sees that happen later (after being cut off).
+//   - a record claimed away leaves this host's reads: what this host still holds
+//     for it (VM, network slot, folder) is released (Controller.release), at
+//     start for what moved while it was down, and whenever it sees that happen.
 import { FlickError, describeError } from '../errors.js';
-import { DEFAULT_MEMORY_MB, defaultName, type InstanceConfig } from '../controller/spec.js';
-import type { Controller, ForkConfig, ForkResult } from '../controller/controller.js';
-import type { ApiController } from '../api/handler.js';
+import { DEFAULT_MEMORY_MB } from '../controller/spec.js';
+import type { Controller } from '../controller/controller.js';
 import type { RouteTable } from '../proxy/routes.js';
 import type { Waker } from '../proxy/waker.js';
 import type { InstanceRecord } from '../controller/state/instance-record.js';
-import { catalogPrefix, CatalogError, clusterInstanceView, fencedDelete, fencedPut, parseEntry, placedEntry, type CatalogEntry, type ClusterInstanceView, type Fence } from './catalog.js';
-import { EtcdError, type EtcdClient, type KeyValue } from './etcd-client.js';
+import { StateError, type StateChange } from '../controller/state/state-store.js';
+import { clusterInstanceView, placedEntry, type CatalogEntry, type ClusterInstanceView } from './catalog.js';
+import type { EtcdClient } from './etcd-client.js';
+import type { ClusterReads } from './etcd-state-store.js';
+import { nameKey, recordKey, tryDecode } from './etcd-state-feed.js';
 import type { HostDirectory } from './membership.js';
-import { ReadModel } from './read-model.js';
 import { startHostFence, type HostFenceHandle } from './fence-instances.js';
 import { FENCE_GRACE_MS } from './fence.js';
 import { candidatesOf, pickHost, type PendingCreates, type PlacementRequest } from './placement.js';
@@ -37,11 +42,19 @@ import { ClusterServiceRoutes } from './service-routes.js';
 
 /** How long the other hosts leave the move of a dead host's instance to the chosen host before they try. */
 export const STEP_IN_AFTER_MS = 3000;
-/** After a failed move, the next try waits this long (the entry's updatedAt is set to that time). */
+/** After a failed move, this host tries that instance again after this long. */
 export const RETRY_MOVE_MS = 30_000;
 const TICK_MS = 200;
 
-export type AgentController = Pick<Controller, 'list' | 'create' | 'rm' | 'on' | 'stop' | 'start'>;
+export type AgentController = Pick<Controller, 'list' | 'on' | 'stop' | 'start' | 'takeOver' | 'release'>;
+
+/** What the agent reads of the state store (EtcdStateStore): this host's records and changes, every host's, and what left while it was down. */
+export interface AgentState {
+  subscribe(listener: (change: StateChange) => void): () => void;
+  list(): InstanceRecord[];
+  readonly cluster: ClusterReads;
+  readonly leftWhileAway: readonly InstanceRecord[];
+}
 
 export interface AgentConfig {
   etcd: EtcdClient;
@@ -56,16 +69,22 @@ export interface AgentConfig {
 
 export class ClusterAgent {
   readonly #c: AgentConfig;
-  #catalog: ReadModel | undefined;
+  #state: AgentState | undefined;
   #controller: AgentController | undefined;
   #remoteRoutes: RemoteRoutes | undefined;
   #directory: HostDirectory | undefined;
-  #fence: Fence | undefined;
   #timer: NodeJS.Timeout | undefined;
   readonly #busy = new Set<string>();
   readonly #downSince = new Map<string, number>();
-  /** Parsed entries by the catalog's key-value objects (replaced on every change). */
-  readonly #parsed = new WeakMap<KeyValue, CatalogEntry | null>();
+  /** When this host may try again to move an instance whose move failed here, by name. */
+  readonly #retryAt = new Map<string, number>();
+  /** Catalog entries by the records they are derived from (records are replaced on every change). */
+  readonly #derived = new WeakMap<InstanceRecord, CatalogEntry>();
+  /** This host's own records as last seen: what a record claimed away held here. */
+  readonly #mine = new Map<string, InstanceRecord>();
+  /** Every record's name and owner by id (a delete names only the id). */
+  readonly #names = new Map<string, { name: string; owner: string }>();
+  #unsubscribe: Array<() => void> = [];
   #stopped = false;
   #fenced: HostFenceHandle | undefined;
   /** Every host's services on this host's proxy (service-routes.ts). */
@@ -73,14 +92,14 @@ export class ClusterAgent {
 
   constructor(config: AgentConfig) {
     this.#c = config;
-    this.#services = new ClusterServiceRoutes({ ...config, self: config.host, entry: (n) => this.#entry(n)?.entry, isUp: (h) => this.#isUp(h), upHosts: () => (this.#directory?.list() ?? []).filter((h) => h.load).map((h) => h.record.name).join(','),
-      nameOf: (id) => this.#entries().find((e) => e.entry.owner === config.host && e.entry.id === id)?.entry.name });
+    this.#services = new ClusterServiceRoutes({ ...config, self: config.host, entry: (n) => this.#entry(n), isUp: (h) => this.#isUp(h), upHosts: () => (this.#directory?.list() ?? []).filter((h) => h.load).map((h) => h.record.name).join(','),
+      nameOf: (id) => this.#ownName(id) });
   }
 
-  /** For startHostInstances: the proxy's Waker, the API's controller and where service members go, bound to the agent once it starts. */
-  hooks(): { waker: (local: Waker) => Waker; api: (c: ApiController) => ApiController; members: ReturnType<typeof clusterMemberPlacement> } {
+  /** For startHostInstances: the proxy's Waker and where service members go, bound to the agent once it starts. */
+  hooks(): { waker: (local: Waker) => Waker; members: ReturnType<typeof clusterMemberPlacement> } {
     return {
-      members: clusterMemberPlacement({ self: this.#c.host, token: this.#c.credential, directory: () => this.#directory, owned: () => this.#owned(), entry: (name) => this.#entry(name)?.entry, shared: this.#services }),
+      members: clusterMemberPlacement({ self: this.#c.host, token: this.#c.credential, directory: () => this.#directory, owned: () => this.#owned(), entry: (name) => this.#entry(name), shared: this.#services }),
       waker: (local) => ({
         ensureAwake: (id, signal) => {
           if (id.startsWith('@')) return Promise.resolve(this.#requireRemote().awake(id));
@@ -94,70 +113,51 @@ export class ClusterAgent {
         connectionClosed: (id) => void (id.startsWith('@') || local.connectionClosed?.(id)),
         isAwake: (id) => id.startsWith('@') || local.isAwake?.(id) === true,
       }),
-      api: (c) =>
-        new Proxy(c, {
-          get: (target, prop) => {
-            if (prop === 'create') return (spec: InstanceConfig) => this.create(target, spec);
-            if (prop === 'rm') return (ref: string, opts?: { force?: boolean }) => this.remove(target, ref, opts);
-            if (prop === 'fork') return (source: string, cfg: ForkConfig) => this.fork(target, source, cfg);
-            const v = Reflect.get(target, prop, target) as unknown;
-            return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-          },
-        }),
     };
   }
 
   /**
-   * Follows the catalog and settles this host's instances with it: what the
-   * catalog gives to another host is stopped and removed here before this
+   * Follows every host's records and settles this host's with them: what
+   * another host claimed while this one was down is released here before this
    * returns. Call after the controller re-adopted its VMs, before serving.
    */
-  async start(controller: AgentController, routes: RouteTable | undefined, lease: { readonly id: string; readonly lastRenewedAt: number }, peers: () => Promise<boolean>): Promise<void> {
+  async start(state: AgentState, controller: AgentController, routes: RouteTable | undefined, lease: { readonly id: string; readonly lastRenewedAt: number }, peers: () => Promise<boolean>): Promise<void> {
+    this.#state = state;
     this.#controller = controller;
     // The host-side fence (fence.ts) over this host's instances (fence-instances.ts).
     this.#fenced = startHostFence({ self: this.#c.host, controller, etcd: this.#c.etcd, ttlMs: this.#c.leaseTtlMs, lease, peers, log: this.#c.log,
-      cataloged: (name) => this.#entry(name)?.entry, catalogKey: (name) => `${catalogPrefix(this.#c.prefix)}${name}` });
-    this.#remoteRoutes = new RemoteRoutes({
+      cataloged: (name) => this.#entry(name), ownerNow: (name) => this.#ownerNow(name) });
+    const remote = (this.#remoteRoutes = new RemoteRoutes({
       self: this.#c.host,
       credential: this.#c.credential,
       routes,
       directory: () => this.#directory,
-      entry: (name) => this.#entry(name)?.entry,
-      names: () => this.#entries().map((e) => e.entry.name),
+      entry: (name) => this.#entry(name),
+      names: () => [...this.#names.values()].map((n) => n.name),
       log: this.#c.log,
-    });
-    const remote = this.#remoteRoutes;
-    this.#fence = { etcd: this.#c.etcd, prefix: this.#c.prefix, host: this.#c.host, lease: () => lease.id };
-    const prefixLength = catalogPrefix(this.#c.prefix).length;
-    for (;;) {
-      this.#catalog = new ReadModel(this.#c.etcd, catalogPrefix(this.#c.prefix), {
-        onGap: (err) => this.#c.log(`cluster: catalog re-listed after: ${describeError(err)}`),
-        // Routes follow the catalog as it changes, not at the next tick: route propagation is one watch event.
-        onChange: (change) => {
-          const name = (change.type === 'put' ? change.kv.key : change.key).slice(prefixLength);
-          remote.sync([name]);
-          this.#services.memberChanged(name);
-        },
-      });
-      try {
-        await this.#catalog.ready;
-        break;
-      } catch (err) {
-        // etcd went away between the join and the first list: wait for it (this host serves meanwhile).
-        if (this.#stopped || !(err instanceof EtcdError && err.code === 'ETCD_UNAVAILABLE')) throw err;
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-    }
+    }));
+    for (const rec of state.cluster.values()) this.#names.set(rec.id, { name: rec.name, owner: rec.owner });
+    for (const rec of state.list()) this.#mine.set(rec.id, rec);
+    this.#unsubscribe = [
+      // Routes follow the records as they change, not at the next tick: route propagation is one watch event.
+      state.cluster.subscribe((change) => {
+        if (change.type === 'reset') return remote.sync();
+        const id = change.type === 'put' ? change.record.id : change.id;
+        const before = this.#names.get(id);
+        const now = change.type === 'put' ? { name: change.record.name, owner: change.record.owner } : undefined;
+        if (now) this.#names.set(id, now);
+        else this.#names.delete(id);
+        const name = now?.name ?? before?.name;
+        if (name === undefined) return;
+        remote.sync([name]);
+        // Services follow a member that came, went or moved (not its every status write).
+        if (before?.owner !== now?.owner) this.#services.memberChanged(name);
+      }),
+      state.subscribe((change) => this.#ownChange(change)),
+    ];
+    remote.sync();
     this.#services.start();
-    for (const rec of controller.list()) {
-      const found = this.#entry(rec.name);
-      if (!found) {
-        // An instance from before this host joined (or whose entry a failed create left out): publish it.
-        await fencedPut(this.#fence, placedEntry(rec, this.#c.host), 0).catch((err: unknown) => this.#c.log(`cluster: publishing instance "${rec.name}": ${describeError(err)}`));
-      } else if (found.entry.owner !== this.#c.host) {
-        await this.#dropStale(rec, found.entry.owner);
-      }
-    }
+    for (const last of state.leftWhileAway) await this.#release(last);
   }
 
   /** Once registered: follows hosts for failover and routes. */
@@ -173,7 +173,6 @@ export class ClusterAgent {
       this.#moveFromDeadHosts();
       this.#remoteRoutes?.hostsChanged();
       this.#services.hostsChanged();
-      this.#dropMovedAway();
     } catch (err) {
       this.#c.log(`cluster: ${describeError(err)}`);
     }
@@ -181,95 +180,56 @@ export class ClusterAgent {
     this.#timer.unref();
   }
 
-  #parse(kv: KeyValue): CatalogEntry | undefined {
-    let entry = this.#parsed.get(kv);
-    if (entry === undefined) this.#parsed.set(kv, (entry = parseEntry(kv) ?? null));
-    return entry ?? undefined;
+  /** A change of this host's own records: one that left them while another host has it now was claimed away. */
+  #ownChange(change: StateChange): void {
+    if (change.type === 'put') this.#mine.set(change.record.id, change.record);
+    if (change.type !== 'delete') return;
+    const last = this.#mine.get(change.id);
+    this.#mine.delete(change.id);
+    const now = this.#state?.cluster.get(change.id);
+    if (last && now && now.owner !== this.#c.host) void this.#release(last);
   }
 
-  #entry(name: string): { entry: CatalogEntry; modRevision: number } | undefined {
-    const kv = this.#catalog?.get(`${catalogPrefix(this.#c.prefix)}${name}`);
-    const entry = kv && this.#parse(kv);
-    return entry && kv ? { entry, modRevision: kv.modRevision } : undefined;
+  async #release(last: InstanceRecord): Promise<void> {
+    const owner = this.#state?.cluster.get(last.id)?.owner;
+    this.#c.log(`cluster: instance "${last.name}" now belongs to ${owner ? `host ${owner}` : 'no host (removed)'}: releasing this host's copy (pid ${last.status.pid ?? 'none'}, its network and folder)`);
+    await this.#controller!.release(last).catch((err: unknown) => this.#c.log(`cluster: releasing the stale copy of "${last.name}": ${describeError(err)}`));
   }
 
-  #entries(): Array<{ entry: CatalogEntry; modRevision: number }> {
-    return (this.#catalog?.values() ?? []).flatMap((kv) => {
-      const entry = this.#parse(kv);
-      return entry ? [{ entry, modRevision: kv.modRevision }] : [];
-    });
+  /** The owner of instance `name` read from etcd now (the fence's lift: this host's view may still be catching up). */
+  async #ownerNow(name: string): Promise<string | undefined> {
+    const id = await this.#c.etcd.get(nameKey(this.#c.prefix, name));
+    const kv = id && (await this.#c.etcd.get(recordKey(this.#c.prefix, id.value)));
+    return kv ? tryDecode(kv)?.owner : undefined;
+  }
+
+  /** The catalog's entry of a record: derived from it, once per version of the record. */
+  #derive(rec: InstanceRecord): CatalogEntry {
+    let entry = this.#derived.get(rec);
+    if (entry === undefined) {
+      const extra = { updatedAt: rec.updatedAt, ...(rec.status.movedFrom ? { movedFrom: rec.status.movedFrom } : {}), ...(rec.status.error ? { error: rec.status.error } : {}) };
+      this.#derived.set(rec, (entry = placedEntry(rec, rec.owner, extra)));
+    }
+    return entry;
+  }
+
+  /** The name of this host's instance `id`. */
+  #ownName(id: string): string | undefined {
+    const rec = this.#state?.cluster.get(id);
+    return rec?.owner === this.#c.host ? rec.name : undefined;
+  }
+
+  #entry(name: string): CatalogEntry | undefined {
+    const rec = this.#state?.cluster.getByName(name);
+    return rec && this.#derive(rec);
+  }
+
+  #records(): Iterable<InstanceRecord> {
+    return this.#state?.cluster.values() ?? [];
   }
 
   #isUp(host: string): boolean {
     return this.#directory?.get(host)?.load !== undefined;
-  }
-
-  /** Waits until the catalog holds revision `rev` (read your own writes before acting on them). */
-  async #caughtUp(rev: number): Promise<void> {
-    for (let i = 0; i < 500 && (this.#catalog?.revision ?? 0) < rev; i++) await new Promise((r) => setTimeout(r, 10));
-  }
-
-  /** A create through the API: take the name in the cluster, create here, publish what was made. */
-  async create(target: ApiController, spec: InstanceConfig): Promise<InstanceRecord> {
-    const name = spec.name ?? defaultName(spec.image);
-    const config = { ...spec, name };
-    // An instance with a volume lives where its volume is (and scale to zero is stateful with one).
-    const stateful = (spec.scaleToZero?.stateful ?? false) || (spec.volumes?.length ?? 0) > 0;
-    return (await this.#claimed(name, config, stateful, async () => ({ record: await target.create(config) }))).record;
-  }
-
-  /**
-   * A fork through the API: its name is taken in the cluster first, like a create's. A fork is
-   * stateful and lives here, where its memory and volumes are (never moved on failover).
-   */
-  async fork(target: ApiController, source: string, cfg: ForkConfig): Promise<ForkResult> {
-    const src = target.get(source);
-    return this.#claimed(cfg.name, { image: src.spec.image.ref, name: cfg.name, forkOf: src.name }, true, () => target.fork(source, cfg));
-  }
-
-  /** Takes `name` in the catalog (fenced: 409 NAME_TAKEN if any host has it), makes the instance here, publishes it; a failure gives the name back. */
-  async #claimed<T extends { record: InstanceRecord }>(name: string, config: CatalogEntry['config'], stateful: boolean, make: () => Promise<T>): Promise<T> {
-    const fence = this.#requireFence();
-    const reserved: CatalogEntry = { version: 1, name, owner: this.#c.host, id: null, state: 'creating', config, stateful, http: null, updatedAt: new Date().toISOString() };
-    const rev = await fencedPut(fence, reserved, 0);
-    await this.#caughtUp(rev);
-    let made: T;
-    try {
-      made = await make();
-    } catch (err) {
-      await fencedDelete(fence, name, rev).catch(() => false);
-      throw err;
-    }
-    await this.#publish(made.record, rev);
-    return made;
-  }
-
-  async #publish(rec: InstanceRecord, rev: number, extra: Partial<CatalogEntry> = {}): Promise<void> {
-    try {
-      await this.#caughtUp(await fencedPut(this.#requireFence(), placedEntry(rec, this.#c.host, extra), rev));
-    } catch (err) {
-      // The instance exists here; its entry says `creating` until the next start of this host publishes it.
-      this.#c.log(`cluster: publishing instance "${rec.name}": ${describeError(err)}`);
-    }
-  }
-
-  /** A removal through the API: the entry goes first (fenced), then the instance. */
-  async remove(target: ApiController, ref: string, opts?: { force?: boolean }): Promise<void> {
-    const rec = target.get(ref);
-    const found = this.#entry(rec.name);
-    if (found && found.entry.owner === this.#c.host) {
-      const fence = this.#requireFence();
-      const gone = await fencedDelete(fence, rec.name, found.modRevision).catch((err: unknown) => {
-        throw new CatalogError('CLUSTER_UNAVAILABLE', `removing instance "${rec.name}": the cluster's state (etcd) is unreachable: try again when it returns (${describeError(err)})`, { cause: err });
-      });
-      if (!gone) throw new CatalogError('NOT_OWNER', `instance "${rec.name}" changed in the cluster meanwhile: try again`);
-    }
-    await target.rm(ref, opts);
-  }
-
-  #requireFence(): Fence {
-    if (!this.#fence) throw new CatalogError('CLUSTER_UNAVAILABLE', 'this host has not joined its cluster yet: try again in a moment');
-    return this.#fence;
   }
 
   #requireRemote(): RemoteRoutes {
@@ -280,22 +240,23 @@ export class ClusterAgent {
   #moveFromDeadHosts(): void {
     const now = Date.now();
     const up = new Set((this.#directory?.list() ?? []).filter((h) => h.load).map((h) => h.record.name));
-    for (const { entry, modRevision } of this.#entries()) {
-      if (entry.owner === this.#c.host || up.has(entry.owner) || entry.stateful || this.#busy.has(entry.name)) {
-        this.#downSince.delete(entry.name);
+    for (const rec of this.#records()) {
+      const entry = this.#derive(rec);
+      if (rec.owner === this.#c.host || up.has(rec.owner) || entry.stateful || this.#busy.has(rec.name)) {
+        this.#downSince.delete(rec.name);
         continue;
       }
-      // A move that failed (e.g. no up host has the image) is tried again once its entry's time has come.
-      if (entry.error !== undefined && Date.parse(entry.updatedAt) > now) continue;
-      const since = this.#downSince.get(entry.name) ?? now;
-      this.#downSince.set(entry.name, since);
+      // A move that failed here (e.g. no up host has the image) is tried again once its time has come.
+      if ((this.#retryAt.get(rec.name) ?? 0) > now) continue;
+      const since = this.#downSince.get(rec.name) ?? now;
+      this.#downSince.set(rec.name, since);
       // A host that alone lost etcd kills its copy before its lease lapses (fence.ts); this is its margin.
       if (now - since < FENCE_GRACE_MS) continue;
       if (this.#bestHost(entry) !== this.#c.host && now - since < STEP_IN_AFTER_MS) continue;
-      this.#busy.add(entry.name);
-      void this.#takeOver(entry, modRevision)
-        .catch((err: unknown) => this.#c.log(`cluster: moving instance "${entry.name}": ${describeError(err)}`))
-        .finally(() => this.#busy.delete(entry.name));
+      this.#busy.add(rec.name);
+      void this.#takeOver(rec)
+        .catch((err: unknown) => this.#c.log(`cluster: moving instance "${rec.name}": ${describeError(err)}`))
+        .finally(() => this.#busy.delete(rec.name));
     }
   }
 
@@ -307,82 +268,53 @@ export class ClusterAgent {
   }
 
   #owned(): Array<{ owner: string; image: unknown }> {
-    return this.#entries().map(({ entry }) => ({ owner: entry.owner, image: entry.config.image }));
+    return [...this.#records()].map((rec) => ({ owner: rec.owner, image: this.#derive(rec).config.image }));
   }
 
-  /** The best host for a create (placement.ts); `pending`: creates sent to hosts that the catalog may not list yet. */
+  /** The best host for a create (placement.ts); `pending`: creates sent to hosts that the records may not show yet. */
   place(req: PlacementRequest, pending: PendingCreates): string {
     return pickHost(candidatesOf(this.#directory?.list() ?? [], this.#owned(), req.image, pending), req, this.#c.host) ?? this.#c.host;
   }
 
-  async #takeOver(entry: CatalogEntry, modRevision: number): Promise<void> {
-    const fence = this.#requireFence();
+  /** Claims a dead host's record for this host (fenced on the revision read) and starts it here. */
+  async #takeOver(rec: InstanceRecord): Promise<void> {
     const started = Date.now();
-    let rev: number;
+    this.#c.log(`cluster: host ${rec.owner} is down: taking its instance "${rec.name}" over here`);
     try {
-      rev = await fencedPut(fence, { ...entry, owner: this.#c.host, id: null, state: 'creating', movedFrom: entry.owner, updatedAt: new Date().toISOString() }, modRevision);
+      await this.#controller!.takeOver(rec);
     } catch (err) {
-      if (err instanceof CatalogError && err.code === 'NAME_TAKEN') return; // another host moved it first
-      throw err;
+      // Another host claimed it first (or it was removed): nothing to do.
+      if (err instanceof StateError && (err.code === 'STALE_REVISION' || err.code === 'RECORD_NOT_FOUND')) return;
+      this.#retryAt.set(rec.name, Date.now() + RETRY_MOVE_MS);
+      this.#c.log(`cluster: moving instance "${rec.name}" from ${rec.owner} failed: ${describeError(err)}; it stays ${rec.owner}'s, next try here in ${RETRY_MOVE_MS / 1000} s`);
+      return;
     }
-    await this.#caughtUp(rev);
-    this.#c.log(`cluster: host ${entry.owner} is down: creating its instance "${entry.name}" here`);
-    const controller = this.#controller!;
-    const stale = controller.list().find((r) => r.name === entry.name);
-    if (stale) await controller.rm(stale.id, { force: true });
-    try {
-      const rec = await controller.create(entry.config as unknown as InstanceConfig);
-      await this.#publish(rec, rev, { movedFrom: entry.owner });
-      this.#c.log(`cluster: instance "${entry.name}" moved from ${entry.owner} in ${Date.now() - started} ms`);
-    } catch (err) {
-      // Hand it back to its host (which keeps its copy when it returns) and let every host wait before trying again.
-      this.#c.log(`cluster: moving instance "${entry.name}" from ${entry.owner} failed: ${describeError(err)}; it stays ${entry.owner}'s, next try in ${RETRY_MOVE_MS / 1000} s`);
-      const made = controller.list().find((r) => r.name === entry.name);
-      if (made) await controller.rm(made.id, { force: true }).catch(() => {});
-      await fencedPut(fence, { ...entry, error: `moving it to ${this.#c.host} failed: ${describeError(err)}`, updatedAt: new Date(Date.now() + RETRY_MOVE_MS).toISOString() }, rev).catch(() => 0);
-    }
+    this.#c.log(`cluster: instance "${rec.name}" moved from ${rec.owner} in ${Date.now() - started} ms`);
   }
 
-  /** A local instance the catalog now gives to another host (moved while this host was cut off): stop it. */
-  #dropMovedAway(): void {
-    for (const rec of this.#controller?.list() ?? []) {
-      const found = this.#entry(rec.name);
-      if (!found || found.entry.owner === this.#c.host || this.#busy.has(rec.name)) continue;
-      this.#busy.add(rec.name);
-      void this.#dropStale(rec, found.entry.owner).finally(() => this.#busy.delete(rec.name));
-    }
-  }
-
-  async #dropStale(rec: InstanceRecord, owner: string): Promise<void> {
-    this.#c.log(`cluster: instance "${rec.name}" now belongs to host ${owner}: stopping and removing this host's copy (pid ${rec.status.pid ?? 'none'})`);
-    await this.#controller!.rm(rec.id, { force: true }).catch((err: unknown) => this.#c.log(`cluster: removing the stale copy of "${rec.name}": ${describeError(err)}`));
-  }
-
-  /** The host the catalog gives instance `ref` (a name, or an id on its host) to, if any. */
+  /** The host instance `ref` (a name, or an id) belongs to, if any. */
   ownerOf(ref: string): string | undefined {
-    return this.#entry(ref)?.entry.owner ?? this.#entries().find((e) => e.entry.id === ref)?.entry.owner;
+    return (this.#state?.cluster.getByName(ref) ?? this.#state?.cluster.get(ref))?.owner;
   }
 
-  /** The catalog as GET /v1/cluster/instances shows it. */
+  /** Every host's instances as GET /v1/cluster/instances shows them. */
   instances(): ClusterInstanceView[] {
-    return this.#entries()
-      .map(({ entry }) => clusterInstanceView(entry, this.#isUp(entry.owner)))
+    return [...this.#records()]
+      .map((rec) => clusterInstanceView(this.#derive(rec), this.#isUp(rec.owner)))
       .sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
-  /** This host's VM processes a failover would start elsewhere (stateless, the catalog's own): the fence guard's (fence-guard.ts). */
+  /** This host's VM processes a failover would start elsewhere (stateless): the fence guard's (fence-guard.ts). */
   movable(): Array<{ name: string; pid: number }> {
-    return (this.#controller?.list() ?? []).flatMap((rec) => {
-      const e = this.#entry(rec.name)?.entry;
-      return e && e.owner === this.#c.host && !e.stateful && rec.status.pid !== null ? [{ name: rec.name, pid: rec.status.pid }] : [];
-    });
+    return (this.#controller?.list() ?? []).flatMap((rec) => (!this.#derive(rec).stateful && rec.status.pid !== null ? [{ name: rec.name, pid: rec.status.pid }] : []));
   }
 
   /** Safe twice. */
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#timer);
-    this.#catalog?.stop();
+    for (const off of this.#unsubscribe) off();
+    this.#unsubscribe = [];
     this.#services.stop();
   }
 }

@@ -1,15 +1,12 @@
-// The cluster's instance catalog in etcd: one key per instance name,
-//   <prefix>instances/<name> → { owner, id on the owner, the config to create it again, … }
-// Names are unique across the cluster. Every write of an entry is an ownership
-// write, fenced in one txn on two things: the entry's mod_revision as the writer
-// last saw it (CREATE == 0 for a new name), and the writer's own liveness key
-// being held by the writer's current lease, so a host whose lease lapsed (cut
-// off, stalled, killed) can no longer take, keep or hand on anything.
+// The cluster's instance catalog: what every host knows of every instance (its
+// owner, its id there, the config to run it, whether it keeps state, its HTTP
+// and TCP services), derived from the instance records in etcd
+// (EtcdStateStore's `cluster` view), one entry per record. It is never written
+// on its own: a record's owner is the one source of ownership, and every write
+// of a record is fenced (etcd-state-txn.ts). Routing (remote-routes.ts),
+// placement, service members and GET /v1/cluster/instances read these entries.
 import { z } from 'zod';
 import { FlickError } from '../errors.js';
-import { EtcdError, type EtcdClient, type KeyValue } from './etcd-client.js';
-import { aliveKey } from './membership.js';
-import { holdsLease, leaseFence } from './etcd-state-txn.js';
 import { parseImageReference } from '../registry/names.js';
 import type { InstanceRecord } from '../controller/state/instance-record.js';
 
@@ -22,7 +19,7 @@ export const CatalogEntrySchema = z.object({
   owner: z.string(),
   /** The instance's id on its owner; null while it is being created there. */
   id: z.string().nullable(),
-  /** creating: the owner took the name and is creating it; placed: it exists there; failed: the owner could not create it. */
+  /** placed: its record exists on its owner (the states an earlier catalog had, creating and failed, are no longer written). */
   state: z.enum(['creating', 'placed', 'failed']),
   /** The controller's create input (InstanceConfig), the image pinned by digest once placed. */
   config: z.record(z.string(), z.unknown()).and(z.object({ image: z.string() })),
@@ -32,15 +29,12 @@ export const CatalogEntrySchema = z.object({
   http: z.object({ hostname: z.string(), guestPort: z.number() }).nullable(),
   /** Its raw TCP services by host port: every host's proxy listens on those ports and tunnels to its host (absent: none). */
   tcp: z.array(z.object({ hostPort: z.number(), guestPort: z.number() })).optional(),
-  /** The host it was moved from, when it was re-created after its host died. */
+  /** The host it was claimed from when that host died (the record's status.movedFrom). */
   movedFrom: z.string().optional(),
   error: z.string().optional(),
   updatedAt: z.string(),
 });
 export type CatalogEntry = z.infer<typeof CatalogEntrySchema>;
-
-export const catalogPrefix = (prefix: string) => `${prefix}instances/`;
-export const catalogKey = (prefix: string, name: string) => `${catalogPrefix(prefix)}${name}`;
 
 /**
  * The entry of an instance that exists on `host`: the config to create it again (its image pinned by
@@ -74,70 +68,6 @@ export function placedEntry(rec: InstanceRecord, host: string, extra: Partial<Ca
     updatedAt: new Date().toISOString(),
     ...extra,
   };
-}
-
-export function parseEntry(kv: KeyValue): CatalogEntry | undefined {
-  try {
-    return CatalogEntrySchema.safeParse(JSON.parse(kv.value)).data;
-  } catch {
-    return undefined;
-  }
-}
-
-function unavailable(err: unknown, what: string): never {
-  if (err instanceof EtcdError && err.code === 'ETCD_UNAVAILABLE') {
-    throw new CatalogError('CLUSTER_UNAVAILABLE', `${what}: the cluster's state (etcd) is unreachable, so nothing can be created or moved until it returns; running instances keep serving`, { cause: err });
-  }
-  throw err;
-}
-
-export interface Fence {
-  etcd: EtcdClient;
-  prefix: string;
-  /** This host's name and its lease now. */
-  host: string;
-  lease: () => string;
-}
-
-/**
- * Writes `entry` if the key is still at `expected` (0: the name is free) and
- * this host still holds its lease; the new mod_revision. NAME_TAKEN / NOT_OWNER otherwise.
- */
-export async function fencedPut(f: Fence, entry: CatalogEntry, expected: number): Promise<number> {
-  const key = catalogKey(f.prefix, entry.name);
-  const alive = aliveKey(f.prefix, f.host);
-  const r = await f.etcd
-    .txn(
-      [
-        expected === 0 ? { key, target: 'CREATE', result: 'EQUAL', value: 0 } : { key, target: 'MOD', result: 'EQUAL', value: expected },
-        leaseFence(alive, f.lease()),
-      ],
-      [{ put: { key, value: JSON.stringify(entry) } }],
-      [{ range: { key } }, { range: { key: alive } }],
-    )
-    .catch((err: unknown) => unavailable(err, `instance "${entry.name}"`));
-  if (r.succeeded) return r.revision;
-  const [current, mine] = [r.ranges[0]?.[0], r.ranges[1]?.[0]];
-  if (!holdsLease(mine, f.lease())) {
-    throw new CatalogError('NOT_OWNER', `instance "${entry.name}": this host's lease lapsed (it was cut off from etcd); it re-registers, then try again`);
-  }
-  const holder = current ? parseEntry(current) : undefined;
-  throw new CatalogError('NAME_TAKEN', `an instance named "${entry.name}" already exists in the cluster${holder ? ` (on host ${holder.owner})` : ''}: pick another --name or remove it with 'flick rm ${entry.name}'`, {
-    kind: 'user',
-  });
-}
-
-/** Deletes the entry if it is still at `expected` and this host holds its lease; whether it did. */
-export async function fencedDelete(f: Fence, name: string, expected: number): Promise<boolean> {
-  const key = catalogKey(f.prefix, name);
-  const r = await f.etcd.txn(
-    [
-      { key, target: 'MOD', result: 'EQUAL', value: expected },
-      leaseFence(aliveKey(f.prefix, f.host), f.lease()),
-    ],
-    [{ delete: { key } }],
-  );
-  return r.succeeded;
 }
 
 /** An instance as the cluster sees it (GET /v1/cluster/instances). */

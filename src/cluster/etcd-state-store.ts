@@ -51,6 +51,8 @@ export interface EtcdStateStoreConfig {
   retryMs?: number;
 }
 
+export type ClusterReads = StateReads & Pick<ReadModel, 'subscribe' | 'values'>; // every host's records: reads, changes, an unsorted walk
+
 /** Status writes published in one txn at most (etcd's --max-txn-ops is 128 by default; records are KiBs). */
 const PUBLISH_BATCH = 32;
 
@@ -143,7 +145,7 @@ export class EtcdStateStore extends ModelReads implements StateStore {
   }
 
   /** Every host's records, at their etcd revisions (this host's reads show only its own). */
-  get cluster(): StateReads {
+  get cluster(): ClusterReads {
     return this.#cluster;
   }
 
@@ -184,7 +186,7 @@ export class EtcdStateStore extends ModelReads implements StateStore {
       );
       if (!r.succeeded) {
         const holder = r.ranges[0]?.[0] ? this.#cluster.get(r.ranges[0][0].value) : undefined;
-        throw new StateError('NAME_TAKEN', `an instance named "${record.name}" already exists${holder ? ` (on host ${holder.owner})` : ''}: pick another --name or remove it with 'flick rm ${record.name}'`, { kind: 'user' });
+        throw new StateError('NAME_TAKEN', `an instance named "${record.name}" already exists in the cluster${holder ? ` (on host ${holder.owner})` : ''}: pick another --name or remove it with 'flick rm ${record.name}'`, { kind: 'user' });
       }
       this.#cluster.apply({ type: 'put', record: { ...next, revision: r.revision } });
       return this.model.get(record.id)!;

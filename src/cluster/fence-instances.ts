@@ -7,7 +7,6 @@
 // agent, which removes it.
 import { describeError, FlickError } from '../errors.js';
 import type { Controller } from '../controller/controller.js';
-import { parseEntry } from './catalog.js';
 import type { EtcdClient } from './etcd-client.js';
 import { HostFence, PROBE_MS } from './fence.js';
 
@@ -87,18 +86,14 @@ export function startHostFence(c: {
   /** Whether a peer reads etcd now (hosts-api.ts's peerReachesEtcd). */
   peers: () => Promise<boolean>;
   cataloged: FenceTargets['cataloged'];
-  /** An instance's key in the catalog. */
-  catalogKey: (name: string) => string;
+  ownerNow: FenceTargets['ownerNow'];
   log: (line: string) => void;
 }): HostFenceHandle {
   const instances = new FencedInstances({
     self: c.self,
     controller: c.controller,
     cataloged: c.cataloged,
-    ownerNow: async (name) => {
-      const kv = await c.etcd.get(c.catalogKey(name));
-      return kv ? parseEntry(kv)?.owner : undefined;
-    },
+    ownerNow: c.ownerNow,
     log: c.log,
   });
   const fence = new HostFence({

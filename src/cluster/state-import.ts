@@ -1,4 +1,5 @@
-// A host that ran on SQLite (a host of its own, or a cluster host of an earlier
+// A cluster host's state store (EtcdStateStore, its journal in the data dir),
+// opened once what its SQLite days left is imported. A host that ran on SQLite (a host of its own, or a cluster host of an earlier
 // flickd, whose records stayed in its state.db) brings its records into etcd
 // once, before its first reconcile there: each record of <data-dir>/state.db
 // goes in as this host's, in one txn that requires its id and its name to be
@@ -12,6 +13,8 @@ import { SqliteStateStore } from '../store/sqlite-state-store.js';
 import type { EtcdClient } from './etcd-client.js';
 import { encodeRecord, nameKey, recordKey } from './etcd-state-feed.js';
 import { unavailable } from './etcd-state-txn.js';
+import { EtcdStateStore } from './etcd-state-store.js';
+import { describeError } from '../errors.js';
 
 export interface ImportResult {
   imported: number;
@@ -49,4 +52,21 @@ export async function importSqliteState(c: { etcd: EtcdClient; prefix: string; h
   const taken = result.nameTaken.length > 0 ? `; not imported, their names held by other hosts' instances: ${result.nameTaken.join(', ')} (kept in ${file}.imported)` : '';
   c.log(`cluster: imported ${result.imported} instance record(s) of ${file} into etcd (${result.present} there already)${taken}; the file is now ${path.basename(file)}.imported`);
   return result;
+}
+
+/**
+ * The store a cluster host's controller runs on: its state.db imported first (if any), then
+ * EtcdStateStore with its journal at `<dataDir>/cluster-state.db`. `lease` is undefined until the
+ * host joins (it reconciles first): shared writes are NOT_OWNER, status publishes wait until then.
+ */
+export async function openClusterState(c: { etcd: EtcdClient; prefix: string; hostId: string; dataDir: string; lease: () => string | undefined; log: (line: string) => void }): Promise<EtcdStateStore> {
+  await importSqliteState(c);
+  return EtcdStateStore.open({
+    etcd: c.etcd,
+    prefix: c.prefix,
+    hostId: c.hostId,
+    journalFile: path.join(c.dataDir, 'cluster-state.db'),
+    lease: c.lease,
+    onTrouble: (err) => c.log(`cluster state: ${describeError(err)}`),
+  });
 }

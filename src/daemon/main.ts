@@ -23,6 +23,8 @@ import { connectCluster, DEFAULT_LEASE_TTL_SECONDS, type ClusterConnection, type
 import { standDownGuard, startFenceGuard, type FenceGuard } from '../cluster/fence-guard.js';
 import { createHostsHandler, peerReachesEtcd } from '../cluster/hosts-api.js';
 import { ClusterAgent } from '../cluster/agent.js';
+import type { EtcdStateStore } from '../cluster/etcd-state-store.js';
+import { openClusterState } from '../cluster/state-import.js';
 import { isRemoteRoute } from '../cluster/remote-routes.js';
 import { hostInventory } from '../cluster/inventory.js';
 import { createForwarder } from '../cluster/api-forward.js';
@@ -260,8 +262,13 @@ async function serve(config: ServeConfig): Promise<void> {
   // Instances: re-adopts VMs a previous flickd left running before anyone can call the API.
   const proxyListen = config.proxyListen === 'off' ? undefined : parseListen(config.proxyListen ?? DEFAULT_PROXY_LISTEN);
   const agent = c ? new ClusterAgent({ etcd: c.etcd, prefix: c.prefix, host: c.hostName, credential: token, leaseTtlMs: DEFAULT_LEASE_TTL_SECONDS * 1000, log: config.log }) : undefined;
+  // A cluster host's records live in etcd (src/cluster/etcd-state-store.ts); a state.db of its SQLite days goes there first.
+  let state: EtcdStateStore | undefined;
+  const openState = async (cc: ClusterConnection) =>
+    (state = await openClusterState({ etcd: cc.etcd, prefix: cc.prefix, hostId: cc.hostName, dataDir: config.dataDir, lease: () => member?.lease.id, log: config.log }));
   const instances = await startHostInstances({
     dataDir: config.dataDir,
+    ...(c ? { openStore: () => openState(c) } : {}),
     images: runnable,
     ...(agent ? { cluster: agent.hooks() } : {}),
     // Tests pin their own prefix and pool (env); a cluster host otherwise uses the range it claimed.
@@ -342,8 +349,8 @@ async function serve(config: ServeConfig): Promise<void> {
     const joinCluster = async () => {
       member = await c.join({ apiPort: address.port, proxyPort: instances.proxy?.address.port, hopPort: instances.proxy?.hopAddress?.port }, () => instances.controller.list().length, async () => hostInventory(await images.list(), instances.controller.list()));
       const m = member;
-      // Before serving: what the catalog gave to another host while this one was away is stopped here.
-      await agent.start(instances.controller, instances.routes, m.lease, () => peerReachesEtcd(m.directory.peers(c.hostName), token));
+      // Before serving: what another host claimed while this one was away is released here.
+      await agent.start(state!, instances.controller, instances.routes, m.lease, () => peerReachesEtcd(m.directory.peers(c.hostName), token));
       agent.follow(m.directory);
       // Should this flickd die, its stateless VMs die at its lease's end, before another host starts them (fence-guard.ts).
       guard = startFenceGuard({ dataDir: config.dataDir, ttlMs: DEFAULT_LEASE_TTL_SECONDS * 1000, lease: m.lease, targets: () => agent.movable(), log: config.log });

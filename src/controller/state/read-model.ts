@@ -35,6 +35,11 @@ export class ReadModel implements StateReads {
     return [...this.#byId.values()].sort(byAge);
   }
 
+  /** Every record, in no order (list() sorts: this does not). */
+  values(): IterableIterator<InstanceRecord> {
+    return this.#byId.values();
+  }
+
   usesTemplate(dir: string): boolean {
     return (this.#templateUsers.get(dir) ?? 0) > 0;
   }
