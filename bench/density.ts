@@ -17,13 +17,17 @@
 //
 //   node dist/bench/density.js [--n 100000] [--running-max 1000] [--running-mode clone|boot]
 //                              [--running-memory 64] [--minutes 60] [--netns-probe 200] [--idle-cost-n 50]
+//                              [--ksm-pages 2000] [--only-running]
+// The running ramp turns the host's ksmd on (--ksm-pages per 20 ms; 0: off) and puts it back
+// afterwards (bench/running-ramp.ts); --only-running runs that ramp alone and merges its fields.
 import { QemuDriver } from '../src/vmm/qemu/qemu-driver.js';
 import { NamespaceNetwork, sweepLeftovers } from '../src/network/namespace-network.js';
 import { runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 import path from 'node:path';
-import { APP_PORT, BenchHost, diskBytes, meminfo, pssBytes, rssBytes, settle } from './flickd-host.js';
+import { APP_PORT, BenchHost, diskBytes, meminfo, rssBytes, settle } from './flickd-host.js';
 import { idleCost, type IdleCost } from './idle-cost.js';
-import { argValue, forEachLimit, percentile, processCpuUs, writeResults } from './lib.js';
+import { argValue, forEachLimit, percentile, writeResults } from './lib.js';
+import { Failures, onlyRunning, runningFields, runningRamp, whyFailed, type RunningMode } from './running-ramp.js';
 
 const TAG = 'fbd';
 /** A /30 per instance: a /16 holds 16,384. */
@@ -93,111 +97,6 @@ async function wakeMedians(host: BenchHost, names: string[], rounds: number, fai
   return out.map((ms) => (ms.length > 0 ? round(percentile(ms, 50)) : null));
 }
 
-/**
- * How running instances are made. `clone`: scale-to-zero instances (a day's
- * cooldown) woken by one request each, so all but the first are clones of one
- * shared template (as every woken instance is); `boot`: plain instances, each
- * booted from scratch.
- */
-type RunningMode = 'clone' | 'boot';
-
-/** Why starts failed: each distinct reason (trimmed) with how many times it came. */
-class Failures {
-  readonly #byReason = new Map<string, { count: number; first: string }>();
-  count = 0;
-  add(name: string, err: unknown): void {
-    const reason = (err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').slice(0, 800);
-    const seen = this.#byReason.get(reason);
-    if (seen) seen.count++;
-    else this.#byReason.set(reason, { count: 1, first: name });
-    this.count++;
-  }
-  get first(): string | undefined {
-    const [reason, { first } = { first: '' }] = [...this.#byReason.entries()][0] ?? [];
-    return reason === undefined ? undefined : `${first} failed to start: ${reason}`;
-  }
-  toJSON(): Array<{ reason: string; count: number; first: string }> {
-    return [...this.#byReason.entries()].map(([reason, v]) => ({ reason, count: v.count, first: v.first }));
-  }
-}
-
-/** What the call said, with the last lines of the instance's console log (the guest's and its VMM's last words). */
-async function whyFailed(host: BenchHost, name: string, err: unknown): Promise<Error> {
-  const log = await fetch(`${host.base}/v1/instances/${name}/log`, { headers: { authorization: `Bearer ${host.token}` } })
-    .then((r) => (r.ok ? r.text() : ''))
-    .catch(() => '');
-  const tail = log.trim().split('\n').slice(-4).join(' | ');
-  return new Error(`${err instanceof Error ? err.message : String(err)}${tail ? ` (console: ${tail.slice(-400)})` : ''}`);
-}
-
-async function runningRamp(host: BenchHost, max: number, deadline: number, memoryMb: number, mode: RunningMode): Promise<{ count: number; pssEach: number | null; cpuEach: number | null; cpuWorst: number | null; memAvailableDrop: number; stoppedBy: string; failures: Failures }> {
-  const floor = meminfo('MemTotal') * RAM_FLOOR_SHARE;
-  const avail0 = meminfo('MemAvailable');
-  const failures = new Failures();
-  let stoppedBy = `the ${max} asked for`;
-  const stop = (): boolean => {
-    if (failures.first) stoppedBy = failures.first;
-    else if (meminfo('MemAvailable') < floor) stoppedBy = `MemAvailable below ${Math.round(RAM_FLOOR_SHARE * 100)} % of RAM`;
-    else if (Date.now() > deadline) stoppedBy = 'the time bound';
-    else return false;
-    return true;
-  };
-  const pids: number[] = [];
-  await forEachLimit(max, CONCURRENCY, async (i) => {
-    const name = `run-${i}`;
-    try {
-      const r = await host.api('POST', '/v1/instances', {
-        image: IMAGE,
-        name,
-        memory_mb: memoryMb,
-        ports: [{ port: APP_PORT, protocol: 'http' }],
-        ...(mode === 'clone' ? { scale_to_zero: { policy: 'on', cooldown_time_ms: 86_400_000 } } : {}),
-      });
-      if (r.status !== 201) throw new Error(`create: HTTP ${r.status} ${r.text}`);
-      if (mode === 'clone') await host.firstByte(name); // wakes it unless it just booted
-      const view = await host.waitFor(name, 'running', 300_000);
-      if (!view?.pid) throw new Error(`running without a VMM process: ${JSON.stringify(view).slice(0, 200)}`);
-      pids.push(view.pid);
-    } catch (err) {
-      failures.add(name, await whyFailed(host, name, err));
-    }
-    if ((i + 1) % 50 === 0) log(`  ${i + 1} started, MemAvailable ${(meminfo('MemAvailable') / 2 ** 30).toFixed(1)} GiB`);
-  }, stop);
-  // Idle for a moment so boot-time pages settle, then PSS and CPU each.
-  await new Promise((r) => setTimeout(r, 5000));
-  const pss = pids.map(pssBytes).filter((x): x is number => x !== undefined);
-  const cpu = await idleCpuShares(pids, 20_000);
-  return {
-    count: pids.length,
-    pssEach: pss.length > 0 ? Math.round(pss.reduce((a, b) => a + b, 0) / pss.length) : null,
-    cpuEach: cpu.length > 0 ? round(cpu.reduce((a, b) => a + b, 0) / cpu.length, 3) : null,
-    cpuWorst: cpu.length > 0 ? round(Math.max(...cpu), 3) : null,
-    memAvailableDrop: avail0 - meminfo('MemAvailable'),
-    stoppedBy,
-    failures,
-  };
-}
-
-/** CPU time (user + system) of each of `pids` over `ms`, as its share of one core in % (an idle VM should cost ~0). */
-async function idleCpuShares(pids: number[], ms: number): Promise<number[]> {
-  const cpu = (pid: number): number | undefined => {
-    try {
-      return processCpuUs(pid);
-    } catch {
-      return undefined; // gone
-    }
-  };
-  const before = new Map(pids.map((pid) => [pid, cpu(pid)]));
-  const t0 = performance.now();
-  await new Promise((r) => setTimeout(r, ms));
-  const elapsedUs = (performance.now() - t0) * 1000;
-  return pids.flatMap((pid) => {
-    const t0cpu = before.get(pid);
-    const t1 = cpu(pid);
-    return t0cpu === undefined || t1 === undefined ? [] : [((t1 - t0cpu) / elapsedUs) * 100];
-  });
-}
-
 /** ms to list every instance through the API, one page of 100 (if the API pages), and `flick ls`. */
 async function listTimes(host: BenchHost): Promise<Record<string, number | string>> {
   const time = async (fn: () => Promise<unknown>): Promise<number> => {
@@ -228,7 +127,10 @@ async function main(): Promise<void> {
   const probeK = Number(argValue(process.argv, 'netns-probe') ?? 200);
   const runningMemoryMb = Number(argValue(process.argv, 'running-memory') ?? 64);
   const runningMode: RunningMode = argValue(process.argv, 'running-mode') === 'boot' ? 'boot' : 'clone';
+  const ksmPages = Number(argValue(process.argv, 'ksm-pages') ?? 2000);
   const accel = await new QemuDriver({}).accelerator();
+  const ramp = { max: runningMax, memoryMb: runningMemoryMb, mode: runningMode, concurrency: CONCURRENCY, floorShare: RAM_FLOOR_SHARE, ksmPages, log };
+  if (process.argv.includes('--only-running')) return onlyRunning({ ...ramp, accel, minutes, tag: TAG, pool: POOL });
   const start = Date.now();
   const deadline = start + minutes * 60_000;
 
@@ -312,7 +214,8 @@ async function main(): Promise<void> {
     }
 
     log(`idle running minimal instances (-m ${runningMemoryMb}M, ${runningMode}): up to ${runningMax}, within the time left`);
-    const running = await runningRamp(host, runningMax, deadline, runningMemoryMb, runningMode);
+    const running = await runningRamp(host, { ...ramp, deadline });
+    const runningOut = runningFields(running, runningMemoryMb, runningMode);
     log(`  ${running.count} running (stopped by ${running.stoppedBy}), PSS each ${running.pssEach}, idle CPU each ${running.cpuEach} % of a core (worst ${running.cpuWorst} %)`);
     await removeAll(host, 'run-');
 
@@ -321,10 +224,7 @@ async function main(): Promise<void> {
       standby_ram_bytes: ramDrop,
       standby_disk_bytes_each: standby > 0 ? Math.round(disk / standby) : null,
       create_per_s: round(standby / seconds, 2),
-      running_instances: running.count,
-      running_pss_bytes_each: running.pssEach,
-      running_cpu_percent_each: running.cpuEach,
-      running_cpu_percent_worst: running.cpuWorst,
+      ...runningOut.results,
       wake_first_ms: wakeFirst,
       wake_last_ms: wakeLast,
       flickd_rss_bytes: flickdRss,
@@ -360,15 +260,7 @@ async function main(): Promise<void> {
         disk_bytes_templates: diskTemplates,
         disk_bytes_state_db: diskDb,
       },
-      running: {
-        mode: runningMode === 'clone' ? 'scale-to-zero instances woken by a request: clones of one shared template' : 'each booted from scratch',
-        stopped_by: running.stoppedBy,
-        failures: running.failures.toJSON(),
-        cpu_measure: 'utime + stime of each VMM over 20 s idle, as a share of one core; each = mean, worst = the busiest VMM',
-        memory_mb: runningMemoryMb,
-        mem_available_drop_bytes: running.memAvailableDrop,
-        mem_available_drop_bytes_each: running.count > 0 ? Math.round(running.memAvailableDrop / running.count) : null,
-      },
+      running: runningOut.details,
       network_namespace_alone: netns,
     };
   } finally {

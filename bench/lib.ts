@@ -78,3 +78,20 @@ export function processCpuUs(pid: number): number {
   const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10_000;
 }
+
+/**
+ * CPU time (µs) process `pid` has run so far, summed over its threads from
+ * /proc/<pid>/task/<tid>/schedstat (the scheduler's own nanoseconds): exact at
+ * the 0.05 %-of-a-core scale, where utime + stime (10 ms ticks) is one tick in 20 s.
+ */
+export function processRunUs(pid: number): number {
+  let ns = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return ns / 1000;
+}

@@ -6,8 +6,18 @@
 //
 // Enters a mount namespace of its own with private propagation, bind-mounts
 // <run dir> at <mount point> (inside the chroot folder QEMU will -chroot
-// into), turns core dumps off (one would hold guest RAM) and execs <program>.
+// into), turns core dumps off (one would hold guest RAM), makes the VMM's
+// memory mergeable and execs <program>.
 // Any failure: a message on stderr and exit 125, before anything is exec'd.
+//
+// Mergeable (PR_SET_MEMORY_MERGE, Linux >= 6.4; kept across exec since 6.7):
+// every anonymous mapping of the VMM, not only the guest RAM QEMU marks itself,
+// may be shared with identical pages of other VMMs, but only when the host runs
+// ksmd (/sys/kernel/mm/ksm/run = 1: the operator's choice; off by default).
+// QEMU's heap, library relocations and zeroed buffers are largely alike across
+// clones of one template: an idle minimal clone's private memory drops from
+// ~23 to ~15.5 MiB under TCG (README, "Idle running instances"). An older
+// kernel rejects the call (EINVAL), which is not an error: nothing merges there.
 // Joining the cgroups is not done here: a v1 cgroup migration waits for an RCU
 // grace period (~10 ms measured), so flickd does it beside QEMU's own start-up
 // (jail.ts, `enter`).
@@ -17,6 +27,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -38,6 +49,10 @@ int main(int argc, char **argv) {
   if (mount(run_dir, mount_point, NULL, MS_BIND, NULL) != 0) return fail("bind-mounting", run_dir);
   struct rlimit no_core = {0, 0};
   if (setrlimit(RLIMIT_CORE, &no_core) != 0) return fail("setrlimit", "RLIMIT_CORE");
+#ifndef PR_SET_MEMORY_MERGE
+#define PR_SET_MEMORY_MERGE 67
+#endif
+  if (prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0) != 0 && errno != EINVAL) return fail("prctl", "PR_SET_MEMORY_MERGE");
   execvp(argv[i + 1], argv + i + 1);
   return fail("exec", argv[i + 1]);
 }

@@ -32,7 +32,7 @@ async function runEntered(jail: Awaited<ReturnType<typeof prepareJail>>, w: { co
   return out;
 }
 
-const script = (marker: string) => `read go; cat /proc/self/cgroup; ulimit -c; cat ${marker}`;
+const script = (marker: string) => `read go; cat /proc/self/ksm_stat 2>/dev/null; cat /proc/self/cgroup; ulimit -c; cat ${marker}`;
 
 test('the built helper gets the run folder, its mount point and the command', () => {
   const w = wrapArgv({ runDir: '/data/i/run', root: '/j/root' }, ['qemu', '-S'], '/cache/flick-jailer');
@@ -108,6 +108,8 @@ test('a prepared jail runs its command in its groups and mount, and cleanup leav
     assert.match(w.command, /flick-jailer$/, 'the built helper');
     const stdout = await runEntered(jail, w);
     assert.match(stdout, /\n0\na$/, 'no core dumps');
+    // The VMM's memory is mergeable: a host that runs ksmd shares identical pages between VMMs (a kernel that says so).
+    if (/ksm_merge_any/.test(fs.readFileSync('/proc/self/ksm_stat', 'utf8'))) assert.match(stdout, /ksm_merge_any: yes/);
     assert.match(stdout, new RegExp(`memory:.*/flick/${jail.key}\\n`));
     assert.match(stdout, new RegExp(`pids:.*/flick/${jail.key}\\n`));
     assert.ok(jail.key.startsWith('jail-test-a-'));
