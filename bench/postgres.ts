@@ -4,7 +4,8 @@
 // host's own PostgreSQL 15 started cold as a process. Each figure times the
 // same client (`psql -c 'SELECT 1'` over TCP), so both sides pay its start.
 //
-//   wake → first query (hot: paused VMM; cold: own state restored), through the proxy
+//   wake → first query (hot: paused VMM; cold: own state restored, primed: ahead of the wake, or
+//   unprimed: on the wake's path, interleaved), through the proxy
 //   host: `pg_ctl start` → first query answered (pg_isready polled every 5 ms)
 //   pgbench TPS through the proxy vs the instance's address directly (alternating rounds)
 //   N standby instances, each on its own volume: host RAM and disk each
@@ -118,19 +119,45 @@ async function suspend(host: BenchHost, name: string, tier: 'hot' | 'cold'): Pro
 }
 
 /** Suspends `name`, times `sql` through the proxy, and checks that it was a wake of that tier; with the wake's breakdown. */
-async function wakeQuery(host: BenchHost, name: string, port: number, tier: 'hot' | 'cold', sql = 'SELECT 1'): Promise<{ ms: number; phases: Record<string, number> }> {
+async function wakeQuery(host: BenchHost, name: string, port: number, tier: 'hot' | 'cold', sql = 'SELECT 1'): Promise<{ ms: number; phases: Record<string, number>; tier: string }> {
   await suspend(host, name, tier);
   return await timedWake(host, name, port, tier, sql);
 }
 
+/**
+ * A cold wake of `name` as flickd serves it (primed/own-primed.ts) — `primed`: once its saved state
+ * was restored paused (the wake binds and resumes that VM); `unprimed`: at once after the save,
+ * before the prime's delay (the wake restores). Retried (at most 5 times) until the wake was of that kind.
+ */
+async function coldWake(host: BenchHost, name: string, port: number, kind: 'primed' | 'unprimed'): Promise<{ ms: number; phases: Record<string, number>; tier: string }> {
+  for (let attempt = 0; ; attempt++) {
+    await suspend(host, name, 'cold');
+    if (kind === 'primed') await waitPrimed(host);
+    const w = await timedWake(host, name, port, 'cold');
+    if (w.tier === (kind === 'primed' ? 'primed' : 'cold') || attempt >= 4) {
+      if (attempt >= 4) throw new Error(`instance ${name}: 5 cold wakes in a row were not ${kind} (${w.tier})`);
+      return w;
+    }
+  }
+}
+
+/** Until a primed VM of a stateful instance waits paused (the bench's only stateful standby at that point). */
+async function waitPrimed(host: BenchHost): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (((await host.must('GET', '/v1/metrics')).primed_pool?.stateful?.vms ?? 0) < 1) {
+    if (Date.now() > deadline) throw new Error('no primed VM of the stateful instance within 60 s: is the primed pool off (--primed-pool-mb 0)?');
+    await sleep(20);
+  }
+}
+
 /** Times `sql` on a standby instance through the proxy; fails unless exactly one wake of `tier` answered it. */
-async function timedWake(host: BenchHost, name: string, port: number, tier: 'hot' | 'cold', sql = 'SELECT 1'): Promise<{ ms: number; phases: Record<string, number> }> {
+async function timedWake(host: BenchHost, name: string, port: number, tier: 'hot' | 'cold', sql = 'SELECT 1'): Promise<{ ms: number; phases: Record<string, number>; tier: string }> {
   const key = tier === 'hot' ? 'wakes_hot' : 'wakes_cold';
   const before = (await host.must('GET', `/v1/instances/${name}`))[key] as number;
   const ms = await timed(() => psql('127.0.0.1', port, sql));
   const v = await host.must('GET', `/v1/instances/${name}`);
   if (v[key] !== before + 1) throw new Error(`instance ${name}: the query was not answered by one ${tier} wake (${key} ${before} → ${v[key]})`);
-  return { ms, phases: v.last_wake?.phases_ms ?? {} };
+  return { ms, phases: v.last_wake?.phases_ms ?? {}, tier: v.last_wake?.tier ?? '' };
 }
 
 /** p50 of each phase over the wakes. */
@@ -174,19 +201,28 @@ async function main(): Promise<void> {
     await psql('127.0.0.1', port, 'SELECT 1');
 
     // Wakes: suspend explicitly (the cooldown is long), then time the first query through the proxy.
+    // Cold wakes both ways, interleaved: primed (flickd's default once a database slept ~1 s) and
+    // unprimed (restored on the wake's path).
     const hot: number[] = [];
     const cold: number[] = [];
+    const unprimed: number[] = [];
     const warm: number[] = [];
     const coldWakes: Array<{ phases: Record<string, number> }> = [];
+    const unprimedWakes: Array<{ phases: Record<string, number> }> = [];
     for (let i = 0; i < n; i++) {
-      for (const [tier, xs] of [['cold', cold], ['hot', hot]] as const) {
-        const w = await wakeQuery(host, 'pg', port, tier);
-        xs.push(w.ms);
-        if (tier === 'cold') coldWakes.push(w);
-        warm.push(await timed(() => psql('127.0.0.1', port, 'SELECT 1')));
-      }
-      log(`round ${i + 1}/${n}: cold ${round(cold.at(-1)!)} ms, hot ${round(hot.at(-1)!)} ms, warm ${round(warm.at(-1)!)} ms`);
+      const u = await coldWake(host, 'pg', port, 'unprimed');
+      unprimed.push(u.ms);
+      unprimedWakes.push(u);
+      warm.push(await timed(() => psql('127.0.0.1', port, 'SELECT 1')));
+      const c = await coldWake(host, 'pg', port, 'primed');
+      cold.push(c.ms);
+      coldWakes.push(c);
+      warm.push(await timed(() => psql('127.0.0.1', port, 'SELECT 1')));
+      hot.push((await wakeQuery(host, 'pg', port, 'hot')).ms);
+      warm.push(await timed(() => psql('127.0.0.1', port, 'SELECT 1')));
+      log(`round ${i + 1}/${n}: cold primed ${round(cold.at(-1)!)} ms, unprimed ${round(unprimed.at(-1)!)} ms, hot ${round(hot.at(-1)!)} ms, warm ${round(warm.at(-1)!)} ms`);
     }
+    const loadDuringWakes = os.loadavg();
 
     // The peer: the host's own PostgreSQL, started cold as a process n times.
     await hostPg.init();
@@ -246,7 +282,8 @@ async function main(): Promise<void> {
     printTable([
       ['PostgreSQL 15 (' + accel.toUpperCase() + ', shared 2-core machine)', 'p50', 'p90', 'p99', 'n'],
       ['wake hot → SELECT 1 answered (ms, proxy)', results.wake_hot_ms.p50, results.wake_hot_ms.p90, results.wake_hot_ms.p99, hot.length],
-      ['wake cold → SELECT 1 answered (ms, proxy)', results.wake_cold_ms.p50, results.wake_cold_ms.p90, results.wake_cold_ms.p99, cold.length],
+      ['wake cold → SELECT 1 answered (ms, proxy; primed: its saved state restored paused ahead)', results.wake_cold_ms.p50, results.wake_cold_ms.p90, results.wake_cold_ms.p99, cold.length],
+      ['wake cold, unprimed (restored on the wake) → SELECT 1 (ms, proxy)', ...p3(unprimed), unprimed.length],
       ['host pg_ctl start → SELECT 1 answered (ms)', results.host_cold_start_ms.p50, results.host_cold_start_ms.p90, results.host_cold_start_ms.p99, hostCold.length],
       ['warm SELECT 1 (ms, proxy, psql start included)', round(percentile(warm, 50)), round(percentile(warm, 90)), round(percentile(warm, 99)), warm.length],
     ]);
@@ -290,10 +327,12 @@ async function main(): Promise<void> {
       details: {
         machine: 'shared by 7 engineers running tests and builds at the same time: compare ratios within this run only',
         warm_select_ms: dist(warm),
+        wake_cold_unprimed_ms: dist(unprimed),
+        load_average_during_wakes: loadDuringWakes.map((x) => round(x, 2)),
         boot_to_running_ms: booted.started_at ? new Date(booted.started_at).getTime() - new Date(booted.created_at).getTime() : null,
         pgbench_rounds: { proxy: tpsProxy, direct: tpsDirect, bare_node_relay: tpsRelay },
         pgbench_tps_bare_node_relay: round(percentile(tpsRelay, 50)),
-        samples: { wake_hot_ms: hot.map((x) => round(x)), wake_cold_ms: cold.map((x) => round(x)), host_cold_start_ms: hostCold.map((x) => round(x)) },
+        samples: { wake_hot_ms: hot.map((x) => round(x)), wake_cold_ms: cold.map((x) => round(x)), wake_cold_unprimed_ms: unprimed.map((x) => round(x)), host_cold_start_ms: hostCold.map((x) => round(x)) },
         fork_live_ms: dist(forks.live),
         fork_to_first_query_ms: dist(forks.firstQuery),
         fork_disk_bytes: { standby_source: dist(forks.diskCold), running_source: dist(forks.diskLive) },
@@ -303,7 +342,7 @@ async function main(): Promise<void> {
         shared_fork_template_bytes: shared.templateBytes,
         shared_fork_first_query_ms: dist(shared.firstQuery),
         shared_fork_second_wake_ms: dist(shared.secondWake),
-        wake_phases_p50_ms: { cold: phaseP50(coldWakes), shared_fork_first: shared.firstPhases },
+        wake_phases_p50_ms: { cold: phaseP50(coldWakes), cold_unprimed: phaseP50(unprimedWakes), shared_fork_first: shared.firstPhases },
         shared_fork_first_query_samples: shared.firstQuery.map((x) => round(x)),
         shared_forks: { instances: shared.ms.length, seconds: shared.seconds, flickd_rss_bytes_each: shared.flickdRssEach, mem_available_drop_bytes: shared.memAvailableDrop },
       },

@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { api as apiOf, removeFlickd, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
+import { api as apiOf, removeFlickd, startFlickd, until, type FlickdUnderTest } from '../src/daemon/testing.js';
+import { isAlive } from '../src/vmm/qemu/qemu-process.js';
 import { freePort, stablePort } from '../src/network/free-port.js';
 import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 import { flickCli, psql as psqlAt, pushPostgresImage, waitState as waitStateOf } from '../src/volumes/testing.js';
@@ -308,4 +309,86 @@ test('shared forks (the density path): many forks of one standby database share 
   assert.equal(await rows(forks[0]!.port), '1,2,3,5,7,9,10', 'the fork keeps its own state across standby');
   assert.equal(await rows(pgPort), '1,2,3,5,7,9', 'the source wakes from its own state, untouched');
   assert.equal(await rows(forks[2]!.port), '1,2,3,5,7,9', 'a fork that slept through all of it still starts from the shared state');
+});
+
+/** The primed VMs (data dir's primed/) whose VM config names `volume`'s disk: folder, QEMU pid (if one runs) and namespace. */
+function primedOn(volume: string): Array<{ dir: string; pid: number | undefined; netns: string | undefined }> {
+  const root = path.join(dataDir, 'primed');
+  const out: Array<{ dir: string; pid: number | undefined; netns: string | undefined }> = [];
+  for (const n of fs.existsSync(root) ? fs.readdirSync(root) : []) {
+    const dir = path.join(root, n);
+    let config: { drives?: Array<{ file: string }>; network?: { netns?: string } } = {};
+    try {
+      config = JSON.parse(fs.readFileSync(path.join(dir, 'vm.json'), 'utf8')).config;
+    } catch {
+      continue; // being made or removed
+    }
+    if (!(config.drives ?? []).some((d) => d.file.includes(`/volumes/${volume}/`))) continue;
+    const pid = fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x)).map(Number).find((p) => {
+      try {
+        const cmd = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8');
+        return cmd.includes('qemu-system') && cmd.includes(`${dir}/run/`) && isAlive(p);
+      } catch {
+        return false;
+      }
+    });
+    out.push({ dir, pid, netns: config.network?.netns });
+  }
+  return out;
+}
+
+test('primed standby database: soon after it sleeps its saved state is restored paused; the wake resumes that VM with every committed row; a volume clone, a fork and an rm each end it first, leaving no QEMU, namespace or folder', async () => {
+  const rows = (port: number) => psql(port, "SELECT string_agg(v::text, ',' ORDER BY v) FROM t").catch((e: unknown) => {
+    throw new Error(`${String(e)}\n${flickd!.log().slice(-8000)}`);
+  });
+  const sleepPrimed = async (what: string) => {
+    await until(`pgb in cold standby (${what})`, async () => {
+      const v = (await api('PUT', '/v1/instances/pgb/suspend?tier=cold')).json.data;
+      return v?.state === 'standby' && v.standby_tier === 'cold' ? true : undefined;
+    }, 120_000);
+    const [primed] = await until(`a primed VM of pgb's saved state (${what})`, async () => {
+      const p = primedOn('pgdata');
+      return p.length === 1 && p[0]!.pid !== undefined ? p : undefined;
+    }, 120_000);
+    assert.equal((await api('GET', '/v1/instances/pgb')).json.data.pid, null, 'the instance itself holds no VM in cold standby');
+    return primed!;
+  };
+  const gone = (p: { dir: string; pid: number | undefined; netns: string | undefined }, after: string) => {
+    assert.deepEqual(primedOn('pgdata'), [], `no primed VM of pgb after ${after}`);
+    assert.ok(!isAlive(p.pid!), `its QEMU ${p.pid} ended (${after})`);
+    assert.ok(!fs.existsSync(p.dir), `its folder went (${after})`);
+    assert.ok(p.netns === undefined || !fs.existsSync(`/run/netns/${p.netns}`), `its namespace ${p.netns} went (${after})`);
+  };
+
+  await psql(pgPort, 'INSERT INTO t VALUES (12)');
+  const first = await sleepPrimed('after a commit');
+  assert.equal(await rows(pgPort), '1,2,3,5,7,9,12', 'woken through the primed VM, every committed row is there');
+  const woken = (await api('GET', '/v1/instances/pgb')).json.data;
+  assert.equal(woken.last_wake?.tier, 'primed', JSON.stringify(woken.last_wake));
+  assert.equal(woken.pid, first.pid, 'the instance runs in the primed QEMU');
+  await psql(pgPort, 'INSERT INTO t VALUES (13)');
+
+  // A volume clone ends the primed VM before it freezes the disk that VM holds open.
+  const beforeClone = await sleepPrimed('before a volume clone');
+  const clone = await flick('volume', 'clone', 'pgdata', 'pgp-copy', '-o', 'json');
+  assert.equal(clone.code, 0, clone.stderr);
+  gone(beforeClone, 'a volume clone');
+  assert.equal(await rows(pgPort), '1,2,3,5,7,9,12,13', 'woken after the clone (restored afresh over its new head)');
+  assert.equal((await api('GET', '/v1/instances/pgb')).json.data.last_wake?.tier, 'cold');
+
+  // A fork of the standby database, likewise; the fork has the rows.
+  const beforeFork = await sleepPrimed('before a fork');
+  const forkPort = await stablePort();
+  const fork = await flick('fork', 'pgb', 'pgp-f', '-p', `${forkPort}:5432`, '-o', 'json');
+  assert.equal(fork.code, 0, fork.stderr);
+  gone(beforeFork, 'a fork');
+  assert.equal(await rows(forkPort), '1,2,3,5,7,9,12,13', 'the fork wakes with the source rows');
+  assert.equal((await api('DELETE', '/v1/instances/pgp-f?force=true')).status, 200);
+
+  // rm of the standby database.
+  assert.equal(await rows(pgPort), '1,2,3,5,7,9,12,13');
+  const beforeRm = await sleepPrimed('before rm');
+  assert.equal((await api('DELETE', '/v1/instances/pgb?force=true')).status, 200);
+  gone(beforeRm, 'rm');
+  for (const v of ['pgp-copy', 'pgp-f-pgdata']) assert.equal((await flick('volume', 'rm', v)).code, 0, `volume ${v} removed`);
 });

@@ -62,7 +62,11 @@ export type PhaseViews = Record<WakePhase | 'total', HistogramView>;
 export interface HostMetricsView {
   hot_standby: { budget_bytes: number; page_out_after_ms: number; keep_resident: string; used_bytes: number; instances: number };
   /** The primed pool (controller/primed/primed-pool.ts); null where the controller has none. */
-  primed_pool: { budget_bytes: number; used_bytes: number; vms: number; templates: number; priming: boolean; hits: number; misses: number; refills: number; refill_failures: number; evictions: number } | null;
+  primed_pool: {
+    budget_bytes: number; used_bytes: number; vms: number; templates: number; priming: boolean; hits: number; misses: number; refills: number; refill_failures: number; evictions: number;
+    /** Primed VMs of stateful instances, each from its own saved state. */
+    stateful?: { budget_bytes: number; used_bytes: number; vms: number; hits: number; misses: number; primes: number; failures: number; evictions: number };
+  } | null;
   instances: InstanceMetricsView[];
 }
 
@@ -119,7 +123,10 @@ export function hostMetrics(src: MetricsSources): HostMetricsView {
   return {
     hot_standby: { budget_bytes: hot.budgetBytes, page_out_after_ms: hot.pageOutAfterMs, keep_resident: formatKeepResident(hot.keepResident), used_bytes: hot.usedBytes, instances: hot.instances.length },
     primed_pool: p
-      ? { budget_bytes: p.budgetBytes, used_bytes: p.usedBytes, vms: p.entries, templates: p.templates, priming: p.priming, hits: p.hits, misses: p.misses, refills: p.refills, refill_failures: p.refillFailures, evictions: p.evictions }
+      ? {
+          budget_bytes: p.budgetBytes, used_bytes: p.usedBytes, vms: p.entries, templates: p.templates, priming: p.priming, hits: p.hits, misses: p.misses, refills: p.refills, refill_failures: p.refillFailures, evictions: p.evictions,
+          ...(p.stateful ? { stateful: { budget_bytes: p.stateful.budgetBytes, used_bytes: p.stateful.usedBytes, vms: p.stateful.vms, hits: p.stateful.hits, misses: p.stateful.misses, primes: p.stateful.primes, failures: p.stateful.failures, evictions: p.stateful.evictions } } : {}),
+        }
       : null,
     instances: src.controller.list().map((rec) => instanceMetrics(src, rec, stats.get(rec.id))),
   };

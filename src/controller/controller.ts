@@ -11,6 +11,7 @@ import { waitForState } from './wait.js';
 import { ControllerError, hasProcess, type InstanceState } from './states.js';
 import type { HotStandbyConfig } from './hot-standby.js';
 import type { PrimedPoolStats } from './primed/primed-pool.js';
+import type { OwnPrimedStats } from './primed/own-primed.js';
 import type { InstanceControllerMetrics } from './metrics.js';
 import type { ControllerOptions } from './options.js';
 import { Lifecycle } from './lifecycle.js';
@@ -200,8 +201,8 @@ export class Controller {
   }
 
   /** The primed pool (primed/primed-pool.ts): its budget, what it holds, hits and misses. */
-  primedPool(): PrimedPoolStats {
-    return this.#lc.primed.stats();
+  primedPool(): PrimedPoolStats & { stateful?: OwnPrimedStats } {
+    return { ...this.#lc.primed.stats(), stateful: this.#lc.ownPrimed.stats() };
   }
 
   /**

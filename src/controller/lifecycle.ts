@@ -27,7 +27,7 @@ import { TemplateStore, templateKey } from './templates.js';
 import { DiskErrors } from './disk-errors.js';
 import { PrimedPool } from './primed/primed-pool.js';
 import { primedRoot } from './primed/primed-dir.js';
-import { restoreForWake, retirePrimedVm } from './primed/bind.js';
+import { ownPrimedFor, restoreForWake, retirePrimedVm } from './primed/bind.js';
 
 /** A VMM process the controller owns, and whether its exit is expected (stop, suspend). */
 interface LiveVm {
@@ -60,6 +60,7 @@ export class Lifecycle implements InstanceHost {
   readonly templates: TemplateStore;
   readonly metrics: ControllerMetrics;
   readonly primed: PrimedPool; // VMs restored paused ahead of cold wakes (primed/); empty without a budget
+  readonly ownPrimed: ReturnType<typeof ownPrimedFor>; // the same for stateful instances, each from its own saved state
   readonly #diskErrors: DiskErrors;
   readonly #templateWarmupRequests: number;
   #disposed = false;
@@ -88,6 +89,7 @@ export class Lifecycle implements InstanceHost {
       keepResident: opts.hotStandby?.keepResident ?? DEFAULT_KEEP_RESIDENT,
     };
     this.primed = new PrimedPool(opts.primedPool ?? { budgetBytes: 0 }, { driver: this.driver, network: opts.network, root: primedRoot(opts.dataDir), log: this.log });
+    this.ownPrimed = ownPrimedFor(this, opts.primedPool, opts.network, primedRoot(opts.dataDir));
     this.scaleToZero = new ScaleToZero(this, { templates: this.templates, metrics: this.metrics, hot, templateWarmupRequests: this.#templateWarmupRequests });
   }
 
@@ -103,7 +105,7 @@ export class Lifecycle implements InstanceHost {
     // Close QMP and control connections but leave the VMs running: the next flickd adopts them.
     for (const { vm } of this.live.values()) vm.release();
     this.live.clear();
-    await this.primed.dispose(); // its unbound VMs end; bound ones are their instances'
+    await Promise.all([this.primed.dispose(), this.ownPrimed.dispose()]); // unbound VMs end; bound ones are their instances'
     await this.networks.dispose();
   }
 
@@ -130,6 +132,7 @@ export class Lifecycle implements InstanceHost {
   async #boot(id: string, ac: AbortController): Promise<void> {
     let vm: MicroVm | undefined;
     try {
+      await this.ownPrimed.drop(id, 'its instance boots');
       let rec = this.fresh(id);
       const image = await this.images.resolve(`${rec.spec.image.ref.replace(/[:@].*$/, '')}@${rec.spec.image.digest}`);
       const runDir = path.join(rec.status.dir, 'run');
@@ -259,6 +262,7 @@ export class Lifecycle implements InstanceHost {
 
   /** Ends the VM (if any) of an instance in `stopping`, releases its network, and records `stopped`. */
   async halt(rec: InstanceRecord, opts: { kill: boolean }): Promise<InstanceRecord> {
+    await this.ownPrimed.drop(rec.id, 'its instance stops');
     const live = this.live.get(rec.id);
     let exit: VmExit | undefined;
     if (live) {
@@ -330,10 +334,7 @@ export class Lifecycle implements InstanceHost {
   serialize<T>(id: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.#locks.get(id) ?? Promise.resolve();
     const run = prev.then(fn);
-    const tail = run.then(
-      () => {},
-      () => {},
-    );
+    const tail = run.then(() => {}, () => {});
     this.#locks.set(id, tail);
     void tail.then(() => {
       if (this.#locks.get(id) === tail) this.#locks.delete(id);
@@ -372,7 +373,7 @@ export class Lifecycle implements InstanceHost {
   }
 
   restore(rec: InstanceRecord, snapshot: Snapshot, mode: RestoreOptions['mode']): Promise<WokenVm> {
-    return restoreForWake(this, this.primed, rec, snapshot, mode);
+    return restoreForWake(this, this.primed, this.ownPrimed, rec, snapshot, mode);
   }
 
   async kill(id: string, vm: MicroVm): Promise<void> {

@@ -102,6 +102,8 @@ export interface InstanceVolumes {
   copy(src: string, dst: string): Promise<unknown>;
   /** Removes a volume nobody holds (a fork that failed halfway). */
   rm(name: string): Promise<void>;
+  /** Sets what runs for each writer of a volume before `clone` or `freeze` freezes its disk (a primed VM of it must go). */
+  beforeFreeze?(hook: (holder: string) => Promise<void>): void;
 }
 
 export interface ControllerLogger {

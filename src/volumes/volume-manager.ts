@@ -41,6 +41,7 @@ export class VolumeManager {
   readonly #opts: VolumeManagerOptions;
   /** Mutations run one at a time: a name is checked and taken in one turn of this queue. */
   #queue: Promise<unknown> = Promise.resolve();
+  #beforeFreeze: (holder: string) => Promise<void> = async () => {};
 
   constructor(opts: VolumeManagerOptions) {
     this.#opts = opts;
@@ -49,6 +50,11 @@ export class VolumeManager {
     // Whatever a crash left half-made.
     fs.rmSync(path.join(this.root, '.tmp'), { recursive: true, force: true });
     fs.mkdirSync(path.join(this.root, '.tmp'), { mode: 0o700 });
+  }
+
+  /** Runs for each writer of a volume before `clone` or `freeze` freezes its disk (a VMM process that holds it open without a record naming it must end first). */
+  beforeFreeze(hook: (holder: string) => Promise<void>): void {
+    this.#beforeFreeze = hook;
   }
 
   // ---- queries ----
@@ -109,6 +115,7 @@ export class VolumeManager {
     return this.#serial(async () => {
       const source = this.#require(src);
       this.#refuseTaken(dst);
+      await this.#writersLetGo(source);
       if (!switchWriter) this.#refuseOpenWriter(source, open);
       this.#checkSpace(`clone "${dst}"`);
       const head = path.join(this.root, src, DISK);
@@ -172,6 +179,7 @@ export class VolumeManager {
   async freeze(src: string, open: (holder: string) => boolean = () => true): Promise<string> {
     return this.#serial(async () => {
       const source = this.#require(src);
+      await this.#writersLetGo(source);
       this.#refuseOpenWriter(source, open);
       this.#checkSpace(`freezing "${src}"`);
       const head = path.join(this.root, src, DISK);
@@ -319,6 +327,10 @@ export class VolumeManager {
     if (fs.existsSync(path.join(this.root, name))) {
       throw new VolumeError('VOLUME_EXISTS', `volume "${name}" already exists: choose another name, or remove it first with 'flick volume rm ${name}'`, { kind: 'user' });
     }
+  }
+
+  async #writersLetGo(source: VolumeState): Promise<void> {
+    for (const a of source.attachments) if (!a.readOnly) await this.#beforeFreeze(a.holder);
   }
 
   /** A writer with a VMM process would go on writing a frozen layer. */

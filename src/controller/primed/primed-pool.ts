@@ -38,6 +38,10 @@ export interface PrimedPoolConfig {
    */
   warmRequests?: number;
   demand?: Partial<DemandOptions>;
+  /** Host RAM for primed VMs of stateful instances, each restored from its own saved state (own-primed.ts); default: `budgetBytes`. */
+  statefulBudgetBytes?: number;
+  /** Time after a stateful instance's save before its state is primed (own-primed.ts DEFAULT_OWN_PRIME_DELAY_MS). */
+  statefulDelayMs?: number;
 }
 
 export interface PrimedPoolDeps {
@@ -73,16 +77,20 @@ export interface PrimedPoolStats {
   evictions: number;
 }
 
-interface Entry {
-  id: string;
+/** A VM restored paused and held until taken: its process, network and folder (also own-primed.ts's). */
+export interface PrimedEntry {
   folder: string;
-  template: Snapshot;
   fingerprint: string;
   vm: MicroVm;
   lease: NetworkLease;
   config: VmConfig;
   bytes: number;
   taken: boolean;
+}
+
+interface Entry extends PrimedEntry {
+  id: string;
+  template: Snapshot;
 }
 
 /**
@@ -104,7 +112,7 @@ const FAILURE_BACKOFF_MS = 5000;
 const AGE_CHECK_MS = 60_000;
 
 export class PrimedPool {
-  readonly #cfg: Required<Omit<PrimedPoolConfig, 'demand'>>;
+  readonly #cfg: Required<Omit<PrimedPoolConfig, 'demand' | 'statefulBudgetBytes' | 'statefulDelayMs'>>;
   readonly #deps: PrimedPoolDeps;
   readonly #demand: ColdWakeDemand;
   readonly #entries: Entry[] = [];
@@ -147,15 +155,7 @@ export class PrimedPool {
     const [e] = this.#entries.splice(i, 1) as [Entry];
     e.taken = true;
     this.#counts.hits += 1;
-    return {
-      vm: e.vm,
-      lease: e.lease,
-      config: e.config,
-      discard: async () => {
-        await e.vm.kill().catch(() => {});
-        await this.#release(e);
-      },
-    };
+    return handOver(e, () => this.#release(e));
   }
 
   /** A cold wake of an instance of `template` with `config` (served or not): demand, and a refill after it. */
@@ -374,8 +374,21 @@ export class PrimedPool {
   }
 }
 
-/** Two snapshots are one template as it is now: same folder, same taking. */
-function sameTemplate(a: Snapshot, b: Snapshot): boolean {
+/** A primed VM handed to an instance; `release` gives back its network and folder should it be discarded. */
+export function handOver(e: Pick<PrimedVm, 'vm' | 'lease' | 'config'>, release: () => Promise<void>): PrimedVm {
+  return {
+    vm: e.vm,
+    lease: e.lease,
+    config: e.config,
+    discard: async () => {
+      await e.vm.kill().catch(() => {});
+      await release();
+    },
+  };
+}
+
+/** Two snapshots are one template (or one instance's state) as it is now: same folder, same taking. */
+export function sameTemplate(a: Snapshot, b: Snapshot): boolean {
   return a.dir === b.dir && a.createdAt === b.createdAt && a.stateFile === b.stateFile;
 }
 
