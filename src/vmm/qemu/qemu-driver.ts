@@ -17,7 +17,7 @@ import { tcgGuestTimers } from './tsc.js';
 import { QemuProcess, processArgs, tail } from './qemu-process.js';
 import { QmpClient, QmpError } from './qmp-client.js';
 import { MigrationEventDataSchema, StatusInfoSchema } from './qmp-schema.js';
-import { QemuMicroVm, fileExists } from './qemu-vm.js';
+import { CLOCK_ANSWER_MS, QemuMicroVm, fileExists } from './qemu-vm.js';
 import { MemoryReclaimer } from './memory-reclaim.js';
 import { cleanRunDir, removeIfEmpty, runDirFiles, type RunDir } from './run-dir.js';
 
@@ -131,7 +131,7 @@ export class QemuDriver implements VmmDriver {
       if (cont === undefined) return new QemuMicroVm({ ...parts, state: 'paused' });
       // Only now: a line sent while the port's state is still loading can sit unread in the
       // socket (QEMU is not told to look again), so the guest would keep its snapshot-time clock.
-      const clock = control.syncClock();
+      const clock = control.syncClock(CLOCK_ANSWER_MS);
       clock.catch(() => {});
       await cont;
       const runningAt = performance.now();

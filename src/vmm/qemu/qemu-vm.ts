@@ -52,6 +52,12 @@ export interface QemuVmParts {
 const CONNECT_ATTEMPT_MS = 250;
 /** The most the guest's wall clock may lag the host's before resume() sets it. */
 const CLOCK_SLACK_MS = 200;
+/**
+ * How long a woken guest may take to answer the clock line. It answers after ~1-2 ms of guest
+ * work, but a restored guest's first run under TCG retranslates its code, and on a loaded host
+ * that took over 2 s (the density ramp at load ~17, 405 VMs up): a wake must wait, not fail.
+ */
+export const CLOCK_ANSWER_MS = 10_000;
 const CONNECT_RETRY_MS = 5;
 
 export class QemuMicroVm implements MicroVm {
@@ -207,7 +213,7 @@ export class QemuMicroVm implements MicroVm {
     let clock: Promise<void> | undefined;
     if (this.#clockLagMs >= CLOCK_SLACK_MS && this.#p.control) {
       this.#clockLagMs = 0;
-      clock = this.#p.control.syncClock();
+      clock = this.#p.control.syncClock(CLOCK_ANSWER_MS);
       clock.catch(() => {});
     }
     await this.#p.qmp.execute('cont');
