@@ -8,9 +8,8 @@
 // reaches neither etcd nor a peer host, one etcd member killed, etcd stopped
 // and started under running hosts (creates 503, every host serves on), one
 // host cut off from etcd through TCP relays (it fences its copy itself) and
-// healed, and the owner's flickd killed with SIGKILL: another host claims its
-// stateless instance's record (same id) and serves it through the proxies, and
-// the returning flickd releases what it still held of it before it serves.
+// healed, and the owner's flickd killed -9: another host claims its stateless
+// instance's record (same id) and serves it; the returning flickd releases its copy.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -362,6 +361,7 @@ test('kill -9 of the owner: its stateless VM dies at its lease\'s end, then web 
   assert.match(kept.reason, /host h2 is down and this instance keeps its state .*back when its host is/);
   await startHost('h2');
   assert.deepEqual((await api(host('h2'), 'GET', '/v1/instances')).json.data.instances.map((i: any) => i.name), ['keeper'], 'h2 keeps its stateful instance, and only it');
+  await until('h2 to release web\'s folder (its record is another host\'s now)', async () => (fs.existsSync(path.join(dataDirOf('h2'), 'instances', before.id)) ? undefined : true), 15_000);
   const back = ((await api(host('h1'), 'GET', '/v1/cluster/instances')).json.data.instances as any[]).find((i) => i.name === 'keeper');
   assert.deepEqual([back.host, back.availability], ['h2', 'up']);
   const owner = host(moved.host as HostName);

@@ -1,10 +1,10 @@
 // What the host-side fence (fence.ts) does to this host's instances. Fenced:
-// every local instance the catalog gives to this host and that is stateless
-// (the ones a failover moves) is killed if it has a VM process, and its wakes
-// are refused, so the proxy cannot start it again. Lifted: each is looked up in
-// etcd afresh (this host's catalog may still be catching up) and started again
-// if the catalog still gives it to this host; one given away is left to the
-// agent, which removes it.
+// every local instance whose record this host owns and that is stateless (the
+// ones a failover moves) is killed if it has a VM process, and its wakes are
+// refused, so the proxy cannot start it again. Lifted: each record's owner is
+// read from etcd afresh (this host's mirror may still be catching up) and the
+// instance started again if it is still this host's; one claimed by another
+// host is left to the agent, which releases it.
 import { describeError, FlickError } from '../errors.js';
 import type { Controller } from '../controller/controller.js';
 import type { EtcdClient } from './etcd-client.js';
