@@ -5,8 +5,9 @@
 // P: h2's proxy tunnels it to h1's hop listener with a CONNECT carrying the
 // cluster's token, and h1 wakes the instance from standby as for its own
 // clients. The hop listener refuses the tunnel without the token. A fork on h1
-// takes its name in the cluster's catalog like a create: h2 lists and routes
-// it, and cannot take its name.
+// takes its name in the cluster like a create: h2 lists and routes it, and
+// cannot take its name. A host of its own (h3) joins with its instances: its
+// state.db goes into etcd once.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -143,4 +144,27 @@ test('a fork takes its name in the cluster: the other host lists and routes it, 
   }, 30_000);
   const again = await api(h2, 'POST', '/v1/instances?host=h2', { image: IMAGE, name: 'copy', memory_mb: 128, autostart: false });
   assert.equal(again.status, 201, again.text);
+});
+
+test('a host of its own joins the cluster with its instances: its state.db goes into etcd once, before it serves', async () => {
+  const solo = await startFlickd({ dataDir: dataDirOf(3), prefix: prefixOf(3), pool: poolOf(3), args: ['--proxy-listen', `${proxyHostOf(3)}:0`] });
+  hosts.push(solo);
+  await pushFixtureImage(solo, IMAGE, 'hello-server');
+  const made = await api(solo, 'POST', '/v1/instances', { image: IMAGE, name: 'solo', memory_mb: 128, autostart: false });
+  assert.equal(made.status, 201, made.text);
+  await solo.stop('SIGTERM');
+  const joined = await startFlickd({
+    dataDir: dataDirOf(3),
+    prefix: prefixOf(3),
+    pool: poolOf(3),
+    args: ['--proxy-listen', `${proxyHostOf(3)}:0`, '--cluster-hop-listen', '127.0.0.1:0', '--cluster-etcd', etcd.endpoints.join(','), '--host-name', 'h3', '--advertise', '127.0.0.1'],
+  });
+  hosts[2] = joined;
+  assert.match(joined.log(), /cluster: imported 1 instance record\(s\) of \S+state\.db into etcd \(0 there already\)/);
+  assert.equal(fs.existsSync(path.join(dataDirOf(3), 'state.db.imported')), true, 'the old file is kept, renamed');
+  // The same instance, now the cluster's: h3 lists it, and any host sees it on h3.
+  assert.equal((await api(joined, 'GET', '/v1/instances/solo')).json.data?.id, made.json.data.id);
+  const listed = await until('h1 to list solo on h3', async () => (await catalog(hosts[0]!)).find((e) => e.name === 'solo' && e.host === 'h3'), 15_000);
+  assert.equal(listed.id, made.json.data.id);
+  assert.equal((await api(hosts[0]!, 'DELETE', '/v1/instances/solo')).status, 200, 'removed through h1');
 });
