@@ -11,11 +11,13 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { startEtcdCluster, type EtcdCluster } from '../src/cluster/etcd-cluster.js';
 import { api, until, proxyPortOf, pushFixtureImage, removeFlickd, runFlick, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
+import { stablePort } from '../src/network/free-port.js';
 import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
 
 const IMAGE = 'fixtures/hello:1';
@@ -25,6 +27,8 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'flick-test-services-cluster-'
 const prefixOf = (i: number) => `${runPrefix('fsc')}t${i}-`;
 const poolOf = (i: number) => runPool(229, i - 1);
 const dataDirOf = (i: number) => path.join(tmp, `h${i}`);
+/** Each proxy on a loopback address of its own (127.0.0.2-4), so that each can listen on a service's TCP port. */
+const proxyHostOf = (i: number) => `127.0.0.${i + 1}`;
 let etcd: EtcdCluster;
 const hosts: FlickdUnderTest[] = [];
 
@@ -46,7 +50,7 @@ const startHost = (i: number) =>
     dataDir: dataDirOf(i),
     prefix: prefixOf(i),
     pool: poolOf(i),
-    args: ['--proxy-listen', '127.0.0.1:0', '--cluster-etcd', etcd.endpoints.join(','), '--host-name', `h${i}`, '--advertise', '127.0.0.1'],
+    args: ['--proxy-listen', `${proxyHostOf(i)}:0`, '--cluster-hop-listen', '127.0.0.1:0', '--cluster-etcd', etcd.endpoints.join(','), '--host-name', `h${i}`, '--advertise', '127.0.0.1'],
   });
 
 after(async () => {
@@ -56,9 +60,10 @@ after(async () => {
 });
 
 /** GET / for `name` through a proxy: status and the guest's hostname (the hello server says it). */
-function viaProxy(port: number, name: string): Promise<{ status: number; hostname: string }> {
+function viaProxy(f: FlickdUnderTest, name: string): Promise<{ status: number; hostname: string }> {
+  const [host, port] = [proxyHostOf(hosts.indexOf(f) + 1), proxyPortOf(f)];
   return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false, headers: { host: `${name}.localhost` }, timeout: 30_000 }, (res) => {
+    const req = http.get({ host, port, path: '/', agent: false, headers: { host: `${name}.localhost` }, timeout: 30_000 }, (res) => {
       let body = '';
       res.setEncoding('utf8').on('data', (d: string) => (body += d));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, hostname: /hostname (\S+)/.exec(body)?.[1] ?? '' }));
@@ -81,10 +86,9 @@ async function membersInCatalog(): Promise<Map<string, string>> {
 /** Polls each host's proxy until every one of `names` (and no other) has answered web.localhost through it. */
 async function answersThroughEveryProxy(names: readonly string[], what: string): Promise<void> {
   for (const [i, f] of hosts.entries()) {
-    const port = proxyPortOf(f);
     const seen = new Set<string>();
     await until(`${what} to answer web.localhost through h${i + 1}`, async () => {
-      const answers = await Promise.all(Array.from({ length: 2 * names.length }, () => viaProxy(port, 'web')));
+      const answers = await Promise.all(Array.from({ length: 2 * names.length }, () => viaProxy(f, 'web')));
       for (const a of answers) if (a.status === 200) seen.add(a.hostname);
       return names.every((n) => seen.has(n)) ? true : undefined;
     }, 180_000);
@@ -128,12 +132,11 @@ test('a service spread over 3 hosts answers through every host\'s proxy; scale a
   await answersThroughEveryProxy(kept, 'the two instances left');
 
   // A deploy onto a new image under light load through h2's proxy (the service is h1's): no request fails.
-  const port2 = proxyPortOf(h2);
   let stop = false;
   const shots: Array<Promise<{ status: number; hostname: string }>> = [];
   const loading = (async () => {
     while (!stop) {
-      shots.push(viaProxy(port2, 'web'));
+      shots.push(viaProxy(h2, 'web'));
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   })();
@@ -169,9 +172,8 @@ test('a service spread over 3 hosts answers through every host\'s proxy; scale a
   }, 60_000);
   t.diagnostic(`failover: ${victim} moved from ${victimHost} to ${moved}`);
   for (const f of hosts.filter((_, i) => i !== dead - 1)) {
-    const port = proxyPortOf(f);
     await until(`${victim} to answer web.localhost from ${moved}`, async () => {
-      const answers = await Promise.all(Array.from({ length: 4 }, () => viaProxy(port, 'web')));
+      const answers = await Promise.all(Array.from({ length: 4 }, () => viaProxy(f, 'web')));
       return answers.some((a) => a.status === 200 && a.hostname === victim) ? true : undefined;
     }, 60_000);
   }
@@ -188,7 +190,7 @@ test('a service spread over 3 hosts answers through every host\'s proxy; scale a
   assert.equal(rm.code, 0, rm.stderr);
   await until('every member gone from the cluster', async () => ((await membersInCatalog()).size === 0 ? true : undefined), 60_000);
   for (const f of hosts) assert.equal((await api(f, 'GET', '/v1/instances')).json.data.instances.length, 0, 'no instance is left on any host');
-  for (const f of hosts) await until('the name to leave every proxy', async () => ((await viaProxy(proxyPortOf(f), 'web')).status === 404 ? true : undefined), 10_000);
+  for (const f of hosts) await until('the name to leave every proxy', async () => ((await viaProxy(f, 'web')).status === 404 ? true : undefined), 10_000);
 });
 
 test('an autoscaled service keeps its members on its home host and answers through another host\'s proxy, woken at home', async () => {
@@ -203,7 +205,7 @@ test('an autoscaled service keeps its members on its home host and answers throu
   }, 120_000);
   // Through h3's proxy: one hop to h1's, which wakes a member and answers.
   const a = await until('auto to answer through h3', async () => {
-    const r = await viaProxy(proxyPortOf(hosts[2]!), 'auto');
+    const r = await viaProxy(hosts[2]!, 'auto');
     return r.status === 200 ? r : undefined;
   }, 30_000);
   // A member woke at home to answer it (its name is the template's, shared by both: not asserted).
@@ -211,5 +213,38 @@ test('an autoscaled service keeps its members on its home host and answers throu
   assert.ok(woke >= 1 && a.hostname !== '', `woken at home: ${woke} scale-up event(s)`);
   const rm = await flick('service', 'rm', 'auto');
   assert.equal(rm.code, 0, rm.stderr);
-  await until('auto to leave h3\'s proxy', async () => ((await viaProxy(proxyPortOf(hosts[2]!), 'auto')).status === 404 ? true : undefined), 10_000);
+  await until('auto to leave h3\'s proxy', async () => ((await viaProxy(hosts[2]!, 'auto')).status === 404 ? true : undefined), 10_000);
+});
+
+/** One HTTP/1.0 exchange as raw TCP bytes to `host:port`: the guest's hostname in the answer ('' on none). */
+function rawGet(host: string, port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port }, () => s.write('GET / HTTP/1.0\r\nHost: tcp\r\n\r\n'));
+    let got = '';
+    s.setTimeout(30_000, () => s.destroy());
+    s.setEncoding('utf8').on('data', (d: string) => (got += d));
+    s.on('close', () => resolve(/hostname (\S+)/.exec(got)?.[1] ?? ''));
+    s.on('error', () => {});
+  });
+}
+
+test('a service with a TCP port keeps its members on its home host and answers on that port of every host, balanced over both', async () => {
+  const h1 = hosts[0]!;
+  // Below the ephemeral range: no outgoing connection on this machine takes it meanwhile.
+  const port = await stablePort();
+  const run = await flick('run', '--name', 'raw', '--replicas', '2', '-p', `${port}:8080/tcp`, IMAGE);
+  assert.equal(run.code, 0, run.stderr);
+  const names = ((await api(h1, 'GET', '/v1/services/raw')).json.data.instances as Array<{ name: string; host: string | null }>).map((i) => [i.name, i.host ?? 'h1'] as const);
+  assert.deepEqual(names.map(([, h]) => h), ['h1', 'h1'], 'a TCP port is a listener of its home\'s proxy: the members stay there');
+  // Each host's proxy listens on the port; the others tunnel each connection to h1, which balances it.
+  for (const i of [1, 2, 3]) {
+    const seen = new Set<string>();
+    await until(`both members to answer on h${i}'s port ${port}`, async () => {
+      for (const n of await Promise.all(Array.from({ length: 4 }, () => rawGet(proxyHostOf(i), port)))) if (n !== '') seen.add(n);
+      return names.every(([n]) => seen.has(n)) ? true : undefined;
+    }, 120_000);
+  }
+  const rm = await flick('service', 'rm', 'raw');
+  assert.equal(rm.code, 0, rm.stderr);
+  await until('the port to close on h2', async () => ((await rawGet(proxyHostOf(2), port)) === '' ? true : undefined), 15_000);
 });

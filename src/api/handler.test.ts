@@ -210,3 +210,20 @@ test('with a token, requests without it are refused with 401', async () => {
   assert.equal((await fetch(url)).status, 401);
   assert.equal((await fetch(url, { headers: { authorization: 'Bearer sekrit' } })).status, 200);
 });
+
+test('DELETE with drain_ms waits for the instance\'s requests in flight through the proxy; a bad drain_ms is a 400', async () => {
+  let inFlight = 1;
+  const s = http.createServer(createApiHandler({ controller, images: { list: async () => [] }, inFlight: () => inFlight }));
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  after(() => new Promise<void>((r) => s.close(() => r())));
+  const url = `http://127.0.0.1:${(s.address() as AddressInfo).port}/v1/instances`;
+  assert.equal((await fetch(url, { method: 'POST', body: JSON.stringify({ image: 'hello:latest', name: 'drained' }), headers: { 'content-type': 'application/json' } })).status, 201);
+  const bad = await readAnswer(await fetch(`${url}/drained?drain_ms=soon`, { method: 'DELETE' }));
+  assert.equal(bad.status, 400);
+  assert.match(bad.json.error.message, /drain_ms must be a whole number of milliseconds/);
+  const started = Date.now();
+  setTimeout(() => (inFlight = 0), 150);
+  const del = await readAnswer(await fetch(`${url}/drained?force=true&drain_ms=5000`, { method: 'DELETE' }));
+  assert.equal(del.json.data.state, 'removed');
+  assert.ok(Date.now() - started >= 140, `removed once drained (${Date.now() - started} ms)`);
+});

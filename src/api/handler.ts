@@ -5,7 +5,7 @@
 //   POST   /v1/instances                      create (and start unless autostart=false)
 //   GET    /v1/instances[?limit=N&state=S&after=ID]   list (a page with `next` when limit is given: list-page.ts)
 //   GET    /v1/instances/{id|name}            one instance
-//   DELETE /v1/instances/{id|name}[?force=true]
+//   DELETE /v1/instances/{id|name}[?force=true][&drain_ms=N]   (N: wait up to N ms, at most 60000, for its requests in flight through the proxy)
 //   PUT    /v1/instances/{id|name}/start|stop
 //   PUT    /v1/instances/{id|name}/suspend[?tier=hot|cold]   standby now (cold on a hot one demotes it)
 //   POST   /v1/instances/{id|name}/fork      {"name", "ports"?, "hostname"?, "volumes"?, "shared"?} a fork with
@@ -44,6 +44,8 @@ export interface ApiHandlerOptions {
   maxBodyBytes?: number;
   /** The ingress proxy's per-instance counters, for the metrics routes. */
   proxyStats?: () => InstanceProxyStats[];
+  /** Requests in flight through the proxy (its hop listener's too) for an instance: what a DELETE with drain_ms waits for. */
+  inFlight?: (instanceId: string) => number;
 }
 
 export type ApiHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
@@ -89,6 +91,10 @@ export function createApiHandler(opts: ApiHandlerOptions): ApiHandler {
         if (method === 'GET') return sendData(res, 200, view(controller.get(ref)));
         allow(method, ['GET', 'DELETE']);
         const rec = controller.get(ref);
+        const drain = url.searchParams.get('drain_ms');
+        if (drain !== null && !/^\d{1,5}$/.test(drain)) throw new ApiError('BAD_REQUEST', `drain_ms must be a whole number of milliseconds up to 60000, not "${drain}"`, { kind: 'user' });
+        const deadline = Date.now() + Math.min(Number(drain ?? 0), 60_000);
+        while (opts.inFlight !== undefined && opts.inFlight(rec.id) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
         await controller.rm(ref, { force: url.searchParams.get('force') === 'true' });
         return sendData(res, 200, { id: rec.id, name: rec.name, state: 'removed' });
       }

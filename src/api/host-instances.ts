@@ -205,7 +205,7 @@ export async function startHostInstances(config: HostInstancesConfig): Promise<H
       }),
     ),
     images: config.images,
-    ...(p ? { proxyStats: () => p.stats() } : {}),
+    ...(p ? { proxyStats: () => p.stats(), inFlight: (id: string) => p.inFlight(id) } : {}),
     urlFor,
     serviceOf: (id) => services.serviceOf(id),
   });

@@ -50,6 +50,9 @@ export function instanceBody(c: InstanceConfig): Record<string, unknown> {
 }
 
 
+/** How long a member's host lets its requests in flight finish before removing it (a deploy's drain). */
+const DRAIN_MS = 30_000;
+
 export function clusterMemberPlacement(c: ClusterMembersConfig): MemberPlacement {
   const call = async (host: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: { data?: { id?: string; state?: string; error?: string | null }; error?: { message?: string } } }> => {
     const h = c.directory()?.get(host);
@@ -83,7 +86,8 @@ export function clusterMemberPlacement(c: ClusterMembersConfig): MemberPlacement
       if (!remote && c.directory()?.get(c.self)?.load === undefined) return false;
       // Every proxy stops sending it requests first (the route without it shared, theirs to it finished).
       await c.shared.settled();
-      const r = await call(owner, 'DELETE', `/v1/instances/${encodeURIComponent(remote ? remoteName(id) : id)}?force=true`);
+      // Its host lets its requests in flight finish (those other proxies sent it before the route changed).
+      const r = await call(owner, 'DELETE', `/v1/instances/${encodeURIComponent(remote ? remoteName(id) : id)}?force=true&drain_ms=${DRAIN_MS}`);
       if (r.status >= 400 && r.status !== 404) throw new FlickError('HOST_DOWN', `removing service instance ${remoteName(id)} on host ${owner}: ${r.json.error?.message ?? `HTTP ${r.status}`}`);
       return true;
     },

@@ -1,8 +1,8 @@
 // Component test: service routes shared between two hosts through a real 1-member
 // etcd (started here): each host's proxy table routes the other's service over its
 // members wherever they are, leaves out a member whose host is down, follows one a
-// failover moved, sends an autoscaled service to its home's proxy, and drops the
-// route with the service. The catalog and the hosts are plain maps.
+// failover moved, sends an autoscaled service (and a TCP port) to its home's proxy,
+// and drops the route with the service. The catalog and the hosts are plain maps.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { RouteTable, isServiceRoute, type ServiceRoute } from '../proxy/routes.js';
@@ -45,14 +45,14 @@ test('two hosts route each other\'s services over every member wherever it is, f
     });
     hosts.push(h);
     const table = new RouteTable();
-    return { h, table, sink: h.sink(table) };
+    const sink = h.sink(table);
+    h.start(table);
+    return { h, table, sink };
   };
   const h1 = make('h1');
   const h2 = make('h2');
   let moves = 0;
   h1.h.onMoved(() => moves++);
-  h1.h.start();
-  h2.h.start();
   const members = (t: RouteTable, name: string): string[] | undefined => {
     const r = t.forHost(`${name}.localhost`, 'localhost');
     return r && isServiceRoute(r) ? [...r.members] : undefined;
@@ -94,6 +94,19 @@ test('two hosts route each other\'s services over every member wherever it is, f
   h1.sink.setService('auto', { service: 'auto', members: ['ida'], targetPort: 8080, targetInFlight: 1 });
   await settled(h2.table, 'auto', ['@h1/auto']);
   assert.equal((h2.table.forHost('auto.localhost', 'localhost') as ServiceRoute).targetInFlight, undefined);
+
+  // A TCP port: tunnelled to the home whole, except where this host's own instance holds the port.
+  h2.table.setTcp(6000, { instanceId: 'idb', targetPort: 8080 });
+  h1.sink.setTcpService(5432, { service: 'db', members: ['ida'], targetPort: 8080 });
+  h1.sink.setTcpService(6000, { service: 'db', members: ['ida'], targetPort: 8080 });
+  h1.sink.setService('db', { service: 'db', members: [], targetPort: 80 });
+  await until(() => h2.table.tcp(5432) !== undefined, 'db\'s port on h2', 10_000);
+  assert.deepEqual(h2.table.tcp(5432), { service: 'db', members: ['@h1/db'], targetPort: 5432 });
+  assert.deepEqual(h2.table.tcp(6000), { instanceId: 'idb', targetPort: 8080 }, 'h2\'s own instance keeps its port');
+  h1.sink.deleteService('db');
+  h1.sink.deleteTcpService(5432);
+  h1.sink.deleteTcpService(6000);
+  await until(() => h2.table.tcp(5432) === undefined, 'db\'s port to leave h2', 10_000);
 
   // Removed: gone from every proxy and from etcd.
   h1.sink.deleteService('web');

@@ -17,12 +17,17 @@
 // host, most asleep) is balanced where its members' wakes are known: the other
 // proxies send its requests to the home host's hop listener as they are (the
 // service's Host, no member named), one hop, and the home's proxy balances,
-// parks and wakes them as its own clients'.
+// parks and wakes them as its own clients'. So is a service's TCP port (its
+// members on its home host too): every other host's proxy listens on it and
+// tunnels each connection to the home's hop listener (a CONNECT, hop-connect.ts),
+// where it is balanced over the members; a port this host's own instance or
+// service holds stays theirs.
 import { z } from 'zod';
 import { describeError } from '../errors.js';
 import type { ServiceRouteSink } from '../services/member-placement.js';
 import type { CatalogEntry } from './catalog.js';
 import type { EtcdClient } from './etcd-client.js';
+import type { RouteTable } from '../proxy/routes.js';
 import { ReadModel } from './read-model.js';
 import { isRemoteRoute, remoteId, remoteName } from './remote-routes.js';
 
@@ -37,6 +42,8 @@ const SharedRouteSchema = z.object({
   targetInFlight: z.number().optional(),
   certificate: z.object({ cert: z.string(), key: z.string() }).optional(),
   plain: z.enum(['serve', 'redirect']).optional(),
+  /** Its TCP host ports (balanced at its home). */
+  tcp: z.array(z.number()).optional(),
 });
 type SharedRoute = z.infer<typeof SharedRouteSchema>;
 
@@ -73,6 +80,11 @@ export class ClusterServiceRoutes {
   /** When a route that dropped a member was last published (etcd's answer). */
   #droppedAt = 0;
   readonly #moved = new Set<() => void>();
+  /** This host's services' TCP ports (port → service). */
+  readonly #ownTcp = new Map<number, string>();
+  /** Other hosts' services' TCP ports routed here (port → service). */
+  readonly #appliedTcp = new Map<number, string>();
+  #table: Pick<RouteTable, 'tcp'> | undefined;
   #hosts = '';
   #started = false;
   #stopped = false;
@@ -95,14 +107,22 @@ export class ClusterServiceRoutes {
         if (this.#own.delete(name)) this.#droppedAt = Number.MAX_SAFE_INTEGER;
         this.#changed(name);
       },
-      setTcpService: (port, route) => local.setTcpService(port, route),
-      deleteTcpService: (port) => local.deleteTcpService(port),
+      setTcpService: (port, route) => {
+        this.#ownTcp.set(port, route.service);
+        this.#appliedTcp.delete(port);
+        local.setTcpService(port, route);
+      },
+      deleteTcpService: (port) => {
+        this.#ownTcp.delete(port);
+        local.deleteTcpService(port);
+      },
     };
   }
 
-  /** Once the catalog is in: follows every host's services. */
-  start(): void {
+  /** Once the catalog is in: follows every host's services (`table`: the proxy's, to leave its own TCP ports alone). */
+  start(table?: Pick<RouteTable, 'tcp'>): void {
     this.#started = true;
+    this.#table ??= table;
     const model = new ReadModel(this.#c.etcd, servicesPrefix(this.#c.prefix), {
       onChange: (change) => this.#apply((change.type === 'put' ? change.kv.key : change.key).slice(servicesPrefix(this.#c.prefix).length)),
       onGap: (err) => this.#c.log(`cluster: services re-listed after: ${describeError(err)}`),
@@ -120,7 +140,7 @@ export class ClusterServiceRoutes {
       (err: unknown) => {
         if (this.#stopped) return;
         this.#c.log(`cluster: following services: ${describeError(err)}; trying again`);
-        setTimeout(() => this.#stopped || this.start(), 1000).unref();
+        setTimeout(() => this.#stopped || this.start(table), 1000).unref();
       },
     );
   }
@@ -240,6 +260,7 @@ export class ClusterServiceRoutes {
       if (targetInFlight !== undefined) route = { ...rest, members: this.#c.isUp(home) ? [remoteId(home, shared.service)] : [] };
       else route = { ...rest, members: members.flatMap((m) => this.#resolve(m)) };
     }
+    this.#applyTcp(name, own === undefined && shared !== undefined && shared.home !== this.#c.self ? shared : undefined);
     const key = route === undefined ? undefined : JSON.stringify(route);
     if (this.#applied.get(name) === key) return;
     if (route === undefined) {
@@ -248,6 +269,28 @@ export class ClusterServiceRoutes {
     } else {
       this.#applied.set(name, key!);
       sink.setService(name, route);
+    }
+  }
+
+  /** Another host's service's TCP ports: tunnelled to its home, unless this host's own instance or service has the port. */
+  #applyTcp(name: string, shared: SharedRoute | undefined): void {
+    const sink = this.#sink!;
+    const want = new Set(shared?.tcp ?? []);
+    for (const [port, service] of this.#appliedTcp) {
+      if (service !== name || want.has(port)) continue;
+      this.#appliedTcp.delete(port);
+      sink.deleteTcpService(port);
+    }
+    if (shared === undefined) return;
+    for (const port of want) {
+      const held = this.#table?.tcp(port);
+      const ours = this.#appliedTcp.get(port) === name;
+      if (!ours && held !== undefined && ('members' in held || !isRemoteRoute(held.instanceId))) {
+        this.#c.log(`cluster: not routing host port ${port} to service ${name} on ${shared.home}: this host has it`);
+        continue;
+      }
+      this.#appliedTcp.set(port, name);
+      sink.setTcpService(port, { service: name, members: this.#c.isUp(shared.home) ? [remoteId(shared.home, name)] : [], targetPort: port });
     }
   }
 
@@ -290,7 +333,8 @@ export class ClusterServiceRoutes {
       return;
     }
     const { service, targetPort, targetInFlight, certificate, plain } = own;
-    const value: SharedRoute = { version: 1, service, home: this.#c.self, members: this.#ownNames.get(name) ?? [], targetPort, ...(targetInFlight !== undefined ? { targetInFlight } : {}), ...(certificate ? { certificate } : {}), ...(plain ? { plain } : {}) };
+    const tcp = [...this.#ownTcp].filter(([, s]) => s === name).map(([port]) => port).sort((a, b) => a - b);
+    const value: SharedRoute = { version: 1, service, home: this.#c.self, members: this.#ownNames.get(name) ?? [], targetPort, ...(targetInFlight !== undefined ? { targetInFlight } : {}), ...(certificate ? { certificate } : {}), ...(plain ? { plain } : {}), ...(tcp.length > 0 ? { tcp } : {}) };
     const text = JSON.stringify(value);
     if (current?.value !== text) await this.#c.etcd.put(key, text);
   }
