@@ -93,7 +93,7 @@ export class ClusterAgent {
   constructor(config: AgentConfig) {
     this.#c = config;
     this.#services = new ClusterServiceRoutes({ ...config, self: config.host, entry: (n) => this.#entry(n), isUp: (h) => this.#isUp(h), upHosts: () => (this.#directory?.list() ?? []).filter((h) => h.load).map((h) => h.record.name).join(','),
-      nameOf: (id) => this.#ownName(id) });
+      nameOf: (id) => this.#state?.cluster.get(id)?.name });
   }
 
   /** For startHostInstances: the proxy's Waker and where service members go, bound to the agent once it starts. */
@@ -211,12 +211,6 @@ export class ClusterAgent {
       this.#derived.set(rec, (entry = placedEntry(rec, rec.owner, extra)));
     }
     return entry;
-  }
-
-  /** The name of this host's instance `id`. */
-  #ownName(id: string): string | undefined {
-    const rec = this.#state?.cluster.get(id);
-    return rec?.owner === this.#c.host ? rec.name : undefined;
   }
 
   #entry(name: string): CatalogEntry | undefined {

@@ -102,6 +102,7 @@ export function clusterMemberPlacement(c: ClusterMembersConfig): MemberPlacement
     },
     routes: (local) => c.shared.sink(local),
     follow: (name) => c.shared.follow(name),
+    nameOf: (id) => c.shared.nameOf(id),
     onMoved: (listener) => c.shared.onMoved(listener),
     serviceHost: (name) => c.shared.serviceHost(name),
     get(id) {

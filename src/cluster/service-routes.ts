@@ -57,7 +57,7 @@ export interface ClusterServiceRoutesConfig {
   etcd: EtcdClient;
   prefix: string;
   entry(name: string): CatalogEntry | undefined;
-  /** The name of this host's instance `id`, from the catalog. */
+  /** The name of instance `id`, whichever host has it (a moved instance keeps its id). */
   nameOf(id: string): string | undefined;
   isUp(host: string): boolean;
   /** The up hosts' names, in a stable order (a change re-routes every service). */
@@ -184,6 +184,10 @@ export class ClusterServiceRoutes {
     return remoteId(e.owner, name);
   }
 
+  nameOf(id: string): string | undefined {
+    return isRemoteRoute(id) ? remoteName(id) : this.#c.nameOf(id);
+  }
+
   /** The host that has a service named `name`, if another host has one. */
   serviceHost(name: string): string | undefined {
     const home = this.#sharedRoute(name)?.home;
@@ -231,8 +235,9 @@ export class ClusterServiceRoutes {
 
   /** A member of this host's service, by its id here or remote id: where it is now (a moved one at its new host), or nothing while its host is down. */
   #resolveOwn(id: string): string[] {
-    if (!isRemoteRoute(id)) return [id];
-    const e = this.#c.entry(remoteName(id));
+    const name = isRemoteRoute(id) ? remoteName(id) : this.#c.nameOf(id);
+    const e = name === undefined ? undefined : this.#c.entry(name);
+    if (!isRemoteRoute(id) && (e === undefined || e.owner === this.#c.self)) return [id];
     if (e === undefined) return [id];
     if (e.owner === this.#c.self) return e.id !== null ? [e.id] : [];
     return this.#c.isUp(e.owner) ? [remoteId(e.owner, e.name)] : [];

@@ -94,7 +94,7 @@ export class ServiceMembers {
     if (gone !== undefined) names.set(gone.id, gone.name);
     let changed = false;
     const next = record.members.flatMap((id) => {
-      const name = p.hostOf(id) !== undefined ? id.slice(id.indexOf('/') + 1) : names.get(id);
+      const name = names.get(id) ?? p.nameOf(id);
       const now = name === undefined ? undefined : p.follow(name);
       // A member of this host gone without the cluster knowing where (removed before the host joined) leaves too.
       const to = now === undefined ? (id === gone?.id ? null : id) : now === id && id === gone?.id ? null : now;
