@@ -128,9 +128,10 @@ export async function runningRamp(host: BenchHost, opts: { max: number; deadline
       else return false;
       return true;
     };
-    // ksmd merges a new VM's pages a scan or two after it starts: near the floor, wait (up to a minute) for it to catch up.
+    // ksmd merges a new VM's pages a scan or two after it starts (minutes on a loaded host): near the floor,
+    // wait (up to 5 minutes) for it to catch up.
     const catchUp = async (): Promise<void> => {
-      const until = Date.now() + 60_000;
+      const until = Date.now() + 300_000;
       while (opts.ksmPages > 0 && meminfo('MemAvailable') < floor * 1.1 && Date.now() < until) await new Promise((r) => setTimeout(r, 2000));
     };
     const pids: number[] = [];

@@ -235,6 +235,8 @@ test("a wake's first forwarded request reports the proxy's side of the breakdown
   const { port, routes } = await startProxy(t, waker);
   routes.setHttp('app', { instanceId: 'i-1', targetPort: upstream.port });
   const answers = [request(port, { host: 'app.localhost' }), request(port, { host: 'app.localhost' })];
+  // Parked from the first request's arrival (on a loaded machine it can come late): then 40 ms more.
+  await until(() => (waker.wakes.get('i-1') ?? 0) >= 1, 'the first request to ask for a wake');
   await new Promise((r) => setTimeout(r, 40));
   waker.release();
   assert.deepEqual((await Promise.all(answers)).map((r) => r.status), [200, 200]);

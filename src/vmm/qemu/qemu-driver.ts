@@ -219,8 +219,11 @@ export class QemuDriver implements VmmDriver {
         throw new VmmError(failCode, `${what} of VM ${config.id}: QEMU exited (${e.code ?? e.signal}) while starting: ${tail(rd.qemuLog) || 'no message'}`);
       });
       died.catch(() => {});
-      const qmpP = connectQmp(rd.qmpSocket, this.#cfg.startTimeoutMs ?? 10_000, signal);
-      const controlP = ControlChannel.connect(rd.ctlSocket, { timeoutMs: 2000, signal });
+      // One start-up deadline for both sockets, which QEMU makes at once: on a loaded host its start
+      // took over 2 s (the density ramp at load ~22, 872 VMs up), which the control port's own 2 s failed.
+      const startMs = this.#cfg.startTimeoutMs ?? 10_000;
+      const qmpP = connectQmp(rd.qmpSocket, startMs, signal);
+      const controlP = ControlChannel.connect(rd.ctlSocket, { timeoutMs: startMs, signal });
       // Both are awaited (caught) so a failure of one never leaves the other's socket open.
       const [q, c] = await Promise.race([Promise.allSettled([qmpP, controlP]), died]);
       if (q.status === 'fulfilled') qmp = q.value;
