@@ -18,7 +18,7 @@ import { aliveKey } from '../src/cluster/membership.js';
 import { newRecord, stateStoreContract } from '../src/controller/state/contract.js';
 import type { StateChange } from '../src/controller/state/state-store.js';
 import { until } from '../src/daemon/testing.js';
-import { importSqliteState } from '../src/cluster/state-import.js';
+import { importSqliteState, openClusterState } from '../src/cluster/state-import.js';
 import { SqliteStateStore } from '../src/store/sqlite-state-store.js';
 
 let etcd: EtcdCluster;
@@ -272,4 +272,28 @@ test('a host that ran on SQLite imports its state.db into etcd once, as its own 
   assert.equal((await inEtcd(prefix, 'i-theirs'))?.owner, 'h-other', 'the other host\'s record is untouched');
   // Once imported, a start imports nothing again.
   assert.equal(await importSqliteState({ etcd: client, prefix, hostId: 'h-me', dataDir: dir, log: (l) => lines.push(l) }), undefined);
+});
+
+test('a host whose records etcd lost while it was down (emptied, restored) puts them back as its own; one another host claimed meanwhile it leaves, to be released', async () => {
+  const prefix = scope();
+  const dataDir = fs.mkdtempSync(path.join(tmp, 'vanished-'));
+  const lines: string[] = [];
+  const opts = { etcd: client, prefix, hostId: 'h-v', dataDir, lease: (await register(prefix, 'h-v')).lease, log: (l: string) => lines.push(l) };
+  const first = await openClusterState(opts);
+  await first.create(newRecord('i-kept', 'kept'));
+  await first.create(newRecord('i-moved', 'moved'));
+  await until('the journal to cache both', async () => (first.list().length === 2 ? true : undefined), 5000);
+  await first.close();
+  // While h-v is down: another host claims "moved"; "kept" vanishes from etcd (an emptied or older etcd).
+  const other = await open({ prefix, hostId: 'h-o' });
+  await other.claim('i-moved', other.cluster.get('i-moved')!.revision, 'h-o');
+  await client.delete(recordKey(prefix, 'i-kept'));
+  await client.delete(`${prefix}state/names/kept`);
+  const again = await openClusterState(opts);
+  stores.push(again);
+  assert.deepEqual(again.list().map((r) => r.name), ['kept'], 'the vanished record is back, this host\'s; the claimed one is not');
+  assert.equal((await inEtcd(prefix, 'i-kept'))?.owner, 'h-v');
+  assert.deepEqual(again.leftWhileAway.map((r) => r.name).sort(), ['kept', 'moved']);
+  assert.equal(again.cluster.get('i-moved')?.owner, 'h-o', 'what the agent releases: claimed by another host');
+  assert.match(lines.join('\n'), /1 instance record\(s\) of this host were no longer in etcd \(emptied or restored while it was down\): 1 put back as this host's/);
 });

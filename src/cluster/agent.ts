@@ -157,7 +157,8 @@ export class ClusterAgent {
     ];
     remote.sync();
     this.#services.start();
-    for (const last of state.leftWhileAway) await this.#release(last);
+    // Claimed by another host while this one was down (one etcd no longer had at all was put back: state-import.ts).
+    for (const last of state.leftWhileAway) if (this.#claimedAway(last.id)) await this.#release(last);
   }
 
   /** Once registered: follows hosts for failover and routes. */
@@ -186,13 +187,18 @@ export class ClusterAgent {
     if (change.type !== 'delete') return;
     const last = this.#mine.get(change.id);
     this.#mine.delete(change.id);
-    const now = this.#state?.cluster.get(change.id);
-    if (last && now && now.owner !== this.#c.host) void this.#release(last);
+    if (last && this.#claimedAway(change.id)) void this.#release(last);
+  }
+
+  /** Whether another host holds record `id` now. */
+  #claimedAway(id: string): boolean {
+    const owner = this.#state?.cluster.get(id)?.owner;
+    return owner !== undefined && owner !== this.#c.host;
   }
 
   async #release(last: InstanceRecord): Promise<void> {
     const owner = this.#state?.cluster.get(last.id)?.owner;
-    this.#c.log(`cluster: instance "${last.name}" now belongs to ${owner ? `host ${owner}` : 'no host (removed)'}: releasing this host's copy (pid ${last.status.pid ?? 'none'}, its network and folder)`);
+    this.#c.log(`cluster: instance "${last.name}" now belongs to host ${owner}: releasing this host's copy (pid ${last.status.pid ?? 'none'}, its network and folder)`);
     await this.#controller!.release(last).catch((err: unknown) => this.#c.log(`cluster: releasing the stale copy of "${last.name}": ${describeError(err)}`));
   }
 

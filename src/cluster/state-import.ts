@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { SqliteStateStore } from '../store/sqlite-state-store.js';
 import type { EtcdClient } from './etcd-client.js';
+import type { InstanceRecord } from '../controller/state/instance-record.js';
 import { encodeRecord, nameKey, recordKey } from './etcd-state-feed.js';
 import { unavailable } from './etcd-state-txn.js';
 import { EtcdStateStore } from './etcd-state-store.js';
@@ -24,27 +25,34 @@ export interface ImportResult {
   nameTaken: string[];
 }
 
+/** Puts `records` into etcd as `hostId`'s, each in one txn requiring its id and its name free. */
+async function putRecords(c: { etcd: EtcdClient; prefix: string; hostId: string }, records: readonly InstanceRecord[], what: string): Promise<ImportResult> {
+  const result: ImportResult = { imported: 0, present: 0, nameTaken: [] };
+  for (const rec of records) {
+    const key = recordKey(c.prefix, rec.id);
+    const names = nameKey(c.prefix, rec.name);
+    const r = await c.etcd
+      .txn(
+        [{ key: names, target: 'CREATE', result: 'EQUAL', value: 0 }, { key, target: 'CREATE', result: 'EQUAL', value: 0 }],
+        [{ put: { key: names, value: rec.id } }, { put: { key, value: encodeRecord({ ...rec, owner: c.hostId }) } }],
+        [{ range: { key } }],
+      )
+      .catch((err: unknown) => unavailable(err, `importing instance "${rec.name}" ${what} into the cluster's state`));
+    if (r.succeeded) result.imported++;
+    else if (r.ranges[0]?.[0] !== undefined) result.present++;
+    else result.nameTaken.push(`${rec.name} (${rec.id})`);
+  }
+  return result;
+}
+
 /** Imports `<dataDir>/state.db` into etcd as `hostId`'s records, if there is one; undefined if there was none. */
 export async function importSqliteState(c: { etcd: EtcdClient; prefix: string; hostId: string; dataDir: string; log: (line: string) => void }): Promise<ImportResult | undefined> {
   const file = path.join(c.dataDir, 'state.db');
   if (!fs.existsSync(file)) return undefined;
-  const result: ImportResult = { imported: 0, present: 0, nameTaken: [] };
   const sqlite = SqliteStateStore.open(file, { hostId: c.hostId });
+  let result: ImportResult;
   try {
-    for (const rec of sqlite.list()) {
-      const key = recordKey(c.prefix, rec.id);
-      const names = nameKey(c.prefix, rec.name);
-      const r = await c.etcd
-        .txn(
-          [{ key: names, target: 'CREATE', result: 'EQUAL', value: 0 }, { key, target: 'CREATE', result: 'EQUAL', value: 0 }],
-          [{ put: { key: names, value: rec.id } }, { put: { key, value: encodeRecord({ ...rec, owner: c.hostId }) } }],
-          [{ range: { key } }],
-        )
-        .catch((err: unknown) => unavailable(err, `importing instance "${rec.name}" of ${file} into the cluster's state`));
-      if (r.succeeded) result.imported++;
-      else if (r.ranges[0]?.[0] !== undefined) result.present++;
-      else result.nameTaken.push(`${rec.name} (${rec.id})`);
-    }
+    result = await putRecords(c, sqlite.list(), `of ${file}`);
   } finally {
     await sqlite.close();
   }
@@ -61,7 +69,7 @@ export async function importSqliteState(c: { etcd: EtcdClient; prefix: string; h
  */
 export async function openClusterState(c: { etcd: EtcdClient; prefix: string; hostId: string; dataDir: string; lease: () => string | undefined; log: (line: string) => void }): Promise<EtcdStateStore> {
   await importSqliteState(c);
-  return EtcdStateStore.open({
+  const store = await EtcdStateStore.open({
     etcd: c.etcd,
     prefix: c.prefix,
     hostId: c.hostId,
@@ -69,4 +77,25 @@ export async function openClusterState(c: { etcd: EtcdClient; prefix: string; ho
     lease: c.lease,
     onTrouble: (err) => c.log(`cluster state: ${describeError(err)}`),
   });
+  await restoreVanished(store, c).catch(async (err: unknown) => {
+    await store.close();
+    throw err;
+  });
+  return store;
+}
+
+/**
+ * This host's records as it last knew them that etcd no longer has at all (no host claimed them: etcd
+ * was emptied, or restored from an older backup, while this host was down) go back in as its own, as
+ * an import does, before it reconciles: nothing of them is released. One whose name another
+ * instance took meanwhile stays out (logged).
+ */
+async function restoreVanished(store: EtcdStateStore, c: { etcd: EtcdClient; prefix: string; hostId: string; log: (line: string) => void }): Promise<void> {
+  const vanished = store.leftWhileAway.filter((r) => store.cluster.get(r.id) === undefined);
+  if (vanished.length === 0) return;
+  const result = await putRecords(c, vanished, 'from this host\'s cache');
+  // Read back through the store's watch before reconcile runs on it.
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline && vanished.some((r) => store.cluster.get(r.id) === undefined); ) await new Promise((r) => setTimeout(r, 20));
+  const taken = result.nameTaken.length > 0 ? `; not restored, their names taken meanwhile: ${result.nameTaken.join(', ')}` : '';
+  c.log(`cluster: ${vanished.length} instance record(s) of this host were no longer in etcd (emptied or restored while it was down): ${result.imported} put back as this host's${taken}`);
 }

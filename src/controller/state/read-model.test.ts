@@ -22,6 +22,11 @@ test('puts and deletes are applied in revision order; a replayed or older change
   assert.equal(m.get('a'), undefined);
   assert.equal(m.getByName('web'), undefined);
   assert.deepEqual(seen.map((c) => c.type), ['put', 'delete']);
+  // A put older than the delete (a watch delivering it after the store applied its own delete) never brings the record back.
+  assert.equal(m.apply({ type: 'put', record: testRecord('web', { id: 'a', revision: 3 }) }), false);
+  assert.equal(m.get('a'), undefined);
+  assert.equal(m.apply({ type: 'put', record: testRecord('web', { id: 'a', revision: 5 }) }), true, 'a newer put is the record again');
+  assert.deepEqual(seen.map((c) => c.type), ['put', 'delete', 'put']);
 });
 
 test('records handed out are frozen, listed oldest first, and template users are counted', () => {

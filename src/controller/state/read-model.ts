@@ -9,12 +9,21 @@ import type { InstanceRecord } from './instance-record.js';
 
 type Listener = (change: StateChange) => void;
 
+/** Deleted records' revisions kept (read-model's #deletedAt): a replay older than 10,000 deletes ago is not expected. */
+const TOMBSTONES = 10_000;
+
 export class ReadModel implements StateReads {
   readonly #byId = new Map<string, InstanceRecord>();
   readonly #idByName = new Map<string, string>();
   /** How many records name each shared template: removing one of 10,000 instances asks "is it still used?". */
   readonly #templateUsers = new Map<string, number>();
   readonly #listeners = new Set<Listener>();
+  /**
+   * The revision each recently deleted record was deleted at: a put at or below it is a replay of an
+   * older change (a store applies its own delete at once, and its watch may deliver the put before it
+   * afterwards), never the record again. The oldest go beyond TOMBSTONES; a listing clears those it covers.
+   */
+  readonly #deletedAt = new Map<string, number>();
   #revision = 0;
 
   /** The highest revision applied (of a put, a delete or a listing). */
@@ -60,6 +69,7 @@ export class ReadModel implements StateReads {
 
   /** Replaces everything with a listing, telling subscribers what changed (as puts and deletes). */
   reset(listing: StateListing): void {
+    for (const [id, revision] of this.#deletedAt) if (revision <= listing.revision) this.#deletedAt.delete(id);
     const changes: Exclude<StateChange, { type: 'reset' }>[] = [];
     const keep = new Set<string>();
     for (const record of listing.records) {
@@ -77,6 +87,8 @@ export class ReadModel implements StateReads {
   #put(record: InstanceRecord): boolean {
     const previous = this.#byId.get(record.id);
     if (previous && previous.revision >= record.revision) return false;
+    if ((this.#deletedAt.get(record.id) ?? 0) >= record.revision) return false;
+    this.#deletedAt.delete(record.id);
     const frozen = Object.freeze(record);
     if (previous) this.#forget(record.id);
     this.#byId.set(record.id, frozen);
@@ -90,6 +102,8 @@ export class ReadModel implements StateReads {
     const previous = this.#byId.get(id);
     if (previous === undefined || previous.revision >= revision) return false;
     this.#forget(id);
+    this.#deletedAt.set(id, revision);
+    if (this.#deletedAt.size > TOMBSTONES) this.#deletedAt.delete(this.#deletedAt.keys().next().value!);
     this.#revision = Math.max(this.#revision, revision);
     return true;
   }
