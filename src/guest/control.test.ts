@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import {
+  CLOCK_RESEND_MS,
   ControlChannel,
   ControlError,
   decodeGuestMessage,
@@ -92,6 +93,21 @@ test('syncClock sends the host time and resolves on "ok time"', async (t) => {
   assert.equal(sent.type, 'time');
   const seconds = sent.type === 'time' ? Number(sent.seconds) + sent.nanos / 1e9 : 0;
   assert.ok(seconds >= before - 1 && seconds <= Date.now() / 1000 + 1, `sent ${guest.received[0]}`);
+});
+
+test('a clock line the guest never answered is sent again, and the first answer settles the sync', async (t) => {
+  // The first line is "lost" (as one written while a restored port is still loading can sit unread).
+  const guest = await fakeGuest(t, (line, write) => {
+    if (line.startsWith('time ') && guest.received.length > 1) write('ok time\n');
+  });
+  const ch = await ControlChannel.connect(guest.socketPath);
+  t.after(() => ch.close());
+  const t0 = performance.now();
+  await ch.syncClock(10_000);
+  assert.ok(performance.now() - t0 >= CLOCK_RESEND_MS - 50, 'answered by the resend');
+  assert.equal(guest.received.filter((l) => l.startsWith('time ')).length, 2);
+  await new Promise((r) => setTimeout(r, CLOCK_RESEND_MS + 200));
+  assert.equal(guest.received.length, 2, 'no more lines once answered');
 });
 
 test('a refused command rejects with the guest\'s reason; a silent guest times out', async (t) => {

@@ -34,6 +34,8 @@ export type GuestMessage =
 export type HostCommand = { type: 'time'; seconds: bigint; nanos: number } | { type: 'poweroff' };
 
 const COMMANDS: readonly HostCommand['type'][] = ['time', 'poweroff'];
+/** An unanswered clock line is sent again after this long (ControlChannel.syncClock). */
+export const CLOCK_RESEND_MS = 1000;
 
 function protocolError(line: string, why: string): ControlError {
   return new ControlError('CONTROL_PROTOCOL', `control port: bad message "${line.slice(0, 80)}": ${why}`);
@@ -205,9 +207,25 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     return this.#wait((m) => m.type === type, `"${type}"`, opts) as Promise<Extract<GuestMessage, { type: T }>>;
   }
 
-  /** Sets the guest's CLOCK_REALTIME to the host's and waits for `ok time`. */
+  /**
+   * Sets the guest's CLOCK_REALTIME to the host's and waits for `ok time`. Unanswered after
+   * CLOCK_RESEND_MS, the line (with the time then) is sent again, and again each CLOCK_RESEND_MS
+   * until `timeoutMs`: a line written while a restored VM's port is still loading can sit unread
+   * until more bytes arrive (a restore at load ~20 saw no answer within 10 s), and setting the
+   * clock twice is harmless. The first `ok time` answers.
+   */
   async syncClock(timeoutMs = 2000): Promise<void> {
-    await this.setClock(wallClockNow(), timeoutMs);
+    if (this.#closed) throw this.#closedError('an answer to "time"');
+    const answer = this.#wait((m) => (m.type === 'ok' || m.type === 'error') && m.command === 'time', 'an answer to "time"', { timeoutMs, exclusive: true });
+    const send = () => this.#socket.write(encodeHostCommand({ type: 'time', ...wallClockNow() }));
+    send();
+    const resend = setInterval(send, CLOCK_RESEND_MS);
+    try {
+      const m = await answer;
+      if (m.type === 'error') throw new ControlError('CONTROL_REJECTED', `guest refused "time": ${m.text}`);
+    } finally {
+      clearInterval(resend);
+    }
   }
 
   /** Sets the guest's CLOCK_REALTIME to `time` and waits for `ok time`. */
