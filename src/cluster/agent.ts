@@ -280,16 +280,24 @@ export class ClusterAgent {
   async #takeOver(rec: InstanceRecord): Promise<void> {
     const started = Date.now();
     this.#c.log(`cluster: host ${rec.owner} is down: taking its instance "${rec.name}" over here`);
+    let moved: InstanceRecord;
     try {
-      await this.#controller!.takeOver(rec);
+      moved = await this.#controller!.takeOver(rec);
     } catch (err) {
-      // Another host claimed it first (or it was removed): nothing to do.
-      if (err instanceof StateError && (err.code === 'STALE_REVISION' || err.code === 'RECORD_NOT_FOUND')) return;
+      // Only the claim's own errors: another host claimed it first, or it was removed meanwhile.
+      if (err instanceof StateError && (err.code === 'STALE_REVISION' || err.code === 'RECORD_NOT_FOUND')) {
+        this.#c.log(`cluster: instance "${rec.name}" of ${rec.owner}: ${err.code === 'STALE_REVISION' ? 'another host claimed it first' : 'removed meanwhile'}`);
+        return;
+      }
+      if (err instanceof FlickError && err.code === 'START_FAILED') {
+        this.#c.log(`cluster: instance "${rec.name}" moved from ${rec.owner} to this host, but ${describeError(err)}`);
+        return;
+      }
       this.#retryAt.set(rec.name, Date.now() + RETRY_MOVE_MS);
       this.#c.log(`cluster: moving instance "${rec.name}" from ${rec.owner} failed: ${describeError(err)}; it stays ${rec.owner}'s, next try here in ${RETRY_MOVE_MS / 1000} s`);
       return;
     }
-    this.#c.log(`cluster: instance "${rec.name}" moved from ${rec.owner} in ${Date.now() - started} ms`);
+    this.#c.log(`cluster: instance "${rec.name}" moved from ${rec.owner} in ${Date.now() - started} ms (${moved.status.state === 'starting' ? 'starting here' : `kept ${moved.status.state}`})`);
   }
 
   /** The host instance `ref` (a name, or an id) belongs to, if any. */

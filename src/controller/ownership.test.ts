@@ -52,3 +52,27 @@ test('release frees what a record that left the store held here: its VM, network
   assert.equal(fs.existsSync(last.status.dir), false, 'its folder is gone');
   assert.deepEqual(removed, ['web']);
 });
+
+test('takeOver keeps a stopped record stopped and a failed one failed (no restart due); release leaves the network of a VM not live here alone', async () => {
+  const { c, store, driver, network } = setup('take-over-kept');
+  const stopped = await c.create({ image: 'hello:1', name: 'off', autostart: false });
+  const theirsStopped = await store.claim(stopped.id, stopped.revision, 'host-b', { ...stopped.status, state: 'stopped' });
+  const kept = await c.takeOver(theirsStopped);
+  assert.equal(kept.status.state, 'stopped');
+  assert.equal(kept.owner, store.hostId);
+  const failed = await c.create({ image: 'hello:1', name: 'bad', autostart: false, restartPolicy: 'never' });
+  const theirsFailed = await store.claim(failed.id, failed.revision, 'host-b', { ...failed.status, state: 'failed', error: 'the VM exited with code 1' });
+  const keptFailed = await c.takeOver(theirsFailed);
+  assert.equal(keptFailed.status.state, 'failed');
+  assert.equal(keptFailed.status.error, 'the VM exited with code 1');
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(driver.vms.length, 0, 'neither was booted');
+  // A record that names a slot no VM of this flickd holds (at start: the sweep owns those slots).
+  await c.create({ image: 'hello:1', name: 'web' });
+  const running = await c.wait('web', 'running');
+  const heldBefore = network.held.size;
+  await store.remove(kept.id, store.get(kept.id)!.revision);
+  await c.release({ ...kept, status: { ...kept.status, networkIndex: running.status.networkIndex, vm: running.status.vm } });
+  assert.equal(network.held.size, heldBefore, 'the running VM keeps its slot');
+  assert.equal(c.get('web').status.state, 'running');
+});
