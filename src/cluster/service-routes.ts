@@ -121,8 +121,11 @@ export class ClusterServiceRoutes {
 
   /** Once the catalog is in: follows every host's services (`table`: the proxy's, to leave its own TCP ports alone). */
   start(table?: Pick<RouteTable, 'tcp'>): void {
+    const first = !this.#started;
     this.#started = true;
     this.#table ??= table;
+    // This host's services learn where their members are now (one may have moved while this host was down).
+    if (first) for (const listener of this.#moved) listener();
     const model = new ReadModel(this.#c.etcd, servicesPrefix(this.#c.prefix), {
       onChange: (change) => this.#apply((change.type === 'put' ? change.kv.key : change.key).slice(servicesPrefix(this.#c.prefix).length)),
       onGap: (err) => this.#c.log(`cluster: services re-listed after: ${describeError(err)}`),
@@ -184,8 +187,10 @@ export class ClusterServiceRoutes {
     return remoteId(e.owner, name);
   }
 
-  nameOf(id: string): string | undefined {
-    return isRemoteRoute(id) ? remoteName(id) : this.#c.nameOf(id);
+  /** The name of member `id` wherever it is; null: no host has it; undefined: not known yet. */
+  nameOf(id: string): string | null | undefined {
+    if (isRemoteRoute(id)) return remoteName(id);
+    return this.#started ? (this.#c.nameOf(id) ?? null) : undefined;
   }
 
   /** The host that has a service named `name`, if another host has one. */

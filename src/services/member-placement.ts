@@ -54,8 +54,8 @@ export interface MemberPlacement {
   routes(local: ServiceRouteSink): ServiceRouteSink;
   /** The id the member named `name` has now (a failover may have moved it); null: gone from the cluster; undefined: not known yet. */
   follow(name: string): string | null | undefined;
-  /** The name of member `id`, wherever it is now (a failover may have moved this host's away). */
-  nameOf(id: string): string | undefined;
+  /** The name of member `id`, wherever it is now (a failover may have moved this host's away); null: no host has it; undefined: not known yet. */
+  nameOf(id: string): string | null | undefined;
   /** `listener` is called when a member of this host's services may have moved or gone; returns its removal. */
   onMoved(listener: () => void): () => void;
   /** The host that has a service named `name`, if another host has one. */

@@ -95,7 +95,7 @@ export class ServiceMembers {
     let changed = false;
     const next = record.members.flatMap((id) => {
       const name = names.get(id) ?? p.nameOf(id);
-      const now = name === undefined ? undefined : p.follow(name);
+      const now = name === undefined || name === null ? name : p.follow(name);
       // A member of this host gone without the cluster knowing where (removed before the host joined) leaves too.
       const to = now === undefined ? (id === gone?.id ? null : id) : now === id && id === gone?.id ? null : now;
       if (to !== id) changed = true;

@@ -138,8 +138,8 @@ export class Services {
     for (const s of this.#store.list()) {
       // A resumed deploy owns its service's members and route.
       if (s.deploy !== undefined) continue;
-      // Another host's members are its own to keep (the cluster may not be joined yet).
-      const members = s.members.filter((m) => existing.has(m) || this.#placement?.hostOf(m) !== undefined);
+      // In a cluster every member is kept: the cluster says where each is once joined (a failover may have moved one away).
+      const members = s.members.filter((m) => existing.has(m) || this.#placement !== undefined);
       if (members.length !== s.members.length) {
         this.#log(`service ${s.name}: ${s.members.length - members.length} member(s) were gone`);
         await this.#store.put({ ...s, members, updatedAt: new Date().toISOString() });
