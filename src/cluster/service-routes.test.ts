@@ -2,7 +2,9 @@
 // etcd (started here): each host's proxy table routes the other's service over its
 // members wherever they are, leaves out a member whose host is down, follows one a
 // failover moved, sends an autoscaled service (and a TCP port) to its home's proxy,
-// and drops the route with the service. The catalog and the hosts are plain maps.
+// and drops the route with the service. Two hosts writing one service name at once
+// (or a removal racing another host's write) never overwrite each other's route.
+// The catalog and the hosts are plain maps.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { RouteTable, isServiceRoute, type ServiceRoute } from '../proxy/routes.js';
@@ -116,4 +118,67 @@ test('two hosts route each other\'s services over every member wherever it is, f
   await settled(h2.table, 'auto', undefined);
   await h1.h.settled();
   assert.equal((await client.range(`${prefix}services/`, { prefix: true })).kvs.length, 0);
+});
+
+/** `client`, but each read of a key runs `afterGet` before it answers: what another host does between a host's read and its write. */
+const gatedClient = (afterGet: () => Promise<void>): EtcdClient =>
+  new Proxy(client, {
+    get(target, p) {
+      if (p === 'get') return async (key: string) => { const kv = await target.get(key); await afterGet(); return kv; };
+      const v = Reflect.get(target, p, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+
+const plainHost = (self: string, etcd: EtcdClient, prefix: string, logs: string[]) => {
+  const h = new ClusterServiceRoutes({
+    self, etcd, prefix, log: (line) => logs.push(`${self}: ${line}`),
+    entry: () => undefined, nameOf: () => undefined, isUp: () => true, upHosts: () => 'h1,h2',
+  });
+  hosts.push(h);
+  const table = new RouteTable();
+  const sink = h.sink(table);
+  h.start(table);
+  return { h, sink };
+};
+
+test('two hosts making the same service at once (both read no route): the first route shared stays, never overwritten, and the other host says so', async () => {
+  const prefix = `/t${process.pid}-race/`;
+  // Each host's read waits until both have read: both see no route, as two eventually consistent mirrors would.
+  let reads = 0;
+  let bothRead!: () => void;
+  const gate = new Promise<void>((resolve) => (bothRead = resolve));
+  const etcd = gatedClient(async () => { if (++reads === 2) bothRead(); await gate; });
+  const logs: string[] = [];
+  const h1 = plainHost('h1', etcd, prefix, logs);
+  const h2 = plainHost('h2', etcd, prefix, logs);
+  h1.sink.setService('same', { service: 'same', members: [], targetPort: 8080 });
+  h2.sink.setService('same', { service: 'same', members: [], targetPort: 9090 });
+  await Promise.all([h1.h.settled(), h2.h.settled()]);
+  const kvs = (await client.range(`${prefix}services/`, { prefix: true })).kvs;
+  assert.equal(kvs.length, 1);
+  assert.equal(kvs[0]!.version, 1, 'one put only: no host overwrote the other\'s route');
+  const home = JSON.parse(kvs[0]!.value).home as string;
+  const loser = home === 'h1' ? 'h2' : 'h1';
+  assert.equal(JSON.parse(kvs[0]!.value).targetPort, home === 'h1' ? 8080 : 9090);
+  assert.ok(logs.some((l) => l.startsWith(`${loser}: `) && l.includes(`is also host ${home}'s`)), logs.join('\n'));
+});
+
+test('a host removing its service does not delete the route another host wrote after it read the key', async () => {
+  const prefix = `/t${process.pid}-del/`;
+  const key = `${prefix}services/gone`;
+  let between: (() => Promise<void>) | undefined;
+  const etcd = gatedClient(async () => { const f = between; between = undefined; await f?.(); });
+  const logs: string[] = [];
+  const h1 = plainHost('h1', etcd, prefix, logs);
+  h1.sink.setService('gone', { service: 'gone', members: [], targetPort: 8080 });
+  await h1.h.settled();
+  assert.equal(JSON.parse((await client.get(key))!.value).home, 'h1');
+  // h1 removes it; between its read and its delete, host h2 makes its own service of that name.
+  const theirs = JSON.stringify({ version: 1, service: 'gone', home: 'h2', members: [], targetPort: 9090 });
+  between = async () => { await client.put(key, theirs); };
+  h1.sink.deleteService('gone');
+  await h1.h.settled();
+  assert.equal((await client.get(key))?.value, theirs, 'h2\'s route is still shared');
+  assert.ok(logs.some((l) => l.includes("is also host h2's")), logs.join('\n'));
 });

@@ -26,7 +26,7 @@ import { z } from 'zod';
 import { describeError } from '../errors.js';
 import type { ServiceRouteSink } from '../services/member-placement.js';
 import type { CatalogEntry } from './catalog.js';
-import type { EtcdClient } from './etcd-client.js';
+import type { Compare, EtcdClient, TxnOp } from './etcd-client.js';
 import type { RouteTable } from '../proxy/routes.js';
 import { ReadModel } from './read-model.js';
 import { isRemoteRoute, remoteId, remoteName } from './remote-routes.js';
@@ -329,23 +329,36 @@ export class ClusterServiceRoutes {
     }
   }
 
+  /**
+   * Writes service `name`'s route as one etcd txn on the revision read: two hosts
+   * making the same service at once (each mirror not yet showing the other's) or
+   * a delete racing another host's put cannot overwrite the other host's route;
+   * a lost txn reads the key again and checks its home again.
+   */
   async #write(name: string): Promise<void> {
     const key = `${servicesPrefix(this.#c.prefix)}${name}`;
-    const current = await this.#c.etcd.get(key);
-    const theirs = current ? this.#parse(current.value) : undefined;
-    if (theirs !== undefined && theirs.home !== this.#c.self) {
-      this.#c.log(`cluster: service ${name} is also host ${theirs.home}'s: this host's is not shared (remove one of them)`);
-      return;
+    for (;;) {
+      const current = await this.#c.etcd.get(key);
+      const theirs = current ? this.#parse(current.value) : undefined;
+      if (theirs !== undefined && theirs.home !== this.#c.self) {
+        this.#c.log(`cluster: service ${name} is also host ${theirs.home}'s: this host's is not shared (remove one of them)`);
+        return;
+      }
+      const own = this.#own.get(name);
+      let op: TxnOp;
+      if (own === undefined) {
+        if (current === undefined) return;
+        op = { delete: { key } };
+      } else {
+        const { service, targetPort, targetInFlight, certificate, plain } = own;
+        const tcp = [...this.#ownTcp].filter(([, s]) => s === name).map(([port]) => port).sort((a, b) => a - b);
+        const value: SharedRoute = { version: 1, service, home: this.#c.self, members: this.#ownNames.get(name) ?? [], targetPort, ...(targetInFlight !== undefined ? { targetInFlight } : {}), ...(certificate ? { certificate } : {}), ...(plain ? { plain } : {}), ...(tcp.length > 0 ? { tcp } : {}) };
+        const text = JSON.stringify(value);
+        if (current?.value === text) return;
+        op = { put: { key, value: text } };
+      }
+      const unchanged: Compare = current === undefined ? { key, target: 'CREATE', result: 'EQUAL', value: 0 } : { key, target: 'MOD', result: 'EQUAL', value: current.modRevision };
+      if ((await this.#c.etcd.txn([unchanged], [op])).succeeded) return;
     }
-    const own = this.#own.get(name);
-    if (own === undefined) {
-      if (current !== undefined) await this.#c.etcd.delete(key);
-      return;
-    }
-    const { service, targetPort, targetInFlight, certificate, plain } = own;
-    const tcp = [...this.#ownTcp].filter(([, s]) => s === name).map(([port]) => port).sort((a, b) => a - b);
-    const value: SharedRoute = { version: 1, service, home: this.#c.self, members: this.#ownNames.get(name) ?? [], targetPort, ...(targetInFlight !== undefined ? { targetInFlight } : {}), ...(certificate ? { certificate } : {}), ...(plain ? { plain } : {}), ...(tcp.length > 0 ? { tcp } : {}) };
-    const text = JSON.stringify(value);
-    if (current?.value !== text) await this.#c.etcd.put(key, text);
   }
 }
