@@ -43,10 +43,11 @@ test('the guard kills its targets at the lease\'s end once its flickd is gone, a
   const guardPid = Number(fs.readFileSync(path.join(dir, GUARD_PID_FILE), 'utf8'));
   await new Promise((r) => setTimeout(r, 300));
   guard.close(); // as a flickd that ended
-  const closedAt = Date.now();
   await exited(vm);
-  const waited = Date.now() - closedAt;
-  assert.ok(waited >= 1500 - KILL_MARGIN_MS - 300 - 150, `killed ${waited} ms after flickd went: it waits for the lease's end`);
+  // Timed from the lease's last renewal, not from close(): on a loaded host the 300 ms above can take
+  // far longer, and the kill is due at the lease's end whenever flickd went (a late exit event only adds).
+  const sinceRenewal = Date.now() - lease.lastRenewedAt;
+  assert.ok(sinceRenewal >= 1500 - KILL_MARGIN_MS - 50, `killed ${sinceRenewal} ms after the lease's last renewal: it waits for the lease's end`);
   assert.equal(vm.signalCode, 'SIGKILL');
   assert.ok(alive(bystander), 'a process it was not told of lives');
   await until('the guard to exit and remove its pid file', () => !fs.existsSync(path.join(dir, GUARD_PID_FILE)) && processStart(guardPid) === undefined);
