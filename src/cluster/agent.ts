@@ -54,6 +54,8 @@ export interface AgentState {
   list(): InstanceRecord[];
   readonly cluster: ClusterReads;
   readonly leftWhileAway: readonly InstanceRecord[];
+  /** Ids this host removed: a delete whose id this takes out was its own remove. */
+  readonly removedHere: Set<string>;
 }
 
 export interface AgentConfig {
@@ -181,13 +183,17 @@ export class ClusterAgent {
     this.#timer.unref();
   }
 
-  /** A change of this host's own records: one that left them while another host has it now was claimed away. */
+  /**
+   * A change of this host's own records. One that left them by anything but this host's own remove
+   * (claimed by another host, or removed there while this host was cut off) is released here.
+   */
   #ownChange(change: StateChange): void {
     if (change.type === 'put') this.#mine.set(change.record.id, change.record);
     if (change.type !== 'delete') return;
     const last = this.#mine.get(change.id);
     this.#mine.delete(change.id);
-    if (last && this.#claimedAway(change.id)) void this.#release(last);
+    const own = this.#state?.removedHere.delete(change.id) === true;
+    if (last && !own) void this.#release(last);
   }
 
   /** Whether another host holds record `id` now. */
@@ -198,7 +204,8 @@ export class ClusterAgent {
 
   async #release(last: InstanceRecord): Promise<void> {
     const owner = this.#state?.cluster.get(last.id)?.owner;
-    this.#c.log(`cluster: instance "${last.name}" now belongs to host ${owner}: releasing this host's copy (pid ${last.status.pid ?? 'none'}, its network and folder)`);
+    const why = owner !== undefined ? `now belongs to host ${owner}` : 'was removed from the cluster while this host could not see it';
+    this.#c.log(`cluster: instance "${last.name}" ${why}: releasing this host's copy (pid ${last.status.pid ?? 'none'}, its network and folder)`);
     await this.#controller!.release(last).catch((err: unknown) => this.#c.log(`cluster: releasing the stale copy of "${last.name}": ${describeError(err)}`));
   }
 

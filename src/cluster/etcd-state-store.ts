@@ -1,31 +1,26 @@
-// The state seam (controller/state/state-store.ts) on etcd, for a cluster host.
-// Records live in etcd (key layout: etcd-state-feed.ts); every shared write is
-// one txn fenced on the record's mod_revision and on the host's liveness key
-// being held by its lease (etcd-state-txn.ts): a host whose lease lapsed
-// creates, changes, hands on or removes nothing.
+// The state seam (controller/state/state-store.ts) on etcd, for a cluster host. Records live in etcd
+// (key layout: etcd-state-feed.ts); every shared write is one txn fenced on the record's mod_revision
+// and on the host's liveness key being held by its lease (etcd-state-txn.ts): a host whose lease
+// lapsed creates, changes, hands on or removes nothing.
 //
-// Scope: a host's reads (get, getByName, list, usesTemplate, subscribe) show
-// only the records it owns, so its controller never acts on another host's
-// instance. `claim` is how a record moves: it leaves the old owner's reads (a
-// delete to its subscribers) and arrives in the new owner's. Every host's
-// records, at etcd revisions, are in `cluster`: what a move is decided on (a
-// claim of another host's record names the revision read there).
+// Scope: a host's reads (get, getByName, list, usesTemplate, subscribe) show only the records it owns,
+// so its controller never acts on another host's instance. `claim` is how a record moves: it leaves
+// the old owner's reads (a delete to its subscribers) and arrives in the new owner's. Every host's
+// records, at etcd revisions, are in `cluster`: what a move is decided on (a claim of another host's
+// record names the revision read there).
 //
-// Reads come from memory: a mirror of every record, fed list-then-watch
-// (followFeed: list at R, watch from R + 1, list again on compaction, retried
-// while etcd is away), from which this host's read model is derived. Its
-// revisions are this store's own counter, moved only when a record's content
-// changes: a status write returns at once with a new revision, and the echo of
-// a write this host published never fails its next write with STALE_REVISION.
+// Reads come from memory: a mirror of every record, fed list-then-watch (followFeed: list at R, watch
+// from R + 1, list again on compaction, retried while etcd is away), from which this host's read
+// model is derived. Its revisions are this store's own counter, moved only when a record's content
+// changes: a status write returns at once with a new revision, and the echo of a write this host
+// published never fails its next write with STALE_REVISION.
 //
-// Status writes are synchronous: durable in a local journal (status-journal.ts)
-// before they return, then published behind in the order written (the newest
-// status of each record, one fenced txn each), retried while etcd is away, and
-// by the next flickd if this one dies first; a shared write carries a record's
-// pending status with it. The journal also caches this host's records, so a
-// flickd started while etcd is away serves them until etcd answers. Shared
-// writes without etcd fail with STATE_UNAVAILABLE; reads and status writes go
-// on. This store's etcd writes run one at a time: a publish never races them.
+// Status writes are synchronous: durable in a local journal (status-journal.ts) before they return,
+// then published behind in the order written (the newest status of each record, one fenced txn each),
+// retried while etcd is away, and by the next flickd if this one dies first; a shared write carries a
+// record's pending status with it. The journal also caches this host's records, so a flickd started
+// while etcd is away serves them until etcd answers. Shared writes without etcd fail with
+// STATE_UNAVAILABLE; reads and status writes go on. Its etcd writes run one at a time (no publish races them).
 import type { InstanceRecord, InstanceSpec, InstanceStatus, NewInstanceRecord } from '../controller/state/instance-record.js';
 import { ModelReads, ReadModel, expectRevision, followFeed } from '../controller/state/read-model.js';
 import { StateError, type StateChange, type StateReads, type StateStore } from '../controller/state/state-store.js';
@@ -82,6 +77,7 @@ export class EtcdStateStore extends ModelReads implements StateStore {
   #offline = false;
   #closed = false;
   #left: InstanceRecord[] = [];
+  readonly removedHere = new Set<string>(); // ids this host removed: a subscriber takes one out to tell its own delete
 
   /** Opens the store: replays the journal, lists the records in etcd and follows them. Rejects if etcd cannot be listed. */
   static async open(config: EtcdStateStoreConfig): Promise<EtcdStateStore> {
@@ -228,6 +224,7 @@ export class EtcdStateStore extends ModelReads implements StateStore {
         throw stale(current.name);
       }
       this.#drop(id);
+      this.removedHere.add(id);
       this.#cluster.apply({ type: 'delete', id, revision: r.revision });
       return true;
     }).catch((err: unknown) => (err instanceof StateError && err.code === 'RECORD_NOT_FOUND' ? false : Promise.reject(err)));

@@ -83,7 +83,7 @@ export async function release(lc: Lifecycle, dataDir: string, last: InstanceReco
     if (path.dirname(last.status.dir) === path.join(dataDir, 'instances')) await fsp.rm(last.status.dir, { recursive: true, force: true });
     const template = last.status.snapshots.template?.dir;
     if (await lc.templates.releaseIfUnused(template, (dir) => lc.store.usesTemplate(dir))) await lc.primed.dropTemplate(template!);
-    lc.log.info(`instance ${last.name}: released on this host (it is another host's now)`);
+    lc.log.info(`instance ${last.name}: released on this host (it left this host's records)`);
     lc.events.emit('removed', { id, name: last.name });
   });
 }
