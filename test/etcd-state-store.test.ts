@@ -247,7 +247,7 @@ test('a host started while etcd is away serves its records as it last knew them,
   await quick.close();
 });
 
-test('a host that ran on SQLite imports its state.db into etcd once, as its own records; a replay after a start killed half way skips what is there', async () => {
+test('a host that ran on SQLite imports its state.db into etcd once, as its own records; a replay after a start killed half way skips what is there; a name another host holds fails the start, nothing renamed', async () => {
   const prefix = scope();
   const dir = fs.mkdtempSync(path.join(tmp, 'import-'));
   const sqlite = SqliteStateStore.open(path.join(dir, 'state.db'));
@@ -257,19 +257,25 @@ test('a host that ran on SQLite imports its state.db into etcd once, as its own 
   await sqlite.close();
   // Another host holds "dup" in the cluster already; "api" went in before a flickd was killed half way.
   const other = await open({ prefix, hostId: 'h-other' });
-  await other.create(newRecord('i-theirs', 'dup'));
+  const theirs = await other.create(newRecord('i-theirs', 'dup'));
   const lines: string[] = [];
   const half = await importSqliteState({ etcd: client, prefix, hostId: 'h-me', dataDir: fs.mkdtempSync(path.join(tmp, 'none-')), log: (l) => lines.push(l) });
   assert.equal(half, undefined, 'no state.db: nothing to import');
   await client.txn([], [{ put: { key: recordKey(prefix, 'i-api'), value: '{}' } }]);
+  await assert.rejects(
+    importSqliteState({ etcd: client, prefix, hostId: 'h-me', dataDir: dir, log: (l) => lines.push(l) }),
+    (err: any) => err.code === 'NAME_TAKEN' && err.kind === 'user' && /instance "dup" \(i-dup\) of .*state\.db: host h-other has that name; remove one of them \('flick rm dup' there\) and restart flickd/.test(err.message),
+  );
+  assert.equal(fs.existsSync(path.join(dir, 'state.db')), true, 'not renamed: "dup" is neither dropped nor orphaned');
+  // The user removes the other host's "dup": the next start imports it (and skips what went in before).
+  await other.remove(theirs.id, theirs.revision);
   const r = await importSqliteState({ etcd: client, prefix, hostId: 'h-me', dataDir: dir, log: (l) => lines.push(l) });
-  assert.deepEqual(r, { imported: 1, present: 1, nameTaken: ['dup (i-dup)'] });
-  assert.match(lines.join('\n'), /imported 1 instance record\(s\) of .*state\.db into etcd \(1 there already\); not imported, their names held by other hosts' instances: dup \(i-dup\)/);
+  assert.deepEqual(r, { imported: 1, present: 2, nameTaken: [], taken: [] });
+  assert.match(lines.join('\n'), /imported 1 instance record\(s\) of .*state\.db into etcd \(2 there already\)/);
   assert.equal(fs.existsSync(path.join(dir, 'state.db')), false);
   assert.equal(fs.existsSync(path.join(dir, 'state.db.imported')), true, 'kept, renamed');
   const mine = await open({ prefix, hostId: 'h-me' });
-  assert.deepEqual(mine.list().map((x) => [x.name, x.owner]), [['web', 'h-me']]);
-  assert.equal((await inEtcd(prefix, 'i-theirs'))?.owner, 'h-other', 'the other host\'s record is untouched');
+  assert.deepEqual(mine.list().map((x) => [x.name, x.owner]).sort(), [['dup', 'h-me'], ['web', 'h-me']]);
   // Once imported, a start imports nothing again.
   assert.equal(await importSqliteState({ etcd: client, prefix, hostId: 'h-me', dataDir: dir, log: (l) => lines.push(l) }), undefined);
 });

@@ -5,17 +5,19 @@
 // goes in as this host's, in one txn that requires its id and its name to be
 // free in etcd (so a replay changes nothing), then state.db is renamed
 // state.db.imported. A flickd killed half way imports the rest at its next start
-// (records already in etcd are skipped); a record whose name another host's
-// instance holds is not imported and stays in state.db.imported (logged).
+// (records already in etcd are skipped). A record whose name another host's
+// instance holds fails the start (NAME_TAKEN, naming both) before state.db is
+// renamed: nothing of it is dropped or orphaned; the user removes one and restarts.
 import fs from 'node:fs';
 import path from 'node:path';
 import { SqliteStateStore } from '../store/sqlite-state-store.js';
 import type { EtcdClient } from './etcd-client.js';
 import type { InstanceRecord } from '../controller/state/instance-record.js';
-import { encodeRecord, nameKey, recordKey } from './etcd-state-feed.js';
+import { encodeRecord, nameKey, recordKey, tryDecode } from './etcd-state-feed.js';
 import { unavailable } from './etcd-state-txn.js';
 import { EtcdStateStore } from './etcd-state-store.js';
 import { describeError } from '../errors.js';
+import { StateError } from '../controller/state/state-store.js';
 
 export interface ImportResult {
   imported: number;
@@ -23,11 +25,13 @@ export interface ImportResult {
   present: number;
   /** Names another host's instance holds: `name (id)`. */
   nameTaken: string[];
+  /** The same, each with the host holding its name (undefined: unreadable). */
+  taken: Array<{ name: string; id: string; holder: string | undefined }>;
 }
 
 /** Puts `records` into etcd as `hostId`'s, each in one txn requiring its id and its name free. */
 async function putRecords(c: { etcd: EtcdClient; prefix: string; hostId: string }, records: readonly InstanceRecord[], what: string): Promise<ImportResult> {
-  const result: ImportResult = { imported: 0, present: 0, nameTaken: [] };
+  const result: ImportResult = { imported: 0, present: 0, nameTaken: [], taken: [] };
   for (const rec of records) {
     const key = recordKey(c.prefix, rec.id);
     const names = nameKey(c.prefix, rec.name);
@@ -35,12 +39,17 @@ async function putRecords(c: { etcd: EtcdClient; prefix: string; hostId: string 
       .txn(
         [{ key: names, target: 'CREATE', result: 'EQUAL', value: 0 }, { key, target: 'CREATE', result: 'EQUAL', value: 0 }],
         [{ put: { key: names, value: rec.id } }, { put: { key, value: encodeRecord({ ...rec, owner: c.hostId }) } }],
-        [{ range: { key } }],
+        [{ range: { key } }, { range: { key: names } }],
       )
       .catch((err: unknown) => unavailable(err, `importing instance "${rec.name}" ${what} into the cluster's state`));
     if (r.succeeded) result.imported++;
     else if (r.ranges[0]?.[0] !== undefined) result.present++;
-    else result.nameTaken.push(`${rec.name} (${rec.id})`);
+    else {
+      result.nameTaken.push(`${rec.name} (${rec.id})`);
+      const holderId = r.ranges[1]?.[0]?.value;
+      const kv = holderId === undefined ? undefined : await c.etcd.get(recordKey(c.prefix, holderId)).catch(() => undefined);
+      result.taken.push({ name: rec.name, id: rec.id, holder: kv ? tryDecode(kv)?.owner : undefined });
+    }
   }
   return result;
 }
@@ -56,9 +65,13 @@ export async function importSqliteState(c: { etcd: EtcdClient; prefix: string; h
   } finally {
     await sqlite.close();
   }
+  if (result.taken.length > 0) {
+    // Before the rename: the start fails, and the next one imports the rest once the user chose.
+    const each = result.taken.map((t) => `instance "${t.name}" (${t.id}) of ${file}: ${t.holder ? `host ${t.holder}` : 'another host'} has that name; remove one of them ('flick rm ${t.name}' there) and restart flickd`);
+    throw new StateError('NAME_TAKEN', `cannot join the cluster: ${each.join('; ')}`, { kind: 'user', details: { taken: result.taken } });
+  }
   for (const suffix of ['', '-wal', '-shm']) if (fs.existsSync(file + suffix)) fs.renameSync(file + suffix, `${file}.imported${suffix}`);
-  const taken = result.nameTaken.length > 0 ? `; not imported, their names held by other hosts' instances: ${result.nameTaken.join(', ')} (kept in ${file}.imported)` : '';
-  c.log(`cluster: imported ${result.imported} instance record(s) of ${file} into etcd (${result.present} there already)${taken}; the file is now ${path.basename(file)}.imported`);
+  c.log(`cluster: imported ${result.imported} instance record(s) of ${file} into etcd (${result.present} there already); the file is now ${path.basename(file)}.imported`);
   return result;
 }
 
