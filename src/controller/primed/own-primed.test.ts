@@ -1,7 +1,8 @@
 // Primed VMs of stateful instances (own-primed.ts) through the Controller over fakes (../testing.ts):
 // a cold standby's own state restored paused after the delay, a wake that binds and resumes it
 // (no restore on its path, the snapshot consumed), a wake during the restore waiting for it (one
-// VM), and a stop, an rm or the budget ending it with its namespace and folder.
+// VM), a stop, an rm or the budget ending it with its namespace and folder, and a wake during an
+// eviction waiting for the evicted QEMU to be dead.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { test } from 'node:test';
@@ -79,4 +80,36 @@ test('a wake during the restore waits for it and takes it (one VM); over the bud
   assert.deepEqual([...driver.alive], [], 'no VM alive');
   assert.equal(network.held.size, 0, 'no namespace held');
   await until(() => fs.readdirSync(primedRoot(dataDir)).length === 0, 'no primed folder');
+});
+
+test('a wake while its primed VM is being evicted waits until that QEMU is dead before it restores (one QEMU per disk)', async () => {
+  const { c, driver, ids } = await statefulAsleep('own-primed-ending', ['a', 'b'], 60 * MiB, 40 * MiB);
+  await wakeUp(c, ids[1]!); // b saves a state of its own at its next standby
+  await c.suspend(ids[0]!, { tier: 'cold' });
+  await until(() => c.primedPool().stateful?.vms === 1, 'a primed');
+  const primedA = driver.vms.at(-1)!;
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const kill = primedA.kill.bind(primedA);
+  primedA.kill = async () => {
+    await gate;
+    return kill();
+  };
+  const heldAtRestore: boolean[] = [];
+  const restore = driver.restore.bind(driver);
+  driver.restore = async (...args) => {
+    if (!args[2].paused) heldAtRestore.push(driver.alive.has(primedA.pid));
+    return restore(...args);
+  };
+  await c.suspend(ids[1]!, { tier: 'cold' });
+  await until(() => c.primedPool().stateful?.evictions === 1, "a's VM being evicted (its kill held)");
+  const woken = wakeUp(c, ids[0]!);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(heldAtRestore, [], 'no restore of a while its primed QEMU lives');
+  release();
+  await woken;
+  assert.deepEqual(heldAtRestore, [false], "a's wake restored once, after its primed QEMU had ended");
+  await c.rm(ids[0]!, { force: true });
+  await c.rm(ids[1]!, { force: true });
+  assert.deepEqual([...driver.alive], [], 'no VM alive');
 });

@@ -68,6 +68,8 @@ export class OwnPrimed {
   readonly #entries = new Map<string, Entry>();
   readonly #timers = new Map<string, NodeJS.Timeout>();
   readonly #restoring = new Map<string, Promise<void>>();
+  /** By instance id: a discard under way (its QEMU may still hold the disk until this resolves). */
+  readonly #ending = new Map<string, Promise<void>>();
   #measured: number | undefined;
   #disposed = false;
   readonly #counts = { hits: 0, misses: 0, primes: 0, failures: 0, evictions: 0 };
@@ -102,7 +104,11 @@ export class OwnPrimed {
 
   /** Resolves once no restore for the instance is under way (a wake waits for it, then takes its VM). */
   async settle(instanceId: string): Promise<void> {
-    await this.#restoring.get(instanceId);
+    for (;;) {
+      const p = this.#restoring.get(instanceId) ?? this.#ending.get(instanceId);
+      if (p === undefined) return;
+      await p.catch(() => {});
+    }
   }
 
   /**
@@ -130,6 +136,7 @@ export class OwnPrimed {
     await this.#restoring.get(instanceId);
     const e = this.#entries.get(instanceId);
     if (e) await this.#discard(e, why);
+    await this.#ending.get(instanceId);
   }
 
   stats(): OwnPrimedStats {
@@ -143,6 +150,7 @@ export class OwnPrimed {
     this.#timers.clear();
     await Promise.allSettled([...this.#restoring.values()]);
     await Promise.all([...this.#entries.values()].map((e) => this.#discard(e, 'flickd is stopping', false)));
+    await Promise.allSettled([...this.#ending.values()]);
   }
 
   #used(): number {
@@ -185,7 +193,7 @@ export class OwnPrimed {
         if (e.taken || this.#entries.get(instanceId) !== e) return;
         this.#entries.delete(instanceId);
         this.#deps.log.warn(`primed pool: VM ${id} of instance ${rec.name} exited by itself`);
-        void this.#release(e);
+        void this.#end(e, () => this.#release(e));
       });
     } catch (err) {
       if (lease) await this.#deps.network.release({ index: lease.index, netns: lease.attachment.netns ?? '' }).catch(() => {});
@@ -198,8 +206,22 @@ export class OwnPrimed {
     if (e.taken || this.#entries.get(e.instanceId) !== e) return;
     this.#entries.delete(e.instanceId);
     if (log) this.#deps.log.info(`primed pool: VM of instance ${e.instanceId} ended: ${why}`);
-    await e.vm.kill().catch(() => {});
-    await this.#release(e);
+    await this.#end(e, async () => {
+      await e.vm.kill().catch(() => {});
+      await this.#release(e);
+    });
+  }
+
+  /** Runs an entry's ending (already out of #entries) so that settle and drop wait for it. */
+  async #end(e: Entry, work: () => Promise<void>): Promise<void> {
+    const prev = this.#ending.get(e.instanceId);
+    const p: Promise<void> = Promise.resolve(prev)
+      .then(work)
+      .finally(() => {
+        if (this.#ending.get(e.instanceId) === p) this.#ending.delete(e.instanceId);
+      });
+    this.#ending.set(e.instanceId, p);
+    await p;
   }
 
   async #release(e: Entry): Promise<void> {
