@@ -11,7 +11,6 @@
 import { DEFAULT_MEMORY_MB, type InstanceConfig } from '../controller/spec.js';
 import { FlickError } from '../errors.js';
 import type { MemberPlacement, RemoteMember } from '../services/member-placement.js';
-import { ServiceError } from '../services/services.js';
 import type { CatalogEntry } from './catalog.js';
 import type { HostDirectory } from './membership.js';
 import { candidatesOf, pickHost } from './placement.js';
@@ -53,13 +52,56 @@ export function instanceBody(c: InstanceConfig): Record<string, unknown> {
 /** How long a member's host lets its requests in flight finish before removing it (a deploy's drain). */
 const DRAIN_MS = 30_000;
 
+/** A host's API answer: its status and its envelope. */
+interface Answer {
+  status: number;
+  json: { data?: { id?: string; state?: string; error?: string | null }; error?: { code?: string; message?: string } };
+}
+
+/** What to do about a host that is down. */
+const retryLater = (host: string) => `retry once host ${host} is up: flick hosts`;
+
+/**
+ * The error a host's API answered with, passed on as it raised it (its code and
+ * message: a name taken stays a 409, a bad spec a 400); an answer with no code
+ * (a 5xx from no flickd) is the host being down.
+ */
+export function answerError(host: string, doing: string, r: Answer): FlickError {
+  const e = r.json.error;
+  if (e?.code !== undefined) return new FlickError(e.code, `${doing} on host ${host}: ${e.message ?? `HTTP ${r.status}`}`, { kind: r.status < 500 ? 'user' : 'system' });
+  if (r.status < 500) return new FlickError('HOST_DOWN', `${doing} on host ${host}: HTTP ${r.status} with no error (is it a Flick host?)`);
+  return new FlickError('HOST_DOWN', `${doing} on host ${host}: HTTP ${r.status}; ${retryLater(host)}`);
+}
+
 export function clusterMemberPlacement(c: ClusterMembersConfig): MemberPlacement {
-  const call = async (host: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: { data?: { id?: string; state?: string; error?: string | null }; error?: { message?: string } } }> => {
+  const call = async (host: string, method: string, path: string, doing: string, body?: unknown): Promise<Answer> => {
     const h = c.directory()?.get(host);
     const api = h?.load ? h.record.api : undefined;
-    if (api === undefined) throw new FlickError('HOST_DOWN', `host ${host} is down: its service instance cannot be reached now`);
-    const r = await fetch(`${api}${path}`, { method, headers: { authorization: `Bearer ${c.token}`, 'content-type': 'application/json' }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
-    return { status: r.status, json: (await r.json().catch(() => ({}))) as { data?: { id?: string; state?: string; error?: string | null }; error?: { message?: string } } };
+    if (api === undefined) throw new FlickError('HOST_DOWN', `${doing}: host ${host} is down; ${retryLater(host)}`);
+    const r = await fetch(`${api}${path}`, { method, headers: { authorization: `Bearer ${c.token}`, 'content-type': 'application/json' }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) }).catch((err: unknown) => {
+      throw new FlickError('HOST_DOWN', `${doing}: host ${host} does not answer at ${api}; ${retryLater(host)}`, { cause: err });
+    });
+    return { status: r.status, json: (await r.json().catch(() => ({}))) as Answer['json'] };
+  };
+  /** Member `name` as its owner sees it, the owner resolved again while a failover moves it (the catalog may still name the host it left). */
+  const read = async (name: string, fallback: string, hops = 0): Promise<{ state: string; error?: string }> => {
+    const owner = c.entry(name)?.owner ?? fallback;
+    const moved = () => c.entry(name) !== undefined && c.entry(name)!.owner !== owner && hops < 3;
+    const r = await call(owner, 'GET', `/v1/instances/${encodeURIComponent(name)}`, `reading service instance ${name}`).catch((err: unknown) => {
+      // Its host went down and the failover moved it meanwhile: ask the new one.
+      if (err instanceof FlickError && err.code === 'HOST_DOWN' && moved()) return undefined;
+      throw err;
+    });
+    if (r === undefined) return read(name, owner, hops + 1);
+    if (r.status === 404) {
+      const now = c.entry(name);
+      if (now === undefined) return { state: 'stopped', error: `it is gone from host ${owner}` };
+      if (moved()) return read(name, now.owner, hops + 1);
+      // Still named this host's in the catalog: moving (this host's copy of the catalog not caught up yet); ready() asks again.
+      return { state: 'moving' };
+    }
+    if (r.status >= 400) throw answerError(owner, `reading service instance ${name}`, r);
+    return { state: String(r.json.data?.state), ...(r.json.data?.error ? { error: r.json.data.error } : {}) };
   };
   return {
     place(config, siblings) {
@@ -70,11 +112,9 @@ export function clusterMemberPlacement(c: ClusterMembersConfig): MemberPlacement
     },
     async create(host, config): Promise<RemoteMember> {
       const name = config.name!;
-      const r = await call(host, 'POST', `/v1/instances?host=${encodeURIComponent(host)}`, instanceBody(config));
-      if (r.status >= 400) {
-        const why = `creating service instance ${name} on host ${host}: ${r.json.error?.message ?? `HTTP ${r.status}`}`;
-        throw r.status < 500 ? new ServiceError('INVALID_SPEC', why, { kind: 'user' }) : new FlickError('HOST_DOWN', why);
-      }
+      const doing = `creating service instance ${name}`;
+      const r = await call(host, 'POST', `/v1/instances?host=${encodeURIComponent(host)}`, doing, instanceBody(config));
+      if (r.status >= 400) throw answerError(host, doing, r);
       // One made here is routed by its own id; another host's by its remote id, over the hop.
       const id = host === c.self ? String(r.json.data?.id) : remoteId(host, name);
       return { id, name, host, image: config.image, state: r.json.data?.state ?? 'starting' };
@@ -87,19 +127,13 @@ export function clusterMemberPlacement(c: ClusterMembersConfig): MemberPlacement
       // Every proxy stops sending it requests first (the route without it shared, theirs to it finished).
       await c.shared.settled();
       // Its host lets its requests in flight finish (those other proxies sent it before the route changed).
-      const r = await call(owner, 'DELETE', `/v1/instances/${encodeURIComponent(remote ? remoteName(id) : id)}?force=true&drain_ms=${DRAIN_MS}`);
-      if (r.status >= 400 && r.status !== 404) throw new FlickError('HOST_DOWN', `removing service instance ${remoteName(id)} on host ${owner}: ${r.json.error?.message ?? `HTTP ${r.status}`}`);
+      const doing = `removing service instance ${remoteName(id)}`;
+      const r = await call(owner, 'DELETE', `/v1/instances/${encodeURIComponent(remote ? remoteName(id) : id)}?force=true&drain_ms=${DRAIN_MS}`, doing);
+      if (r.status >= 400 && r.status !== 404) throw answerError(owner, doing, r);
       return true;
     },
     hostOf: (id) => (isRemoteRoute(id) ? remoteOwner(id) : undefined),
-    async state(id) {
-      const name = remoteName(id);
-      const owner = c.entry(name)?.owner ?? remoteOwner(id);
-      const r = await call(owner, 'GET', `/v1/instances/${encodeURIComponent(name)}`);
-      if (r.status === 404) return { state: 'stopped', error: `it is gone from host ${owner}` };
-      if (r.status >= 400) throw new FlickError('HOST_DOWN', `reading service instance ${name} on host ${owner}: ${r.json.error?.message ?? `HTTP ${r.status}`}`);
-      return { state: String(r.json.data?.state), ...(r.json.data?.error ? { error: r.json.data.error } : {}) };
-    },
+    state: (id) => read(remoteName(id), remoteOwner(id)),
     routes: (local) => c.shared.sink(local),
     follow: (name) => c.shared.follow(name),
     nameOf: (id) => c.shared.nameOf(id),

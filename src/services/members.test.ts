@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { FlickError } from '../errors.js';
 import type { MemberPlacement } from './member-placement.js';
 import { ServiceMembers, type ServiceController } from './members.js';
 import type { ServiceRecord } from './service-store.js';
@@ -26,4 +27,14 @@ test('followed: a member a failover moved gets its new id, one no host has leave
   assert.deepEqual(members.followed(record(['a', 'x']), { id: 'x', name: 'web-d' }), ['a']);
   // Alone (no cluster), a removed member simply leaves.
   assert.deepEqual(new ServiceMembers(controller, undefined).followed(record(['a', 'x']), { id: 'x', name: 'web-x' }), ['a']);
+});
+
+test('ready: a failed member and one not ready in time reject with a typed code and say to read its logs', async () => {
+  const state = { value: 'failed' };
+  const controller = { get: () => ({ name: 'web-a', status: { state: state.value, error: 'exit 1' } }) } as unknown as ServiceController;
+  const members = new ServiceMembers(controller, undefined);
+  const typed = (code: string) => (err: unknown) => err instanceof FlickError && err.code === code && err.message.includes("see 'flick logs web-a'");
+  await assert.rejects(members.ready('a', 1000), typed('START_FAILED'));
+  state.value = 'starting';
+  await assert.rejects(members.ready('a', 0), typed('WAIT_TIMEOUT'));
 });

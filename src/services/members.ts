@@ -7,6 +7,7 @@ import type { Controller } from '../controller/controller.js';
 import type { InstanceConfig } from '../controller/spec.js';
 import { DEFAULT_DOMAIN } from '../controller/spec.js';
 import { FlickError } from '../errors.js';
+import { ServiceError } from './service-error.js';
 import { spreads, type MemberPlacement } from './member-placement.js';
 import type { ServiceRecord } from './service-store.js';
 
@@ -55,8 +56,8 @@ export class ServiceMembers {
       const remote = this.#placement?.hostOf(id) !== undefined;
       const { name, state, error } = remote ? { name: id.slice(id.indexOf('/') + 1), ...(await this.#placement!.state(id)) } : this.#local(id);
       if (state === 'running' || state === 'standby') return;
-      if (state === 'failed' || state === 'stopped') throw new Error(`instance ${name} is ${state}${error ? `: ${error}` : ''}`);
-      if (Date.now() > deadline) throw new Error(`instance ${name} was not ready within ${timeoutMs} ms`);
+      if (state === 'failed' || state === 'stopped') throw new ServiceError('START_FAILED', `service instance ${name} is ${state}${error ? ` (${error})` : ''}: see 'flick logs ${name}'`, { kind: 'user' });
+      if (Date.now() > deadline) throw new ServiceError('WAIT_TIMEOUT', `service instance ${name} was not ready within ${timeoutMs} ms: see 'flick logs ${name}' for why it has not started`, { kind: 'user' });
       await new Promise((resolve) => setTimeout(resolve, remote ? 250 : 100));
     }
   }

@@ -24,9 +24,9 @@ import { SERVICE_RECORD_VERSION, ServiceStore, type ServiceRecord } from './serv
 import { remoteMembersOf, type MemberPlacement, type RemoteMember, type ServiceRouteSink } from './member-placement.js';
 import { memberName, ServiceMembers, type ServiceController } from './members.js';
 
-export type ServiceErrorCode = 'SERVICE_NOT_FOUND' | 'NAME_TAKEN' | 'INVALID_SPEC';
+import { ServiceError, type ServiceErrorCode } from './service-error.js';
 
-export class ServiceError extends FlickError<ServiceErrorCode> {}
+export { ServiceError, type ServiceErrorCode };
 
 /** How long a deploy's new member may take to become ready, and an old one to drain. */
 const DEPLOY_READY_MS = 180_000;
