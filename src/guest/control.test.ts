@@ -110,6 +110,25 @@ test('a clock line the guest never answered is sent again, and the first answer 
   assert.equal(guest.received.length, 2, 'no more lines once answered');
 });
 
+test('the late answer to a resent clock line is not taken for the next sync\'s', async (t) => {
+  // Line 1 sits unread until line 2 (the resend) arrives; the guest then answers both, in order,
+  // the second 300 ms later, after the next sync has sent line 3 (answered "error" at 600 ms).
+  const guest = await fakeGuest(t, (line, write) => {
+    if (!line.startsWith('time ')) return;
+    const n = guest.received.length;
+    if (n === 2) {
+      write('ok time\n');
+      setTimeout(() => write('ok time\n'), 300);
+    }
+    if (n === 3) setTimeout(() => write('error time: the third line\n'), 600);
+  });
+  const ch = await ControlChannel.connect(guest.socketPath);
+  t.after(() => ch.close());
+  await ch.syncClock(10_000);
+  await assert.rejects(ch.syncClock(10_000), (e: unknown) => e instanceof ControlError && e.code === 'CONTROL_REJECTED' && /the third line/.test(e.message), 'the second sync is answered by its own line, not by the resend\'s late "ok time"');
+  assert.equal(guest.received.length, 3);
+});
+
 test('a refused command rejects with the guest\'s reason; a silent guest times out', async (t) => {
   const guest = await fakeGuest(t, (line, write) => {
     if (line.startsWith('time ')) write('open /noise\nerror time: clock_settime: Operation not permitted\n');

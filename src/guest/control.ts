@@ -126,6 +126,10 @@ export function wallClockNow(): { seconds: bigint; nanos: number } {
   return { seconds: BigInt(seconds), nanos };
 }
 
+function isTimeAnswer(m: GuestMessage): boolean {
+  return (m.type === 'ok' || m.type === 'error') && m.command === 'time';
+}
+
 interface Waiter {
   match: (m: GuestMessage) => boolean;
   /** An answer to a command: consumed by the first waiter (the guest answers in order). */
@@ -147,6 +151,9 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   #buffer = '';
   #waiters = new Set<Waiter>();
   #closed = false;
+  /** "time" lines written, and answers to them read: a time waiter takes only answers to its own lines. */
+  #timeSent = 0;
+  #timeAnswered = 0;
   /** One-shot messages, kept so that a late waitFor() still sees them. */
   #seen = new Map<'hello' | 'started' | 'exit' | 'healthy', GuestMessage>();
 
@@ -212,25 +219,17 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
    * CLOCK_RESEND_MS, the line (with the time then) is sent again, and again each CLOCK_RESEND_MS
    * until `timeoutMs`: a line written while a restored VM's port is still loading can sit unread
    * until more bytes arrive (a restore at load ~20 saw no answer within 10 s), and setting the
-   * clock twice is harmless. The first `ok time` answers.
+   * clock twice is harmless. The first `ok time` to one of its own lines answers; the guest
+   * answers every line, in order, so the answers to lines sent before (an earlier sync's resends)
+   * are skipped (#timeSent/#timeAnswered), never taken for this one's.
    */
   async syncClock(timeoutMs = 2000): Promise<void> {
-    if (this.#closed) throw this.#closedError('an answer to "time"');
-    const answer = this.#wait((m) => (m.type === 'ok' || m.type === 'error') && m.command === 'time', 'an answer to "time"', { timeoutMs, exclusive: true });
-    const send = () => this.#socket.write(encodeHostCommand({ type: 'time', ...wallClockNow() }));
-    send();
-    const resend = setInterval(send, CLOCK_RESEND_MS);
-    try {
-      const m = await answer;
-      if (m.type === 'error') throw new ControlError('CONTROL_REJECTED', `guest refused "time": ${m.text}`);
-    } finally {
-      clearInterval(resend);
-    }
+    await this.#time(() => wallClockNow(), timeoutMs, CLOCK_RESEND_MS);
   }
 
   /** Sets the guest's CLOCK_REALTIME to `time` and waits for `ok time`. */
   async setClock(time: { seconds: bigint; nanos: number }, timeoutMs = 2000): Promise<void> {
-    await this.#command({ type: 'time', ...time }, timeoutMs);
+    await this.#time(() => time, timeoutMs);
   }
 
   /**
@@ -244,6 +243,25 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   /** Closes the connection. Safe to call twice. */
   close(): void {
     this.#socket.destroy();
+  }
+
+  /** Writes a "time" line (again each `resendMs`, if given) and waits for the answer to one of its own lines. */
+  async #time(now: () => { seconds: bigint; nanos: number }, timeoutMs: number, resendMs?: number): Promise<void> {
+    if (this.#closed) throw this.#closedError('an answer to "time"');
+    const first = this.#timeSent; // the guest answers in order: answers below this index are earlier lines'
+    const answer = this.#wait((m) => isTimeAnswer(m) && this.#timeAnswered > first, 'an answer to "time"', { timeoutMs, exclusive: true });
+    const send = () => {
+      this.#timeSent += 1;
+      this.#socket.write(encodeHostCommand({ type: 'time', ...now() }));
+    };
+    send();
+    const resend = resendMs === undefined ? undefined : setInterval(send, resendMs);
+    try {
+      const m = await answer;
+      if (m.type === 'error') throw new ControlError('CONTROL_REJECTED', `guest refused "time": ${m.text}`);
+    } finally {
+      clearInterval(resend);
+    }
   }
 
   async #command(cmd: HostCommand, timeoutMs: number): Promise<void> {
@@ -304,6 +322,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
         continue;
       }
       if (m.type === 'hello' || m.type === 'started' || m.type === 'exit' || m.type === 'healthy') this.#seen.set(m.type, m);
+      if (isTimeAnswer(m)) this.#timeAnswered += 1;
       let answered = false;
       for (const w of [...this.#waiters]) {
         if (!w.match(m) || (w.exclusive && answered)) continue;
