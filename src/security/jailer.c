@@ -52,7 +52,12 @@ int main(int argc, char **argv) {
 #ifndef PR_SET_MEMORY_MERGE
 #define PR_SET_MEMORY_MERGE 67
 #endif
-  if (prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0) != 0 && errno != EINVAL) return fail("prctl", "PR_SET_MEMORY_MERGE");
+  // Optional (KSM may share the VMM's pages): a kernel without it (EINVAL, ENOSYS) or a jailer
+  // without CAP_SYS_RESOURCE (EPERM) runs the VMM unmerged, with one line on stderr at most.
+  if (prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0) != 0) {
+    if (errno != EINVAL && errno != ENOSYS && errno != EPERM) return fail("prctl", "PR_SET_MEMORY_MERGE");
+    if (errno == EPERM) fprintf(stderr, "flick-jailer: PR_SET_MEMORY_MERGE not permitted (needs CAP_SYS_RESOURCE); the VMM's memory is not mergeable\n");
+  }
   execvp(argv[i + 1], argv + i + 1);
   return fail("exec", argv[i + 1]);
 }
