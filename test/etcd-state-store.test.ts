@@ -20,6 +20,7 @@ import type { StateChange } from '../src/controller/state/state-store.js';
 import { until } from '../src/daemon/testing.js';
 import { importSqliteState, openClusterState } from '../src/cluster/state-import.js';
 import { SqliteStateStore } from '../src/store/sqlite-state-store.js';
+import { StatusJournal } from '../src/cluster/status-journal.js';
 
 let etcd: EtcdCluster;
 let client: EtcdClient;
@@ -280,26 +281,52 @@ test('a host that ran on SQLite imports its state.db into etcd once, as its own 
   assert.equal(await importSqliteState({ etcd: client, prefix, hostId: 'h-me', dataDir: dir, log: (l) => lines.push(l) }), undefined);
 });
 
-test('a host whose records etcd lost while it was down (emptied, restored) puts them back as its own; one another host claimed meanwhile it leaves, to be released', async () => {
+test('a host whose records were removed (or claimed) while it was down leaves them, to be released; one whose records a new etcd lost (its revision below the one the host last saw) puts them back as its own', async () => {
   const prefix = scope();
   const dataDir = fs.mkdtempSync(path.join(tmp, 'vanished-'));
+  const journal = path.join(dataDir, 'cluster-state.db');
   const lines: string[] = [];
   const opts = { etcd: client, prefix, hostId: 'h-v', dataDir, lease: (await register(prefix, 'h-v')).lease, log: (l: string) => lines.push(l) };
   const first = await openClusterState(opts);
   await first.create(newRecord('i-kept', 'kept'));
   await first.create(newRecord('i-moved', 'moved'));
-  await until('the journal to cache both', async () => (first.list().length === 2 ? true : undefined), 5000);
+  await first.create(newRecord('i-gone', 'gone'));
+  const cachedNow = () => {
+    const j = new StatusJournal(journal);
+    try {
+      return j.cached().records.length;
+    } finally {
+      j.close();
+    }
+  };
+  await until('the journal to cache all three', async () => (cachedNow() === 3 ? true : undefined), 5000);
   await first.close();
-  // While h-v is down: another host claims "moved"; "kept" vanishes from etcd (an emptied or older etcd).
+  // While h-v is down: another host claims "moved"; "gone" is removed from the cluster (etcd keeps its history).
   const other = await open({ prefix, hostId: 'h-o' });
   await other.claim('i-moved', other.cluster.get('i-moved')!.revision, 'h-o');
-  await client.delete(recordKey(prefix, 'i-kept'));
-  await client.delete(`${prefix}state/names/kept`);
+  await client.delete(recordKey(prefix, 'i-gone'));
+  await client.delete(`${prefix}state/names/gone`);
   const again = await openClusterState(opts);
-  stores.push(again);
-  assert.deepEqual(again.list().map((r) => r.name), ['kept'], 'the vanished record is back, this host\'s; the claimed one is not');
-  assert.equal((await inEtcd(prefix, 'i-kept'))?.owner, 'h-v');
-  assert.deepEqual(again.leftWhileAway.map((r) => r.name).sort(), ['kept', 'moved']);
-  assert.equal(again.cluster.get('i-moved')?.owner, 'h-o', 'what the agent releases: claimed by another host');
-  assert.match(lines.join('\n'), /1 instance record\(s\) of this host were no longer in etcd \(emptied or restored while it was down\): 1 put back as this host's/);
+  assert.equal(again.etcdLost, false);
+  assert.deepEqual(again.list().map((r) => r.name), ['kept'], 'neither the removed record nor the claimed one comes back');
+  assert.equal(await inEtcd(prefix, 'i-gone'), undefined);
+  assert.deepEqual(again.leftWhileAway.map((r) => r.name).sort(), ['gone', 'moved'], 'what the agent releases');
+  assert.match(lines.join('\n'), /1 instance record\(s\) of this host were removed from the cluster while it was down \(gone\): released here/);
+  await again.close();
+  // etcd replaced by a new one (emptied, or restored from an older backup): its revision is below the one h-v saw.
+  const fresh = await startEtcdCluster({ size: 1 });
+  const freshClient = new EtcdClient({ endpoints: fresh.endpoints, timeoutMs: 1500 });
+  try {
+    const restored = await openClusterState({ ...opts, etcd: freshClient });
+    stores.push(restored);
+    assert.equal(restored.etcdLost, true);
+    assert.deepEqual(restored.list().map((r) => r.name), ['kept'], 'the lost record is back, this host\'s');
+    const kv = await freshClient.get(recordKey(prefix, 'i-kept'));
+    assert.equal(kv && decodeRecord(kv).owner, 'h-v');
+    assert.match(lines.join('\n'), /1 instance record\(s\) of this host were no longer in etcd \(emptied or restored while it was down\): 1 put back as this host's/);
+    await restored.close();
+  } finally {
+    await freshClient.close();
+    await fresh.stop();
+  }
 });

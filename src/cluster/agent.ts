@@ -159,8 +159,8 @@ export class ClusterAgent {
     ];
     remote.sync();
     this.#services.start();
-    // Claimed by another host while this one was down (one etcd no longer had at all was put back: state-import.ts).
-    for (const last of state.leftWhileAway) if (this.#claimedAway(last.id)) await this.#release(last);
+    // Claimed by another host or removed while this one was down (one etcd lost was put back: state-import.ts).
+    for (const last of state.leftWhileAway) if (state.cluster.get(last.id)?.owner !== this.#c.host) await this.#release(last);
   }
 
   /** Once registered: follows hosts for failover and routes. */
@@ -194,12 +194,6 @@ export class ClusterAgent {
     this.#mine.delete(change.id);
     const own = this.#state?.removedHere.delete(change.id) === true;
     if (last && !own) void this.#release(last);
-  }
-
-  /** Whether another host holds record `id` now. */
-  #claimedAway(id: string): boolean {
-    const owner = this.#state?.cluster.get(id)?.owner;
-    return owner !== undefined && owner !== this.#c.host;
   }
 
   async #release(last: InstanceRecord): Promise<void> {

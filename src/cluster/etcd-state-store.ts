@@ -77,6 +77,7 @@ export class EtcdStateStore extends ModelReads implements StateStore {
   #offline = false;
   #closed = false;
   #left: InstanceRecord[] = [];
+  etcdLost = true; // after the first listing: etcd's revision is below the one this host last saw (emptied, restored): what left was lost, not removed
   readonly removedHere = new Set<string>(); // ids this host removed: a subscriber takes one out to tell its own delete
 
   /** Opens the store: replays the journal, lists the records in etcd and follows them. Rejects if etcd cannot be listed. */
@@ -120,11 +121,12 @@ export class EtcdStateStore extends ModelReads implements StateStore {
 
   /** The first listing and the watch after it; then what the journal holds for records no longer this host's goes. */
   async #follow(): Promise<void> {
-    const cachedBefore = this.#journal.cached().records;
+    const before = this.#journal.cached();
     this.#unfollow = await followFeed(this.feed, this.#cluster, (err) => this.#config.onTrouble?.(err), this.#config.retryMs ?? 200);
-    this.#left = cachedBefore.filter((r) => this.model.get(r.id) === undefined);
+    this.#left = before.records.filter((r) => this.model.get(r.id) === undefined);
+    this.etcdLost = before.revision === undefined || this.#cluster.revision < before.revision;
     this.#offline = false;
-    this.#journal.markListed();
+    this.#journal.markListed(this.#cluster.revision, this.#left.map((r) => r.id)); // what left: records put back return by the watch
     for (const id of [...this.#pending.keys()]) if (this.#cluster.get(id)?.owner !== this.hostId) this.#drop(id);
     this.#schedulePublish(0);
   }
@@ -236,6 +238,7 @@ export class EtcdStateStore extends ModelReads implements StateStore {
       this.#closed = true;
       clearTimeout(this.#publishTimer);
       this.#unfollow();
+      if (!this.#offline) this.#journal.markListed(this.#cluster.revision);
       this.#journal.close();
     }
     return Promise.resolve();

@@ -98,14 +98,19 @@ export async function openClusterState(c: { etcd: EtcdClient; prefix: string; ho
 }
 
 /**
- * This host's records as it last knew them that etcd no longer has at all (no host claimed them: etcd
- * was emptied, or restored from an older backup, while this host was down) go back in as its own, as
- * an import does, before it reconciles: nothing of them is released. One whose name another
- * instance took meanwhile stays out (logged).
+ * This host's records as it last knew them that etcd no longer has at all. If etcd's revision is below
+ * the one this host last saw (the journal keeps it: etcd was emptied, or restored from an older backup,
+ * while this host was down), they were lost: they go back in as its own, as an import does, before it
+ * reconciles (one whose name another instance took meanwhile stays out, logged). Otherwise they were
+ * removed (flick rm on another host) while it was down: left out, for the agent to release.
  */
 async function restoreVanished(store: EtcdStateStore, c: { etcd: EtcdClient; prefix: string; hostId: string; log: (line: string) => void }): Promise<void> {
   const vanished = store.leftWhileAway.filter((r) => store.cluster.get(r.id) === undefined);
   if (vanished.length === 0) return;
+  if (!store.etcdLost) {
+    c.log(`cluster: ${vanished.length} instance record(s) of this host were removed from the cluster while it was down (${vanished.map((r) => r.name).join(', ')}): released here`);
+    return;
+  }
   const result = await putRecords(c, vanished, 'from this host\'s cache');
   // Read back through the store's watch before reconcile runs on it.
   for (const deadline = Date.now() + 10_000; Date.now() < deadline && vanished.some((r) => store.cluster.get(r.id) === undefined); ) await new Promise((r) => setTimeout(r, 20));

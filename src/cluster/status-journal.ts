@@ -76,15 +76,19 @@ export class StatusJournal {
   }
 
   /** The cached records, and whether the cache was ever filled from a listing (a host that never reached etcd has none). */
-  cached(): { listed: boolean; records: InstanceRecord[] } {
-    const listed = this.#db.prepare("SELECT value FROM meta WHERE key = 'listed'").get() !== undefined;
+  cached(): { listed: boolean; records: InstanceRecord[]; revision: number | undefined } {
+    const row = this.#db.prepare("SELECT value FROM meta WHERE key = 'listed'").get() as { value: string } | undefined;
     const rows = this.#db.prepare('SELECT record FROM own').all() as { record: string }[];
-    return { listed, records: rows.map((r) => JSON.parse(r.record) as InstanceRecord) };
+    // `revision`: etcd's revision when this host last listed it (or stopped); undefined if a flickd before it wrote a date.
+    const revision = row && /^\d+$/.test(row.value) ? Number(row.value) : undefined;
+    return { listed: row !== undefined, records: rows.map((r) => JSON.parse(r.record) as InstanceRecord), revision };
   }
 
-  /** Notes that the cache now reflects a listing of etcd. */
-  markListed(): void {
-    if (!this.#closed) this.#db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('listed', ?)").run(new Date().toISOString());
+  /** Notes that the cache now reflects a listing of etcd, at etcd revision `revision` (or the revision it had reached at a stop); `gone`: cached ids the listing no longer gave this host. */
+  markListed(revision: number, gone: readonly string[] = []): void {
+    if (this.#closed) return;
+    for (const id of gone) this.#cacheDelete.run(id);
+    this.#db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('listed', ?)").run(String(revision));
   }
 
   #flushCache(): void {
