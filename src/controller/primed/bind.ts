@@ -102,7 +102,14 @@ async function resumePrimed(h: BindHost, rec: InstanceRecord, primed: PrimedVm, 
   } catch (err) {
     await h.kill(rec.id, primed.vm);
     await h.networks.release(rec.id);
-    if (!orRestore) throw err;
+    if (!orRestore) {
+      // Its guest may have run: its RAM file (the snapshot's, hard-linked) is not the saved state any more.
+      const cur = h.fresh(rec.id);
+      const snapshots = { ...cur.status.snapshots };
+      delete snapshots.own;
+      h.update(cur, { snapshots });
+      throw err;
+    }
     h.log.warn(`instance ${rec.name}: a primed VM did not resume, restoring one: ${describeError(err)}`);
     return undefined;
   }

@@ -2,7 +2,7 @@
 // a cold standby's own state restored paused after the delay, a wake that binds and resumes it
 // (no restore on its path, the snapshot consumed), a wake during the restore waiting for it (one
 // VM), a stop, an rm or the budget ending it with its namespace and folder, and a wake during an
-// eviction waiting for the evicted QEMU to be dead.
+// eviction waiting for the evicted QEMU to be dead; a failed resume of a taken one drops the own snapshot.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { test } from 'node:test';
@@ -112,4 +112,21 @@ test('a wake while its primed VM is being evicted waits until that QEMU is dead 
   await c.rm(ids[0]!, { force: true });
   await c.rm(ids[1]!, { force: true });
   assert.deepEqual([...driver.alive], [], 'no VM alive');
+});
+
+test('a taken primed VM that fails to resume fails the wake and leaves no own snapshot to restore (its guest may have run)', async () => {
+  const { c, driver, ids } = await statefulAsleep('own-primed-torn', ['db']);
+  const id = ids[0]!;
+  await c.suspend(id, { tier: 'cold' });
+  await until(() => c.primedPool().stateful?.vms === 1, 'a primed VM of its own state');
+  const primed = driver.vms.at(-1)!;
+  primed.resume = async () => {
+    throw new Error('the clock line went unanswered');
+  };
+  await assert.rejects(wakeUp(c, id));
+  const rec = c.get(id);
+  assert.equal(rec.status.state, 'failed');
+  assert.equal(rec.status.snapshots.own, undefined, 'no torn state is restored later');
+  assert.deepEqual([...driver.alive], [], 'the primed VM ended');
+  await c.rm(id, { force: true });
 });
