@@ -67,6 +67,7 @@ export async function release(lc: Lifecycle, dataDir: string, last: InstanceReco
   lc.booting.get(id)?.abort();
   await lc.serialize(id, async () => {
     if (lc.store.get(id) !== undefined) return; // came back (claimed here again) while this waited
+    await lc.ownPrimed.drop(id, 'its instance left this host'); // its paused QEMU holds the disk
     const live = lc.live.get(id);
     if (live) await lc.kill(id, live.vm).catch(() => {});
     else if (last.status.pid !== null && last.status.vm !== null) {
