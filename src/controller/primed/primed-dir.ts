@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { VmConfig } from '../../vmm/driver.js';
+import { isAlive } from '../../vmm/qemu/qemu-process.js';
 
 export const PRIMED_DIR = 'primed';
 
@@ -86,4 +87,18 @@ export async function foldIntoInstance(folder: string, instanceRunDir: string | 
     }
   }
   await fsp.rm(folder, { recursive: true, force: true });
+}
+
+/**
+ * SIGKILLs a QEMU that could not be adopted and waits (polling, up to `waitMs`) until it is dead:
+ * a dying QEMU releases its disk lock late, so its folder goes only after. False: still alive.
+ */
+export async function killAndWait(pid: number, waitMs = 5000): Promise<boolean> {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    return true; // gone
+  }
+  for (const until = Date.now() + waitMs; isAlive(pid) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 20));
+  return !isAlive(pid);
 }

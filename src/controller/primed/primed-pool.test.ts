@@ -1,15 +1,17 @@
 // The primed pool over the controller's fakes (../testing.ts): refill off the wake path, budget,
 // which templates, take with a miss on any mismatch, emptied with its template, nothing left behind.
+import { spawn } from 'node:child_process';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { test } from 'node:test';
+import { isAlive } from '../../vmm/qemu/qemu-process.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Snapshot, VmConfig } from '../../vmm/driver.js';
 import { FakeDriver, FakeNetwork, tmp, until, type FakeVm } from '../testing.js';
 import { PrimedPool, type PrimedPoolConfig } from './primed-pool.js';
-import { preparePrimedFolder, primedFolder } from './primed-dir.js';
+import { killAndWait, preparePrimedFolder, primedFolder } from './primed-dir.js';
 
 const MiB = 1024 * 1024;
 const log = { info() {}, warn() {} };
@@ -202,4 +204,14 @@ test('--primed-warm: a primed VM of an HTTP app serves its warm-up requests, the
     await p.dispose();
     server.close();
   }
+});
+
+test("the sweep's fallback kill (a QEMU it could not adopt) resolves once the process is dead", async () => {
+  const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+  await new Promise((r) => child.once('spawn', r));
+  const pid = child.pid!;
+  assert.equal(isAlive(pid), true);
+  assert.equal(await killAndWait(pid), true);
+  assert.equal(isAlive(pid), false, 'dead (or a zombie) when it resolves');
+  assert.equal(await killAndWait(pid), true, 'one already gone');
 });

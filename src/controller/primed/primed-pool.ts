@@ -20,7 +20,7 @@ import type { MicroVm, Snapshot, VmConfig, VmmDriver } from '../../vmm/driver.js
 import type { ControllerLogger, InstanceNetwork, NetworkLease } from '../seams.js';
 import { ColdWakeDemand, nextToPrime, type DemandOptions, type PrimeSpec, type Want } from './demand.js';
 import { warmUp } from '../template-warmup.js';
-import { findQemuOf, listPrimedFolders, preparePrimedFolder, primedFolder, primedFolderOf, readPrimedConfig } from './primed-dir.js';
+import { findQemuOf, killAndWait, listPrimedFolders, preparePrimedFolder, primedFolder, primedFolderOf, readPrimedConfig } from './primed-dir.js';
 
 export interface PrimedPoolConfig {
   /** Host RAM all primed VMs may hold; 0: no pool. */
@@ -210,13 +210,7 @@ export class PrimedPool {
       if (pid !== undefined) {
         const vm = config ? await this.#deps.driver.adopt(config, pid).catch(() => undefined) : undefined;
         if (vm) await vm.kill();
-        else {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            // gone
-          }
-        }
+        else if (!(await killAndWait(pid))) this.#deps.log.warn(`primed pool: QEMU ${pid} of ${dir} still alive after SIGKILL`);
       }
       await fsp.rm(dir, { recursive: true, force: true });
       n += 1;
