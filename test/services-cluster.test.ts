@@ -19,6 +19,7 @@ import { startEtcdCluster, type EtcdCluster } from '../src/cluster/etcd-cluster.
 import { api, until, proxyPortOf, pushFixtureImage, removeFlickd, runFlick, startFlickd, type FlickdUnderTest } from '../src/daemon/testing.js';
 import { stablePort } from '../src/network/free-port.js';
 import { runPool, runPrefix, sweepDeadRuns } from '../src/network/run-scoped.js';
+import { isAlive } from '../src/vmm/qemu/qemu-process.js';
 
 const IMAGE = 'fixtures/hello:1';
 const NEW = 'fixtures/hello:2';
@@ -164,6 +165,9 @@ test('a service spread over 3 hosts answers through every host\'s proxy; scale a
   // kill -9 of a member's host (not the service's): the member is made again on another host, and the service follows it.
   const [victim, victimHost] = [...(await membersInCatalog())].find(([, h]) => h !== 'h1')!;
   const dead = Number(victimHost.slice(1));
+  // Its VM there (pid while awake) and folder: the copy its host must not keep once the member moved.
+  const stale = (await api(hosts[dead - 1]!, 'GET', `/v1/instances/${victim}`)).json.data as { id: string; pid: number | null };
+  assert.ok(fs.existsSync(path.join(dataDirOf(dead), 'instances', stale.id)), `${victim}'s folder on ${victimHost}`);
   await hosts[dead - 1]!.stop('SIGKILL');
   const moved = await until(`the service to follow ${victim} off ${victimHost}`, async () => {
     const now = (await api(h1, 'GET', '/v1/services/web')).json.data.instances as Array<{ id: string; name: string; host: string | null }>;
@@ -185,6 +189,12 @@ test('a service spread over 3 hosts answers through every host\'s proxy; scale a
     const up = ((await api(h1, 'GET', '/v1/hosts')).json.data.hosts as Array<{ name: string; state: string }>).find((h) => h.name === victimHost)?.state === 'up';
     return up && !listed.some((i) => i.name === victim) ? true : undefined;
   }, 60_000);
+  // Its old VM is dead and its folder gone: nothing of the moved member is left on the host it left.
+  await until(`${victimHost} to end ${victim}'s old VM (pid ${stale.pid}) and remove its folder`, async () => {
+    const running = stale.pid !== null && isAlive(stale.pid);
+    return !running && !fs.existsSync(path.join(dataDirOf(dead), 'instances', stale.id)) ? true : undefined;
+  }, 30_000);
+  t.diagnostic(`${victimHost} back: ${victim}'s old VM (pid ${stale.pid ?? 'none: asleep'}) dead, instances/${stale.id} gone`);
   assert.equal((await api(h1, 'GET', '/v1/services/web')).json.data.instances.length, 2);
 
   const rm = await flick('service', 'rm', 'web');
