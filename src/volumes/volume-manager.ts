@@ -11,7 +11,7 @@
 // Who holds a volume (attachments) is in its record: an instance claims its
 // volumes when it is created and lets go when it is removed; at most one
 // holder may write, and nobody else may hold a volume that is written. The
-// record and view types are in volume-state.ts.
+// record and view types are in volume-state.ts; the collection of unused layers in layers.ts.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -20,6 +20,7 @@ import { writeFileAtomic } from '../registry/fs-atomic.js';
 import { checkDisk, diskFullError, diskSpace, isDiskFull, type DiskSpace } from '../limits/limits.js';
 import { allocatedBytes, backingChain, copySparse, makeExt4Qcow2, makeOverlay, syncFile } from './disk-file.js';
 import { validateMounts, validateVolumeName, type VolumeMount } from './names.js';
+import { collectLayers } from './layers.js';
 import { VolumeError } from './volume-error.js';
 import { VOLUME_STATE_VERSION, type AttachedVolume, type VolumeInfo, type VolumeState } from './volume-state.js';
 
@@ -374,25 +375,8 @@ export class VolumeManager {
     return { ...m, id: s.id, file: path.join(this.root, s.name, DISK), format: 'qcow2' };
   }
 
-  /**
-   * Removes the layers no head reads through (after rm, a failed clone, or a crash mid-clone), as
-   * the heads' backing chains on disk say. With `candidates` (the layers a removed head read
-   * through) only those may go, and the scan stops once each is seen in use: with 1,000 branches
-   * of one layer, a rm reads a chain or two instead of 1,000 (~8 ms each).
-   */
-  async #collectLayers(candidates?: ReadonlySet<string>): Promise<void> {
-    const dir = path.join(this.root, '.layers');
-    const layers = candidates ? [...candidates].filter((l) => path.dirname(l) === dir && fs.existsSync(l)) : fs.readdirSync(dir).map((l) => path.join(dir, l));
-    const unused = new Set(layers);
-    if (unused.size === 0) return;
-    for (const v of this.list()) {
-      // A head whose chain cannot be read might read through any layer: keep them all this time.
-      const chain = await backingChain(v.file).catch(() => undefined);
-      if (!chain) return;
-      for (const f of chain) unused.delete(path.resolve(f));
-      if (unused.size === 0) return;
-    }
-    for (const l of unused) await fsp.rm(l, { force: true });
+  #collectLayers(candidates?: ReadonlySet<string>): Promise<void> {
+    return collectLayers(path.join(this.root, '.layers'), () => this.list().map((v) => v.file), candidates);
   }
 }
 
