@@ -19,8 +19,8 @@ export const CatalogEntrySchema = z.object({
   owner: z.string(),
   /** The instance's id on its owner; null while it is being created there. */
   id: z.string().nullable(),
-  /** placed: its record exists on its owner (the states an earlier catalog had, creating and failed, are no longer written). */
-  state: z.enum(['creating', 'placed', 'failed']),
+  /** Its record exists on its owner: every entry is derived from a record. */
+  state: z.literal('placed'),
   /** The controller's create input (InstanceConfig), the image pinned by digest once placed. */
   config: z.record(z.string(), z.unknown()).and(z.object({ image: z.string() })),
   /** Saves its own state at suspend, or mounts a volume: it lives where its state is and does not move when its host dies. */

@@ -65,7 +65,7 @@ export class RemoteRoutes {
     if (!routes) return;
     for (const name of names ?? new Set([...this.#held.keys(), ...this.#c.names()])) {
       const entry = this.#c.entry(name);
-      const serves = entry && entry.owner !== this.#c.self && entry.state === 'placed' && (entry.http || (entry.tcp?.length ?? 0) > 0);
+      const serves = entry && entry.owner !== this.#c.self && (entry.http || (entry.tcp?.length ?? 0) > 0);
       const owner = serves ? this.#c.directory()?.get(entry.owner)?.record : undefined;
       const url = owner && hopUrl(owner);
       // The key says what the routes are: a change of host, hop address or ports re-routes.
